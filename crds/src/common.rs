@@ -1,0 +1,268 @@
+//! Types shared by the EventSource, Sensor and EventBus specs: secret references, TLS, SASL, backoff,
+//! statuses. Field names follow upstream `io.argoproj.events.v1alpha1` exactly.
+
+use std::fmt;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+pub use k8s_openapi::api::core::v1::{ConfigMapKeySelector, SecretKeySelector};
+
+/// An integer or a string, as Kubernetes' `IntOrString` but 64-bit: backoff durations are either
+/// nanoseconds (`1000000000`) or Go duration strings (`"1s"`, `"3m"`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Int64OrString {
+    /// A whole number (nanoseconds where it is a duration).
+    Int(i64),
+    /// A string such as `"10s"`.
+    String(String),
+}
+
+impl Int64OrString {
+    /// The value as a duration: an integer is nanoseconds, a string a Go duration (`"1m30s"`).
+    pub fn to_duration(&self) -> Result<std::time::Duration, crate::duration::ParseDurationError> {
+        match self {
+            Int64OrString::Int(n) if *n >= 0 => Ok(std::time::Duration::from_nanos(*n as u64)),
+            Int64OrString::Int(n) => Err(crate::duration::ParseDurationError::Negative(n.to_string())),
+            Int64OrString::String(s) => crate::duration::parse_go_duration(s),
+        }
+    }
+}
+
+impl fmt::Display for Int64OrString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Int64OrString::Int(n) => write!(f, "{n}"),
+            Int64OrString::String(s) => f.write_str(s),
+        }
+    }
+}
+
+impl Serialize for Int64OrString {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Int64OrString::Int(n) => s.serialize_i64(*n),
+            Int64OrString::String(v) => s.serialize_str(v),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Int64OrString {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(i64),
+            Str(String),
+        }
+        Ok(match Raw::deserialize(d)? {
+            Raw::Int(n) => Int64OrString::Int(n),
+            Raw::Str(s) => Int64OrString::String(s),
+        })
+    }
+}
+
+impl JsonSchema for Int64OrString {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Int64OrString".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "x-kubernetes-int-or-string": true })
+    }
+}
+
+/// A decimal amount (backoff `factor`, `jitter`), written as a number (`2`, `0.2`) or a string (`"0.2"`).
+/// Kept as text so no precision is lost on a round trip.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Amount(pub String);
+
+impl Amount {
+    /// The amount as a float; `None` when the text is not a number.
+    pub fn as_f64(&self) -> Option<f64> {
+        self.0.trim().parse().ok()
+    }
+}
+
+impl Serialize for Amount {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.as_f64() {
+            Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => s.serialize_i64(f as i64),
+            Some(f) => s.serialize_f64(f),
+            None => s.serialize_str(&self.0),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Amount {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(i64),
+            Float(f64),
+            Str(String),
+        }
+        Ok(Amount(match Raw::deserialize(d)? {
+            Raw::Int(n) => n.to_string(),
+            Raw::Float(f) => f.to_string(),
+            Raw::Str(s) => s,
+        }))
+    }
+}
+
+impl JsonSchema for Amount {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Amount".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "number" })
+    }
+}
+
+/// Retry timing, as Kubernetes' `wait.Backoff`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Backoff {
+    /// The first wait: nanoseconds, or a duration string such as `"1s"`. Default `1s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<Int64OrString>,
+    /// Each wait is the previous one times this factor. Default 1 (constant waits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub factor: Option<Amount>,
+    /// Random extra wait, as a fraction of the wait (0.2 adds up to 20%).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jitter: Option<Amount>,
+    /// How many attempts in all. Default 1 for triggers (no retry) unless set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<i32>,
+}
+
+/// A user name and password, each read from a Secret.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BasicAuth {
+    /// The Secret key holding the user name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<SecretKeySelector>,
+    /// The Secret key holding the password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<SecretKeySelector>,
+}
+
+/// TLS settings for a client connection.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TLSConfig {
+    /// The Secret key holding the CA certificate (PEM) used to verify the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_cert_secret: Option<SecretKeySelector>,
+    /// The Secret key holding the client certificate (PEM) for mutual TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert_secret: Option<SecretKeySelector>,
+    /// The Secret key holding the client private key (PEM) for mutual TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key_secret: Option<SecretKeySelector>,
+    /// Skip verifying the server's certificate. Insecure; for tests only. Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_skip_verify: bool,
+}
+
+/// SASL authentication (Kafka).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SASLConfig {
+    /// `PLAIN` (default), `OAUTHBEARER`, `SCRAM-SHA-256`, `SCRAM-SHA-512` or `GSSAPI`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mechanism: Option<String>,
+    /// The Secret key holding the user name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_secret: Option<SecretKeySelector>,
+    /// The Secret key holding the password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_secret: Option<SecretKeySelector>,
+}
+
+/// Where a header value comes from: a Secret or a ConfigMap key.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ValueFromSource {
+    /// A Secret key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key_ref: Option<SecretKeySelector>,
+    /// A ConfigMap key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map_key_ref: Option<ConfigMapKeySelector>,
+}
+
+/// A header whose value is read from a Secret or ConfigMap (so it never appears in a manifest).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecureHeader {
+    /// The header name.
+    #[serde(default)]
+    pub name: String,
+    /// Where the value comes from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_from: Option<ValueFromSource>,
+}
+
+/// Labels and annotations to put on generated objects.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Metadata {
+    /// Annotations to add.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<std::collections::BTreeMap<String, String>>,
+    /// Labels to add.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// A label or field selector term: `key operation value`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Selector {
+    /// The label or field key.
+    #[serde(default)]
+    pub key: String,
+    /// `==`, `!=`, `=`, `in`, `notin`, `exists`, `!`, `gt`, `lt`. Default `=`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
+    /// The value to compare with.
+    #[serde(default)]
+    pub value: String,
+}
+
+/// One status condition, as upstream and Kubernetes conventions.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// The condition type, e.g. `Deployed`, `SourcesProvided`.
+    #[serde(rename = "type", default)]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    #[serde(default)]
+    pub status: String,
+    /// When the status last changed (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<String>,
+    /// A CamelCase reason for the last transition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// A human-readable message about the last transition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// The status shared by all three kinds: conditions, and the generation they describe (a Sluice
+/// extension, as Kubernetes conventions ask).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    /// The current conditions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Sluice extension: the `metadata.generation` these conditions were computed for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
