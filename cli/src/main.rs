@@ -1,1 +1,47 @@
-fn main() {}
+//! `sluice`: event-driven automation for Kubernetes that runs Argo Events manifests.
+
+mod manifests;
+mod run;
+mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "sluice", version, about = "Event-driven automation that runs Argo Events manifests")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every EventSource and Sensor found under PATH… in one process, on the embedded bus.
+    Run(run::RunArgs),
+    /// Check manifests offline: parse errors, unknown fields, semantic rules.
+    Validate {
+        /// Files or directories (walked for .yaml, .yml, .json).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Output format.
+        #[arg(long, short, value_enum, default_value = "text")]
+        output: validate::Output,
+    },
+    /// Print the CustomResourceDefinitions of EventSource, Sensor and EventBus as YAML.
+    Crds,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Validate { paths, output } => validate::run(&paths, output),
+        Command::Crds => {
+            print!("{}", sluice_crds::crd_yaml());
+            0
+        }
+        Command::Run(args) => run::main(args),
+    };
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}

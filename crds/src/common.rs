@@ -266,3 +266,194 @@ pub struct Status {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 }
+
+/// Overrides for the main container of a generated pod (the sensor or event-source pod): extra
+/// environment, resources, mounts. The image and command are chosen by the controller.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Container {
+    /// Extra environment variables for the container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<Vec<k8s_openapi::api::core::v1::EnvVar>>,
+    /// Sources (ConfigMaps, Secrets) whose keys all become environment variables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env_from: Option<Vec<k8s_openapi::api::core::v1::EnvFromSource>>,
+    /// When to pull the image: `Always`, `IfNotPresent` or `Never`. Kubernetes' default applies when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<String>,
+    /// CPU and memory requests and limits of the container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
+    /// Container-level security settings (user, capabilities, read-only root).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_context: Option<k8s_openapi::api::core::v1::SecurityContext>,
+    /// Where the pod's `volumes` are mounted in the container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_mounts: Option<Vec<k8s_openapi::api::core::v1::VolumeMount>>,
+}
+
+/// How the controller shapes the pod it runs for a Sensor or an EventSource: service account,
+/// scheduling, security, volumes and the main container's overrides. Every field is optional.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Template {
+    /// Labels and annotations put on the pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Metadata>,
+    /// The ServiceAccount the pod runs as. Default: the namespace's `default` account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_name: Option<String>,
+    /// Overrides for the main container (env, resources, mounts, security).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<Container>,
+    /// Volumes the pod declares, mounted through `container.volumeMounts`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volumes: Option<Vec<k8s_openapi::api::core::v1::Volume>>,
+    /// Pod-level security settings (user, group, fsGroup, seccomp).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_context: Option<k8s_openapi::api::core::v1::PodSecurityContext>,
+    /// Node labels the pod's node must carry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<std::collections::BTreeMap<String, String>>,
+    /// Taints the pod tolerates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerations: Option<Vec<k8s_openapi::api::core::v1::Toleration>>,
+    /// Node and pod (anti-)affinity rules for scheduling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<k8s_openapi::api::core::v1::Affinity>,
+    /// Secrets used to pull the container image from private registries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_secrets: Option<Vec<k8s_openapi::api::core::v1::LocalObjectReference>>,
+    /// The pod's PriorityClass; higher classes are scheduled first and evicted last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority_class_name: Option<String>,
+    /// The pod's numeric priority. Normally filled in from `priorityClassName` by the admission
+    /// controller; set it only when that controller is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i32>,
+}
+
+/// An object in an S3-compatible store (AWS S3, MinIO, …), with the credentials to reach it. Used by
+/// the k8s trigger's `source.s3` and the MinIO event source.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct S3Artifact {
+    /// The store's endpoint, `host:port` without a scheme, e.g. `minio.local:9000`.
+    #[serde(default)]
+    pub endpoint: String,
+    /// The bucket, and for an artifact the object key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<S3Bucket>,
+    /// The region of the bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Use plain HTTP instead of HTTPS. Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure: bool,
+    /// The Secret key with the access key id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key: Option<SecretKeySelector>,
+    /// The Secret key with the secret access key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key: Option<SecretKeySelector>,
+    /// Bucket notification types to listen for (event sources only), e.g. `s3:ObjectCreated:Put`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<String>>,
+    /// Only objects whose key has this prefix and suffix (event sources only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<S3Filter>,
+    /// Extra metadata passed along with requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<std::collections::BTreeMap<String, String>>,
+    /// The Secret key with a CA certificate (PEM) to trust for the endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_certificate: Option<SecretKeySelector>,
+}
+
+/// A bucket and, where it names one object, the key.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct S3Bucket {
+    /// The bucket's name.
+    #[serde(default)]
+    pub name: String,
+    /// The object key within the bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+/// Object key filter for bucket notifications.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct S3Filter {
+    /// Keys must start with this text.
+    #[serde(default)]
+    pub prefix: String,
+    /// Keys must end with this text.
+    #[serde(default)]
+    pub suffix: String,
+}
+
+/// Credentials of a GitHub App installation (instead of a personal token).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GithubAppCreds {
+    /// The Secret key with the App's private key (PEM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_key: Option<SecretKeySelector>,
+    /// The App's numeric id.
+    #[serde(default, rename = "appID")]
+    pub app_id: i64,
+    /// The numeric id of the App's installation on the organisation or repository.
+    #[serde(default, rename = "installationID")]
+    pub installation_id: i64,
+}
+
+/// How to authenticate to a NATS server. Set at most one method.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NATSAuth {
+    /// User name and password from Secrets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic: Option<BasicAuth>,
+    /// The Secret key with a token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<SecretKeySelector>,
+    /// The Secret key with an NKey seed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nkey: Option<SecretKeySelector>,
+    /// The Secret key with a credentials file (JWT and NKey seed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<SecretKeySelector>,
+}
+
+/// A Confluent-compatible schema registry, for Avro-encoded Kafka messages.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SchemaRegistryConfig {
+    /// The registry's base URL.
+    #[serde(default)]
+    pub url: String,
+    /// The id of the schema messages are encoded with.
+    #[serde(default, rename = "schemaId")]
+    pub schema_id: i32,
+    /// Basic authentication for the registry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<BasicAuth>,
+}
+
+/// A Kafka consumer group.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaConsumerGroup {
+    /// The group's name.
+    #[serde(default)]
+    pub group_name: String,
+    /// A new group starts from the oldest retained message (`true`) or only sees new ones (`false`,
+    /// default).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub oldest: bool,
+    /// How partitions are shared among members: `range` (default), `roundrobin` or `sticky`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebalance_strategy: Option<String>,
+}

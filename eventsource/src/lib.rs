@@ -1,1 +1,116 @@
-//! placeholder
+//! Event sources: adapters that turn outside events (HTTP requests, broker messages, ticks) into
+//! CloudEvents and hand them to an [`EventSender`], which returns only once the bus stored them.
+//!
+//! Layout: one directory per kind under `sources/`, a closed registry ([`sources::SourceKind`]), the
+//! shared HTTP server for push kinds ([`http`]), secret resolution from files ([`secrets`]).
+//! [`build`] turns an `EventSource` into routes (push kinds) and tasks (pull kinds); the caller mounts
+//! the routes of every EventSource of the process on one [`http::RouteTable`] and runs the tasks.
+
+pub mod http;
+pub mod secrets;
+pub mod sender;
+pub mod sources;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sluice_crds::eventsource::EventSource;
+use tokio_util::sync::CancellationToken;
+
+pub use secrets::{FileSecretResolver, SecretError, SecretResolver};
+pub use sender::{BusSender, EventSender};
+use sources::SourceKind;
+
+/// Why an EventSource could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The spec asks for something this build cannot run; the message says what.
+    #[error("failed to build EventSource {event_source} event {event}: {what} is not supported yet")]
+    Unsupported { event_source: String, event: String, what: String },
+    /// A field is invalid in a way `sluice validate` also reports.
+    #[error("failed to build EventSource {event_source} event {event}: {reason}")]
+    InvalidSpec { event_source: String, event: String, reason: String },
+    /// A secret reference did not resolve.
+    #[error("failed to resolve a secret of EventSource {event_source} event {event}")]
+    ResolveSecret {
+        event_source: String,
+        event: String,
+        #[source]
+        source: SecretError,
+    },
+    /// The EventSource has no name.
+    #[error("failed to build an EventSource: metadata.name is empty")]
+    MissingName,
+}
+
+/// Why a running pull source stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// A backend-specific failure.
+    #[error("event source {event_source}/{event} failed")]
+    Run {
+        event_source: String,
+        event: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// A source that pulls or produces events on its own (brokers, schedules), run until cancelled.
+#[async_trait]
+pub trait PullSource: Send {
+    /// `EventSource/event`, for logs.
+    fn describe(&self) -> String;
+    /// Runs until `cancel`; returns after in-flight events were published or left unacknowledged
+    /// upstream.
+    async fn run(self: Box<Self>, cancel: CancellationToken) -> Result<(), SourceError>;
+}
+
+/// What building needs from the process.
+#[derive(Clone)]
+pub struct SourceContext {
+    /// Resolves secret references.
+    pub secrets: Arc<dyn SecretResolver>,
+    /// Publishes events.
+    pub sender: Arc<dyn EventSender>,
+}
+
+/// An EventSource ready to run: routes for the shared HTTP server and tasks for pull kinds.
+pub struct BuiltEventSource {
+    /// `metadata.name`.
+    pub name: String,
+    /// Routes of push kinds.
+    pub routes: Vec<http::Route>,
+    /// Pull sources to run.
+    pub tasks: Vec<Box<dyn PullSource>>,
+}
+
+/// Builds every event of `es`. A kind this build cannot run is an error naming it, so a process never
+/// starts with part of an EventSource silently missing.
+pub fn build(es: &EventSource, ctx: &SourceContext) -> Result<BuiltEventSource, BuildError> {
+    let name = es.metadata.name.clone().unwrap_or_default();
+    if name.is_empty() {
+        return Err(BuildError::MissingName);
+    }
+    let mut built = BuiltEventSource { name: name.clone(), routes: Vec::new(), tasks: Vec::new() };
+    for (kind, event) in sources::events_of(&es.spec) {
+        if !kind.is_runnable() {
+            return Err(BuildError::Unsupported {
+                event_source: name.clone(),
+                event,
+                what: format!("the {kind} event source kind"),
+            });
+        }
+    }
+    if let Some(events) = &es.spec.webhook {
+        built.routes.extend(sources::webhook::build_routes(&name, events, ctx.secrets.as_ref(), ctx.sender.clone())?);
+    }
+    Ok(built)
+}
+
+/// The kinds `es` uses, for logs.
+pub fn kinds_of(es: &EventSource) -> Vec<SourceKind> {
+    let mut kinds: Vec<SourceKind> = sources::events_of(&es.spec).into_iter().map(|(k, _)| k).collect();
+    kinds.dedup();
+    kinds
+}

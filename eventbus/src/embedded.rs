@@ -1,0 +1,1 @@
+//! The in-process bus backend (work in progress).

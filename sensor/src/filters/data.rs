@@ -1,0 +1,373 @@
+//! `filters.data`: comparisons of values found in the event's JSON data, with upstream's semantics.
+//!
+//! Each filter reads `path` (a gjson path) from the data and compares it, by `type`, with its
+//! `value` list, any one of which may match:
+//! - `string`: every value is a Go regular expression matched unanchored against the text;
+//!   `comparator` `=` (default) passes on a match, `!=` on a non-match, anything else never passes;
+//! - `number`: values are decimals compared with `>=`, `>`, `=` (default), `!=`, `<`, `<=`;
+//! - `bool`: values are read as Go's `strconv.ParseBool` does; the comparator is ignored.
+//!
+//! Filters combine with `dataLogicalOperator`: `and` (default, anything other than `or`) or `or`.
+//! Upstream's error rules are kept: a missing path, an empty value list, an unparsable value or an
+//! unknown type is an *error*. With `and` the first error fails the whole set; with `or` errors are
+//! collected and the set still passes when a later filter passes. Event without data: passes.
+
+use regex::Regex;
+use sluice_crds::sensor::DataFilter;
+
+use super::regex::compile_go_regex;
+use super::{FilterError, LogicalOperator};
+use crate::jsonpath::{go_bool, go_float, go_parse_bool, go_parse_float, go_string};
+
+/// How a filter's value is compared.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Comparator {
+    Eq,
+    Ne,
+    Gt,
+    Ge,
+    Lt,
+    Le,
+    /// A comparator upstream does not know; it never matches (upstream does not report it).
+    Other,
+}
+
+impl Comparator {
+    fn parse(text: Option<&str>) -> Self {
+        match text.unwrap_or_default() {
+            "" | "=" => Comparator::Eq,
+            "!=" => Comparator::Ne,
+            ">" => Comparator::Gt,
+            ">=" => Comparator::Ge,
+            "<" => Comparator::Lt,
+            "<=" => Comparator::Le,
+            _ => Comparator::Other,
+        }
+    }
+}
+
+/// The values of one filter, parsed once for its type. A value that does not parse keeps its error,
+/// reported only when evaluation reaches it, as upstream.
+#[derive(Clone, Debug)]
+enum Values {
+    Bool(Vec<Result<bool, FilterError>>),
+    Number(Vec<Result<f64, FilterError>>),
+    String(Vec<Result<Regex, FilterError>>),
+    UnknownType(String),
+}
+
+/// One `filters.data` entry, ready to evaluate.
+#[derive(Clone, Debug)]
+pub struct CompiledDataFilter {
+    path: String,
+    values: Values,
+    value_count: usize,
+    comparator: Comparator,
+    has_template: bool,
+}
+
+impl CompiledDataFilter {
+    /// Parses the filter's values for its type. Never fails: problems surface when it is evaluated.
+    pub fn new(filter: &DataFilter) -> Self {
+        let path = filter.path.clone();
+        let values = match filter.type_.as_str() {
+            "bool" => Values::Bool(
+                filter
+                    .value
+                    .iter()
+                    .map(|v| {
+                        go_parse_bool(v)
+                            .ok_or_else(|| FilterError::InvalidBool { path: path.clone(), value: v.clone() })
+                    })
+                    .collect(),
+            ),
+            "number" => Values::Number(
+                filter
+                    .value
+                    .iter()
+                    .map(|v| {
+                        go_parse_float(v)
+                            .ok_or_else(|| FilterError::InvalidNumber { path: path.clone(), value: v.clone() })
+                    })
+                    .collect(),
+            ),
+            "string" => Values::String(
+                filter
+                    .value
+                    .iter()
+                    .map(|v| {
+                        compile_go_regex(v).map_err(|source| FilterError::InvalidRegex {
+                            path: path.clone(),
+                            value: v.clone(),
+                            source,
+                        })
+                    })
+                    .collect(),
+            ),
+            other => Values::UnknownType(other.to_owned()),
+        };
+        Self {
+            path,
+            values,
+            value_count: filter.value.len(),
+            comparator: Comparator::parse(filter.comparator.as_deref()),
+            has_template: filter.template.as_deref().is_some_and(|t| !t.is_empty()),
+        }
+    }
+
+    /// Problems visible without an event (bad values, unknown type, unsupported template), for a
+    /// startup warning.
+    pub fn static_problems(&self) -> Vec<FilterError> {
+        let mut out = Vec::new();
+        if self.has_template {
+            out.push(FilterError::UnsupportedTemplate { path: self.path.clone() });
+        }
+        match &self.values {
+            Values::Bool(v) => out.extend(v.iter().filter_map(|r| r.as_ref().err().cloned())),
+            Values::Number(v) => out.extend(v.iter().filter_map(|r| r.as_ref().err().cloned())),
+            Values::String(v) => out.extend(v.iter().filter_map(|r| r.as_ref().err().cloned())),
+            Values::UnknownType(ty) => {
+                out.push(FilterError::UnknownType { path: self.path.clone(), ty: ty.clone() })
+            }
+        }
+        out
+    }
+
+    /// `Ok(true)` when one of the values matches, `Ok(false)` when none does, `Err` at the first
+    /// problem met on the way (upstream's order: path, values, template, type, each value in turn).
+    fn evaluate(&self, data: &str) -> Result<bool, FilterError> {
+        let found = gjson::get(data, &self.path);
+        if !found.exists() {
+            return Err(FilterError::PathNotFound { path: self.path.clone() });
+        }
+        if self.value_count == 0 {
+            return Err(FilterError::NoValues { path: self.path.clone() });
+        }
+        if self.has_template {
+            // Upstream renders a Go template over the value first; not supported yet, so the filter
+            // cannot be decided and counts as an error (false), never as a silent pass.
+            return Err(FilterError::UnsupportedTemplate { path: self.path.clone() });
+        }
+        match &self.values {
+            Values::Bool(values) => {
+                let actual = go_bool(&found);
+                for value in values {
+                    if *value.as_ref().map_err(Clone::clone)? == actual {
+                        return Ok(true);
+                    }
+                }
+                Ok(false)
+            }
+            Values::Number(values) => {
+                let actual = go_float(&found);
+                for value in values {
+                    let wanted = *value.as_ref().map_err(Clone::clone)?;
+                    let matched = match self.comparator {
+                        Comparator::Eq => actual == wanted,
+                        Comparator::Ne => actual != wanted,
+                        Comparator::Gt => actual > wanted,
+                        Comparator::Ge => actual >= wanted,
+                        Comparator::Lt => actual < wanted,
+                        Comparator::Le => actual <= wanted,
+                        Comparator::Other => false,
+                    };
+                    if matched {
+                        return Ok(true);
+                    }
+                }
+                Ok(false)
+            }
+            Values::String(values) => {
+                let actual = go_string(&found);
+                for value in values {
+                    let is_match = value.as_ref().map_err(Clone::clone)?.is_match(&actual);
+                    let matched = match self.comparator {
+                        Comparator::Eq => is_match,
+                        Comparator::Ne => !is_match,
+                        _ => false,
+                    };
+                    if matched {
+                        return Ok(true);
+                    }
+                }
+                Ok(false)
+            }
+            Values::UnknownType(ty) => Err(FilterError::UnknownType { path: self.path.clone(), ty: ty.clone() }),
+        }
+    }
+}
+
+/// What a set of data filters decided, and the errors met (empty when it passed under `or`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DataOutcome {
+    /// True when the event passes.
+    pub passed: bool,
+    /// Problems met while deciding. Under `and` at most one (the first).
+    pub errors: Vec<FilterError>,
+}
+
+/// Evaluates `filters` against the event data `data` (CloudEvent data as JSON text; `None` when the
+/// event has no data, which passes, as upstream).
+pub fn evaluate_data_filters(
+    filters: &[CompiledDataFilter],
+    operator: LogicalOperator,
+    data: Option<&str>,
+) -> DataOutcome {
+    if filters.is_empty() {
+        return DataOutcome { passed: true, errors: Vec::new() };
+    }
+    let Some(data) = data else {
+        return DataOutcome { passed: true, errors: Vec::new() };
+    };
+    match operator {
+        LogicalOperator::And => {
+            for filter in filters {
+                match filter.evaluate(data) {
+                    Ok(true) => {}
+                    Ok(false) => return DataOutcome { passed: false, errors: Vec::new() },
+                    Err(error) => return DataOutcome { passed: false, errors: vec![error] },
+                }
+            }
+            DataOutcome { passed: true, errors: Vec::new() }
+        }
+        LogicalOperator::Or => {
+            let mut errors = Vec::new();
+            for filter in filters {
+                match filter.evaluate(data) {
+                    // Upstream returns on the first pass and drops errors met before it.
+                    Ok(true) => return DataOutcome { passed: true, errors: Vec::new() },
+                    Ok(false) => {}
+                    Err(error) => errors.push(error),
+                }
+            }
+            DataOutcome { passed: false, errors }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter(path: &str, ty: &str, values: &[&str], comparator: Option<&str>) -> CompiledDataFilter {
+        CompiledDataFilter::new(&DataFilter {
+            path: path.into(),
+            type_: ty.into(),
+            value: values.iter().map(|v| v.to_string()).collect(),
+            comparator: comparator.map(Into::into),
+            template: None,
+        })
+    }
+
+    fn passes(filters: &[CompiledDataFilter], op: LogicalOperator, data: &str) -> bool {
+        evaluate_data_filters(filters, op, Some(data)).passed
+    }
+
+    const DATA: &str = r#"{"body":{"action":"opened","count":5,"ratio":0.5,"draft":false,"name":"a.b","tags":["x","y"],"flag":"True"}}"#;
+
+    #[test]
+    fn string_values_are_unanchored_regexes_any_of() {
+        let and = LogicalOperator::And;
+        assert!(passes(&[filter("body.action", "string", &["open"], None)], and, DATA));
+        assert!(passes(&[filter("body.action", "string", &["^closed$", "^opened$"], None)], and, DATA));
+        assert!(!passes(&[filter("body.action", "string", &["^open$"], None)], and, DATA));
+        assert!(passes(&[filter("body.action", "string", &["closed"], Some("!="))], and, DATA));
+        assert!(!passes(&[filter("body.action", "string", &["opened"], Some("!="))], and, DATA));
+        assert!(!passes(&[filter("body.action", "string", &["opened"], Some(">"))], and, DATA));
+    }
+
+    #[test]
+    fn number_comparators() {
+        let and = LogicalOperator::And;
+        let cases = [
+            (">=", "5", true),
+            (">", "5", false),
+            (">", "4.5", true),
+            ("=", "5.0", true),
+            ("!=", "5", false),
+            ("<", "6", true),
+            ("<=", "4", false),
+            ("~", "5", false),
+        ];
+        for (comparator, value, expected) in cases {
+            let f = filter("body.count", "number", &[value], Some(comparator));
+            assert_eq!(passes(&[f], and, DATA), expected, "count {comparator} {value}");
+        }
+        assert!(passes(&[filter("body.count", "number", &["5"], None)], and, DATA));
+        assert!(passes(&[filter("body.ratio", "number", &["0.5"], None)], and, DATA));
+    }
+
+    #[test]
+    fn bool_values_use_go_parsing_and_go_truthiness() {
+        let and = LogicalOperator::And;
+        assert!(passes(&[filter("body.draft", "bool", &["false"], None)], and, DATA));
+        assert!(passes(&[filter("body.draft", "bool", &["F"], None)], and, DATA));
+        assert!(passes(&[filter("body.flag", "bool", &["true"], None)], and, DATA));
+        let out = evaluate_data_filters(&[filter("body.draft", "bool", &["nope"], None)], and, Some(DATA));
+        assert!(!out.passed);
+        assert!(matches!(out.errors.as_slice(), [FilterError::InvalidBool { .. }]));
+    }
+
+    #[test]
+    fn missing_path_and_empty_values_are_errors() {
+        let and = LogicalOperator::And;
+        let out = evaluate_data_filters(&[filter("body.nope", "string", &["x"], None)], and, Some(DATA));
+        assert_eq!(out.passed, false);
+        assert!(matches!(out.errors.as_slice(), [FilterError::PathNotFound { path }] if path == "body.nope"));
+        let out = evaluate_data_filters(&[filter("body.action", "string", &[], None)], and, Some(DATA));
+        assert!(matches!(out.errors.as_slice(), [FilterError::NoValues { .. }]));
+        let out = evaluate_data_filters(&[filter("body.action", "date", &["x"], None)], and, Some(DATA));
+        assert!(matches!(out.errors.as_slice(), [FilterError::UnknownType { ty, .. }] if ty == "date"));
+    }
+
+    #[test]
+    fn template_is_unsupported_and_counts_as_false() {
+        let f = CompiledDataFilter::new(&DataFilter {
+            path: "body.action".into(),
+            type_: "string".into(),
+            value: vec!["opened".into()],
+            comparator: None,
+            template: Some("{{ .Input }}".into()),
+        });
+        let out = evaluate_data_filters(&[f], LogicalOperator::And, Some(DATA));
+        assert!(!out.passed);
+        assert!(matches!(out.errors.as_slice(), [FilterError::UnsupportedTemplate { .. }]));
+    }
+
+    #[test]
+    fn or_passes_on_any_and_drops_earlier_errors() {
+        let or = LogicalOperator::Or;
+        let filters = [filter("body.nope", "string", &["x"], None), filter("body.count", "number", &["5"], None)];
+        let out = evaluate_data_filters(&filters, or, Some(DATA));
+        assert_eq!(out, DataOutcome { passed: true, errors: vec![] });
+        let filters = [filter("body.nope", "string", &["x"], None), filter("body.count", "number", &["6"], None)];
+        let out = evaluate_data_filters(&filters, or, Some(DATA));
+        assert!(!out.passed);
+        assert_eq!(out.errors.len(), 1);
+    }
+
+    #[test]
+    fn and_needs_all() {
+        let and = LogicalOperator::And;
+        let filters = [filter("body.action", "string", &["opened"], None), filter("body.count", "number", &["6"], None)];
+        assert!(!passes(&filters, and, DATA));
+        let filters = [filter("body.action", "string", &["opened"], None), filter("body.count", "number", &["5"], None)];
+        assert!(passes(&filters, and, DATA));
+    }
+
+    #[test]
+    fn no_data_or_no_filters_pass() {
+        let f = filter("body.action", "string", &["x"], None);
+        assert!(evaluate_data_filters(&[f], LogicalOperator::And, None).passed);
+        assert!(evaluate_data_filters(&[], LogicalOperator::And, Some(DATA)).passed);
+    }
+
+    #[test]
+    fn gjson_paths_reach_arrays_and_escaped_keys() {
+        let and = LogicalOperator::And;
+        assert!(passes(&[filter("body.tags.1", "string", &["^y$"], None)], and, DATA));
+        assert!(passes(&[filter("body.tags.#", "number", &["2"], None)], and, DATA));
+        let data = r#"{"a.b":"dot"}"#;
+        assert!(passes(&[filter(r"a\.b", "string", &["dot"], None)], and, data));
+    }
+}
