@@ -45,7 +45,7 @@ pub const JSON_CONTENT_TYPE: &str = "application/json";
 /// b"https://sluice.dev/ns/event-id")`, written out so it can never change by accident (a test checks
 /// the derivation). Changing it changes every deterministic event id, which breaks bus dedup across
 /// an upgrade.
-const EVENT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x7e0d_6c0a_5f0e_5b4e_9d3e_4b1c_2a19_8f00);
+const EVENT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x1a13_00f5_90e9_5e37_beac_9098_a237_22fb);
 
 /// Context attribute names an extension must not take (they would be serialized twice).
 const RESERVED_NAMES: &[&str] =

@@ -1,1 +1,1 @@
-//! Integration tests live in `tests/`.
+//! End-to-end tests live in `tests/`; this library holds their shared helpers.

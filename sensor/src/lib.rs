@@ -1,1 +1,3 @@
-//! placeholder
+//! Sensors: dependency filters, parameter resolution, trigger state and the trigger kinds.
+pub mod filters;
+pub mod jsonpath;
