@@ -1,6 +1,7 @@
 //! `sluice`: event-driven automation for Kubernetes that runs Argo Events manifests.
 
 mod manifests;
+mod observe;
 mod run;
 mod validate;
 
@@ -37,10 +38,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Validate { paths, output } => validate::run(&paths, output),
-        Command::Crds => {
-            print!("{}", sluice_crds::crd_yaml());
-            0
-        }
+        Command::Crds => match sluice_crds::crd_yaml() {
+            Ok(yaml) => {
+                print!("{yaml}");
+                0
+            }
+            Err(e) => {
+                eprintln!("sluice crds: failed to render the CRDs: {e}");
+                1
+            }
+        },
         Command::Run(args) => run::main(args),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))

@@ -242,3 +242,40 @@ mod tests {
         assert_eq!(ignored_path("spec"), "spec");
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    fn examples_dir() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("examples")
+    }
+
+    /// Every file under examples/ parses, validates with no error and no warning, and survives a round trip.
+    #[test]
+    fn every_example_is_valid_and_round_trips() {
+        let docs = load(&[examples_dir()]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(docs.len() >= 3, "expected the quickstart's manifests, found {}", docs.len());
+        for doc in &docs {
+            assert!(doc.problems.is_empty(), "{}:{}: {:?}", doc.file.display(), doc.index, doc.problems);
+            let manifest = doc.manifest.as_ref().unwrap_or_else(|| panic!("{}: not typed", doc.file.display()));
+            match manifest {
+                Manifest::EventSource(m) => {
+                    let text = serde_yaml::to_string(m).unwrap_or_else(|e| panic!("{e}"));
+                    let back: EventSource = serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
+                    assert_eq!(&back, m.as_ref());
+                }
+                Manifest::Sensor(m) => {
+                    let text = serde_yaml::to_string(m).unwrap_or_else(|e| panic!("{e}"));
+                    let back: Sensor = serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
+                    assert_eq!(&back, m.as_ref());
+                }
+                Manifest::EventBus(m) => {
+                    let text = serde_yaml::to_string(m).unwrap_or_else(|e| panic!("{e}"));
+                    let back: EventBus = serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
+                    assert_eq!(&back, m.as_ref());
+                }
+            }
+        }
+    }
+}

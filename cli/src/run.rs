@@ -16,6 +16,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::manifests::{self, Manifest};
+use crate::observe::Observability;
+use sluice_eventsource::metrics::SourceMetrics;
 
 /// Log output format.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -44,6 +46,9 @@ pub struct RunArgs {
     /// How long shutdown waits for in-flight work before giving up.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
+    /// Address of `/metrics`, `/healthz` and `/readyz` (port 0 picks a free port).
+    #[arg(long, env = "SLUICE_METRICS_ADDRESS", default_value = "127.0.0.1:7777")]
+    pub metrics_address: std::net::SocketAddr,
     /// Capacity of the embedded bus, in events (publishes beyond it are refused with 503).
     #[arg(long, default_value_t = 100_000)]
     pub bus_capacity: usize,
@@ -124,6 +129,12 @@ async fn run(args: RunArgs) -> i32 {
     let tracker = TaskTracker::new();
     let bus: Arc<dyn Bus> = Arc::new(EmbeddedBus::new(EmbeddedConfig { capacity: args.bus_capacity, ..Default::default() }));
     let secrets = Arc::new(FileSecretResolver::new(&args.secrets_dir));
+    let observability = Observability::default();
+    let source_metrics = observability.register(SourceMetrics::register);
+    if let Err(error) = observability.serve(args.metrics_address, cancel.child_token(), &tracker).await {
+        tracing::error!(addr = %args.metrics_address, %error, "failed to serve metrics");
+        return 1;
+    }
 
     // Sensors subscribe first, so no event published once the ports listen can pass unseen.
     let http_client = reqwest::Client::new();
@@ -148,7 +159,11 @@ async fn run(args: RunArgs) -> i32 {
         });
     }
 
-    let ctx = SourceContext { secrets: secrets.clone(), sender: Arc::new(BusSender::new(bus.clone(), Duration::from_secs(10))) };
+    let ctx = SourceContext {
+        secrets: secrets.clone(),
+        sender: Arc::new(BusSender::new(bus.clone(), Duration::from_secs(10))),
+        metrics: source_metrics,
+    };
     let mut routes = RouteTable::new();
     for es in &event_sources {
         let built = match sluice_eventsource::build(es, &ctx) {
@@ -179,6 +194,7 @@ async fn run(args: RunArgs) -> i32 {
         cancel.cancel();
         return 1;
     }
+    observability.set_ready(true);
     tracing::info!(
         eventsources = event_sources.len(),
         "sluice is running; Ctrl-C or SIGTERM stops it"
@@ -186,6 +202,7 @@ async fn run(args: RunArgs) -> i32 {
 
     wait_for_signal().await;
     tracing::info!("shutting down: draining in-flight work");
+    observability.set_ready(false);
     cancel.cancel();
     tracker.close();
     if tokio::time::timeout(args.drain_timeout, tracker.wait()).await.is_err() {

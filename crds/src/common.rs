@@ -339,7 +339,7 @@ pub struct Template {
 #[serde(rename_all = "camelCase")]
 pub struct S3Artifact {
     /// The store's endpoint, `host:port` without a scheme, e.g. `minio.local:9000`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub endpoint: String,
     /// The bucket, and for an artifact the object key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -375,7 +375,7 @@ pub struct S3Artifact {
 #[serde(rename_all = "camelCase")]
 pub struct S3Bucket {
     /// The bucket's name.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
     /// The object key within the bucket.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -387,10 +387,10 @@ pub struct S3Bucket {
 #[serde(rename_all = "camelCase")]
 pub struct S3Filter {
     /// Keys must start with this text.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub prefix: String,
     /// Keys must end with this text.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub suffix: String,
 }
 
@@ -402,10 +402,10 @@ pub struct GithubAppCreds {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub private_key: Option<SecretKeySelector>,
     /// The App's numeric id.
-    #[serde(default, rename = "appID")]
+    #[serde(default, rename = "appID", skip_serializing_if = "is_zero_i64")]
     pub app_id: i64,
     /// The numeric id of the App's installation on the organisation or repository.
-    #[serde(default, rename = "installationID")]
+    #[serde(default, rename = "installationID", skip_serializing_if = "is_zero_i64")]
     pub installation_id: i64,
 }
 
@@ -432,10 +432,10 @@ pub struct NATSAuth {
 #[serde(rename_all = "camelCase")]
 pub struct SchemaRegistryConfig {
     /// The registry's base URL.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub url: String,
     /// The id of the schema messages are encoded with.
-    #[serde(default, rename = "schemaId")]
+    #[serde(default, rename = "schemaId", skip_serializing_if = "is_zero_i32")]
     pub schema_id: i32,
     /// Basic authentication for the registry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -447,7 +447,7 @@ pub struct SchemaRegistryConfig {
 #[serde(rename_all = "camelCase")]
 pub struct KafkaConsumerGroup {
     /// The group's name.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub group_name: String,
     /// A new group starts from the oldest retained message (`true`) or only sees new ones (`false`,
     /// default).
@@ -456,4 +456,14 @@ pub struct KafkaConsumerGroup {
     /// How partitions are shared among members: `range` (default), `roundrobin` or `sticky`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rebalance_strategy: Option<String>,
+}
+
+/// `skip_serializing_if` for whole numbers where 0 means unset.
+fn is_zero_i64(n: &i64) -> bool {
+    *n == 0
+}
+
+/// `skip_serializing_if` for whole numbers where 0 means unset.
+fn is_zero_i32(n: &i32) -> bool {
+    *n == 0
 }

@@ -7,6 +7,7 @@
 //! the routes of every EventSource of the process on one [`http::RouteTable`] and runs the tasks.
 
 pub mod http;
+pub mod metrics;
 pub mod secrets;
 pub mod sender;
 pub mod sources;
@@ -73,6 +74,8 @@ pub struct SourceContext {
     pub secrets: Arc<dyn SecretResolver>,
     /// Publishes events.
     pub sender: Arc<dyn EventSender>,
+    /// Metric families (registered by the caller).
+    pub metrics: metrics::SourceMetrics,
 }
 
 /// An EventSource ready to run: routes for the shared HTTP server and tasks for pull kinds.
@@ -103,7 +106,17 @@ pub fn build(es: &EventSource, ctx: &SourceContext) -> Result<BuiltEventSource, 
         }
     }
     if let Some(events) = &es.spec.webhook {
-        built.routes.extend(sources::webhook::build_routes(&name, events, ctx.secrets.as_ref(), ctx.sender.clone())?);
+        built.routes.extend(sources::webhook::build_routes(
+            &name,
+            events,
+            ctx.secrets.as_ref(),
+            ctx.sender.clone(),
+            &ctx.metrics,
+        )?);
+        ctx.metrics
+            .running
+            .get_or_create(&metrics::SourceLabels { eventsource_name: name.clone() })
+            .set(i64::try_from(events.len()).unwrap_or(i64::MAX));
     }
     Ok(built)
 }

@@ -42,7 +42,7 @@ impl Sluice {
     fn start(manifests: &std::path::Path, log: PathBuf) -> Result<Self> {
         let file = std::fs::File::create(&log)?;
         let child = Command::new(sluice_bin()?)
-            .args(["run", manifests.to_str().context("path")?, "--log-format", "json"])
+            .args(["run", manifests.to_str().context("path")?, "--log-format", "json", "--metrics-address", "127.0.0.1:0"])
             .env("SLUICE_SECRETS_DIR", manifests.join("secrets"))
             .stdout(Stdio::null())
             .stderr(file)

@@ -2,6 +2,9 @@
 //! named events, grouped by kind (`webhook`, `github`, `kafka`, `calendar`, …). Each event is
 //! published on the bus under the subject `<eventSourceName>.<eventName>`, so event names are unique
 //! across all kinds of one EventSource.
+//!
+//! Field names and types follow upstream Argo Events exactly, so upstream manifests parse
+//! unchanged; offline checks live in [`validate`](self::validate).
 
 use std::collections::BTreeMap;
 
@@ -9,11 +12,56 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+mod calendar;
+mod cloud;
+mod git;
+mod messaging;
+mod resource;
+mod saas;
+mod storage;
+mod streams;
+mod template;
+pub mod validate;
 mod webhook;
 
+#[cfg(test)]
+mod tests;
+
+pub use calendar::{
+    check_exclusion_date, parse_interval, parse_schedule, CalendarEventSource, CalendarSchedule,
+    CatchupConfiguration, ConfigMapPersistence, EventPersistence, ParsedSpec, ScheduleError,
+};
+pub use cloud::{
+    AzureEventsHubEventSource, AzureQueueStorageEventSource, AzureServiceBusEventSource, MNSEventSource,
+    PubSubEventSource, SNSEventSource, SQSEventSource,
+};
+pub use git::{
+    BitbucketAuth, BitbucketBasicAuth, BitbucketEventSource, BitbucketRepository, BitbucketServerEventSource,
+    BitbucketServerRepository, GerritEventSource, GithubAppCreds, GithubEventSource, GitlabEventSource,
+    OwnedRepositories,
+};
+pub use messaging::{
+    AMQPConsumeConfig, AMQPEventSource, AMQPExchangeDeclareConfig, AMQPQueueBindConfig, AMQPQueueDeclareConfig,
+    AWSMSKIAMConfig, GenericEventSource, KafkaConsumerGroup, KafkaEventSource, SchemaRegistryConfig,
+};
+pub use resource::{ResourceEventSource, ResourceFilter};
+pub use saas::{SlackEventSource, StripeEventSource};
+pub use storage::{
+    FileEventSource, HDFSEventSource, S3Artifact, S3Bucket, S3Filter, SFTPEventSource, StorageGridEventSource,
+    StorageGridFilter, WatchPathConfig,
+};
+pub use streams::{
+    EmitterEventSource, MQTTEventSource, NATSAuth, NATSEventsSource, NSQEventSource, PulsarEventSource,
+    RedisEventSource, RedisStreamEventSource,
+};
+pub use template::{Container, Service, Template};
 pub use webhook::{EventSourceFilter, WebhookContext, WebhookEventSource};
 
-/// The desired state of an EventSource: the events to produce, and how to run the process producing them.
+/// Events of one kind, keyed by event name.
+pub type Events<T> = Option<BTreeMap<String, T>>;
+
+/// The desired state of an EventSource: the events to produce, and how to run the process that
+/// produces them. Every kind is a map from event name to that event's settings.
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "argoproj.io",
@@ -22,23 +70,392 @@ pub use webhook::{EventSourceFilter, WebhookContext, WebhookEventSource};
     namespaced,
     status = "EventSourceStatus",
     shortname = "es",
-    plural = "eventsources"
+    plural = "eventsources",
+    derive = "PartialEq",
+    derive = "Default"
 )]
 #[serde(rename_all = "camelCase")]
 pub struct EventSourceSpec {
     /// The name of the EventBus events are published to. Default `default`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_bus_name: Option<String>,
-    /// Plain HTTP endpoints, keyed by event name.
+    /// Settings for the EventSource pod (metadata, resources, volumes, scheduling).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub webhook: Option<BTreeMap<String, WebhookEventSource>>,
+    pub template: Option<Template>,
+    /// A ClusterIP Service in front of the pod, needed for push sources to be reachable.
+    /// Default: no Service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<Service>,
+    /// How many pods run this EventSource. Kinds that must not run twice at once elect a leader,
+    /// so only one pod is active; push kinds serve from every pod. Default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
+
+    /// MinIO bucket notifications.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minio: Events<S3Artifact>,
+    /// Cron or interval ticks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calendar: Events<CalendarEventSource>,
+    /// Local file system changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Events<FileEventSource>,
+    /// Kubernetes object changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Events<ResourceEventSource>,
+    /// Plain HTTP endpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Events<WebhookEventSource>,
+    /// AMQP (RabbitMQ) queues.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amqp: Events<AMQPEventSource>,
+    /// Kafka topics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka: Events<KafkaEventSource>,
+    /// MQTT topics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mqtt: Events<MQTTEventSource>,
+    /// NATS subjects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nats: Events<NATSEventsSource>,
+    /// AWS SNS topics (delivered over HTTP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sns: Events<SNSEventSource>,
+    /// AWS SQS queues.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sqs: Events<SQSEventSource>,
+    /// Google Cloud Pub/Sub subscriptions.
+    #[serde(default, rename = "pubSub", skip_serializing_if = "Option::is_none")]
+    pub pub_sub: Events<PubSubEventSource>,
+    /// GitHub webhooks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub github: Events<GithubEventSource>,
+    /// GitLab webhooks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gitlab: Events<GitlabEventSource>,
+    /// HDFS directory changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hdfs: Events<HDFSEventSource>,
+    /// Slack app events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slack: Events<SlackEventSource>,
+    /// NetApp StorageGRID notifications.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_grid: Events<StorageGridEventSource>,
+    /// Azure Event Hubs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub azure_events_hub: Events<AzureEventsHubEventSource>,
+    /// Stripe webhooks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stripe: Events<StripeEventSource>,
+    /// Emitter channels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emitter: Events<EmitterEventSource>,
+    /// Redis pub/sub channels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Events<RedisEventSource>,
+    /// NSQ topics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nsq: Events<NSQEventSource>,
+    /// Apache Pulsar topics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pulsar: Events<PulsarEventSource>,
+    /// Events from user-provided gRPC servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generic: Events<GenericEventSource>,
+    /// Redis streams.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_stream: Events<RedisStreamEventSource>,
+    /// Bitbucket Server webhooks.
+    #[serde(default, rename = "bitbucketserver", skip_serializing_if = "Option::is_none")]
+    pub bitbucket_server: Events<BitbucketServerEventSource>,
+    /// Bitbucket Cloud webhooks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bitbucket: Events<BitbucketEventSource>,
+    /// Azure Service Bus queues and subscriptions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub azure_service_bus: Events<AzureServiceBusEventSource>,
+    /// Azure Storage queues.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub azure_queue_storage: Events<AzureQueueStorageEventSource>,
+    /// SFTP server file changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sftp: Events<SFTPEventSource>,
+    /// Gerrit webhooks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gerrit: Events<GerritEventSource>,
+    /// Alibaba Cloud MNS queues.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mns: Events<MNSEventSource>,
 }
 
 /// The observed state of an EventSource: its conditions (`SourcesProvided`, `Deployed`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EventSourceStatus {
-    /// Conditions at the top level of `status`, as upstream.
+    /// Conditions sit at the top level of `status`, as upstream.
     #[serde(flatten)]
     pub status: crate::common::Status,
+}
+
+/// The kinds of event an EventSource can declare, named as the `spec` field that holds them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EventSourceKind {
+    /// `spec.amqp`
+    Amqp,
+    /// `spec.azureEventsHub`
+    AzureEventsHub,
+    /// `spec.azureQueueStorage`
+    AzureQueueStorage,
+    /// `spec.azureServiceBus`
+    AzureServiceBus,
+    /// `spec.bitbucket`
+    Bitbucket,
+    /// `spec.bitbucketserver`
+    BitbucketServer,
+    /// `spec.calendar`
+    Calendar,
+    /// `spec.emitter`
+    Emitter,
+    /// `spec.file`
+    File,
+    /// `spec.generic`
+    Generic,
+    /// `spec.gerrit`
+    Gerrit,
+    /// `spec.github`
+    Github,
+    /// `spec.gitlab`
+    Gitlab,
+    /// `spec.hdfs`
+    Hdfs,
+    /// `spec.kafka`
+    Kafka,
+    /// `spec.minio`
+    Minio,
+    /// `spec.mns`
+    Mns,
+    /// `spec.mqtt`
+    Mqtt,
+    /// `spec.nats`
+    Nats,
+    /// `spec.nsq`
+    Nsq,
+    /// `spec.pubSub`
+    PubSub,
+    /// `spec.pulsar`
+    Pulsar,
+    /// `spec.redis`
+    Redis,
+    /// `spec.redisStream`
+    RedisStream,
+    /// `spec.resource`
+    Resource,
+    /// `spec.sftp`
+    Sftp,
+    /// `spec.slack`
+    Slack,
+    /// `spec.sns`
+    Sns,
+    /// `spec.sqs`
+    Sqs,
+    /// `spec.storageGrid`
+    StorageGrid,
+    /// `spec.stripe`
+    Stripe,
+    /// `spec.webhook`
+    Webhook,
+}
+
+impl EventSourceKind {
+    /// Every kind, in the order of the `spec` field names.
+    pub const ALL: [EventSourceKind; 32] = [
+        Self::Amqp,
+        Self::AzureEventsHub,
+        Self::AzureQueueStorage,
+        Self::AzureServiceBus,
+        Self::Bitbucket,
+        Self::BitbucketServer,
+        Self::Calendar,
+        Self::Emitter,
+        Self::File,
+        Self::Generic,
+        Self::Gerrit,
+        Self::Github,
+        Self::Gitlab,
+        Self::Hdfs,
+        Self::Kafka,
+        Self::Minio,
+        Self::Mns,
+        Self::Mqtt,
+        Self::Nats,
+        Self::Nsq,
+        Self::PubSub,
+        Self::Pulsar,
+        Self::Redis,
+        Self::RedisStream,
+        Self::Resource,
+        Self::Sftp,
+        Self::Slack,
+        Self::Sns,
+        Self::Sqs,
+        Self::StorageGrid,
+        Self::Stripe,
+        Self::Webhook,
+    ];
+
+    /// The `spec` field holding this kind, e.g. `pubSub`, `bitbucketserver`.
+    pub fn field_name(self) -> &'static str {
+        match self {
+            Self::Amqp => "amqp",
+            Self::AzureEventsHub => "azureEventsHub",
+            Self::AzureQueueStorage => "azureQueueStorage",
+            Self::AzureServiceBus => "azureServiceBus",
+            Self::Bitbucket => "bitbucket",
+            Self::BitbucketServer => "bitbucketserver",
+            Self::Calendar => "calendar",
+            Self::Emitter => "emitter",
+            Self::File => "file",
+            Self::Generic => "generic",
+            Self::Gerrit => "gerrit",
+            Self::Github => "github",
+            Self::Gitlab => "gitlab",
+            Self::Hdfs => "hdfs",
+            Self::Kafka => "kafka",
+            Self::Minio => "minio",
+            Self::Mns => "mns",
+            Self::Mqtt => "mqtt",
+            Self::Nats => "nats",
+            Self::Nsq => "nsq",
+            Self::PubSub => "pubSub",
+            Self::Pulsar => "pulsar",
+            Self::Redis => "redis",
+            Self::RedisStream => "redisStream",
+            Self::Resource => "resource",
+            Self::Sftp => "sftp",
+            Self::Slack => "slack",
+            Self::Sns => "sns",
+            Self::Sqs => "sqs",
+            Self::StorageGrid => "storageGrid",
+            Self::Stripe => "stripe",
+            Self::Webhook => "webhook",
+        }
+    }
+
+    /// True for kinds that receive pushes over HTTP: they serve a [`WebhookContext`] and need a
+    /// Service to be reachable.
+    pub fn is_push(self) -> bool {
+        matches!(
+            self,
+            Self::Bitbucket
+                | Self::BitbucketServer
+                | Self::Gerrit
+                | Self::Github
+                | Self::Gitlab
+                | Self::Slack
+                | Self::Sns
+                | Self::StorageGrid
+                | Self::Stripe
+                | Self::Webhook
+        )
+    }
+
+    /// True for kinds that must not run in two active pods at once (a stateful consumer, a
+    /// timer, a watch). Upstream deploys these with the `Recreate` strategy and the others with
+    /// rolling updates; the push kinds and the competing-consumer queues (SQS, Azure Queue
+    /// Storage, MNS) may overlap during an update.
+    pub fn needs_single_active(self) -> bool {
+        !(self.is_push() || matches!(self, Self::Sqs | Self::AzureQueueStorage | Self::Mns))
+    }
+}
+
+impl std::fmt::Display for EventSourceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.field_name())
+    }
+}
+
+fn names<T>(events: &Events<T>) -> impl Iterator<Item = &str> {
+    events.iter().flat_map(|m| m.keys().map(String::as_str))
+}
+
+impl EventSourceSpec {
+    /// Every declared event as `(kind, event name)`, kinds in [`EventSourceKind::ALL`] order and
+    /// names sorted within a kind. An event name may appear under two kinds (an error that
+    /// [`validate`](self::validate) reports).
+    pub fn event_names(&self) -> Vec<(EventSourceKind, &str)> {
+        let mut out = Vec::new();
+        for kind in EventSourceKind::ALL {
+            out.extend(self.names_of(kind).map(|n| (kind, n)));
+        }
+        out
+    }
+
+    fn names_of(&self, kind: EventSourceKind) -> Box<dyn Iterator<Item = &str> + '_> {
+        use EventSourceKind as K;
+        match kind {
+            K::Amqp => Box::new(names(&self.amqp)),
+            K::AzureEventsHub => Box::new(names(&self.azure_events_hub)),
+            K::AzureQueueStorage => Box::new(names(&self.azure_queue_storage)),
+            K::AzureServiceBus => Box::new(names(&self.azure_service_bus)),
+            K::Bitbucket => Box::new(names(&self.bitbucket)),
+            K::BitbucketServer => Box::new(names(&self.bitbucket_server)),
+            K::Calendar => Box::new(names(&self.calendar)),
+            K::Emitter => Box::new(names(&self.emitter)),
+            K::File => Box::new(names(&self.file)),
+            K::Generic => Box::new(names(&self.generic)),
+            K::Gerrit => Box::new(names(&self.gerrit)),
+            K::Github => Box::new(names(&self.github)),
+            K::Gitlab => Box::new(names(&self.gitlab)),
+            K::Hdfs => Box::new(names(&self.hdfs)),
+            K::Kafka => Box::new(names(&self.kafka)),
+            K::Minio => Box::new(names(&self.minio)),
+            K::Mns => Box::new(names(&self.mns)),
+            K::Mqtt => Box::new(names(&self.mqtt)),
+            K::Nats => Box::new(names(&self.nats)),
+            K::Nsq => Box::new(names(&self.nsq)),
+            K::PubSub => Box::new(names(&self.pub_sub)),
+            K::Pulsar => Box::new(names(&self.pulsar)),
+            K::Redis => Box::new(names(&self.redis)),
+            K::RedisStream => Box::new(names(&self.redis_stream)),
+            K::Resource => Box::new(names(&self.resource)),
+            K::Sftp => Box::new(names(&self.sftp)),
+            K::Slack => Box::new(names(&self.slack)),
+            K::Sns => Box::new(names(&self.sns)),
+            K::Sqs => Box::new(names(&self.sqs)),
+            K::StorageGrid => Box::new(names(&self.storage_grid)),
+            K::Stripe => Box::new(names(&self.stripe)),
+            K::Webhook => Box::new(names(&self.webhook)),
+        }
+    }
+
+    /// Every HTTP server setting declared by push events, as `(kind, event name, context)`.
+    /// Events of push kinds without a `webhook` block are left out.
+    pub fn webhook_contexts(&self) -> Vec<(EventSourceKind, &str, &WebhookContext)> {
+        fn collect<'a, T>(
+            out: &mut Vec<(EventSourceKind, &'a str, &'a WebhookContext)>,
+            kind: EventSourceKind,
+            events: &'a Events<T>,
+            get: impl Fn(&'a T) -> Option<&'a WebhookContext>,
+        ) {
+            for (name, ev) in events.iter().flatten() {
+                if let Some(ctx) = get(ev) {
+                    out.push((kind, name.as_str(), ctx));
+                }
+            }
+        }
+        use EventSourceKind as K;
+        let mut out = Vec::new();
+        collect(&mut out, K::Bitbucket, &self.bitbucket, |e| e.webhook.as_ref());
+        collect(&mut out, K::BitbucketServer, &self.bitbucket_server, |e| e.webhook.as_ref());
+        collect(&mut out, K::Gerrit, &self.gerrit, |e| e.webhook.as_ref());
+        collect(&mut out, K::Github, &self.github, |e| e.webhook.as_ref());
+        collect(&mut out, K::Gitlab, &self.gitlab, |e| e.webhook.as_ref());
+        collect(&mut out, K::Slack, &self.slack, |e| e.webhook.as_ref());
+        collect(&mut out, K::Sns, &self.sns, |e| e.webhook.as_ref());
+        collect(&mut out, K::StorageGrid, &self.storage_grid, |e| e.webhook.as_ref());
+        collect(&mut out, K::Stripe, &self.stripe, |e| e.webhook.as_ref());
+        collect(&mut out, K::Webhook, &self.webhook, |e| Some(&e.webhook_context));
+        out
+    }
 }

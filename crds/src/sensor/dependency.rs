@@ -12,13 +12,13 @@ use super::serde_util::null_as_default;
 pub struct EventDependency {
     /// The dependency's name, unique within the sensor. Letters, digits, `-`, `_` and `.` only, so it
     /// can be used in trigger `conditions`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
     /// The `metadata.name` of the EventSource that produces the event.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub event_source_name: String,
     /// The event's name inside that EventSource (the key under e.g. `spec.webhook`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub event_name: String,
     /// Conditions an event must meet to count for this dependency. Unset: every event counts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -64,10 +64,10 @@ pub struct EventDependencyFilter {
 #[serde(rename_all = "camelCase")]
 pub struct TimeFilter {
     /// Start of the window, `HH:MM:SS`, inclusive.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub start: String,
     /// End of the window, `HH:MM:SS`, exclusive. When earlier than `start` the window spans midnight.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub stop: String,
     /// IANA time zone the times are in, e.g. `Europe/Berlin`. Default UTC.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -107,10 +107,10 @@ pub struct EventContext {
 pub struct DataFilter {
     /// Dotted path into the event data (gjson syntax: `body.action`, wildcards `*` and `?`,
     /// `\.` for a literal dot).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub path: String,
     /// How to read the value: `string`, `number` or `bool`.
-    #[serde(rename = "type", default)]
+    #[serde(rename = "type", default, skip_serializing_if = "String::is_empty")]
     pub type_: String,
     /// Values to compare with; the filter passes when any one matches. Strings are regular
     /// expressions, numbers decimal, booleans `true`/`false`.
@@ -130,7 +130,7 @@ pub struct DataFilter {
 #[serde(rename_all = "camelCase")]
 pub struct ExprFilter {
     /// The expression, e.g. `a == "push" && b > 3`, using the names declared in `fields`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub expr: String,
     /// The values the expression may use, each read from a path in the event data.
     #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
@@ -142,10 +142,10 @@ pub struct ExprFilter {
 #[serde(rename_all = "camelCase")]
 pub struct PayloadField {
     /// Dotted gjson path into the event data.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub path: String,
     /// The name the expression uses for the value.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
 }
 

@@ -21,6 +21,10 @@ pub mod triggers_http;
 pub mod triggers_k8s;
 pub mod triggers_messaging;
 mod validate;
+mod validate_triggers;
+
+#[cfg(test)]
+mod tests;
 
 pub use crate::common::{Container, Template};
 pub use dependency::{
@@ -52,6 +56,8 @@ use serde_util::{is_false, null_as_default};
     version = "v1alpha1",
     kind = "Sensor",
     namespaced,
+    derive = "PartialEq",
+    derive = "Default",
     status = "SensorStatus",
     shortname = "sn",
     plural = "sensors"
@@ -59,10 +65,10 @@ use serde_util::{is_false, null_as_default};
 #[serde(rename_all = "camelCase")]
 pub struct SensorSpec {
     /// The events the sensor waits for. At least one.
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
     pub dependencies: Vec<EventDependency>,
     /// What the sensor does when its dependencies are met. At least one.
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
     pub triggers: Vec<Trigger>,
     /// How the controller shapes the sensor's pod (service account, resources, scheduling).
     #[serde(default, skip_serializing_if = "Option::is_none")]

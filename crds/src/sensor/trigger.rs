@@ -53,7 +53,7 @@ pub struct Trigger {
 #[serde(rename_all = "camelCase")]
 pub struct TriggerTemplate {
     /// The trigger's name, unique within the sensor.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
     /// Which dependencies must have events for the trigger to fire: dependency names joined with
     /// `&&` and `||`, with parentheses, e.g. `(dep01 || dep02) && dep04`. Default: all of the
@@ -272,7 +272,7 @@ pub struct TriggerParameter {
     pub src: Option<TriggerParameterSource>,
     /// Dotted path of the field to set, relative to what the parameter applies to (the resource, the
     /// template or the payload object). `-1` as a key appends to a list.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub dest: String,
     /// What to do with a value already at `dest`: `overwrite` (default), `prepend` or `append`
     /// (string concatenation).
@@ -285,7 +285,7 @@ pub struct TriggerParameter {
 #[serde(rename_all = "camelCase")]
 pub struct TriggerParameterSource {
     /// The dependency whose event supplies the value.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub dependency_name: String,
     /// Dotted gjson path into the event's CloudEvent attributes (`type`, `source`, `subject`, `time`, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -15,7 +15,7 @@ use crate::common::{BasicAuth, SecretKeySelector, SecureHeader, TLSConfig};
 #[serde(rename_all = "camelCase")]
 pub struct HTTPTrigger {
     /// The URL to send the request to. The older spelling `serverURL` is accepted too.
-    #[serde(default, alias = "serverURL")]
+    #[serde(default, alias = "serverURL", skip_serializing_if = "String::is_empty")]
     pub url: String,
     /// Builds the JSON request body: each parameter's `dest` is a path in the body object. Without
     /// payload parameters the body is empty.
@@ -65,7 +65,7 @@ pub struct LogTrigger {
 #[serde(rename_all = "camelCase")]
 pub struct AWSLambdaTrigger {
     /// The function's name or ARN.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub function_name: String,
     /// The Secret key with the AWS access key id. Unset: the pod's default AWS credentials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -74,7 +74,7 @@ pub struct AWSLambdaTrigger {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_key: Option<SecretKeySelector>,
     /// The AWS region, e.g. `us-east-1`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub region: String,
     /// Builds the JSON payload the function receives.
     #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
@@ -96,7 +96,7 @@ pub struct AWSLambdaTrigger {
 #[serde(rename_all = "camelCase")]
 pub struct CustomTrigger {
     /// Address of the gRPC server, `host:port`.
-    #[serde(default, rename = "serverURL")]
+    #[serde(default, rename = "serverURL", skip_serializing_if = "String::is_empty")]
     pub server_url: String,
     /// Connect with TLS. Default false (plain text).
     #[serde(default, skip_serializing_if = "is_false")]
@@ -123,7 +123,7 @@ pub struct CustomTrigger {
 #[serde(rename_all = "camelCase")]
 pub struct OpenWhiskTrigger {
     /// Base URL of the OpenWhisk API host.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub host: String,
     /// API version. Default `v1`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -135,7 +135,7 @@ pub struct OpenWhiskTrigger {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_token: Option<SecretKeySelector>,
     /// The action (function) to invoke.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub action_name: String,
     /// Builds the JSON payload the action receives.
     #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]

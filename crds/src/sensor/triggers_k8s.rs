@@ -121,7 +121,7 @@ pub struct FileArtifact {
 #[serde(rename_all = "camelCase")]
 pub struct URLArtifact {
     /// The full URL.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub path: String,
     /// Verify the server's TLS certificate. Default false.
     #[serde(default, skip_serializing_if = "is_false")]
@@ -133,10 +133,10 @@ pub struct URLArtifact {
 #[serde(rename_all = "camelCase")]
 pub struct GitArtifact {
     /// The repository URL (HTTPS or SSH).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub url: String,
     /// Local directory to clone into.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub clone_directory: String,
     /// User name and password (or token) for HTTPS, from Secrets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -145,7 +145,7 @@ pub struct GitArtifact {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssh_key_secret: Option<SecretKeySelector>,
     /// Path of the manifest inside the repository.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub file_path: String,
     /// The branch to check out. Default: the remote's default branch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -184,7 +184,7 @@ pub struct GitCreds {
 #[serde(rename_all = "camelCase")]
 pub struct GitRemoteConfig {
     /// The remote's name.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
     /// The remote's URLs; fetching uses the first.
     #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]

@@ -15,10 +15,10 @@ use crate::common::{Backoff, NATSAuth, SASLConfig, SchemaRegistryConfig, SecretK
 #[serde(rename_all = "camelCase")]
 pub struct KafkaTrigger {
     /// Broker addresses, `host:port`, comma-separated.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub url: String,
     /// The topic to produce to.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub topic: String,
     /// Deprecated and ignored: the partition is chosen from `partitioningKey`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -66,10 +66,10 @@ pub struct KafkaTrigger {
 #[serde(rename_all = "camelCase")]
 pub struct NATSTrigger {
     /// The NATS server URL, e.g. `nats://nats.default:4222`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub url: String,
     /// The subject to publish on.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub subject: String,
     /// Builds the message body (JSON).
     #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
@@ -90,10 +90,10 @@ pub struct NATSTrigger {
 #[serde(rename_all = "camelCase")]
 pub struct PulsarTrigger {
     /// The Pulsar service URL, e.g. `pulsar://pulsar:6650`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub url: String,
     /// The topic to produce to.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub topic: String,
     /// Values from the events applied to this Pulsar spec.
     #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
@@ -132,10 +132,10 @@ pub struct PulsarTrigger {
 #[serde(rename_all = "camelCase")]
 pub struct AzureEventHubsTrigger {
     /// The namespace host name, `<namespace>.servicebus.windows.net`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub fqdn: String,
     /// The Event Hub to send to.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub hub_name: String,
     /// The Secret key with the name of the shared access key (policy).
     #[serde(default, skip_serializing_if = "Option::is_none")]

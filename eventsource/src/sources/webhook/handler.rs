@@ -9,11 +9,13 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
 use sluice_crds::eventsource::WebhookContext;
-use sluice_eventbus::{deterministic_id, EventBuilder, Subject};
+use sluice_eventbus::event::deterministic_id;
+use sluice_eventbus::{EventBuilder, Subject};
 use subtle::ConstantTimeEq;
 
 use super::{parse_method, DEFAULT_MAX_PAYLOAD_SIZE};
 use crate::http::Route;
+use crate::metrics::{EventLabels, SourceMetrics};
 use crate::secrets::SecretResolver;
 use crate::sender::EventSender;
 use crate::BuildError;
@@ -36,6 +38,8 @@ pub struct WebhookRoute {
     max_payload_size: usize,
     metadata: Option<BTreeMap<String, String>>,
     sender: Arc<dyn EventSender>,
+    metrics: SourceMetrics,
+    labels: EventLabels,
 }
 
 impl WebhookRoute {
@@ -47,6 +51,7 @@ impl WebhookRoute {
         ctx: &WebhookContext,
         secrets: &dyn SecretResolver,
         sender: Arc<dyn EventSender>,
+        metrics: SourceMetrics,
     ) -> Result<Self, BuildError> {
         let invalid = |what: String| BuildError::InvalidSpec {
             event_source: event_source.into(),
@@ -93,6 +98,8 @@ impl WebhookRoute {
             max_payload_size,
             metadata: ctx.metadata.clone(),
             sender,
+            metrics,
+            labels: SourceMetrics::labels(event_source, event_name),
         })
     }
 
@@ -123,6 +130,15 @@ impl WebhookRoute {
 
     /// Handles one request: authenticate, read and parse the body, publish, answer.
     pub async fn handle(&self, req: Request<Body>) -> Response {
+        let started = std::time::Instant::now();
+        let res = self.process(req, started).await;
+        if res.status().is_client_error() && res.status() != StatusCode::UNAUTHORIZED {
+            self.metrics.processing_failed.get_or_create(&self.labels).inc();
+        }
+        res
+    }
+
+    async fn process(&self, req: Request<Body>, started: std::time::Instant) -> Response {
         let (parts, body) = req.into_parts();
         if !self.authorized(&parts.headers) {
             tracing::warn!(eventsource = %self.event_source, event_name = %self.event_name, "rejected request: bad or missing bearer token");
@@ -163,11 +179,18 @@ impl WebhookRoute {
         match self.sender.send(&subject, &event).await {
             Ok(ack) => {
                 // Why 200 only here: the bus has stored the event, so answering the sender is safe.
+                self.metrics.sent.get_or_create(&self.labels).inc();
+                self.metrics
+                    .processing_duration
+                    .get_or_create(&self.labels)
+                    .observe(started.elapsed().as_secs_f64() * 1000.0);
                 tracing::info!(eventsource = %self.event_source, event_name = %self.event_name, event = %event.id(), duplicate = ack.duplicate, "published");
                 (StatusCode::OK, "success").into_response()
             }
             Err(error) => {
                 // Why 503 + Retry-After: the event was not stored; the sender must retry or it is lost.
+                self.metrics.sent_failed.get_or_create(&self.labels).inc();
+                self.metrics.processing_failed.get_or_create(&self.labels).inc();
                 tracing::error!(eventsource = %self.event_source, event_name = %self.event_name, event = %event.id(), %error, "failed to publish; answered 503");
                 let mut res = (StatusCode::SERVICE_UNAVAILABLE, "failed to record event").into_response();
                 res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));

@@ -13,6 +13,8 @@
 //! `X-Request-Id`) header gets an event id derived from it, so the sender's retries dedupe on the bus.
 
 mod handler;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,6 +25,7 @@ use sluice_crds::eventsource::WebhookEventSource;
 pub use handler::{canonical_header_name, WebhookRoute};
 
 use crate::http::Route;
+use crate::metrics::SourceMetrics;
 use crate::secrets::SecretResolver;
 use crate::sender::EventSender;
 use crate::BuildError;
@@ -36,10 +39,11 @@ pub fn build_routes(
     events: &BTreeMap<String, WebhookEventSource>,
     secrets: &dyn SecretResolver,
     sender: Arc<dyn EventSender>,
+    metrics: &SourceMetrics,
 ) -> Result<Vec<Route>, BuildError> {
     let mut routes = Vec::new();
     for (event_name, spec) in events {
-        let route = WebhookRoute::build(es_name, event_name, "webhook", &spec.webhook_context, secrets, sender.clone())?;
+        let route = WebhookRoute::build(es_name, event_name, "webhook", &spec.webhook_context, secrets, sender.clone(), metrics.clone())?;
         if spec.filter.is_some() {
             return Err(BuildError::Unsupported {
                 event_source: es_name.into(),

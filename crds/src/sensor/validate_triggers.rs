@@ -1,0 +1,386 @@
+//! Offline checks of one trigger: its template names exactly one action, its condition parses and
+//! names existing dependencies, every parameter reads from an existing dependency, the action's own
+//! required fields are set, and retry, rate-limit, policy and dead-letter settings make sense.
+
+use std::collections::BTreeSet;
+
+use super::conditions;
+use super::trigger::{Trigger, TriggerAction, TriggerParameter, TriggerPolicy, TriggerTemplate};
+use super::triggers_k8s::ArtifactLocation;
+use crate::common::Backoff;
+use crate::validate::Problems;
+
+/// The action field names, for messages.
+const ACTION_NAMES: &str = "k8s, argoWorkflow, http, awsLambda, custom, kafka, nats, slack, openWhisk, log, \
+                            azureEventHubs, pulsar, azureServiceBus or email";
+
+/// Checks one trigger at `path` (`spec.triggers[0]`, or `…dlqTrigger` when `is_dlq`). `known` are the
+/// sensor's dependency names.
+pub(super) fn check_trigger(
+    trigger: &Trigger,
+    path: &str,
+    known: &BTreeSet<&str>,
+    is_dlq: bool,
+    problems: &mut Problems,
+) {
+    match &trigger.template {
+        Some(template) => check_template(template, &Problems::at(path, "template"), known, problems),
+        None => problems.error(Problems::at(path, "template"), "every trigger needs a template with a name and one action"),
+    }
+    for (i, p) in trigger.parameters.iter().enumerate() {
+        check_parameter(p, &Problems::index(&Problems::at(path, "parameters"), i), known, false, problems);
+    }
+    if let Some(retry) = &trigger.retry_strategy {
+        check_backoff(retry, &Problems::at(path, "retryStrategy"), problems);
+    }
+    if let Some(rate) = &trigger.rate_limit {
+        let p = Problems::at(path, "rateLimit");
+        match rate.unit.as_deref() {
+            None | Some("" | "Second" | "Minute" | "Hour") => {}
+            Some(other) => problems.error(
+                Problems::at(&p, "unit"),
+                format!("unknown unit {other:?}: use Second, Minute or Hour"),
+            ),
+        }
+        if rate.requests_per_unit.is_some_and(|n| n < 0) {
+            problems.error(Problems::at(&p, "requestsPerUnit"), "must not be negative");
+        }
+    }
+    if let (Some(policy), Some(template)) = (&trigger.policy, &trigger.template) {
+        check_policy(policy, template, &Problems::at(path, "policy"), problems);
+    }
+    if let Some(dlq) = &trigger.dlq_trigger {
+        let p = Problems::at(path, "dlqTrigger");
+        if is_dlq {
+            problems.error(&p, "a dlqTrigger cannot have a dlqTrigger of its own");
+            return;
+        }
+        if !trigger.at_least_once {
+            problems.error(
+                Problems::at(path, "atLeastOnce"),
+                "set atLeastOnce: true to use a dlqTrigger (failed events are only sent there when delivery is at least once)",
+            );
+        }
+        if !dlq.at_least_once {
+            problems.error(Problems::at(&p, "atLeastOnce"), "set atLeastOnce: true inside the dlqTrigger as well");
+        }
+        check_trigger(dlq, &p, known, true, problems);
+    }
+}
+
+fn check_template(template: &TriggerTemplate, path: &str, known: &BTreeSet<&str>, problems: &mut Problems) {
+    if template.name.is_empty() {
+        problems.error(Problems::at(path, "name"), "every trigger needs a name");
+    }
+    if let Some(text) = template.conditions.as_deref().filter(|t| !t.trim().is_empty()) {
+        let p = Problems::at(path, "conditions");
+        match conditions::parse(text) {
+            Err(e) => problems.error(&p, e.to_string()),
+            Ok(expr) => {
+                for dep in expr.deps().into_iter().filter(|d| !known.contains(d)) {
+                    problems.error(
+                        &p,
+                        format!("{dep:?} is not a dependency of this sensor; known: {}", join(known)),
+                    );
+                }
+            }
+        }
+    }
+    for (i, reset) in template.conditions_reset.iter().enumerate() {
+        let p = Problems::index(&Problems::at(path, "conditionsReset"), i);
+        match reset.by_time.as_ref() {
+            None => problems.error(&p, "set byTime.cron"),
+            Some(by_time) => {
+                let p = Problems::at(&Problems::at(&p, "byTime"), "cron");
+                check_cron(by_time.cron.as_deref().unwrap_or(""), &p, problems);
+            }
+        }
+    }
+    let actions = template.actions();
+    match actions.as_slice() {
+        [] => problems.error(path, format!("set one action: {ACTION_NAMES}")),
+        [_] => {}
+        many => {
+            let names: Vec<&str> = many.iter().map(TriggerAction::field_name).collect();
+            problems.error(path, format!("set only one action, found {}", names.join(" and ")));
+        }
+    }
+    for action in &actions {
+        let p = Problems::at(path, action.field_name());
+        for (i, param) in action.parameters().iter().enumerate() {
+            check_parameter(param, &Problems::index(&Problems::at(&p, "parameters"), i), known, false, problems);
+        }
+        for (field, list) in action.extra_parameter_lists() {
+            // Why: upstream lets an HTTP payload parameter have an empty dest (the value becomes the
+            // whole body); every other list needs a destination.
+            let dest_optional = matches!(action, TriggerAction::Http(_)) && field == "payload";
+            for (i, param) in list.iter().enumerate() {
+                let pp = Problems::index(&Problems::at(&p, field), i);
+                check_parameter(param, &pp, known, dest_optional, problems);
+            }
+        }
+        check_action(action, &p, problems);
+    }
+}
+
+/// Checks a 5-field cron spec (robfig/cron style: minute hour day-of-month month day-of-week).
+fn check_cron(spec: &str, path: &str, problems: &mut Problems) {
+    let fields = spec.split_whitespace().count();
+    if fields != 5 {
+        problems.error(
+            path,
+            format!("{spec:?} is not a 5-field cron schedule (minute hour day-of-month month day-of-week)"),
+        );
+        return;
+    }
+    // The cron crate wants a seconds field first.
+    let with_seconds = format!("0 {spec}");
+    if let Err(e) = with_seconds.parse::<cron::Schedule>() {
+        problems.error(path, format!("invalid cron schedule {spec:?}: {e}"));
+    }
+}
+
+fn check_parameter(
+    param: &TriggerParameter,
+    path: &str,
+    known: &BTreeSet<&str>,
+    dest_optional: bool,
+    problems: &mut Problems,
+) {
+    match &param.src {
+        None => problems.error(Problems::at(path, "src"), "set src.dependencyName (and dataKey, contextKey or value)"),
+        Some(src) => {
+            let p = Problems::at(&Problems::at(path, "src"), "dependencyName");
+            if src.dependency_name.is_empty() {
+                problems.error(&p, "name the dependency whose event supplies the value");
+            } else if !known.contains(src.dependency_name.as_str()) {
+                problems.error(
+                    &p,
+                    format!("{:?} is not a dependency of this sensor; known: {}", src.dependency_name, join(known)),
+                );
+            }
+        }
+    }
+    if param.dest.is_empty() && !dest_optional {
+        problems.error(Problems::at(path, "dest"), "give the path of the field to set");
+    }
+    match param.operation.as_deref() {
+        None | Some("" | "overwrite" | "prepend" | "append") => {}
+        Some(other) => problems.error(
+            Problems::at(path, "operation"),
+            format!("unknown operation {other:?}: use overwrite, prepend or append"),
+        ),
+    }
+}
+
+fn check_backoff(b: &Backoff, path: &str, problems: &mut Problems) {
+    if b.steps.is_some_and(|s| s < 0) {
+        problems.error(Problems::at(path, "steps"), "must not be negative");
+    }
+    if let Some(d) = &b.duration {
+        if let Err(e) = d.to_duration() {
+            problems.error(Problems::at(path, "duration"), e.to_string());
+        }
+    }
+    for (field, amount) in [("factor", &b.factor), ("jitter", &b.jitter)] {
+        if let Some(a) = amount {
+            match a.as_f64() {
+                Some(f) if f >= 0.0 && f.is_finite() => {}
+                _ => problems.error(Problems::at(path, field), format!("{:?} is not a non-negative number", a.0)),
+            }
+        }
+    }
+}
+
+fn check_policy(policy: &TriggerPolicy, template: &TriggerTemplate, path: &str, problems: &mut Problems) {
+    let k8s_kind = template.k8s.is_some() || template.argo_workflow.is_some();
+    if let (true, Some(k8s)) = (k8s_kind, &policy.k8s) {
+        if k8s.labels.is_empty() {
+            problems.error(Problems::at(path, "k8s.labels"), "list the labels that mark the resource as succeeded");
+        }
+        if let Some(b) = &k8s.backoff {
+            check_backoff(b, &Problems::at(path, "k8s.backoff"), problems);
+        }
+    }
+    let status_kind = template.http.is_some() || template.aws_lambda.is_some();
+    if let (true, Some(status)) = (status_kind, &policy.status) {
+        if status.allow.is_empty() {
+            problems.error(Problems::at(path, "status.allow"), "list the response status codes that count as success");
+        }
+    }
+}
+
+fn require(value: &str, path: &str, field: &str, what: &str, problems: &mut Problems) {
+    if value.trim().is_empty() {
+        problems.error(Problems::at(path, field), format!("{what} is required"));
+    }
+}
+
+fn require_opt(value: Option<&str>, path: &str, field: &str, what: &str, problems: &mut Problems) {
+    require(value.unwrap_or(""), path, field, what, problems);
+}
+
+fn require_payload(list: &[TriggerParameter], path: &str, problems: &mut Problems) {
+    if list.is_empty() {
+        problems.error(
+            Problems::at(path, "payload"),
+            "list the payload parameters that build the message (dest is a path in the JSON body)",
+        );
+    }
+}
+
+fn check_source(source: Option<&ArtifactLocation>, path: &str, problems: &mut Problems) {
+    let p = Problems::at(path, "source");
+    let Some(source) = source else {
+        problems.error(&p, "say where the resource comes from: resource, inline, file, url, configmap, git or s3");
+        return;
+    };
+    match source.kinds().as_slice() {
+        [] => problems.error(&p, "set one of resource, inline, file, url, configmap, git or s3"),
+        [_] => {}
+        many => problems.error(&p, format!("set only one source, found {}", many.join(" and "))),
+    }
+    if let Some(git) = &source.git {
+        let gp = Problems::at(&p, "git");
+        require(&git.url, &gp, "url", "the repository URL", problems);
+        require(&git.file_path, &gp, "filePath", "the path of the manifest in the repository", problems);
+    }
+    if let Some(url) = &source.url {
+        require(&url.path, &p, "url.path", "the URL", problems);
+    }
+    if source.resource.as_ref().is_some_and(|r| !r.is_object()) {
+        problems.error(Problems::at(&p, "resource"), "the resource must be a YAML object (a Kubernetes manifest)");
+    }
+}
+
+fn check_action(action: &TriggerAction<'_>, path: &str, problems: &mut Problems) {
+    match action {
+        TriggerAction::K8s(t) => {
+            check_source(t.source.as_ref(), path, problems);
+            match t.operation.as_deref() {
+                None | Some("" | "create" | "update" | "patch" | "delete") => {}
+                Some(other) => problems.error(
+                    Problems::at(path, "operation"),
+                    format!("unknown operation {other:?}: use create, update, patch or delete"),
+                ),
+            }
+            if let Some(s) = t.patch_strategy.as_deref().filter(|s| !s.is_empty()) {
+                if !matches!(
+                    s,
+                    "application/json-patch+json"
+                        | "application/merge-patch+json"
+                        | "application/strategic-merge-patch+json"
+                        | "application/apply-patch+yaml"
+                ) {
+                    problems.error(Problems::at(path, "patchStrategy"), format!("unknown patch strategy {s:?}"));
+                }
+            }
+        }
+        TriggerAction::ArgoWorkflow(t) => {
+            check_source(t.source.as_ref(), path, problems);
+            match t.operation.as_deref() {
+                None
+                | Some(
+                    "" | "submit" | "submit-from" | "resubmit" | "retry" | "resume" | "suspend" | "terminate"
+                    | "stop",
+                ) => {}
+                Some(other) => problems.error(
+                    Problems::at(path, "operation"),
+                    format!(
+                        "unknown operation {other:?}: use submit, submit-from, resubmit, retry, resume, suspend, terminate or stop"
+                    ),
+                ),
+            }
+        }
+        TriggerAction::Http(t) => {
+            require(&t.url, path, "url", "the URL to send the request to", problems);
+            if let Some(m) = t.method.as_deref().filter(|m| !m.is_empty()) {
+                if !matches!(m, "GET" | "POST" | "PUT" | "PATCH" | "DELETE") {
+                    problems.error(
+                        Problems::at(path, "method"),
+                        format!("unsupported method {m:?}: use GET, POST, PUT, PATCH or DELETE (upper case)"),
+                    );
+                }
+            }
+            if t.timeout.is_some_and(|s| s < 0) {
+                problems.error(Problems::at(path, "timeout"), "must not be negative (seconds)");
+            }
+        }
+        TriggerAction::AwsLambda(t) => {
+            require(&t.function_name, path, "functionName", "the function name", problems);
+            require(&t.region, path, "region", "the AWS region", problems);
+            require_payload(&t.payload, path, problems);
+        }
+        TriggerAction::Custom(t) => {
+            require(&t.server_url, path, "serverURL", "the gRPC server address", problems);
+            if t.spec.is_empty() {
+                problems.error(Problems::at(path, "spec"), "give the spec the custom trigger server interprets");
+            }
+            if t.secure && t.cert_secret.is_none() {
+                problems.error(Problems::at(path, "certSecret"), "a secure connection needs certSecret");
+            }
+        }
+        TriggerAction::Kafka(t) => {
+            require(&t.url, path, "url", "the broker address", problems);
+            require(&t.topic, path, "topic", "the topic", problems);
+            require_payload(&t.payload, path, problems);
+            if t.partition.is_some() {
+                problems.warning(Problems::at(path, "partition"), "deprecated and ignored; use partitioningKey");
+            }
+        }
+        TriggerAction::Nats(t) => {
+            require(&t.url, path, "url", "the NATS server URL", problems);
+            require(&t.subject, path, "subject", "the subject", problems);
+            require_payload(&t.payload, path, problems);
+        }
+        TriggerAction::Slack(t) => {
+            if t.slack_token.is_none() {
+                problems.error(Problems::at(path, "slackToken"), "reference the Secret key holding the Slack token");
+            }
+        }
+        TriggerAction::OpenWhisk(t) => {
+            require(&t.host, path, "host", "the OpenWhisk host", problems);
+            require(&t.action_name, path, "actionName", "the action name", problems);
+            require_payload(&t.payload, path, problems);
+            if let Some(token) = &t.auth_token {
+                if token.name.is_empty() || token.key.is_empty() {
+                    problems.error(Problems::at(path, "authToken"), "give both name and key of the Secret");
+                }
+            }
+        }
+        TriggerAction::Log(_) => {}
+        TriggerAction::AzureEventHubs(t) => {
+            require(&t.fqdn, path, "fqdn", "the Event Hubs namespace host name", problems);
+            require(&t.hub_name, path, "hubName", "the Event Hub name", problems);
+        }
+        TriggerAction::Pulsar(t) => {
+            require(&t.url, path, "url", "the Pulsar service URL", problems);
+            require(&t.topic, path, "topic", "the topic", problems);
+        }
+        TriggerAction::AzureServiceBus(t) => {
+            let queue = t.queue_name.as_deref().is_some_and(|s| !s.is_empty());
+            let topic = t.topic_name.as_deref().is_some_and(|s| !s.is_empty());
+            if !queue && !topic {
+                problems.error(path, "set queueName, or topicName with subscriptionName");
+            }
+        }
+        TriggerAction::Email(t) => {
+            require_opt(t.host.as_deref(), path, "host", "the SMTP host", problems);
+            if t.port.is_some_and(|p| !(0..=65535).contains(&p)) {
+                problems.error(Problems::at(path, "port"), "must be between 0 and 65535");
+            }
+        }
+    }
+}
+
+fn join(names: &BTreeSet<&str>) -> String {
+    if names.is_empty() {
+        "none".to_string()
+    } else {
+        names.iter().copied().collect::<Vec<_>>().join(", ")
+    }
+}
+
+#[cfg(test)]
+#[path = "validate_triggers_tests.rs"]
+mod tests;

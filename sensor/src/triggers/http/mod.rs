@@ -1,0 +1,158 @@
+//! The `http` trigger: sends one HTTP request per firing.
+//!
+//! - **Request**: `url`, `method` (default POST), a JSON body built by `payload` parameters (empty
+//!   without them, as upstream; a parameter with `dest: ""` sends its value as the whole body),
+//!   `headers`, `dynamicHeaders`, `secureHeaders` (Secret or ConfigMap), `basicAuth`, `host`,
+//!   `timeout` in seconds (default 60). The spec's own `parameters` are applied first. Sluice adds
+//!   `Content-Type: application/json` and `Idempotency-Key: <firing id>` (the manifest's headers win).
+//! - **Success**: with `policy.status.allow` set, only those statuses; without it *any* response
+//!   counts, as upstream (a non-2xx answer is then logged at warn, not retried).
+//! - **Errors**: connection errors and timeouts, and disallowed 5xx/408/429 responses, are retryable;
+//!   other disallowed statuses and bad requests are permanent. Retries and acks are the runner's.
+//! - **Secrets** are read at build (so a missing one stops the sensor from starting) and again per
+//!   request (so a rotated mounted Secret is picked up, as upstream). They, and `Authorization`, are
+//!   never logged.
+//! - Not supported yet: `tls` (a build error naming the field).
+
+pub mod request;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sluice_crds::sensor::{HTTPTrigger, Trigger as TriggerSpec};
+use tracing::{debug, info, warn};
+
+use super::{BuildContext, BuildError, Outcome, Trigger, TriggerError};
+use crate::firing::Firing;
+use crate::secrets::SecretResolver;
+
+/// How much of a response body is read (and discarded) so the connection can be reused.
+const MAX_DRAINED_BODY: usize = 64 * 1024;
+
+/// A built `http` trigger.
+pub struct HttpTrigger {
+    name: String,
+    sensor: String,
+    client: reqwest::Client,
+    secrets: Arc<dyn SecretResolver>,
+    /// `policy.status.allow`; `None`: every response is a success.
+    allow: Option<Vec<u16>>,
+}
+
+impl HttpTrigger {
+    /// Checks `http` (of the trigger `spec` named `name`) and reads its secrets once.
+    pub fn build(name: &str, http: &HTTPTrigger, spec: &TriggerSpec, ctx: &BuildContext) -> Result<Self, BuildError> {
+        let invalid = |field: &str, reason: String| BuildError::InvalidField {
+            trigger: name.to_owned(),
+            field: field.to_owned(),
+            reason,
+        };
+        if http.tls.is_some() {
+            return Err(BuildError::UnsupportedField { trigger: name.to_owned(), field: "http.tls".to_owned() });
+        }
+        // Parameters may fill in the URL or method per firing; check them only when nothing can.
+        let parameterized = !spec.parameters.is_empty() || !http.parameters.is_empty();
+        if !parameterized {
+            if let Err(e) = reqwest::Url::parse(&http.url) {
+                return Err(invalid("http.url", format!("`{}` is not a valid URL ({e})", http.url)));
+            }
+            let method = request::method_or_default(http);
+            if reqwest::Method::from_bytes(method.as_bytes()).is_err() {
+                return Err(invalid("http.method", format!("`{method}` is not an HTTP method")));
+            }
+        }
+        let allow = match spec.policy.as_ref().and_then(|p| p.status.as_ref()) {
+            Some(status) if !status.allow.is_empty() => {
+                let mut codes = Vec::with_capacity(status.allow.len());
+                for code in &status.allow {
+                    match u16::try_from(*code) {
+                        Ok(c) if (100..=599).contains(&c) => codes.push(c),
+                        _ => return Err(invalid("policy.status.allow", format!("{code} is not an HTTP status"))),
+                    }
+                }
+                Some(codes)
+            }
+            _ => None,
+        };
+        for secure in &http.secure_headers {
+            let Some(from) = &secure.value_from else { continue };
+            let result = match (&from.secret_key_ref, &from.config_map_key_ref) {
+                (Some(secret), _) => ctx.secrets.resolve_secret(secret).map(drop),
+                (None, Some(config_map)) => ctx.secrets.resolve_config_map(config_map).map(drop),
+                (None, None) => Ok(()),
+            };
+            result.map_err(|source| BuildError::ResolveSecret { trigger: name.to_owned(), source })?;
+        }
+        if let Some(auth) = &http.basic_auth {
+            for selector in [&auth.username, &auth.password].into_iter().flatten() {
+                ctx.secrets
+                    .resolve_secret(selector)
+                    .map_err(|source| BuildError::ResolveSecret { trigger: name.to_owned(), source })?;
+            }
+        }
+        let method = request::method_or_default(http);
+        if matches!(method, "POST" | "PUT" | "PATCH") && http.payload.is_empty() {
+            warn!(sensor = %ctx.sensor, trigger = %name, "http trigger has no payload parameters; requests are sent with an empty body");
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            sensor: ctx.sensor.clone(),
+            client: ctx.http.clone(),
+            secrets: ctx.secrets.clone(),
+            allow,
+        })
+    }
+
+    fn plan(&self, firing: &Firing) -> Result<request::RequestPlan, TriggerError> {
+        let spec = firing.template.http.as_ref().ok_or(TriggerError::MissingAction { kind: "http" })?;
+        request::plan(spec, firing, &*self.secrets)
+    }
+}
+
+#[async_trait]
+impl Trigger for HttpTrigger {
+    fn kind(&self) -> &'static str {
+        "http"
+    }
+
+    fn describe(&self, firing: &Firing) -> Result<serde_json::Value, TriggerError> {
+        Ok(self.plan(firing)?.describe())
+    }
+
+    async fn execute(&self, firing: &Firing) -> Result<Outcome, TriggerError> {
+        let plan = self.plan(firing)?;
+        let url = plan.url.to_string();
+        debug!(sensor = %self.sensor, trigger = %self.name, firing = %firing.id, method = %plan.method, url = %url, "sending http request");
+        let mut response = self
+            .client
+            .request(plan.method, plan.url)
+            .headers(plan.headers)
+            .body(plan.body)
+            .timeout(plan.timeout)
+            .send()
+            .await
+            .map_err(|source| TriggerError::SendRequest { url: url.clone(), source })?;
+        let status = response.status().as_u16();
+        // Read (a bounded part of) the body so the connection can be reused; its content is unused.
+        let mut drained = 0usize;
+        while let Ok(Some(chunk)) = response.chunk().await {
+            drained += chunk.len();
+            if drained >= MAX_DRAINED_BODY {
+                break;
+            }
+        }
+        match &self.allow {
+            Some(allow) if !allow.contains(&status) => return Err(TriggerError::StatusNotAllowed { url, status }),
+            None if !(200..300).contains(&status) => {
+                warn!(sensor = %self.sensor, trigger = %self.name, firing = %firing.id, status, url = %url,
+                    "http trigger got a non-2xx response; counted as success because policy.status.allow is not set (as upstream)");
+            }
+            _ => {}
+        }
+        info!(sensor = %self.sensor, trigger = %self.name, firing = %firing.id, status, "http request sent");
+        Ok(Outcome::HttpResponse { status })
+    }
+}
+
+#[cfg(test)]
+mod tests;

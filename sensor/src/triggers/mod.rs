@@ -1,0 +1,260 @@
+//! Trigger kinds: what a sensor does when a trigger fires.
+//!
+//! Each kind lives in its own directory (`http/`, `log/`) behind the [`Trigger`] trait. The registry
+//! is the closed enum [`BuiltTrigger`], built by an exhaustive `match` over the template's action:
+//! a kind without an implementation is a [`BuildError::UnsupportedKind`] naming it, so a sensor using
+//! it refuses to start with a clear message instead of ignoring the trigger.
+//!
+//! A kind does one attempt: apply its own parameters (pure), act, judge the result. Retries, rate
+//! limits, the dead-letter trigger and acknowledgements are the runner's job, the same for every
+//! kind; a kind only says whether its error is worth retrying ([`TriggerError::is_retryable`]).
+
+pub mod http;
+pub mod log;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sluice_crds::sensor::{Trigger as TriggerSpec, TriggerAction};
+
+use crate::firing::Firing;
+use crate::params::ParamError;
+use crate::secrets::{SecretError, SecretResolver};
+
+/// Why a trigger could not be built from its spec (the sensor does not start).
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The trigger has no `template`.
+    #[error("failed to build a trigger: it has no `template`")]
+    MissingTemplate,
+    /// The template sets no action.
+    #[error("failed to build trigger `{trigger}`: the template sets no action (set one of http, log)")]
+    NoAction {
+        /// The trigger's name.
+        trigger: String,
+    },
+    /// The template sets more than one action.
+    #[error("failed to build trigger `{trigger}`: the template sets {fields}; set exactly one")]
+    SeveralActions {
+        /// The trigger's name.
+        trigger: String,
+        /// The actions set, comma-separated.
+        fields: String,
+    },
+    /// The action's kind has no implementation yet.
+    #[error("failed to build trigger `{trigger}`: the `{kind}` trigger is not supported yet (supported: http, log)")]
+    UnsupportedKind {
+        /// The trigger's name.
+        trigger: String,
+        /// The action's field name, e.g. `argoWorkflow`.
+        kind: &'static str,
+    },
+    /// A field of the action is not supported yet.
+    #[error("failed to build trigger `{trigger}`: `{field}` is not supported yet")]
+    UnsupportedField {
+        /// The trigger's name.
+        trigger: String,
+        /// The field path, e.g. `http.tls`.
+        field: String,
+    },
+    /// A field has an invalid value.
+    #[error("failed to build trigger `{trigger}`: invalid `{field}`: {reason}")]
+    InvalidField {
+        /// The trigger's name.
+        trigger: String,
+        /// The field path, e.g. `http.method`.
+        field: String,
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
+    /// A secret the action needs could not be read.
+    #[error("failed to build trigger `{trigger}`")]
+    ResolveSecret {
+        /// The trigger's name.
+        trigger: String,
+        /// Why.
+        source: SecretError,
+    },
+}
+
+/// Whether an error is worth retrying.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Transient (connection refused, timeout, 5xx): retry per `retryStrategy`.
+    Retryable,
+    /// Will fail the same way again (bad request, 4xx, a missing secret): go straight to the
+    /// dead-letter trigger or the error log.
+    Permanent,
+}
+
+/// Why one attempt of a trigger failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TriggerError {
+    /// Parameters could not be applied to the trigger's spec or payload.
+    #[error("failed to apply parameters")]
+    ApplyParams(#[source] ParamError),
+    /// The template (after the trigger's parameters) no longer has this kind's action.
+    #[error("failed to execute: the template has no `{kind}` action after applying parameters")]
+    MissingAction {
+        /// The expected action field.
+        kind: &'static str,
+    },
+    /// The request could not be built (bad URL, method or header).
+    #[error("failed to build the request to `{url}`: {reason}")]
+    BuildRequest {
+        /// The URL.
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The request could not be sent or no response arrived (connect error, timeout).
+    #[error("failed to send the request to `{url}`")]
+    SendRequest {
+        /// The URL.
+        url: String,
+        /// Why.
+        source: reqwest::Error,
+    },
+    /// The response status is not allowed by `policy.status.allow`.
+    #[error("failed to get an allowed response from `{url}`: status {status} is not in policy.status.allow")]
+    StatusNotAllowed {
+        /// The URL.
+        url: String,
+        /// The response status.
+        status: u16,
+    },
+    /// A secret could not be read.
+    #[error("failed to read a secret for the request")]
+    ResolveSecret(#[source] SecretError),
+}
+
+impl TriggerError {
+    /// Whether retrying can help.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            TriggerError::SendRequest { .. } => ErrorKind::Retryable,
+            TriggerError::StatusNotAllowed { status, .. } => {
+                // Server errors, request timeouts and rate limiting pass; other statuses will repeat.
+                if *status >= 500 || *status == 408 || *status == 429 {
+                    ErrorKind::Retryable
+                } else {
+                    ErrorKind::Permanent
+                }
+            }
+            TriggerError::ApplyParams(_)
+            | TriggerError::MissingAction { .. }
+            | TriggerError::BuildRequest { .. }
+            | TriggerError::ResolveSecret(_) => ErrorKind::Permanent,
+        }
+    }
+
+    /// Shorthand for `kind() == Retryable`.
+    pub fn is_retryable(&self) -> bool {
+        self.kind() == ErrorKind::Retryable
+    }
+}
+
+/// What a successful attempt did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// An HTTP request was answered with `status` (allowed by the policy).
+    HttpResponse {
+        /// The response status.
+        status: u16,
+    },
+    /// The events were written to the log.
+    Logged {
+        /// How many events.
+        events: usize,
+    },
+    /// Nothing was written: the log trigger's `intervalSeconds` has not passed yet.
+    Throttled,
+}
+
+/// What a trigger kind needs from the sensor to build itself.
+#[derive(Clone)]
+pub struct BuildContext {
+    /// The sensor's name (for logs).
+    pub sensor: String,
+    /// Resolves Secret and ConfigMap references.
+    pub secrets: Arc<dyn SecretResolver>,
+    /// The HTTP client shared by request-style triggers.
+    pub http: reqwest::Client,
+}
+
+/// One trigger kind, built and ready to act.
+#[async_trait]
+pub trait Trigger: Send + Sync {
+    /// The action's field name, e.g. `http`.
+    fn kind(&self) -> &'static str;
+
+    /// What `execute` would send for `firing`, parameters applied and secrets masked; nothing is
+    /// sent. For `sluice sensor test` and debug logs.
+    fn describe(&self, firing: &Firing) -> Result<serde_json::Value, TriggerError>;
+
+    /// One attempt at the action for `firing`.
+    async fn execute(&self, firing: &Firing) -> Result<Outcome, TriggerError>;
+}
+
+/// The registry: every implemented kind. Built by [`BuiltTrigger::build`].
+pub enum BuiltTrigger {
+    /// `http`
+    Http(http::HttpTrigger),
+    /// `log`
+    Log(log::LogTrigger),
+}
+
+impl BuiltTrigger {
+    /// Builds the kind named by `spec.template`, checking its fields and secrets.
+    pub fn build(spec: &TriggerSpec, ctx: &BuildContext) -> Result<Self, BuildError> {
+        let template = spec.template.as_ref().ok_or(BuildError::MissingTemplate)?;
+        let name = template.name.clone();
+        let actions = template.actions();
+        let action = match actions.as_slice() {
+            [] => return Err(BuildError::NoAction { trigger: name }),
+            [one] => *one,
+            several => {
+                let fields = several.iter().map(|a| a.field_name()).collect::<Vec<_>>().join(", ");
+                return Err(BuildError::SeveralActions { trigger: name, fields });
+            }
+        };
+        match action {
+            TriggerAction::Http(http) => Ok(BuiltTrigger::Http(http::HttpTrigger::build(&name, http, spec, ctx)?)),
+            TriggerAction::Log(log) => Ok(BuiltTrigger::Log(log::LogTrigger::build(&name, log))),
+            TriggerAction::K8s(_)
+            | TriggerAction::ArgoWorkflow(_)
+            | TriggerAction::AwsLambda(_)
+            | TriggerAction::Custom(_)
+            | TriggerAction::Kafka(_)
+            | TriggerAction::Nats(_)
+            | TriggerAction::Slack(_)
+            | TriggerAction::OpenWhisk(_)
+            | TriggerAction::AzureEventHubs(_)
+            | TriggerAction::Pulsar(_)
+            | TriggerAction::AzureServiceBus(_)
+            | TriggerAction::Email(_) => Err(BuildError::UnsupportedKind { trigger: name, kind: action.field_name() }),
+        }
+    }
+
+    fn inner(&self) -> &dyn Trigger {
+        match self {
+            BuiltTrigger::Http(t) => t,
+            BuiltTrigger::Log(t) => t,
+        }
+    }
+}
+
+#[async_trait]
+impl Trigger for BuiltTrigger {
+    fn kind(&self) -> &'static str {
+        self.inner().kind()
+    }
+
+    fn describe(&self, firing: &Firing) -> Result<serde_json::Value, TriggerError> {
+        self.inner().describe(firing)
+    }
+
+    async fn execute(&self, firing: &Firing) -> Result<Outcome, TriggerError> {
+        self.inner().execute(firing).await
+    }
+}
