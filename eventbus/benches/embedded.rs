@@ -30,7 +30,10 @@ fn envelope_baseline() -> anyhow::Result<(Duration, usize)> {
     for n in 0..EVENTS {
         let event = EventBuilder::new("webhook", "example", "webhook")
             .data_json(payload(n))
-            .extension("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+            .extension(
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            )
             .build()?;
         bytes += std::hint::black_box(event.to_json()?).len();
     }
@@ -38,15 +41,25 @@ fn envelope_baseline() -> anyhow::Result<(Duration, usize)> {
 }
 
 async fn bus_throughput() -> anyhow::Result<(Duration, Duration)> {
-    let bus = EmbeddedBus::new(EmbeddedConfig { capacity: EVENTS, ..EmbeddedConfig::default() });
+    let bus = EmbeddedBus::new(EmbeddedConfig {
+        capacity: EVENTS,
+        ..EmbeddedConfig::default()
+    });
     let subject = Subject::new("webhook", "example");
-    let filter = SubjectFilter { event_source_name: "webhook".into(), event_name: "example".into() };
-    let mut deliveries = bus.subscribe("bench", filter, SubscribeOptions::default()).await?;
+    let filter = SubjectFilter {
+        event_source_name: "webhook".into(),
+        event_name: "example".into(),
+    };
+    let mut deliveries = bus
+        .subscribe("bench", filter, SubscribeOptions::default())
+        .await?;
 
     // Events are built before the clock starts: this measures the bus, the baseline the envelope.
     let mut batches: Vec<Vec<_>> = (0..PUBLISHERS).map(|_| Vec::new()).collect();
     for n in 0..EVENTS {
-        let event = EventBuilder::new("webhook", "example", "webhook").data_json(payload(n)).build()?;
+        let event = EventBuilder::new("webhook", "example", "webhook")
+            .data_json(payload(n))
+            .build()?;
         batches[n % PUBLISHERS].push(event);
     }
 
@@ -54,7 +67,9 @@ async fn bus_throughput() -> anyhow::Result<(Duration, Duration)> {
     let consumer = tokio::spawn(async move {
         let mut acked = 0;
         while acked < EVENTS {
-            let Some(delivery) = deliveries.next().await else { break };
+            let Some(delivery) = deliveries.next().await else {
+                break;
+            };
             delivery.ack().await?;
             acked += 1;
         }
@@ -94,14 +109,30 @@ fn main() -> anyhow::Result<()> {
     let (envelope, bytes) = envelope_baseline()?;
 
     println!("embedded bus: {EVENTS} events, {PUBLISHERS} publishers, 1 durable, 1 subscriber acking each");
-    println!("  publish:            {:>10.0} events/s ({published:.2?})", per_second(published));
-    println!("  publish → ack:      {:>10.0} events/s ({consumed:.2?})", per_second(consumed));
-    println!("envelope baseline: build + to_json of {EVENTS} events ({} bytes each on average)", bytes / EVENTS);
-    println!("  build + to_json:    {:>10.0} events/s ({envelope:.2?})", per_second(envelope));
+    println!(
+        "  publish:            {:>10.0} events/s ({published:.2?})",
+        per_second(published)
+    );
+    println!(
+        "  publish → ack:      {:>10.0} events/s ({consumed:.2?})",
+        per_second(consumed)
+    );
+    println!(
+        "envelope baseline: build + to_json of {EVENTS} events ({} bytes each on average)",
+        bytes / EVENTS
+    );
+    println!(
+        "  build + to_json:    {:>10.0} events/s ({envelope:.2?})",
+        per_second(envelope)
+    );
 
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("target"));
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join("target")
+        });
     let dir = target.join("bench");
     std::fs::create_dir_all(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
     let report = json!({

@@ -35,14 +35,15 @@
 //!
 //! # Shutdown
 //! [`Bus::close`] rejects further publishes and subscriptions, ends every subscription stream, then
-//! waits until the deliveries already handed out are settled or their ack wait has passed (acks
-//! are still accepted after close). The backend spawns no tasks: all timing (ack wait, nak delay)
+//! waits until the deliveries still held by subscribers are settled, dropped, or past their ack
+//! wait (acks are still accepted after close). The backend spawns no tasks: all timing (ack wait, nak delay)
 //! is driven by the subscribers' own polls, so there is nothing to leak.
 //!
 //! The options of a durable are those of the `subscribe` call that created it; later calls join it
 //! and must pass the same filter.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
@@ -118,7 +119,9 @@ pub struct EmbeddedBus {
 
 impl std::fmt::Debug for EmbeddedBus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmbeddedBus").field("config", &self.inner.config).finish_non_exhaustive()
+        f.debug_struct("EmbeddedBus")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -185,11 +188,20 @@ struct Pending {
     at: Instant,
     /// Handed out and not yet settled (false: waiting for redelivery after a nak).
     in_flight: bool,
+    /// A subscriber still holds the latest delivery (false once its `Delivery` was dropped
+    /// unsettled): only held deliveries can still be acked, so only they delay `close`.
+    held: bool,
 }
 
 /// What a subscriber gets when it asks for the next delivery.
 enum Next {
-    Deliver { subject: Subject, event: Event, attempt: u32, sequence: u64, generation: u64 },
+    Deliver {
+        subject: Subject,
+        event: Event,
+        attempt: u32,
+        sequence: u64,
+        generation: u64,
+    },
     /// Nothing to do before this instant (or before a notification, if `None`).
     Wait(Option<Instant>),
     /// The bus is closed or the durable is gone.
@@ -264,7 +276,10 @@ impl State {
         if let Some(&sequence) = self.seen.get(event.id()) {
             // Why no loss: the same id is already stored (or was, and was settled) within the window;
             // the sender may be acked, as JetStream does with Nats-Msg-Id.
-            return Ok(PublishAck { sequence, duplicate: true });
+            return Ok(PublishAck {
+                sequence,
+                duplicate: true,
+            });
         }
         if self.store.len() >= config.capacity && !self.evict_unclaimed() {
             // Why no loss: the caller gets an error and must not ack its sender, who retries.
@@ -283,10 +298,20 @@ impl State {
         if owners == 0 {
             self.unclaimed.push_back((now, sequence));
         }
-        self.store.insert(sequence, Stored { subject: subject.clone(), event: event.clone(), owners });
+        self.store.insert(
+            sequence,
+            Stored {
+                subject: subject.clone(),
+                event: event.clone(),
+                owners,
+            },
+        );
         self.seen.insert(event.id().to_owned(), sequence);
         self.seen_order.push_back((now, event.id().to_owned()));
-        Ok(PublishAck { sequence, duplicate: false })
+        Ok(PublishAck {
+            sequence,
+            duplicate: false,
+        })
     }
 
     fn subscribe(
@@ -376,8 +401,9 @@ impl State {
             pending.deliveries += 1;
             self.next_generation += 1;
             pending.generation = self.next_generation;
-            pending.at = now + consumer.options.ack_wait;
+            pending.at = later(now, consumer.options.ack_wait);
             pending.in_flight = true;
+            pending.held = true;
             consumer.timers.insert((pending.at, sequence));
             taken = Some((sequence, pending.deliveries, pending.generation));
             break;
@@ -385,10 +411,17 @@ impl State {
         if taken.is_none() && consumer.pending.len() < consumer.options.max_ack_pending {
             if let Some(sequence) = consumer.ready.pop_front() {
                 self.next_generation += 1;
-                let at = now + consumer.options.ack_wait;
-                consumer
-                    .pending
-                    .insert(sequence, Pending { deliveries: 1, generation: self.next_generation, at, in_flight: true });
+                let at = later(now, consumer.options.ack_wait);
+                consumer.pending.insert(
+                    sequence,
+                    Pending {
+                        deliveries: 1,
+                        generation: self.next_generation,
+                        at,
+                        in_flight: true,
+                        held: true,
+                    },
+                );
                 consumer.timers.insert((at, sequence));
                 taken = Some((sequence, 1, self.next_generation));
             }
@@ -411,15 +444,27 @@ impl State {
                     generation,
                 },
                 // Unreachable: an owned event stays stored until its owners settle it. Should it
-                // happen, waking at once lets the caller go on to the next event.
-                None => Next::Wait(Some(now)),
+                // happen there is nothing left to deliver; forget the entry (so it holds no
+                // max_ack_pending slot) and let the caller go on to the next event at once.
+                None => {
+                    if let Some(consumer) = self.consumers.get_mut(durable) {
+                        if let Some(pending) = consumer.pending.remove(&sequence) {
+                            consumer.timers.remove(&(pending.at, sequence));
+                        }
+                    }
+                    Next::Wait(Some(now))
+                }
             },
             None => Next::Wait(wake_at),
         }
     }
 
     fn drop_at_max_deliver(&mut self, durable: &str, sequence: u64, max_deliver: u32) {
-        let id = self.store.get(&sequence).map(|stored| stored.event.id().to_owned()).unwrap_or_default();
+        let id = self
+            .store
+            .get(&sequence)
+            .map(|stored| stored.event.id().to_owned())
+            .unwrap_or_default();
         warn!(durable, event = %id, max_deliver, "dropped the event: delivered max_deliver times without an ack");
         self.release(sequence);
     }
@@ -456,10 +501,25 @@ impl State {
                     self.drop_at_max_deliver(durable, sequence, max);
                     return;
                 }
-                pending.at = now + delay;
+                pending.at = later(now, delay);
                 pending.in_flight = false;
                 consumer.timers.insert((pending.at, sequence));
                 consumer.notify.notify_waiters();
+            }
+        }
+    }
+
+    /// The delivery `generation` of `sequence` was dropped without being settled. Nothing changes
+    /// for redelivery (it still comes after ack_wait, as for any unacked delivery); `close` just
+    /// stops waiting for it.
+    fn let_go(&mut self, durable: &str, sequence: u64, generation: u64) {
+        let pending = self
+            .consumers
+            .get_mut(durable)
+            .and_then(|consumer| consumer.pending.get_mut(&sequence));
+        if let Some(pending) = pending {
+            if pending.generation == generation {
+                pending.held = false;
             }
         }
     }
@@ -469,10 +529,17 @@ impl State {
         self.consumers
             .values()
             .flat_map(|consumer| consumer.pending.values())
-            .filter(|pending| pending.in_flight && pending.at > now)
+            .filter(|pending| pending.in_flight && pending.held && pending.at > now)
             .map(|pending| pending.at)
             .max()
     }
+}
+
+/// `now + duration`, saturating far in the future instead of panicking on overflow (a caller may
+/// pass `Duration::MAX` as "never", and this runs under the state lock).
+fn later(now: Instant, duration: Duration) -> Instant {
+    const FAR: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    now.checked_add(duration.min(FAR)).unwrap_or(now)
 }
 
 enum Settle {
@@ -501,7 +568,11 @@ impl EmbeddedBus {
 
     /// How many events of durable `durable` are delivered or waiting for redelivery, unsettled.
     pub fn pending(&self, durable: &str) -> usize {
-        self.inner.lock().consumers.get(durable).map_or(0, |consumer| consumer.pending.len())
+        self.inner
+            .lock()
+            .consumers
+            .get(durable)
+            .map_or(0, |consumer| consumer.pending.len())
     }
 }
 
@@ -525,7 +596,11 @@ impl Bus for EmbeddedBus {
         options: SubscribeOptions,
     ) -> Result<Deliveries, SubscribeError> {
         let notify = self.inner.lock().subscribe(durable, filter, options)?;
-        let subscriber = Subscriber { inner: self.inner.clone(), durable: Arc::from(durable), notify };
+        let subscriber = Subscriber {
+            inner: self.inner.clone(),
+            durable: Arc::from(durable),
+            notify,
+        };
         Ok(futures::stream::unfold(subscriber, |subscriber| async move {
             let delivery = subscriber.next().await?;
             Some((delivery, subscriber))
@@ -541,9 +616,11 @@ impl Bus for EmbeddedBus {
             }
             state.closed = true;
         }
+        // Why no loss: ending the streams takes nothing out of the store; events not yet acked
+        // stay there (and with the process go, see the module doc: the embedded bus is not durable).
         self.inner.cancel.cancel();
-        // Wait for deliveries already handed out, so a sensor finishing its in-flight work can
-        // still ack it; a delivery unsettled past its ack wait would be redelivered anyway.
+        // Wait for deliveries still held, so a sensor finishing its in-flight work can still ack
+        // it; a delivery dropped, or unsettled past its ack wait, would be redelivered anyway.
         loop {
             let settled = self.inner.settled.notified();
             tokio::pin!(settled);
@@ -576,15 +653,22 @@ impl Subscriber {
             notified.as_mut().enable();
             let wake_at = match self.inner.lock().take_next(&self.durable, Instant::now()) {
                 Next::End => return None,
-                Next::Deliver { subject, event, attempt, sequence, generation } => {
+                Next::Deliver {
+                    subject,
+                    event,
+                    attempt,
+                    sequence,
+                    generation,
+                } => {
                     let acker = EmbeddedAcker {
                         inner: Arc::downgrade(&self.inner),
                         durable: self.durable.clone(),
                         sequence,
                         generation,
+                        settled: AtomicBool::new(false),
                     };
-                    // A Delivery dropped unsettled needs no code: its ack deadline is already in
-                    // the durable's timers, so it is redelivered after ack_wait.
+                    // A Delivery dropped unsettled is redelivered after ack_wait: its ack deadline
+                    // is already in the durable's timers (the acker's Drop only informs `close`).
                     return Some(Delivery::new(event, subject, attempt, Box::new(acker)));
                 }
                 Next::Wait(wake_at) => wake_at,
@@ -611,14 +695,33 @@ struct EmbeddedAcker {
     durable: Arc<str>,
     sequence: u64,
     generation: u64,
+    /// Set by ack, nak or term, so dropping a settled delivery costs nothing.
+    settled: AtomicBool,
 }
 
 impl EmbeddedAcker {
     fn settle(&self, how: Settle) -> Result<(), AckError> {
         let inner = self.inner.upgrade().ok_or(AckError::Closed)?;
-        inner.lock().settle(&self.durable, self.sequence, how, Instant::now());
+        self.settled.store(true, Ordering::Relaxed);
+        inner
+            .lock()
+            .settle(&self.durable, self.sequence, how, Instant::now());
         inner.settled.notify_waiters();
         Ok(())
+    }
+}
+
+impl Drop for EmbeddedAcker {
+    fn drop(&mut self) {
+        if self.settled.load(Ordering::Relaxed) {
+            return;
+        }
+        // Dropped unsettled: the event is redelivered after its ack wait like any unacked one
+        // (its timer is already set). Only tell `close` that nobody can ack it any more.
+        if let Some(inner) = self.inner.upgrade() {
+            inner.lock().let_go(&self.durable, self.sequence, self.generation);
+            inner.settled.notify_waiters();
+        }
     }
 }
 
@@ -629,7 +732,10 @@ impl Acker for EmbeddedAcker {
     }
 
     async fn nak(&self, delay: Duration) -> Result<(), AckError> {
-        self.settle(Settle::Nak { delay, generation: self.generation })
+        self.settle(Settle::Nak {
+            delay,
+            generation: self.generation,
+        })
     }
 
     async fn term(&self) -> Result<(), AckError> {

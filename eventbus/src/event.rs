@@ -30,6 +30,7 @@
 //!   declared as JSON (`application/json`, `text/json`, `*+json`) is parsed as JSON first.
 
 use std::fmt;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
@@ -48,8 +49,17 @@ pub const JSON_CONTENT_TYPE: &str = "application/json";
 const EVENT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x1a13_00f5_90e9_5e37_beac_9098_a237_22fb);
 
 /// Context attribute names an extension must not take (they would be serialized twice).
-const RESERVED_NAMES: &[&str] =
-    &["specversion", "id", "source", "type", "datacontenttype", "dataschema", "subject", "time", "data"];
+const RESERVED_NAMES: &[&str] = &[
+    "specversion",
+    "id",
+    "source",
+    "type",
+    "datacontenttype",
+    "dataschema",
+    "subject",
+    "time",
+    "data",
+];
 
 /// What is wrong with one attribute of an event.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -103,10 +113,12 @@ pub enum EventError {
 
 /// A CloudEvents 1.0 event with JSON data: what sources publish and sensors consume.
 ///
-/// Build one with [`EventBuilder`]; decode one with [`Event::from_json`] or `TryFrom`.
+/// Build one with [`EventBuilder`]; decode one with [`Event::from_json`] or `TryFrom`. Cloning is
+/// cheap (the SDK event is shared, immutable), which matters because the bus hands a clone to every
+/// delivery.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Event {
-    inner: cloudevents::Event,
+    inner: Arc<cloudevents::Event>,
 }
 
 impl Event {
@@ -157,12 +169,14 @@ impl Event {
 
     /// The names and values of all extensions, in no particular order.
     pub fn extensions(&self) -> impl Iterator<Item = (&str, String)> {
-        self.inner.iter_extensions().map(|(name, value)| (name, value.to_string()))
+        self.inner
+            .iter_extensions()
+            .map(|(name, value)| (name, value.to_string()))
     }
 
     /// The event in the CloudEvents structured JSON format.
     pub fn to_json(&self) -> Result<Vec<u8>, EventError> {
-        serde_json::to_vec(&self.inner).map_err(EventError::Encode)
+        serde_json::to_vec(self.inner.as_ref()).map_err(EventError::Encode)
     }
 
     /// Decodes an event in the CloudEvents structured JSON format. Never panics on bad input.
@@ -178,7 +192,7 @@ impl Event {
 
     /// Unwraps the SDK event.
     pub fn into_cloudevent(self) -> cloudevents::Event {
-        self.inner
+        Arc::unwrap_or_clone(self.inner)
     }
 }
 
@@ -194,11 +208,16 @@ impl TryFrom<cloudevents::Event> for Event {
     /// Checks the invariants (see the module doc), upgrades a 0.3 event to 1.0 and turns
     /// string or binary data into JSON.
     fn try_from(event: cloudevents::Event) -> Result<Self, Self::Error> {
-        let convert = |attribute: &str, source| EventError::Convert { attribute: attribute.to_owned(), source };
+        let convert = |attribute: &str, source| EventError::Convert {
+            attribute: attribute.to_owned(),
+            source,
+        };
         let mut inner = if event.specversion() == cloudevents::event::SpecVersion::V10 {
             event
         } else {
-            EventBuilderV10::from(event).build().map_err(EventError::BuildCloudEvent)?
+            EventBuilderV10::from(event)
+                .build()
+                .map_err(EventError::BuildCloudEvent)?
         };
         check_attributes(&inner).map_err(|(attribute, source)| convert(&attribute, source))?;
 
@@ -224,19 +243,21 @@ impl TryFrom<cloudevents::Event> for Event {
                 inner.set_dataschema(schema);
             }
         }
-        Ok(Event { inner })
+        Ok(Event {
+            inner: Arc::new(inner),
+        })
     }
 }
 
 impl From<Event> for cloudevents::Event {
     fn from(event: Event) -> Self {
-        event.inner
+        event.into_cloudevent()
     }
 }
 
 impl Serialize for Event {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.inner.serialize(serializer)
+        self.inner.as_ref().serialize(serializer)
     }
 }
 
@@ -329,9 +350,10 @@ impl EventBuilder {
             }
             Err(error) => return Err(EventError::BuildCloudEvent(error)),
         };
-        check_attributes(&inner)
-            .map_err(|(attribute, source)| EventError::Build { attribute, source })?;
-        Ok(Event { inner })
+        check_attributes(&inner).map_err(|(attribute, source)| EventError::Build { attribute, source })?;
+        Ok(Event {
+            inner: Arc::new(inner),
+        })
     }
 }
 
@@ -386,7 +408,12 @@ fn check_extension_name(name: &str) -> Result<(), AttributeError> {
 
 /// The SDK's rule for "this content type is JSON".
 fn is_json_content_type(content_type: &str) -> bool {
-    let essence = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
     essence == "application/json" || essence == "text/json" || essence.ends_with("+json")
 }
 
@@ -423,7 +450,8 @@ fn data_to_json(data: Data, declared_json: bool) -> (serde_json::Value, bool) {
 fn is_media_type(content_type: &str) -> bool {
     fn is_token(s: &str) -> bool {
         !s.is_empty()
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
     }
     let essence = content_type.split(';').next().unwrap_or_default().trim();
     match essence.split_once('/') {
@@ -463,7 +491,9 @@ fn is_uri_reference(s: &str) -> bool {
         Some(colon) => {
             let scheme = &s[..colon];
             let valid_scheme = scheme.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
-                && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
+                && scheme
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
             if !valid_scheme {
                 return false;
             }
@@ -482,10 +512,11 @@ fn is_uri_reference(s: &str) -> bool {
     match authority.find('[') {
         None => !authority.contains(']'),
         Some(open) => {
-            authority[..open].ends_with('@') || open == 0 && {
-                let after = &authority[open..];
-                after.matches('[').count() == 1 && after.contains(']')
-            }
+            authority[..open].ends_with('@')
+                || open == 0 && {
+                    let after = &authority[open..];
+                    after.matches('[').count() == 1 && after.contains(']')
+                }
         }
     }
 }
@@ -501,9 +532,16 @@ mod tests {
     fn example() -> Event {
         EventBuilder::new("webhook", "example", "webhook")
             .id("0b6c1ed0-3a4f-4e4b-9a3c-2f1b2d1c0e9f")
-            .time(Utc.with_ymd_and_hms(2024, 5, 1, 12, 30, 0).single().expect("a valid date"))
+            .time(
+                Utc.with_ymd_and_hms(2024, 5, 1, 12, 30, 0)
+                    .single()
+                    .expect("a valid date"),
+            )
             .data_json(json!({"header": {"X-A": ["1"]}, "body": {"n": 1.5, "s": "ü"}}))
-            .extension("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+            .extension(
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            )
             .build()
             .expect("a valid event")
     }
@@ -511,16 +549,24 @@ mod tests {
     #[test]
     fn builder_maps_upstream_attributes_and_defaults() {
         let before = Utc::now();
-        let event = EventBuilder::new("my-es", "push", "github").build().expect("valid");
+        let event = EventBuilder::new("my-es", "push", "github")
+            .build()
+            .expect("valid");
         let after = Utc::now();
         assert_eq!(event.source(), "my-es");
         assert_eq!(event.subject(), Some("push"));
         assert_eq!(event.ty(), "github");
-        assert_eq!(event.as_cloudevent().specversion(), cloudevents::event::SpecVersion::V10);
+        assert_eq!(
+            event.as_cloudevent().specversion(),
+            cloudevents::event::SpecVersion::V10
+        );
         let id = Uuid::parse_str(event.id()).expect("default id is a UUID");
         assert_eq!(id.get_version_num(), 4);
         let time = event.time().expect("default time is set");
-        assert!(before <= time && time <= after, "{time} not within [{before}, {after}]");
+        assert!(
+            before <= time && time <= after,
+            "{time} not within [{before}, {after}]"
+        );
         assert_eq!(event.data(), None);
         assert_eq!(event.datacontenttype(), None);
         assert_eq!(event.extensions().count(), 0);
@@ -531,8 +577,14 @@ mod tests {
         let event = example();
         assert_eq!(event.id(), "0b6c1ed0-3a4f-4e4b-9a3c-2f1b2d1c0e9f");
         assert_eq!(event.datacontenttype(), Some("application/json"));
-        assert_eq!(event.data(), Some(&json!({"header": {"X-A": ["1"]}, "body": {"n": 1.5, "s": "ü"}})));
-        assert_eq!(event.time().map(|t| t.to_rfc3339()).as_deref(), Some("2024-05-01T12:30:00+00:00"));
+        assert_eq!(
+            event.data(),
+            Some(&json!({"header": {"X-A": ["1"]}, "body": {"n": 1.5, "s": "ü"}}))
+        );
+        assert_eq!(
+            event.time().map(|t| t.to_rfc3339()).as_deref(),
+            Some("2024-05-01T12:30:00+00:00")
+        );
         assert_eq!(
             event.extension("traceparent").as_deref(),
             Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
@@ -569,8 +621,14 @@ mod tests {
             serde_json::from_value(serde_json::to_value(&event).expect("serializes")).expect("deserializes");
         assert_eq!(via_serde, event);
         // Default time keeps its nanoseconds through the text form.
-        let now = EventBuilder::new("a", "b", "c").data_json(json!(null)).build().expect("valid");
-        assert_eq!(Event::from_json(&now.to_json().expect("encodes")).expect("decodes"), now);
+        let now = EventBuilder::new("a", "b", "c")
+            .data_json(json!(null))
+            .build()
+            .expect("valid");
+        assert_eq!(
+            Event::from_json(&now.to_json().expect("encodes")).expect("decodes"),
+            now
+        );
     }
 
     #[test]
@@ -590,7 +648,10 @@ mod tests {
                 other => panic!("{name:?}: expected a build error, got {other:?}"),
             }
         }
-        assert!(EventBuilder::new("a", "b", "c").extension("abc123", "v").build().is_ok());
+        assert!(EventBuilder::new("a", "b", "c")
+            .extension("abc123", "v")
+            .build()
+            .is_ok());
     }
 
     #[test]
@@ -599,10 +660,22 @@ mod tests {
             Err(EventError::Build { attribute, source }) => (attribute, source),
             other => panic!("expected a build error, got {other:?}"),
         };
-        assert_eq!(attribute_of(EventBuilder::new("", "b", "c").build()), ("source".into(), AttributeError::Empty));
-        assert_eq!(attribute_of(EventBuilder::new("a", "", "c").build()), ("subject".into(), AttributeError::Empty));
-        assert_eq!(attribute_of(EventBuilder::new("a", "b", "").build()), ("type".into(), AttributeError::Empty));
-        assert_eq!(attribute_of(EventBuilder::new("a", "b", "c").id("").build()), ("id".into(), AttributeError::Empty));
+        assert_eq!(
+            attribute_of(EventBuilder::new("", "b", "c").build()),
+            ("source".into(), AttributeError::Empty)
+        );
+        assert_eq!(
+            attribute_of(EventBuilder::new("a", "", "c").build()),
+            ("subject".into(), AttributeError::Empty)
+        );
+        assert_eq!(
+            attribute_of(EventBuilder::new("a", "b", "").build()),
+            ("type".into(), AttributeError::Empty)
+        );
+        assert_eq!(
+            attribute_of(EventBuilder::new("a", "b", "c").id("").build()),
+            ("id".into(), AttributeError::Empty)
+        );
         assert_eq!(
             attribute_of(EventBuilder::new("my source", "b", "c").build()),
             ("source".into(), AttributeError::NotUriReference)
@@ -647,7 +720,10 @@ mod tests {
             "the namespace constant must match its documented derivation"
         );
         let id = deterministic_id(&["github", "72d3162e-cc78-11e3-81ab-4c9367dc0958"]);
-        assert_eq!(id, deterministic_id(&["github", "72d3162e-cc78-11e3-81ab-4c9367dc0958"]));
+        assert_eq!(
+            id,
+            deterministic_id(&["github", "72d3162e-cc78-11e3-81ab-4c9367dc0958"])
+        );
         assert_eq!(Uuid::parse_str(&id).expect("a UUID").get_version_num(), 5);
         assert_ne!(deterministic_id(&["ab", "c"]), deterministic_id(&["a", "bc"]));
         assert_ne!(deterministic_id(&[]), deterministic_id(&[""]));
@@ -663,38 +739,81 @@ mod tests {
         assert_eq!(text.data(), Some(&json!("hello")));
         assert_eq!(text.datacontenttype(), Some("application/json"));
 
-        let json_text = convert(base().data("application/json", r#"{"a":1}"#).build().expect("sdk event"));
+        let json_text = convert(
+            base()
+                .data("application/json", r#"{"a":1}"#)
+                .build()
+                .expect("sdk event"),
+        );
         assert_eq!(json_text.data(), Some(&json!({"a": 1})));
 
-        let json_bytes = convert(base().data("application/ld+json", b"[1,2]".to_vec()).build().expect("sdk"));
+        let json_bytes = convert(
+            base()
+                .data("application/ld+json", b"[1,2]".to_vec())
+                .build()
+                .expect("sdk"),
+        );
         assert_eq!(json_bytes.data(), Some(&json!([1, 2])));
 
-        let utf8 = convert(base().data("application/octet-stream", b"hi".to_vec()).build().expect("sdk"));
+        let utf8 = convert(
+            base()
+                .data("application/octet-stream", b"hi".to_vec())
+                .build()
+                .expect("sdk"),
+        );
         assert_eq!(utf8.data(), Some(&json!("hi")));
 
-        let binary = convert(base().data("image/png", vec![0xff, 0x00, 0x10]).build().expect("sdk"));
+        let binary = convert(
+            base()
+                .data("image/png", vec![0xff, 0x00, 0x10])
+                .build()
+                .expect("sdk"),
+        );
         assert_eq!(binary.data(), Some(&json!("/wAQ")));
 
         // After conversion, the event is a Sluice event: it round-trips.
-        assert_eq!(Event::from_json(&binary.to_json().expect("encodes")).expect("decodes"), binary);
+        assert_eq!(
+            Event::from_json(&binary.to_json().expect("encodes")).expect("decodes"),
+            binary
+        );
     }
 
     #[test]
     fn from_json_rejects_spec_violations() {
         for (input, attribute) in [
             (r#"{"specversion":"1.0","id":"","source":"s","type":"t"}"#, "id"),
-            (r#"{"specversion":"1.0","id":"1","source":"a b","type":"t"}"#, "source"),
-            (r#"{"specversion":"1.0","id":"1","source":"s","type":"t","subject":""}"#, "subject"),
-            (r#"{"specversion":"1.0","id":"1","source":"s","type":"t","Bad":"x"}"#, "Bad"),
-            (r#"{"specversion":"1.0","id":"1","source":"s","type":"t","datacontenttype":"x"}"#, "datacontenttype"),
+            (
+                r#"{"specversion":"1.0","id":"1","source":"a b","type":"t"}"#,
+                "source",
+            ),
+            (
+                r#"{"specversion":"1.0","id":"1","source":"s","type":"t","subject":""}"#,
+                "subject",
+            ),
+            (
+                r#"{"specversion":"1.0","id":"1","source":"s","type":"t","Bad":"x"}"#,
+                "Bad",
+            ),
+            (
+                r#"{"specversion":"1.0","id":"1","source":"s","type":"t","datacontenttype":"x"}"#,
+                "datacontenttype",
+            ),
         ] {
             match Event::from_json(input.as_bytes()) {
                 Err(EventError::Convert { attribute: got, .. }) => assert_eq!(got, attribute, "{input}"),
                 other => panic!("{input}: expected a convert error, got {other:?}"),
             }
         }
-        for input in ["", "{}", "[]", r#"{"specversion":"2.0","id":"1","source":"s","type":"t"}"#] {
-            assert!(matches!(Event::from_json(input.as_bytes()), Err(EventError::Decode(_))), "{input}");
+        for input in [
+            "",
+            "{}",
+            "[]",
+            r#"{"specversion":"2.0","id":"1","source":"s","type":"t"}"#,
+        ] {
+            assert!(
+                matches!(Event::from_json(input.as_bytes()), Err(EventError::Decode(_))),
+                "{input}"
+            );
         }
     }
 
@@ -702,7 +821,10 @@ mod tests {
     fn from_json_upgrades_spec_version_0_3() {
         let input = r#"{"specversion":"0.3","id":"1","source":"s","type":"t","datacontenttype":"application/json","data":{"a":1}}"#;
         let event = Event::from_json(input.as_bytes()).expect("decodes");
-        assert_eq!(event.as_cloudevent().specversion(), cloudevents::event::SpecVersion::V10);
+        assert_eq!(
+            event.as_cloudevent().specversion(),
+            cloudevents::event::SpecVersion::V10
+        );
         assert_eq!(event.data(), Some(&json!({"a": 1})));
     }
 
@@ -712,7 +834,9 @@ mod tests {
             any::<bool>().prop_map(serde_json::Value::Bool),
             any::<i64>().prop_map(|n| json!(n)),
             any::<u64>().prop_map(|n| json!(n)),
-            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| json!(f)),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(|f| json!(f)),
             ".*".prop_map(serde_json::Value::String),
         ];
         leaf.prop_recursive(4, 64, 8, |inner| {

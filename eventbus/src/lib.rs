@@ -16,6 +16,9 @@ use futures::stream::BoxStream;
 
 pub use event::{Event, EventBuilder, EventError};
 
+pub use embedded::{EmbeddedBus, EmbeddedConfig};
+pub use event::deterministic_id;
+
 /// Where an event goes on the bus: the EventSource's name and the event's name inside it.
 /// On JetStream this becomes the subject `<stream>.<eventSourceName>.<eventName>`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -29,7 +32,10 @@ pub struct Subject {
 impl Subject {
     /// A subject for `event_source_name` / `event_name`.
     pub fn new(event_source_name: impl Into<String>, event_name: impl Into<String>) -> Self {
-        Self { event_source_name: event_source_name.into(), event_name: event_name.into() }
+        Self {
+            event_source_name: event_source_name.into(),
+            event_name: event_name.into(),
+        }
     }
 }
 
@@ -124,7 +130,12 @@ pub struct SubscribeOptions {
 
 impl Default for SubscribeOptions {
     fn default() -> Self {
-        Self { ack_wait: Duration::from_secs(30), max_deliver: 0, max_ack_pending: 256, deliver_all: false }
+        Self {
+            ack_wait: Duration::from_secs(30),
+            max_deliver: 0,
+            max_ack_pending: 256,
+            deliver_all: false,
+        }
     }
 }
 
@@ -163,7 +174,12 @@ impl std::fmt::Debug for Delivery {
 impl Delivery {
     /// A delivery settled through `acker` (for backends).
     pub fn new(event: Event, subject: Subject, attempt: u32, acker: Box<dyn Acker>) -> Self {
-        Self { event, subject, attempt, acker }
+        Self {
+            event,
+            subject,
+            attempt,
+            acker,
+        }
     }
 
     /// Done with this event.

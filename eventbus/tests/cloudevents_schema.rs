@@ -12,11 +12,17 @@ const SCHEMA: &str = include_str!("fixtures/cloudevent-json-format.schema.json")
 
 fn validator() -> Validator {
     let schema: Value = serde_json::from_str(SCHEMA).expect("the schema fixture is JSON");
-    jsonschema::draft7::options().should_validate_formats(true).build(&schema).expect("the schema compiles")
+    jsonschema::draft7::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .expect("the schema compiles")
 }
 
 fn errors(validator: &Validator, instance: &Value) -> Vec<String> {
-    validator.iter_errors(instance).map(|e| format!("{} at {}", e, e.instance_path())).collect()
+    validator
+        .iter_errors(instance)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect()
 }
 
 fn encoded(event: &Event) -> Value {
@@ -29,12 +35,22 @@ fn typical_events_validate() {
     let events = [
         EventBuilder::new("webhook", "example", "webhook").build(),
         EventBuilder::new("github-es", "push", "github")
-            .id(deterministic_id(&["github", "72d3162e-cc78-11e3-81ab-4c9367dc0958"]))
+            .id(deterministic_id(&[
+                "github",
+                "72d3162e-cc78-11e3-81ab-4c9367dc0958",
+            ]))
             .data_json(json!({"header": {}, "body": {"ref": "refs/heads/main"}}))
-            .extension("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+            .extension(
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            )
             .build(),
-        EventBuilder::new("calendar", "every-minute", "calendar").data_json(json!(null)).build(),
-        EventBuilder::new("https://example.com/es", "a", "webhook").data_json(json!("text")).build(),
+        EventBuilder::new("calendar", "every-minute", "calendar")
+            .data_json(json!(null))
+            .build(),
+        EventBuilder::new("https://example.com/es", "a", "webhook")
+            .data_json(json!("text"))
+            .build(),
     ];
     for event in events {
         let event = event.expect("a valid event");
@@ -67,12 +83,18 @@ fn the_schema_rejects_what_the_spec_forbids() {
         ("missing source", without("source")),
         ("missing specversion", without("specversion")),
         ("time not RFC 3339", with("time", json!("2024-05-01 12:30"))),
-        ("datacontenttype not a media type", with("datacontenttype", json!("json"))),
+        (
+            "datacontenttype not a media type",
+            with("datacontenttype", json!("json")),
+        ),
         ("empty subject", with("subject", json!(""))),
         ("extension with upper case", with("traceParent", json!("x"))),
         ("extension with a dash", with("trace-parent", json!("x"))),
         ("extension of object type", with("ext", json!({"a": 1}))),
-        ("data_base64 not base64", with("data_base64", json!("not base64!"))),
+        (
+            "data_base64 not base64",
+            with("data_base64", json!("not base64!")),
+        ),
         ("both data members", {
             let mut instance = with("data", json!(1));
             instance["data_base64"] = json!("AQ==");
@@ -80,11 +102,17 @@ fn the_schema_rejects_what_the_spec_forbids() {
         }),
     ];
     for (what, instance) in invalid {
-        assert!(!validator.is_valid(&instance), "the schema accepted {what}: {instance}");
+        assert!(
+            !validator.is_valid(&instance),
+            "the schema accepted {what}: {instance}"
+        );
     }
     assert!(validator.is_valid(&with("data_base64", json!("Zm9vYg=="))));
     assert!(validator.is_valid(&with("time", json!("2018-04-05T17:31:00Z"))));
-    assert!(validator.is_valid(&with("source", json!("urn:uuid:6e8bc430-9c3a-11d9-9669-0800200c9a66"))));
+    assert!(validator.is_valid(&with(
+        "source",
+        json!("urn:uuid:6e8bc430-9c3a-11d9-9669-0800200c9a66")
+    )));
 }
 
 fn json_value() -> impl Strategy<Value = Value> {
@@ -92,13 +120,16 @@ fn json_value() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(|n| json!(n)),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| json!(f)),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(|f| json!(f)),
         ".{0,8}".prop_map(Value::String),
     ];
     leaf.prop_recursive(3, 32, 6, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-            prop::collection::btree_map(".{0,6}", inner, 0..6).prop_map(|m| Value::Object(m.into_iter().collect())),
+            prop::collection::btree_map(".{0,6}", inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })
 }

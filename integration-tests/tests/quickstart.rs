@@ -173,3 +173,47 @@ async fn quickstart_delivers_the_parameterized_payload_and_drains_on_sigterm() -
     assert_eq!(code, Some(0), "sluice exits 0 on SIGTERM");
     Ok(())
 }
+
+/// The JSON log lines of `sluice run --log-format json`.
+fn log_lines(text: &str) -> Vec<Value> {
+    text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+}
+
+/// The quickstart exactly as the README runs it (port 12000): the `deploy` sensor's http trigger POSTs
+/// to the quickstart's own `/deployed` endpoint, and the `audit` sensor's log trigger must print the
+/// parameterized payload that arrived there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quickstart_as_shipped_chains_webhook_http_trigger_and_log_trigger() -> Result<()> {
+    if StdListener::bind("127.0.0.1:12000").is_err() {
+        bail!("port 12000 is in use: stop whatever runs there (a quickstart left running?) and rerun");
+    }
+    let dir = tempfile::tempdir()?;
+    let sluice = Sluice::start(&workspace_root().join("examples/quickstart"), dir.path().join("sluice.log"))?;
+    wait_healthy(12000, &sluice).await?;
+    let r = reqwest::Client::new()
+        .post("http://127.0.0.1:12000/example")
+        .json(&json!({"type": "deploy", "service": "checkout", "version": "1.4.2", "user": "ada"}))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200);
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut audit = None;
+    while audit.is_none() && Instant::now() < deadline {
+        audit = log_lines(&sluice.log_text())
+            .into_iter()
+            .find(|l| l["sensor"] == "audit" && l["trigger"] == "log-deployed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let audit = audit.with_context(|| format!("the audit sensor never logged; log:\n{}", sluice.log_text()))?;
+    let data: Value = serde_json::from_str(audit["data"].as_str().unwrap_or("null"))?;
+    assert_eq!(data["body"], json!({"service": "checkout", "version": "1.4.2", "requestedBy": "ada"}));
+    assert_eq!(data["header"]["X-Requested-By"], json!(["sluice-quickstart"]));
+    let logs = log_lines(&sluice.log_text());
+    assert!(
+        logs.iter().any(|l| l["sensor"] == "deploy" && l["trigger"] == "log-deploy-request"),
+        "the deploy sensor's log trigger fired too"
+    );
+    assert_eq!(sluice.terminate()?, Some(0));
+    Ok(())
+}

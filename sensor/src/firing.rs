@@ -83,7 +83,10 @@ mod tests {
         let b = FiringId::new("t", &events(&[("b", "2"), ("a", "1")]));
         assert_eq!(a, b);
         assert_eq!(a.as_str().len(), 64);
-        assert!(a.as_str().bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(a
+            .as_str()
+            .bytes()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
     }
 
     #[test]
@@ -92,6 +95,9 @@ mod tests {
         assert_ne!(base, FiringId::new("u", &events(&[("a", "1"), ("b", "2")])));
         assert_ne!(base, FiringId::new("t", &events(&[("a", "2"), ("b", "1")])));
         assert_ne!(base, FiringId::new("t", &events(&[("a", "1")])));
-        assert_ne!(FiringId::new("t", &events(&[("ab", "c")])), FiringId::new("t", &events(&[("a", "bc")])));
+        assert_ne!(
+            FiringId::new("t", &events(&[("ab", "c")])),
+            FiringId::new("t", &events(&[("a", "bc")]))
+        );
     }
 }

@@ -63,7 +63,13 @@ impl Part {
         if self.key.is_empty() {
             return Some(Ok(0));
         }
-        Some(self.key.parse::<usize>().ok().filter(|n| *n <= MAX_ARRAY_INDEX).ok_or(()))
+        Some(
+            self.key
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n <= MAX_ARRAY_INDEX)
+                .ok_or(()),
+        )
     }
 
     fn is_append(&self) -> bool {
@@ -112,7 +118,9 @@ pub fn set_path(root: &mut Value, path: &str, value: Value) -> Result<(), SetPat
     if path.is_empty() {
         return Err(SetPathError::EmptyPath);
     }
-    let parts = parse_set_path(path).ok_or_else(|| SetPathError::ComplexPath { path: path.to_owned() })?;
+    let parts = parse_set_path(path).ok_or_else(|| SetPathError::ComplexPath {
+        path: path.to_owned(),
+    })?;
     set_parts(root, &parts, value, path)
 }
 
@@ -134,10 +142,18 @@ fn set_parts(current: &mut Value, parts: &[Part], value: Value, path: &str) -> R
             let index = match part.index() {
                 Some(Ok(index)) => index,
                 Some(Err(())) => {
-                    return Err(SetPathError::IndexTooLarge { path: path.to_owned(), key: part.key.clone() })
+                    return Err(SetPathError::IndexTooLarge {
+                        path: path.to_owned(),
+                        key: part.key.clone(),
+                    })
                 }
                 None if part.is_append() => items.len(),
-                None => return Err(SetPathError::NotAnIndex { path: path.to_owned(), key: part.key.clone() }),
+                None => {
+                    return Err(SetPathError::NotAnIndex {
+                        path: path.to_owned(),
+                        key: part.key.clone(),
+                    })
+                }
             };
             if let Some(child) = items.get_mut(index) {
                 return set_parts(child, rest, value, path);
@@ -149,7 +165,11 @@ fn set_parts(current: &mut Value, parts: &[Part], value: Value, path: &str) -> R
         }
         // sjson replaces a missing or scalar parent with an empty container and carries on.
         _ => {
-            *current = if part.index().is_some() { Value::Array(Vec::new()) } else { Value::Object(Map::new()) };
+            *current = if part.index().is_some() {
+                Value::Array(Vec::new())
+            } else {
+                Value::Object(Map::new())
+            };
             set_parts(current, parts, value, path)
         }
     }
@@ -168,7 +188,10 @@ fn build(parts: &[Part], value: Value, path: &str) -> Result<Value, SetPathError
             items.push(inner);
             Ok(Value::Array(items))
         }
-        Some(Err(())) => Err(SetPathError::IndexTooLarge { path: path.to_owned(), key: part.key.clone() }),
+        Some(Err(())) => Err(SetPathError::IndexTooLarge {
+            path: path.to_owned(),
+            key: part.key.clone(),
+        }),
         None if part.is_append() => Ok(Value::Array(vec![inner])),
         None => {
             let mut map = Map::new();
@@ -290,28 +313,47 @@ mod tests {
     #[test]
     fn set_overwrites_existing_values_and_keeps_siblings() {
         let doc = json!({"a": {"b": 1, "c": 2}});
-        assert_eq!(set(doc, "a.b", json!("new")), Ok(json!({"a": {"b": "new", "c": 2}})));
+        assert_eq!(
+            set(doc, "a.b", json!("new")),
+            Ok(json!({"a": {"b": "new", "c": 2}}))
+        );
     }
 
     #[test]
     fn set_numeric_keys_index_arrays_and_pad_with_null() {
         assert_eq!(set(Value::Null, "0", json!("x")), Ok(json!(["x"])));
-        assert_eq!(set(Value::Null, "a.2", json!(true)), Ok(json!({"a": [null, null, true]})));
-        assert_eq!(set(json!({"a": [1, 2]}), "a.1", json!(9)), Ok(json!({"a": [1, 9]})));
-        assert_eq!(set(json!({"a": [1]}), "a.3", json!(9)), Ok(json!({"a": [1, null, null, 9]})));
+        assert_eq!(
+            set(Value::Null, "a.2", json!(true)),
+            Ok(json!({"a": [null, null, true]}))
+        );
+        assert_eq!(
+            set(json!({"a": [1, 2]}), "a.1", json!(9)),
+            Ok(json!({"a": [1, 9]}))
+        );
+        assert_eq!(
+            set(json!({"a": [1]}), "a.3", json!(9)),
+            Ok(json!({"a": [1, null, null, 9]}))
+        );
     }
 
     #[test]
     fn set_minus_one_appends() {
         assert_eq!(set(json!({"a": [1]}), "a.-1", json!(2)), Ok(json!({"a": [1, 2]})));
         assert_eq!(set(Value::Null, "a.-1", json!(2)), Ok(json!({"a": [2]})));
-        assert_eq!(set(json!({"a": [[1]]}), "a.0.-1", json!(2)), Ok(json!({"a": [[1, 2]]})));
+        assert_eq!(
+            set(json!({"a": [[1]]}), "a.0.-1", json!(2)),
+            Ok(json!({"a": [[1, 2]]}))
+        );
     }
 
     #[test]
     fn set_escaped_dot_is_part_of_the_key() {
         assert_eq!(
-            set(Value::Null, r"metadata.labels.app\.kubernetes\.io/name", json!("x")),
+            set(
+                Value::Null,
+                r"metadata.labels.app\.kubernetes\.io/name",
+                json!("x")
+            ),
             Ok(json!({"metadata": {"labels": {"app.kubernetes.io/name": "x"}}}))
         );
     }
@@ -323,15 +365,27 @@ mod tests {
 
     #[test]
     fn set_replaces_a_scalar_parent() {
-        assert_eq!(set(json!({"a": "text"}), "a.b", json!(1)), Ok(json!({"a": {"b": 1}})));
+        assert_eq!(
+            set(json!({"a": "text"}), "a.b", json!(1)),
+            Ok(json!({"a": {"b": 1}}))
+        );
     }
 
     #[test]
     fn set_rejects_what_sjson_rejects() {
         assert_eq!(set(json!({}), "", json!(1)), Err(SetPathError::EmptyPath));
-        assert!(matches!(set(json!({"a": []}), "a.x", json!(1)), Err(SetPathError::NotAnIndex { .. })));
-        assert!(matches!(set(json!({}), "a.#.b", json!(1)), Err(SetPathError::ComplexPath { .. })));
-        assert!(matches!(set(json!({}), "a.99999999999", json!(1)), Err(SetPathError::IndexTooLarge { .. })));
+        assert!(matches!(
+            set(json!({"a": []}), "a.x", json!(1)),
+            Err(SetPathError::NotAnIndex { .. })
+        ));
+        assert!(matches!(
+            set(json!({}), "a.#.b", json!(1)),
+            Err(SetPathError::ComplexPath { .. })
+        ));
+        assert!(matches!(
+            set(json!({}), "a.99999999999", json!(1)),
+            Err(SetPathError::IndexTooLarge { .. })
+        ));
     }
 
     #[test]
@@ -346,7 +400,10 @@ mod tests {
         assert_eq!(go_string(&gjson::get(doc, "n")), "");
         assert_eq!(go_string(&gjson::get(doc, "o")), r#"{"x":1}"#);
         assert!(go_bool(&gjson::get(doc, "bs")));
-        assert!(go_bool(&gjson::get(doc, "z")), "Go reads a non-zero number as true");
+        assert!(
+            go_bool(&gjson::get(doc, "z")),
+            "Go reads a non-zero number as true"
+        );
         assert!(!go_bool(&gjson::get(doc, "n")));
         assert_eq!(go_float(&gjson::get(doc, "t")), 1.0);
         assert_eq!(go_float(&gjson::get(doc, "s")), 0.0);

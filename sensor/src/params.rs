@@ -98,7 +98,10 @@ pub struct ResolvedValue {
 
 impl ResolvedValue {
     fn literal(text: String) -> Self {
-        Self { text, kind: GoKind::String }
+        Self {
+            text,
+            kind: GoKind::String,
+        }
     }
 
     /// The JSON value to insert: raw JSON when `use_raw_data` and the value is not a string,
@@ -140,12 +143,18 @@ pub fn resolve_value(
         return Ok(src.value.clone().map(ResolvedValue::literal));
     };
     if let Some(field) = unsupported_template_fields(src).first() {
-        return Err(ParamError::UnsupportedTemplate { dependency: dependency.clone(), field });
+        return Err(ParamError::UnsupportedTemplate {
+            dependency: dependency.clone(),
+            field,
+        });
     }
     let (data_key, context_key) = (non_empty(&src.data_key), non_empty(&src.context_key));
     let fallback = |reason: String| match &src.value {
         Some(value) => Ok(Some(ResolvedValue::literal(value.clone()))),
-        None => Err(ParamError::ResolveValue { dependency: dependency.clone(), reason }),
+        None => Err(ParamError::ResolveValue {
+            dependency: dependency.clone(),
+            reason,
+        }),
     };
     let (document, key) = match (data_key, context_key) {
         (None, None) => {
@@ -210,8 +219,14 @@ fn upstream_event_json(event: &Event) -> String {
         context: UpstreamContext<'a>,
         data: Option<String>,
     }
-    let data = event.data().map(|d| base64::engine::general_purpose::STANDARD.encode(d.to_string()));
-    serde_json::to_string(&UpstreamEvent { context: upstream_context(event), data }).unwrap_or_default()
+    let data = event
+        .data()
+        .map(|d| base64::engine::general_purpose::STANDARD.encode(d.to_string()));
+    serde_json::to_string(&UpstreamEvent {
+        context: upstream_context(event),
+        data,
+    })
+    .unwrap_or_default()
 }
 
 enum Operation {
@@ -225,15 +240,24 @@ fn operation(param: &TriggerParameter) -> Result<Operation, ParamError> {
         "" | "overwrite" => Ok(Operation::Overwrite),
         "append" => Ok(Operation::Append),
         "prepend" => Ok(Operation::Prepend),
-        other => Err(ParamError::UnsupportedOperation { dest: param.dest.clone(), operation: other.to_owned() }),
+        other => Err(ParamError::UnsupportedOperation {
+            dest: param.dest.clone(),
+            operation: other.to_owned(),
+        }),
     }
 }
 
 /// Applies `params` to the JSON document `doc` (a trigger's spec or template), upstream's
 /// `ApplyParams`.
-pub fn apply_params(doc: &mut Value, params: &[TriggerParameter], events: &EventsByDependency) -> Result<(), ParamError> {
+pub fn apply_params(
+    doc: &mut Value,
+    params: &[TriggerParameter],
+    events: &EventsByDependency,
+) -> Result<(), ParamError> {
     for param in params {
-        let src = param.src.as_ref().ok_or_else(|| ParamError::MissingSource { dest: param.dest.clone() })?;
+        let src = param.src.as_ref().ok_or_else(|| ParamError::MissingSource {
+            dest: param.dest.clone(),
+        })?;
         let Some(mut value) = resolve_value(src, events)? else {
             continue;
         };
@@ -250,8 +274,12 @@ pub fn apply_params(doc: &mut Value, params: &[TriggerParameter], events: &Event
                 value.kind = GoKind::String;
             }
         }
-        set_path(doc, &param.dest, value.to_json(src.use_raw_data))
-            .map_err(|source| ParamError::SetValue { dest: param.dest.clone(), source })?;
+        set_path(doc, &param.dest, value.to_json(src.use_raw_data)).map_err(|source| {
+            ParamError::SetValue {
+                dest: param.dest.clone(),
+                source,
+            }
+        })?;
     }
     Ok(())
 }
@@ -264,7 +292,9 @@ pub fn construct_payload(
 ) -> Result<Option<Vec<u8>>, ParamError> {
     let mut payload: Option<Value> = None;
     for param in params {
-        let src = param.src.as_ref().ok_or_else(|| ParamError::MissingSource { dest: param.dest.clone() })?;
+        let src = param.src.as_ref().ok_or_else(|| ParamError::MissingSource {
+            dest: param.dest.clone(),
+        })?;
         let value = resolve_value(src, events)?;
         if param.dest.is_empty() {
             // The whole payload is this value, byte for byte; later parameters are ignored.
@@ -276,8 +306,12 @@ pub fn construct_payload(
         // Upstream ignores `operation` for payloads; so do we.
         let Some(value) = value else { continue };
         let doc = payload.get_or_insert(Value::Null);
-        set_path(doc, &param.dest, value.to_json(src.use_raw_data))
-            .map_err(|source| ParamError::SetValue { dest: param.dest.clone(), source })?;
+        set_path(doc, &param.dest, value.to_json(src.use_raw_data)).map_err(|source| {
+            ParamError::SetValue {
+                dest: param.dest.clone(),
+                source,
+            }
+        })?;
     }
     Ok(payload.map(|p| p.to_string().into_bytes()))
 }

@@ -5,8 +5,16 @@ use sluice_crds::sensor::HTTPTrigger;
 use sluice_eventbus::EventBuilder;
 
 fn event(id: &str, data: Value) -> Event {
-    let time = chrono::Utc.with_ymd_and_hms(2024, 5, 6, 7, 8, 9).single().unwrap_or_default();
-    match EventBuilder::new("webhook", "example", "webhook").id(id).time(time).data_json(data).build() {
+    let time = chrono::Utc
+        .with_ymd_and_hms(2024, 5, 6, 7, 8, 9)
+        .single()
+        .unwrap_or_default();
+    match EventBuilder::new("webhook", "example", "webhook")
+        .id(id)
+        .time(time)
+        .data_json(data)
+        .build()
+    {
         Ok(e) => e,
         Err(e) => panic!("test event: {e}"),
     }
@@ -25,7 +33,11 @@ fn src(data_key: Option<&str>) -> TriggerParameterSource {
 }
 
 fn param(src: TriggerParameterSource, dest: &str) -> TriggerParameter {
-    TriggerParameter { src: Some(src), dest: dest.into(), operation: None }
+    TriggerParameter {
+        src: Some(src),
+        dest: dest.into(),
+        operation: None,
+    }
 }
 
 fn payload(params: &[TriggerParameter], events: &EventsByDependency) -> Value {
@@ -61,7 +73,10 @@ fn data_key_values_are_strings_by_default() {
 #[test]
 fn use_raw_data_inserts_non_strings_as_json() {
     let ev = body_events();
-    let raw = |key: &str| TriggerParameterSource { use_raw_data: true, ..src(Some(key)) };
+    let raw = |key: &str| TriggerParameterSource {
+        use_raw_data: true,
+        ..src(Some(key))
+    };
     let params = [
         param(raw("body.name"), "name"),
         param(raw("body.n"), "n"),
@@ -69,14 +84,20 @@ fn use_raw_data_inserts_non_strings_as_json() {
         param(raw("body.obj"), "obj"),
         param(raw("body.nil"), "nil"),
     ];
-    assert_eq!(payload(&params, &ev), json!({"name": "x", "n": 42, "ok": true, "obj": {"a": 1}, "nil": null}));
+    assert_eq!(
+        payload(&params, &ev),
+        json!({"name": "x", "n": 42, "ok": true, "obj": {"a": 1}, "nil": null})
+    );
 }
 
 #[test]
 fn empty_dest_makes_the_value_the_whole_payload() -> anyhow::Result<()> {
     let body = json!({"message": "hello", "nested": {"list": [1, 2]}});
     let ev = events(json!({"header": {}, "body": body.clone()}));
-    let params = [param(src(Some("body")), ""), param(src(Some("body.message")), "ignored")];
+    let params = [
+        param(src(Some("body")), ""),
+        param(src(Some("body.message")), "ignored"),
+    ];
     let bytes = construct_payload(&params, &ev)?.unwrap_or_default();
     assert_eq!(serde_json::from_slice::<Value>(&bytes)?, body);
     Ok(())
@@ -85,7 +106,10 @@ fn empty_dest_makes_the_value_the_whole_payload() -> anyhow::Result<()> {
 #[test]
 fn missing_key_falls_back_to_value_or_fails() {
     let ev = body_events();
-    let with_default = TriggerParameterSource { value: Some("dflt".into()), ..src(Some("body.nope")) };
+    let with_default = TriggerParameterSource {
+        value: Some("dflt".into()),
+        ..src(Some("body.nope"))
+    };
     assert_eq!(payload(&[param(with_default, "a")], &ev), json!({"a": "dflt"}));
     let err = construct_payload(&[param(src(Some("body.nope")), "a")], &ev);
     assert!(matches!(err, Err(ParamError::ResolveValue { ref dependency, .. }) if dependency == "d"));
@@ -100,14 +124,21 @@ fn missing_dependency_uses_value_or_skips() {
         value: value.map(Into::into),
         ..TriggerParameterSource::default()
     };
-    let params = [param(other(Some("v")), "a"), param(other(None), "b"), param(src(Some("body.name")), "c")];
+    let params = [
+        param(other(Some("v")), "a"),
+        param(other(None), "b"),
+        param(src(Some("body.name")), "c"),
+    ];
     assert_eq!(payload(&params, &ev), json!({"a": "v", "c": "x"}));
 }
 
 #[test]
 fn literal_value_without_keys() {
     let ev = body_events();
-    let literal = TriggerParameterSource { value: Some("lit".into()), ..src(None) };
+    let literal = TriggerParameterSource {
+        value: Some("lit".into()),
+        ..src(None)
+    };
     assert_eq!(payload(&[param(literal, "a")], &ev), json!({"a": "lit"}));
 }
 
@@ -118,7 +149,8 @@ fn no_keys_and_no_value_gives_the_upstream_event_json() -> anyhow::Result<()> {
     let parsed: Value = serde_json::from_str(&value.text)?;
     assert_eq!(parsed["context"]["id"], "e1");
     assert_eq!(parsed["context"]["time"], "2024-05-06T07:08:09Z");
-    let data = base64::engine::general_purpose::STANDARD.decode(parsed["data"].as_str().unwrap_or_default())?;
+    let data =
+        base64::engine::general_purpose::STANDARD.decode(parsed["data"].as_str().unwrap_or_default())?;
     assert_eq!(serde_json::from_slice::<Value>(&data)?, json!({"k": "v"}));
     Ok(())
 }
@@ -126,7 +158,10 @@ fn no_keys_and_no_value_gives_the_upstream_event_json() -> anyhow::Result<()> {
 #[test]
 fn context_keys_read_cloudevent_attributes() -> anyhow::Result<()> {
     let ev = body_events();
-    let ctx = |key: &str| TriggerParameterSource { context_key: Some(key.into()), ..src(None) };
+    let ctx = |key: &str| TriggerParameterSource {
+        context_key: Some(key.into()),
+        ..src(None)
+    };
     let params = [
         param(ctx("id"), "id"),
         param(ctx("source"), "source"),
@@ -147,10 +182,16 @@ fn context_keys_read_cloudevent_attributes() -> anyhow::Result<()> {
 #[test]
 fn templates_are_unsupported() {
     let ev = body_events();
-    let templ = TriggerParameterSource { data_template: Some("{{ .Input.body.name }}".into()), ..src(None) };
+    let templ = TriggerParameterSource {
+        data_template: Some("{{ .Input.body.name }}".into()),
+        ..src(None)
+    };
     assert!(matches!(
         construct_payload(&[param(templ, "a")], &ev),
-        Err(ParamError::UnsupportedTemplate { field: "dataTemplate", .. })
+        Err(ParamError::UnsupportedTemplate {
+            field: "dataTemplate",
+            ..
+        })
     ));
 }
 
@@ -165,7 +206,12 @@ fn append_and_prepend_concatenate_strings() -> anyhow::Result<()> {
     };
     apply_params(
         &mut doc,
-        &[with_op("a", "append"), with_op("b", "prepend"), with_op("c", "append"), with_op("d", "append")],
+        &[
+            with_op("a", "append"),
+            with_op("b", "prepend"),
+            with_op("c", "append"),
+            with_op("d", "append"),
+        ],
         &ev,
     )?;
     assert_eq!(doc, json!({"a": "pre-x", "b": "x-post", "c": "5x", "d": "x"}));
@@ -179,7 +225,13 @@ fn empty_dest_is_an_error_outside_payloads() {
     let ev = body_events();
     let mut doc = json!({});
     let err = apply_params(&mut doc, &[param(src(Some("body.name")), "")], &ev);
-    assert!(matches!(err, Err(ParamError::SetValue { source: SetPathError::EmptyPath, .. })));
+    assert!(matches!(
+        err,
+        Err(ParamError::SetValue {
+            source: SetPathError::EmptyPath,
+            ..
+        })
+    ));
 }
 
 #[test]
@@ -187,11 +239,17 @@ fn template_parameters_rewrite_the_typed_template() -> anyhow::Result<()> {
     let ev = events(json!({"body": {"url": "http://example.test/hook"}}));
     let template = TriggerTemplate {
         name: "t".into(),
-        http: Some(HTTPTrigger { url: "http://placeholder".into(), ..HTTPTrigger::default() }),
+        http: Some(HTTPTrigger {
+            url: "http://placeholder".into(),
+            ..HTTPTrigger::default()
+        }),
         ..TriggerTemplate::default()
     };
     let out = apply_template_parameters(&template, &[param(src(Some("body.url")), "http.url")], &ev)?;
-    assert_eq!(out.http.map(|h| h.url), Some("http://example.test/hook".to_owned()));
+    assert_eq!(
+        out.http.map(|h| h.url),
+        Some("http://example.test/hook".to_owned())
+    );
     Ok(())
 }
 
@@ -203,5 +261,8 @@ fn dest_paths_create_arrays_and_escaped_keys() {
         param(src(Some("body.name")), "list.-1"),
         param(src(Some("body.name")), r"labels.app\.io/name"),
     ];
-    assert_eq!(payload(&params, &ev), json!({"list": ["x", "x"], "labels": {"app.io/name": "x"}}));
+    assert_eq!(
+        payload(&params, &ev),
+        json!({"list": ["x", "x"], "labels": {"app.io/name": "x"}})
+    );
 }

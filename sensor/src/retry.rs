@@ -54,7 +54,12 @@ pub struct RetryPolicy {
 impl RetryPolicy {
     /// One attempt, no retry: what a trigger without `retryStrategy` gets.
     pub fn once() -> Self {
-        Self { attempts: 1, duration: Duration::from_secs(1), factor: 1.0, jitter: 1.0 }
+        Self {
+            attempts: 1,
+            duration: Duration::from_secs(1),
+            factor: 1.0,
+            jitter: 1.0,
+        }
     }
 
     /// The policy of `retry_strategy`, upstream's defaults applied.
@@ -65,30 +70,49 @@ impl RetryPolicy {
         let duration = match &backoff.duration {
             Some(d) => d
                 .to_duration()
-                .map_err(|source| RetryConfigError::ParseDuration { value: d.to_string(), source })?,
+                .map_err(|source| RetryConfigError::ParseDuration {
+                    value: d.to_string(),
+                    source,
+                })?,
             None => Duration::from_secs(1),
         };
         let amount = |field: &'static str, value: &Option<sluice_crds::common::Amount>| match value {
             Some(a) => a
                 .as_f64()
                 .filter(|f| f.is_finite())
-                .ok_or_else(|| RetryConfigError::ParseAmount { field, value: a.0.clone() }),
+                .ok_or_else(|| RetryConfigError::ParseAmount {
+                    field,
+                    value: a.0.clone(),
+                }),
             None => Ok(1.0),
         };
         let attempts = match backoff.steps {
             Some(steps) if steps > 0 => steps as u32,
             _ => DEFAULT_STEPS,
         };
-        Ok(Self { attempts, duration, factor: amount("factor", &backoff.factor)?, jitter: amount("jitter", &backoff.jitter)? })
+        Ok(Self {
+            attempts,
+            duration,
+            factor: amount("factor", &backoff.factor)?,
+            jitter: amount("jitter", &backoff.jitter)?,
+        })
     }
 
     /// The wait before retry number `retry` (1 for the first retry), given a uniform random draw
     /// `random` in `[0, 1)`. Never panics; capped at [`MAX_DELAY`].
     pub fn delay(&self, retry: u32, random: f64) -> Duration {
         let exponent = retry.saturating_sub(1).min(i32::MAX as u32) as i32;
-        let growth = if self.factor == 0.0 { 1.0 } else { self.factor.powi(exponent) };
+        let growth = if self.factor == 0.0 {
+            1.0
+        } else {
+            self.factor.powi(exponent)
+        };
         let base = self.duration.as_secs_f64() * growth;
-        let extra = if self.jitter > 0.0 { base * self.jitter * random.clamp(0.0, 1.0) } else { 0.0 };
+        let extra = if self.jitter > 0.0 {
+            base * self.jitter * random.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
         let secs = base + extra;
         if !secs.is_finite() || secs >= MAX_DELAY.as_secs_f64() {
             return MAX_DELAY;
@@ -101,7 +125,12 @@ impl RetryPolicy {
 pub fn random_unit() -> f64 {
     use std::hash::{BuildHasher, Hasher};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
     (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
@@ -129,7 +158,15 @@ mod tests {
     #[test]
     fn upstream_defaults() -> Result<(), RetryConfigError> {
         let p = RetryPolicy::from_backoff(Some(&Backoff::default()))?;
-        assert_eq!(p, RetryPolicy { attempts: 5, duration: Duration::from_secs(1), factor: 1.0, jitter: 1.0 });
+        assert_eq!(
+            p,
+            RetryPolicy {
+                attempts: 5,
+                duration: Duration::from_secs(1),
+                factor: 1.0,
+                jitter: 1.0
+            }
+        );
         Ok(())
     }
 
@@ -141,15 +178,25 @@ mod tests {
         assert_eq!(p.delay(2, 0.5), Duration::from_secs(2));
         assert_eq!(p.delay(3, 0.5), Duration::from_secs(4));
         let p = RetryPolicy::from_backoff(Some(&backoff("2s", "0", "0.5", None)))?;
-        assert_eq!(p.delay(3, 0.0), Duration::from_secs(2), "factor 0 keeps the wait constant");
+        assert_eq!(
+            p.delay(3, 0.0),
+            Duration::from_secs(2),
+            "factor 0 keeps the wait constant"
+        );
         assert_eq!(p.delay(1, 0.5), Duration::from_millis(2500));
         Ok(())
     }
 
     #[test]
     fn nanosecond_integers_and_bad_values() {
-        let b = Backoff { duration: Some(Int64OrString::Int(500_000_000)), ..Backoff::default() };
-        assert_eq!(RetryPolicy::from_backoff(Some(&b)).map(|p| p.duration), Ok(Duration::from_millis(500)));
+        let b = Backoff {
+            duration: Some(Int64OrString::Int(500_000_000)),
+            ..Backoff::default()
+        };
+        assert_eq!(
+            RetryPolicy::from_backoff(Some(&b)).map(|p| p.duration),
+            Ok(Duration::from_millis(500))
+        );
         assert!(matches!(
             RetryPolicy::from_backoff(Some(&backoff("soon", "1", "1", None))),
             Err(RetryConfigError::ParseDuration { .. })

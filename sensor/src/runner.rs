@@ -74,7 +74,7 @@ pub enum SensorError {
         /// The sensor's name.
         sensor: String,
         /// Why.
-        source: BuildError,
+        source: Box<BuildError>,
     },
     /// A trigger's `conditions` did not parse.
     #[error("failed to start sensor `{sensor}`: invalid spec.triggers[].template.conditions of trigger `{trigger}`")]
@@ -188,7 +188,12 @@ impl SensorRunner {
         secrets: Arc<dyn SecretResolver>,
         http: reqwest::Client,
     ) -> Result<Self, SensorError> {
-        let name = sensor.metadata.name.clone().filter(|n| !n.is_empty()).ok_or(SensorError::MissingName)?;
+        let name = sensor
+            .metadata
+            .name
+            .clone()
+            .filter(|n| !n.is_empty())
+            .ok_or(SensorError::MissingName)?;
         let spec = &sensor.spec;
         if spec.triggers.is_empty() {
             return Err(SensorError::NoTriggers { sensor: name });
@@ -196,21 +201,39 @@ impl SensorRunner {
         let mut seen = BTreeSet::new();
         for dep in &spec.dependencies {
             if !seen.insert(dep.name.as_str()) {
-                return Err(SensorError::DuplicateName { sensor: name, what: "dependency", name: dep.name.clone() });
+                return Err(SensorError::DuplicateName {
+                    sensor: name,
+                    what: "dependency",
+                    name: dep.name.clone(),
+                });
             }
         }
-        let ctx = BuildContext { sensor: name.clone(), secrets, http };
+        let ctx = BuildContext {
+            sensor: name.clone(),
+            secrets,
+            http,
+        };
         let stats = Arc::new(SensorStats::default());
         let mut triggers = Vec::with_capacity(spec.triggers.len());
         let mut trigger_names = BTreeSet::new();
         for trigger in &spec.triggers {
             let runtime = build_trigger(&name, &sensor, trigger, &ctx, &stats)?;
             if !trigger_names.insert(runtime.name.clone()) {
-                return Err(SensorError::DuplicateName { sensor: name, what: "trigger", name: runtime.name.clone() });
+                return Err(SensorError::DuplicateName {
+                    sensor: name,
+                    what: "trigger",
+                    name: runtime.name.clone(),
+                });
             }
             triggers.push(Arc::new(runtime));
         }
-        Ok(Self { name, bus, triggers, subscriptions: Mutex::new(None), stats })
+        Ok(Self {
+            name,
+            bus,
+            triggers,
+            subscriptions: Mutex::new(None),
+            stats,
+        })
     }
 
     /// The sensor's name.
@@ -235,11 +258,20 @@ impl SensorRunner {
                     event_source_name: dep.event_source_name.clone(),
                     event_name: dep.event_name.clone(),
                 };
-                let options =
-                    SubscribeOptions { deliver_all: false, ack_wait: trigger.ack_wait, ..SubscribeOptions::default() };
-                let deliveries = self.bus.subscribe(&durable, filter, options).await.map_err(|source| {
-                    SensorError::Subscribe { sensor: self.name.clone(), durable: durable.clone(), source }
-                })?;
+                let options = SubscribeOptions {
+                    deliver_all: false,
+                    ack_wait: trigger.ack_wait,
+                    ..SubscribeOptions::default()
+                };
+                let deliveries = self
+                    .bus
+                    .subscribe(&durable, filter, options)
+                    .await
+                    .map_err(|source| SensorError::Subscribe {
+                        sensor: self.name.clone(),
+                        durable: durable.clone(),
+                        source,
+                    })?;
                 subs.push((dep.name.clone(), deliveries));
             }
             all.push(subs);
@@ -253,12 +285,20 @@ impl SensorRunner {
     /// taking deliveries, finishes (or naks) the one in flight, and at-most-once firings running in
     /// the background finish their current attempt; then it returns.
     pub async fn run(self, cancel: CancellationToken) -> Result<(), SensorError> {
-        let pending = self.subscriptions.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let pending = self
+            .subscriptions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         let subscriptions = match pending {
             Some(subs) => subs,
             None => {
                 self.subscribe().await?;
-                self.subscriptions.lock().unwrap_or_else(|p| p.into_inner()).take().unwrap_or_default()
+                self.subscriptions
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take()
+                    .unwrap_or_default()
             }
         };
         let tracker = TaskTracker::new();
@@ -278,28 +318,40 @@ impl SensorRunner {
     }
 }
 
-/// Every parameter list of a trigger spec with its field path, for the unsupported-template check.
-fn parameter_lists(spec: &TriggerSpec) -> Vec<(String, &[TriggerParameter])> {
-    let mut out = vec![("parameters".to_owned(), spec.parameters.as_slice())];
-    if let Some(action) = spec.template.as_ref().and_then(|t| t.action()) {
-        let field = action.field_name();
-        out.push((format!("template.{field}.parameters"), action.parameters()));
-        for (list, params) in action.extra_parameter_lists() {
-            out.push((format!("template.{field}.{list}"), params));
+fn check_parameter_list(
+    sensor: &str,
+    trigger: &str,
+    path: &str,
+    params: &[TriggerParameter],
+) -> Result<(), SensorError> {
+    for (i, param) in params.iter().enumerate() {
+        if let Some(field) = param
+            .src
+            .as_ref()
+            .and_then(|s| unsupported_template_fields(s).first().copied())
+        {
+            return Err(SensorError::Unsupported {
+                sensor: sensor.to_owned(),
+                what: format!("`{field}` (Go templates) in {path}[{i}].src of trigger `{trigger}`"),
+            });
         }
     }
-    out
+    Ok(())
 }
 
+/// Refuses parameters that use Go templates, in every parameter list of the trigger.
 fn check_parameter_templates(sensor: &str, trigger: &str, spec: &TriggerSpec) -> Result<(), SensorError> {
-    for (path, params) in parameter_lists(spec) {
-        for (i, param) in params.iter().enumerate() {
-            if let Some(field) = param.src.as_ref().and_then(|s| unsupported_template_fields(s).first().copied()) {
-                return Err(SensorError::Unsupported {
-                    sensor: sensor.to_owned(),
-                    what: format!("`{field}` (Go templates) in {path}[{i}].src of trigger `{trigger}`"),
-                });
-            }
+    check_parameter_list(sensor, trigger, "parameters", &spec.parameters)?;
+    if let Some(action) = spec.template.as_ref().and_then(|t| t.action()) {
+        let field = action.field_name();
+        check_parameter_list(
+            sensor,
+            trigger,
+            &format!("template.{field}.parameters"),
+            action.parameters(),
+        )?;
+        for (list, params) in action.extra_parameter_lists() {
+            check_parameter_list(sensor, trigger, &format!("template.{field}.{list}"), params)?;
         }
     }
     Ok(())
@@ -307,12 +359,25 @@ fn check_parameter_templates(sensor: &str, trigger: &str, spec: &TriggerSpec) ->
 
 /// Builds one action (the trigger itself or its dead-letter trigger).
 fn build_action(sensor: &str, spec: &TriggerSpec, ctx: &BuildContext) -> Result<Action, SensorError> {
-    let built = BuiltTrigger::build(spec, ctx).map_err(|source| SensorError::BuildTrigger { sensor: sensor.to_owned(), source })?;
+    let built = BuiltTrigger::build(spec, ctx).map_err(|source| SensorError::BuildTrigger {
+        sensor: sensor.to_owned(),
+        source: Box::new(source),
+    })?;
     let name = spec.template.as_ref().map(|t| t.name.clone()).unwrap_or_default();
     check_parameter_templates(sensor, &name, spec)?;
-    let retry = RetryPolicy::from_backoff(spec.retry_strategy.as_ref())
-        .map_err(|source| SensorError::RetryStrategy { sensor: sensor.to_owned(), trigger: name.clone(), source })?;
-    Ok(Action { name, spec: spec.clone(), built, retry })
+    let retry = RetryPolicy::from_backoff(spec.retry_strategy.as_ref()).map_err(|source| {
+        SensorError::RetryStrategy {
+            sensor: sensor.to_owned(),
+            trigger: name.clone(),
+            source,
+        }
+    })?;
+    Ok(Action {
+        name,
+        spec: spec.clone(),
+        built,
+        retry,
+    })
 }
 
 /// The longest a firing of `action` can take: every attempt timing out plus every wait at full jitter.
@@ -338,10 +403,13 @@ fn build_trigger(
     ctx: &BuildContext,
     stats: &Arc<SensorStats>,
 ) -> Result<TriggerRuntime, SensorError> {
-    let unsupported = |what: String| SensorError::Unsupported { sensor: sensor_name.to_owned(), what };
+    let unsupported = |what: String| SensorError::Unsupported {
+        sensor: sensor_name.to_owned(),
+        what,
+    };
     let template = spec.template.as_ref().ok_or(SensorError::BuildTrigger {
         sensor: sensor_name.to_owned(),
-        source: BuildError::MissingTemplate,
+        source: Box::new(BuildError::MissingTemplate),
     })?;
     let name = template.name.clone();
     let main = build_action(sensor_name, spec, ctx)?;
@@ -350,15 +418,22 @@ fn build_trigger(
     }
     let all_deps = sensor.spec.dependencies.iter().map(|d| d.name.clone());
     let condition = Expr::for_trigger(template.conditions.as_deref(), all_deps).map_err(|source| {
-        SensorError::ParseConditions { sensor: sensor_name.to_owned(), trigger: name.clone(), source }
+        SensorError::ParseConditions {
+            sensor: sensor_name.to_owned(),
+            trigger: name.clone(),
+            source,
+        }
     })?;
     let mut dependencies = Vec::new();
     for dep_name in condition.deps() {
-        let dep = sensor.spec.dependency(dep_name).ok_or_else(|| SensorError::UnknownDependency {
-            sensor: sensor_name.to_owned(),
-            trigger: name.clone(),
-            dependency: dep_name.to_owned(),
-        })?;
+        let dep = sensor
+            .spec
+            .dependency(dep_name)
+            .ok_or_else(|| SensorError::UnknownDependency {
+                sensor: sensor_name.to_owned(),
+                trigger: name.clone(),
+                dependency: dep_name.to_owned(),
+            })?;
         if dep.transform.is_some() {
             return Err(unsupported(format!("`transform` of dependency `{dep_name}`")));
         }

@@ -67,7 +67,10 @@ impl FileSecretResolver {
     /// [`with_config_maps_dir`](Self::with_config_maps_dir) says otherwise.
     pub fn new(secrets_dir: impl Into<PathBuf>) -> Self {
         let secrets_dir = secrets_dir.into();
-        Self { config_maps_dir: secrets_dir.clone(), secrets_dir }
+        Self {
+            config_maps_dir: secrets_dir.clone(),
+            secrets_dir,
+        }
     }
 
     /// ConfigMaps under `dir`.
@@ -89,7 +92,10 @@ fn is_plain_name(s: &str) -> bool {
 
 fn read_value(dir: &Path, name: &str, key: &str) -> Result<(PathBuf, std::io::Result<String>), SecretError> {
     if !is_plain_name(name) || !is_plain_name(key) {
-        return Err(SecretError::InvalidReference { name: name.to_owned(), key: key.to_owned() });
+        return Err(SecretError::InvalidReference {
+            name: name.to_owned(),
+            key: key.to_owned(),
+        });
     }
     let path = dir.join(name).join(key);
     let value = std::fs::read_to_string(&path).map(|mut v| {
@@ -106,13 +112,23 @@ impl SecretResolver for FileSecretResolver {
     fn resolve_secret(&self, selector: &SecretKeySelector) -> Result<String, SecretError> {
         let (name, key) = (selector.name.as_str(), selector.key.as_str());
         let (path, value) = read_value(&self.secrets_dir, name, key)?;
-        value.map_err(|source| SecretError::ResolveSecret { name: name.into(), key: key.into(), path, source })
+        value.map_err(|source| SecretError::ResolveSecret {
+            name: name.into(),
+            key: key.into(),
+            path,
+            source,
+        })
     }
 
     fn resolve_config_map(&self, selector: &ConfigMapKeySelector) -> Result<String, SecretError> {
         let (name, key) = (selector.name.as_str(), selector.key.as_str());
         let (path, value) = read_value(&self.config_maps_dir, name, key)?;
-        value.map_err(|source| SecretError::ResolveConfigMap { name: name.into(), key: key.into(), path, source })
+        value.map_err(|source| SecretError::ResolveConfigMap {
+            name: name.into(),
+            key: key.into(),
+            path,
+            source,
+        })
     }
 }
 
@@ -121,7 +137,11 @@ mod tests {
     use super::*;
 
     fn secret(name: &str, key: &str) -> SecretKeySelector {
-        SecretKeySelector { name: name.into(), key: key.into(), optional: None }
+        SecretKeySelector {
+            name: name.into(),
+            key: key.into(),
+            optional: None,
+        }
     }
 
     #[test]

@@ -105,7 +105,10 @@ impl InMemoryTriggerState {
 }
 
 fn same_ids(a: &EventsByDependency, b: &EventsByDependency) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|((da, ea), (db, eb))| da == db && ea.id() == eb.id())
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|((da, ea), (db, eb))| da == db && ea.id() == eb.id())
 }
 
 #[async_trait]
@@ -115,7 +118,10 @@ impl TriggerState for InMemoryTriggerState {
         let previous = inner.held.insert(dependency.to_owned(), event);
         let new_id = inner.held.get(dependency).map(|e| e.id().to_owned());
         let replaced = previous.filter(|old| Some(old.id()) != new_id.as_deref());
-        Ok(Held { events: inner.held.clone(), replaced })
+        Ok(Held {
+            events: inner.held.clone(),
+            replaced,
+        })
     }
 
     async fn claim(&self, firing: &FiringId, expected: &EventsByDependency) -> Result<Claim, StateError> {
@@ -147,7 +153,14 @@ impl TriggerState for InMemoryTriggerState {
 
     async fn in_flight(&self) -> Result<Vec<InFlight>, StateError> {
         let inner = self.lock();
-        Ok(inner.in_flight.iter().map(|(id, events)| InFlight { id: id.clone(), events: events.clone() }).collect())
+        Ok(inner
+            .in_flight
+            .iter()
+            .map(|(id, events)| InFlight {
+                id: id.clone(),
+                events: events.clone(),
+            })
+            .collect())
     }
 }
 
@@ -183,7 +196,11 @@ mod tests {
         let id = FiringId::new("t", &held);
         assert_eq!(state.claim(&id, &held).await?, Claim::Claimed);
         assert_eq!(state.in_flight().await?.len(), 1);
-        assert_eq!(state.claim(&id, &held).await?, Claim::Conflict, "nothing is held any more");
+        assert_eq!(
+            state.claim(&id, &held).await?,
+            Claim::Conflict,
+            "nothing is held any more"
+        );
         state.finish(&id).await?;
         assert!(state.in_flight().await?.is_empty());
 
@@ -199,7 +216,10 @@ mod tests {
         let state = InMemoryTriggerState::new();
         let seen = state.hold("a", event("a1")).await?.events;
         state.hold("a", event("a2")).await?;
-        assert_eq!(state.claim(&FiringId::new("t", &seen), &seen).await?, Claim::Conflict);
+        assert_eq!(
+            state.claim(&FiringId::new("t", &seen), &seen).await?,
+            Claim::Conflict
+        );
         Ok(())
     }
 }

@@ -23,11 +23,15 @@ fn run(args: &[String]) -> Result<(), String> {
             Ok(())
         }
         [flag, rest @ ..] if flag == "--write" && rest.len() <= 1 => {
-            let dir = rest.first().map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+            let dir = rest
+                .first()
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
             let files = sluice_crds::crd_files().map_err(|e| format!("failed to serialize the CRDs: {e}"))?;
             for (name, yaml) in files {
                 let path = dir.join(name);
-                std::fs::write(&path, yaml).map_err(|e| format!("failed to write {}: {e}", path.display()))?;
+                std::fs::write(&path, yaml)
+                    .map_err(|e| format!("failed to write {}: {e}", path.display()))?;
                 eprintln!("wrote {}", path.display());
             }
             Ok(())

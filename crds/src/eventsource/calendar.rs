@@ -31,7 +31,7 @@ pub struct CalendarEventSource {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exclusion_dates: Vec<String>,
     /// The IANA time zone the schedule is read in, e.g. `Europe/Berlin`. Default: the
-    /// process's local zone (UTC in the standard image).
+    /// process's local time zone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
     /// Extra key/value pairs copied into every event.
@@ -138,7 +138,10 @@ fn non_empty(s: &Option<String>) -> Option<&str> {
 
 /// Parses a positive Go duration (`interval`, `@every`).
 pub fn parse_interval(text: &str) -> Result<Duration, ScheduleError> {
-    let err = |reason: String| ScheduleError::ParseInterval { text: text.to_string(), reason };
+    let err = |reason: String| ScheduleError::ParseInterval {
+        text: text.to_string(),
+        reason,
+    };
     let d = crate::duration::parse_go_duration(text).map_err(|e| err(e.to_string()))?;
     if d.is_zero() {
         return Err(err("the interval must be greater than zero".to_string()));
@@ -151,12 +154,17 @@ pub fn parse_interval(text: &str) -> Result<Duration, ScheduleError> {
 /// both day-of-month and day-of-week are restricted, classic cron fires on either; the `cron`
 /// crate requires both.
 pub fn parse_schedule(spec: &str) -> Result<ParsedSpec, ScheduleError> {
-    let err = |reason: &str| ScheduleError::ParseCron { spec: spec.to_string(), reason: reason.to_string() };
+    let err = |reason: &str| ScheduleError::ParseCron {
+        spec: spec.to_string(),
+        reason: reason.to_string(),
+    };
     let mut rest = spec.trim();
     let mut timezone = None;
     for prefix in ["CRON_TZ=", "TZ="] {
         if let Some(after) = rest.strip_prefix(prefix) {
-            let (zone, tail) = after.split_once(char::is_whitespace).ok_or_else(|| err("nothing follows the time zone"))?;
+            let (zone, tail) = after
+                .split_once(char::is_whitespace)
+                .ok_or_else(|| err("nothing follows the time zone"))?;
             if zone.is_empty() {
                 return Err(err("empty time zone after TZ="));
             }
@@ -170,7 +178,10 @@ pub fn parse_schedule(spec: &str) -> Result<ParsedSpec, ScheduleError> {
     }
     if let Some(descriptor) = rest.strip_prefix('@') {
         let schedule = parse_descriptor(descriptor, timezone).map_err(|reason| err(&reason))?;
-        return Ok(ParsedSpec { schedule, uses_descriptor: true });
+        return Ok(ParsedSpec {
+            schedule,
+            uses_descriptor: true,
+        });
     }
     let fields: Vec<&str> = rest.split_whitespace().collect();
     if fields.len() != 5 {
@@ -182,14 +193,22 @@ pub fn parse_schedule(spec: &str) -> Result<ParsedSpec, ScheduleError> {
     let dow = translate_day_of_week(fields[4]).map_err(|reason| err(&reason))?;
     let six = format!("0 {} {} {} {} {dow}", fields[0], fields[1], fields[2], fields[3]);
     let schedule = cron::Schedule::from_str(&six).map_err(|e| err(&e.to_string()))?;
-    Ok(ParsedSpec { schedule: CalendarSchedule::Cron { schedule: Box::new(schedule), timezone }, uses_descriptor: false })
+    Ok(ParsedSpec {
+        schedule: CalendarSchedule::Cron {
+            schedule: Box::new(schedule),
+            timezone,
+        },
+        uses_descriptor: false,
+    })
 }
 
 fn parse_descriptor(descriptor: &str, timezone: Option<String>) -> Result<CalendarSchedule, String> {
     let name = descriptor.trim();
     if let Some(duration) = name.strip_prefix("every") {
         let duration = duration.trim();
-        return parse_interval(duration).map(CalendarSchedule::Every).map_err(|e| e.to_string());
+        return parse_interval(duration)
+            .map(CalendarSchedule::Every)
+            .map_err(|e| e.to_string());
     }
     let six = match name {
         "yearly" | "annually" => "0 0 0 1 1 *",
@@ -204,7 +223,10 @@ fn parse_descriptor(descriptor: &str, timezone: Option<String>) -> Result<Calend
         }
     };
     let schedule = cron::Schedule::from_str(six).map_err(|e| e.to_string())?;
-    Ok(CalendarSchedule::Cron { schedule: Box::new(schedule), timezone })
+    Ok(CalendarSchedule::Cron {
+        schedule: Box::new(schedule),
+        timezone,
+    })
 }
 
 /// Renumbers a classic day-of-week field (Sunday = 0 … Saturday = 6) for the `cron` crate
@@ -219,7 +241,9 @@ fn translate_day_of_week(field: &str) -> Result<String, String> {
         let mut bounds = Vec::new();
         for bound in range.split('-') {
             if !bound.is_empty() && bound.bytes().all(|b| b.is_ascii_digit()) {
-                let n: u32 = bound.parse().map_err(|_| format!("invalid day of week {bound:?}"))?;
+                let n: u32 = bound
+                    .parse()
+                    .map_err(|_| format!("invalid day of week {bound:?}"))?;
                 if n > 6 {
                     return Err(format!("day of week {n} is out of range 0-6 (Sunday is 0)"));
                 }
@@ -282,7 +306,14 @@ mod tests {
 
     #[test]
     fn five_field_specs_parse() {
-        for spec in ["* * * * *", "*/10 * * * *", "0 9 * * 1-5", "30 2 1 * *", "0 0 * * 0", "0 12 * JAN,JUL MON-FRI"] {
+        for spec in [
+            "* * * * *",
+            "*/10 * * * *",
+            "0 9 * * 1-5",
+            "30 2 1 * *",
+            "0 0 * * 0",
+            "0 12 * JAN,JUL MON-FRI",
+        ] {
             assert!(parse_schedule(spec).is_ok(), "{spec}");
         }
     }
@@ -313,7 +344,10 @@ mod tests {
         assert!(parse_schedule("@hourly").expect("valid").uses_descriptor);
         assert!(parse_schedule("@fortnightly").is_err());
         assert!(parse_schedule("@every 0s").is_err());
-        match parse_schedule("CRON_TZ=Asia/Tokyo 0 6 * * *").expect("valid").schedule {
+        match parse_schedule("CRON_TZ=Asia/Tokyo 0 6 * * *")
+            .expect("valid")
+            .schedule
+        {
             CalendarSchedule::Cron { timezone, .. } => assert_eq!(timezone.as_deref(), Some("Asia/Tokyo")),
             other => panic!("unexpected {other:?}"),
         }
@@ -326,15 +360,30 @@ mod tests {
             interval: Some("10s".into()),
             ..Default::default()
         };
-        assert!(matches!(cal.resolve_schedule(), Ok(CalendarSchedule::Cron { .. })));
-        let cal = CalendarEventSource { interval: Some("10s".into()), ..Default::default() };
-        assert_eq!(cal.resolve_schedule(), Ok(CalendarSchedule::Every(Duration::from_secs(10))));
-        assert_eq!(CalendarEventSource::default().resolve_schedule(), Err(ScheduleError::Missing));
+        assert!(matches!(
+            cal.resolve_schedule(),
+            Ok(CalendarSchedule::Cron { .. })
+        ));
+        let cal = CalendarEventSource {
+            interval: Some("10s".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            cal.resolve_schedule(),
+            Ok(CalendarSchedule::Every(Duration::from_secs(10)))
+        );
+        assert_eq!(
+            CalendarEventSource::default().resolve_schedule(),
+            Err(ScheduleError::Missing)
+        );
     }
 
     #[test]
     fn exclusion_dates() {
-        assert_eq!(check_exclusion_date("EXDATE:20240101T000000Z,20241225T120000Z"), Ok(true));
+        assert_eq!(
+            check_exclusion_date("EXDATE:20240101T000000Z,20241225T120000Z"),
+            Ok(true)
+        );
         assert_eq!(check_exclusion_date("20240101"), Ok(false));
         assert!(check_exclusion_date("EXDATE:2024-01-01").is_err());
         assert!(check_exclusion_date("EXDATE:20241301T000000Z").is_err());

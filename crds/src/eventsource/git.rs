@@ -119,7 +119,11 @@ pub struct GitlabEventSource {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_token: Option<SecretKeySelector>,
     /// Ask GitLab to verify this endpoint's TLS certificate when delivering. Default false.
-    #[serde(rename = "enableSSLVerification", default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(
+        rename = "enableSSLVerification",
+        default,
+        skip_serializing_if = "std::ops::Not::not"
+    )]
     pub enable_ssl_verification: bool,
     /// The base URL of the GitLab server, e.g. `https://gitlab.com`.
     #[serde(rename = "gitlabBaseURL", default, skip_serializing_if = "String::is_empty")]
@@ -242,7 +246,11 @@ pub struct BitbucketServerEventSource {
     pub events: Vec<String>,
     /// Skip `repo:refs_changed` for a branch that has an open pull request (the PR events cover
     /// it). Default false.
-    #[serde(rename = "skipBranchRefsChangedOnOpenPR", default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(
+        rename = "skipBranchRefsChangedOnOpenPR",
+        default,
+        skip_serializing_if = "std::ops::Not::not"
+    )]
     pub skip_branch_refs_changed_on_open_pr: bool,
     /// Publish one event per ref change of a `repo:refs_changed` delivery instead of one per
     /// delivery (useful when several tags are pushed at once). Default false.
@@ -255,7 +263,11 @@ pub struct BitbucketServerEventSource {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_secret: Option<SecretKeySelector>,
     /// The base URL of the Bitbucket Server REST API, e.g. `https://bitbucket.example.com/rest`.
-    #[serde(rename = "bitbucketserverBaseURL", default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "bitbucketserverBaseURL",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     pub bitbucketserver_base_url: String,
     /// Delete the hooks this source created when it stops. Default false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

@@ -41,14 +41,15 @@ pub use git::{
     OwnedRepositories,
 };
 pub use messaging::{
-    AMQPConsumeConfig, AMQPEventSource, AMQPExchangeDeclareConfig, AMQPQueueBindConfig, AMQPQueueDeclareConfig,
-    AWSMSKIAMConfig, GenericEventSource, KafkaConsumerGroup, KafkaEventSource, SchemaRegistryConfig,
+    AMQPConsumeConfig, AMQPEventSource, AMQPExchangeDeclareConfig, AMQPQueueBindConfig,
+    AMQPQueueDeclareConfig, AWSMSKIAMConfig, GenericEventSource, KafkaConsumerGroup, KafkaEventSource,
+    SchemaRegistryConfig,
 };
 pub use resource::{ResourceEventSource, ResourceFilter};
 pub use saas::{SlackEventSource, StripeEventSource};
 pub use storage::{
-    FileEventSource, HDFSEventSource, S3Artifact, S3Bucket, S3Filter, SFTPEventSource, StorageGridEventSource,
-    StorageGridFilter, WatchPathConfig,
+    FileEventSource, HDFSEventSource, S3Artifact, S3Bucket, S3Filter, SFTPEventSource,
+    StorageGridEventSource, StorageGridFilter, WatchPathConfig,
 };
 pub use streams::{
     EmitterEventSource, MQTTEventSource, NATSAuth, NATSEventsSource, NSQEventSource, PulsarEventSource,
@@ -167,8 +168,8 @@ pub struct EventSourceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redis_stream: Events<RedisStreamEventSource>,
     /// Bitbucket Server webhooks.
-    #[serde(default, rename = "bitbucketserver", skip_serializing_if = "Option::is_none")]
-    pub bitbucket_server: Events<BitbucketServerEventSource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bitbucketserver: Events<BitbucketServerEventSource>,
     /// Bitbucket Cloud webhooks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bitbucket: Events<BitbucketEventSource>,
@@ -399,7 +400,7 @@ impl EventSourceSpec {
             K::AzureQueueStorage => Box::new(names(&self.azure_queue_storage)),
             K::AzureServiceBus => Box::new(names(&self.azure_service_bus)),
             K::Bitbucket => Box::new(names(&self.bitbucket)),
-            K::BitbucketServer => Box::new(names(&self.bitbucket_server)),
+            K::BitbucketServer => Box::new(names(&self.bitbucketserver)),
             K::Calendar => Box::new(names(&self.calendar)),
             K::Emitter => Box::new(names(&self.emitter)),
             K::File => Box::new(names(&self.file)),
@@ -447,13 +448,17 @@ impl EventSourceSpec {
         use EventSourceKind as K;
         let mut out = Vec::new();
         collect(&mut out, K::Bitbucket, &self.bitbucket, |e| e.webhook.as_ref());
-        collect(&mut out, K::BitbucketServer, &self.bitbucket_server, |e| e.webhook.as_ref());
+        collect(&mut out, K::BitbucketServer, &self.bitbucketserver, |e| {
+            e.webhook.as_ref()
+        });
         collect(&mut out, K::Gerrit, &self.gerrit, |e| e.webhook.as_ref());
         collect(&mut out, K::Github, &self.github, |e| e.webhook.as_ref());
         collect(&mut out, K::Gitlab, &self.gitlab, |e| e.webhook.as_ref());
         collect(&mut out, K::Slack, &self.slack, |e| e.webhook.as_ref());
         collect(&mut out, K::Sns, &self.sns, |e| e.webhook.as_ref());
-        collect(&mut out, K::StorageGrid, &self.storage_grid, |e| e.webhook.as_ref());
+        collect(&mut out, K::StorageGrid, &self.storage_grid, |e| {
+            e.webhook.as_ref()
+        });
         collect(&mut out, K::Stripe, &self.stripe, |e| e.webhook.as_ref());
         collect(&mut out, K::Webhook, &self.webhook, |e| Some(&e.webhook_context));
         out

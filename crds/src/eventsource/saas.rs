@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::WebhookContext;
 use super::EventSourceFilter;
+use super::WebhookContext;
 use crate::common::SecretKeySelector;
 
 /// Events from a Slack app: Events API callbacks, interactive components and slash commands.

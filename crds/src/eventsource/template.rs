@@ -91,8 +91,8 @@ pub struct Service {
     /// The ports the Service exposes; `targetPort` should be the `port` of a webhook event.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<ServicePort>,
-    /// A fixed cluster IP for the Service. Default: one is assigned. `None` makes a headless
-    /// Service. Cannot be changed after creation.
+    /// A fixed cluster IP for the Service. Default: one is assigned. The string `None` makes a
+    /// headless Service. Cannot be changed after creation.
     #[serde(rename = "clusterIP", default, skip_serializing_if = "Option::is_none")]
     pub cluster_ip: Option<String>,
 }

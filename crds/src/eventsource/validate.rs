@@ -4,7 +4,7 @@
 //! rejects it); warnings flag likely mistakes and Sluice-only extensions.
 //!
 //! The cross-event rules live here (unique names, HTTP route collisions, deployment strategy);
-//! per-kind field rules are in [`kinds`].
+//! per-kind field rules are in `kinds` and `push`.
 
 use std::collections::BTreeMap;
 
@@ -16,6 +16,7 @@ use crate::common::{Backoff, BasicAuth};
 use crate::validate::{check_duration, check_regex, Problems, Validate};
 
 mod kinds;
+mod push;
 
 impl Validate for EventSource {
     fn validate(&self, path: &str, problems: &mut Problems) {
@@ -27,7 +28,9 @@ impl Validate for EventSource {
             ),
             Some(name) if !is_subject_token(name) => problems.warning(
                 name_path,
-                format!("{name:?} contains '.', '*', '>' or whitespace, which split or wildcard the bus subject"),
+                format!(
+                    "{name:?} contains '.', '*', '>' or whitespace, which split or wildcard the bus subject"
+                ),
             ),
             Some(_) => {}
         }
@@ -50,11 +53,17 @@ impl Validate for EventSourceSpec {
         check_http_routes(self, path, problems);
         if let Some(replicas) = self.replicas {
             if replicas < 0 {
-                problems.error(Problems::at(path, "replicas"), format!("replicas must not be negative, got {replicas}"));
+                problems.error(
+                    Problems::at(path, "replicas"),
+                    format!("replicas must not be negative, got {replicas}"),
+                );
             }
         }
         if self.event_bus_name.as_deref() == Some("") {
-            problems.warning(Problems::at(path, "eventBusName"), "empty eventBusName: the EventBus `default` is used");
+            problems.warning(
+                Problems::at(path, "eventBusName"),
+                "empty eventBusName: the EventBus `default` is used",
+            );
         }
         if let Some(service) = &self.service {
             for (i, port) in service.ports.iter().enumerate() {
@@ -77,7 +86,10 @@ pub(super) fn event_path(spec_path: &str, kind: EventSourceKind, name: &str) -> 
 
 /// True when `s` is usable as one token of a NATS subject.
 fn is_subject_token(s: &str) -> bool {
-    !s.is_empty() && !s.chars().any(|c| c == '.' || c == '*' || c == '>' || c.is_whitespace())
+    !s.is_empty()
+        && !s
+            .chars()
+            .any(|c| c == '.' || c == '*' || c == '>' || c.is_whitespace())
 }
 
 fn check_event_names(events: &[(EventSourceKind, &str)], path: &str, problems: &mut Problems) {
@@ -125,13 +137,17 @@ fn check_strategies(events: &[(EventSourceKind, &str)], path: &str, problems: &m
 
 /// The HTTP methods' token syntax (RFC 9110 `token`).
 fn is_http_token(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// Parses a webhook port string the way upstream does (decimal digits only) and checks its range.
 pub(super) fn parse_port(port: &str) -> Result<u16, String> {
     if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("port {port:?} is not a number; write it as a quoted string such as \"12000\""));
+        return Err(format!(
+            "port {port:?} is not a number; write it as a quoted string such as \"12000\""
+        ));
     }
     match port.parse::<u32>() {
         Ok(n @ 1..=65535) => Ok(n as u16),
@@ -141,12 +157,20 @@ pub(super) fn parse_port(port: &str) -> Result<u16, String> {
 
 /// Checks one push event's HTTP settings. `method_required` is true for the plain webhook kind,
 /// which rejects every request whose method differs from `method`.
-pub(super) fn check_webhook_context(ctx: &WebhookContext, path: &str, method_required: bool, problems: &mut Problems) {
+pub(super) fn check_webhook_context(
+    ctx: &WebhookContext,
+    path: &str,
+    method_required: bool,
+    problems: &mut Problems,
+) {
     let at = |field: &str| Problems::at(path, field);
     if ctx.endpoint.is_empty() {
         problems.error(at("endpoint"), "endpoint is required, e.g. \"/push\"");
     } else if !ctx.endpoint.starts_with('/') {
-        problems.error(at("endpoint"), format!("endpoint {:?} must start with '/'", ctx.endpoint));
+        problems.error(
+            at("endpoint"),
+            format!("endpoint {:?} must start with '/'", ctx.endpoint),
+        );
     }
     if ctx.port.is_empty() {
         problems.error(at("port"), "port is required, e.g. \"12000\"");
@@ -155,24 +179,42 @@ pub(super) fn check_webhook_context(ctx: &WebhookContext, path: &str, method_req
     }
     if ctx.method.is_empty() {
         if method_required {
-            problems.error(at("method"), "method is required (e.g. POST): requests with any other method are rejected");
+            problems.error(
+                at("method"),
+                "method is required (e.g. POST): requests with any other method are rejected",
+            );
         }
     } else if !is_http_token(&ctx.method) {
-        problems.error(at("method"), format!("{:?} is not a valid HTTP method", ctx.method));
+        problems.error(
+            at("method"),
+            format!("{:?} is not a valid HTTP method", ctx.method),
+        );
     } else if ctx.method.bytes().any(|b| b.is_ascii_lowercase()) {
         problems.warning(
             at("method"),
-            format!("methods are case-sensitive and clients send upper case; did you mean {:?}?", ctx.method.to_uppercase()),
+            format!(
+                "methods are case-sensitive and clients send upper case; did you mean {:?}?",
+                ctx.method.to_uppercase()
+            ),
         );
     }
     if let Some(size) = ctx.max_payload_size {
         if size <= 0 {
-            problems.error(at("maxPayloadSize"), format!("maxPayloadSize must be a positive number of bytes, got {size}"));
+            problems.error(
+                at("maxPayloadSize"),
+                format!("maxPayloadSize must be a positive number of bytes, got {size}"),
+            );
         }
     }
     match (&ctx.server_cert_secret, &ctx.server_key_secret) {
-        (Some(_), None) => problems.error(at("serverKeySecret"), "serverCertSecret is set without serverKeySecret; set both to serve HTTPS"),
-        (None, Some(_)) => problems.error(at("serverCertSecret"), "serverKeySecret is set without serverCertSecret; set both to serve HTTPS"),
+        (Some(_), None) => problems.error(
+            at("serverKeySecret"),
+            "serverCertSecret is set without serverKeySecret; set both to serve HTTPS",
+        ),
+        (None, Some(_)) => problems.error(
+            at("serverCertSecret"),
+            "serverKeySecret is set without serverCertSecret; set both to serve HTTPS",
+        ),
         _ => {}
     }
 }
@@ -203,7 +245,10 @@ fn check_http_routes(spec: &EventSourceSpec, path: &str, problems: &mut Problems
             }
         }
         if ctx.endpoint == "/health" {
-            problems.warning(Problems::at(&at, "endpoint"), "/health is the built-in health check of every webhook port; pick another endpoint");
+            problems.warning(
+                Problems::at(&at, "endpoint"),
+                "/health is the built-in health check of every webhook port; pick another endpoint",
+            );
         }
         let seen = by_route.entry((port, ctx.endpoint.as_str())).or_default();
         for other in seen.iter() {
@@ -226,7 +271,10 @@ fn check_http_routes(spec: &EventSourceSpec, path: &str, problems: &mut Problems
                 );
             }
         }
-        seen.push(Seen { at, method: &ctx.method });
+        seen.push(Seen {
+            at,
+            method: &ctx.method,
+        });
     }
 }
 
@@ -252,12 +300,21 @@ pub(super) fn check_opt_duration(value: &Option<String>, path: &str, field: &str
 /// Records "`field` is required" when `value` is blank.
 pub(super) fn require(value: &str, path: &str, field: &str, example: &str, problems: &mut Problems) {
     if value.trim().is_empty() {
-        problems.error(Problems::at(path, field), format!("{field} is required, e.g. {example}"));
+        problems.error(
+            Problems::at(path, field),
+            format!("{field} is required, e.g. {example}"),
+        );
     }
 }
 
 /// Records "`field` is required" when `value` is absent.
-pub(super) fn require_some<T>(value: &Option<T>, path: &str, field: &str, hint: &str, problems: &mut Problems) {
+pub(super) fn require_some<T>(
+    value: &Option<T>,
+    path: &str,
+    field: &str,
+    hint: &str,
+    problems: &mut Problems,
+) {
     if value.is_none() {
         problems.error(Problems::at(path, field), format!("{field} is required: {hint}"));
     }
@@ -275,13 +332,19 @@ pub(super) fn check_backoff(backoff: &Option<Backoff>, path: &str, problems: &mu
         if let Some(a) = amount {
             match a.as_f64() {
                 Some(f) if f >= 0.0 => {}
-                _ => problems.error(Problems::at(&path, field), format!("{field} must be a non-negative number, got {:?}", a.0)),
+                _ => problems.error(
+                    Problems::at(&path, field),
+                    format!("{field} must be a non-negative number, got {:?}", a.0),
+                ),
             }
         }
     }
     if let Some(steps) = b.steps {
         if steps < 0 {
-            problems.error(Problems::at(&path, "steps"), format!("steps must not be negative, got {steps}"));
+            problems.error(
+                Problems::at(&path, "steps"),
+                format!("steps must not be negative, got {steps}"),
+            );
         }
     }
 }
@@ -289,8 +352,20 @@ pub(super) fn check_backoff(backoff: &Option<Backoff>, path: &str, problems: &mu
 pub(super) fn check_basic_auth(auth: &Option<BasicAuth>, path: &str, problems: &mut Problems) {
     if let Some(a) = auth {
         let path = Problems::at(path, "auth");
-        require_some(&a.username, &path, "username", "the Secret key holding the user name", problems);
-        require_some(&a.password, &path, "password", "the Secret key holding the password", problems);
+        require_some(
+            &a.username,
+            &path,
+            "username",
+            "the Secret key holding the user name",
+            problems,
+        );
+        require_some(
+            &a.password,
+            &path,
+            "password",
+            "the Secret key holding the password",
+            problems,
+        );
     }
 }
 
@@ -312,14 +387,20 @@ pub(super) fn check_calendar(cal: &CalendarEventSource, path: &str, problems: &m
                             format!("{spec:?} is a descriptor, which upstream Argo Events rejects; use a 5-field spec or interval to stay portable"),
                         );
                     }
-                    if let super::CalendarSchedule::Cron { timezone: Some(_), .. } = parsed.schedule {
+                    if let super::CalendarSchedule::Cron {
+                        timezone: Some(_), ..
+                    } = parsed.schedule
+                    {
                         prefix_zone = true;
                     }
                 }
                 Err(e) => problems.error(Problems::at(path, "schedule"), e.to_string()),
             }
             if interval.is_some() {
-                problems.warning(Problems::at(path, "interval"), "interval is ignored because schedule is set");
+                problems.warning(
+                    Problems::at(path, "interval"),
+                    "interval is ignored because schedule is set",
+                );
             }
         }
         (None, Some(interval)) => {
@@ -331,9 +412,18 @@ pub(super) fn check_calendar(cal: &CalendarEventSource, path: &str, problems: &m
     if let Some(zone) = &cal.timezone {
         let at = Problems::at(path, "timezone");
         if zone.trim().is_empty() {
-            problems.error(at, "timezone is empty: name an IANA zone such as \"Europe/Berlin\" or drop the field");
-        } else if !zone.bytes().all(|b| b.is_ascii_alphanumeric() || b"/_+-".contains(&b)) {
-            problems.error(at, format!("{zone:?} is not an IANA time zone name such as \"America/New_York\""));
+            problems.error(
+                at,
+                "timezone is empty: name an IANA zone such as \"Europe/Berlin\" or drop the field",
+            );
+        } else if !zone
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/_+-".contains(&b))
+        {
+            problems.error(
+                at,
+                format!("{zone:?} is not an IANA time zone name such as \"America/New_York\""),
+            );
         } else if prefix_zone {
             problems.warning(at, "the schedule's CRON_TZ= prefix overrides timezone");
         }
@@ -342,21 +432,35 @@ pub(super) fn check_calendar(cal: &CalendarEventSource, path: &str, problems: &m
         let at = Problems::index(&Problems::at(path, "exclusionDates"), i);
         match super::check_exclusion_date(entry) {
             Ok(true) => {}
-            Ok(false) => problems.warning(at, format!("{entry:?} lacks the EXDATE: prefix and is ignored; write EXDATE:20240101T000000Z")),
+            Ok(false) => problems.warning(
+                at,
+                format!("{entry:?} lacks the EXDATE: prefix and is ignored; write EXDATE:20240101T000000Z"),
+            ),
             Err(reason) => problems.error(at, reason),
         }
     }
     if let Some(p) = &cal.persistence {
         let at = Problems::at(path, "persistence");
         if let Some(c) = &p.catchup {
-            check_opt_duration(&c.max_duration, &Problems::at(&at, "catchup"), "maxDuration", problems);
+            check_opt_duration(
+                &c.max_duration,
+                &Problems::at(&at, "catchup"),
+                "maxDuration",
+                problems,
+            );
             if c.enabled && p.config_map.is_none() {
-                problems.warning(Problems::at(&at, "catchup.enabled"), "catch-up needs persistence.configMap to remember the last tick");
+                problems.warning(
+                    Problems::at(&at, "catchup.enabled"),
+                    "catch-up needs persistence.configMap to remember the last tick",
+                );
             }
         }
         if let Some(cm) = &p.config_map {
             if cm.name.as_deref().is_none_or(|n| n.trim().is_empty()) {
-                problems.error(Problems::at(&at, "configMap.name"), "configMap.name is required: the ConfigMap holding the last tick");
+                problems.error(
+                    Problems::at(&at, "configMap.name"),
+                    "configMap.name is required: the ConfigMap holding the last tick",
+                );
             }
         }
     }
@@ -369,7 +473,10 @@ pub(super) fn check_watch_path(cfg: &WatchPathConfig, path: &str, problems: &mut
     if cfg.directory.is_empty() {
         problems.error(at("directory"), "directory is required, e.g. \"/data/\"");
     } else if !cfg.directory.starts_with('/') {
-        problems.error(at("directory"), format!("directory {:?} must be an absolute path", cfg.directory));
+        problems.error(
+            at("directory"),
+            format!("directory {:?} must be an absolute path", cfg.directory),
+        );
     }
     let p = cfg.path.as_deref().filter(|s| !s.is_empty());
     let re = cfg.path_regexp.as_deref().filter(|s| !s.is_empty());

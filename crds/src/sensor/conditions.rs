@@ -45,7 +45,12 @@ pub struct ConditionError {
 
 /// Parses a condition such as `(a || b) && c-1`.
 pub fn parse(text: &str) -> Result<Expr, ConditionError> {
-    let mut parser = Parser { chars: text.chars().collect(), pos: 0, depth: 0, operators: 0 };
+    let mut parser = Parser {
+        chars: text.chars().collect(),
+        pos: 0,
+        depth: 0,
+        operators: 0,
+    };
     let expr = parser.parse_or()?;
     parser.skip_whitespace();
     if parser.pos < parser.chars.len() {
@@ -192,7 +197,11 @@ impl Parser {
             None => "end of input".to_string(),
             Some(c) => format!("{c:?}"),
         };
-        ConditionError { column: self.pos + 1, expected: expected.to_string(), found }
+        ConditionError {
+            column: self.pos + 1,
+            expected: expected.to_string(),
+            found,
+        }
     }
 
     /// Consumes the two-character operator `op` (after whitespace) if it is next.
@@ -276,39 +285,61 @@ mod tests {
 
     #[test]
     fn parses_names_and_precedence() {
-        assert_eq!(parse("a").unwrap(), d("a"));
-        assert_eq!(parse("  dep-01.x_y ").unwrap(), d("dep-01.x_y"));
-        assert_eq!(parse("a && b || c").unwrap(), d("a").and(d("b")).or(d("c")));
-        assert_eq!(parse("a || b && c").unwrap(), d("a").or(d("b").and(d("c"))));
-        assert_eq!(parse("(a || b) && c").unwrap(), d("a").or(d("b")).and(d("c")));
-        assert_eq!(parse("a&&b&&c").unwrap(), d("a").and(d("b")).and(d("c")));
-        assert_eq!(parse("((a))").unwrap(), d("a"));
+        assert_eq!(parse("a").expect("must parse"), d("a"));
+        assert_eq!(parse("  dep-01.x_y ").expect("must parse"), d("dep-01.x_y"));
+        assert_eq!(
+            parse("a && b || c").expect("must parse"),
+            d("a").and(d("b")).or(d("c"))
+        );
+        assert_eq!(
+            parse("a || b && c").expect("must parse"),
+            d("a").or(d("b").and(d("c")))
+        );
+        assert_eq!(
+            parse("(a || b) && c").expect("must parse"),
+            d("a").or(d("b")).and(d("c"))
+        );
+        assert_eq!(
+            parse("a&&b&&c").expect("must parse"),
+            d("a").and(d("b")).and(d("c"))
+        );
+        assert_eq!(parse("((a))").expect("must parse"), d("a"));
     }
 
     #[test]
     fn upstream_examples_parse() {
-        for text in ["(dep01 || dep02) && dep04", "test-dep-1 && test-dep-2", "dep01", "A || (B && C)"] {
+        for text in [
+            "(dep01 || dep02) && dep04",
+            "test-dep-1 && test-dep-2",
+            "dep01",
+            "A || (B && C)",
+        ] {
             assert!(parse(text).is_ok(), "{text}");
         }
     }
 
     #[test]
     fn errors_name_column_and_expectation() {
-        let e = parse("a && ").unwrap_err();
-        assert_eq!((e.column, e.expected.as_str(), e.found.as_str()), (6, "a dependency name or '('", "end of input"));
-        let e = parse("a & b").unwrap_err();
+        let e = parse("a && ").expect_err("must fail");
+        assert_eq!(
+            (e.column, e.expected.as_str(), e.found.as_str()),
+            (6, "a dependency name or '('", "end of input")
+        );
+        let e = parse("a & b").expect_err("must fail");
         assert_eq!(e.column, 4);
         assert!(e.expected.contains("'&'"), "{e}");
-        let e = parse("(a || b").unwrap_err();
+        let e = parse("(a || b").expect_err("must fail");
         assert_eq!(e.column, 8);
         assert!(e.expected.contains("')'"));
-        let e = parse("a b").unwrap_err();
+        let e = parse("a b").expect_err("must fail");
         assert_eq!((e.column, e.found.as_str()), (3, "'b'"));
-        let e = parse("").unwrap_err();
+        let e = parse("").expect_err("must fail");
         assert_eq!(e.column, 1);
-        let e = parse("a && !b").unwrap_err();
+        let e = parse("a && !b").expect_err("must fail");
         assert_eq!((e.column, e.found.as_str()), (6, "'!'"));
-        assert!(e.to_string().starts_with("failed to parse trigger condition at column 6"));
+        assert!(e
+            .to_string()
+            .starts_with("failed to parse trigger condition at column 6"));
     }
 
     #[test]
@@ -321,7 +352,7 @@ mod tests {
 
     #[test]
     fn deps_and_eval() {
-        let e = parse("(a || b) && c && a").unwrap();
+        let e = parse("(a || b) && c && a").expect("must parse");
         assert_eq!(e.deps().into_iter().collect::<Vec<_>>(), vec!["a", "b", "c"]);
         assert!(e.eval(&|n| n == "a" || n == "c"));
         assert!(!e.eval(&|n| n == "a" || n == "b"));
@@ -331,21 +362,36 @@ mod tests {
 
     #[test]
     fn absent_conditions_mean_all_dependencies() {
-        let e = Expr::for_trigger(None, ["a", "b", "c"]).unwrap();
+        let e = Expr::for_trigger(None, ["a", "b", "c"]).expect("must parse");
         assert_eq!(e.to_string(), "a && b && c");
-        let e = Expr::for_trigger(Some("  "), ["a"]).unwrap();
+        let e = Expr::for_trigger(Some("  "), ["a"]).expect("must parse");
         assert_eq!(e, d("a"));
         assert!(Expr::for_trigger(None, Vec::<String>::new()).is_err());
-        assert_eq!(Expr::for_trigger(Some("b || a"), ["a"]).unwrap(), d("b").or(d("a")));
+        assert_eq!(
+            Expr::for_trigger(Some("b || a"), ["a"]).expect("must parse"),
+            d("b").or(d("a"))
+        );
     }
 
     #[test]
     fn display_is_canonical() {
-        assert_eq!(parse("a&&b||c").unwrap().to_string(), "a && b || c");
-        assert_eq!(parse("a && (b || c)").unwrap().to_string(), "a && (b || c)");
-        assert_eq!(parse("a || (b || c)").unwrap().to_string(), "a || (b || c)");
-        assert_eq!(parse("(a || b) || c").unwrap().to_string(), "a || b || c");
-        assert_eq!(parse("a && (b && c)").unwrap().to_string(), "a && (b && c)");
+        assert_eq!(parse("a&&b||c").expect("must parse").to_string(), "a && b || c");
+        assert_eq!(
+            parse("a && (b || c)").expect("must parse").to_string(),
+            "a && (b || c)"
+        );
+        assert_eq!(
+            parse("a || (b || c)").expect("must parse").to_string(),
+            "a || (b || c)"
+        );
+        assert_eq!(
+            parse("(a || b) || c").expect("must parse").to_string(),
+            "a || b || c"
+        );
+        assert_eq!(
+            parse("a && (b && c)").expect("must parse").to_string(),
+            "a && (b && c)"
+        );
     }
 
     const NAMES: [&str; 5] = ["a", "b-1", "c_2", "d.e", "Dep05"];

@@ -43,10 +43,18 @@ pub struct EventDependencyFilter {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<EventContext>,
     /// Comparisons of values found in the event's JSON data.
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub data: Vec<DataFilter>,
     /// Boolean expressions over named values taken from the event's JSON data.
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub exprs: Vec<ExprFilter>,
     /// How the `data` filters combine: `and` (default) or `or`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -114,7 +122,11 @@ pub struct DataFilter {
     pub type_: String,
     /// Values to compare with; the filter passes when any one matches. Strings are regular
     /// expressions, numbers decimal, booleans `true`/`false`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub value: Vec<String>,
     /// `=` (default), `!=`, `>`, `>=`, `<` or `<=`. The ordering comparators apply to numbers only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -133,7 +145,11 @@ pub struct ExprFilter {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub expr: String,
     /// The values the expression may use, each read from a path in the event data.
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub fields: Vec<PayloadField>,
 }
 

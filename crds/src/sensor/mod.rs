@@ -65,10 +65,18 @@ use serde_util::{is_false, null_as_default};
 #[serde(rename_all = "camelCase")]
 pub struct SensorSpec {
     /// The events the sensor waits for. At least one.
-    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub dependencies: Vec<EventDependency>,
     /// What the sensor does when its dependencies are met. At least one.
-    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub triggers: Vec<Trigger>,
     /// How the controller shapes the sensor's pod (service account, resources, scheduling).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -87,7 +95,11 @@ pub struct SensorSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision_history_limit: Option<i32>,
     /// Extra key-value pairs added to every log line of the sensor.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub logging_fields: BTreeMap<String, String>,
 }
 
@@ -109,7 +121,10 @@ impl SensorSpec {
 
     /// The EventBus name, with the default applied.
     pub fn event_bus_name_or_default(&self) -> &str {
-        self.event_bus_name.as_deref().filter(|s| !s.is_empty()).unwrap_or(DEFAULT_EVENT_BUS_NAME)
+        self.event_bus_name
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .unwrap_or(DEFAULT_EVENT_BUS_NAME)
     }
 }
 

@@ -16,7 +16,11 @@ pub(super) fn sensor(yaml: &str) -> Sensor {
 pub(super) fn errors(s: &Sensor) -> Vec<String> {
     let mut p = Problems::new();
     s.validate("", &mut p);
-    p.into_vec().into_iter().filter(|p| p.severity == Severity::Error).map(|p| p.to_string()).collect()
+    p.into_vec()
+        .into_iter()
+        .filter(|p| p.severity == Severity::Error)
+        .map(|p| p.to_string())
+        .collect()
 }
 
 fn round_trip(s: &Sensor) {
@@ -96,19 +100,35 @@ fn webhook_to_http() {
     let s = check(WEBHOOK_HTTP);
     assert_eq!(s.spec.event_bus_name_or_default(), "main");
     let t = &s.spec.triggers[0];
-    let http = t.template.as_ref().and_then(|t| t.http.as_ref()).expect("http trigger");
+    let http = t
+        .template
+        .as_ref()
+        .and_then(|t| t.http.as_ref())
+        .expect("http trigger");
     assert_eq!(http.url, "https://ci.example.com/hooks/build");
     assert_eq!(http.payload.len(), 2);
-    assert_eq!(t.template.as_ref().and_then(|t| t.action()).map(|a| a.field_name()), Some("http"));
+    assert_eq!(
+        t.template
+            .as_ref()
+            .and_then(|t| t.action())
+            .map(|a| a.field_name()),
+        Some("http")
+    );
     assert_eq!(t.retry_strategy.as_ref().and_then(|r| r.steps), Some(3));
 }
 
 #[test]
 fn http_server_url_is_an_alias_of_url() {
     let s = sensor(&WEBHOOK_HTTP.replace("          url: https", "          serverURL: https"));
-    let http = s.spec.triggers[0].template.as_ref().and_then(|t| t.http.as_ref()).expect("http");
+    let http = s.spec.triggers[0]
+        .template
+        .as_ref()
+        .and_then(|t| t.http.as_ref())
+        .expect("http");
     assert_eq!(http.url, "https://ci.example.com/hooks/build");
-    assert!(serde_yaml::to_string(&s).expect("serializes").contains("url: https://ci.example.com"));
+    assert!(serde_yaml::to_string(&s)
+        .expect("serializes")
+        .contains("url: https://ci.example.com"));
 }
 
 #[test]
@@ -147,7 +167,11 @@ spec:
         log: {}
 "#,
     );
-    let cond = s.spec.triggers[0].template.as_ref().and_then(|t| t.conditions.as_deref()).expect("conditions");
+    let cond = s.spec.triggers[0]
+        .template
+        .as_ref()
+        .and_then(|t| t.conditions.as_deref())
+        .expect("conditions");
     let expr = conditions::parse(cond).expect("parses");
     assert_eq!(expr.deps().len(), 3);
     let all = conditions::Expr::for_trigger(None, s.spec.dependencies.iter().map(|d| d.name.as_str()))
@@ -205,10 +229,21 @@ spec:
           labels: {workflows.argoproj.io/phase: Succeeded}
 "#,
     );
-    let k8s = s.spec.triggers[0].template.as_ref().and_then(|t| t.k8s.as_ref()).expect("k8s");
-    let resource = k8s.source.as_ref().and_then(|s| s.resource.as_ref()).expect("resource");
+    let k8s = s.spec.triggers[0]
+        .template
+        .as_ref()
+        .and_then(|t| t.k8s.as_ref())
+        .expect("k8s");
+    let resource = k8s
+        .source
+        .as_ref()
+        .and_then(|s| s.resource.as_ref())
+        .expect("resource");
     assert_eq!(resource["spec"]["containers"][0]["image"], "alpine:3");
-    assert_eq!(k8s.parameters[0].src.as_ref().and_then(|s| s.value.as_deref()), Some("nothing"));
+    assert_eq!(
+        k8s.parameters[0].src.as_ref().and_then(|s| s.value.as_deref()),
+        Some("nothing")
+    );
 }
 
 #[test]
@@ -259,10 +294,20 @@ spec:
                 password: {name: git, key: token}
 "#,
     );
-    let wf = s.spec.triggers[0].template.as_ref().and_then(|t| t.argo_workflow.as_ref()).expect("wf");
+    let wf = s.spec.triggers[0]
+        .template
+        .as_ref()
+        .and_then(|t| t.argo_workflow.as_ref())
+        .expect("wf");
     assert_eq!(wf.args, vec!["--serviceaccount", "runner"]);
-    let git = s.spec.triggers[1].template.as_ref().and_then(|t| t.argo_workflow.as_ref());
-    let git = git.and_then(|w| w.source.as_ref()).and_then(|s| s.git.as_ref()).expect("git");
+    let git = s.spec.triggers[1]
+        .template
+        .as_ref()
+        .and_then(|t| t.argo_workflow.as_ref());
+    let git = git
+        .and_then(|w| w.source.as_ref())
+        .and_then(|s| s.git.as_ref())
+        .expect("git");
     assert_eq!(git.file_path, "wf/hello.yaml");
 }
 
@@ -304,7 +349,11 @@ spec:
               dest: size
 "#,
     );
-    let kafka = s.spec.triggers[0].template.as_ref().and_then(|t| t.kafka.as_ref()).expect("kafka");
+    let kafka = s.spec.triggers[0]
+        .template
+        .as_ref()
+        .and_then(|t| t.kafka.as_ref())
+        .expect("kafka");
     assert_eq!(kafka.required_acks, Some(-1));
     assert!(kafka.payload[1].src.as_ref().is_some_and(|s| s.use_raw_data));
     assert_eq!(kafka.schema_registry.as_ref().map(|r| r.schema_id), Some(3));
@@ -343,7 +392,13 @@ spec:
 "#,
     );
     let dlq = s.spec.triggers[0].dlq_trigger.as_ref().expect("dlq");
-    assert_eq!(dlq.template.as_ref().and_then(|t| t.action()).map(|a| a.field_name()), Some("nats"));
+    assert_eq!(
+        dlq.template
+            .as_ref()
+            .and_then(|t| t.action())
+            .map(|a| a.field_name()),
+        Some("nats")
+    );
 }
 
 #[test]
@@ -431,7 +486,10 @@ spec:
 fn null_lists_read_as_empty() {
     let s = sensor("metadata: {name: n}\nspec:\n  dependencies:\n    - name: a\n      eventSourceName: b\n      eventName: c\n      filters:\n        data:\n  triggers:\n");
     assert!(s.spec.triggers.is_empty());
-    assert!(s.spec.dependencies[0].filters.as_ref().is_some_and(|f| f.data.is_empty()));
+    assert!(s.spec.dependencies[0]
+        .filters
+        .as_ref()
+        .is_some_and(|f| f.data.is_empty()));
 }
 
 #[test]

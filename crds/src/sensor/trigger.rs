@@ -26,7 +26,11 @@ pub struct Trigger {
     pub template: Option<TriggerTemplate>,
     /// Values copied from the triggering events into the template itself (paths such as
     /// `http.url` or `k8s.source.resource.metadata.name`), applied before the action's own parameters.
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub parameters: Vec<TriggerParameter>,
     /// How to decide whether the action succeeded (HTTP status codes, labels on a created resource).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -61,7 +65,11 @@ pub struct TriggerTemplate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conditions: Option<String>,
     /// When to forget events that are waiting for the rest of `conditions`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub conditions_reset: Vec<ConditionsResetCriteria>,
     /// Create, update, patch or delete a Kubernetes object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -87,8 +95,9 @@ pub struct TriggerTemplate {
     /// Post a Slack message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slack: Option<SlackTrigger>,
-    /// Invoke an Apache OpenWhisk action.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Invoke an Apache OpenWhisk action. The all-lower-case spelling `openwhisk`, found in an
+    /// upstream example, is accepted too.
+    #[serde(default, skip_serializing_if = "Option::is_none", alias = "openwhisk")]
     pub open_whisk: Option<OpenWhiskTrigger>,
     /// Write the triggering events to the sensor's log.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -327,7 +336,11 @@ pub struct TriggerPolicy {
 #[serde(rename_all = "camelCase")]
 pub struct K8SResourcePolicy {
     /// Labels the object must carry to count as succeeded.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub labels: BTreeMap<String, String>,
     /// How long and how often to re-read the object while waiting for the labels.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -343,7 +356,11 @@ pub struct K8SResourcePolicy {
 #[serde(rename_all = "camelCase")]
 pub struct StatusPolicy {
     /// The accepted status codes, e.g. `[200, 201, 202]`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub allow: Vec<i32>,
 }
 

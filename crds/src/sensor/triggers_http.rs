@@ -19,13 +19,21 @@ pub struct HTTPTrigger {
     pub url: String,
     /// Builds the JSON request body: each parameter's `dest` is a path in the body object. Without
     /// payload parameters the body is empty.
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub payload: Vec<TriggerParameter>,
     /// The request method, e.g. `GET`, `PUT`. Default `POST`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
     /// Values from the events applied to this HTTP spec (e.g. `dest: url`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub parameters: Vec<TriggerParameter>,
     /// Seconds to wait for the response. Default 60.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -37,13 +45,25 @@ pub struct HTTPTrigger {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub basic_auth: Option<BasicAuth>,
     /// Fixed request headers.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub headers: BTreeMap<String, String>,
     /// Request headers whose values are read from Secrets or ConfigMaps.
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub secure_headers: Vec<SecureHeader>,
     /// Request headers taken from the events: each parameter's `dest` is the header name.
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub dynamic_headers: Vec<TriggerParameter>,
     /// Overrides the `Host` header (virtual hosting).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -77,10 +97,18 @@ pub struct AWSLambdaTrigger {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub region: String,
     /// Builds the JSON payload the function receives.
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub payload: Vec<TriggerParameter>,
     /// Values from the events applied to this Lambda spec.
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub parameters: Vec<TriggerParameter>,
     /// `RequestResponse` (default: wait for the result), `Event` (asynchronous) or `DryRun` (only
     /// check permissions and input).
@@ -108,13 +136,25 @@ pub struct CustomTrigger {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_name_override: Option<String>,
     /// The resource spec passed to the server, as string keys and values.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub spec: BTreeMap<String, String>,
     /// Values from the events applied to `spec`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub parameters: Vec<TriggerParameter>,
     /// Builds the JSON payload sent to the server.
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub payload: Vec<TriggerParameter>,
 }
 
@@ -138,10 +178,18 @@ pub struct OpenWhiskTrigger {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub action_name: String,
     /// Builds the JSON payload the action receives.
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub payload: Vec<TriggerParameter>,
     /// Values from the events applied to this OpenWhisk spec.
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub parameters: Vec<TriggerParameter>,
 }
 
@@ -150,7 +198,11 @@ pub struct OpenWhiskTrigger {
 #[serde(rename_all = "camelCase")]
 pub struct SlackTrigger {
     /// Values from the events applied to this Slack spec (e.g. `dest: message`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub parameters: Vec<TriggerParameter>,
     /// The Secret key with the Slack bot token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -204,7 +256,11 @@ pub struct SlackSender {
 #[serde(rename_all = "camelCase")]
 pub struct EmailTrigger {
     /// Values from the events applied to this email spec (e.g. `dest: body`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub parameters: Vec<TriggerParameter>,
     /// The SMTP user name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -219,7 +275,11 @@ pub struct EmailTrigger {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<i32>,
     /// Recipient addresses.
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub to: Vec<String>,
     /// The sender address.
     #[serde(default, skip_serializing_if = "Option::is_none")]

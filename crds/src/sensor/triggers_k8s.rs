@@ -19,7 +19,11 @@ pub struct StandardK8STrigger {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operation: Option<String>,
     /// Values from the events applied to the manifest (e.g. `dest: metadata.generateName`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub parameters: Vec<TriggerParameter>,
     /// The patch content type for `operation: patch`: `application/merge-patch+json` (default),
     /// `application/strategic-merge-patch+json`, `application/json-patch+json` or
@@ -43,10 +47,18 @@ pub struct ArgoWorkflowTrigger {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operation: Option<String>,
     /// Values from the events applied to the Workflow manifest.
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub parameters: Vec<TriggerParameter>,
     /// Extra command-line arguments for the `argo` CLI.
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub args: Vec<String>,
 }
 
@@ -187,6 +199,10 @@ pub struct GitRemoteConfig {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
     /// The remote's URLs; fetching uses the first.
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub urls: Vec<String>,
 }

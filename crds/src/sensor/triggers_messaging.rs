@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use super::serde_util::{is_false, null_as_default};
 use super::trigger::TriggerParameter;
-use crate::common::{Backoff, NATSAuth, SASLConfig, SchemaRegistryConfig, SecretKeySelector, SecureHeader, TLSConfig};
+use crate::common::{
+    Backoff, NATSAuth, SASLConfig, SchemaRegistryConfig, SecretKeySelector, SecureHeader, TLSConfig,
+};
 
 /// Produces a message to a Kafka topic.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -24,7 +26,11 @@ pub struct KafkaTrigger {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partition: Option<i32>,
     /// Values from the events applied to this Kafka spec.
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub parameters: Vec<TriggerParameter>,
     /// How many broker acknowledgements to wait for: 0 none, 1 the leader (default), -1 all in-sync replicas.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -39,7 +45,11 @@ pub struct KafkaTrigger {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TLSConfig>,
     /// Builds the message value (JSON).
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub payload: Vec<TriggerParameter>,
     /// The message key, which picks the partition. Unset: no key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -54,10 +64,18 @@ pub struct KafkaTrigger {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema_registry: Option<SchemaRegistryConfig>,
     /// Fixed message headers.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub headers: BTreeMap<String, String>,
     /// Message headers whose values are read from Secrets or ConfigMaps.
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub secure_headers: Vec<SecureHeader>,
 }
 
@@ -72,10 +90,18 @@ pub struct NATSTrigger {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub subject: String,
     /// Builds the message body (JSON).
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub payload: Vec<TriggerParameter>,
     /// Values from the events applied to this NATS spec.
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub parameters: Vec<TriggerParameter>,
     /// TLS settings for the connection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -96,10 +122,18 @@ pub struct PulsarTrigger {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub topic: String,
     /// Values from the events applied to this Pulsar spec.
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub parameters: Vec<TriggerParameter>,
     /// Builds the message body (JSON).
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub payload: Vec<TriggerParameter>,
     /// The Secret key with a CA certificate file to trust.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -120,7 +154,11 @@ pub struct PulsarTrigger {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection_backoff: Option<Backoff>,
     /// Athenz authentication parameters (provider domain, tenant, …). Needs `authAthenzSecret`.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub auth_athenz_params: BTreeMap<String, String>,
     /// The Secret key with the Athenz private key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -144,10 +182,18 @@ pub struct AzureEventHubsTrigger {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shared_access_key: Option<SecretKeySelector>,
     /// Builds the event body (JSON).
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub payload: Vec<TriggerParameter>,
     /// Values from the events applied to this Event Hubs spec.
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub parameters: Vec<TriggerParameter>,
 }
 
@@ -171,9 +217,17 @@ pub struct AzureServiceBusTrigger {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TLSConfig>,
     /// Builds the message body (JSON).
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub payload: Vec<TriggerParameter>,
     /// Values from the events applied to this Service Bus spec.
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub parameters: Vec<TriggerParameter>,
 }

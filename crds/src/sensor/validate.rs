@@ -33,7 +33,10 @@ impl Validate for SensorSpec {
             if let Some(first) = seen.insert(dep.name.as_str(), i) {
                 problems.error(
                     Problems::at(&p, "name"),
-                    format!("dependency name {:?} is already used by dependencies[{first}]; names must be unique", dep.name),
+                    format!(
+                        "dependency name {:?} is already used by dependencies[{first}]; names must be unique",
+                        dep.name
+                    ),
                 );
             }
         }
@@ -47,18 +50,28 @@ impl Validate for SensorSpec {
         for (i, trigger) in self.triggers.iter().enumerate() {
             let p = Problems::index(&triggers_path, i);
             check_trigger(trigger, &p, &known, false, problems);
-            let Some(name) = trigger.template.as_ref().map(|t| t.name.as_str()).filter(|n| !n.is_empty()) else {
+            let Some(name) = trigger
+                .template
+                .as_ref()
+                .map(|t| t.name.as_str())
+                .filter(|n| !n.is_empty())
+            else {
                 continue;
             };
             if let Some(first) = names.insert(name, i) {
                 problems.error(
                     Problems::at(&p, "template.name"),
-                    format!("trigger name {name:?} is already used by triggers[{first}]; names must be unique"),
+                    format!(
+                        "trigger name {name:?} is already used by triggers[{first}]; names must be unique"
+                    ),
                 );
             }
         }
 
-        for (field, value) in [("replicas", self.replicas), ("revisionHistoryLimit", self.revision_history_limit)] {
+        for (field, value) in [
+            ("replicas", self.replicas),
+            ("revisionHistoryLimit", self.revision_history_limit),
+        ] {
             if value.is_some_and(|v| v < 0) {
                 problems.error(Problems::at(path, field), "must not be negative");
             }
@@ -79,12 +92,22 @@ fn check_dependency(dep: &EventDependency, path: &str, problems: &mut Problems) 
         );
     }
     if dep.event_source_name.is_empty() {
-        problems.error(Problems::at(path, "eventSourceName"), "name the EventSource the event comes from");
+        problems.error(
+            Problems::at(path, "eventSourceName"),
+            "name the EventSource the event comes from",
+        );
     }
     if dep.event_name.is_empty() {
-        problems.error(Problems::at(path, "eventName"), "name the event within the EventSource");
+        problems.error(
+            Problems::at(path, "eventName"),
+            "name the event within the EventSource",
+        );
     }
-    check_logical_operator(dep.filters_logical_operator.as_deref(), &Problems::at(path, "filtersLogicalOperator"), problems);
+    check_logical_operator(
+        dep.filters_logical_operator.as_deref(),
+        &Problems::at(path, "filtersLogicalOperator"),
+        problems,
+    );
     if let Some(filters) = &dep.filters {
         check_filters(filters, &Problems::at(path, "filters"), problems);
     }
@@ -92,7 +115,10 @@ fn check_dependency(dep: &EventDependency, path: &str, problems: &mut Problems) 
         let jq = t.jq.as_deref().is_some_and(|s| !s.is_empty());
         let script = t.script.as_deref().is_some_and(|s| !s.is_empty());
         if jq && script {
-            problems.warning(Problems::at(path, "transform"), "both jq and script are set; only jq is applied");
+            problems.warning(
+                Problems::at(path, "transform"),
+                "both jq and script are set; only jq is applied",
+            );
         }
     }
 }
@@ -101,13 +127,24 @@ fn check_dependency(dep: &EventDependency, path: &str, problems: &mut Problems) 
 pub(super) fn check_logical_operator(op: Option<&str>, path: &str, problems: &mut Problems) {
     match op {
         None | Some("" | "and" | "or") => {}
-        Some(other) => problems.error(path, format!("unknown logical operator {other:?}: use \"and\" or \"or\"")),
+        Some(other) => problems.error(
+            path,
+            format!("unknown logical operator {other:?}: use \"and\" or \"or\""),
+        ),
     }
 }
 
 fn check_filters(filters: &EventDependencyFilter, path: &str, problems: &mut Problems) {
-    check_logical_operator(filters.data_logical_operator.as_deref(), &Problems::at(path, "dataLogicalOperator"), problems);
-    check_logical_operator(filters.expr_logical_operator.as_deref(), &Problems::at(path, "exprLogicalOperator"), problems);
+    check_logical_operator(
+        filters.data_logical_operator.as_deref(),
+        &Problems::at(path, "dataLogicalOperator"),
+        problems,
+    );
+    check_logical_operator(
+        filters.expr_logical_operator.as_deref(),
+        &Problems::at(path, "exprLogicalOperator"),
+        problems,
+    );
     if let Some(time) = &filters.time {
         check_time_filter(time, &Problems::at(path, "time"), problems);
     }
@@ -130,7 +167,10 @@ fn check_filters(filters: &EventDependencyFilter, path: &str, problems: &mut Pro
 
 fn check_data_filter(f: &DataFilter, path: &str, problems: &mut Problems) {
     if f.path.is_empty() {
-        problems.error(Problems::at(path, "path"), "give the path of the value in the event data, e.g. body.action");
+        problems.error(
+            Problems::at(path, "path"),
+            "give the path of the value in the event data, e.g. body.action",
+        );
     }
     let comparator = f.comparator.as_deref().unwrap_or("");
     if !matches!(comparator, "" | "=" | "!=" | ">" | ">=" | "<" | "<=") {
@@ -140,7 +180,10 @@ fn check_data_filter(f: &DataFilter, path: &str, problems: &mut Problems) {
         );
     }
     if f.value.is_empty() {
-        problems.error(Problems::at(path, "value"), "give at least one value to compare with");
+        problems.error(
+            Problems::at(path, "value"),
+            "give at least one value to compare with",
+        );
     }
     let value_path = |i| Problems::index(&Problems::at(path, "value"), i);
     for (i, v) in f.value.iter().enumerate() {
@@ -169,15 +212,24 @@ fn check_data_filter(f: &DataFilter, path: &str, problems: &mut Problems) {
         }
         "bool" => {
             if !comparator.is_empty() && comparator != "=" {
-                problems.warning(Problems::at(path, "comparator"), "booleans are only compared for equality");
+                problems.warning(
+                    Problems::at(path, "comparator"),
+                    "booleans are only compared for equality",
+                );
             }
             for (i, v) in f.value.iter().enumerate().filter(|(_, v)| !v.is_empty()) {
                 if parse_go_bool(v).is_none() {
-                    problems.error(value_path(i), format!("{v:?} is not a boolean: use true or false"));
+                    problems.error(
+                        value_path(i),
+                        format!("{v:?} is not a boolean: use true or false"),
+                    );
                 }
             }
         }
-        "" => problems.error(Problems::at(path, "type"), "set the type of the value: string, number or bool"),
+        "" => problems.error(
+            Problems::at(path, "type"),
+            "set the type of the value: string, number or bool",
+        ),
         other => problems.error(
             Problems::at(path, "type"),
             format!("unknown type {other:?}: use string, number or bool"),
@@ -199,15 +251,24 @@ fn check_expr_filter(f: &ExprFilter, path: &str, problems: &mut Problems) {
         problems.error(Problems::at(path, "expr"), "the expression is empty");
     }
     if f.fields.is_empty() {
-        problems.error(Problems::at(path, "fields"), "declare the fields the expression uses (name and path)");
+        problems.error(
+            Problems::at(path, "fields"),
+            "declare the fields the expression uses (name and path)",
+        );
     }
     for (i, field) in f.fields.iter().enumerate() {
         let p = Problems::index(&Problems::at(path, "fields"), i);
         if field.name.is_empty() {
-            problems.error(Problems::at(&p, "name"), "give the name the expression uses for this value");
+            problems.error(
+                Problems::at(&p, "name"),
+                "give the name the expression uses for this value",
+            );
         }
         if field.path.is_empty() {
-            problems.error(Problems::at(&p, "path"), "give the path of the value in the event data");
+            problems.error(
+                Problems::at(&p, "path"),
+                "give the path of the value in the event data",
+            );
         }
     }
 }
@@ -217,7 +278,10 @@ fn check_time_filter(f: &TimeFilter, path: &str, problems: &mut Problems) {
     let stop = check_time_of_day(&f.stop, &Problems::at(path, "stop"), problems);
     if let (Some(start), Some(stop)) = (start, stop) {
         if start == stop {
-            problems.error(Problems::at(path, "stop"), "stop equals start, so the window is empty");
+            problems.error(
+                Problems::at(path, "stop"),
+                "stop equals start, so the window is empty",
+            );
         }
     }
 }
@@ -227,7 +291,10 @@ fn check_time_filter(f: &TimeFilter, path: &str, problems: &mut Problems) {
 fn check_time_of_day(text: &str, path: &str, problems: &mut Problems) -> Option<u32> {
     let parsed = parse_time_of_day(text);
     if parsed.is_none() {
-        problems.error(path, format!("{text:?} is not a time of day: use HH:MM:SS, e.g. 09:30:00"));
+        problems.error(
+            path,
+            format!("{text:?} is not a time of day: use HH:MM:SS, e.g. 09:30:00"),
+        );
     }
     parsed
 }
@@ -266,7 +333,10 @@ spec:
 "#;
 
     fn with_filters(filters: &str) -> Vec<String> {
-        let text = BASE.replace("      eventName: example\n", &format!("      eventName: example\n      filters:\n{filters}"));
+        let text = BASE.replace(
+            "      eventName: example\n",
+            &format!("      eventName: example\n      filters:\n{filters}"),
+        );
         errors(&sensor(&text))
     }
 
@@ -277,11 +347,16 @@ spec:
 
     #[test]
     fn needs_dependencies_and_triggers() {
-        let errs = errors(&sensor("metadata: {name: s}\nspec: {dependencies: [], triggers: []}"));
-        assert_eq!(errs, vec![
-            "spec.dependencies: a sensor needs at least one dependency",
-            "spec.triggers: a sensor needs at least one trigger",
-        ]);
+        let errs = errors(&sensor(
+            "metadata: {name: s}\nspec: {dependencies: [], triggers: []}",
+        ));
+        assert_eq!(
+            errs,
+            vec![
+                "spec.dependencies: a sensor needs at least one dependency",
+                "spec.triggers: a sensor needs at least one trigger",
+            ]
+        );
     }
 
     #[test]
@@ -301,15 +376,34 @@ spec:
     fn data_filter_rules() {
         let good = "        data:\n          - {path: body.n, type: number, value: [\"1.5\"], comparator: \">=\"}\n          - {path: body.s, type: string, value: [\"^push$\"]}\n          - {path: body.b, type: bool, value: [\"true\"]}\n        dataLogicalOperator: or\n";
         assert_eq!(with_filters(good), Vec::<String>::new());
-        let errs = with_filters("        data:\n          - {path: \"\", type: text, value: [\"(\"], comparator: \"~\"}\n");
-        assert!(errs.iter().any(|e| e.starts_with("spec.dependencies[0].filters.data[0].path")), "{errs:?}");
-        assert!(errs.iter().any(|e| e.contains("data[0].comparator: unknown comparator")), "{errs:?}");
-        assert!(errs.iter().any(|e| e.contains("data[0].type: unknown type \"text\"")), "{errs:?}");
+        let errs = with_filters(
+            "        data:\n          - {path: \"\", type: text, value: [\"(\"], comparator: \"~\"}\n",
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("spec.dependencies[0].filters.data[0].path")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("data[0].comparator: unknown comparator")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("data[0].type: unknown type \"text\"")),
+            "{errs:?}"
+        );
         let errs = with_filters("        data:\n          - {path: a, type: string, value: [\"(\"]}\n");
-        assert!(errs[0].starts_with("spec.dependencies[0].filters.data[0].value[0]: invalid regular expression"), "{errs:?}");
+        assert!(
+            errs[0].starts_with("spec.dependencies[0].filters.data[0].value[0]: invalid regular expression"),
+            "{errs:?}"
+        );
         let errs = with_filters("        data:\n          - {path: a, type: number, value: [x]}\n");
         assert!(errs[0].contains("is not a number"), "{errs:?}");
-        let errs = with_filters("        data:\n          - {path: a, type: string, value: [x], comparator: \">\"}\n");
+        let errs = with_filters(
+            "        data:\n          - {path: a, type: string, value: [x], comparator: \">\"}\n",
+        );
         assert!(errs[0].contains("compares numbers"), "{errs:?}");
         let errs = with_filters("        data:\n          - {path: a, type: bool, value: [yes]}\n");
         assert!(errs[0].contains("not a boolean"), "{errs:?}");
@@ -322,13 +416,19 @@ spec:
         assert!(with_filters("        exprLogicalOperator: and\n").is_empty());
         let errs = with_filters("        dataLogicalOperator: AND\n");
         assert_eq!(errs, vec!["spec.dependencies[0].filters.dataLogicalOperator: unknown logical operator \"AND\": use \"and\" or \"or\""]);
-        let text = BASE.replace("      eventName: example\n", "      eventName: example\n      filtersLogicalOperator: xor\n");
+        let text = BASE.replace(
+            "      eventName: example\n",
+            "      eventName: example\n      filtersLogicalOperator: xor\n",
+        );
         assert!(errors(&sensor(&text))[0].starts_with("spec.dependencies[0].filtersLogicalOperator"));
     }
 
     #[test]
     fn expr_filter_rules() {
-        assert!(with_filters("        exprs:\n          - expr: a == \"b\"\n            fields: [{name: a, path: body.a}]\n").is_empty());
+        assert!(with_filters(
+            "        exprs:\n          - expr: a == \"b\"\n            fields: [{name: a, path: body.a}]\n"
+        )
+        .is_empty());
         let errs = with_filters("        exprs:\n          - expr: \"\"\n            fields: [{name: a}]\n");
         assert_eq!(errs.len(), 2, "{errs:?}");
         assert!(errs[1].starts_with("spec.dependencies[0].filters.exprs[0].fields[0].path"));
@@ -357,7 +457,9 @@ spec:
         let mut p = Problems::new();
         s.validate("", &mut p);
         assert!(!p.has_errors());
-        assert!(p.as_slice()[0].reason.contains("cannot be written in trigger conditions"));
+        assert!(p.as_slice()[0]
+            .reason
+            .contains("cannot be written in trigger conditions"));
     }
 
     #[test]
@@ -365,7 +467,16 @@ spec:
         assert_eq!(parse_time_of_day("00:00:00"), Some(0));
         assert_eq!(parse_time_of_day("9:05:01"), Some(9 * 3600 + 5 * 60 + 1));
         assert_eq!(parse_time_of_day("23:59:59"), Some(86_399));
-        for bad in ["24:00:00", "12:60:00", "12:00", "12:00:00:00", "ab:00:00", "", "123:00:00", "12:0:00"] {
+        for bad in [
+            "24:00:00",
+            "12:60:00",
+            "12:00",
+            "12:00:00:00",
+            "ab:00:00",
+            "",
+            "123:00:00",
+            "12:0:00",
+        ] {
             assert_eq!(parse_time_of_day(bad), None, "{bad}");
         }
     }

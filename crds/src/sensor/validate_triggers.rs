@@ -23,12 +23,36 @@ pub(super) fn check_trigger(
     is_dlq: bool,
     problems: &mut Problems,
 ) {
+    // Template-level parameters may rewrite the action's own parameters (upstream's tutorial sets
+    // `argoWorkflow.parameters.0.src.dependencyName` from the event), so those are only known at
+    // run time and are not checked here.
+    let rewritten: Vec<&str> = trigger
+        .parameters
+        .iter()
+        .map(|p| p.dest.as_str())
+        .filter(|d| !d.is_empty())
+        .collect();
     match &trigger.template {
-        Some(template) => check_template(template, &Problems::at(path, "template"), known, problems),
-        None => problems.error(Problems::at(path, "template"), "every trigger needs a template with a name and one action"),
+        Some(template) => check_template(
+            template,
+            &Problems::at(path, "template"),
+            known,
+            &rewritten,
+            problems,
+        ),
+        None => problems.error(
+            Problems::at(path, "template"),
+            "every trigger needs a template with a name and one action",
+        ),
     }
     for (i, p) in trigger.parameters.iter().enumerate() {
-        check_parameter(p, &Problems::index(&Problems::at(path, "parameters"), i), known, false, problems);
+        check_parameter(
+            p,
+            &Problems::index(&Problems::at(path, "parameters"), i),
+            known,
+            false,
+            problems,
+        );
     }
     if let Some(retry) = &trigger.retry_strategy {
         check_backoff(retry, &Problems::at(path, "retryStrategy"), problems);
@@ -62,13 +86,22 @@ pub(super) fn check_trigger(
             );
         }
         if !dlq.at_least_once {
-            problems.error(Problems::at(&p, "atLeastOnce"), "set atLeastOnce: true inside the dlqTrigger as well");
+            problems.error(
+                Problems::at(&p, "atLeastOnce"),
+                "set atLeastOnce: true inside the dlqTrigger as well",
+            );
         }
         check_trigger(dlq, &p, known, true, problems);
     }
 }
 
-fn check_template(template: &TriggerTemplate, path: &str, known: &BTreeSet<&str>, problems: &mut Problems) {
+fn check_template(
+    template: &TriggerTemplate,
+    path: &str,
+    known: &BTreeSet<&str>,
+    rewritten: &[&str],
+    problems: &mut Problems,
+) {
     if template.name.is_empty() {
         problems.error(Problems::at(path, "name"), "every trigger needs a name");
     }
@@ -80,7 +113,10 @@ fn check_template(template: &TriggerTemplate, path: &str, known: &BTreeSet<&str>
                 for dep in expr.deps().into_iter().filter(|d| !known.contains(d)) {
                     problems.error(
                         &p,
-                        format!("{dep:?} is not a dependency of this sensor; known: {}", join(known)),
+                        format!(
+                            "{dep:?} is not a dependency of this sensor; known: {}",
+                            join(known)
+                        ),
                     );
                 }
             }
@@ -102,21 +138,28 @@ fn check_template(template: &TriggerTemplate, path: &str, known: &BTreeSet<&str>
         [_] => {}
         many => {
             let names: Vec<&str> = many.iter().map(TriggerAction::field_name).collect();
-            problems.error(path, format!("set only one action, found {}", names.join(" and ")));
+            problems.error(
+                path,
+                format!("set only one action, found {}", names.join(" and ")),
+            );
         }
     }
     for action in &actions {
         let p = Problems::at(path, action.field_name());
-        for (i, param) in action.parameters().iter().enumerate() {
-            check_parameter(param, &Problems::index(&Problems::at(&p, "parameters"), i), known, false, problems);
-        }
-        for (field, list) in action.extra_parameter_lists() {
+        let lists =
+            std::iter::once(("parameters", action.parameters())).chain(action.extra_parameter_lists());
+        for (field, list) in lists {
             // Why: upstream lets an HTTP payload parameter have an empty dest (the value becomes the
             // whole body); every other list needs a destination.
             let dest_optional = matches!(action, TriggerAction::Http(_)) && field == "payload";
             for (i, param) in list.iter().enumerate() {
                 let pp = Problems::index(&Problems::at(&p, field), i);
-                check_parameter(param, &pp, known, dest_optional, problems);
+                let own_path = format!("{}.{field}.{i}", action.field_name());
+                if rewritten.iter().any(|dest| covers(dest, &own_path)) {
+                    check_parameter_shape(param, &pp, dest_optional, problems);
+                } else {
+                    check_parameter(param, &pp, known, dest_optional, problems);
+                }
             }
         }
         check_action(action, &p, problems);
@@ -140,6 +183,18 @@ fn check_cron(spec: &str, path: &str, problems: &mut Problems) {
     }
 }
 
+/// True when a template-level parameter writing to `dest` (a dotted path from the template)
+/// replaces, or writes inside, the action parameter at `param_path` (`argoWorkflow.parameters.0`).
+fn covers(dest: &str, param_path: &str) -> bool {
+    dest == param_path
+        || dest
+            .strip_prefix(param_path)
+            .is_some_and(|rest| rest.starts_with('.'))
+        || param_path
+            .strip_prefix(dest)
+            .is_some_and(|rest| rest.starts_with('.'))
+}
+
 fn check_parameter(
     param: &TriggerParameter,
     path: &str,
@@ -148,7 +203,10 @@ fn check_parameter(
     problems: &mut Problems,
 ) {
     match &param.src {
-        None => problems.error(Problems::at(path, "src"), "set src.dependencyName (and dataKey, contextKey or value)"),
+        None => problems.error(
+            Problems::at(path, "src"),
+            "set src.dependencyName (and dataKey, contextKey or value)",
+        ),
         Some(src) => {
             let p = Problems::at(&Problems::at(path, "src"), "dependencyName");
             if src.dependency_name.is_empty() {
@@ -156,11 +214,20 @@ fn check_parameter(
             } else if !known.contains(src.dependency_name.as_str()) {
                 problems.error(
                     &p,
-                    format!("{:?} is not a dependency of this sensor; known: {}", src.dependency_name, join(known)),
+                    format!(
+                        "{:?} is not a dependency of this sensor; known: {}",
+                        src.dependency_name,
+                        join(known)
+                    ),
                 );
             }
         }
     }
+    check_parameter_shape(param, path, dest_optional, problems);
+}
+
+/// The checks of a parameter that do not depend on the sensor's dependencies.
+fn check_parameter_shape(param: &TriggerParameter, path: &str, dest_optional: bool, problems: &mut Problems) {
     if param.dest.is_empty() && !dest_optional {
         problems.error(Problems::at(path, "dest"), "give the path of the field to set");
     }
@@ -186,7 +253,10 @@ fn check_backoff(b: &Backoff, path: &str, problems: &mut Problems) {
         if let Some(a) = amount {
             match a.as_f64() {
                 Some(f) if f >= 0.0 && f.is_finite() => {}
-                _ => problems.error(Problems::at(path, field), format!("{:?} is not a non-negative number", a.0)),
+                _ => problems.error(
+                    Problems::at(path, field),
+                    format!("{:?} is not a non-negative number", a.0),
+                ),
             }
         }
     }
@@ -196,7 +266,10 @@ fn check_policy(policy: &TriggerPolicy, template: &TriggerTemplate, path: &str, 
     let k8s_kind = template.k8s.is_some() || template.argo_workflow.is_some();
     if let (true, Some(k8s)) = (k8s_kind, &policy.k8s) {
         if k8s.labels.is_empty() {
-            problems.error(Problems::at(path, "k8s.labels"), "list the labels that mark the resource as succeeded");
+            problems.error(
+                Problems::at(path, "k8s.labels"),
+                "list the labels that mark the resource as succeeded",
+            );
         }
         if let Some(b) = &k8s.backoff {
             check_backoff(b, &Problems::at(path, "k8s.backoff"), problems);
@@ -205,7 +278,10 @@ fn check_policy(policy: &TriggerPolicy, template: &TriggerTemplate, path: &str, 
     let status_kind = template.http.is_some() || template.aws_lambda.is_some();
     if let (true, Some(status)) = (status_kind, &policy.status) {
         if status.allow.is_empty() {
-            problems.error(Problems::at(path, "status.allow"), "list the response status codes that count as success");
+            problems.error(
+                Problems::at(path, "status.allow"),
+                "list the response status codes that count as success",
+            );
         }
     }
 }
@@ -232,7 +308,10 @@ fn require_payload(list: &[TriggerParameter], path: &str, problems: &mut Problem
 fn check_source(source: Option<&ArtifactLocation>, path: &str, problems: &mut Problems) {
     let p = Problems::at(path, "source");
     let Some(source) = source else {
-        problems.error(&p, "say where the resource comes from: resource, inline, file, url, configmap, git or s3");
+        problems.error(
+            &p,
+            "say where the resource comes from: resource, inline, file, url, configmap, git or s3",
+        );
         return;
     };
     match source.kinds().as_slice() {
@@ -243,13 +322,22 @@ fn check_source(source: Option<&ArtifactLocation>, path: &str, problems: &mut Pr
     if let Some(git) = &source.git {
         let gp = Problems::at(&p, "git");
         require(&git.url, &gp, "url", "the repository URL", problems);
-        require(&git.file_path, &gp, "filePath", "the path of the manifest in the repository", problems);
+        require(
+            &git.file_path,
+            &gp,
+            "filePath",
+            "the path of the manifest in the repository",
+            problems,
+        );
     }
     if let Some(url) = &source.url {
         require(&url.path, &p, "url.path", "the URL", problems);
     }
     if source.resource.as_ref().is_some_and(|r| !r.is_object()) {
-        problems.error(Problems::at(&p, "resource"), "the resource must be a YAML object (a Kubernetes manifest)");
+        problems.error(
+            Problems::at(&p, "resource"),
+            "the resource must be a YAML object (a Kubernetes manifest)",
+        );
     }
 }
 
@@ -272,7 +360,10 @@ fn check_action(action: &TriggerAction<'_>, path: &str, problems: &mut Problems)
                         | "application/strategic-merge-patch+json"
                         | "application/apply-patch+yaml"
                 ) {
-                    problems.error(Problems::at(path, "patchStrategy"), format!("unknown patch strategy {s:?}"));
+                    problems.error(
+                        Problems::at(path, "patchStrategy"),
+                        format!("unknown patch strategy {s:?}"),
+                    );
                 }
             }
         }
@@ -307,17 +398,35 @@ fn check_action(action: &TriggerAction<'_>, path: &str, problems: &mut Problems)
             }
         }
         TriggerAction::AwsLambda(t) => {
-            require(&t.function_name, path, "functionName", "the function name", problems);
+            require(
+                &t.function_name,
+                path,
+                "functionName",
+                "the function name",
+                problems,
+            );
             require(&t.region, path, "region", "the AWS region", problems);
             require_payload(&t.payload, path, problems);
         }
         TriggerAction::Custom(t) => {
-            require(&t.server_url, path, "serverURL", "the gRPC server address", problems);
+            require(
+                &t.server_url,
+                path,
+                "serverURL",
+                "the gRPC server address",
+                problems,
+            );
             if t.spec.is_empty() {
-                problems.error(Problems::at(path, "spec"), "give the spec the custom trigger server interprets");
+                problems.error(
+                    Problems::at(path, "spec"),
+                    "give the spec the custom trigger server interprets",
+                );
             }
             if t.secure && t.cert_secret.is_none() {
-                problems.error(Problems::at(path, "certSecret"), "a secure connection needs certSecret");
+                problems.error(
+                    Problems::at(path, "certSecret"),
+                    "a secure connection needs certSecret",
+                );
             }
         }
         TriggerAction::Kafka(t) => {
@@ -325,7 +434,10 @@ fn check_action(action: &TriggerAction<'_>, path: &str, problems: &mut Problems)
             require(&t.topic, path, "topic", "the topic", problems);
             require_payload(&t.payload, path, problems);
             if t.partition.is_some() {
-                problems.warning(Problems::at(path, "partition"), "deprecated and ignored; use partitioningKey");
+                problems.warning(
+                    Problems::at(path, "partition"),
+                    "deprecated and ignored; use partitioningKey",
+                );
             }
         }
         TriggerAction::Nats(t) => {
@@ -335,7 +447,10 @@ fn check_action(action: &TriggerAction<'_>, path: &str, problems: &mut Problems)
         }
         TriggerAction::Slack(t) => {
             if t.slack_token.is_none() {
-                problems.error(Problems::at(path, "slackToken"), "reference the Secret key holding the Slack token");
+                problems.error(
+                    Problems::at(path, "slackToken"),
+                    "reference the Secret key holding the Slack token",
+                );
             }
         }
         TriggerAction::OpenWhisk(t) => {
@@ -344,18 +459,30 @@ fn check_action(action: &TriggerAction<'_>, path: &str, problems: &mut Problems)
             require_payload(&t.payload, path, problems);
             if let Some(token) = &t.auth_token {
                 if token.name.is_empty() || token.key.is_empty() {
-                    problems.error(Problems::at(path, "authToken"), "give both name and key of the Secret");
+                    problems.error(
+                        Problems::at(path, "authToken"),
+                        "give both name and key of the Secret",
+                    );
                 }
             }
         }
         TriggerAction::Log(_) => {}
         TriggerAction::AzureEventHubs(t) => {
-            require(&t.fqdn, path, "fqdn", "the Event Hubs namespace host name", problems);
+            require(
+                &t.fqdn,
+                path,
+                "fqdn",
+                "the Event Hubs namespace host name",
+                problems,
+            );
             require(&t.hub_name, path, "hubName", "the Event Hub name", problems);
         }
         TriggerAction::Pulsar(t) => {
             require(&t.url, path, "url", "the Pulsar service URL", problems);
             require(&t.topic, path, "topic", "the topic", problems);
+            if let Some(b) = &t.connection_backoff {
+                check_backoff(b, &Problems::at(path, "connectionBackoff"), problems);
+            }
         }
         TriggerAction::AzureServiceBus(t) => {
             let queue = t.queue_name.as_deref().is_some_and(|s| !s.is_empty());

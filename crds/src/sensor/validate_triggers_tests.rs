@@ -23,17 +23,37 @@ fn assert_one(errs: Vec<String>, prefix: &str, fragment: &str) {
 #[test]
 fn exactly_one_action() {
     assert!(with_trigger(HTTP).is_empty());
-    assert_one(with_trigger("    - template: {name: t}\n"), "spec.triggers[0].template: set one action", "k8s");
+    assert_one(
+        with_trigger("    - template: {name: t}\n"),
+        "spec.triggers[0].template: set one action",
+        "k8s",
+    );
     let two = format!("{HTTP}        log: {{}}\n");
-    assert_one(with_trigger(&two), "spec.triggers[0].template: set only one action", "http and log");
-    assert_one(with_trigger("    - parameters: []\n"), "spec.triggers[0].template", "needs a template");
+    assert_one(
+        with_trigger(&two),
+        "spec.triggers[0].template: set only one action",
+        "http and log",
+    );
+    assert_one(
+        with_trigger("    - parameters: []\n"),
+        "spec.triggers[0].template",
+        "needs a template",
+    );
 }
 
 #[test]
 fn trigger_names_unique_and_present() {
     let dup = format!("{HTTP}{HTTP}");
-    assert_one(with_trigger(&dup), "spec.triggers[1].template.name", "already used by triggers[0]");
-    assert_one(with_trigger("    - template: {log: {}}\n"), "spec.triggers[0].template.name", "needs a name");
+    assert_one(
+        with_trigger(&dup),
+        "spec.triggers[1].template.name",
+        "already used by triggers[0]",
+    );
+    assert_one(
+        with_trigger("    - template: {log: {}}\n"),
+        "spec.triggers[0].template.name",
+        "needs a name",
+    );
 }
 
 #[test]
@@ -53,14 +73,35 @@ fn conditions_parse_and_name_known_dependencies() {
 
 #[test]
 fn conditions_reset_cron() {
-    let good = HTTP.replace("name: t\n", "name: t\n        conditionsReset: [{byTime: {cron: \"*/5 * * * 1-5\"}}]\n");
+    let good = HTTP.replace(
+        "name: t\n",
+        "name: t\n        conditionsReset: [{byTime: {cron: \"*/5 * * * 1-5\"}}]\n",
+    );
     assert!(with_trigger(&good).is_empty());
-    let bad = HTTP.replace("name: t\n", "name: t\n        conditionsReset: [{byTime: {cron: \"61 * * * *\"}}]\n");
-    assert_one(with_trigger(&bad), "spec.triggers[0].template.conditionsReset[0].byTime.cron", "invalid cron");
-    let six = HTTP.replace("name: t\n", "name: t\n        conditionsReset: [{byTime: {cron: \"0 0 * * * *\"}}]\n");
-    assert_one(with_trigger(&six), "spec.triggers[0].template.conditionsReset[0].byTime.cron", "5-field");
+    let bad = HTTP.replace(
+        "name: t\n",
+        "name: t\n        conditionsReset: [{byTime: {cron: \"61 * * * *\"}}]\n",
+    );
+    assert_one(
+        with_trigger(&bad),
+        "spec.triggers[0].template.conditionsReset[0].byTime.cron",
+        "invalid cron",
+    );
+    let six = HTTP.replace(
+        "name: t\n",
+        "name: t\n        conditionsReset: [{byTime: {cron: \"0 0 * * * *\"}}]\n",
+    );
+    assert_one(
+        with_trigger(&six),
+        "spec.triggers[0].template.conditionsReset[0].byTime.cron",
+        "5-field",
+    );
     let empty = HTTP.replace("name: t\n", "name: t\n        conditionsReset: [{}]\n");
-    assert_one(with_trigger(&empty), "spec.triggers[0].template.conditionsReset[0]", "byTime");
+    assert_one(
+        with_trigger(&empty),
+        "spec.triggers[0].template.conditionsReset[0]",
+        "byTime",
+    );
 }
 
 #[test]
@@ -69,16 +110,41 @@ fn parameters_reference_existing_dependencies() {
         "{HTTP}          payload:\n            - src: {{dependencyName: a, dataKey: body}}\n              dest: x\n            - src: {{dependencyName: b, dataKey: body}}\n          dynamicHeaders:\n            - src: {{dependencyName: a, dataKey: h}}\n              dest: X-H\n      parameters:\n        - src: {{dependencyName: b, dataKey: url}}\n          dest: http.url\n"
     );
     assert!(with_trigger(&good).is_empty(), "{:?}", with_trigger(&good));
-    let bad_payload = format!("{HTTP}          payload:\n            - src: {{dependencyName: zz}}\n              dest: x\n");
-    assert_one(with_trigger(&bad_payload), "spec.triggers[0].template.http.payload[0].src.dependencyName", "\"zz\"");
-    let bad_action = format!("{HTTP}          parameters:\n            - src: {{dependencyName: zz}}\n              dest: url\n");
-    assert_one(with_trigger(&bad_action), "spec.triggers[0].template.http.parameters[0].src.dependencyName", "zz");
-    let bad_template = format!("{HTTP}      parameters:\n        - src: {{dependencyName: zz}}\n          dest: http.url\n");
-    assert_one(with_trigger(&bad_template), "spec.triggers[0].parameters[0].src.dependencyName", "zz");
+    let bad_payload = format!(
+        "{HTTP}          payload:\n            - src: {{dependencyName: zz}}\n              dest: x\n"
+    );
+    assert_one(
+        with_trigger(&bad_payload),
+        "spec.triggers[0].template.http.payload[0].src.dependencyName",
+        "\"zz\"",
+    );
+    let bad_action = format!(
+        "{HTTP}          parameters:\n            - src: {{dependencyName: zz}}\n              dest: url\n"
+    );
+    assert_one(
+        with_trigger(&bad_action),
+        "spec.triggers[0].template.http.parameters[0].src.dependencyName",
+        "zz",
+    );
+    let bad_template =
+        format!("{HTTP}      parameters:\n        - src: {{dependencyName: zz}}\n          dest: http.url\n");
+    assert_one(
+        with_trigger(&bad_template),
+        "spec.triggers[0].parameters[0].src.dependencyName",
+        "zz",
+    );
     let headers = format!("{HTTP}          dynamicHeaders:\n            - src: {{dependencyName: a}}\n");
-    assert_one(with_trigger(&headers), "spec.triggers[0].template.http.dynamicHeaders[0].dest", "path");
+    assert_one(
+        with_trigger(&headers),
+        "spec.triggers[0].template.http.dynamicHeaders[0].dest",
+        "path",
+    );
     let no_src = format!("{HTTP}      parameters:\n        - dest: http.url\n");
-    assert_one(with_trigger(&no_src), "spec.triggers[0].parameters[0].src", "dependencyName");
+    assert_one(
+        with_trigger(&no_src),
+        "spec.triggers[0].parameters[0].src",
+        "dependencyName",
+    );
 }
 
 #[test]
@@ -86,7 +152,11 @@ fn parameter_operation() {
     let good = format!("{HTTP}      parameters:\n        - {{src: {{dependencyName: a}}, dest: http.url, operation: append}}\n");
     assert!(with_trigger(&good).is_empty());
     let bad = good.replace("append", "replace");
-    assert_one(with_trigger(&bad), "spec.triggers[0].parameters[0].operation", "overwrite, prepend or append");
+    assert_one(
+        with_trigger(&bad),
+        "spec.triggers[0].parameters[0].operation",
+        "overwrite, prepend or append",
+    );
 }
 
 #[test]
@@ -97,7 +167,11 @@ fn http_rules() {
         "spec.triggers[0].template.http.method",
         "FETCH",
     );
-    assert_one(with_trigger(&HTTP.replace("url: http://x", "method: GET")), "spec.triggers[0].template.http.url", "required");
+    assert_one(
+        with_trigger(&HTTP.replace("url: http://x", "method: GET")),
+        "spec.triggers[0].template.http.url",
+        "required",
+    );
 }
 
 #[test]
@@ -127,17 +201,38 @@ const DLQ: &str = "      atLeastOnce: true\n      dlqTrigger:\n        atLeastOn
 fn dlq_rules() {
     assert!(with_trigger(&format!("{HTTP}{DLQ}")).is_empty());
     let not_alo = format!("{HTTP}{}", DLQ.replacen("      atLeastOnce: true\n", "", 1));
-    assert_one(with_trigger(&not_alo), "spec.triggers[0].atLeastOnce", "atLeastOnce: true");
+    assert_one(
+        with_trigger(&not_alo),
+        "spec.triggers[0].atLeastOnce",
+        "atLeastOnce: true",
+    );
     let inner = format!("{HTTP}{}", DLQ.replace("        atLeastOnce: true\n", ""));
-    assert_one(with_trigger(&inner), "spec.triggers[0].dlqTrigger.atLeastOnce", "inside the dlqTrigger");
+    assert_one(
+        with_trigger(&inner),
+        "spec.triggers[0].dlqTrigger.atLeastOnce",
+        "inside the dlqTrigger",
+    );
     let two_actions = format!("{HTTP}{DLQ}          http: {{url: http://y}}\n");
-    assert_one(with_trigger(&two_actions), "spec.triggers[0].dlqTrigger.template", "only one action");
+    assert_one(
+        with_trigger(&two_actions),
+        "spec.triggers[0].dlqTrigger.template",
+        "only one action",
+    );
     let nested = format!(
         "{HTTP}{DLQ}        dlqTrigger:\n          atLeastOnce: true\n          template: {{name: deeper, log: {{}}}}\n"
     );
-    assert_one(with_trigger(&nested), "spec.triggers[0].dlqTrigger.dlqTrigger", "of its own");
-    let params = format!("{HTTP}{DLQ}        parameters:\n          - {{src: {{dependencyName: nope}}, dest: log}}\n");
-    assert_one(with_trigger(&params), "spec.triggers[0].dlqTrigger.parameters[0].src.dependencyName", "nope");
+    assert_one(
+        with_trigger(&nested),
+        "spec.triggers[0].dlqTrigger.dlqTrigger",
+        "of its own",
+    );
+    let params =
+        format!("{HTTP}{DLQ}        parameters:\n          - {{src: {{dependencyName: nope}}, dest: log}}\n");
+    assert_one(
+        with_trigger(&params),
+        "spec.triggers[0].dlqTrigger.parameters[0].src.dependencyName",
+        "nope",
+    );
 }
 
 #[test]
@@ -155,7 +250,11 @@ fn k8s_source_and_operation() {
         "where the resource comes from",
     );
     let two = good.replace("resource:", "inline: \"kind: Pod\"\n            resource:");
-    assert_one(with_trigger(&two), "spec.triggers[0].template.k8s.source", "resource");
+    assert_one(
+        with_trigger(&two),
+        "spec.triggers[0].template.k8s.source",
+        "resource",
+    );
 }
 
 #[test]
@@ -173,7 +272,11 @@ fn argo_workflow_operation() {
 fn messaging_required_fields() {
     let good = "    - template:\n        name: k\n        kafka:\n          url: k:9092\n          topic: t\n          payload: [{src: {dependencyName: a}, dest: x}]\n";
     assert!(with_trigger(good).is_empty());
-    assert_one(with_trigger(&good.replace("          topic: t\n", "")), "spec.triggers[0].template.kafka.topic", "");
+    assert_one(
+        with_trigger(&good.replace("          topic: t\n", "")),
+        "spec.triggers[0].template.kafka.topic",
+        "",
+    );
     assert_one(
         with_trigger(&good.replace("          payload: [{src: {dependencyName: a}, dest: x}]\n", "")),
         "spec.triggers[0].template.kafka.payload",
@@ -195,7 +298,9 @@ fn messaging_required_fields() {
         "65535",
     );
     assert_one(
-        with_trigger("    - template:\n        name: c\n        custom: {serverURL: x, secure: true, spec: {a: b}}\n"),
+        with_trigger(
+            "    - template:\n        name: c\n        custom: {serverURL: x, secure: true, spec: {a: b}}\n",
+        ),
         "spec.triggers[0].template.custom.certSecret",
         "",
     );
@@ -224,4 +329,36 @@ fn deprecated_kafka_partition_warns_only() {
     sensor(text).validate("", &mut p);
     assert!(!p.has_errors(), "{:?}", p.as_slice());
     assert_eq!(p.as_slice().len(), 1);
+}
+
+#[test]
+fn action_parameters_rewritten_by_template_parameters_are_not_resolved() {
+    let base = "    - template:\n        name: w\n        argoWorkflow:\n          operation: submit\n          source: {inline: \"kind: Workflow\"}\n          parameters:\n            - {src: {dependencyName: LATER}, dest: LATER}\n";
+    assert_one(
+        with_trigger(base),
+        "spec.triggers[0].template.argoWorkflow.parameters[0].src.dependencyName",
+        "LATER",
+    );
+    let rewritten = format!(
+        "{base}      parameters:\n        - {{src: {{dependencyName: a, dataKey: dep}}, dest: argoWorkflow.parameters.0.src.dependencyName}}\n"
+    );
+    assert!(
+        with_trigger(&rewritten).is_empty(),
+        "{:?}",
+        with_trigger(&rewritten)
+    );
+    assert!(super::covers(
+        "argoWorkflow.parameters",
+        "argoWorkflow.parameters.0"
+    ));
+    assert!(!super::covers(
+        "argoWorkflow.parameters.1",
+        "argoWorkflow.parameters.10"
+    ));
+}
+
+#[test]
+fn lower_case_openwhisk_is_accepted() {
+    let t = "    - template:\n        name: o\n        openwhisk: {host: h, actionName: a, payload: [{src: {dependencyName: a}, dest: x}]}\n";
+    assert!(with_trigger(t).is_empty(), "{:?}", with_trigger(t));
 }

@@ -22,15 +22,27 @@ fn subject() -> Subject {
 }
 
 fn filter() -> SubjectFilter {
-    SubjectFilter { event_source_name: "es".into(), event_name: "ev".into() }
+    SubjectFilter {
+        event_source_name: "es".into(),
+        event_name: "ev".into(),
+    }
 }
 
 fn options() -> SubscribeOptions {
-    SubscribeOptions { ack_wait: ACK_WAIT, max_deliver: 0, max_ack_pending: 256, deliver_all: false }
+    SubscribeOptions {
+        ack_wait: ACK_WAIT,
+        max_deliver: 0,
+        max_ack_pending: 256,
+        deliver_all: false,
+    }
 }
 
 fn event(id: &str) -> Event {
-    EventBuilder::new("es", "ev", "webhook").id(id).data_json(json!({ "n": id })).build().expect("valid event")
+    EventBuilder::new("es", "ev", "webhook")
+        .id(id)
+        .data_json(json!({ "n": id }))
+        .build()
+        .expect("valid event")
 }
 
 fn bus() -> EmbeddedBus {
@@ -38,7 +50,9 @@ fn bus() -> EmbeddedBus {
 }
 
 async fn publish(bus: &EmbeddedBus, id: &str) -> PublishAck {
-    bus.publish(&subject(), &event(id)).await.expect("publish is acked")
+    bus.publish(&subject(), &event(id))
+        .await
+        .expect("publish is acked")
 }
 
 async fn next(deliveries: &mut Deliveries) -> Delivery {
@@ -59,8 +73,17 @@ async fn publish_subscribe_ack() {
     let bus = bus();
     let mut deliveries = bus.subscribe("d", filter(), options()).await.expect("subscribes");
     let published = event("e1");
-    let ack = bus.publish(&subject(), &published).await.expect("publish is acked");
-    assert_eq!(ack, PublishAck { sequence: 1, duplicate: false });
+    let ack = bus
+        .publish(&subject(), &published)
+        .await
+        .expect("publish is acked");
+    assert_eq!(
+        ack,
+        PublishAck {
+            sequence: 1,
+            duplicate: false
+        }
+    );
     assert_eq!(bus.stored(), 1);
 
     let delivery = next(&mut deliveries).await;
@@ -80,14 +103,23 @@ async fn publish_subscribe_ack() {
 async fn other_subjects_are_not_delivered() {
     let bus = bus();
     let mut deliveries = bus.subscribe("d", filter(), options()).await.expect("subscribes");
-    let other = EventBuilder::new("es", "other", "webhook").id("x").build().expect("valid");
-    bus.publish(&Subject::new("es", "other"), &other).await.expect("publishes");
+    let other = EventBuilder::new("es", "other", "webhook")
+        .id("x")
+        .build()
+        .expect("valid");
+    bus.publish(&Subject::new("es", "other"), &other)
+        .await
+        .expect("publishes");
     publish(&bus, "e1").await;
     let delivery = next(&mut deliveries).await;
     assert_eq!(delivery.event.id(), "e1");
     delivery.ack().await.expect("acks");
     assert_quiet(&mut deliveries, QUIET).await;
-    assert_eq!(bus.stored(), 1, "the other event waits, unclaimed, for a later durable");
+    assert_eq!(
+        bus.stored(),
+        1,
+        "the other event waits, unclaimed, for a later durable"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -125,16 +157,24 @@ async fn subscribers_of_one_durable_share_its_events() {
     let mut got = Vec::new();
     let mut per_subscriber = [0; 2];
     for _ in 0..ids.len() {
-        let (which, delivery) =
-            tokio::time::timeout(QUIET, merged.next()).await.expect("a delivery").expect("not ended");
+        let (which, delivery) = tokio::time::timeout(QUIET, merged.next())
+            .await
+            .expect("a delivery")
+            .expect("not ended");
         assert_eq!(delivery.attempt, 1);
         per_subscriber[which] += 1;
         got.push(delivery.event.id().to_owned());
         delivery.ack().await.expect("acks");
     }
     assert_eq!(got, ids, "each event exactly once, in publish order");
-    assert!(per_subscriber.iter().all(|&n| n > 0), "both subscribers worked: {per_subscriber:?}");
-    assert!(tokio::time::timeout(ACK_WAIT * 3, merged.next()).await.is_err(), "nothing is redelivered");
+    assert!(
+        per_subscriber.iter().all(|&n| n > 0),
+        "both subscribers worked: {per_subscriber:?}"
+    );
+    assert!(
+        tokio::time::timeout(ACK_WAIT * 3, merged.next()).await.is_err(),
+        "nothing is redelivered"
+    );
     assert_eq!(bus.stored(), 0);
 }
 
@@ -151,7 +191,11 @@ async fn nak_redelivers_after_the_delay() {
     assert_quiet(&mut deliveries, Duration::from_millis(4_900)).await;
     let second = next(&mut deliveries).await;
     assert_eq!((second.event.id(), second.attempt), ("e1", 2));
-    assert_eq!(naked_at.elapsed(), Duration::from_secs(5), "redelivered exactly after the delay");
+    assert_eq!(
+        naked_at.elapsed(),
+        Duration::from_secs(5),
+        "redelivered exactly after the delay"
+    );
     second.ack().await.expect("acks");
     assert_eq!(bus.stored(), 0);
 }
@@ -169,7 +213,9 @@ async fn unsettled_delivery_is_redelivered_after_ack_wait() {
     assert_eq!(delivered_at.elapsed(), ACK_WAIT);
 
     // A nak through the outdated delivery does not reschedule the event...
-    held.nak(Duration::ZERO).await.expect("a stale nak is accepted and ignored");
+    held.nak(Duration::ZERO)
+        .await
+        .expect("a stale nak is accepted and ignored");
     assert_eq!(bus.pending("d"), 1);
     assert_quiet(&mut deliveries, ACK_WAIT / 2).await;
     // ...and the current one settles it.
@@ -224,7 +270,10 @@ async fn term_never_redelivers() {
 #[tokio::test(start_paused = true)]
 async fn max_deliver_gives_up_after_naks() {
     let bus = bus();
-    let options = SubscribeOptions { max_deliver: 3, ..options() };
+    let options = SubscribeOptions {
+        max_deliver: 3,
+        ..options()
+    };
     let mut deliveries = bus.subscribe("d", filter(), options).await.expect("subscribes");
     publish(&bus, "e1").await;
     for attempt in 1..=3 {
@@ -240,7 +289,10 @@ async fn max_deliver_gives_up_after_naks() {
 #[tokio::test(start_paused = true)]
 async fn max_deliver_gives_up_after_ack_waits() {
     let bus = bus();
-    let options = SubscribeOptions { max_deliver: 2, ..options() };
+    let options = SubscribeOptions {
+        max_deliver: 2,
+        ..options()
+    };
     let mut deliveries = bus.subscribe("d", filter(), options).await.expect("subscribes");
     publish(&bus, "e1").await;
     publish(&bus, "e2").await;
@@ -260,23 +312,50 @@ async fn max_deliver_gives_up_after_ack_waits() {
 async fn same_id_within_the_window_is_stored_once() {
     let bus = bus();
     let mut deliveries = bus.subscribe("d", filter(), options()).await.expect("subscribes");
-    assert_eq!(publish(&bus, "e1").await, PublishAck { sequence: 1, duplicate: false });
-    assert_eq!(publish(&bus, "e1").await, PublishAck { sequence: 1, duplicate: true });
+    assert_eq!(
+        publish(&bus, "e1").await,
+        PublishAck {
+            sequence: 1,
+            duplicate: false
+        }
+    );
+    assert_eq!(
+        publish(&bus, "e1").await,
+        PublishAck {
+            sequence: 1,
+            duplicate: true
+        }
+    );
     assert_eq!(bus.stored(), 1);
     next(&mut deliveries).await.ack().await.expect("acks");
     // Still a duplicate after it was acked: the sender's retry must not run it twice.
-    assert_eq!(publish(&bus, "e1").await, PublishAck { sequence: 1, duplicate: true });
+    assert_eq!(
+        publish(&bus, "e1").await,
+        PublishAck {
+            sequence: 1,
+            duplicate: true
+        }
+    );
     assert_quiet(&mut deliveries, ACK_WAIT * 3).await;
 
     tokio::time::advance(EmbeddedConfig::default().duplicate_window).await;
-    assert_eq!(publish(&bus, "e1").await, PublishAck { sequence: 2, duplicate: false });
+    assert_eq!(
+        publish(&bus, "e1").await,
+        PublishAck {
+            sequence: 2,
+            duplicate: false
+        }
+    );
     let again = next(&mut deliveries).await;
     assert_eq!((again.event.id(), again.attempt), ("e1", 1));
 }
 
 #[tokio::test(start_paused = true)]
 async fn full_store_is_unavailable_until_an_event_is_settled() {
-    let bus = EmbeddedBus::new(EmbeddedConfig { capacity: 3, ..EmbeddedConfig::default() });
+    let bus = EmbeddedBus::new(EmbeddedConfig {
+        capacity: 3,
+        ..EmbeddedConfig::default()
+    });
     let mut deliveries = bus.subscribe("d", filter(), options()).await.expect("subscribes");
     for id in ["e1", "e2", "e3"] {
         publish(&bus, id).await;
@@ -286,7 +365,13 @@ async fn full_store_is_unavailable_until_an_event_is_settled() {
     assert_eq!(bus.stored(), 3);
 
     next(&mut deliveries).await.ack().await.expect("acks");
-    assert_eq!(publish(&bus, "e4").await, PublishAck { sequence: 4, duplicate: false });
+    assert_eq!(
+        publish(&bus, "e4").await,
+        PublishAck {
+            sequence: 4,
+            duplicate: false
+        }
+    );
     // The refused publish was not recorded as seen: its retry went through above.
     for id in ["e2", "e3", "e4"] {
         assert_eq!(next(&mut deliveries).await.event.id(), id);
@@ -295,13 +380,22 @@ async fn full_store_is_unavailable_until_an_event_is_settled() {
 
 #[tokio::test(start_paused = true)]
 async fn unclaimed_events_make_room_and_expire() {
-    let bus = EmbeddedBus::new(EmbeddedConfig { capacity: 2, ..EmbeddedConfig::default() });
+    let bus = EmbeddedBus::new(EmbeddedConfig {
+        capacity: 2,
+        ..EmbeddedConfig::default()
+    });
     for id in ["e1", "e2", "e3"] {
         publish(&bus, id).await;
     }
     assert_eq!(bus.stored(), 2, "the oldest event nobody owned was evicted");
-    let options = SubscribeOptions { deliver_all: true, ..options() };
-    let mut late = bus.subscribe("late", filter(), options.clone()).await.expect("subscribes");
+    let options = SubscribeOptions {
+        deliver_all: true,
+        ..options()
+    };
+    let mut late = bus
+        .subscribe("late", filter(), options.clone())
+        .await
+        .expect("subscribes");
     assert_eq!(next(&mut late).await.event.id(), "e2");
     assert_eq!(next(&mut late).await.event.id(), "e3");
 
@@ -315,22 +409,38 @@ async fn unclaimed_events_make_room_and_expire() {
     tokio::time::advance(EmbeddedConfig::default().unclaimed_retention).await;
     publish(&other, "e2").await;
     assert_eq!(other.stored(), 1, "the unclaimed e1 expired");
-    let mut late = other.subscribe("late", filter(), options).await.expect("subscribes");
+    let mut late = other
+        .subscribe("late", filter(), options)
+        .await
+        .expect("subscribes");
     assert_eq!(next(&mut late).await.event.id(), "e2");
 }
 
 #[tokio::test(start_paused = true)]
 async fn deliver_all_reads_stored_events_and_new_ones() {
     let bus = bus();
-    let _early = bus.subscribe("early", filter(), options()).await.expect("subscribes");
+    let _early = bus
+        .subscribe("early", filter(), options())
+        .await
+        .expect("subscribes");
     publish(&bus, "e1").await;
     publish(&bus, "e2").await;
 
     let mut all = bus
-        .subscribe("all", filter(), SubscribeOptions { deliver_all: true, ..options() })
+        .subscribe(
+            "all",
+            filter(),
+            SubscribeOptions {
+                deliver_all: true,
+                ..options()
+            },
+        )
         .await
         .expect("subscribes");
-    let mut new = bus.subscribe("new", filter(), options()).await.expect("subscribes");
+    let mut new = bus
+        .subscribe("new", filter(), options())
+        .await
+        .expect("subscribes");
     publish(&bus, "e3").await;
 
     for id in ["e1", "e2", "e3"] {
@@ -348,7 +458,10 @@ async fn deliver_all_reads_stored_events_and_new_ones() {
 #[tokio::test(start_paused = true)]
 async fn max_ack_pending_holds_back_new_events() {
     let bus = bus();
-    let options = SubscribeOptions { max_ack_pending: 2, ..options() };
+    let options = SubscribeOptions {
+        max_ack_pending: 2,
+        ..options()
+    };
     let mut deliveries = bus.subscribe("d", filter(), options).await.expect("subscribes");
     for id in ["e1", "e2", "e3"] {
         publish(&bus, id).await;
@@ -368,7 +481,11 @@ async fn max_ack_pending_holds_back_new_events() {
     assert_eq!((third.event.id(), third.attempt), ("e3", 1));
     let redelivered = next(&mut deliveries).await;
     assert_eq!((redelivered.event.id(), redelivered.attempt), ("e2", 2));
-    assert_eq!(acked_at.elapsed(), Duration::from_millis(100), "at the end of the nak delay");
+    assert_eq!(
+        acked_at.elapsed(),
+        Duration::from_millis(100),
+        "at the end of the nak delay"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -391,8 +508,14 @@ async fn first_deliveries_keep_publish_order() {
 #[tokio::test(start_paused = true)]
 async fn close_ends_streams_and_refuses_work() {
     let bus = bus();
-    let mut idle = bus.subscribe("idle", filter(), options()).await.expect("subscribes");
-    let mut busy = bus.subscribe("busy", filter(), options()).await.expect("subscribes");
+    let mut idle = bus
+        .subscribe("idle", filter(), options())
+        .await
+        .expect("subscribes");
+    let mut busy = bus
+        .subscribe("busy", filter(), options())
+        .await
+        .expect("subscribes");
     publish(&bus, "e1").await;
     publish(&bus, "e2").await;
     let settled = next(&mut idle).await;
@@ -406,10 +529,19 @@ async fn close_ends_streams_and_refuses_work() {
     });
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(!closing.is_finished(), "close waits for the in-flight delivery");
-    assert!(idle.next().await.is_none(), "the stream ended although e2 was ready");
+    assert!(
+        idle.next().await.is_none(),
+        "the stream ended although e2 was ready"
+    );
     assert!(busy.next().await.is_none());
-    assert!(matches!(bus.publish(&subject(), &event("e3")).await, Err(PublishError::Closed)));
-    assert!(matches!(bus.subscribe("d", filter(), options()).await, Err(SubscribeError::Closed)));
+    assert!(matches!(
+        bus.publish(&subject(), &event("e3")).await,
+        Err(PublishError::Closed)
+    ));
+    assert!(matches!(
+        bus.subscribe("d", filter(), options()).await,
+        Err(SubscribeError::Closed)
+    ));
 
     in_flight.ack().await.expect("acks are accepted after close");
     tokio::time::timeout(Duration::from_secs(1), closing)
@@ -434,21 +566,36 @@ async fn close_gives_up_on_in_flight_work_after_ack_wait() {
 async fn joining_with_another_filter_or_bad_options_fails() {
     let bus = bus();
     let _d = bus.subscribe("d", filter(), options()).await.expect("subscribes");
-    let other = SubjectFilter { event_source_name: "es".into(), event_name: "other".into() };
+    let other = SubjectFilter {
+        event_source_name: "es".into(),
+        event_name: "other".into(),
+    };
     match bus.subscribe("d", other, options()).await {
         Err(SubscribeError::Backend(error)) => {
-            assert!(matches!(error.downcast_ref::<EmbeddedError>(), Some(EmbeddedError::JoinDurable { .. })));
+            assert!(matches!(
+                error.downcast_ref::<EmbeddedError>(),
+                Some(EmbeddedError::JoinDurable { .. })
+            ));
         }
         other => panic!("expected a join error, got {:?}", other.map(|_| "a stream")),
     }
     for options in [
-        SubscribeOptions { max_ack_pending: 0, ..options() },
-        SubscribeOptions { ack_wait: Duration::ZERO, ..options() },
+        SubscribeOptions {
+            max_ack_pending: 0,
+            ..options()
+        },
+        SubscribeOptions {
+            ack_wait: Duration::ZERO,
+            ..options()
+        },
     ] {
         match bus.subscribe("new", filter(), options).await {
             Err(SubscribeError::Backend(error)) => {
                 let error = error.downcast_ref::<EmbeddedError>();
-                assert!(matches!(error, Some(EmbeddedError::CreateDurable { .. })), "{error:?}");
+                assert!(
+                    matches!(error, Some(EmbeddedError::CreateDurable { .. })),
+                    "{error:?}"
+                );
             }
             other => panic!("expected a create error, got {:?}", other.map(|_| "a stream")),
         }
@@ -465,7 +612,9 @@ async fn concurrent_publishers_and_subscribers_lose_nothing() {
             let bus = bus.clone();
             tokio::spawn(async move {
                 for n in 0..500 {
-                    bus.publish(&subject(), &event(&format!("t{task}-{n}"))).await.expect("publishes");
+                    bus.publish(&subject(), &event(&format!("t{task}-{n}")))
+                        .await
+                        .expect("publishes");
                 }
             })
         })
@@ -477,11 +626,47 @@ async fn concurrent_publishers_and_subscribers_lose_nothing() {
             .await
             .expect("a delivery")
             .expect("not ended");
-        assert!(seen.insert(delivery.event.id().to_owned()), "delivered twice: {delivery:?}");
+        assert!(
+            seen.insert(delivery.event.id().to_owned()),
+            "delivered twice: {delivery:?}"
+        );
         delivery.ack().await.expect("acks");
     }
     for publisher in publishers {
         publisher.await.expect("publisher finished");
     }
     assert_eq!(bus.stored(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn huge_durations_mean_never_rather_than_a_panic() {
+    let bus = bus();
+    let options = SubscribeOptions {
+        ack_wait: Duration::MAX,
+        ..options()
+    };
+    let mut deliveries = bus.subscribe("d", filter(), options).await.expect("subscribes");
+    publish(&bus, "e1").await;
+    next(&mut deliveries)
+        .await
+        .nak(Duration::MAX)
+        .await
+        .expect("naks");
+    publish(&bus, "e2").await;
+    let held = next(&mut deliveries).await;
+    assert_eq!(held.event.id(), "e2");
+    assert_quiet(&mut deliveries, QUIET).await;
+    assert_eq!(bus.pending("d"), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn close_does_not_wait_for_dropped_deliveries() {
+    let bus = bus();
+    let mut deliveries = bus.subscribe("d", filter(), options()).await.expect("subscribes");
+    publish(&bus, "e1").await;
+    drop(next(&mut deliveries).await);
+    assert_eq!(bus.pending("d"), 1, "still unacked: it would be redelivered");
+    let started = Instant::now();
+    bus.close().await;
+    assert_eq!(started.elapsed(), Duration::ZERO);
 }

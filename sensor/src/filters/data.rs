@@ -76,8 +76,10 @@ impl CompiledDataFilter {
                     .value
                     .iter()
                     .map(|v| {
-                        go_parse_bool(v)
-                            .ok_or_else(|| FilterError::InvalidBool { path: path.clone(), value: v.clone() })
+                        go_parse_bool(v).ok_or_else(|| FilterError::InvalidBool {
+                            path: path.clone(),
+                            value: v.clone(),
+                        })
                     })
                     .collect(),
             ),
@@ -86,8 +88,10 @@ impl CompiledDataFilter {
                     .value
                     .iter()
                     .map(|v| {
-                        go_parse_float(v)
-                            .ok_or_else(|| FilterError::InvalidNumber { path: path.clone(), value: v.clone() })
+                        go_parse_float(v).ok_or_else(|| FilterError::InvalidNumber {
+                            path: path.clone(),
+                            value: v.clone(),
+                        })
                     })
                     .collect(),
             ),
@@ -120,15 +124,18 @@ impl CompiledDataFilter {
     pub fn static_problems(&self) -> Vec<FilterError> {
         let mut out = Vec::new();
         if self.has_template {
-            out.push(FilterError::UnsupportedTemplate { path: self.path.clone() });
+            out.push(FilterError::UnsupportedTemplate {
+                path: self.path.clone(),
+            });
         }
         match &self.values {
             Values::Bool(v) => out.extend(v.iter().filter_map(|r| r.as_ref().err().cloned())),
             Values::Number(v) => out.extend(v.iter().filter_map(|r| r.as_ref().err().cloned())),
             Values::String(v) => out.extend(v.iter().filter_map(|r| r.as_ref().err().cloned())),
-            Values::UnknownType(ty) => {
-                out.push(FilterError::UnknownType { path: self.path.clone(), ty: ty.clone() })
-            }
+            Values::UnknownType(ty) => out.push(FilterError::UnknownType {
+                path: self.path.clone(),
+                ty: ty.clone(),
+            }),
         }
         out
     }
@@ -138,15 +145,21 @@ impl CompiledDataFilter {
     fn evaluate(&self, data: &str) -> Result<bool, FilterError> {
         let found = gjson::get(data, &self.path);
         if !found.exists() {
-            return Err(FilterError::PathNotFound { path: self.path.clone() });
+            return Err(FilterError::PathNotFound {
+                path: self.path.clone(),
+            });
         }
         if self.value_count == 0 {
-            return Err(FilterError::NoValues { path: self.path.clone() });
+            return Err(FilterError::NoValues {
+                path: self.path.clone(),
+            });
         }
         if self.has_template {
             // Upstream renders a Go template over the value first; not supported yet, so the filter
             // cannot be decided and counts as an error (false), never as a silent pass.
-            return Err(FilterError::UnsupportedTemplate { path: self.path.clone() });
+            return Err(FilterError::UnsupportedTemplate {
+                path: self.path.clone(),
+            });
         }
         match &self.values {
             Values::Bool(values) => {
@@ -192,7 +205,10 @@ impl CompiledDataFilter {
                 }
                 Ok(false)
             }
-            Values::UnknownType(ty) => Err(FilterError::UnknownType { path: self.path.clone(), ty: ty.clone() }),
+            Values::UnknownType(ty) => Err(FilterError::UnknownType {
+                path: self.path.clone(),
+                ty: ty.clone(),
+            }),
         }
     }
 }
@@ -214,33 +230,60 @@ pub fn evaluate_data_filters(
     data: Option<&str>,
 ) -> DataOutcome {
     if filters.is_empty() {
-        return DataOutcome { passed: true, errors: Vec::new() };
+        return DataOutcome {
+            passed: true,
+            errors: Vec::new(),
+        };
     }
     let Some(data) = data else {
-        return DataOutcome { passed: true, errors: Vec::new() };
+        return DataOutcome {
+            passed: true,
+            errors: Vec::new(),
+        };
     };
     match operator {
         LogicalOperator::And => {
             for filter in filters {
                 match filter.evaluate(data) {
                     Ok(true) => {}
-                    Ok(false) => return DataOutcome { passed: false, errors: Vec::new() },
-                    Err(error) => return DataOutcome { passed: false, errors: vec![error] },
+                    Ok(false) => {
+                        return DataOutcome {
+                            passed: false,
+                            errors: Vec::new(),
+                        }
+                    }
+                    Err(error) => {
+                        return DataOutcome {
+                            passed: false,
+                            errors: vec![error],
+                        }
+                    }
                 }
             }
-            DataOutcome { passed: true, errors: Vec::new() }
+            DataOutcome {
+                passed: true,
+                errors: Vec::new(),
+            }
         }
         LogicalOperator::Or => {
             let mut errors = Vec::new();
             for filter in filters {
                 match filter.evaluate(data) {
                     // Upstream returns on the first pass and drops errors met before it.
-                    Ok(true) => return DataOutcome { passed: true, errors: Vec::new() },
+                    Ok(true) => {
+                        return DataOutcome {
+                            passed: true,
+                            errors: Vec::new(),
+                        }
+                    }
                     Ok(false) => {}
                     Err(error) => errors.push(error),
                 }
             }
-            DataOutcome { passed: false, errors }
+            DataOutcome {
+                passed: false,
+                errors,
+            }
         }
     }
 }
@@ -268,12 +311,36 @@ mod tests {
     #[test]
     fn string_values_are_unanchored_regexes_any_of() {
         let and = LogicalOperator::And;
-        assert!(passes(&[filter("body.action", "string", &["open"], None)], and, DATA));
-        assert!(passes(&[filter("body.action", "string", &["^closed$", "^opened$"], None)], and, DATA));
-        assert!(!passes(&[filter("body.action", "string", &["^open$"], None)], and, DATA));
-        assert!(passes(&[filter("body.action", "string", &["closed"], Some("!="))], and, DATA));
-        assert!(!passes(&[filter("body.action", "string", &["opened"], Some("!="))], and, DATA));
-        assert!(!passes(&[filter("body.action", "string", &["opened"], Some(">"))], and, DATA));
+        assert!(passes(
+            &[filter("body.action", "string", &["open"], None)],
+            and,
+            DATA
+        ));
+        assert!(passes(
+            &[filter("body.action", "string", &["^closed$", "^opened$"], None)],
+            and,
+            DATA
+        ));
+        assert!(!passes(
+            &[filter("body.action", "string", &["^open$"], None)],
+            and,
+            DATA
+        ));
+        assert!(passes(
+            &[filter("body.action", "string", &["closed"], Some("!="))],
+            and,
+            DATA
+        ));
+        assert!(!passes(
+            &[filter("body.action", "string", &["opened"], Some("!="))],
+            and,
+            DATA
+        ));
+        assert!(!passes(
+            &[filter("body.action", "string", &["opened"], Some(">"))],
+            and,
+            DATA
+        ));
     }
 
     #[test]
@@ -294,13 +361,21 @@ mod tests {
             assert_eq!(passes(&[f], and, DATA), expected, "count {comparator} {value}");
         }
         assert!(passes(&[filter("body.count", "number", &["5"], None)], and, DATA));
-        assert!(passes(&[filter("body.ratio", "number", &["0.5"], None)], and, DATA));
+        assert!(passes(
+            &[filter("body.ratio", "number", &["0.5"], None)],
+            and,
+            DATA
+        ));
     }
 
     #[test]
     fn bool_values_use_go_parsing_and_go_truthiness() {
         let and = LogicalOperator::And;
-        assert!(passes(&[filter("body.draft", "bool", &["false"], None)], and, DATA));
+        assert!(passes(
+            &[filter("body.draft", "bool", &["false"], None)],
+            and,
+            DATA
+        ));
         assert!(passes(&[filter("body.draft", "bool", &["F"], None)], and, DATA));
         assert!(passes(&[filter("body.flag", "bool", &["true"], None)], and, DATA));
         let out = evaluate_data_filters(&[filter("body.draft", "bool", &["nope"], None)], and, Some(DATA));
@@ -312,7 +387,7 @@ mod tests {
     fn missing_path_and_empty_values_are_errors() {
         let and = LogicalOperator::And;
         let out = evaluate_data_filters(&[filter("body.nope", "string", &["x"], None)], and, Some(DATA));
-        assert_eq!(out.passed, false);
+        assert!(!out.passed);
         assert!(matches!(out.errors.as_slice(), [FilterError::PathNotFound { path }] if path == "body.nope"));
         let out = evaluate_data_filters(&[filter("body.action", "string", &[], None)], and, Some(DATA));
         assert!(matches!(out.errors.as_slice(), [FilterError::NoValues { .. }]));
@@ -331,16 +406,31 @@ mod tests {
         });
         let out = evaluate_data_filters(&[f], LogicalOperator::And, Some(DATA));
         assert!(!out.passed);
-        assert!(matches!(out.errors.as_slice(), [FilterError::UnsupportedTemplate { .. }]));
+        assert!(matches!(
+            out.errors.as_slice(),
+            [FilterError::UnsupportedTemplate { .. }]
+        ));
     }
 
     #[test]
     fn or_passes_on_any_and_drops_earlier_errors() {
         let or = LogicalOperator::Or;
-        let filters = [filter("body.nope", "string", &["x"], None), filter("body.count", "number", &["5"], None)];
+        let filters = [
+            filter("body.nope", "string", &["x"], None),
+            filter("body.count", "number", &["5"], None),
+        ];
         let out = evaluate_data_filters(&filters, or, Some(DATA));
-        assert_eq!(out, DataOutcome { passed: true, errors: vec![] });
-        let filters = [filter("body.nope", "string", &["x"], None), filter("body.count", "number", &["6"], None)];
+        assert_eq!(
+            out,
+            DataOutcome {
+                passed: true,
+                errors: vec![]
+            }
+        );
+        let filters = [
+            filter("body.nope", "string", &["x"], None),
+            filter("body.count", "number", &["6"], None),
+        ];
         let out = evaluate_data_filters(&filters, or, Some(DATA));
         assert!(!out.passed);
         assert_eq!(out.errors.len(), 1);
@@ -349,9 +439,15 @@ mod tests {
     #[test]
     fn and_needs_all() {
         let and = LogicalOperator::And;
-        let filters = [filter("body.action", "string", &["opened"], None), filter("body.count", "number", &["6"], None)];
+        let filters = [
+            filter("body.action", "string", &["opened"], None),
+            filter("body.count", "number", &["6"], None),
+        ];
         assert!(!passes(&filters, and, DATA));
-        let filters = [filter("body.action", "string", &["opened"], None), filter("body.count", "number", &["5"], None)];
+        let filters = [
+            filter("body.action", "string", &["opened"], None),
+            filter("body.count", "number", &["5"], None),
+        ];
         assert!(passes(&filters, and, DATA));
     }
 
@@ -365,8 +461,16 @@ mod tests {
     #[test]
     fn gjson_paths_reach_arrays_and_escaped_keys() {
         let and = LogicalOperator::And;
-        assert!(passes(&[filter("body.tags.1", "string", &["^y$"], None)], and, DATA));
-        assert!(passes(&[filter("body.tags.#", "number", &["2"], None)], and, DATA));
+        assert!(passes(
+            &[filter("body.tags.1", "string", &["^y$"], None)],
+            and,
+            DATA
+        ));
+        assert!(passes(
+            &[filter("body.tags.#", "number", &["2"], None)],
+            and,
+            DATA
+        ));
         let data = r#"{"a.b":"dot"}"#;
         assert!(passes(&[filter(r"a\.b", "string", &["dot"], None)], and, data));
     }

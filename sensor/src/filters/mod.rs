@@ -77,7 +77,9 @@ pub enum FilterError {
         path: String,
     },
     /// A `bool` filter value is not a boolean.
-    #[error("failed to evaluate the data filter on `{path}`: `{value}` is not a boolean (use true or false)")]
+    #[error(
+        "failed to evaluate the data filter on `{path}`: `{value}` is not a boolean (use true or false)"
+    )]
     InvalidBool {
         /// The gjson path.
         path: String,
@@ -145,14 +147,23 @@ pub struct DependencyFilter {
 impl DependencyFilter {
     /// Compiles the filters of `dependency`. No filters: every event passes.
     pub fn new(dependency: &EventDependency) -> Self {
-        Self::from_parts(dependency.filters.as_ref(), dependency.filters_logical_operator.as_deref())
+        Self::from_parts(
+            dependency.filters.as_ref(),
+            dependency.filters_logical_operator.as_deref(),
+        )
     }
 
     /// Compiles `filters` combined with `filters_logical_operator`.
-    pub fn from_parts(filters: Option<&EventDependencyFilter>, filters_logical_operator: Option<&str>) -> Self {
+    pub fn from_parts(
+        filters: Option<&EventDependencyFilter>,
+        filters_logical_operator: Option<&str>,
+    ) -> Self {
         let operator = LogicalOperator::parse(filters_logical_operator);
         let Some(filters) = filters else {
-            return Self { operator, ..Self::default() };
+            return Self {
+                operator,
+                ..Self::default()
+            };
         };
         let data = (!filters.data.is_empty()).then(|| {
             (
@@ -170,7 +181,12 @@ impl DependencyFilter {
         if filters.script.as_deref().is_some_and(|s| !s.is_empty()) {
             unsupported.push(UnsupportedKind::Script);
         }
-        Self { operator, data, context: filters.context.clone(), unsupported }
+        Self {
+            operator,
+            data,
+            context: filters.context.clone(),
+            unsupported,
+        }
     }
 
     /// Filter kinds present that Sluice cannot evaluate (each counts as false), for a startup warning.
@@ -180,7 +196,10 @@ impl DependencyFilter {
 
     /// Problems visible without an event (invalid values, unsupported templates), for a startup warning.
     pub fn static_problems(&self) -> Vec<FilterError> {
-        self.data.iter().flat_map(|(filters, _)| filters.iter().flat_map(|f| f.static_problems())).collect()
+        self.data
+            .iter()
+            .flat_map(|(filters, _)| filters.iter().flat_map(|f| f.static_problems()))
+            .collect()
     }
 
     /// Decides whether `event` counts for the dependency.
@@ -190,28 +209,50 @@ impl DependencyFilter {
     }
 
     fn evaluate_with(&self, event: &Event, data: Option<&str>) -> FilterOutcome {
-        let data_outcome =
-            self.data.as_ref().map(|(filters, op)| evaluate_data_filters(filters, *op, data));
-        let context_passed = self.context.as_ref().map(|expected| context_matches(expected, event));
-        let unsupported_errors: Vec<FilterError> =
-            self.unsupported.iter().map(|&kind| FilterError::UnsupportedKind { kind }).collect();
+        let data_outcome = self
+            .data
+            .as_ref()
+            .map(|(filters, op)| evaluate_data_filters(filters, *op, data));
+        let context_passed = self
+            .context
+            .as_ref()
+            .map(|expected| context_matches(expected, event));
+        let unsupported_errors: Vec<FilterError> = self
+            .unsupported
+            .iter()
+            .map(|&kind| FilterError::UnsupportedKind { kind })
+            .collect();
 
         match self.operator {
             LogicalOperator::And => {
                 // Upstream's order: exprs, data, context, time, script; the first error decides.
                 if let Some(UnsupportedKind::Exprs) = self.unsupported.first() {
-                    return FilterOutcome { passed: false, errors: vec![FilterError::UnsupportedKind { kind: UnsupportedKind::Exprs }] };
+                    return FilterOutcome {
+                        passed: false,
+                        errors: vec![FilterError::UnsupportedKind {
+                            kind: UnsupportedKind::Exprs,
+                        }],
+                    };
                 }
                 if let Some(outcome) = &data_outcome {
                     if !outcome.errors.is_empty() {
-                        return FilterOutcome { passed: false, errors: outcome.errors.clone() };
+                        return FilterOutcome {
+                            passed: false,
+                            errors: outcome.errors.clone(),
+                        };
                     }
                 }
                 if !unsupported_errors.is_empty() {
-                    return FilterOutcome { passed: false, errors: unsupported_errors };
+                    return FilterOutcome {
+                        passed: false,
+                        errors: unsupported_errors,
+                    };
                 }
                 let passed = data_outcome.is_none_or(|o| o.passed) && context_passed.unwrap_or(true);
-                FilterOutcome { passed, errors: Vec::new() }
+                FilterOutcome {
+                    passed,
+                    errors: Vec::new(),
+                }
             }
             LogicalOperator::Or => {
                 // Upstream: a kind counts only when it is present; errors are collected.
@@ -235,7 +276,10 @@ fn context_matches(expected: &EventContext, event: &Event) -> bool {
     check(&expected.type_, event.ty())
         && check(&expected.subject, event.subject().unwrap_or_default())
         && check(&expected.source, event.source())
-        && check(&expected.datacontenttype, event.datacontenttype().unwrap_or_default())
+        && check(
+            &expected.datacontenttype,
+            event.datacontenttype().unwrap_or_default(),
+        )
 }
 
 #[cfg(test)]
@@ -247,14 +291,23 @@ mod tests {
     use sluice_eventbus::EventBuilder;
 
     fn event(data: Value) -> Event {
-        match EventBuilder::new("webhook", "example", "webhook").id("e1").data_json(data).build() {
+        match EventBuilder::new("webhook", "example", "webhook")
+            .id("e1")
+            .data_json(data)
+            .build()
+        {
             Ok(e) => e,
             Err(e) => panic!("test event: {e}"),
         }
     }
 
     fn data_filter(path: &str, ty: &str, value: &str) -> DataFilter {
-        DataFilter { path: path.into(), type_: ty.into(), value: vec![value.into()], ..DataFilter::default() }
+        DataFilter {
+            path: path.into(),
+            type_: ty.into(),
+            value: vec![value.into()],
+            ..DataFilter::default()
+        }
     }
 
     #[test]
@@ -266,29 +319,52 @@ mod tests {
     #[test]
     fn context_filter_compares_set_attributes() {
         let filters = EventDependencyFilter {
-            context: Some(EventContext { type_: Some("webhook".into()), source: Some("webhook".into()), ..EventContext::default() }),
+            context: Some(EventContext {
+                type_: Some("webhook".into()),
+                source: Some("webhook".into()),
+                ..EventContext::default()
+            }),
             ..EventDependencyFilter::default()
         };
-        assert!(DependencyFilter::from_parts(Some(&filters), None).evaluate(&event(json!({}))).passed);
+        assert!(
+            DependencyFilter::from_parts(Some(&filters), None)
+                .evaluate(&event(json!({})))
+                .passed
+        );
         let filters = EventDependencyFilter {
-            context: Some(EventContext { subject: Some("other".into()), ..EventContext::default() }),
+            context: Some(EventContext {
+                subject: Some("other".into()),
+                ..EventContext::default()
+            }),
             ..EventDependencyFilter::default()
         };
-        assert!(!DependencyFilter::from_parts(Some(&filters), None).evaluate(&event(json!({}))).passed);
+        assert!(
+            !DependencyFilter::from_parts(Some(&filters), None)
+                .evaluate(&event(json!({})))
+                .passed
+        );
     }
 
     #[test]
     fn unsupported_kinds_count_as_false_with_an_error() {
         let filters = EventDependencyFilter {
             data: vec![data_filter("a", "string", "x")],
-            exprs: vec![ExprFilter { expr: "a == 1".into(), fields: vec![] }],
+            exprs: vec![ExprFilter {
+                expr: "a == 1".into(),
+                fields: vec![],
+            }],
             ..EventDependencyFilter::default()
         };
         let f = DependencyFilter::from_parts(Some(&filters), None);
         assert_eq!(f.unsupported_kinds(), &[UnsupportedKind::Exprs]);
         let out = f.evaluate(&event(json!({"a": "x"})));
         assert!(!out.passed);
-        assert_eq!(out.errors, vec![FilterError::UnsupportedKind { kind: UnsupportedKind::Exprs }]);
+        assert_eq!(
+            out.errors,
+            vec![FilterError::UnsupportedKind {
+                kind: UnsupportedKind::Exprs
+            }]
+        );
 
         // Under `or` the data filter can still let the event through, as upstream would if the
         // expression were false.
@@ -305,7 +381,8 @@ mod tests {
             time: Some(TimeFilter::default()),
             ..EventDependencyFilter::default()
         };
-        let out = DependencyFilter::from_parts(Some(&filters), Some("or")).evaluate(&event(json!({"a": "x"})));
+        let out =
+            DependencyFilter::from_parts(Some(&filters), Some("or")).evaluate(&event(json!({"a": "x"})));
         assert!(!out.passed);
     }
 
@@ -331,7 +408,15 @@ mod tests {
             r"[a-c.#*0-9\\]{0,6}",
             prop_oneof![Just("string"), Just("number"), Just("bool"), Just("other")],
             prop::collection::vec(r"[a-z0-9.()*+?\[\]^$\\-]{0,5}", 0..3),
-            prop::option::of(prop_oneof![Just("="), Just("!="), Just(">"), Just(">="), Just("<"), Just("<="), Just("~")]),
+            prop::option::of(prop_oneof![
+                Just("="),
+                Just("!="),
+                Just(">"),
+                Just(">="),
+                Just("<"),
+                Just("<="),
+                Just("~")
+            ]),
             prop::option::of(Just("{{ .Input }}")),
         )
             .prop_map(|(path, ty, value, comparator, template)| DataFilter {

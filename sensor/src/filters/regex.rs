@@ -106,7 +106,10 @@ mod tests {
     #[test]
     fn perl_classes_are_ascii_as_in_go() {
         assert!(is_match(r"^\d+$", "123"));
-        assert!(!is_match(r"^\d+$", "١٢٣"), "Arabic-Indic digits are not \\d in Go");
+        assert!(
+            !is_match(r"^\d+$", "١٢٣"),
+            "Arabic-Indic digits are not \\d in Go"
+        );
         assert!(!is_match(r"^\w+$", "é"));
         assert!(is_match(r"^[\d.]+$", "1.2"));
         assert!(is_match(r"\bfoo\b", "a foo b"));

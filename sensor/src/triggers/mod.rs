@@ -214,12 +214,21 @@ impl BuiltTrigger {
             [] => return Err(BuildError::NoAction { trigger: name }),
             [one] => *one,
             several => {
-                let fields = several.iter().map(|a| a.field_name()).collect::<Vec<_>>().join(", ");
-                return Err(BuildError::SeveralActions { trigger: name, fields });
+                let fields = several
+                    .iter()
+                    .map(|a| a.field_name())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                return Err(BuildError::SeveralActions {
+                    trigger: name,
+                    fields,
+                });
             }
         };
         match action {
-            TriggerAction::Http(http) => Ok(BuiltTrigger::Http(http::HttpTrigger::build(&name, http, spec, ctx)?)),
+            TriggerAction::Http(http) => Ok(BuiltTrigger::Http(http::HttpTrigger::build(
+                &name, http, spec, ctx,
+            )?)),
             TriggerAction::Log(log) => Ok(BuiltTrigger::Log(log::LogTrigger::build(&name, log))),
             TriggerAction::K8s(_)
             | TriggerAction::ArgoWorkflow(_)
@@ -232,7 +241,10 @@ impl BuiltTrigger {
             | TriggerAction::AzureEventHubs(_)
             | TriggerAction::Pulsar(_)
             | TriggerAction::AzureServiceBus(_)
-            | TriggerAction::Email(_) => Err(BuildError::UnsupportedKind { trigger: name, kind: action.field_name() }),
+            | TriggerAction::Email(_) => Err(BuildError::UnsupportedKind {
+                trigger: name,
+                kind: action.field_name(),
+            }),
         }
     }
 

@@ -1,19 +1,21 @@
 //! Per-kind field rules: the fields each kind needs and the combinations it forbids, following
 //! what upstream Argo Events checks before starting a source (so a manifest upstream rejects is
-//! rejected here too), plus checks of durations, regexes and numbers it leaves to run time.
+//! rejected here too), plus checks of durations, regexes and numbers it leaves to run time. The
+//! push kinds' rules are in [`push`](super::push).
 
 use super::super::{
     AMQPEventSource, AzureEventsHubEventSource, AzureQueueStorageEventSource, AzureServiceBusEventSource,
-    BitbucketEventSource, BitbucketServerEventSource, EmitterEventSource, EventSourceKind as K, EventSourceSpec,
-    Events, FileEventSource, GenericEventSource, GerritEventSource, GithubEventSource, GitlabEventSource,
+    EmitterEventSource, EventSourceKind as K, EventSourceSpec, Events, FileEventSource, GenericEventSource,
     HDFSEventSource, KafkaEventSource, MNSEventSource, MQTTEventSource, NATSEventsSource, NSQEventSource,
     PubSubEventSource, PulsarEventSource, RedisEventSource, RedisStreamEventSource, ResourceEventSource,
-    S3Artifact, SFTPEventSource, SNSEventSource, SQSEventSource, SlackEventSource, StorageGridEventSource,
-    StripeEventSource, WebhookContext, WebhookEventSource,
+    S3Artifact, SFTPEventSource, SQSEventSource,
+};
+use super::push::{
+    bitbucket, bitbucket_server, gerrit, github, gitlab, slack, sns, storage_grid, stripe, webhook,
 };
 use super::{
     check_backoff, check_basic_auth, check_calendar, check_filter, check_opt_duration, check_watch_path,
-    check_webhook_context, event_path, require, require_some,
+    event_path, require, require_some,
 };
 use crate::common::{SASLConfig, Selector};
 use crate::validate::{check_regex, Problems};
@@ -29,10 +31,16 @@ fn each<T>(events: &Events<T>, spec_path: &str, kind: K, problems: &mut Problems
 pub(super) fn validate_kinds(s: &EventSourceSpec, p: &str, pr: &mut Problems) {
     each(&s.amqp, p, K::Amqp, pr, amqp);
     each(&s.azure_events_hub, p, K::AzureEventsHub, pr, azure_events_hub);
-    each(&s.azure_queue_storage, p, K::AzureQueueStorage, pr, azure_queue_storage);
+    each(
+        &s.azure_queue_storage,
+        p,
+        K::AzureQueueStorage,
+        pr,
+        azure_queue_storage,
+    );
     each(&s.azure_service_bus, p, K::AzureServiceBus, pr, azure_service_bus);
     each(&s.bitbucket, p, K::Bitbucket, pr, bitbucket);
-    each(&s.bitbucket_server, p, K::BitbucketServer, pr, bitbucket_server);
+    each(&s.bitbucketserver, p, K::BitbucketServer, pr, bitbucket_server);
     each(&s.calendar, p, K::Calendar, pr, check_calendar);
     each(&s.emitter, p, K::Emitter, pr, emitter);
     each(&s.file, p, K::File, pr, file);
@@ -61,169 +69,15 @@ pub(super) fn validate_kinds(s: &EventSourceSpec, p: &str, pr: &mut Problems) {
     each(&s.webhook, p, K::Webhook, pr, webhook);
 }
 
-/// A push kind's `webhook` block: required, then checked.
-fn push_webhook(ctx: &Option<WebhookContext>, p: &str, pr: &mut Problems) {
-    match ctx {
-        Some(ctx) => check_webhook_context(ctx, &Problems::at(p, "webhook"), false, pr),
-        None => pr.error(
-            Problems::at(p, "webhook"),
-            "webhook is required: the endpoint, port and method the remote service delivers to",
-        ),
-    }
-}
-
-fn webhook(e: &WebhookEventSource, p: &str, pr: &mut Problems) {
-    check_webhook_context(&e.webhook_context, p, true, pr);
-    check_filter(&e.filter, p, pr);
-}
-
-fn github(e: &GithubEventSource, p: &str, pr: &mut Problems) {
-    let deprecated_repo = e.owner.as_deref().is_some_and(|o| !o.is_empty())
-        && e.repository.as_deref().is_some_and(|r| !r.is_empty());
-    let has_repos = !e.repositories.is_empty() || deprecated_repo;
-    match (has_repos, !e.organizations.is_empty()) {
-        (false, false) => pr.error(p, "set repositories (owner and names) or organizations"),
-        (true, true) => pr.error(Problems::at(p, "organizations"), "set either repositories or organizations, not both"),
-        _ => {}
-    }
-    for (i, r) in e.repositories.iter().enumerate() {
-        let at = Problems::index(&Problems::at(p, "repositories"), i);
-        require(r.owner.as_deref().unwrap_or(""), &at, "owner", "\"argoproj\"", pr);
-        if r.names.is_empty() {
-            pr.error(Problems::at(&at, "names"), "names is required: at least one repository of this owner");
-        }
-    }
-    let creates_hooks = (e.api_token.is_some() || e.github_app.as_ref().is_some_and(|a| a.private_key.is_some()))
-        && e.webhook.as_ref().is_some_and(|w| !w.url.is_empty());
-    if creates_hooks && e.events.is_empty() {
-        pr.error(Problems::at(p, "events"), "events are required to create the hook, e.g. [\"push\"] or [\"*\"]");
-    }
-    if let Some(ct) = &e.content_type {
-        if !ct.is_empty() && ct != "json" && ct != "form" {
-            pr.error(Problems::at(p, "contentType"), format!("contentType must be \"json\" or \"form\", got {ct:?}"));
-        }
-    }
-    let base = e.github_base_url.as_deref().is_some_and(|s| !s.is_empty());
-    let upload = e.github_upload_url.as_deref().is_some_and(|s| !s.is_empty());
-    if base != upload {
-        let (missing, given) = if base { ("githubUploadURL", "githubBaseURL") } else { ("githubBaseURL", "githubUploadURL") };
-        pr.error(Problems::at(p, missing), format!("{missing} is required when {given} is set (GitHub Enterprise needs both)"));
-    }
-    if let Some(app) = &e.github_app {
-        let at = Problems::at(p, "githubApp");
-        require_some(&app.private_key, &at, "privateKey", "the Secret key holding the app's private key", pr);
-        if app.app_id <= 0 {
-            pr.error(Problems::at(&at, "appID"), "appID is required: the numeric id of the GitHub App");
-        }
-        if app.installation_id <= 0 {
-            pr.error(Problems::at(&at, "installationID"), "installationID is required: the numeric id of the app's installation");
-        }
-    }
-    push_webhook(&e.webhook, p, pr);
-    check_filter(&e.filter, p, pr);
-}
-
-fn gitlab(e: &GitlabEventSource, p: &str, pr: &mut Problems) {
-    if e.events.is_empty() {
-        pr.error(Problems::at(p, "events"), "events are required, e.g. [\"PushEvents\"]");
-    }
-    require(&e.gitlab_base_url, p, "gitlabBaseURL", "\"https://gitlab.com\"", pr);
-    require_some(&e.access_token, p, "accessToken", "the Secret key holding a GitLab API token", pr);
-    push_webhook(&e.webhook, p, pr);
-    check_filter(&e.filter, p, pr);
-}
-
-fn bitbucket(e: &BitbucketEventSource, p: &str, pr: &mut Problems) {
-    let deprecated = e.owner.as_deref().is_some_and(|o| !o.is_empty())
-        && e.repository_slug.as_deref().is_some_and(|r| !r.is_empty());
-    if e.repositories.is_empty() && !deprecated {
-        pr.error(Problems::at(p, "repositories"), "at least one repository (owner and repositorySlug) is required");
-    }
-    let has_auth = e.auth.as_ref().is_some_and(|a| a.basic.is_some() || a.oauth_token.is_some());
-    if has_auth && e.webhook.as_ref().is_some_and(|w| !w.url.is_empty()) && e.events.is_empty() {
-        pr.error(Problems::at(p, "events"), "events are required to create the hook, e.g. [\"repo:push\"]");
-    }
-    if let Some(basic) = e.auth.as_ref().and_then(|a| a.basic.as_ref()) {
-        let at = Problems::at(p, "auth.basic");
-        require_some(&basic.username, &at, "username", "the Secret key holding the user name", pr);
-        require_some(&basic.password, &at, "password", "the Secret key holding the app password", pr);
-    }
-    push_webhook(&e.webhook, p, pr);
-    check_filter(&e.filter, p, pr);
-}
-
-fn bitbucket_server(e: &BitbucketServerEventSource, p: &str, pr: &mut Problems) {
-    let deprecated = e.project_key.as_deref().is_some_and(|o| !o.is_empty())
-        && e.repository_slug.as_deref().is_some_and(|r| !r.is_empty());
-    let has_targets = !e.repositories.is_empty() || deprecated || !e.projects.is_empty();
-    let creates_hooks =
-        e.access_token.is_some() && e.webhook.as_ref().is_some_and(|w| !w.url.is_empty()) && has_targets;
-    if creates_hooks && e.events.is_empty() {
-        pr.error(Problems::at(p, "events"), "events are required to create the hook, e.g. [\"repo:refs_changed\"]");
-    }
-    require(&e.bitbucketserver_base_url, p, "bitbucketserverBaseURL", "\"https://bitbucket.example.com/rest\"", pr);
-    check_opt_duration(&e.check_interval, p, "checkInterval", pr);
-    push_webhook(&e.webhook, p, pr);
-    check_filter(&e.filter, p, pr);
-}
-
-fn gerrit(e: &GerritEventSource, p: &str, pr: &mut Problems) {
-    if e.projects.is_empty() {
-        pr.error(Problems::at(p, "projects"), "projects are required, e.g. [\"team/repo\"]");
-    }
-    if e.events.is_empty() {
-        pr.error(Problems::at(p, "events"), "events are required, e.g. [\"patchset-created\"]");
-    }
-    require(&e.gerrit_base_url, p, "gerritBaseURL", "\"https://gerrit.example.com\"", pr);
-    require_some(&e.auth, p, "auth", "user name and password for the Gerrit API", pr);
-    check_basic_auth(&e.auth, p, pr);
-    push_webhook(&e.webhook, p, pr);
-    check_filter(&e.filter, p, pr);
-}
-
-fn slack(e: &SlackEventSource, p: &str, pr: &mut Problems) {
-    require_some(&e.token, p, "token", "the Secret key holding the app's verification token", pr);
-    if e.signing_secret.is_none() {
-        pr.warning(
-            Problems::at(p, "signingSecret"),
-            "no signingSecret: requests are not verified, so anyone who can reach the endpoint can forge events",
-        );
-    }
-    push_webhook(&e.webhook, p, pr);
-    check_filter(&e.filter, p, pr);
-}
-
-fn stripe(e: &StripeEventSource, p: &str, pr: &mut Problems) {
-    if e.create_webhook {
-        require_some(&e.api_key, p, "apiKey", "createWebhook needs the Secret key holding the Stripe API key", pr);
-    }
-    push_webhook(&e.webhook, p, pr);
-}
-
-fn sns(e: &SNSEventSource, p: &str, pr: &mut Problems) {
-    require(&e.topic_arn, p, "topicArn", "\"arn:aws:sns:us-east-1:123456789012:my-topic\"", pr);
-    require(&e.region, p, "region", "\"us-east-1\"", pr);
-    push_webhook(&e.webhook, p, pr);
-    check_filter(&e.filter, p, pr);
-}
-
-fn storage_grid(e: &StorageGridEventSource, p: &str, pr: &mut Problems) {
-    require(&e.topic_arn, p, "topicArn", "\"arn:aws:sns:us-east-1:123456789012:my-topic\"", pr);
-    require(&e.api_url, p, "apiURL", "\"https://storagegrid.example.com/api/v3\"", pr);
-    require_some(&e.auth_token, p, "authToken", "the Secret key holding the StorageGRID API token", pr);
-    require(&e.bucket, p, "bucket", "\"my-bucket\"", pr);
-    if e.events.is_empty() {
-        pr.error(Problems::at(p, "events"), "events are required, e.g. [\"ObjectCreated:*\"]");
-    }
-    push_webhook(&e.webhook, p, pr);
-}
-
 fn sqs(e: &SQSEventSource, p: &str, pr: &mut Problems) {
     require(&e.region, p, "region", "\"us-east-1\"", pr);
     require(&e.queue, p, "queue", "\"my-queue\"", pr);
     if let Some(w) = e.wait_time_seconds {
         if !(0..=20).contains(&w) {
-            pr.error(Problems::at(p, "waitTimeSeconds"), format!("waitTimeSeconds must be 0-20 (the SQS long-poll limit), got {w}"));
+            pr.error(
+                Problems::at(p, "waitTimeSeconds"),
+                format!("waitTimeSeconds must be 0-20 (the SQS long-poll limit), got {w}"),
+            );
         }
     }
     check_filter(&e.filter, p, pr);
@@ -233,10 +87,16 @@ fn pub_sub(e: &PubSubEventSource, p: &str, pr: &mut Problems) {
     let topic = e.topic.as_deref().is_some_and(|t| !t.is_empty());
     let sub = e.subscription_id.as_deref().is_some_and(|t| !t.is_empty());
     if e.topic_project_id.as_deref().is_some_and(|t| !t.is_empty()) && !topic {
-        pr.error(Problems::at(p, "topicProjectID"), "topicProjectID needs topic to be set");
+        pr.error(
+            Problems::at(p, "topicProjectID"),
+            "topicProjectID needs topic to be set",
+        );
     }
     if !topic && !sub {
-        pr.error(p, "set topic (to create a subscription) or subscriptionID (to use an existing one)");
+        pr.error(
+            p,
+            "set topic (to create a subscription) or subscriptionID (to use an existing one)",
+        );
     }
     check_filter(&e.filter, p, pr);
 }
@@ -245,7 +105,10 @@ fn azure_events_hub(e: &AzureEventsHubEventSource, p: &str, pr: &mut Problems) {
     require(&e.fqdn, p, "fqdn", "\"my-namespace.servicebus.windows.net\"", pr);
     require(&e.hub_name, p, "hubName", "\"my-hub\"", pr);
     if e.shared_access_key.is_some() != e.shared_access_key_name.is_some() {
-        pr.error(p, "set both sharedAccessKeyName and sharedAccessKey, or neither (to use Azure AD)");
+        pr.error(
+            p,
+            "set both sharedAccessKeyName and sharedAccessKey, or neither (to use Azure AD)",
+        );
     }
     check_filter(&e.filter, p, pr);
 }
@@ -257,7 +120,10 @@ fn azure_queue_storage(e: &AzureQueueStorageEventSource, p: &str, pr: &mut Probl
     require(&e.queue_name, p, "queueName", "\"my-queue\"", pr);
     if let Some(w) = e.wait_time_in_seconds {
         if w < 0 {
-            pr.error(Problems::at(p, "waitTimeInSeconds"), format!("waitTimeInSeconds must not be negative, got {w}"));
+            pr.error(
+                Problems::at(p, "waitTimeInSeconds"),
+                format!("waitTimeInSeconds must not be negative, got {w}"),
+            );
         }
     }
     check_filter(&e.filter, p, pr);
@@ -266,12 +132,18 @@ fn azure_queue_storage(e: &AzureQueueStorageEventSource, p: &str, pr: &mut Probl
 fn azure_service_bus(e: &AzureServiceBusEventSource, p: &str, pr: &mut Problems) {
     let set = |s: &Option<String>| s.as_deref().is_some_and(|s| !s.is_empty());
     if e.connection_string.is_none() && !set(&e.fully_qualified_namespace) {
-        pr.error(p, "set connectionString, or fullyQualifiedNamespace to use Azure AD");
+        pr.error(
+            p,
+            "set connectionString, or fullyQualifiedNamespace to use Azure AD",
+        );
     }
     let (queue, topic, sub) = (set(&e.queue_name), set(&e.topic_name), set(&e.subscription_name));
     if queue && (topic || sub) {
-        pr.error(p, "set either queueName or topicName with subscriptionName, not both");
-    } else if !queue && !(topic && sub) {
+        pr.error(
+            p,
+            "set either queueName or topicName with subscriptionName, not both",
+        );
+    } else if !(queue || (topic && sub)) {
         pr.error(p, "set queueName, or topicName together with subscriptionName");
     }
     check_filter(&e.filter, p, pr);
@@ -279,7 +151,13 @@ fn azure_service_bus(e: &AzureServiceBusEventSource, p: &str, pr: &mut Problems)
 
 fn mns(e: &MNSEventSource, p: &str, pr: &mut Problems) {
     require(&e.queue, p, "queue", "\"my-queue\"", pr);
-    require(e.endpoint.as_deref().unwrap_or(""), p, "endpoint", "\"http://123456.mns.cn-hangzhou.aliyuncs.com\"", pr);
+    require(
+        e.endpoint.as_deref().unwrap_or(""),
+        p,
+        "endpoint",
+        "\"http://123456.mns.cn-hangzhou.aliyuncs.com\"",
+        pr,
+    );
     check_filter(&e.filter, p, pr);
 }
 
@@ -287,18 +165,27 @@ fn amqp(e: &AMQPEventSource, p: &str, pr: &mut Problems) {
     let url = e.url.as_deref().is_some_and(|u| !u.is_empty());
     match (url, e.url_secret.is_some()) {
         (false, false) => pr.error(p, "set url or urlSecret to reach the broker"),
-        (true, true) => pr.error(Problems::at(p, "urlSecret"), "set either url or urlSecret, not both"),
+        (true, true) => pr.error(
+            Problems::at(p, "urlSecret"),
+            "set either url or urlSecret, not both",
+        ),
         _ => {}
     }
     require(&e.routing_key, p, "routingKey", "\"hello\"", pr);
     require(&e.exchange_type, p, "exchangeType", "\"fanout\"", pr);
     if e.exchange_name.is_empty() {
-        pr.warning(Problems::at(p, "exchangeName"), "no exchangeName: the broker's default exchange cannot be declared or bound");
+        pr.warning(
+            Problems::at(p, "exchangeName"),
+            "no exchangeName: the broker's default exchange cannot be declared or bound",
+        );
     }
     if let Some(args) = e.queue_declare.as_ref().and_then(|q| q.arguments.as_deref()) {
         if !args.trim().is_empty() {
             if let Err(err) = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(args) {
-                pr.error(Problems::at(p, "queueDeclare.arguments"), format!("arguments must be a JSON object: {err}"));
+                pr.error(
+                    Problems::at(p, "queueDeclare.arguments"),
+                    format!("arguments must be a JSON object: {err}"),
+                );
             }
         }
     }
@@ -311,14 +198,35 @@ fn check_sasl(sasl: &Option<SASLConfig>, p: &str, pr: &mut Problems) {
     let Some(s) = sasl else { return };
     let at = Problems::at(p, "sasl");
     let mechanism = s.mechanism.as_deref().unwrap_or("");
-    if !["", "PLAIN", "OAUTHBEARER", "SCRAM-SHA-256", "SCRAM-SHA-512", "GSSAPI"].contains(&mechanism) {
+    if ![
+        "",
+        "PLAIN",
+        "OAUTHBEARER",
+        "SCRAM-SHA-256",
+        "SCRAM-SHA-512",
+        "GSSAPI",
+    ]
+    .contains(&mechanism)
+    {
         pr.error(
             Problems::at(&at, "mechanism"),
             format!("unknown SASL mechanism {mechanism:?}: use PLAIN, OAUTHBEARER, SCRAM-SHA-256, SCRAM-SHA-512 or GSSAPI"),
         );
     }
-    require_some(&s.user_secret, &at, "userSecret", "the Secret key holding the user name", pr);
-    require_some(&s.password_secret, &at, "passwordSecret", "the Secret key holding the password", pr);
+    require_some(
+        &s.user_secret,
+        &at,
+        "userSecret",
+        "the Secret key holding the user name",
+        pr,
+    );
+    require_some(
+        &s.password_secret,
+        &at,
+        "passwordSecret",
+        "the Secret key holding the password",
+        pr,
+    );
 }
 
 fn kafka(e: &KafkaEventSource, p: &str, pr: &mut Problems) {
@@ -326,10 +234,14 @@ fn kafka(e: &KafkaEventSource, p: &str, pr: &mut Problems) {
     require(&e.topic, p, "topic", "\"my-topic\"", pr);
     let partition = e.partition.as_deref().filter(|s| !s.is_empty());
     match (partition, &e.consumer_group) {
-        (None, None) => pr.error(p, "set consumerGroup (to share the topic's partitions) or partition"),
-        (Some(part), None) if part.parse::<i32>().is_err() => {
-            pr.error(Problems::at(p, "partition"), format!("partition {part:?} is not a number"))
-        }
+        (None, None) => pr.error(
+            p,
+            "set consumerGroup (to share the topic's partitions) or partition",
+        ),
+        (Some(part), None) if part.parse::<i32>().is_err() => pr.error(
+            Problems::at(p, "partition"),
+            format!("partition {part:?} is not a number"),
+        ),
         _ => {}
     }
     if let Some(g) = &e.consumer_group {
@@ -337,25 +249,46 @@ fn kafka(e: &KafkaEventSource, p: &str, pr: &mut Problems) {
         require(&g.group_name, &at, "groupName", "\"my-group\"", pr);
         if let Some(s) = g.rebalance_strategy.as_deref().filter(|s| !s.is_empty()) {
             if !["range", "roundrobin", "sticky"].contains(&s) {
-                pr.warning(Problems::at(&at, "rebalanceStrategy"), format!("unknown rebalanceStrategy {s:?}; range is used"));
+                pr.warning(
+                    Problems::at(&at, "rebalanceStrategy"),
+                    format!("unknown rebalanceStrategy {s:?}; range is used"),
+                );
             }
         }
     }
     if let Some(n) = e.limit_events_per_second {
         if n < 0 {
-            pr.error(Problems::at(p, "limitEventsPerSecond"), format!("limitEventsPerSecond must not be negative, got {n}"));
+            pr.error(
+                Problems::at(p, "limitEventsPerSecond"),
+                format!("limitEventsPerSecond must not be negative, got {n}"),
+            );
         }
     }
     if let Some(config) = e.config.as_deref().filter(|c| !c.trim().is_empty()) {
         if let Err(err) = serde_yaml::from_str::<serde_yaml::Value>(config) {
-            pr.error(Problems::at(p, "config"), format!("config is not valid YAML: {err}"));
+            pr.error(
+                Problems::at(p, "config"),
+                format!("config is not valid YAML: {err}"),
+            );
         }
     }
     if let Some(iam) = &e.aws_msk_iam_auth {
-        require(&iam.region, &Problems::at(p, "awsMskIamAuth"), "region", "\"us-east-1\"", pr);
+        require(
+            &iam.region,
+            &Problems::at(p, "awsMskIamAuth"),
+            "region",
+            "\"us-east-1\"",
+            pr,
+        );
     }
     if let Some(sr) = &e.schema_registry {
-        require(&sr.url, &Problems::at(p, "schemaRegistry"), "url", "\"http://schema-registry:8081\"", pr);
+        require(
+            &sr.url,
+            &Problems::at(p, "schemaRegistry"),
+            "url",
+            "\"http://schema-registry:8081\"",
+            pr,
+        );
         check_basic_auth(&sr.auth, &Problems::at(p, "schemaRegistry"), pr);
     }
     check_sasl(&e.sasl, p, pr);
@@ -376,7 +309,10 @@ fn nats(e: &NATSEventsSource, p: &str, pr: &mut Problems) {
     require(&e.url, p, "url", "\"nats://nats:4222\"", pr);
     require(&e.subject, p, "subject", "\"orders.>\"", pr);
     if e.queue.as_deref() == Some("") {
-        pr.error(Problems::at(p, "queue"), "queue is empty: name the queue group or drop the field");
+        pr.error(
+            Problems::at(p, "queue"),
+            "queue is empty: name the queue group or drop the field",
+        );
     }
     if let Some(auth) = &e.auth {
         check_basic_auth(&auth.basic, &Problems::at(p, "auth"), pr);
@@ -395,16 +331,25 @@ fn nsq(e: &NSQEventSource, p: &str, pr: &mut Problems) {
 
 fn pulsar(e: &PulsarEventSource, p: &str, pr: &mut Problems) {
     if e.topics.is_empty() {
-        pr.error(Problems::at(p, "topics"), "topics are required, e.g. [\"persistent://public/default/orders\"]");
+        pr.error(
+            Problems::at(p, "topics"),
+            "topics are required, e.g. [\"persistent://public/default/orders\"]",
+        );
     }
     require(&e.url, p, "url", "\"pulsar://pulsar:6650\"", pr);
     if let Some(t) = e.type_.as_deref().filter(|t| !t.is_empty()) {
         if t != "exclusive" && t != "shared" {
-            pr.error(Problems::at(p, "type"), format!("type must be \"exclusive\" or \"shared\", got {t:?}"));
+            pr.error(
+                Problems::at(p, "type"),
+                format!("type must be \"exclusive\" or \"shared\", got {t:?}"),
+            );
         }
     }
     if e.auth_athenz_params.as_ref().is_some_and(|m| !m.is_empty()) && e.auth_athenz_secret.is_none() {
-        pr.error(Problems::at(p, "authAthenzSecret"), "authAthenzParams needs authAthenzSecret (the Athenz private key)");
+        pr.error(
+            Problems::at(p, "authAthenzSecret"),
+            "authAthenzParams needs authAthenzSecret (the Athenz private key)",
+        );
     }
     check_backoff(&e.connection_backoff, p, pr);
     check_filter(&e.filter, p, pr);
@@ -413,7 +358,10 @@ fn pulsar(e: &PulsarEventSource, p: &str, pr: &mut Problems) {
 fn redis(e: &RedisEventSource, p: &str, pr: &mut Problems) {
     require(&e.host_address, p, "hostAddress", "\"redis:6379\"", pr);
     if e.channels.is_empty() {
-        pr.error(Problems::at(p, "channels"), "channels are required, e.g. [\"orders\"]");
+        pr.error(
+            Problems::at(p, "channels"),
+            "channels are required, e.g. [\"orders\"]",
+        );
     }
     if e.password.is_some() && e.namespace.as_deref().is_none_or(str::is_empty) {
         pr.warning(
@@ -427,11 +375,17 @@ fn redis(e: &RedisEventSource, p: &str, pr: &mut Problems) {
 fn redis_stream(e: &RedisStreamEventSource, p: &str, pr: &mut Problems) {
     require(&e.host_address, p, "hostAddress", "\"redis:6379\"", pr);
     if e.streams.is_empty() {
-        pr.error(Problems::at(p, "streams"), "streams are required, e.g. [\"orders\"]");
+        pr.error(
+            Problems::at(p, "streams"),
+            "streams are required, e.g. [\"orders\"]",
+        );
     }
     if let Some(n) = e.max_msg_count_per_read {
         if n < 0 {
-            pr.error(Problems::at(p, "maxMsgCountPerRead"), format!("maxMsgCountPerRead must not be negative, got {n}"));
+            pr.error(
+                Problems::at(p, "maxMsgCountPerRead"),
+                format!("maxMsgCountPerRead must not be negative, got {n}"),
+            );
         }
     }
     check_filter(&e.filter, p, pr);
@@ -440,28 +394,58 @@ fn redis_stream(e: &RedisStreamEventSource, p: &str, pr: &mut Problems) {
 fn emitter(e: &EmitterEventSource, p: &str, pr: &mut Problems) {
     require(&e.broker, p, "broker", "\"tcp://emitter:8080\"", pr);
     require(&e.channel_name, p, "channelName", "\"orders/\"", pr);
-    require(&e.channel_key, p, "channelKey", "the key granting access to the channel", pr);
+    require(
+        &e.channel_key,
+        p,
+        "channelKey",
+        "the key granting access to the channel",
+        pr,
+    );
     check_backoff(&e.connection_backoff, p, pr);
     check_filter(&e.filter, p, pr);
 }
 
 fn generic(e: &GenericEventSource, p: &str, pr: &mut Problems) {
     require(&e.url, p, "url", "\"generic-server:8080\" (the gRPC server)", pr);
-    require(&e.config, p, "config", "the configuration handed to the server", pr);
+    require(
+        &e.config,
+        p,
+        "config",
+        "the configuration handed to the server",
+        pr,
+    );
     check_filter(&e.filter, p, pr);
 }
 
 fn minio(e: &S3Artifact, p: &str, pr: &mut Problems) {
     require(&e.endpoint, p, "endpoint", "\"minio:9000\"", pr);
-    require_some(&e.access_key, p, "accessKey", "the Secret key holding the access key", pr);
-    require_some(&e.secret_key, p, "secretKey", "the Secret key holding the secret key", pr);
+    require_some(
+        &e.access_key,
+        p,
+        "accessKey",
+        "the Secret key holding the access key",
+        pr,
+    );
+    require_some(
+        &e.secret_key,
+        p,
+        "secretKey",
+        "the Secret key holding the secret key",
+        pr,
+    );
     match &e.bucket {
         Some(b) => require(&b.name, &Problems::at(p, "bucket"), "name", "\"input\"", pr),
-        None => pr.error(Problems::at(p, "bucket"), "bucket is required: the bucket whose notifications to receive"),
+        None => pr.error(
+            Problems::at(p, "bucket"),
+            "bucket is required: the bucket whose notifications to receive",
+        ),
     }
     for (i, ev) in e.events.iter().enumerate() {
         if ev.trim().is_empty() {
-            pr.error(Problems::index(&Problems::at(p, "events"), i), "empty event type; use e.g. s3:ObjectCreated:Put");
+            pr.error(
+                Problems::index(&Problems::at(p, "events"), i),
+                "empty event type; use e.g. s3:ObjectCreated:Put",
+            );
         }
     }
 }
@@ -475,7 +459,10 @@ fn check_ops(ops: &str, at: &str, pr: &mut Problems) -> bool {
         if FILE_OPS.contains(&op) {
             known = true;
         } else {
-            pr.warning(at, format!("unknown file operation {op:?}; use CREATE, WRITE, REMOVE, RENAME or CHMOD"));
+            pr.warning(
+                at,
+                format!("unknown file operation {op:?}; use CREATE, WRITE, REMOVE, RENAME or CHMOD"),
+            );
         }
     }
     known
@@ -483,24 +470,36 @@ fn check_ops(ops: &str, at: &str, pr: &mut Problems) -> bool {
 
 fn file(e: &FileEventSource, p: &str, pr: &mut Problems) {
     if e.event_type.is_empty() {
-        pr.error(Problems::at(p, "eventType"), "eventType is required: CREATE, WRITE, REMOVE, RENAME or CHMOD");
+        pr.error(
+            Problems::at(p, "eventType"),
+            "eventType is required: CREATE, WRITE, REMOVE, RENAME or CHMOD",
+        );
     } else {
         check_ops(&e.event_type, &Problems::at(p, "eventType"), pr);
     }
     match &e.watch_path_config {
         Some(w) => check_watch_path(w, &Problems::at(p, "watchPathConfig"), pr),
-        None => pr.error(Problems::at(p, "watchPathConfig"), "watchPathConfig is required: the directory and files to watch"),
+        None => pr.error(
+            Problems::at(p, "watchPathConfig"),
+            "watchPathConfig is required: the directory and files to watch",
+        ),
     }
     check_filter(&e.filter, p, pr);
 }
 
 fn sftp(e: &SFTPEventSource, p: &str, pr: &mut Problems) {
     if e.event_type.is_empty() {
-        pr.error(Problems::at(p, "eventType"), "eventType is required: CREATE or REMOVE");
+        pr.error(
+            Problems::at(p, "eventType"),
+            "eventType is required: CREATE or REMOVE",
+        );
     }
     match &e.watch_path_config {
         Some(w) => check_watch_path(w, &Problems::at(p, "watchPathConfig"), pr),
-        None => pr.error(Problems::at(p, "watchPathConfig"), "watchPathConfig is required: the directory and files to watch"),
+        None => pr.error(
+            Problems::at(p, "watchPathConfig"),
+            "watchPathConfig is required: the directory and files to watch",
+        ),
     }
     check_opt_duration(&e.poll_interval_duration, p, "pollIntervalDuration", pr);
     check_filter(&e.filter, p, pr);
@@ -509,19 +508,31 @@ fn sftp(e: &SFTPEventSource, p: &str, pr: &mut Problems) {
 fn hdfs(e: &HDFSEventSource, p: &str, pr: &mut Problems) {
     let at_type = Problems::at(p, "type");
     if e.type_.is_empty() {
-        pr.error(at_type, "type is required: CREATE, WRITE, REMOVE, RENAME or CHMOD");
+        pr.error(
+            at_type,
+            "type is required: CREATE, WRITE, REMOVE, RENAME or CHMOD",
+        );
     } else if !check_ops(&e.type_, &at_type, pr) {
-        pr.error(at_type, format!("type {:?} names no known file operation", e.type_));
+        pr.error(
+            at_type,
+            format!("type {:?} names no known file operation", e.type_),
+        );
     }
     check_opt_duration(&e.check_interval, p, "checkInterval", pr);
     check_watch_path(&e.watch_path_config, p, pr);
     if e.addresses.is_empty() {
-        pr.error(Problems::at(p, "addresses"), "addresses are required, e.g. [\"namenode:8020\"]");
+        pr.error(
+            Problems::at(p, "addresses"),
+            "addresses are required, e.g. [\"namenode:8020\"]",
+        );
     }
     let (ccache, keytab) = (e.krb_c_cache_secret.is_some(), e.krb_keytab_secret.is_some());
     let set = |s: &Option<String>| s.as_deref().is_some_and(|s| !s.is_empty());
     if !set(&e.hdfs_user) && !ccache && !keytab {
-        pr.error(p, "set hdfsUser, or krbCCacheSecret or krbKeytabSecret for Kerberos");
+        pr.error(
+            p,
+            "set hdfsUser, or krbCCacheSecret or krbKeytabSecret for Kerberos",
+        );
     }
     if (ccache || keytab) && (!set(&e.krb_service_principal_name) || e.krb_config_config_map.is_none()) {
         pr.error(p, "Kerberos needs krbServicePrincipalName and krbConfigConfigMap");
@@ -560,11 +571,17 @@ fn resource(e: &ResourceEventSource, p: &str, pr: &mut Problems) {
     require(&e.version, p, "version", "\"v1\"", pr);
     require(&e.resource, p, "resource", "\"deployments\"", pr);
     if e.event_types.is_empty() {
-        pr.error(Problems::at(p, "eventTypes"), "eventTypes are required: any of ADD, UPDATE, DELETE");
+        pr.error(
+            Problems::at(p, "eventTypes"),
+            "eventTypes are required: any of ADD, UPDATE, DELETE",
+        );
     }
     for (i, t) in e.event_types.iter().enumerate() {
         if !["ADD", "UPDATE", "DELETE"].contains(&t.as_str()) {
-            pr.error(Problems::index(&Problems::at(p, "eventTypes"), i), format!("unknown event type {t:?}; use ADD, UPDATE or DELETE"));
+            pr.error(
+                Problems::index(&Problems::at(p, "eventTypes"), i),
+                format!("unknown event type {t:?}; use ADD, UPDATE or DELETE"),
+            );
         }
     }
     if let Some(f) = &e.filter {

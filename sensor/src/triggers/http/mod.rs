@@ -41,24 +41,38 @@ pub struct HttpTrigger {
 
 impl HttpTrigger {
     /// Checks `http` (of the trigger `spec` named `name`) and reads its secrets once.
-    pub fn build(name: &str, http: &HTTPTrigger, spec: &TriggerSpec, ctx: &BuildContext) -> Result<Self, BuildError> {
+    pub fn build(
+        name: &str,
+        http: &HTTPTrigger,
+        spec: &TriggerSpec,
+        ctx: &BuildContext,
+    ) -> Result<Self, BuildError> {
         let invalid = |field: &str, reason: String| BuildError::InvalidField {
             trigger: name.to_owned(),
             field: field.to_owned(),
             reason,
         };
         if http.tls.is_some() {
-            return Err(BuildError::UnsupportedField { trigger: name.to_owned(), field: "http.tls".to_owned() });
+            return Err(BuildError::UnsupportedField {
+                trigger: name.to_owned(),
+                field: "http.tls".to_owned(),
+            });
         }
         // Parameters may fill in the URL or method per firing; check them only when nothing can.
         let parameterized = !spec.parameters.is_empty() || !http.parameters.is_empty();
         if !parameterized {
             if let Err(e) = reqwest::Url::parse(&http.url) {
-                return Err(invalid("http.url", format!("`{}` is not a valid URL ({e})", http.url)));
+                return Err(invalid(
+                    "http.url",
+                    format!("`{}` is not a valid URL ({e})", http.url),
+                ));
             }
             let method = request::method_or_default(http);
             if reqwest::Method::from_bytes(method.as_bytes()).is_err() {
-                return Err(invalid("http.method", format!("`{method}` is not an HTTP method")));
+                return Err(invalid(
+                    "http.method",
+                    format!("`{method}` is not an HTTP method"),
+                ));
             }
         }
         let allow = match spec.policy.as_ref().and_then(|p| p.status.as_ref()) {
@@ -67,7 +81,12 @@ impl HttpTrigger {
                 for code in &status.allow {
                     match u16::try_from(*code) {
                         Ok(c) if (100..=599).contains(&c) => codes.push(c),
-                        _ => return Err(invalid("policy.status.allow", format!("{code} is not an HTTP status"))),
+                        _ => {
+                            return Err(invalid(
+                                "policy.status.allow",
+                                format!("{code} is not an HTTP status"),
+                            ))
+                        }
                     }
                 }
                 Some(codes)
@@ -81,13 +100,19 @@ impl HttpTrigger {
                 (None, Some(config_map)) => ctx.secrets.resolve_config_map(config_map).map(drop),
                 (None, None) => Ok(()),
             };
-            result.map_err(|source| BuildError::ResolveSecret { trigger: name.to_owned(), source })?;
+            result.map_err(|source| BuildError::ResolveSecret {
+                trigger: name.to_owned(),
+                source,
+            })?;
         }
         if let Some(auth) = &http.basic_auth {
             for selector in [&auth.username, &auth.password].into_iter().flatten() {
                 ctx.secrets
                     .resolve_secret(selector)
-                    .map_err(|source| BuildError::ResolveSecret { trigger: name.to_owned(), source })?;
+                    .map_err(|source| BuildError::ResolveSecret {
+                        trigger: name.to_owned(),
+                        source,
+                    })?;
             }
         }
         let method = request::method_or_default(http);
@@ -104,7 +129,11 @@ impl HttpTrigger {
     }
 
     fn plan(&self, firing: &Firing) -> Result<request::RequestPlan, TriggerError> {
-        let spec = firing.template.http.as_ref().ok_or(TriggerError::MissingAction { kind: "http" })?;
+        let spec = firing
+            .template
+            .http
+            .as_ref()
+            .ok_or(TriggerError::MissingAction { kind: "http" })?;
         request::plan(spec, firing, &*self.secrets)
     }
 }
@@ -131,7 +160,10 @@ impl Trigger for HttpTrigger {
             .timeout(plan.timeout)
             .send()
             .await
-            .map_err(|source| TriggerError::SendRequest { url: url.clone(), source })?;
+            .map_err(|source| TriggerError::SendRequest {
+                url: url.clone(),
+                source,
+            })?;
         let status = response.status().as_u16();
         // Read (a bounded part of) the body so the connection can be reused; its content is unused.
         let mut drained = 0usize;
@@ -142,7 +174,9 @@ impl Trigger for HttpTrigger {
             }
         }
         match &self.allow {
-            Some(allow) if !allow.contains(&status) => return Err(TriggerError::StatusNotAllowed { url, status }),
+            Some(allow) if !allow.contains(&status) => {
+                return Err(TriggerError::StatusNotAllowed { url, status })
+            }
             None if !(200..300).contains(&status) => {
                 warn!(sensor = %self.sensor, trigger = %self.name, firing = %firing.id, status, url = %url,
                     "http trigger got a non-2xx response; counted as success because policy.status.allow is not set (as upstream)");

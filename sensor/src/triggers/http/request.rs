@@ -69,15 +69,28 @@ impl RequestPlan {
 }
 
 fn build_error(url: &str, reason: impl Into<String>) -> TriggerError {
-    TriggerError::BuildRequest { url: url.to_owned(), reason: reason.into() }
+    TriggerError::BuildRequest {
+        url: url.to_owned(),
+        reason: reason.into(),
+    }
 }
 
-fn header(url: &str, name: &str, value: &str, sensitive: bool) -> Result<(HeaderName, HeaderValue), TriggerError> {
+fn header(
+    url: &str,
+    name: &str,
+    value: &str,
+    sensitive: bool,
+) -> Result<(HeaderName, HeaderValue), TriggerError> {
     let header_name = HeaderName::from_bytes(name.as_bytes())
         .map_err(|_| build_error(url, format!("`{name}` is not a valid header name")))?;
     let mut header_value = HeaderValue::from_str(value)
         // Never echo the value: it may be a secret.
-        .map_err(|_| build_error(url, format!("the value of header `{name}` is not valid in a header")))?;
+        .map_err(|_| {
+            build_error(
+                url,
+                format!("the value of header `{name}` is not valid in a header"),
+            )
+        })?;
     header_value.set_sensitive(sensitive);
     Ok((header_name, header_value))
 }
@@ -88,11 +101,16 @@ pub fn method_or_default(spec: &HTTPTrigger) -> &str {
 }
 
 /// Builds the request of `firing` from `spec` (the firing's template, top-level parameters applied).
-pub fn plan(spec: &HTTPTrigger, firing: &Firing, secrets: &dyn SecretResolver) -> Result<RequestPlan, TriggerError> {
+pub fn plan(
+    spec: &HTTPTrigger,
+    firing: &Firing,
+    secrets: &dyn SecretResolver,
+) -> Result<RequestPlan, TriggerError> {
     let mut spec = spec.clone();
     spec.method = Some(method_or_default(&spec).to_owned());
     if !spec.parameters.is_empty() {
-        spec = apply_to_typed(&spec, &spec.parameters, &firing.events, "http trigger").map_err(TriggerError::ApplyParams)?;
+        spec = apply_to_typed(&spec, &spec.parameters, &firing.events, "http trigger")
+            .map_err(TriggerError::ApplyParams)?;
     }
     let url_text = spec.url.as_str();
     let url = Url::parse(url_text).map_err(|e| build_error(url_text, format!("not a valid URL ({e})")))?;
@@ -102,7 +120,9 @@ pub fn plan(spec: &HTTPTrigger, firing: &Firing, secrets: &dyn SecretResolver) -
     let body = if spec.payload.is_empty() {
         Vec::new()
     } else {
-        construct_payload(&spec.payload, &firing.events).map_err(TriggerError::ApplyParams)?.unwrap_or_default()
+        construct_payload(&spec.payload, &firing.events)
+            .map_err(TriggerError::ApplyParams)?
+            .unwrap_or_default()
     };
 
     let mut headers = HeaderMap::new();
@@ -139,7 +159,12 @@ pub fn plan(spec: &HTTPTrigger, firing: &Firing, secrets: &dyn SecretResolver) -
         };
         let credentials = format!("{}:{}", read(&auth.username)?, read(&auth.password)?);
         let encoded = base64::engine::general_purpose::STANDARD.encode(credentials);
-        let (name, value) = header(url_text, AUTHORIZATION.as_str(), &format!("Basic {encoded}"), true)?;
+        let (name, value) = header(
+            url_text,
+            AUTHORIZATION.as_str(),
+            &format!("Basic {encoded}"),
+            true,
+        )?;
         headers.insert(name, value);
     }
     if let Some(host) = spec.host.as_deref().filter(|h| !h.is_empty()) {
@@ -150,5 +175,11 @@ pub fn plan(spec: &HTTPTrigger, firing: &Firing, secrets: &dyn SecretResolver) -
         Some(seconds) if seconds > 0 => Duration::from_secs(seconds as u64),
         _ => DEFAULT_TIMEOUT,
     };
-    Ok(RequestPlan { method, url, headers, body, timeout })
+    Ok(RequestPlan {
+        method,
+        url,
+        headers,
+        body,
+        timeout,
+    })
 }

@@ -7,9 +7,12 @@ use axum::body::Bytes;
 use axum::extract::Request;
 use axum::http::StatusCode;
 use serde_json::{json, Value};
-use sluice_crds::common::{BasicAuth, ConfigMapKeySelector, SecretKeySelector, SecureHeader, TLSConfig, ValueFromSource};
+use sluice_crds::common::{
+    BasicAuth, ConfigMapKeySelector, SecretKeySelector, SecureHeader, TLSConfig, ValueFromSource,
+};
 use sluice_crds::sensor::{
-    StatusPolicy, Trigger as TriggerSpec, TriggerParameter, TriggerParameterSource, TriggerPolicy, TriggerTemplate,
+    StatusPolicy, Trigger as TriggerSpec, TriggerParameter, TriggerParameterSource, TriggerPolicy,
+    TriggerTemplate,
 };
 use sluice_eventbus::EventBuilder;
 
@@ -24,15 +27,22 @@ struct MapSecrets(HashMap<(String, String), String>);
 
 impl SecretResolver for MapSecrets {
     fn resolve_secret(&self, s: &SecretKeySelector) -> Result<String, SecretError> {
-        self.0.get(&(s.name.clone(), s.key.clone())).cloned().ok_or_else(|| SecretError::ResolveSecret {
-            name: s.name.clone(),
-            key: s.key.clone(),
-            path: "map".into(),
-            source: std::io::Error::from(std::io::ErrorKind::NotFound),
-        })
+        self.0
+            .get(&(s.name.clone(), s.key.clone()))
+            .cloned()
+            .ok_or_else(|| SecretError::ResolveSecret {
+                name: s.name.clone(),
+                key: s.key.clone(),
+                path: "map".into(),
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            })
     }
     fn resolve_config_map(&self, s: &ConfigMapKeySelector) -> Result<String, SecretError> {
-        self.resolve_secret(&SecretKeySelector { name: s.name.clone(), key: s.key.clone(), optional: None })
+        self.resolve_secret(&SecretKeySelector {
+            name: s.name.clone(),
+            key: s.key.clone(),
+            optional: None,
+        })
     }
 }
 
@@ -63,9 +73,18 @@ async fn sink() -> anyhow::Result<(String, Arc<Mutex<Vec<Seen>>>)> {
             let (parts, body) = req.into_parts();
             let body = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default();
             let path = parts.uri.path().to_owned();
-            let status = path.rsplit('/').next().and_then(|s| s.parse::<u16>().ok()).unwrap_or(200);
+            let status = path
+                .rsplit('/')
+                .next()
+                .and_then(|s| s.parse::<u16>().ok())
+                .unwrap_or(200);
             if let Ok(mut v) = store.lock() {
-                v.push(Seen { method: parts.method.to_string(), path, headers: parts.headers, body });
+                v.push(Seen {
+                    method: parts.method.to_string(),
+                    path,
+                    headers: parts.headers,
+                    body,
+                });
             }
             StatusCode::from_u16(status).unwrap_or(StatusCode::OK)
         }
@@ -101,19 +120,36 @@ fn param(key: &str, dest: &str) -> TriggerParameter {
 
 fn spec(http: HTTPTrigger, allow: &[i32]) -> TriggerSpec {
     TriggerSpec {
-        template: Some(TriggerTemplate { name: "t".into(), http: Some(http), ..TriggerTemplate::default() }),
-        policy: (!allow.is_empty())
-            .then(|| TriggerPolicy { status: Some(StatusPolicy { allow: allow.to_vec() }), ..TriggerPolicy::default() }),
+        template: Some(TriggerTemplate {
+            name: "t".into(),
+            http: Some(http),
+            ..TriggerTemplate::default()
+        }),
+        policy: (!allow.is_empty()).then(|| TriggerPolicy {
+            status: Some(StatusPolicy {
+                allow: allow.to_vec(),
+            }),
+            ..TriggerPolicy::default()
+        }),
         ..TriggerSpec::default()
     }
 }
 
 fn ctx() -> BuildContext {
-    BuildContext { sensor: "s".into(), secrets: secrets(), http: reqwest::Client::new() }
+    BuildContext {
+        sensor: "s".into(),
+        secrets: secrets(),
+        http: reqwest::Client::new(),
+    }
 }
 
 fn build(spec: &TriggerSpec) -> Result<HttpTrigger, BuildError> {
-    let template = spec.template.as_ref().and_then(|t| t.http.as_ref()).cloned().unwrap_or_default();
+    let template = spec
+        .template
+        .as_ref()
+        .and_then(|t| t.http.as_ref())
+        .cloned()
+        .unwrap_or_default();
     HttpTrigger::build("t", &template, spec, &ctx())
 }
 
@@ -138,7 +174,10 @@ async fn posts_the_parameterized_payload_with_headers_and_idempotency_key() -> a
     let s = spec(
         HTTPTrigger {
             url: format!("{base}/deploy"),
-            payload: vec![param("body.service", "service"), param("body.version", "release.version")],
+            payload: vec![
+                param("body.service", "service"),
+                param("body.version", "release.version"),
+            ],
             headers: BTreeMap::from([("X-Requested-By".to_owned(), "sluice".to_owned())]),
             ..HTTPTrigger::default()
         },
@@ -153,7 +192,10 @@ async fn posts_the_parameterized_payload_with_headers_and_idempotency_key() -> a
     let req = &got[0];
     assert_eq!(req.method, "POST");
     assert_eq!(req.path, "/deploy");
-    assert_eq!(serde_json::from_slice::<Value>(&req.body)?, json!({"service": "checkout", "release": {"version": "1.4.2"}}));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&req.body)?,
+        json!({"service": "checkout", "release": {"version": "1.4.2"}})
+    );
     assert_eq!(header(req, "content-type"), Some("application/json"));
     assert_eq!(header(req, "x-requested-by"), Some("sluice"));
     assert_eq!(header(req, "idempotency-key"), Some(f.id.as_str()));
@@ -163,7 +205,14 @@ async fn posts_the_parameterized_payload_with_headers_and_idempotency_key() -> a
 #[tokio::test]
 async fn empty_dest_sends_the_body_unchanged() -> anyhow::Result<()> {
     let (base, seen) = sink().await?;
-    let s = spec(HTTPTrigger { url: format!("{base}/raw"), payload: vec![param("body", "")], ..HTTPTrigger::default() }, &[]);
+    let s = spec(
+        HTTPTrigger {
+            url: format!("{base}/raw"),
+            payload: vec![param("body", "")],
+            ..HTTPTrigger::default()
+        },
+        &[],
+    );
     build(&s)?.execute(&firing(&s)).await?;
     let got = seen.lock().map(|v| v.clone()).unwrap_or_default();
     assert_eq!(
@@ -176,15 +225,25 @@ async fn empty_dest_sends_the_body_unchanged() -> anyhow::Result<()> {
 #[tokio::test]
 async fn method_basic_auth_and_secure_headers() -> anyhow::Result<()> {
     let (base, seen) = sink().await?;
-    let secret = |key: &str| SecretKeySelector { name: "auth".into(), key: key.into(), optional: None };
+    let secret = |key: &str| SecretKeySelector {
+        name: "auth".into(),
+        key: key.into(),
+        optional: None,
+    };
     let s = spec(
         HTTPTrigger {
             url: format!("{base}/put"),
             method: Some("PUT".into()),
-            basic_auth: Some(BasicAuth { username: Some(secret("user")), password: Some(secret("pass")) }),
+            basic_auth: Some(BasicAuth {
+                username: Some(secret("user")),
+                password: Some(secret("pass")),
+            }),
             secure_headers: vec![SecureHeader {
                 name: "X-Token".into(),
-                value_from: Some(ValueFromSource { secret_key_ref: Some(secret("token")), config_map_key_ref: None }),
+                value_from: Some(ValueFromSource {
+                    secret_key_ref: Some(secret("token")),
+                    config_map_key_ref: None,
+                }),
             }],
             ..HTTPTrigger::default()
         },
@@ -197,25 +256,41 @@ async fn method_basic_auth_and_secure_headers() -> anyhow::Result<()> {
     assert_eq!(got[0].method, "PUT");
     assert_eq!(header(&got[0], "authorization"), Some("Basic YWRhOnMzY3JldA=="));
     assert_eq!(header(&got[0], "x-token"), Some("Bearer tok"));
-    assert!(got[0].body.is_empty(), "no payload parameters: empty body, as upstream");
+    assert!(
+        got[0].body.is_empty(),
+        "no payload parameters: empty body, as upstream"
+    );
 
     let described = trigger.describe(&f)?.to_string();
-    assert!(!described.contains("s3cret") && !described.contains("YWRh") && !described.contains("Bearer tok"));
+    assert!(
+        !described.contains("s3cret") && !described.contains("YWRh") && !described.contains("Bearer tok")
+    );
     assert!(described.contains(request::REDACTED));
     Ok(())
 }
 
 async fn send(url: String, allow: &[i32]) -> anyhow::Result<Result<Outcome, TriggerError>> {
-    let s = spec(HTTPTrigger { url, ..HTTPTrigger::default() }, allow);
+    let s = spec(
+        HTTPTrigger {
+            url,
+            ..HTTPTrigger::default()
+        },
+        allow,
+    );
     Ok(build(&s)?.execute(&firing(&s)).await)
 }
 
 #[tokio::test]
 async fn allow_policy_decides_success_and_retryability() -> anyhow::Result<()> {
     let (base, _seen) = sink().await?;
-    assert_eq!(send(format!("{base}/status/201"), &[200, 201]).await??, Outcome::HttpResponse { status: 201 });
+    assert_eq!(
+        send(format!("{base}/status/201"), &[200, 201]).await??,
+        Outcome::HttpResponse { status: 201 }
+    );
     match send(format!("{base}/status/404"), &[200]).await? {
-        Err(e @ TriggerError::StatusNotAllowed { status: 404, .. }) => assert_eq!(e.kind(), ErrorKind::Permanent),
+        Err(e @ TriggerError::StatusNotAllowed { status: 404, .. }) => {
+            assert_eq!(e.kind(), ErrorKind::Permanent)
+        }
         other => panic!("expected a disallowed 404, got {other:?}"),
     }
     match send(format!("{base}/status/503"), &[200]).await? {
@@ -227,7 +302,10 @@ async fn allow_policy_decides_success_and_retryability() -> anyhow::Result<()> {
         other => panic!("expected a disallowed 429, got {other:?}"),
     }
     // Without a policy any response succeeds, as upstream.
-    assert_eq!(send(format!("{base}/status/500"), &[]).await??, Outcome::HttpResponse { status: 500 });
+    assert_eq!(
+        send(format!("{base}/status/500"), &[]).await??,
+        Outcome::HttpResponse { status: 500 }
+    );
     Ok(())
 }
 
@@ -235,7 +313,13 @@ async fn allow_policy_decides_success_and_retryability() -> anyhow::Result<()> {
 async fn connection_errors_are_retryable() -> anyhow::Result<()> {
     // Bind then drop a listener: the port is (almost certainly) closed now.
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let s = spec(HTTPTrigger { url: format!("http://127.0.0.1:{port}/x"), ..HTTPTrigger::default() }, &[]);
+    let s = spec(
+        HTTPTrigger {
+            url: format!("http://127.0.0.1:{port}/x"),
+            ..HTTPTrigger::default()
+        },
+        &[],
+    );
     match build(&s)?.execute(&firing(&s)).await {
         Err(e @ TriggerError::SendRequest { .. }) => assert!(e.is_retryable()),
         other => panic!("expected a send error, got {other:?}"),
@@ -271,15 +355,34 @@ async fn resource_parameters_rewrite_the_url() -> anyhow::Result<()> {
 
 #[test]
 fn build_refuses_tls_bad_urls_and_missing_secrets() {
-    let tls = spec(HTTPTrigger { url: "http://x/".into(), tls: Some(TLSConfig::default()), ..HTTPTrigger::default() }, &[]);
-    assert!(matches!(build(&tls), Err(BuildError::UnsupportedField { ref field, .. }) if field == "http.tls"));
-    let bad = spec(HTTPTrigger { url: "not a url".into(), ..HTTPTrigger::default() }, &[]);
+    let tls = spec(
+        HTTPTrigger {
+            url: "http://x/".into(),
+            tls: Some(TLSConfig::default()),
+            ..HTTPTrigger::default()
+        },
+        &[],
+    );
+    assert!(
+        matches!(build(&tls), Err(BuildError::UnsupportedField { ref field, .. }) if field == "http.tls")
+    );
+    let bad = spec(
+        HTTPTrigger {
+            url: "not a url".into(),
+            ..HTTPTrigger::default()
+        },
+        &[],
+    );
     assert!(matches!(build(&bad), Err(BuildError::InvalidField { ref field, .. }) if field == "http.url"));
     let missing = spec(
         HTTPTrigger {
             url: "http://x/".into(),
             basic_auth: Some(BasicAuth {
-                username: Some(SecretKeySelector { name: "nope".into(), key: "user".into(), optional: None }),
+                username: Some(SecretKeySelector {
+                    name: "nope".into(),
+                    key: "user".into(),
+                    optional: None,
+                }),
                 password: None,
             }),
             ..HTTPTrigger::default()
@@ -287,6 +390,14 @@ fn build_refuses_tls_bad_urls_and_missing_secrets() {
         &[],
     );
     assert!(matches!(build(&missing), Err(BuildError::ResolveSecret { .. })));
-    let bad_status = spec(HTTPTrigger { url: "http://x/".into(), ..HTTPTrigger::default() }, &[42]);
-    assert!(matches!(build(&bad_status), Err(BuildError::InvalidField { ref field, .. }) if field == "policy.status.allow"));
+    let bad_status = spec(
+        HTTPTrigger {
+            url: "http://x/".into(),
+            ..HTTPTrigger::default()
+        },
+        &[42],
+    );
+    assert!(
+        matches!(build(&bad_status), Err(BuildError::InvalidField { ref field, .. }) if field == "policy.status.allow")
+    );
 }

@@ -134,7 +134,11 @@ mod tests {
     fn firing() -> Firing {
         let mut events = EventsByDependency::new();
         for (dep, id) in [("b", "e2"), ("a", "e1")] {
-            match EventBuilder::new("webhook", "example", "webhook").id(id).data_json(json!({"k": id})).build() {
+            match EventBuilder::new("webhook", "example", "webhook")
+                .id(id)
+                .data_json(json!({"k": id}))
+                .build()
+            {
                 Ok(e) => events.insert(dep.to_owned(), e),
                 Err(e) => panic!("test event: {e}"),
             };
@@ -152,14 +156,29 @@ mod tests {
     fn renders_one_line_per_event_in_dependency_order() {
         let lines = render(&firing());
         assert_eq!(lines.len(), 2);
-        assert_eq!((lines[0].dependency.as_str(), lines[0].event.as_str()), ("a", "e1"));
+        assert_eq!(
+            (lines[0].dependency.as_str(), lines[0].event.as_str()),
+            ("a", "e1")
+        );
         assert_eq!(lines[1].data, r#"{"k":"e2"}"#);
-        assert_eq!((lines[0].source.as_str(), lines[0].subject.as_str(), lines[0].ty.as_str()), ("webhook", "example", "webhook"));
+        assert_eq!(
+            (
+                lines[0].source.as_str(),
+                lines[0].subject.as_str(),
+                lines[0].ty.as_str()
+            ),
+            ("webhook", "example", "webhook")
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn interval_throttles() -> anyhow::Result<()> {
-        let t = LogTrigger::build("t", &LogSpec { interval_seconds: Some(10) });
+        let t = LogTrigger::build(
+            "t",
+            &LogSpec {
+                interval_seconds: Some(10),
+            },
+        );
         let f = firing();
         assert_eq!(t.execute(&f).await?, Outcome::Logged { events: 2 });
         assert_eq!(t.execute(&f).await?, Outcome::Throttled);
