@@ -11,7 +11,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "sluice", version, about = "Event-driven automation that runs Argo Events manifests")]
+#[command(
+    name = "sluice",
+    version,
+    about = "Event-driven automation that runs Argo Events manifests"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -17,17 +17,6 @@ pub enum Manifest {
     EventBus(Box<EventBus>),
 }
 
-impl Manifest {
-    /// `EventSource`, `Sensor` or `EventBus`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Manifest::EventSource(_) => "EventSource",
-            Manifest::Sensor(_) => "Sensor",
-            Manifest::EventBus(_) => "EventBus",
-        }
-    }
-}
-
 /// One document of one file, with what was found wrong with it.
 #[derive(Debug)]
 pub struct Document {
@@ -65,7 +54,10 @@ pub enum LoadError {
 pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, LoadError> {
     let mut out = Vec::new();
     for p in paths {
-        let meta = std::fs::metadata(p).map_err(|source| LoadError::Read { path: p.clone(), source })?;
+        let meta = std::fs::metadata(p).map_err(|source| LoadError::Read {
+            path: p.clone(),
+            source,
+        })?;
         if meta.is_dir() {
             walk(p, &mut out)?;
         } else {
@@ -76,13 +68,19 @@ pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, LoadError> {
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), LoadError> {
-    let read = std::fs::read_dir(dir).map_err(|source| LoadError::Read { path: dir.to_path_buf(), source })?;
+    let read = std::fs::read_dir(dir).map_err(|source| LoadError::Read {
+        path: dir.to_path_buf(),
+        source,
+    })?;
     let mut entries: Vec<PathBuf> = read.filter_map(|e| e.ok().map(|e| e.path())).collect();
     entries.sort();
     for path in entries {
         if path.is_dir() {
             walk(&path, out)?;
-        } else if matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json")) {
+        } else if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml" | "json")
+        ) {
             out.push(path);
         }
     }
@@ -93,7 +91,10 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), LoadError> {
 pub fn load(paths: &[PathBuf]) -> Result<Vec<Document>, LoadError> {
     let mut docs = Vec::new();
     for file in collect_files(paths)? {
-        let text = std::fs::read_to_string(&file).map_err(|source| LoadError::Read { path: file.clone(), source })?;
+        let text = std::fs::read_to_string(&file).map_err(|source| LoadError::Read {
+            path: file.clone(),
+            source,
+        })?;
         docs.extend(load_str(&file, &text));
     }
     Ok(docs)
@@ -137,7 +138,11 @@ impl DeserializeFrom for serde_yaml::Value {
 }
 
 fn error_problem(path: &str, reason: String) -> Problem {
-    Problem { severity: Severity::Error, path: path.to_string(), reason }
+    Problem {
+        severity: Severity::Error,
+        path: path.to_string(),
+        reason,
+    }
 }
 
 fn str_field<'a>(v: &'a serde_yaml::Value, key: &str) -> Option<&'a str> {
@@ -151,15 +156,31 @@ pub fn load_value(file: &Path, index: usize, value: serde_yaml::Value) -> Option
     }
     let api_version = str_field(&value, "apiVersion").unwrap_or("");
     let kind = str_field(&value, "kind").unwrap_or("").to_string();
-    if !api_version.starts_with("argoproj.io/") || !matches!(kind.as_str(), "EventSource" | "Sensor" | "EventBus") {
+    if !api_version.starts_with("argoproj.io/")
+        || !matches!(kind.as_str(), "EventSource" | "Sensor" | "EventBus")
+    {
         return None;
     }
-    let name = value.get("metadata").and_then(|m| str_field(m, "name")).unwrap_or("").to_string();
-    let mut doc = Document { file: file.to_path_buf(), index, kind: kind.clone(), name, manifest: None, problems: vec![] };
+    let name = value
+        .get("metadata")
+        .and_then(|m| str_field(m, "name"))
+        .unwrap_or("")
+        .to_string();
+    let mut doc = Document {
+        file: file.to_path_buf(),
+        index,
+        kind: kind.clone(),
+        name,
+        manifest: None,
+        problems: vec![],
+    };
     if api_version != sluice_crds::API_VERSION {
         doc.problems.push(error_problem(
             "apiVersion",
-            format!("unsupported apiVersion {api_version:?}: use {:?}", sluice_crds::API_VERSION),
+            format!(
+                "unsupported apiVersion {api_version:?}: use {:?}",
+                sluice_crds::API_VERSION
+            ),
         ));
         return Some(doc);
     }
@@ -175,7 +196,8 @@ pub fn load_value(file: &Path, index: usize, value: serde_yaml::Value) -> Option
             return Some(doc);
         }
     };
-    for path in unknown {
+    // The root types take apiVersion and kind as type markers, so serde reports them as ignored.
+    for path in unknown.into_iter().filter(|p| p != "apiVersion" && p != "kind") {
         // Why only a warning: the API server prunes unknown fields, and a newer upstream may add fields
         // an older Sluice does not know; refusing them would break upgrades.
         doc.problems.push(Problem {
@@ -192,7 +214,8 @@ pub fn load_value(file: &Path, index: usize, value: serde_yaml::Value) -> Option
     }
     doc.problems.extend(problems.into_vec());
     if doc.name.is_empty() {
-        doc.problems.push(error_problem("metadata.name", "is required".into()));
+        doc.problems
+            .push(error_problem("metadata.name", "is required".into()));
     }
     doc.manifest = Some(manifest);
     Some(doc)
@@ -201,9 +224,9 @@ pub fn load_value(file: &Path, index: usize, value: serde_yaml::Value) -> Option
 /// Deserializes `value` as `T`, returning the paths of fields `T` ignored, or the error with its path.
 fn typed<T: DeserializeOwned>(value: serde_yaml::Value) -> Result<(T, Vec<String>), Problem> {
     let mut unknown = Vec::new();
-    let result: Result<T, _> = serde_path_to_error::deserialize(serde_ignored::Deserializer::new(value, |path| {
-        unknown.push(ignored_path(&path.to_string()))
-    }));
+    let mut record = |path: serde_ignored::Path<'_>| unknown.push(ignored_path(&path.to_string()));
+    let result: Result<T, _> =
+        serde_path_to_error::deserialize(serde_ignored::Deserializer::new(value, &mut record));
     match result {
         Ok(t) => Ok((t, unknown)),
         Err(e) => {
@@ -217,7 +240,7 @@ fn typed<T: DeserializeOwned>(value: serde_yaml::Value) -> Result<(T, Vec<String
 /// serde_ignored writes `spec.triggers.0.template`; we print `spec.triggers[0].template`.
 fn ignored_path(raw: &str) -> String {
     let mut out = String::new();
-    for seg in raw.split('.') {
+    for seg in raw.split('.').filter(|s| *s != "?") {
         if !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit()) && !out.is_empty() {
             out.push('[');
             out.push_str(seg);
@@ -238,7 +261,10 @@ mod tests {
 
     #[test]
     fn ignored_paths_use_brackets() {
-        assert_eq!(ignored_path("spec.triggers.0.template.foo"), "spec.triggers[0].template.foo");
+        assert_eq!(
+            ignored_path("spec.triggers.0.template.foo"),
+            "spec.triggers[0].template.foo"
+        );
         assert_eq!(ignored_path("spec"), "spec");
     }
 }
@@ -248,17 +274,32 @@ mod example_tests {
     use super::*;
 
     fn examples_dir() -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("examples")
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join("examples")
     }
 
     /// Every file under examples/ parses, validates with no error and no warning, and survives a round trip.
     #[test]
     fn every_example_is_valid_and_round_trips() {
         let docs = load(&[examples_dir()]).unwrap_or_else(|e| panic!("{e}"));
-        assert!(docs.len() >= 3, "expected the quickstart's manifests, found {}", docs.len());
+        assert!(
+            docs.len() >= 3,
+            "expected the quickstart's manifests, found {}",
+            docs.len()
+        );
         for doc in &docs {
-            assert!(doc.problems.is_empty(), "{}:{}: {:?}", doc.file.display(), doc.index, doc.problems);
-            let manifest = doc.manifest.as_ref().unwrap_or_else(|| panic!("{}: not typed", doc.file.display()));
+            assert!(
+                doc.problems.is_empty(),
+                "{}:{}: {:?}",
+                doc.file.display(),
+                doc.index,
+                doc.problems
+            );
+            let manifest = doc
+                .manifest
+                .as_ref()
+                .unwrap_or_else(|| panic!("{}: not typed", doc.file.display()));
             match manifest {
                 Manifest::EventSource(m) => {
                     let text = serde_yaml::to_string(m).unwrap_or_else(|e| panic!("{e}"));

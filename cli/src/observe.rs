@@ -48,12 +48,17 @@ impl Observability {
                         let mut text = String::new();
                         let encoded = match registry.lock() {
                             Ok(r) => prometheus_client::encoding::text::encode(&mut text, &r),
-                            Err(poisoned) => prometheus_client::encoding::text::encode(&mut text, &poisoned.into_inner()),
+                            Err(poisoned) => {
+                                prometheus_client::encoding::text::encode(&mut text, &poisoned.into_inner())
+                            }
                         };
                         match encoded {
                             Ok(()) => (
                                 StatusCode::OK,
-                                [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+                                [(
+                                    header::CONTENT_TYPE,
+                                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                                )],
                                 text,
                             )
                                 .into_response(),
@@ -90,7 +95,10 @@ impl Observability {
         let router = self.router();
         tracker.spawn(async move {
             let shutdown = async move { cancel.cancelled().await };
-            if let Err(error) = axum::serve(listener, router).with_graceful_shutdown(shutdown).await {
+            if let Err(error) = axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
                 tracing::error!(%error, "metrics server stopped");
             }
         });
@@ -109,10 +117,17 @@ mod tests {
     use tower::ServiceExt;
 
     async fn get_text(router: Router, uri: &str) -> (StatusCode, String) {
-        let req = Request::get(uri).body(Body::empty()).unwrap_or_else(|e| panic!("{e}"));
+        let req = Request::get(uri)
+            .body(Body::empty())
+            .unwrap_or_else(|e| panic!("{e}"));
         let res = router.oneshot(req).await.unwrap_or_else(|e| match e {});
         let status = res.status();
-        let body = res.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let body = res
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
         (status, String::from_utf8_lossy(&body).into_owned())
     }
 
@@ -126,8 +141,14 @@ mod tests {
         assert_eq!(status, StatusCode::OK);
         assert!(text.contains("argo_events_events_sent_total 1"), "{text}");
         assert_eq!(get_text(obs.router(), "/healthz").await.0, StatusCode::OK);
-        assert_eq!(get_text(obs.router(), "/readyz").await.0, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            get_text(obs.router(), "/readyz").await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
         obs.set_ready(true);
-        assert_eq!(get_text(obs.router(), "/readyz").await, (StatusCode::OK, "ready".into()));
+        assert_eq!(
+            get_text(obs.router(), "/readyz").await,
+            (StatusCode::OK, "ready".into())
+        );
     }
 }

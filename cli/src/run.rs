@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_eventbus::embedded::{EmbeddedBus, EmbeddedConfig};
+use sluice_eventbus::secrets::SecretResolver;
 use sluice_eventbus::Bus;
 use sluice_eventsource::http::RouteTable;
 use sluice_eventsource::{BusSender, FileSecretResolver, SourceContext};
@@ -66,7 +67,9 @@ pub fn init_logging(format: LogFormat) {
         .unwrap_or_else(|| "info".into());
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -102,7 +105,9 @@ async fn run(args: RunArgs) -> i32 {
         failed |= doc.has_errors();
     }
     if failed {
-        eprintln!("sluice run: fix the errors above (`sluice validate` checks manifests without running them)");
+        eprintln!(
+            "sluice run: fix the errors above (`sluice validate` checks manifests without running them)"
+        );
         return 1;
     }
     let mut event_sources = Vec::new();
@@ -127,11 +132,17 @@ async fn run(args: RunArgs) -> i32 {
 
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let bus: Arc<dyn Bus> = Arc::new(EmbeddedBus::new(EmbeddedConfig { capacity: args.bus_capacity, ..Default::default() }));
-    let secrets = Arc::new(FileSecretResolver::new(&args.secrets_dir));
+    let bus: Arc<dyn Bus> = Arc::new(EmbeddedBus::new(EmbeddedConfig {
+        capacity: args.bus_capacity,
+        ..Default::default()
+    }));
+    let secrets: Arc<dyn SecretResolver> = Arc::new(FileSecretResolver::new(&args.secrets_dir));
     let observability = Observability::default();
     let source_metrics = observability.register(SourceMetrics::register);
-    if let Err(error) = observability.serve(args.metrics_address, cancel.child_token(), &tracker).await {
+    if let Err(error) = observability
+        .serve(args.metrics_address, cancel.child_token(), &tracker)
+        .await
+    {
         tracing::error!(addr = %args.metrics_address, %error, "failed to serve metrics");
         return 1;
     }
@@ -140,13 +151,15 @@ async fn run(args: RunArgs) -> i32 {
     let http_client = reqwest::Client::new();
     for sensor in sensors {
         let name = sensor.metadata.name.clone().unwrap_or_default();
-        let runner = match sluice_sensor::SensorRunner::new(sensor, bus.clone(), secrets.clone(), http_client.clone()) {
-            Ok(r) => r,
-            Err(error) => {
-                tracing::error!(sensor = %name, error = %error_chain(&error), "failed to start sensor");
-                return 1;
-            }
-        };
+        let runner =
+            match sluice_sensor::SensorRunner::new(sensor, bus.clone(), secrets.clone(), http_client.clone())
+            {
+                Ok(r) => r,
+                Err(error) => {
+                    tracing::error!(sensor = %name, error = %error_chain(&error), "failed to start sensor");
+                    return 1;
+                }
+            };
         if let Err(error) = runner.subscribe().await {
             tracing::error!(sensor = %name, error = %error_chain(&error), "failed to subscribe sensor");
             return 1;
@@ -205,7 +218,10 @@ async fn run(args: RunArgs) -> i32 {
     observability.set_ready(false);
     cancel.cancel();
     tracker.close();
-    if tokio::time::timeout(args.drain_timeout, tracker.wait()).await.is_err() {
+    if tokio::time::timeout(args.drain_timeout, tracker.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!(timeout = ?args.drain_timeout, "shutdown timed out; unfinished work is left unacknowledged");
     }
     bus.close().await;

@@ -35,10 +35,27 @@ pub fn format_line(doc: &Document, p: &sluice_crds::validate::Problem) -> String
         Severity::Warning => "warning: ",
         Severity::Error => "",
     };
-    let kind = if doc.kind.is_empty() { "?" } else { doc.kind.as_str() };
-    let name = if doc.name.is_empty() { "?" } else { doc.name.as_str() };
-    let path = if p.path.is_empty() { "(document)" } else { p.path.as_str() };
-    format!("{}:{}: {kind}/{name}: {path}: {level}{}", doc.file.display(), doc.index, p.reason)
+    let kind = if doc.kind.is_empty() {
+        "?"
+    } else {
+        doc.kind.as_str()
+    };
+    let name = if doc.name.is_empty() {
+        "?"
+    } else {
+        doc.name.as_str()
+    };
+    let path = if p.path.is_empty() {
+        "(document)"
+    } else {
+        p.path.as_str()
+    };
+    format!(
+        "{}:{}: {kind}/{name}: {path}: {level}{}",
+        doc.file.display(),
+        doc.index,
+        p.reason
+    )
 }
 
 /// Runs the command; returns the exit code.
@@ -51,8 +68,15 @@ pub fn run(paths: &[PathBuf], output: Output) -> i32 {
         }
     };
     let invalid = docs.iter().filter(|d| d.has_errors()).count();
-    let warnings: usize =
-        docs.iter().map(|d| d.problems.iter().filter(|p| p.severity == Severity::Warning).count()).sum();
+    let warnings: usize = docs
+        .iter()
+        .map(|d| {
+            d.problems
+                .iter()
+                .filter(|p| p.severity == Severity::Warning)
+                .count()
+        })
+        .sum();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     match output {

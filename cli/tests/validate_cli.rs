@@ -53,7 +53,12 @@ fn valid_multi_document_file_exits_0_and_prints_nothing() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let f = write(dir.path(), "all.yaml", &format!("{GOOD_SOURCE}\n---\n{GOOD_SENSOR}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: x}}\n"));
     let out = sluice(&["validate", &f]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "");
     assert!(String::from_utf8_lossy(&out.stderr).contains("2 manifest(s) checked: 2 valid, 0 invalid"));
 }
@@ -61,7 +66,11 @@ fn valid_multi_document_file_exits_0_and_prints_nothing() {
 #[test]
 fn unknown_field_is_a_warning_with_its_path_and_exit_0() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let f = write(dir.path(), "s.yaml", &GOOD_SENSOR.replace("name: t\n", "name: t\n        colour: blue\n"));
+    let f = write(
+        dir.path(),
+        "s.yaml",
+        &GOOD_SENSOR.replace("name: t\n", "name: t\n        colour: blue\n"),
+    );
     let out = sluice(&["validate", &f]);
     assert_eq!(out.status.code(), Some(0));
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -74,30 +83,49 @@ fn unknown_field_is_a_warning_with_its_path_and_exit_0() {
 #[test]
 fn semantic_error_names_file_document_kind_name_and_path_and_exits_1() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let bad = GOOD_SENSOR.replace("        log: {}\n", "        conditions: dep && missing\n        log: {}\n");
+    let bad = GOOD_SENSOR.replace(
+        "        log: {}\n",
+        "        conditions: dep && missing\n        log: {}\n",
+    );
     let f = write(dir.path(), "s.yaml", &format!("{GOOD_SOURCE}---\n{bad}"));
     let out = sluice(&["validate", &f]);
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout.lines().next().unwrap_or("");
-    assert!(line.starts_with(&format!("{f}:2: Sensor/s: spec.triggers[0].template.conditions: ")), "{stdout}");
+    assert!(
+        line.starts_with(&format!(
+            "{f}:2: Sensor/s: spec.triggers[0].template.conditions: "
+        )),
+        "{stdout}"
+    );
     assert!(line.contains("missing"), "{stdout}");
 }
 
 #[test]
 fn type_error_keeps_the_field_path() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let f = write(dir.path(), "s.yaml", &GOOD_SENSOR.replace("name: dep\n", "name: [1, 2]\n"));
+    let f = write(
+        dir.path(),
+        "s.yaml",
+        &GOOD_SENSOR.replace("name: dep\n", "name: [1, 2]\n"),
+    );
     let out = sluice(&["validate", &f]);
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.starts_with(&format!("{f}:1: Sensor/s: spec.dependencies[0].name: ")), "{stdout}");
+    assert!(
+        stdout.starts_with(&format!("{f}:1: Sensor/s: spec.dependencies[0].name: ")),
+        "{stdout}"
+    );
 }
 
 #[test]
 fn broken_yaml_is_an_error_not_a_panic() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let f = write(dir.path(), "s.yaml", "apiVersion: argoproj.io/v1alpha1\nkind: Sensor\n  bad: [\n");
+    let f = write(
+        dir.path(),
+        "s.yaml",
+        "apiVersion: argoproj.io/v1alpha1\nkind: Sensor\n  bad: [\n",
+    );
     let out = sluice(&["validate", &f]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("not valid YAML"));
@@ -116,7 +144,11 @@ fn directories_are_walked_and_json_output_is_parseable() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     std::fs::create_dir_all(dir.path().join("sub")).unwrap_or_else(|e| panic!("{e}"));
     write(dir.path(), "a.yaml", GOOD_SOURCE);
-    write(&dir.path().join("sub"), "b.yml", &GOOD_SENSOR.replace("eventName: example\n", ""));
+    write(
+        &dir.path().join("sub"),
+        "b.yml",
+        &GOOD_SENSOR.replace("      eventName: example\n", ""),
+    );
     write(dir.path(), "notes.txt", "not a manifest");
     let out = sluice(&["validate", "--output", "json", &dir.path().display().to_string()]);
     assert_eq!(out.status.code(), Some(1));
@@ -127,7 +159,10 @@ fn directories_are_walked_and_json_output_is_parseable() {
     assert_eq!(problems[0]["name"], "s");
     assert_eq!(problems[0]["severity"], "error");
     assert!(problems[0]["file"].as_str().unwrap_or("").ends_with("sub/b.yml"));
-    assert!(problems[0]["path"].as_str().unwrap_or("").starts_with("spec.dependencies[0]"));
+    assert!(problems[0]["path"]
+        .as_str()
+        .unwrap_or("")
+        .starts_with("spec.dependencies[0]"));
 }
 
 #[test]

@@ -36,13 +36,19 @@ pub fn parse_go_duration(text: &str) -> Result<Duration, ParseDurationError> {
     let mut total: f64 = 0.0;
     let mut rest = s;
     while !rest.is_empty() {
-        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
         if num_len == 0 {
             return Err(ParseDurationError::Invalid(text.to_string()));
         }
-        let number: f64 = rest[..num_len].parse().map_err(|_| ParseDurationError::Invalid(text.to_string()))?;
+        let number: f64 = rest[..num_len]
+            .parse()
+            .map_err(|_| ParseDurationError::Invalid(text.to_string()))?;
         rest = &rest[num_len..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
         let scale = match unit {
@@ -54,7 +60,10 @@ pub fn parse_go_duration(text: &str) -> Result<Duration, ParseDurationError> {
             "h" => 3600.0,
             "" => return Err(ParseDurationError::Invalid(text.to_string())),
             other => {
-                return Err(ParseDurationError::UnknownUnit { text: text.to_string(), unit: other.to_string() })
+                return Err(ParseDurationError::UnknownUnit {
+                    text: text.to_string(),
+                    unit: other.to_string(),
+                })
             }
         };
         total += number * scale;
@@ -82,10 +91,22 @@ mod tests {
     #[test]
     fn rejects_bad_forms() {
         assert_eq!(parse_go_duration(""), Err(ParseDurationError::Empty));
-        assert!(matches!(parse_go_duration("10"), Err(ParseDurationError::Invalid(_))));
-        assert!(matches!(parse_go_duration("10x"), Err(ParseDurationError::UnknownUnit { .. })));
-        assert!(matches!(parse_go_duration("-1s"), Err(ParseDurationError::Negative(_))));
-        assert!(matches!(parse_go_duration("s"), Err(ParseDurationError::Invalid(_))));
+        assert!(matches!(
+            parse_go_duration("10"),
+            Err(ParseDurationError::Invalid(_))
+        ));
+        assert!(matches!(
+            parse_go_duration("10x"),
+            Err(ParseDurationError::UnknownUnit { .. })
+        ));
+        assert!(matches!(
+            parse_go_duration("-1s"),
+            Err(ParseDurationError::Negative(_))
+        ));
+        assert!(matches!(
+            parse_go_duration("s"),
+            Err(ParseDurationError::Invalid(_))
+        ));
     }
 
     proptest! {

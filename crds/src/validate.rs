@@ -49,12 +49,20 @@ impl Problems {
 
     /// Records an error at `path`.
     pub fn error(&mut self, path: impl Into<String>, reason: impl Into<String>) {
-        self.items.push(Problem { severity: Severity::Error, path: path.into(), reason: reason.into() });
+        self.items.push(Problem {
+            severity: Severity::Error,
+            path: path.into(),
+            reason: reason.into(),
+        });
     }
 
     /// Records a warning at `path`.
     pub fn warning(&mut self, path: impl Into<String>, reason: impl Into<String>) {
-        self.items.push(Problem { severity: Severity::Warning, path: path.into(), reason: reason.into() });
+        self.items.push(Problem {
+            severity: Severity::Warning,
+            path: path.into(),
+            reason: reason.into(),
+        });
     }
 
     /// True when at least one error (not warning) was recorded.

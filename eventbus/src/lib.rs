@@ -8,6 +8,7 @@
 
 pub mod embedded;
 pub mod event;
+pub mod secrets;
 
 use std::time::Duration;
 

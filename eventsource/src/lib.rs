@@ -8,7 +8,7 @@
 
 pub mod http;
 pub mod metrics;
-pub mod secrets;
+pub use sluice_eventbus::secrets;
 pub mod sender;
 pub mod sources;
 
@@ -27,17 +27,25 @@ use sources::SourceKind;
 pub enum BuildError {
     /// The spec asks for something this build cannot run; the message says what.
     #[error("failed to build EventSource {event_source} event {event}: {what} is not supported yet")]
-    Unsupported { event_source: String, event: String, what: String },
+    Unsupported {
+        event_source: String,
+        event: String,
+        what: String,
+    },
     /// A field is invalid in a way `sluice validate` also reports.
     #[error("failed to build EventSource {event_source} event {event}: {reason}")]
-    InvalidSpec { event_source: String, event: String, reason: String },
+    InvalidSpec {
+        event_source: String,
+        event: String,
+        reason: String,
+    },
     /// A secret reference did not resolve.
     #[error("failed to resolve a secret of EventSource {event_source} event {event}")]
     ResolveSecret {
         event_source: String,
         event: String,
         #[source]
-        source: SecretError,
+        source: Box<SecretError>,
     },
     /// The EventSource has no name.
     #[error("failed to build an EventSource: metadata.name is empty")]
@@ -95,7 +103,11 @@ pub fn build(es: &EventSource, ctx: &SourceContext) -> Result<BuiltEventSource, 
     if name.is_empty() {
         return Err(BuildError::MissingName);
     }
-    let mut built = BuiltEventSource { name: name.clone(), routes: Vec::new(), tasks: Vec::new() };
+    let mut built = BuiltEventSource {
+        name: name.clone(),
+        routes: Vec::new(),
+        tasks: Vec::new(),
+    };
     for (kind, event) in sources::events_of(&es.spec) {
         if !kind.is_runnable() {
             return Err(BuildError::Unsupported {
@@ -115,7 +127,9 @@ pub fn build(es: &EventSource, ctx: &SourceContext) -> Result<BuiltEventSource, 
         )?);
         ctx.metrics
             .running
-            .get_or_create(&metrics::SourceLabels { eventsource_name: name.clone() })
+            .get_or_create(&metrics::SourceLabels {
+                eventsource_name: name.clone(),
+            })
             .set(i64::try_from(events.len()).unwrap_or(i64::MAX));
     }
     Ok(built)

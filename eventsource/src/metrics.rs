@@ -37,7 +37,9 @@ pub struct SourceLabels {
 }
 
 fn duration_histogram() -> Histogram {
-    Histogram::new([1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 10000.0])
+    Histogram::new([
+        1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 10000.0,
+    ])
 }
 
 /// The metric families of all event sources of a process.
@@ -77,8 +79,16 @@ impl SourceMetrics {
             "How many configured events in the EventSource are running",
             m.running.clone(),
         );
-        registry.register(strip_total(EVENTS_SENT), "Events stored on the bus", m.sent.clone());
-        registry.register(strip_total(EVENTS_SENT_FAILED), "Events the bus did not take", m.sent_failed.clone());
+        registry.register(
+            strip_total(EVENTS_SENT),
+            "Events stored on the bus",
+            m.sent.clone(),
+        );
+        registry.register(
+            strip_total(EVENTS_SENT_FAILED),
+            "Events the bus did not take",
+            m.sent_failed.clone(),
+        );
         registry.register(
             strip_total(EVENTS_PROCESSING_FAILED),
             "Events that failed to be processed, including those the bus did not take",
@@ -94,7 +104,10 @@ impl SourceMetrics {
 
     /// Labels for one event.
     pub fn labels(eventsource_name: &str, event_name: &str) -> EventLabels {
-        EventLabels { eventsource_name: eventsource_name.into(), event_name: event_name.into() }
+        EventLabels {
+            eventsource_name: eventsource_name.into(),
+            event_name: event_name.into(),
+        }
     }
 }
 

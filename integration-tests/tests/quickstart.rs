@@ -21,10 +21,15 @@ fn sluice_bin() -> Result<PathBuf> {
     if let Ok(p) = std::env::var("SLUICE_BIN") {
         return Ok(PathBuf::from(p));
     }
-    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| workspace_root().join("target"));
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| workspace_root().join("target"));
     let bin = target.join("debug").join("sluice");
     if !bin.exists() {
-        bail!("{} not found: run `cargo build --bin sluice` first (scripts/test does)", bin.display());
+        bail!(
+            "{} not found: run `cargo build --bin sluice` first (scripts/test does)",
+            bin.display()
+        );
     }
     Ok(bin)
 }
@@ -42,7 +47,14 @@ impl Sluice {
     fn start(manifests: &std::path::Path, log: PathBuf) -> Result<Self> {
         let file = std::fs::File::create(&log)?;
         let child = Command::new(sluice_bin()?)
-            .args(["run", manifests.to_str().context("path")?, "--log-format", "json", "--metrics-address", "127.0.0.1:0"])
+            .args([
+                "run",
+                manifests.to_str().context("path")?,
+                "--log-format",
+                "json",
+                "--metrics-address",
+                "127.0.0.1:0",
+            ])
             .env("SLUICE_SECRETS_DIR", manifests.join("secrets"))
             .stdout(Stdio::null())
             .stderr(file)
@@ -56,7 +68,9 @@ impl Sluice {
 
     /// Sends SIGTERM and returns the exit code.
     fn terminate(mut self) -> Result<Option<i32>> {
-        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()?;
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = self.child.try_wait()? {
@@ -64,7 +78,10 @@ impl Sluice {
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
-                bail!("sluice did not exit within 20s of SIGTERM; log:\n{}", self.log_text());
+                bail!(
+                    "sluice did not exit within 20s of SIGTERM; log:\n{}",
+                    self.log_text()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -89,7 +106,10 @@ async fn wait_healthy(port: u16, sluice: &Sluice) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    bail!("sluice did not listen on {port} within 30s; log:\n{}", sluice.log_text())
+    bail!(
+        "sluice did not listen on {port} within 30s; log:\n{}",
+        sluice.log_text()
+    )
 }
 
 type Received = Arc<Mutex<Vec<(HeaderMap, Value)>>>;
@@ -119,9 +139,10 @@ async fn start_sink() -> Result<(u16, Received)> {
 fn quickstart_copy(dir: &std::path::Path, port: u16, sink_port: u16) -> Result<()> {
     for name in ["eventsource.yaml", "sensor.yaml"] {
         let text = std::fs::read_to_string(workspace_root().join("examples/quickstart").join(name))?;
-        let text = text
-            .replace("\"12000\"", &format!("\"{port}\""))
-            .replace("http://127.0.0.1:12000/deployed", &format!("http://127.0.0.1:{sink_port}/deploy"));
+        let text = text.replace("\"12000\"", &format!("\"{port}\"")).replace(
+            "http://127.0.0.1:12000/deployed",
+            &format!("http://127.0.0.1:{sink_port}/deploy"),
+        );
         std::fs::write(dir.join(name), text)?;
     }
     Ok(())
@@ -139,7 +160,11 @@ async fn quickstart_delivers_the_parameterized_payload_and_drains_on_sigterm() -
     let client = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{port}/example");
     // Filtered out: not a deploy.
-    let r = client.post(&url).json(&json!({"type": "build", "service": "web"})).send().await?;
+    let r = client
+        .post(&url)
+        .json(&json!({"type": "build", "service": "web"}))
+        .send()
+        .await?;
     assert_eq!(r.status(), 200);
     // Fires: a deploy.
     let r = client
@@ -150,7 +175,12 @@ async fn quickstart_delivers_the_parameterized_payload_and_drains_on_sigterm() -
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await?, "success");
     // Bad JSON is refused and nothing is published.
-    let r = client.post(&url).header("Content-Type", "application/json").body("{not json").send().await?;
+    let r = client
+        .post(&url)
+        .header("Content-Type", "application/json")
+        .body("{not json")
+        .send()
+        .await?;
     assert_eq!(r.status(), 400);
 
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -160,15 +190,32 @@ async fn quickstart_delivers_the_parameterized_payload_and_drains_on_sigterm() -
     // Give a wrongly-fired second trigger a moment to show up before counting.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let got = received.lock().map(|v| v.clone()).unwrap_or_default();
-    assert_eq!(got.len(), 1, "exactly one firing expected; log:\n{}", sluice.log_text());
+    assert_eq!(
+        got.len(),
+        1,
+        "exactly one firing expected; log:\n{}",
+        sluice.log_text()
+    );
     let (headers, body) = &got[0];
-    assert_eq!(body, &json!({"service": "checkout", "version": "1.4.2", "requestedBy": "ada"}));
-    assert_eq!(headers.get("x-requested-by").and_then(|v| v.to_str().ok()), Some("sluice-quickstart"));
-    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or("");
+    assert_eq!(
+        body,
+        &json!({"service": "checkout", "version": "1.4.2", "requestedBy": "ada"})
+    );
+    assert_eq!(
+        headers.get("x-requested-by").and_then(|v| v.to_str().ok()),
+        Some("sluice-quickstart")
+    );
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     assert_eq!(key.len(), 64, "firing id is a sha256 hex: {key:?}");
 
     let log = sluice.log_text();
-    assert!(log.contains("deploy-request"), "startup log names the dependencies a sensor waits on:\n{log}");
+    assert!(
+        log.contains("deploy-request"),
+        "startup log names the dependencies a sensor waits on:\n{log}"
+    );
     let code = sluice.terminate()?;
     assert_eq!(code, Some(0), "sluice exits 0 on SIGTERM");
     Ok(())
@@ -176,7 +223,9 @@ async fn quickstart_delivers_the_parameterized_payload_and_drains_on_sigterm() -
 
 /// The JSON log lines of `sluice run --log-format json`.
 fn log_lines(text: &str) -> Vec<Value> {
-    text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    text.lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
 }
 
 /// The quickstart exactly as the README runs it (port 12000): the `deploy` sensor's http trigger POSTs
@@ -188,7 +237,10 @@ async fn quickstart_as_shipped_chains_webhook_http_trigger_and_log_trigger() -> 
         bail!("port 12000 is in use: stop whatever runs there (a quickstart left running?) and rerun");
     }
     let dir = tempfile::tempdir()?;
-    let sluice = Sluice::start(&workspace_root().join("examples/quickstart"), dir.path().join("sluice.log"))?;
+    let sluice = Sluice::start(
+        &workspace_root().join("examples/quickstart"),
+        dir.path().join("sluice.log"),
+    )?;
     wait_healthy(12000, &sluice).await?;
     let r = reqwest::Client::new()
         .post("http://127.0.0.1:12000/example")
@@ -202,16 +254,22 @@ async fn quickstart_as_shipped_chains_webhook_http_trigger_and_log_trigger() -> 
     while audit.is_none() && Instant::now() < deadline {
         audit = log_lines(&sluice.log_text())
             .into_iter()
-            .find(|l| l["sensor"] == "audit" && l["trigger"] == "log-deployed");
+            .find(|l| l["sensor"] == "audit" && l["trigger"] == "log-deployed" && l["message"] == "event");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let audit = audit.with_context(|| format!("the audit sensor never logged; log:\n{}", sluice.log_text()))?;
+    let audit =
+        audit.with_context(|| format!("the audit sensor never logged; log:\n{}", sluice.log_text()))?;
     let data: Value = serde_json::from_str(audit["data"].as_str().unwrap_or("null"))?;
-    assert_eq!(data["body"], json!({"service": "checkout", "version": "1.4.2", "requestedBy": "ada"}));
+    assert_eq!(
+        data["body"],
+        json!({"service": "checkout", "version": "1.4.2", "requestedBy": "ada"})
+    );
     assert_eq!(data["header"]["X-Requested-By"], json!(["sluice-quickstart"]));
     let logs = log_lines(&sluice.log_text());
     assert!(
-        logs.iter().any(|l| l["sensor"] == "deploy" && l["trigger"] == "log-deploy-request"),
+        logs.iter().any(|l| l["sensor"] == "deploy"
+            && l["trigger"] == "log-deploy-request"
+            && l["message"] == "event"),
         "the deploy sensor's log trigger fired too"
     );
     assert_eq!(sluice.terminate()?, Some(0));

@@ -18,7 +18,7 @@ pub mod jsonpath;
 pub mod params;
 pub mod retry;
 pub mod runner;
-pub mod secrets;
+pub use sluice_eventbus::secrets;
 pub mod state;
 pub mod triggers;
 

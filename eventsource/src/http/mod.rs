@@ -53,13 +53,27 @@ impl std::fmt::Debug for Route {
 pub enum RouteError {
     /// Two events claim the same port, endpoint and method.
     #[error("failed to add route {method} :{port}{endpoint} for {owner}: already used by {other}")]
-    AddRouteCollision { port: u16, endpoint: String, method: Method, owner: String, other: String },
+    AddRouteCollision {
+        port: u16,
+        endpoint: String,
+        method: Method,
+        owner: String,
+        other: String,
+    },
     /// The endpoint is not a path axum can route literally.
     #[error("failed to add route :{port}{endpoint} for {owner}: {reason}")]
-    AddRouteInvalid { port: u16, endpoint: String, owner: String, reason: String },
+    AddRouteInvalid {
+        port: u16,
+        endpoint: String,
+        owner: String,
+        reason: String,
+    },
     /// The port could not be bound.
     #[error("failed to listen on {addr}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// Routes grouped by port, checked for collisions.
@@ -76,7 +90,10 @@ pub fn check_endpoint(endpoint: &str) -> Result<(), String> {
     if endpoint.contains(['{', '}']) {
         return Err("the endpoint must not contain '{' or '}'".into());
     }
-    if endpoint.split('/').any(|seg| seg.starts_with(':') || seg.starts_with('*')) {
+    if endpoint
+        .split('/')
+        .any(|seg| seg.starts_with(':') || seg.starts_with('*'))
+    {
         return Err("path segments must not start with ':' or '*'".into());
     }
     if endpoint == "/health" {
@@ -100,7 +117,10 @@ impl RouteTable {
             reason,
         })?;
         let routes = self.by_port.entry(route.port).or_default();
-        if let Some(other) = routes.iter().find(|r| r.endpoint == route.endpoint && r.method == route.method) {
+        if let Some(other) = routes
+            .iter()
+            .find(|r| r.endpoint == route.endpoint && r.method == route.method)
+        {
             return Err(RouteError::AddRouteCollision {
                 port: route.port,
                 endpoint: route.endpoint.clone(),
@@ -163,8 +183,12 @@ impl RouteTable {
         let mut listeners = Vec::new();
         for port in self.ports() {
             let addr = SocketAddr::new(ip, port);
-            let listener = TcpListener::bind(addr).await.map_err(|source| RouteError::Bind { addr, source })?;
-            let local = listener.local_addr().map_err(|source| RouteError::Bind { addr, source })?;
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| RouteError::Bind { addr, source })?;
+            let local = listener
+                .local_addr()
+                .map_err(|source| RouteError::Bind { addr, source })?;
             listeners.push((port, local, listener));
         }
         let mut bound = Vec::new();
@@ -176,8 +200,9 @@ impl RouteTable {
             }
             tracker.spawn(async move {
                 let shutdown = token.clone();
-                if let Err(error) =
-                    axum::serve(listener, router).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+                if let Err(error) = axum::serve(listener, router)
+                    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+                    .await
                 {
                     tracing::error!(port = local.port(), %error, "http server stopped");
                 }
@@ -205,7 +230,9 @@ mod tests {
     }
 
     async fn call(router: Router, method: Method, uri: &str) -> anyhow::Result<(StatusCode, String)> {
-        let res = router.oneshot(Request::builder().method(method).uri(uri).body(Body::empty())?).await?;
+        let res = router
+            .oneshot(Request::builder().method(method).uri(uri).body(Body::empty())?)
+            .await?;
         let status = res.status();
         let body = res.into_body().collect().await?.to_bytes();
         Ok((status, String::from_utf8_lossy(&body).into_owned()))
@@ -218,13 +245,34 @@ mod tests {
         t.add(route(1, "/a", Method::GET, "es/a2", "a-get"))?;
         t.add(route(1, "/b", Method::POST, "es/b", "b"))?;
         t.add(route(2, "/a", Method::POST, "es/c", "c"))?;
-        assert_eq!(call(t.router(1), Method::POST, "/a").await?, (StatusCode::OK, "a-post".into()));
-        assert_eq!(call(t.router(1), Method::GET, "/a").await?, (StatusCode::OK, "a-get".into()));
-        assert_eq!(call(t.router(1), Method::POST, "/b").await?, (StatusCode::OK, "b".into()));
-        assert_eq!(call(t.router(2), Method::POST, "/a").await?, (StatusCode::OK, "c".into()));
-        assert_eq!(call(t.router(1), Method::PUT, "/b").await?.0, StatusCode::METHOD_NOT_ALLOWED);
-        assert_eq!(call(t.router(1), Method::POST, "/nope").await?.0, StatusCode::NOT_FOUND);
-        assert_eq!(call(t.router(2), Method::GET, "/health").await?, (StatusCode::OK, "OK".into()));
+        assert_eq!(
+            call(t.router(1), Method::POST, "/a").await?,
+            (StatusCode::OK, "a-post".into())
+        );
+        assert_eq!(
+            call(t.router(1), Method::GET, "/a").await?,
+            (StatusCode::OK, "a-get".into())
+        );
+        assert_eq!(
+            call(t.router(1), Method::POST, "/b").await?,
+            (StatusCode::OK, "b".into())
+        );
+        assert_eq!(
+            call(t.router(2), Method::POST, "/a").await?,
+            (StatusCode::OK, "c".into())
+        );
+        assert_eq!(
+            call(t.router(1), Method::PUT, "/b").await?.0,
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+        assert_eq!(
+            call(t.router(1), Method::POST, "/nope").await?.0,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            call(t.router(2), Method::GET, "/health").await?,
+            (StatusCode::OK, "OK".into())
+        );
         Ok(())
     }
 
@@ -232,13 +280,22 @@ mod tests {
     fn refuses_collisions_and_bad_endpoints() {
         let mut t = RouteTable::new();
         assert!(t.add(route(1, "/a", Method::POST, "es/a", "")).is_ok());
-        let err = t.add(route(1, "/a", Method::POST, "other/b", "")).err().map(|e| e.to_string());
+        let err = t
+            .add(route(1, "/a", Method::POST, "other/b", ""))
+            .err()
+            .map(|e| e.to_string());
         assert_eq!(
             err.as_deref(),
             Some("failed to add route POST :1/a for other/b: already used by es/a")
         );
         for bad in ["a", "/{x}", "/:x", "/*rest", "/health"] {
-            assert!(matches!(t.add(route(1, bad, Method::POST, "es", "")), Err(RouteError::AddRouteInvalid { .. })), "{bad}");
+            assert!(
+                matches!(
+                    t.add(route(1, bad, Method::POST, "es", "")),
+                    Err(RouteError::AddRouteInvalid { .. })
+                ),
+                "{bad}"
+            );
         }
     }
 }

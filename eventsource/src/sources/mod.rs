@@ -129,8 +129,13 @@ impl std::fmt::Display for SourceKind {
 
 /// The (kind, event name) pairs an EventSource spec defines, in spec order of kinds.
 pub fn events_of(spec: &EventSourceSpec) -> Vec<(SourceKind, String)> {
-    fn names<T>(kind: SourceKind, m: &Option<std::collections::BTreeMap<String, T>>) -> Vec<(SourceKind, String)> {
-        m.iter().flat_map(|m| m.keys().map(move |k| (kind, k.clone()))).collect()
+    fn names<T>(
+        kind: SourceKind,
+        m: &Option<std::collections::BTreeMap<String, T>>,
+    ) -> Vec<(SourceKind, String)> {
+        m.iter()
+            .flat_map(|m| m.keys().map(move |k| (kind, k.clone())))
+            .collect()
     }
     let mut out = Vec::new();
     out.extend(names(SourceKind::Amqp, &spec.amqp));

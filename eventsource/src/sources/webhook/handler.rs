@@ -63,9 +63,10 @@ impl WebhookRoute {
             .trim()
             .parse()
             .map_err(|_| invalid(format!("port {:?} is not a number from 1 to 65535", ctx.port)))?;
-        let method =
-            parse_method(&ctx.method).ok_or_else(|| invalid(format!("method {:?} is not an HTTP method", ctx.method)))?;
-        crate::http::check_endpoint(&ctx.endpoint).map_err(|r| invalid(format!("endpoint {:?}: {r}", ctx.endpoint)))?;
+        let method = parse_method(&ctx.method)
+            .ok_or_else(|| invalid(format!("method {:?} is not an HTTP method", ctx.method)))?;
+        crate::http::check_endpoint(&ctx.endpoint)
+            .map_err(|r| invalid(format!("endpoint {:?}: {r}", ctx.endpoint)))?;
         let max_payload_size = match ctx.max_payload_size {
             None => DEFAULT_MAX_PAYLOAD_SIZE,
             Some(n) if n > 0 => usize::try_from(n).unwrap_or(usize::MAX),
@@ -75,16 +76,21 @@ impl WebhookRoute {
             return Err(BuildError::Unsupported {
                 event_source: event_source.into(),
                 event: event_name.into(),
-                what: "serving TLS (serverCertSecret/serverKeySecret); terminate TLS in front of Sluice for now"
-                    .into(),
+                what:
+                    "serving TLS (serverCertSecret/serverKeySecret); terminate TLS in front of Sluice for now"
+                        .into(),
             });
         }
         let auth_token = match &ctx.auth_secret {
-            Some(sel) => Some(secrets.resolve(sel).map_err(|source| BuildError::ResolveSecret {
-                event_source: event_source.into(),
-                event: event_name.into(),
-                source,
-            })?),
+            Some(sel) => Some(
+                secrets
+                    .resolve_secret(sel)
+                    .map_err(|source| BuildError::ResolveSecret {
+                        event_source: event_source.into(),
+                        event: event_name.into(),
+                        source: Box::new(source),
+                    })?,
+            ),
             None => None,
         };
         Ok(Self {
@@ -119,11 +125,15 @@ impl WebhookRoute {
     }
 
     fn authorized(&self, headers: &HeaderMap) -> bool {
-        let Some(token) = &self.auth_token else { return true };
+        let Some(token) = &self.auth_token else {
+            return true;
+        };
         let Some(given) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
             return false;
         };
-        let Some(given) = given.strip_prefix("Bearer ") else { return false };
+        let Some(given) = given.strip_prefix("Bearer ") else {
+            return false;
+        };
         // Why constant time: the comparison must not leak how many leading bytes of the token matched.
         given.as_bytes().ct_eq(token.as_bytes()).into()
     }
@@ -161,9 +171,15 @@ impl WebhookRoute {
             Err(reason) => return (StatusCode::BAD_REQUEST, reason).into_response(),
         };
         let data = event_data(&parts.headers, body, self.metadata.as_ref());
-        let mut builder = EventBuilder::new(&self.event_source, &self.event_name, self.source_type).data_json(data);
+        let mut builder =
+            EventBuilder::new(&self.event_source, &self.event_name, self.source_type).data_json(data);
         if let Some(key) = delivery_key(&parts.headers) {
-            builder = builder.id(deterministic_id(&[self.source_type, &self.event_source, &self.event_name, key]));
+            builder = builder.id(deterministic_id(&[
+                self.source_type,
+                &self.event_source,
+                &self.event_name,
+                key,
+            ]));
         }
         if let Some(tp) = parts.headers.get("traceparent").and_then(|v| v.to_str().ok()) {
             builder = builder.extension("traceparent", tp);
@@ -193,7 +209,8 @@ impl WebhookRoute {
                 self.metrics.processing_failed.get_or_create(&self.labels).inc();
                 tracing::error!(eventsource = %self.event_source, event_name = %self.event_name, event = %event.id(), %error, "failed to publish; answered 503");
                 let mut res = (StatusCode::SERVICE_UNAVAILABLE, "failed to record event").into_response();
-                res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
+                res.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
                 res
             }
         }
@@ -214,7 +231,11 @@ pub fn canonical_header_name(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     let mut upper = true;
     for c in name.chars() {
-        out.push(if upper { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() });
+        out.push(if upper {
+            c.to_ascii_uppercase()
+        } else {
+            c.to_ascii_lowercase()
+        });
         upper = c == '-';
     }
     out
@@ -233,7 +254,9 @@ pub fn header_object(headers: &HeaderMap) -> Value {
         } else {
             String::from_utf8_lossy(value.as_bytes()).into_owned()
         };
-        map.entry(canonical_header_name(name.as_str())).or_default().push(Value::String(text));
+        map.entry(canonical_header_name(name.as_str()))
+            .or_default()
+            .push(Value::String(text));
     }
     Value::Object(map.into_iter().map(|(k, v)| (k, Value::Array(v))).collect())
 }
@@ -256,15 +279,13 @@ fn form_urlencoded_pairs(input: &[u8]) -> Vec<(String, String)> {
         while i < s.len() {
             match s[i] {
                 b'+' => out.push(b' '),
-                b'%' if i + 2 < s.len() => {
-                    match (hex(s[i + 1]), hex(s[i + 2])) {
-                        (Some(h), Some(l)) => {
-                            out.push(h * 16 + l);
-                            i += 2;
-                        }
-                        _ => out.push(b'%'),
+                b'%' if i + 2 < s.len() => match (hex(s[i + 1]), hex(s[i + 2])) {
+                    (Some(h), Some(l)) => {
+                        out.push(h * 16 + l);
+                        i += 2;
                     }
-                }
+                    _ => out.push(b'%'),
+                },
                 c => out.push(c),
             }
             i += 1;
@@ -289,11 +310,19 @@ fn is_form(headers: &HeaderMap) -> bool {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .is_some_and(|mt| mt.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+        .is_some_and(|mt| {
+            mt.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
 }
 
 /// The `body` of the event, by upstream's rules. `Err` is the 400 message.
-pub fn parse_body(method: &Method, headers: &HeaderMap, query: Option<&str>, bytes: &[u8]) -> Result<Value, String> {
+pub fn parse_body(
+    method: &Method,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    bytes: &[u8],
+) -> Result<Value, String> {
     if *method == Method::GET {
         return Ok(form_object(query.unwrap_or("").as_bytes()));
     }
@@ -311,7 +340,11 @@ pub fn event_data(headers: &HeaderMap, body: Value, metadata: Option<&BTreeMap<S
     if let Some(m) = metadata.filter(|m| !m.is_empty()) {
         data.insert(
             "metadata".into(),
-            Value::Object(m.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect()),
+            Value::Object(
+                m.iter()
+                    .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                    .collect(),
+            ),
         );
     }
     Value::Object(data)

@@ -43,7 +43,15 @@ pub fn build_routes(
 ) -> Result<Vec<Route>, BuildError> {
     let mut routes = Vec::new();
     for (event_name, spec) in events {
-        let route = WebhookRoute::build(es_name, event_name, "webhook", &spec.webhook_context, secrets, sender.clone(), metrics.clone())?;
+        let route = WebhookRoute::build(
+            es_name,
+            event_name,
+            "webhook",
+            &spec.webhook_context,
+            secrets,
+            sender.clone(),
+            metrics.clone(),
+        )?;
         if spec.filter.is_some() {
             return Err(BuildError::Unsupported {
                 event_source: es_name.into(),

@@ -33,7 +33,10 @@ impl EventSender for Recorder {
         }
         let mut sent = self.sent.lock().map_err(|_| PublishError::Closed)?;
         sent.push((subject.clone(), event.clone()));
-        Ok(PublishAck { sequence: sent.len() as u64, duplicate: false })
+        Ok(PublishAck {
+            sequence: sent.len() as u64,
+            duplicate: false,
+        })
     }
 }
 
@@ -46,10 +49,23 @@ impl Recorder {
 struct Secrets;
 
 impl SecretResolver for Secrets {
-    fn resolve(&self, selector: &SecretKeySelector) -> Result<String, SecretError> {
+    fn resolve_config_map(
+        &self,
+        selector: &sluice_crds::common::ConfigMapKeySelector,
+    ) -> Result<String, SecretError> {
+        Err(SecretError::InvalidReference {
+            name: selector.name.clone(),
+            key: selector.key.clone(),
+        })
+    }
+
+    fn resolve_secret(&self, selector: &SecretKeySelector) -> Result<String, SecretError> {
         match (selector.name.as_str(), selector.key.as_str()) {
             ("hook", "token") => Ok("t0ken".into()),
-            (n, k) => Err(SecretError::InvalidReference { name: n.into(), key: k.into() }),
+            (n, k) => Err(SecretError::InvalidReference {
+                name: n.into(),
+                key: k.into(),
+            }),
         }
     }
 }
@@ -64,7 +80,14 @@ fn context(method: &str) -> WebhookContext {
 }
 
 fn router(events: BTreeMap<String, WebhookEventSource>, sender: Arc<Recorder>) -> axum::Router {
-    let routes = super::build_routes("hooks", &events, &Secrets, sender, &crate::metrics::SourceMetrics::default()).unwrap_or_else(|e| panic!("{e}"));
+    let routes = super::build_routes(
+        "hooks",
+        &events,
+        &Secrets,
+        sender,
+        &crate::metrics::SourceMetrics::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let mut table = RouteTable::new();
     for r in routes {
         table.add(r).unwrap_or_else(|e| panic!("{e}"));
@@ -73,14 +96,25 @@ fn router(events: BTreeMap<String, WebhookEventSource>, sender: Arc<Recorder>) -
 }
 
 fn one(ctx: WebhookContext) -> BTreeMap<String, WebhookEventSource> {
-    BTreeMap::from([("example".to_string(), WebhookEventSource { webhook_context: ctx, ..Default::default() })])
+    BTreeMap::from([(
+        "example".to_string(),
+        WebhookEventSource {
+            webhook_context: ctx,
+            ..Default::default()
+        },
+    )])
 }
 
 async fn send(router: axum::Router, req: Request<Body>) -> (StatusCode, http::HeaderMap, String) {
     let res = router.oneshot(req).await.unwrap_or_else(|e| match e {});
     let status = res.status();
     let headers = res.headers().clone();
-    let body = res.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = res
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     (status, headers, String::from_utf8_lossy(&body).into_owned())
 }
 
@@ -100,7 +134,10 @@ async fn publishes_the_exact_event_and_answers_200() {
         .header("content-type", "application/json")
         .header("x-custom-thing", "a")
         .header("authorization", "Bearer whatever")
-        .header("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+        .header(
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        )
         .body(Body::from(r#"{"type":"deploy","n":1}"#))
         .unwrap_or_else(|e| panic!("{e}"));
     let (status, _, body) = send(router(one(ctx), rec.clone()), req).await;
@@ -113,13 +150,19 @@ async fn publishes_the_exact_event_and_answers_200() {
     assert_eq!(event.subject(), Some("example"));
     assert_eq!(event.ty(), "webhook");
     assert_eq!(event.datacontenttype(), Some("application/json"));
-    assert_eq!(event.extension("traceparent").as_deref(), Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"));
+    assert_eq!(
+        event.extension("traceparent").as_deref(),
+        Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+    );
     let data = event.data().cloned().unwrap_or(Value::Null);
     assert_eq!(data["body"], json!({"type": "deploy", "n": 1}));
     assert_eq!(data["metadata"], json!({"team": "platform"}));
     assert_eq!(data["header"]["Content-Type"], json!(["application/json"]));
     assert_eq!(data["header"]["X-Custom-Thing"], json!(["a"]));
-    assert_eq!(data["header"]["Authorization"], json!([super::handler::MASKED_AUTHORIZATION]));
+    assert_eq!(
+        data["header"]["Authorization"],
+        json!([super::handler::MASKED_AUTHORIZATION])
+    );
 }
 
 #[tokio::test]
@@ -133,7 +176,9 @@ async fn idempotency_key_makes_the_id_deterministic() {
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(send(r.clone(), req).await.0, StatusCode::OK);
     }
-    let req = Request::post("/example").body(Body::from("{}")).unwrap_or_else(|e| panic!("{e}"));
+    let req = Request::post("/example")
+        .body(Body::from("{}"))
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(send(r, req).await.0, StatusCode::OK);
     let ids: Vec<String> = rec.events().iter().map(|(_, e)| e.id().to_string()).collect();
     assert_eq!(ids[0], ids[1], "same delivery key → same id");
@@ -142,10 +187,16 @@ async fn idempotency_key_makes_the_id_deterministic() {
 
 #[tokio::test]
 async fn bus_refusal_is_503_with_retry_after() {
-    let rec = Arc::new(Recorder { refuse: true, ..Default::default() });
+    let rec = Arc::new(Recorder {
+        refuse: true,
+        ..Default::default()
+    });
     let (status, headers, _) = send(router(one(context("POST")), rec), post("/example", "{}")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(headers.get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+    assert_eq!(
+        headers.get("retry-after").and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
 }
 
 #[tokio::test]
@@ -165,7 +216,10 @@ async fn default_limit_is_one_mebibyte() {
     let rec = Arc::new(Recorder::default());
     let r = router(one(context("POST")), rec.clone());
     let big = format!("\"{}\"", "x".repeat(1024 * 1024));
-    assert_eq!(send(r, post("/example", &big)).await.0, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        send(r, post("/example", &big)).await.0,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
     assert!(rec.events().is_empty());
 }
 
@@ -173,7 +227,11 @@ async fn default_limit_is_one_mebibyte() {
 async fn bearer_auth_is_401_unless_the_token_matches() {
     let rec = Arc::new(Recorder::default());
     let mut ctx = context("POST");
-    ctx.auth_secret = Some(SecretKeySelector { name: "hook".into(), key: "token".into(), optional: None });
+    ctx.auth_secret = Some(SecretKeySelector {
+        name: "hook".into(),
+        key: "token".into(),
+        optional: None,
+    });
     let r = router(one(ctx), rec.clone());
     let with = |auth: Option<&str>| {
         let mut b = Request::post("/example");
@@ -183,24 +241,47 @@ async fn bearer_auth_is_401_unless_the_token_matches() {
         b.body(Body::from("{}")).unwrap_or_else(|e| panic!("{e}"))
     };
     assert_eq!(send(r.clone(), with(None)).await.0, StatusCode::UNAUTHORIZED);
-    assert_eq!(send(r.clone(), with(Some("Bearer nope"))).await.0, StatusCode::UNAUTHORIZED);
-    assert_eq!(send(r.clone(), with(Some("t0ken"))).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        send(r.clone(), with(Some("Bearer nope"))).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        send(r.clone(), with(Some("t0ken"))).await.0,
+        StatusCode::UNAUTHORIZED
+    );
     assert!(rec.events().is_empty());
     assert_eq!(send(r, with(Some("Bearer t0ken"))).await.0, StatusCode::OK);
     let data = rec.events()[0].1.data().cloned().unwrap_or(Value::Null);
-    assert_eq!(data["header"]["Authorization"], json!([super::handler::MASKED_AUTHORIZATION]), "the token never reaches the event");
+    assert_eq!(
+        data["header"]["Authorization"],
+        json!([super::handler::MASKED_AUTHORIZATION]),
+        "the token never reaches the event"
+    );
 }
 
 #[tokio::test]
 async fn bad_json_is_400_wrong_method_405_unknown_path_404_and_nothing_published() {
     let rec = Arc::new(Recorder::default());
     let r = router(one(context("POST")), rec.clone());
-    assert_eq!(send(r.clone(), post("/example", "{not json")).await.0, StatusCode::BAD_REQUEST);
-    assert_eq!(send(r.clone(), post("/example", "")).await.0, StatusCode::BAD_REQUEST);
-    let put = Request::put("/example").body(Body::from("{}")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        send(r.clone(), post("/example", "{not json")).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        send(r.clone(), post("/example", "")).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    let put = Request::put("/example")
+        .body(Body::from("{}"))
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(send(r.clone(), put).await.0, StatusCode::METHOD_NOT_ALLOWED);
-    assert_eq!(send(r.clone(), post("/elsewhere", "{}")).await.0, StatusCode::NOT_FOUND);
-    let health = Request::get("/health").body(Body::empty()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        send(r.clone(), post("/elsewhere", "{}")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let health = Request::get("/health")
+        .body(Body::empty())
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(send(r, health).await.0, StatusCode::OK);
     assert!(rec.events().is_empty());
 }
@@ -211,19 +292,33 @@ async fn form_bodies_and_get_queries_become_maps_of_lists() {
     let mut events = one(context("POST"));
     let mut get = context("GET");
     get.endpoint = "/q".into();
-    events.insert("query".into(), WebhookEventSource { webhook_context: get, ..Default::default() });
+    events.insert(
+        "query".into(),
+        WebhookEventSource {
+            webhook_context: get,
+            ..Default::default()
+        },
+    );
     let r = router(events, rec.clone());
     let form = Request::post("/example")
         .header("content-type", "application/x-www-form-urlencoded; charset=utf-8")
         .body(Body::from("a=1&b=hello+world&a=%32&c"))
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(send(r.clone(), form).await.0, StatusCode::OK);
-    let q = Request::get("/q?x=1&x=2&y=%41").body(Body::empty()).unwrap_or_else(|e| panic!("{e}"));
+    let q = Request::get("/q?x=1&x=2&y=%41")
+        .body(Body::empty())
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(send(r, q).await.0, StatusCode::OK);
     let events = rec.events();
-    assert_eq!(events[0].1.data().map(|d| d["body"].clone()), Some(json!({"a": ["1", "2"], "b": ["hello world"], "c": [""]})));
+    assert_eq!(
+        events[0].1.data().map(|d| d["body"].clone()),
+        Some(json!({"a": ["1", "2"], "b": ["hello world"], "c": [""]}))
+    );
     assert_eq!(events[1].0, Subject::new("hooks", "query"));
-    assert_eq!(events[1].1.data().map(|d| d["body"].clone()), Some(json!({"x": ["1", "2"], "y": ["A"]})));
+    assert_eq!(
+        events[1].1.data().map(|d| d["body"].clone()),
+        Some(json!({"x": ["1", "2"], "y": ["A"]}))
+    );
 }
 
 #[test]
@@ -235,11 +330,45 @@ fn canonical_header_names_match_go() {
 #[test]
 fn invalid_specs_are_build_errors_not_panics() {
     let rec = Arc::new(Recorder::default());
-    for (port, endpoint, method) in [("x", "/a", "POST"), ("70000", "/a", "POST"), ("1", "a", "POST"), ("1", "/a", ""), ("1", "/:a", "POST")] {
-        let ctx = WebhookContext { port: port.into(), endpoint: endpoint.into(), method: method.into(), ..Default::default() };
-        assert!(super::build_routes("hooks", &one(ctx), &Secrets, rec.clone(), &crate::metrics::SourceMetrics::default()).is_err(), "{port} {endpoint} {method}");
+    for (port, endpoint, method) in [
+        ("x", "/a", "POST"),
+        ("70000", "/a", "POST"),
+        ("1", "a", "POST"),
+        ("1", "/a", ""),
+        ("1", "/:a", "POST"),
+    ] {
+        let ctx = WebhookContext {
+            port: port.into(),
+            endpoint: endpoint.into(),
+            method: method.into(),
+            ..Default::default()
+        };
+        assert!(
+            super::build_routes(
+                "hooks",
+                &one(ctx),
+                &Secrets,
+                rec.clone(),
+                &crate::metrics::SourceMetrics::default()
+            )
+            .is_err(),
+            "{port} {endpoint} {method}"
+        );
     }
     let mut ctx = context("POST");
-    ctx.auth_secret = Some(SecretKeySelector { name: "nope".into(), key: "k".into(), optional: None });
-    assert!(matches!(super::build_routes("hooks", &one(ctx), &Secrets, rec, &crate::metrics::SourceMetrics::default()), Err(crate::BuildError::ResolveSecret { .. })));
+    ctx.auth_secret = Some(SecretKeySelector {
+        name: "nope".into(),
+        key: "k".into(),
+        optional: None,
+    });
+    assert!(matches!(
+        super::build_routes(
+            "hooks",
+            &one(ctx),
+            &Secrets,
+            rec,
+            &crate::metrics::SourceMetrics::default()
+        ),
+        Err(crate::BuildError::ResolveSecret { .. })
+    ));
 }

@@ -1,4 +1,5 @@
-//! Secret and ConfigMap references resolved to their values.
+//! Secret and ConfigMap references resolved to their values. Shared by event sources and sensors (it
+//! lives in the bus crate because both depend on it and `crds` does no I/O).
 //!
 //! Outside Kubernetes (and in pods, where the controller mounts them the same way) a reference
 //! `{name, key}` is the file `<dir>/<name>/<key>`. Like upstream, one trailing newline is dropped
