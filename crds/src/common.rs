@@ -165,6 +165,9 @@ pub struct TLSConfig {
     /// Skip verifying the server's certificate. Insecure; for tests only. Default false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub insecure_skip_verify: bool,
+    /// Use TLS with the system's trust store even when no certificate secret is given. Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub enabled: bool,
 }
 
 /// SASL authentication (Kafka).

@@ -453,7 +453,7 @@ fn build_trigger(
         });
     }
     let dlq = match &spec.dlq_trigger {
-        Some(dlq) if spec.at_least_once => Some(build_action(sensor_name, dlq, ctx)?),
+        Some(dlq) if spec.is_at_least_once() => Some(build_action(sensor_name, dlq, ctx)?),
         Some(_) => {
             warn!(sensor = %sensor_name, trigger = %name,
                 "dlqTrigger is ignored: it is only used with atLeastOnce: true (as upstream)");
@@ -468,7 +468,7 @@ fn build_trigger(
     let ack_wait = worst.saturating_add(Duration::from_secs(10)).max(MIN_ACK_WAIT);
     let dep_names: Vec<&str> = dependencies.iter().map(|d| d.name.as_str()).collect();
     info!(sensor = %sensor_name, trigger = %name, kind = main.built_kind(), condition = %condition,
-        dependencies = %dep_names.join(", "), at_least_once = spec.at_least_once,
+        dependencies = %dep_names.join(", "), at_least_once = spec.is_at_least_once(),
         "trigger waits on dependencies");
     let state: Arc<dyn TriggerState> = Arc::new(InMemoryTriggerState::new());
     Ok(TriggerRuntime {
@@ -479,7 +479,7 @@ fn build_trigger(
         dependencies,
         main,
         dlq,
-        at_least_once: spec.at_least_once,
+        at_least_once: spec.is_at_least_once(),
         state,
         limiter: RateLimiter::from_spec(spec.rate_limit.as_ref()),
         ack_wait,

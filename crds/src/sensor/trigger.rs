@@ -42,14 +42,24 @@ pub struct Trigger {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
     /// `true`: the events are acknowledged on the bus only after the action (or the dead-letter
-    /// trigger) succeeded, so a crash repeats the action. Default `false`: acknowledged first, at most once.
-    #[serde(default, skip_serializing_if = "is_false")]
-    pub at_least_once: bool,
+    /// trigger) succeeded, so a crash repeats the action (with the same idempotency key). `false`:
+    /// acknowledged first, at most once. Default `true` in Sluice (upstream defaults to `false`, which
+    /// loses the event when the sensor dies mid-action); see [`Trigger::is_at_least_once`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_least_once: Option<bool>,
     /// A trigger run with the same events when this one still fails after its retries. Only used
     /// with `atLeastOnce: true`; it cannot have a `dlqTrigger` of its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "super::schema::dlq_trigger_schema")]
     pub dlq_trigger: Option<Box<Trigger>>,
+}
+
+impl Trigger {
+    /// Whether the trigger acknowledges its events only after the action succeeded. Sluice defaults to
+    /// `true` when `atLeastOnce` is absent, so no event is lost when a sensor dies mid-action.
+    pub fn is_at_least_once(&self) -> bool {
+        self.at_least_once.unwrap_or(true)
+    }
 }
 
 /// A trigger's name, condition and its one action. Exactly one of the action fields is set.

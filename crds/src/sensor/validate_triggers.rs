@@ -79,16 +79,16 @@ pub(super) fn check_trigger(
             problems.error(&p, "a dlqTrigger cannot have a dlqTrigger of its own");
             return;
         }
-        if !trigger.at_least_once {
+        if !trigger.is_at_least_once() {
             problems.error(
                 Problems::at(path, "atLeastOnce"),
-                "set atLeastOnce: true to use a dlqTrigger (failed events are only sent there when delivery is at least once)",
+                "a dlqTrigger needs at-least-once delivery: remove atLeastOnce: false (failed events are only sent there when delivery is at least once)",
             );
         }
-        if !dlq.at_least_once {
+        if !dlq.is_at_least_once() {
             problems.error(
                 Problems::at(&p, "atLeastOnce"),
-                "set atLeastOnce: true inside the dlqTrigger as well",
+                "remove atLeastOnce: false inside the dlqTrigger",
             );
         }
         check_trigger(dlq, &p, known, true, problems);

@@ -200,13 +200,26 @@ const DLQ: &str = "      atLeastOnce: true\n      dlqTrigger:\n        atLeastOn
 #[test]
 fn dlq_rules() {
     assert!(with_trigger(&format!("{HTTP}{DLQ}")).is_empty());
-    let not_alo = format!("{HTTP}{}", DLQ.replacen("      atLeastOnce: true\n", "", 1));
+    // Absent means at least once in Sluice, so only an explicit `false` is an error.
+    let absent = format!(
+        "{HTTP}{}",
+        DLQ.replace("        atLeastOnce: true\n", "")
+            .replace("      atLeastOnce: true\n", "")
+    );
+    assert!(with_trigger(&absent).is_empty());
+    let not_alo = format!(
+        "{HTTP}{}",
+        DLQ.replacen("      atLeastOnce: true\n", "      atLeastOnce: false\n", 1)
+    );
     assert_one(
         with_trigger(&not_alo),
         "spec.triggers[0].atLeastOnce",
-        "atLeastOnce: true",
+        "atLeastOnce: false",
     );
-    let inner = format!("{HTTP}{}", DLQ.replace("        atLeastOnce: true\n", ""));
+    let inner = format!(
+        "{HTTP}{}",
+        DLQ.replace("        atLeastOnce: true\n", "        atLeastOnce: false\n")
+    );
     assert_one(
         with_trigger(&inner),
         "spec.triggers[0].dlqTrigger.atLeastOnce",
