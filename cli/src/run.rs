@@ -139,6 +139,7 @@ async fn run(args: RunArgs) -> i32 {
     let secrets: Arc<dyn SecretResolver> = Arc::new(FileSecretResolver::new(&args.secrets_dir));
     let observability = Observability::default();
     let source_metrics = observability.register(SourceMetrics::register);
+    let sensor_metrics = observability.register(sluice_sensor::metrics::SensorMetrics::register);
     if let Err(error) = observability
         .serve(args.metrics_address, cancel.child_token(), &tracker)
         .await
@@ -151,15 +152,19 @@ async fn run(args: RunArgs) -> i32 {
     let http_client = reqwest::Client::new();
     for sensor in sensors {
         let name = sensor.metadata.name.clone().unwrap_or_default();
-        let runner =
-            match sluice_sensor::SensorRunner::new(sensor, bus.clone(), secrets.clone(), http_client.clone())
-            {
-                Ok(r) => r,
-                Err(error) => {
-                    tracing::error!(sensor = %name, error = %error_chain(&error), "failed to start sensor");
-                    return 1;
-                }
-            };
+        let runner = match sluice_sensor::SensorRunner::new(
+            sensor,
+            bus.clone(),
+            secrets.clone(),
+            http_client.clone(),
+            sensor_metrics.clone(),
+        ) {
+            Ok(r) => r,
+            Err(error) => {
+                tracing::error!(sensor = %name, error = %error_chain(&error), "failed to start sensor");
+                return 1;
+            }
+        };
         if let Err(error) = runner.subscribe().await {
             tracing::error!(sensor = %name, error = %error_chain(&error), "failed to subscribe sensor");
             return 1;

@@ -7,7 +7,7 @@
 //! Use from a binary:
 //!
 //! ```ignore
-//! let runner = SensorRunner::new(sensor, bus, Arc::new(FileSecretResolver::new(dir)), reqwest::Client::new())?;
+//! let runner = SensorRunner::new(sensor, bus, Arc::new(FileSecretResolver::new(dir)), reqwest::Client::new(), metrics)?;
 //! runner.subscribe().await?;     // before event sources start
 //! runner.run(cancel.child_token()).await?;
 //! ```
@@ -15,6 +15,7 @@
 pub mod filters;
 pub mod firing;
 pub mod jsonpath;
+pub mod metrics;
 pub mod params;
 pub mod retry;
 pub mod runner;

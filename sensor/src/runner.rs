@@ -18,6 +18,7 @@ mod pipeline;
 #[cfg(test)]
 mod tests;
 
+use crate::metrics::SensorMetrics;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -187,6 +188,7 @@ impl SensorRunner {
         bus: Arc<dyn Bus>,
         secrets: Arc<dyn SecretResolver>,
         http: reqwest::Client,
+        metrics: SensorMetrics,
     ) -> Result<Self, SensorError> {
         let name = sensor
             .metadata
@@ -217,7 +219,7 @@ impl SensorRunner {
         let mut triggers = Vec::with_capacity(spec.triggers.len());
         let mut trigger_names = BTreeSet::new();
         for trigger in &spec.triggers {
-            let runtime = build_trigger(&name, &sensor, trigger, &ctx, &stats)?;
+            let runtime = build_trigger(&name, &sensor, trigger, &ctx, &stats, &metrics)?;
             if !trigger_names.insert(runtime.name.clone()) {
                 return Err(SensorError::DuplicateName {
                     sensor: name,
@@ -402,6 +404,7 @@ fn build_trigger(
     spec: &TriggerSpec,
     ctx: &BuildContext,
     stats: &Arc<SensorStats>,
+    metrics: &SensorMetrics,
 ) -> Result<TriggerRuntime, SensorError> {
     let unsupported = |what: String| SensorError::Unsupported {
         sensor: sensor_name.to_owned(),
@@ -471,6 +474,7 @@ fn build_trigger(
         dependencies = %dep_names.join(", "), at_least_once = spec.is_at_least_once(),
         "trigger waits on dependencies");
     let state: Arc<dyn TriggerState> = Arc::new(InMemoryTriggerState::new());
+    let labels = SensorMetrics::labels(sensor_name, &name);
     Ok(TriggerRuntime {
         sensor: sensor_name.to_owned(),
         name,
@@ -485,5 +489,7 @@ fn build_trigger(
         ack_wait,
         background: Arc::new(tokio::sync::Semaphore::new(AT_MOST_ONCE_CONCURRENCY)),
         stats: stats.clone(),
+        metrics: metrics.clone(),
+        labels,
     })
 }

@@ -10,6 +10,7 @@
 //! too. With `atLeastOnce: true` the delivery that caused the firing is acked only after all that;
 //! with `false` it is acked first and the firing runs in the background (bounded).
 
+use crate::metrics::{SensorMetrics, TriggerLabels};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -105,6 +106,8 @@ pub(super) struct TriggerRuntime {
     pub(super) ack_wait: Duration,
     pub(super) background: Arc<Semaphore>,
     pub(super) stats: Arc<SensorStats>,
+    pub(super) metrics: SensorMetrics,
+    pub(super) labels: TriggerLabels,
 }
 
 /// How a firing ended.
@@ -206,6 +209,7 @@ impl TriggerRuntime {
         let outcome = dep.filter.evaluate(&delivery.event);
         if !outcome.passed {
             SensorStats::add(&self.stats.filtered_out);
+            self.metrics.filtered_out.get_or_create(&self.labels).inc();
             if outcome.errors.is_empty() {
                 debug!(sensor = %sensor, trigger = %trigger, dependency, event = %event_id, "event filtered out");
             } else {
@@ -243,6 +247,7 @@ impl TriggerRuntime {
         };
         if let Some(old) = &held.replaced {
             SensorStats::add(&self.stats.replaced);
+            self.metrics.replaced.get_or_create(&self.labels).inc();
             warn!(sensor = %sensor, trigger = %trigger, dependency, replaced = %old.id(), event = %event_id,
                 "replaced: a newer event of the same dependency replaced an unused one (as upstream)");
         }
@@ -359,6 +364,7 @@ impl TriggerRuntime {
         {
             Ok(outcome) => {
                 SensorStats::add(&self.stats.fired);
+                self.metrics.triggered.get_or_create(&self.labels).inc();
                 info!(sensor = %sensor, trigger = %trigger, firing = %id, event = %events, outcome = ?outcome, "trigger fired");
                 return FiringEnd::Finished;
             }
@@ -366,6 +372,7 @@ impl TriggerRuntime {
             Err(AttemptsEnd::Failed(error)) => error,
         };
         SensorStats::add(&self.stats.failed);
+        self.metrics.retries_failed.get_or_create(&self.labels).inc();
         let Some(dlq) = &self.dlq else {
             // Why the events are still acked: upstream gives up after the retries, logs and moves on;
             // without a dlqTrigger there is nowhere else to put them. The log line is the record.
@@ -383,6 +390,7 @@ impl TriggerRuntime {
         match self.attempts(dlq, &dlq_firing, cancel, None).await {
             Ok(outcome) => {
                 SensorStats::add(&self.stats.dead_lettered);
+                self.metrics.dead_lettered.get_or_create(&self.labels).inc();
                 info!(sensor = %sensor, trigger = %trigger, firing = %id, dlq = %dlq.name, outcome = ?outcome, "dlqTrigger fired");
                 FiringEnd::Finished
             }
@@ -413,10 +421,19 @@ impl TriggerRuntime {
                     _ = limiter.wait_turn() => {}
                 }
             }
+            let started = std::time::Instant::now();
             let result = match self.prepare(action, firing) {
                 Ok(prepared) => action.built.execute(&prepared).await,
                 Err(error) => Err(error),
             };
+            let labels = crate::metrics::SensorMetrics::labels(&self.sensor, &action.name);
+            self.metrics
+                .duration
+                .get_or_create(&labels)
+                .observe(started.elapsed().as_secs_f64() * 1000.0);
+            if result.is_err() {
+                self.metrics.failed.get_or_create(&labels).inc();
+            }
             let error = match result {
                 Ok(outcome) => return Ok(outcome),
                 Err(error) => error,

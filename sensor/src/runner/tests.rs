@@ -122,6 +122,7 @@ fn event(id: &str, data: Value) -> anyhow::Result<Event> {
 struct Running {
     bus: Arc<EmbeddedBus>,
     stats: Arc<SensorStats>,
+    metrics: crate::metrics::SensorMetrics,
     cancel: CancellationToken,
     task: tokio::task::JoinHandle<Result<(), SensorError>>,
 }
@@ -129,11 +130,13 @@ struct Running {
 impl Running {
     async fn start(sensor: Sensor) -> anyhow::Result<Self> {
         let bus = Arc::new(EmbeddedBus::default());
+        let metrics = crate::metrics::SensorMetrics::default();
         let runner = SensorRunner::new(
             sensor,
             bus.clone(),
             Arc::new(FileSecretResolver::new("/nonexistent")),
             reqwest::Client::new(),
+            metrics.clone(),
         )?;
         runner.subscribe().await?;
         let stats = runner.stats();
@@ -142,6 +145,7 @@ impl Running {
         Ok(Self {
             bus,
             stats,
+            metrics,
             cancel,
             task,
         })
@@ -345,6 +349,14 @@ async fn retryable_failures_are_retried_until_success() -> anyhow::Result<()> {
     );
     assert!(eventually(|| run.bus.pending("s-t-d") == 0).await);
     assert_eq!(run.stats.snapshot().failed, 0);
+    let labels = crate::metrics::SensorMetrics::labels("s", "t");
+    assert_eq!(
+        run.metrics.failed.get_or_create(&labels).get(),
+        2,
+        "argo_events_action_failed counts attempts"
+    );
+    assert_eq!(run.metrics.triggered.get_or_create(&labels).get(), 1);
+    assert_eq!(run.metrics.retries_failed.get_or_create(&labels).get(), 0);
     run.stop().await
 }
 
@@ -375,6 +387,9 @@ async fn exhausted_retries_run_the_dlq_trigger_with_the_same_firing_id() -> anyh
     );
     let stats = run.stats.snapshot();
     assert_eq!((stats.failed, stats.dead_lettered, stats.fired), (1, 1, 0));
+    let labels = crate::metrics::SensorMetrics::labels("s", "t");
+    assert_eq!(run.metrics.retries_failed.get_or_create(&labels).get(), 1);
+    assert_eq!(run.metrics.dead_lettered.get_or_create(&labels).get(), 1);
     run.stop().await
 }
 
@@ -456,6 +471,7 @@ fn start_error(spec: Value) -> anyhow::Result<SensorError> {
         bus,
         Arc::new(FileSecretResolver::new("/nonexistent")),
         reqwest::Client::new(),
+        crate::metrics::SensorMetrics::default(),
     ) {
         Ok(_) => anyhow::bail!("the sensor should not start"),
         Err(e) => Ok(e),
