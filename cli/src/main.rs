@@ -1,7 +1,11 @@
 //! `sluice`: event-driven automation for Kubernetes that runs Argo Events manifests.
 
+mod bus;
+mod bus_jetstream;
+mod cluster;
 mod manifests;
 mod observe;
+mod process;
 mod run;
 mod validate;
 
@@ -34,6 +38,10 @@ enum Command {
         #[arg(long, short, value_enum, default_value = "text")]
         output: validate::Output,
     },
+    /// Run one EventSource (as a pod does): `-f ES.yaml --bus nats://…|EVENTBUS.yaml`.
+    Eventsource(cluster::ClusterArgs),
+    /// Run one Sensor (as a pod does): `-f SENSOR.yaml --bus nats://…|EVENTBUS.yaml`.
+    Sensor(cluster::ClusterArgs),
     /// Print the CustomResourceDefinitions of EventSource, Sensor and EventBus as YAML.
     Crds,
 }
@@ -53,6 +61,8 @@ fn main() -> ExitCode {
             }
         },
         Command::Run(args) => run::main(args),
+        Command::Eventsource(args) => cluster::main(cluster::Role::EventSource, args),
+        Command::Sensor(args) => cluster::main(cluster::Role::Sensor, args),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

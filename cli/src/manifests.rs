@@ -17,6 +17,32 @@ pub enum Manifest {
     EventBus(Box<EventBus>),
 }
 
+/// `EventSource`, `Sensor` or `EventBus`.
+pub fn kind_of(m: &Manifest) -> &'static str {
+    match m {
+        Manifest::EventSource(_) => "EventSource",
+        Manifest::Sensor(_) => "Sensor",
+        Manifest::EventBus(_) => "EventBus",
+    }
+}
+
+/// Prints every problem of `docs` to stderr; false when any is an error (the process must not start).
+pub fn report(docs: &[Document], command: &str) -> bool {
+    let mut ok = true;
+    for doc in docs {
+        for p in &doc.problems {
+            eprintln!("{}", crate::validate::format_line(doc, p));
+        }
+        ok &= !doc.has_errors();
+    }
+    if !ok {
+        eprintln!(
+            "{command}: fix the errors above (`sluice validate` checks manifests without running them)"
+        );
+    }
+    ok
+}
+
 /// One document of one file, with what was found wrong with it.
 #[derive(Debug)]
 pub struct Document {

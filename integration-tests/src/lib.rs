@@ -1,1 +1,311 @@
-//! End-to-end tests live in `tests/`; this library holds their shared helpers.
+//! Helpers shared by the end-to-end tests in `tests/`: the `sluice` binary as a real process, a
+//! nats-server of the test's own on a free port, and an HTTP sink that records what triggers send.
+
+use std::net::TcpListener as StdListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use axum::http::HeaderMap;
+use serde_json::Value;
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The `sluice` binary built by `cargo build --bin sluice` (scripts/test builds it first), or `$SLUICE_BIN`.
+pub fn sluice_bin() -> Result<PathBuf> {
+    if let Ok(p) = std::env::var("SLUICE_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| workspace_root().join("target"));
+    let bin = target.join("debug").join("sluice");
+    if !bin.exists() {
+        bail!(
+            "{} not found: run `cargo build --bin sluice` first (scripts/test does)",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+/// A free loopback port (bound and released; a small race with other processes is accepted).
+pub fn free_port() -> Result<u16> {
+    Ok(StdListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Waits until `port` on 127.0.0.1 accepts connections.
+pub fn wait_port(port: u16, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// A `sluice` process whose stderr goes to a log file; killed on drop.
+pub struct SluiceProcess {
+    child: Child,
+    log: PathBuf,
+}
+
+impl SluiceProcess {
+    /// Starts `sluice ARGS…`, logging to `log`.
+    pub fn start(args: &[&str], log: PathBuf, secrets_dir: &Path) -> Result<Self> {
+        let file = std::fs::File::create(&log)?;
+        let child = Command::new(sluice_bin()?)
+            .args(args)
+            .env("SLUICE_SECRETS_DIR", secrets_dir)
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()?;
+        Ok(Self { child, log })
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What it logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Its JSON log lines so far.
+    pub fn log_lines(&self) -> Vec<Value> {
+        log_lines(&self.log_text())
+    }
+
+    /// `kill -9`: no chance to drain.
+    pub fn kill_hard(mut self) -> Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    /// Sends SIGTERM and returns the exit code.
+    pub fn terminate(mut self) -> Result<Option<i32>> {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status.code());
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                bail!(
+                    "sluice did not exit within 30s of SIGTERM; log:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until `GET http://127.0.0.1:{port}/health` answers 200.
+    pub async fn wait_healthy(&self, port: u16) -> Result<()> {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(r) = client.get(format!("http://127.0.0.1:{port}/health")).send().await {
+                if r.status().is_success() {
+                    return Ok(());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!(
+            "sluice did not listen on {port} within 30s; log:\n{}",
+            self.log_text()
+        )
+    }
+
+    /// Waits until the process logs a line with `message`.
+    pub async fn wait_logged(&self, message: &str, within: Duration) -> Result<Value> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(l) = self.log_lines().into_iter().find(|l| l["message"] == message) {
+                return Ok(l);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!(
+            "no log line {message:?} within {within:?}; log:\n{}",
+            self.log_text()
+        )
+    }
+}
+
+impl Drop for SluiceProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The JSON log lines of a `--log-format json` log.
+pub fn log_lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// One request the sink received.
+#[derive(Clone, Debug)]
+pub struct Received {
+    /// The request path.
+    pub path: String,
+    /// Its headers.
+    pub headers: HeaderMap,
+    /// Its JSON body (`Null` when not JSON).
+    pub body: Value,
+}
+
+impl Received {
+    /// The `Idempotency-Key` header.
+    pub fn idempotency_key(&self) -> String {
+        self.headers
+            .get("idempotency-key")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    }
+}
+
+/// An HTTP server on a free loopback port answering 200 to every POST and recording it.
+#[derive(Clone)]
+pub struct Sink {
+    /// Its port.
+    pub port: u16,
+    received: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Sink {
+    /// Starts the sink.
+    pub async fn start() -> Result<Self> {
+        let received: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let store = received.clone();
+        let app = axum::Router::new().fallback(
+            move |uri: axum::http::Uri, headers: HeaderMap, body: axum::body::Bytes| {
+                let store = store.clone();
+                async move {
+                    let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    if let Ok(mut v) = store.lock() {
+                        v.push(Received {
+                            path: uri.path().to_string(),
+                            headers,
+                            body,
+                        });
+                    }
+                    "ok"
+                }
+            },
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Ok(Self { port, received })
+    }
+
+    /// Everything received so far.
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    /// Waits until at least `n` requests arrived; returns how many did.
+    pub async fn wait_for(&self, n: usize, within: Duration) -> usize {
+        let deadline = Instant::now() + within;
+        loop {
+            let got = self.received().len();
+            if got >= n || Instant::now() > deadline {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// A nats-server with JetStream of the test's own, on a free port with its own store; killed on drop.
+pub struct NatsServer {
+    child: Option<Child>,
+    /// Its port.
+    pub port: u16,
+    store: tempfile::TempDir,
+}
+
+/// The nats-server binary: `$NATS_SERVER_BIN` (printed by `scripts/services.sh start nats`), else the
+/// cached install.
+pub fn nats_server_bin() -> Result<PathBuf> {
+    let p = std::env::var("NATS_SERVER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from("/var/cache/sluice/nats-2.15.1/bin/nats-server"));
+    if !p.exists() {
+        bail!(
+            "nats-server not found at {}: run `scripts/services.sh start nats` (scripts/test does)",
+            p.display()
+        );
+    }
+    Ok(p)
+}
+
+impl NatsServer {
+    /// Starts a server on a free port.
+    pub fn start() -> Result<Self> {
+        let port = free_port()?;
+        let store = tempfile::tempdir()?;
+        let mut server = Self {
+            child: None,
+            port,
+            store,
+        };
+        server.restart()?;
+        Ok(server)
+    }
+
+    /// Its client URL.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills it (as a crash would).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port and store.
+    pub fn restart(&mut self) -> Result<()> {
+        self.stop();
+        let child = Command::new(nats_server_bin()?)
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
+            .arg(self.store.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("failed to start nats-server")?;
+        self.child = Some(child);
+        if !wait_port(self.port, Duration::from_secs(20)) {
+            bail!("nats-server did not listen on {} within 20s", self.port);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

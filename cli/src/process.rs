@@ -1,0 +1,250 @@
+//! One Sluice process: some EventSources and Sensors on one bus, with the shared HTTP server, the
+//! observability endpoints and graceful shutdown. `sluice run`, `sluice eventsource` and `sluice sensor`
+//! differ only in what they load and which bus they open.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_crds::{EventSource, Sensor};
+use sluice_eventbus::secrets::{FileSecretResolver, SecretResolver};
+use sluice_eventbus::Bus;
+use sluice_eventsource::http::RouteTable;
+use sluice_eventsource::metrics::SourceMetrics;
+use sluice_eventsource::{BusSender, SourceContext};
+use sluice_sensor::metrics::SensorMetrics;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::observe::Observability;
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (for log collectors).
+    Json,
+}
+
+/// Settings shared by every process kind.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ProcessArgs {
+    /// Where secret references resolve from: `<DIR>/<name>/<key>`.
+    #[arg(long, env = "SLUICE_SECRETS_DIR", default_value = "./secrets")]
+    pub secrets_dir: PathBuf,
+    /// Where ConfigMap references resolve from: `<DIR>/<name>/<key>`.
+    #[arg(long, env = "SLUICE_CONFIGMAPS_DIR", default_value = "./configmaps")]
+    pub configmaps_dir: PathBuf,
+    /// Address of `/metrics`, `/healthz` and `/readyz` (port 0 picks a free port, logged at start).
+    #[arg(long, env = "SLUICE_METRICS_ADDRESS", default_value = "127.0.0.1:7777")]
+    pub metrics_address: SocketAddr,
+    /// How long shutdown waits for in-flight work before giving up.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+    /// How long a source waits for the bus to store one event before answering 503.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub publish_timeout: Duration,
+}
+
+/// Parses a Go duration (`30s`, `1m`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    sluice_crds::duration::parse_go_duration(s).map_err(|e| e.to_string())
+}
+
+/// Sets up `tracing`: `SLUICE_LOG` (or `RUST_LOG`) filters, default `info`.
+pub fn init_logging(format: LogFormat) {
+    let filter = std::env::var("SLUICE_LOG")
+        .ok()
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .unwrap_or_else(|| "info".into());
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+/// Runs `future` on a multi-threaded runtime; returns its exit code.
+pub fn block_on(future: impl std::future::Future<Output = i32>) -> i32 {
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt.block_on(future),
+        Err(error) => {
+            tracing::error!(%error, "failed to start the async runtime");
+            1
+        }
+    }
+}
+
+/// The error and its sources, joined: "failed to X: failed to Y: reason".
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(src) = cur {
+        s.push_str(": ");
+        s.push_str(&src.to_string());
+        cur = src.source();
+    }
+    s
+}
+
+/// The secret resolver of a process.
+pub fn secrets(args: &ProcessArgs) -> Arc<dyn SecretResolver> {
+    Arc::new(FileSecretResolver::new(&args.secrets_dir).with_config_maps_dir(&args.configmaps_dir))
+}
+
+/// Runs `event_sources` and `sensors` on `bus` until SIGTERM/Ctrl-C, then drains; returns the exit code.
+pub async fn serve(
+    event_sources: Vec<EventSource>,
+    sensors: Vec<Sensor>,
+    bus: Arc<dyn Bus>,
+    listen: IpAddr,
+    args: &ProcessArgs,
+) -> i32 {
+    let cancel = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let code = start(
+        &event_sources,
+        sensors,
+        bus.clone(),
+        listen,
+        args,
+        &cancel,
+        &tracker,
+    )
+    .await;
+    if code == 0 {
+        wait_for_signal().await;
+        tracing::info!("shutting down: draining in-flight work");
+    }
+    cancel.cancel();
+    tracker.close();
+    if tokio::time::timeout(args.drain_timeout, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(timeout = ?args.drain_timeout, "shutdown timed out; unfinished work is left unacknowledged and will be redelivered");
+    }
+    bus.close().await;
+    tracing::info!("stopped");
+    code
+}
+
+async fn start(
+    event_sources: &[EventSource],
+    sensors: Vec<Sensor>,
+    bus: Arc<dyn Bus>,
+    listen: IpAddr,
+    args: &ProcessArgs,
+    cancel: &CancellationToken,
+    tracker: &TaskTracker,
+) -> i32 {
+    let secrets = secrets(args);
+    let observability = Observability::default();
+    let source_metrics = observability.register(SourceMetrics::register);
+    let sensor_metrics = observability.register(SensorMetrics::register);
+    if let Err(error) = observability
+        .serve(args.metrics_address, cancel.child_token(), tracker)
+        .await
+    {
+        tracing::error!(addr = %args.metrics_address, %error, "failed to serve metrics");
+        return 1;
+    }
+
+    // Sensors subscribe first, so no event published once the ports listen can pass unseen.
+    let http_client = reqwest::Client::new();
+    for sensor in sensors {
+        let name = sensor.metadata.name.clone().unwrap_or_default();
+        let runner = match sluice_sensor::SensorRunner::new(
+            sensor,
+            bus.clone(),
+            secrets.clone(),
+            http_client.clone(),
+            sensor_metrics.clone(),
+        ) {
+            Ok(r) => r,
+            Err(error) => {
+                tracing::error!(sensor = %name, error = %error_chain(&error), "failed to start sensor");
+                return 1;
+            }
+        };
+        if let Err(error) = runner.subscribe().await {
+            tracing::error!(sensor = %name, error = %error_chain(&error), "failed to subscribe sensor");
+            return 1;
+        }
+        let token = cancel.child_token();
+        tracker.spawn(async move {
+            if let Err(error) = runner.run(token).await {
+                tracing::error!(sensor = %name, error = %error_chain(&error), "sensor stopped");
+            }
+        });
+    }
+
+    let ctx = SourceContext {
+        secrets,
+        sender: Arc::new(BusSender::new(bus.clone(), args.publish_timeout)),
+        metrics: source_metrics,
+    };
+    let mut routes = RouteTable::new();
+    for es in event_sources {
+        let built = match sluice_eventsource::build(es, &ctx) {
+            Ok(b) => b,
+            Err(error) => {
+                tracing::error!(error = %error_chain(&error), "failed to start event source");
+                return 1;
+            }
+        };
+        for route in built.routes {
+            if let Err(error) = routes.add(route) {
+                tracing::error!(error = %error_chain(&error), "failed to start event source");
+                return 1;
+            }
+        }
+        for task in built.tasks {
+            let token = cancel.child_token();
+            tracker.spawn(async move {
+                let what = task.describe();
+                if let Err(error) = task.run(token).await {
+                    tracing::error!(source = %what, error = %error_chain(&error), "event source stopped");
+                }
+            });
+        }
+    }
+    if let Err(error) = routes.serve(listen, cancel.child_token(), tracker).await {
+        tracing::error!(error = %error_chain(&error), "failed to start the http server");
+        return 1;
+    }
+    observability.set_ready(true);
+    tracing::info!(
+        eventsources = event_sources.len(),
+        "sluice is running; Ctrl-C or SIGTERM stops it"
+    );
+    0
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
