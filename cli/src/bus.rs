@@ -5,8 +5,16 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use sluice_eventbus::embedded::{EmbeddedBus, EmbeddedConfig};
-use sluice_eventbus::secrets::SecretResolver;
+use sluice_eventbus::secrets::FileSecretResolver;
 use sluice_eventbus::Bus;
+
+/// An open bus, with the JetStream context when it is JetStream (sensors keep their state there).
+pub struct OpenedBus {
+    /// The bus.
+    pub bus: Arc<dyn Bus>,
+    /// The JetStream context, for the sensors' key-value state.
+    pub jetstream: Option<async_nats::jetstream::Context>,
+}
 
 /// The `--bus` argument.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,27 +64,28 @@ pub enum OpenBusError {
     /// Connecting to JetStream failed.
     #[error("failed to connect to the JetStream bus")]
     ConnectJetStream(#[source] Box<dyn std::error::Error + Send + Sync>),
-    /// A secret the bus needs did not resolve.
-    #[error("failed to resolve the bus's access secret")]
-    ResolveSecret(#[source] sluice_eventbus::secrets::SecretError),
 }
 
 /// Opens the bus `arg` names.
 pub async fn open_bus(
     arg: &BusArg,
     embedded_capacity: usize,
-    secrets: &dyn SecretResolver,
-) -> Result<Arc<dyn Bus>, OpenBusError> {
+    secrets: &FileSecretResolver,
+) -> Result<OpenedBus, OpenBusError> {
     match arg {
         BusArg::Embedded => {
             tracing::info!(
                 capacity = embedded_capacity,
                 "using the embedded bus (in-process, not durable across restarts)"
             );
-            Ok(Arc::new(EmbeddedBus::new(EmbeddedConfig {
+            let bus = EmbeddedBus::new(EmbeddedConfig {
                 capacity: embedded_capacity,
                 ..Default::default()
-            })))
+            });
+            Ok(OpenedBus {
+                bus: Arc::new(bus),
+                jetstream: None,
+            })
         }
         BusArg::Nats(urls) => crate::bus_jetstream::connect_urls(urls).await,
         BusArg::EventBusFile(path) => crate::bus_jetstream::connect_manifest(path, secrets).await,

@@ -83,7 +83,7 @@ async fn run(role: Role, args: ClusterArgs) -> i32 {
         return 2;
     }
     let secrets = process::secrets(&args.process);
-    let bus = match open_bus(&args.bus, 100_000, secrets.as_ref()).await {
+    let bus = match open_bus(&args.bus, 100_000, &secrets).await {
         Ok(b) => b,
         Err(error) => {
             tracing::error!(error = %process::error_chain(&error), "failed to open the bus");

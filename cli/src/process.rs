@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use sluice_crds::{EventSource, Sensor};
 use sluice_eventbus::secrets::{FileSecretResolver, SecretResolver};
-use sluice_eventbus::Bus;
 use sluice_eventsource::http::RouteTable;
 use sluice_eventsource::metrics::SourceMetrics;
 use sluice_eventsource::{BusSender, SourceContext};
@@ -17,7 +16,10 @@ use sluice_sensor::metrics::SensorMetrics;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::bus::OpenedBus;
 use crate::observe::Observability;
+use sluice_sensor::state::{KvStateConfig, KvStateFactory};
+use sluice_sensor::SensorRunner;
 
 /// Log output format.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -94,7 +96,7 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// The secret resolver of a process.
-pub fn secrets(args: &ProcessArgs) -> Arc<dyn SecretResolver> {
+pub fn secrets(args: &ProcessArgs) -> Arc<FileSecretResolver> {
     Arc::new(FileSecretResolver::new(&args.secrets_dir).with_config_maps_dir(&args.configmaps_dir))
 }
 
@@ -102,22 +104,14 @@ pub fn secrets(args: &ProcessArgs) -> Arc<dyn SecretResolver> {
 pub async fn serve(
     event_sources: Vec<EventSource>,
     sensors: Vec<Sensor>,
-    bus: Arc<dyn Bus>,
+    opened: OpenedBus,
     listen: IpAddr,
     args: &ProcessArgs,
 ) -> i32 {
+    let bus = opened.bus.clone();
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let code = start(
-        &event_sources,
-        sensors,
-        bus.clone(),
-        listen,
-        args,
-        &cancel,
-        &tracker,
-    )
-    .await;
+    let code = start(&event_sources, sensors, opened, listen, args, &cancel, &tracker).await;
     if code == 0 {
         wait_for_signal().await;
         tracing::info!("shutting down: draining in-flight work");
@@ -138,13 +132,14 @@ pub async fn serve(
 async fn start(
     event_sources: &[EventSource],
     sensors: Vec<Sensor>,
-    bus: Arc<dyn Bus>,
+    opened: OpenedBus,
     listen: IpAddr,
     args: &ProcessArgs,
     cancel: &CancellationToken,
     tracker: &TaskTracker,
 ) -> i32 {
-    let secrets = secrets(args);
+    let bus = opened.bus;
+    let secrets: Arc<dyn SecretResolver> = secrets(args);
     let observability = Observability::default();
     let source_metrics = observability.register(SourceMetrics::register);
     let sensor_metrics = observability.register(SensorMetrics::register);
@@ -160,13 +155,38 @@ async fn start(
     let http_client = reqwest::Client::new();
     for sensor in sensors {
         let name = sensor.metadata.name.clone().unwrap_or_default();
-        let runner = match sluice_sensor::SensorRunner::new(
-            sensor,
-            bus.clone(),
-            secrets.clone(),
-            http_client.clone(),
-            sensor_metrics.clone(),
-        ) {
+        let built = match &opened.jetstream {
+            // On JetStream, trigger state lives in a key-value bucket so replicas share it and a
+            // restarted sensor resumes half-satisfied conditions and claimed firings.
+            Some(context) => {
+                let config = KvStateConfig {
+                    replica: std::env::var("HOSTNAME").ok(),
+                    ..Default::default()
+                };
+                match KvStateFactory::open(context, &name, config).await {
+                    Ok(states) => SensorRunner::with_state_factory(
+                        sensor,
+                        bus.clone(),
+                        secrets.clone(),
+                        http_client.clone(),
+                        sensor_metrics.clone(),
+                        &states,
+                    ),
+                    Err(error) => {
+                        tracing::error!(sensor = %name, error = %error_chain(&error), "failed to open the sensor's state bucket");
+                        return 1;
+                    }
+                }
+            }
+            None => SensorRunner::new(
+                sensor,
+                bus.clone(),
+                secrets.clone(),
+                http_client.clone(),
+                sensor_metrics.clone(),
+            ),
+        };
+        let runner = match built {
             Ok(r) => r,
             Err(error) => {
                 tracing::error!(sensor = %name, error = %error_chain(&error), "failed to start sensor");

@@ -70,7 +70,7 @@ async fn run(args: RunArgs) -> i32 {
         return 1;
     }
     let secrets = process::secrets(&args.process);
-    let bus = match open_bus(&args.bus, args.bus_capacity, secrets.as_ref()).await {
+    let bus = match open_bus(&args.bus, args.bus_capacity, &secrets).await {
         Ok(b) => b,
         Err(error) => {
             tracing::error!(error = %process::error_chain(&error), "failed to open the bus");

@@ -506,6 +506,16 @@ impl State {
                 consumer.timers.insert((pending.at, sequence));
                 consumer.notify.notify_waiters();
             }
+            Settle::Progress { generation } => {
+                // Only the delivery that is out right now can extend its own ack wait.
+                if pending.generation != generation || !pending.in_flight {
+                    return;
+                }
+                consumer.timers.remove(&(pending.at, sequence));
+                pending.at = later(now, consumer.options.ack_wait);
+                consumer.timers.insert((pending.at, sequence));
+                consumer.notify.notify_waiters();
+            }
         }
     }
 
@@ -545,7 +555,14 @@ fn later(now: Instant, duration: Duration) -> Instant {
 enum Settle {
     Ack,
     Term,
-    Nak { delay: Duration, generation: u64 },
+    Nak {
+        delay: Duration,
+        generation: u64,
+    },
+    /// Not a settlement: the consumer is still working; restart the ack wait.
+    Progress {
+        generation: u64,
+    },
 }
 
 impl EmbeddedBus {
@@ -740,6 +757,20 @@ impl Acker for EmbeddedAcker {
 
     async fn term(&self) -> Result<(), AckError> {
         self.settle(Settle::Term)
+    }
+
+    async fn progress(&self) -> Result<(), AckError> {
+        let inner = self.inner.upgrade().ok_or(AckError::Closed)?;
+        // Not `settle`: the delivery stays unsettled, only its ack wait restarts.
+        inner.lock().settle(
+            &self.durable,
+            self.sequence,
+            Settle::Progress {
+                generation: self.generation,
+            },
+            Instant::now(),
+        );
+        Ok(())
     }
 }
 

@@ -8,6 +8,7 @@
 
 pub mod embedded;
 pub mod event;
+pub mod jetstream;
 pub mod secrets;
 
 use std::time::Duration;
@@ -19,6 +20,7 @@ pub use event::{Event, EventBuilder, EventError};
 
 pub use embedded::{EmbeddedBus, EmbeddedConfig};
 pub use event::deterministic_id;
+pub use jetstream::{JetStreamBus, JetStreamConfig};
 
 /// Where an event goes on the bus: the EventSource's name and the event's name inside it.
 /// On JetStream this becomes the subject `<stream>.<eventSourceName>.<eventName>`.
@@ -149,6 +151,11 @@ pub trait Acker: Send + Sync {
     async fn nak(&self, delay: Duration) -> Result<(), AckError>;
     /// Never deliver again (a poison message).
     async fn term(&self) -> Result<(), AckError>;
+    /// Still working: restart the ack wait, so a long action is not redelivered to another consumer
+    /// while it runs. The default does nothing (for backends without the notion).
+    async fn progress(&self) -> Result<(), AckError> {
+        Ok(())
+    }
 }
 
 /// One event handed to a subscriber, to be settled exactly once with ack, nak or term.
@@ -196,6 +203,13 @@ impl Delivery {
     /// Never deliver again.
     pub async fn term(self) -> Result<(), AckError> {
         self.acker.term().await
+    }
+
+    /// Still working on it: restarts the ack wait (JetStream's in-progress ack). Call it at intervals
+    /// shorter than the ack wait while an action runs, so the ack wait can stay short and a crashed
+    /// consumer's events come back quickly.
+    pub async fn progress(&self) -> Result<(), AckError> {
+        self.acker.progress().await
     }
 }
 

@@ -35,7 +35,7 @@ use crate::filters::DependencyFilter;
 use crate::params::unsupported_template_fields;
 use crate::retry::{RetryConfigError, RetryPolicy};
 use crate::secrets::SecretResolver;
-use crate::state::{InMemoryTriggerState, TriggerState};
+use crate::state::{InMemoryStateFactory, StateError, StateFactory, TriggerScope, TriggerState};
 use crate::triggers::http::request::DEFAULT_TIMEOUT;
 use crate::triggers::{BuildContext, BuildError, BuiltTrigger};
 
@@ -115,6 +115,16 @@ pub enum SensorError {
         /// Why.
         source: RetryConfigError,
     },
+    /// A trigger's state could not be made.
+    #[error("failed to create the state of trigger `{trigger}` of sensor `{sensor}`")]
+    CreateState {
+        /// The sensor's name.
+        sensor: String,
+        /// The trigger's name.
+        trigger: String,
+        /// Why.
+        source: StateError,
+    },
     /// A durable subscription could not be made.
     #[error("failed to subscribe sensor `{sensor}` to the bus as `{durable}`")]
     Subscribe {
@@ -183,12 +193,26 @@ pub struct SensorRunner {
 
 impl SensorRunner {
     /// Checks and builds `sensor`: conditions, dependencies, trigger kinds and secrets. No bus I/O.
+    /// Multi-dependency triggers keep their state in memory ([`InMemoryStateFactory`]).
     pub fn new(
         sensor: Sensor,
         bus: Arc<dyn Bus>,
         secrets: Arc<dyn SecretResolver>,
         http: reqwest::Client,
         metrics: SensorMetrics,
+    ) -> Result<Self, SensorError> {
+        Self::with_state_factory(sensor, bus, secrets, http, metrics, &InMemoryStateFactory)
+    }
+
+    /// As [`new`](Self::new), with each trigger's state made by `states` (e.g. a
+    /// [`KvStateFactory`](crate::state::KvStateFactory) shared by the sensor's replicas).
+    pub fn with_state_factory(
+        sensor: Sensor,
+        bus: Arc<dyn Bus>,
+        secrets: Arc<dyn SecretResolver>,
+        http: reqwest::Client,
+        metrics: SensorMetrics,
+        states: &dyn StateFactory,
     ) -> Result<Self, SensorError> {
         let name = sensor
             .metadata
@@ -219,7 +243,7 @@ impl SensorRunner {
         let mut triggers = Vec::with_capacity(spec.triggers.len());
         let mut trigger_names = BTreeSet::new();
         for trigger in &spec.triggers {
-            let runtime = build_trigger(&name, &sensor, trigger, &ctx, &stats, &metrics)?;
+            let runtime = build_trigger(&name, &sensor, trigger, &ctx, &stats, &metrics, states)?;
             if !trigger_names.insert(runtime.name.clone()) {
                 return Err(SensorError::DuplicateName {
                     sensor: name,
@@ -405,6 +429,7 @@ fn build_trigger(
     ctx: &BuildContext,
     stats: &Arc<SensorStats>,
     metrics: &SensorMetrics,
+    states: &dyn StateFactory,
 ) -> Result<TriggerRuntime, SensorError> {
     let unsupported = |what: String| SensorError::Unsupported {
         sensor: sensor_name.to_owned(),
@@ -468,12 +493,23 @@ fn build_trigger(
     // event that passes its filters fires on its own.
     let stateful = condition.to_string().contains("&&");
     let worst = worst_case(&main).saturating_add(dlq.as_ref().map(worst_case).unwrap_or_default());
-    let ack_wait = worst.saturating_add(Duration::from_secs(10)).max(MIN_ACK_WAIT);
+    // The claim lease of the trigger state covers the worst case of one firing (all attempts), so a
+    // live replica's claim is never taken over. The bus's ack wait stays short: while an action runs
+    // the runner sends in-progress heartbeats, so a crashed sensor's events come back within
+    // MIN_ACK_WAIT instead of after the worst case.
+    let lease = worst.saturating_add(Duration::from_secs(10)).max(MIN_ACK_WAIT);
+    let ack_wait = MIN_ACK_WAIT;
     let dep_names: Vec<&str> = dependencies.iter().map(|d| d.name.as_str()).collect();
     info!(sensor = %sensor_name, trigger = %name, kind = main.built_kind(), condition = %condition,
         dependencies = %dep_names.join(", "), at_least_once = spec.is_at_least_once(),
         "trigger waits on dependencies");
-    let state: Arc<dyn TriggerState> = Arc::new(InMemoryTriggerState::new());
+    let state: Arc<dyn TriggerState> = states
+        .create(&TriggerScope::new(sensor_name, &name, lease))
+        .map_err(|source| SensorError::CreateState {
+            sensor: sensor_name.to_owned(),
+            trigger: name.clone(),
+            source,
+        })?;
     let labels = SensorMetrics::labels(sensor_name, &name);
     Ok(TriggerRuntime {
         sensor: sensor_name.to_owned(),

@@ -225,6 +225,29 @@ async fn unsettled_delivery_is_redelivered_after_ack_wait() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn progress_restarts_the_ack_wait() {
+    let bus = bus();
+    let mut deliveries = bus.subscribe("d", filter(), options()).await.expect("subscribes");
+    publish(&bus, "e1").await;
+    let held = next(&mut deliveries).await;
+    // Three heartbeats, each before the ack wait ends: no redelivery across 1.5 ack waits.
+    for _ in 0..3 {
+        tokio::time::sleep(ACK_WAIT / 2).await;
+        held.progress().await.expect("progress");
+    }
+    assert_quiet(&mut deliveries, ACK_WAIT / 2).await;
+    // Without further heartbeats the ack wait runs out and the event comes back.
+    let again = next(&mut deliveries).await;
+    assert_eq!((again.event.id(), again.attempt), ("e1", 2));
+    // The outdated delivery can no longer extend anything.
+    held.progress()
+        .await
+        .expect("a stale progress is accepted and ignored");
+    again.ack().await.expect("acks");
+    assert_eq!(bus.stored(), 0);
+}
+
+#[tokio::test(start_paused = true)]
 async fn ack_through_an_outdated_delivery_settles_the_event() {
     let bus = bus();
     let mut deliveries = bus.subscribe("d", filter(), options()).await.expect("subscribes");

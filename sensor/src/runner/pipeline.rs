@@ -141,28 +141,18 @@ async fn settle(delivery: Delivery, ack: bool, sensor: &str, trigger: &str) {
 }
 
 impl TriggerRuntime {
-    /// Runs firings left in flight by an earlier run (none for the in-memory state), then takes
-    /// deliveries until cancelled or the bus closes.
+    /// Runs firings left in flight by an owner that is gone (none for the in-memory state), then
+    /// takes deliveries until cancelled or the bus closes, looking for such firings again every ack
+    /// wait (a replica may die while this one runs).
     pub(super) async fn run(
         self: Arc<Self>,
         subscriptions: Vec<(String, Deliveries)>,
         cancel: CancellationToken,
         background: TaskTracker,
     ) {
-        match self.state.in_flight().await {
-            Ok(claims) => {
-                for claim in claims {
-                    warn!(sensor = %self.sensor, trigger = %self.name, firing = %claim.id, "running a firing left in flight");
-                    let firing = self.firing(claim.id.clone(), claim.events);
-                    if let FiringEnd::Finished = self.execute(&firing, &cancel).await {
-                        self.finish_claim(&claim.id).await;
-                    }
-                }
-            }
-            Err(error) => {
-                warn!(sensor = %self.sensor, trigger = %self.name, error = %error, "failed to read firings left in flight")
-            }
-        }
+        self.take_over(&cancel).await;
+        let mut sweep = tokio::time::interval_at(Instant::now() + self.ack_wait, self.ack_wait);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut merged = futures::stream::select_all(
             subscriptions
                 .into_iter()
@@ -172,6 +162,10 @@ impl TriggerRuntime {
             let next = tokio::select! {
                 biased;
                 _ = cancel.cancelled() => break,
+                _ = sweep.tick(), if self.stateful => {
+                    self.take_over(&cancel).await;
+                    continue;
+                }
                 next = merged.next() => next,
             };
             let Some((dependency, delivery)) = next else {
@@ -179,6 +173,36 @@ impl TriggerRuntime {
                 break;
             };
             self.handle(&dependency, delivery, &cancel, &background).await;
+        }
+    }
+
+    /// Runs the firings the state hands over from an owner that is gone, with their own ids.
+    async fn take_over(&self, cancel: &CancellationToken) {
+        let claims = match self.state.take_over().await {
+            Ok(claims) => claims,
+            Err(error) => {
+                // Why only a warning: the claims stay in the state and are looked for again at
+                // the next sweep.
+                warn!(sensor = %self.sensor, trigger = %self.name, error = %error, "failed to read firings left in flight");
+                return;
+            }
+        };
+        for claim in claims {
+            if !self.at_least_once {
+                // Why not run it: `atLeastOnce: false` promises at most once; the earlier owner
+                // may have executed it before it stopped.
+                warn!(sensor = %self.sensor, trigger = %self.name, firing = %claim.id,
+                    "a firing left in flight is not run again (atLeastOnce: false)");
+                self.finish_claim(&claim.id).await;
+                continue;
+            }
+            warn!(sensor = %self.sensor, trigger = %self.name, firing = %claim.id, "running a firing left in flight");
+            let firing = self.firing(claim.id.clone(), claim.events);
+            // Why finish only when it finished: interrupted by shutdown, the claim stays in the
+            // state and the next owner runs it again with the same id (idempotency key).
+            if let FiringEnd::Finished = self.execute(&firing, cancel).await {
+                self.finish_claim(&claim.id).await;
+            }
         }
     }
 
@@ -299,7 +323,7 @@ impl TriggerRuntime {
         claimed: bool,
     ) {
         if self.at_least_once {
-            match self.execute(&firing, cancel).await {
+            match self.execute_with_heartbeat(&firing, &delivery, cancel).await {
                 FiringEnd::Finished => {
                     if claimed {
                         self.finish_claim(&firing.id).await;
@@ -346,6 +370,33 @@ impl TriggerRuntime {
     async fn finish_claim(&self, id: &FiringId) {
         if let Err(error) = self.state.finish(id).await {
             warn!(sensor = %self.sensor, trigger = %self.name, firing = %id, error = %error, "failed to record the firing as done");
+        }
+    }
+
+    /// [`execute`](Self::execute), telling the bus at a third of the ack wait that the delivery is still
+    /// being worked on, so the ack wait can stay short without a long action being redelivered.
+    async fn execute_with_heartbeat(
+        &self,
+        firing: &Firing,
+        delivery: &Delivery,
+        cancel: &CancellationToken,
+    ) -> FiringEnd {
+        let work = self.execute(firing, cancel);
+        tokio::pin!(work);
+        let period = (self.ack_wait / 3).max(Duration::from_millis(100));
+        let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        loop {
+            tokio::select! {
+                biased;
+                end = &mut work => return end,
+                _ = beat.tick() => {
+                    if let Err(error) = delivery.progress().await {
+                        // Why only a warning: a missed heartbeat at worst lets the event be redelivered
+                        // while we still work on it; the repeat carries the same idempotency key.
+                        warn!(sensor = %self.sensor, trigger = %self.name, firing = %firing.id, error = %error, "failed to send an in-progress heartbeat");
+                    }
+                }
+            }
         }
     }
 

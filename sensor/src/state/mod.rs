@@ -2,14 +2,23 @@
 //! filters, and the firings claimed but not yet finished (ARCHITECTURE.md, "Trigger state and
 //! firing").
 //!
-//! Behind the [`TriggerState`] trait so that a JetStream key-value implementation (compare-and-set
-//! on the revision, shared by replicas) can replace [`InMemoryTriggerState`] without touching the
-//! runner. The in-memory one lives as long as the process: events held when it stops are lost (they
-//! were acknowledged when they entered the state), which is the documented limit of `sluice run`
-//! until the KV state lands.
+//! Behind the [`TriggerState`] trait, made per trigger by a [`StateFactory`], so the runner works
+//! the same on either implementation:
+//! - [`InMemoryTriggerState`] lives as long as the process: events held when it stops are lost
+//!   (they were acknowledged when they entered the state). The default, for `sluice run` on the
+//!   embedded bus.
+//! - [`kv::KvTriggerState`] lives in a JetStream key-value bucket per sensor, changed only with
+//!   compare-and-set on the revision, so replicas share it without double-firing and a restarted
+//!   replica finds what a crashed one held and claimed.
+
+mod document;
+pub mod kv;
+
+pub use kv::{KvStateConfig, KvStateError, KvStateFactory, KvTriggerState};
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use sluice_eventbus::Event;
@@ -73,8 +82,58 @@ pub trait TriggerState: Send + Sync + 'static {
     /// Records `firing` as finished (succeeded, or failed and dead-lettered or reported).
     async fn finish(&self, firing: &FiringId) -> Result<(), StateError>;
 
-    /// Firings claimed and not finished (after a crash: to run again with the same id).
+    /// Firings claimed and not finished, by any owner.
     async fn in_flight(&self) -> Result<Vec<InFlight>, StateError>;
+
+    /// Firings claimed and not finished whose owner is gone (a crashed process or replica), now
+    /// owned by the caller, who runs each again with the same id and then [`finish`](Self::finish)es
+    /// it. At most one caller gets each. The runner calls it at start and then periodically.
+    ///
+    /// The default returns none: a state that lives only inside one process has no other owner to
+    /// take over from (and its own in-flight firings are running).
+    async fn take_over(&self) -> Result<Vec<InFlight>, StateError> {
+        Ok(Vec::new())
+    }
+}
+
+/// Which trigger a [`StateFactory`] makes a state for.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct TriggerScope<'a> {
+    /// The sensor's name.
+    pub sensor: &'a str,
+    /// The trigger's name.
+    pub trigger: &'a str,
+    /// How long a claimed firing may take before another owner may take it over: the trigger's
+    /// worst-case firing time plus a margin (the ack wait of its durables).
+    pub claim_lease: Duration,
+}
+
+impl<'a> TriggerScope<'a> {
+    /// The scope of trigger `trigger` of sensor `sensor`.
+    pub fn new(sensor: &'a str, trigger: &'a str, claim_lease: Duration) -> Self {
+        Self {
+            sensor,
+            trigger,
+            claim_lease,
+        }
+    }
+}
+
+/// Makes the [`TriggerState`] of each trigger of a sensor (no I/O: open the backend first).
+pub trait StateFactory: Send + Sync {
+    /// The state of the trigger in `scope`.
+    fn create(&self, scope: &TriggerScope<'_>) -> Result<Arc<dyn TriggerState>, StateError>;
+}
+
+/// Makes an [`InMemoryTriggerState`] per trigger.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct InMemoryStateFactory;
+
+impl StateFactory for InMemoryStateFactory {
+    fn create(&self, _scope: &TriggerScope<'_>) -> Result<Arc<dyn TriggerState>, StateError> {
+        Ok(Arc::new(InMemoryTriggerState::new()))
+    }
 }
 
 #[derive(Default)]
