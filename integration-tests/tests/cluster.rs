@@ -322,3 +322,103 @@ async fn two_sensor_replicas_split_the_work_and_fire_each_event_once() -> Result
     assert!(fa > 0 && fb > 0, "both replicas did work: {fa} and {fb}");
     Ok(())
 }
+
+/// The #3326 scenario: `a && b` across two event sources, events arriving interleaved and at the same
+/// time, two sensor replicas sharing the durables and the KV state. Every complete pair fires exactly
+/// once: pairs are posted in rounds (a_i and b_i together), each round waits for its firing, so the
+/// expected firings are known exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn and_condition_across_two_sources_fires_every_pair_once_with_two_replicas() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let nats = NatsServer::start()?;
+    let sink = Sink::start().await?;
+    let (pa, pb) = (free_port()?, free_port()?);
+    for (name, port) in [("a", pa), ("b", pb)] {
+        std::fs::write(
+            dir.path().join(format!("es-{name}.yaml")),
+            format!(
+                "apiVersion: argoproj.io/v1alpha1\nkind: EventSource\nmetadata: {{name: src-{name}}}\nspec:\n  \
+                 webhook:\n    ev: {{port: \"{port}\", endpoint: /ev, method: POST}}\n"
+            ),
+        )?;
+    }
+    std::fs::write(
+        dir.path().join("sensor.yaml"),
+        format!(
+            "apiVersion: argoproj.io/v1alpha1\nkind: Sensor\nmetadata: {{name: pairs}}\nspec:\n  dependencies:\n    \
+             - {{name: a, eventSourceName: src-a, eventName: ev}}\n    - {{name: b, eventSourceName: src-b, eventName: ev}}\n  \
+             triggers:\n    - template:\n        name: pair\n        conditions: a && b\n        http:\n          \
+             url: http://127.0.0.1:{}/pair\n          payload:\n            - {{src: {{dependencyName: a, dataKey: body.i}}, \
+             dest: a}}\n            - {{src: {{dependencyName: b, dataKey: body.i}}, dest: b}}\n",
+            sink.port
+        ),
+    )?;
+    let url = nats.url();
+    let start = |args: Vec<String>, log: &str| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        SluiceProcess::start(&args, dir.path().join(log), dir.path())
+    };
+    let common = |kind: &str, file: &str| -> Vec<String> {
+        let file = dir.path().join(file).display().to_string();
+        [
+            kind,
+            "-f",
+            &file,
+            "--bus",
+            &url,
+            "--listen",
+            "127.0.0.1",
+            "--metrics-address",
+            "127.0.0.1:0",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let r1 = start(common("sensor", "sensor.yaml"), "r1.log")?;
+    let r2 = start(common("sensor", "sensor.yaml"), "r2.log")?;
+    r1.wait_logged("sensor started", Duration::from_secs(30)).await?;
+    r2.wait_logged("sensor started", Duration::from_secs(30)).await?;
+    let sa = start(common("eventsource", "es-a.yaml"), "es-a.log")?;
+    let sb = start(common("eventsource", "es-b.yaml"), "es-b.log")?;
+    sa.wait_healthy(pa).await?;
+    sb.wait_healthy(pb).await?;
+
+    let client = reqwest::Client::new();
+    let rounds = 30;
+    for i in 0..rounds {
+        // a_i and b_i at the same moment, in alternating order.
+        let post = |port: u16| {
+            client
+                .post(format!("http://127.0.0.1:{port}/ev"))
+                .json(&json!({"i": i}))
+                .send()
+        };
+        let (ra, rb) = if i % 2 == 0 {
+            tokio::join!(post(pa), post(pb))
+        } else {
+            let (rb, ra) = tokio::join!(post(pb), post(pa));
+            (ra, rb)
+        };
+        assert!(ra?.status().is_success() && rb?.status().is_success());
+        let got = sink.wait_for(i + 1, Duration::from_secs(30)).await;
+        assert_eq!(got, i + 1, "round {i}: the pair fired");
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let got = sink.received();
+    assert_eq!(
+        got.len(),
+        rounds,
+        "every pair fired exactly once, no extra firings"
+    );
+    for (i, r) in got.iter().enumerate() {
+        assert_eq!(
+            r.body,
+            json!({"a": i.to_string(), "b": i.to_string()}),
+            "pair {i} used a_i and b_i"
+        );
+    }
+    let keys: BTreeSet<String> = got.iter().map(|r| r.idempotency_key()).collect();
+    assert_eq!(keys.len(), rounds);
+    Ok(())
+}
