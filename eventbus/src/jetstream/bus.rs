@@ -323,6 +323,12 @@ impl Bus for JetStreamBus {
         if inner.closed.load(Ordering::Acquire) {
             return Err(PublishError::Closed);
         }
+        // Fail fast while disconnected: the client would buffer the message and send it on reconnect,
+        // so the sender would wait the whole timeout for a 503 — and the event might land after it
+        // was refused. Why no loss: nothing was sent; the caller answers 503 and the sender retries.
+        if inner.client.connection_state() != async_nats::connection::State::Connected {
+            return Err(PublishError::Unavailable);
+        }
         let result = self
             .publish_acked(self.nats_subject(subject), event, deadline)
             .await;
