@@ -1,0 +1,103 @@
+//! `sluice-bench`: the Rust half of `scripts/bench e2e` (the orchestrator is `bench/e2e.py`).
+//!
+//! - `sluice-bench sink --addr 127.0.0.1:0`: the HTTP sink the sensor's trigger posts to; records
+//!   arrivals and event → trigger latency, answers `GET /stats`, prints the stats on SIGTERM;
+//! - `sluice-bench hello --addr 127.0.0.1:0`: an axum hello-world server, the accept-rate baseline;
+//! - `sluice-bench load --url http://127.0.0.1:P/in --connections 50 --duration 30`: a closed-loop
+//!   load generator that stamps each body with its send time and prints a JSON report.
+//!
+//! Numbers are for comparing runs on one machine; nothing here asserts on timing.
+
+mod hist;
+mod load;
+mod servers;
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "sluice-bench", about = "Helpers of the end-to-end benchmark")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The trigger sink: counts arrivals, records `now − body.t` latencies; `GET /stats`.
+    Sink {
+        /// Address to listen on (port 0 picks a free port, printed as `{"listening": …}`).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        addr: SocketAddr,
+    },
+    /// An axum hello-world server (the baseline).
+    Hello {
+        /// Address to listen on (port 0 picks a free port, printed as `{"listening": …}`).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        addr: SocketAddr,
+    },
+    /// Closed-loop load; prints a JSON report on stdout.
+    Load(load::LoadArgs),
+}
+
+/// Microseconds since the Unix epoch (0 if the clock is before it).
+pub fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = ctrl_c.await;
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Sink { addr } => {
+            let stats = Arc::new(servers::SinkStats::default());
+            let router = servers::sink_router(stats.clone());
+            servers::serve(addr, router, || println!("{}", stats.to_json())).await
+        }
+        Command::Hello { addr } => servers::serve(addr, servers::hello_router(), || ()).await,
+        Command::Load(args) => {
+            let report = tokio::select! {
+                r = load::run(&args) => r?,
+                () = shutdown_signal() => anyhow::bail!("interrupted"),
+            };
+            println!("{report}");
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(run(cli.command)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sluice-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
