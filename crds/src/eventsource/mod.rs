@@ -27,6 +27,7 @@ mod webhook;
 #[cfg(test)]
 mod tests;
 
+pub use crate::common::{Container, Template};
 pub use calendar::{
     check_exclusion_date, parse_interval, parse_schedule, CalendarEventSource, CalendarSchedule,
     CatchupConfiguration, ConfigMapPersistence, EventPersistence, ParsedSpec, ScheduleError,
@@ -55,7 +56,7 @@ pub use streams::{
     EmitterEventSource, MQTTEventSource, NATSAuth, NATSEventsSource, NSQEventSource, PulsarEventSource,
     RedisEventSource, RedisStreamEventSource,
 };
-pub use template::{Container, Service, Template};
+pub use template::Service;
 pub use webhook::{EventSourceFilter, WebhookContext, WebhookEventSource};
 
 /// Events of one kind, keyed by event name.

@@ -404,14 +404,14 @@ spec:
     );
     let t = es.spec.template.as_ref().expect("template");
     assert_eq!(t.service_account_name.as_deref(), Some("tuned-es"));
-    assert_eq!(t.tolerations.len(), 1);
+    assert_eq!(t.tolerations.as_ref().map(Vec::len), Some(1));
     assert!(t
         .affinity
         .as_ref()
         .and_then(|a| a.node_affinity.as_ref())
         .is_some());
     let c = t.container.as_ref().expect("container");
-    assert_eq!(c.env[0].name, "LOG_LEVEL");
+    assert_eq!(c.env.as_ref().map(|e| e[0].name.as_str()), Some("LOG_LEVEL"));
     let s = es.spec.service.as_ref().expect("service");
     assert_eq!(s.cluster_ip.as_deref(), Some("10.0.0.42"));
     assert_eq!(s.ports[0].port, 80);
