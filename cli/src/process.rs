@@ -83,17 +83,7 @@ pub fn block_on(future: impl std::future::Future<Output = i32>) -> i32 {
     }
 }
 
-/// The error and its sources, joined: "failed to X: failed to Y: reason".
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(src) = cur {
-        s.push_str(": ");
-        s.push_str(&src.to_string());
-        cur = src.source();
-    }
-    s
-}
+pub use sluice_eventbus::error_chain;
 
 /// The secret resolver of a process.
 pub fn secrets(args: &ProcessArgs) -> Arc<FileSecretResolver> {

@@ -22,6 +22,19 @@ pub use embedded::{EmbeddedBus, EmbeddedConfig};
 pub use event::deterministic_id;
 pub use jetstream::{JetStreamBus, JetStreamConfig};
 
+/// An error and its sources joined for a log line: "failed to X: failed to Y: reason". Shared by every
+/// process (the bus crate is the one runtime crate all of them depend on).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
 /// Where an event goes on the bus: the EventSource's name and the event's name inside it.
 /// On JetStream this becomes the subject `<stream>.<eventSourceName>.<eventName>`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

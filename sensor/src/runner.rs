@@ -399,6 +399,7 @@ fn build_action(sensor: &str, spec: &TriggerSpec, ctx: &BuildContext) -> Result<
         }
     })?;
     Ok(Action {
+        labels: SensorMetrics::labels(sensor, &name),
         name,
         spec: spec.clone(),
         built,

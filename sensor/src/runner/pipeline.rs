@@ -11,6 +11,7 @@
 //! with `false` it is acked first and the firing runs in the background (bounded).
 
 use crate::metrics::{SensorMetrics, TriggerLabels};
+use sluice_eventbus::error_chain;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,6 +50,8 @@ pub(super) struct Action {
     pub(super) spec: TriggerSpec,
     pub(super) built: BuiltTrigger,
     pub(super) retry: RetryPolicy,
+    /// Metric labels of this action, built once (not per attempt).
+    pub(super) labels: TriggerLabels,
 }
 
 impl Action {
@@ -477,13 +480,12 @@ impl TriggerRuntime {
                 Ok(prepared) => action.built.execute(&prepared).await,
                 Err(error) => Err(error),
             };
-            let labels = crate::metrics::SensorMetrics::labels(&self.sensor, &action.name);
             self.metrics
                 .duration
-                .get_or_create(&labels)
+                .get_or_create(&action.labels)
                 .observe(started.elapsed().as_secs_f64() * 1000.0);
             if result.is_err() {
-                self.metrics.failed.get_or_create(&labels).inc();
+                self.metrics.failed.get_or_create(&action.labels).inc();
             }
             let error = match result {
                 Ok(outcome) => return Ok(outcome),
@@ -516,16 +518,4 @@ impl TriggerRuntime {
             ..firing.clone()
         })
     }
-}
-
-/// The error and its sources: "failed to X: failed to Y: reason".
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
