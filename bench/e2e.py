@@ -214,7 +214,7 @@ def run_load(procs, bench_bin, url, args, tmp, name, watch):
     return report, cpu
 
 
-def write_manifests(tmp, es_port, sink_addr):
+def write_manifests(tmp, es_port, sink_addr, concurrency):
     (tmp / "eventsource.yaml").write_text(f"""\
 apiVersion: argoproj.io/v1alpha1
 kind: EventSource
@@ -238,7 +238,8 @@ spec:
       eventSourceName: bench
       eventName: in
   triggers:
-    - template:
+    - concurrency: {concurrency}
+      template:
         name: sink
         http:
           url: http://{sink_addr}/trigger
@@ -300,7 +301,7 @@ def e2e(args, procs, tmp, sluice_bin, bench_bin, nats_bin, result):
     sink_addr = read_listening(tmp / "sink.out", sink)
 
     es_port = free_port()
-    write_manifests(tmp, es_port, sink_addr)
+    write_manifests(tmp, es_port, sink_addr, args.trigger_concurrency)
     common = ["--bus", bus, "--listen", "127.0.0.1", "--metrics-address", "127.0.0.1:0",
               "--log-format", "json"]
     # The sensor first: it creates its durable, so nothing published afterwards can pass unseen.
@@ -482,12 +483,16 @@ def main():
     parser = argparse.ArgumentParser(prog="scripts/bench e2e", description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of load (default 30)")
     parser.add_argument("--connections", type=int, default=50, help="connections (default 50)")
+    parser.add_argument("--trigger-concurrency", type=int, default=64,
+                        help="the trigger's `concurrency` (Sluice extension; 1 = in bus order; default 64)")
     parser.add_argument("--no-build", action="store_true", help="use the binaries already built")
     parser.add_argument("--skip-hello", action="store_true", help="skip the hello-world baseline")
     parser.add_argument("--skip-jetstream", action="store_true",
                         help="skip the raw JetStream baseline (cargo bench)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, manifests)")
     args = parser.parse_args()
+    if not 1 <= args.trigger_concurrency <= 1024:
+        parser.error("--trigger-concurrency must be from 1 to 1024")
     if not 0 < args.duration <= 3600 or not 0 < args.connections <= 10_000:
         parser.error("--duration must be in (0, 3600] and --connections in [1, 10000]")
 
@@ -504,7 +509,8 @@ def main():
         "started_utc": now_utc(),
         "machine": {"cpus": os.cpu_count(), "loadavg_at_start": os.getloadavg(),
                     "kernel": os.uname().release},
-        "settings": {"duration_s": args.duration, "connections": args.connections},
+        "settings": {"duration_s": args.duration, "connections": args.connections,
+                     "trigger_concurrency": args.trigger_concurrency},
         "targets": TARGETS,
     }
     code = 0
@@ -533,7 +539,7 @@ def main():
         print(f"Sluice end-to-end benchmark, measured {result['measured_utc']} on "
               f"{os.cpu_count()} CPUs (load average before: "
               f"{', '.join(f'{x:.2f}' for x in result['machine']['loadavg_before_load'])}); "
-              f"{args.connections} connections x {args.duration:g} s; "
+              f"{args.connections} connections x {args.duration:g} s; trigger concurrency {args.trigger_concurrency}; "
               f"SLUICE_LOG=warn (sensor: +runner=info for its one start line)")
         print(table(result))
         out = tgt / "bench" / "e2e.json"

@@ -287,6 +287,10 @@ impl SensorRunner {
                 let options = SubscribeOptions {
                     deliver_all: false,
                     ack_wait: trigger.ack_wait,
+                    // Room for every replica's deliveries in flight plus the pull's read-ahead.
+                    max_ack_pending: SubscribeOptions::default()
+                        .max_ack_pending
+                        .max(trigger.concurrency.saturating_mul(4)),
                     ..SubscribeOptions::default()
                 };
                 let deliveries = self
@@ -524,6 +528,7 @@ fn build_trigger(
         state,
         limiter: RateLimiter::from_spec(spec.rate_limit.as_ref()),
         ack_wait,
+        concurrency: usize::try_from(spec.concurrency()).unwrap_or(1),
         background: Arc::new(tokio::sync::Semaphore::new(AT_MOST_ONCE_CONCURRENCY)),
         stats: stats.clone(),
         metrics: metrics.clone(),

@@ -52,6 +52,11 @@ pub struct Trigger {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "super::schema::dlq_trigger_schema")]
     pub dlq_trigger: Option<Box<Trigger>>,
+    /// Sluice extension: how many deliveries this trigger works on at once (per sensor replica).
+    /// Default 1: the events of each dependency are handled one after another, in bus order. Raise it
+    /// for throughput when the order of firings does not matter; at most [`Trigger::MAX_CONCURRENCY`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
 }
 
 impl Trigger {
@@ -59,6 +64,14 @@ impl Trigger {
     /// `true` when `atLeastOnce` is absent, so no event is lost when a sensor dies mid-action.
     pub fn is_at_least_once(&self) -> bool {
         self.at_least_once.unwrap_or(true)
+    }
+
+    /// The upper bound of `concurrency`: more in flight per replica only adds memory and ack pressure.
+    pub const MAX_CONCURRENCY: u32 = 1024;
+
+    /// Deliveries worked on at once: `concurrency`, default 1 (in bus order).
+    pub fn concurrency(&self) -> u32 {
+        self.concurrency.unwrap_or(1).clamp(1, Self::MAX_CONCURRENCY)
     }
 }
 

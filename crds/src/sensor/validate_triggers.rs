@@ -70,6 +70,14 @@ pub(super) fn check_trigger(
             problems.error(Problems::at(&p, "requestsPerUnit"), "must not be negative");
         }
     }
+    if let Some(n) = trigger.concurrency {
+        if n == 0 || n > Trigger::MAX_CONCURRENCY {
+            problems.error(
+                Problems::at(path, "concurrency"),
+                format!("must be from 1 to {} (got {n})", Trigger::MAX_CONCURRENCY),
+            );
+        }
+    }
     if let (Some(policy), Some(template)) = (&trigger.policy, &trigger.template) {
         check_policy(policy, template, &Problems::at(path, "policy"), problems);
     }

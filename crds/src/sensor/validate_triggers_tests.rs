@@ -195,6 +195,21 @@ fn retry_and_rate_limit() {
     );
 }
 
+#[test]
+fn concurrency_bounds() {
+    assert!(with_trigger(&format!("{HTTP}      concurrency: 64\n")).is_empty());
+    assert_one(
+        with_trigger(&format!("{HTTP}      concurrency: 0\n")),
+        "spec.triggers[0].concurrency",
+        "from 1 to 1024",
+    );
+    assert_one(
+        with_trigger(&format!("{HTTP}      concurrency: 5000\n")),
+        "spec.triggers[0].concurrency",
+        "got 5000",
+    );
+}
+
 const DLQ: &str = "      atLeastOnce: true\n      dlqTrigger:\n        atLeastOnce: true\n        template:\n          name: dead\n          log: {}\n";
 
 #[test]

@@ -107,6 +107,8 @@ pub(super) struct TriggerRuntime {
     pub(super) state: Arc<dyn TriggerState>,
     pub(super) limiter: Option<RateLimiter>,
     pub(super) ack_wait: Duration,
+    /// Deliveries handled at once (`concurrency`, default 1: one after another, in bus order).
+    pub(super) concurrency: usize,
     pub(super) background: Arc<Semaphore>,
     pub(super) stats: Arc<SensorStats>,
     pub(super) metrics: SensorMetrics,
@@ -147,6 +149,11 @@ impl TriggerRuntime {
     /// Runs firings left in flight by an owner that is gone (none for the in-memory state), then
     /// takes deliveries until cancelled or the bus closes, looking for such firings again every ack
     /// wait (a replica may die while this one runs).
+    ///
+    /// With `concurrency` 1 each delivery is handled to the end before the next is taken, so the
+    /// events of a dependency fire in bus order. Above 1, up to that many deliveries are handled at
+    /// once (each settles its own delivery); the stream is read ahead only as far as permits allow,
+    /// so what is pulled and not yet handled stays bounded.
     pub(super) async fn run(
         self: Arc<Self>,
         subscriptions: Vec<(String, Deliveries)>,
@@ -161,7 +168,17 @@ impl TriggerRuntime {
                 .into_iter()
                 .map(|(dep, stream)| stream.map(move |d| (dep.clone(), d)).boxed()),
         );
+        let permits = Arc::new(Semaphore::new(self.concurrency.max(1)));
+        let in_flight = TaskTracker::new();
         loop {
+            // A permit before the next delivery: with all permits out, nothing more is pulled from
+            // the stream (it stays on the bus, or in the bounded prefetch of the pull).
+            let permit = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => break,
+                permit = permits.clone().acquire_owned() => permit,
+            };
+            let Ok(permit) = permit else { break };
             let next = tokio::select! {
                 biased;
                 _ = cancel.cancelled() => break,
@@ -175,8 +192,22 @@ impl TriggerRuntime {
                 debug!(sensor = %self.sensor, trigger = %self.name, "subscriptions ended (bus closed)");
                 break;
             };
-            self.handle(&dependency, delivery, &cancel, &background).await;
+            if self.concurrency <= 1 {
+                self.handle(&dependency, delivery, &cancel, &background).await;
+                drop(permit);
+                continue;
+            }
+            let runtime = self.clone();
+            let (cancel, background) = (cancel.clone(), background.clone());
+            in_flight.spawn(async move {
+                let _permit = permit;
+                runtime.handle(&dependency, delivery, &cancel, &background).await;
+            });
         }
+        // Why wait: each delivery in flight settles itself (ack after its firing, or nak when the
+        // shutdown interrupted it); returning earlier could end the process before it did.
+        in_flight.close();
+        in_flight.wait().await;
     }
 
     /// Runs the firings the state hands over from an owner that is gone, with their own ids.

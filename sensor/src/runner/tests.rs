@@ -28,6 +28,8 @@ struct Seen {
 struct Sink {
     seen: Arc<Mutex<Vec<Seen>>>,
     hits: Arc<Mutex<HashMap<String, u32>>>,
+    /// Requests being answered now, and the most there ever were at once.
+    in_flight: Arc<Mutex<(u32, u32)>>,
 }
 
 impl Sink {
@@ -40,7 +42,8 @@ impl Sink {
 }
 
 /// Records every request. `/status/<code>` answers `<code>`; `/flaky/<n>/…` answers 503 to the first
-/// `n` requests on that path, then 200; anything else 200.
+/// `n` requests on that path, then 200; `/slow/<ms>/…` answers 200 after `ms` milliseconds; anything
+/// else 200.
 async fn sink() -> anyhow::Result<(String, Sink)> {
     let sink = Sink::default();
     let state = sink.clone();
@@ -63,6 +66,16 @@ async fn sink() -> anyhow::Result<(String, Sink)> {
                 *n
             };
             let segments: Vec<&str> = path.split('/').collect();
+            if let ["", "slow", ms, ..] = segments.as_slice() {
+                if let Ok(mut n) = state.in_flight.lock() {
+                    n.0 += 1;
+                    n.1 = n.1.max(n.0);
+                }
+                tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(0))).await;
+                if let Ok(mut n) = state.in_flight.lock() {
+                    n.0 -= 1;
+                }
+            }
             let status = match segments.as_slice() {
                 ["", "status", code, ..] => code.parse().unwrap_or(200),
                 ["", "flaky", n, ..] if hits <= n.parse().unwrap_or(0) => 503,
@@ -529,4 +542,61 @@ async fn run_returns_promptly_on_cancel() -> anyhow::Result<()> {
     let spec = json!({"dependencies": deps(&["d"]), "triggers": [{"template": {"name": "t", "log": {}}}]});
     let run = Running::start(sensor(spec)?).await?;
     run.stop().await
+}
+
+/// Publishes `n` events to a trigger answering after 50 ms, with `concurrency` (absent when `None`);
+/// returns the ids in the order the sink saw them and the most requests it had at once.
+async fn fire_slowly(concurrency: Option<u32>, n: usize) -> anyhow::Result<(Vec<String>, u32)> {
+    let (base, sink) = sink().await?;
+    let mut trigger = json!({"template": http_trigger("t", &format!("{base}/slow/50/t"), &["d"])});
+    if let Some(c) = concurrency {
+        trigger["concurrency"] = json!(c);
+    }
+    let run = Running::start(sensor(
+        json!({"dependencies": deps(&["d"]), "triggers": [trigger]}),
+    )?)
+    .await?;
+    for i in 0..n {
+        run.publish("d", &format!("e{i:02}"), Value::Null).await?;
+    }
+    assert!(
+        eventually(|| sink.seen("/slow/50/t").len() == n).await,
+        "every event fires"
+    );
+    assert!(
+        eventually(|| run.bus.pending("s-t-d") == 0).await,
+        "every delivery is acked"
+    );
+    let order = sink
+        .seen("/slow/50/t")
+        .iter()
+        .map(|s| s.body["d"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    let most = sink.in_flight.lock().map(|n| n.1).unwrap_or_default();
+    run.stop().await?;
+    Ok((order, most))
+}
+
+#[tokio::test]
+async fn by_default_a_trigger_fires_one_event_at_a_time_in_bus_order() -> anyhow::Result<()> {
+    let (order, most) = fire_slowly(None, 12).await?;
+    let expected: Vec<String> = (0..12).map(|i| format!("e{i:02}")).collect();
+    assert_eq!(order, expected);
+    assert_eq!(most, 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn raised_concurrency_fires_several_events_at_once_within_the_bound() -> anyhow::Result<()> {
+    let (order, most) = fire_slowly(Some(4), 24).await?;
+    let mut sorted = order.clone();
+    sorted.sort();
+    let expected: Vec<String> = (0..24).map(|i| format!("e{i:02}")).collect();
+    assert_eq!(sorted, expected, "each event fires once");
+    assert!(most > 1, "deliveries overlap (most at once: {most})");
+    assert!(
+        most <= 4,
+        "never more than the concurrency at once (most at once: {most})"
+    );
+    Ok(())
 }
