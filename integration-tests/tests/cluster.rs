@@ -23,6 +23,11 @@ struct Setup {
 
 impl Setup {
     async fn new() -> Result<Self> {
+        Self::with_trigger_concurrency(1).await
+    }
+
+    /// The trigger with `concurrency` deliveries in flight (1: in bus order, the default).
+    async fn with_trigger_concurrency(concurrency: u32) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let port = free_port()?;
         let nats = NatsServer::start()?;
@@ -41,7 +46,7 @@ impl Setup {
                  - {{name: d, eventSourceName: hooks, eventName: in}}\n  triggers:\n    - template:\n        \
                  name: forward\n        http:\n          url: http://127.0.0.1:{}/hook\n          payload:\n            \
                  - src: {{dependencyName: d, dataKey: body}}\n              dest: \"\"\n      retryStrategy: {{steps: 5, \
-                 duration: 100ms}}\n",
+                 duration: 100ms}}\n      concurrency: {concurrency}\n",
                 sink.port
             ),
         )?;
@@ -191,21 +196,23 @@ async fn webhook_to_http_across_processes_on_jetstream() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sensor_killed_mid_stream_loses_nothing_after_restart() -> Result<()> {
-    let s = Setup::new().await?;
+    const EVENTS: usize = 10_000;
+    // Several firings in flight when the kill comes, so it lands mid-action, not between actions.
+    let s = Setup::with_trigger_concurrency(16).await?;
     let sensor = s.start_sensor("sensor-1.log").await?;
     let _source = s.start_eventsource("eventsource.log").await?;
-    let load = tokio::spawn(post_all(s.port, 0..2000, 16));
+    let load = tokio::spawn(post_all(s.port, 0..EVENTS, 32));
     // Kill the sensor once it has fired part of the load.
-    s.sink.wait_for(300, Duration::from_secs(60)).await;
+    s.sink.wait_for(1500, Duration::from_secs(120)).await;
     sensor.kill_hard()?;
     let accepted = load.await?;
     assert_eq!(
         accepted.len(),
-        2000,
+        EVENTS,
         "the event source does not depend on the sensor"
     );
     let sensor2 = s.start_sensor("sensor-2.log").await?;
-    let f = wait_all_fired(&s.sink, &accepted, Duration::from_secs(120)).await;
+    let f = wait_all_fired(&s.sink, &accepted, Duration::from_secs(240)).await;
     if accepted.iter().any(|n| !f.contains_key(n)) {
         let log = sensor2.log_text();
         eprintln!(
