@@ -19,6 +19,7 @@ use tokio_util::task::TaskTracker;
 use crate::bus::OpenedBus;
 use crate::observe::Observability;
 use sluice_sensor::state::{KvStateConfig, KvStateFactory};
+use sluice_sensor::triggers::http::egress::{Cidr, EgressPolicy, HttpClients};
 use sluice_sensor::SensorRunner;
 
 /// Log output format.
@@ -48,6 +49,14 @@ pub struct ProcessArgs {
     /// How long a source waits for the bus to store one event before answering 503.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub publish_timeout: Duration,
+    /// Trigger requests may not go to these networks (CIDRs, repeatable or comma-separated), on top of
+    /// the default denial of link-local and cloud metadata addresses. The most specific rule wins.
+    #[arg(long, env = "SLUICE_EGRESS_DENY", value_delimiter = ',')]
+    pub egress_deny: Vec<Cidr>,
+    /// Trigger requests may go to these networks even inside a denied one (e.g. one link-local
+    /// service), CIDRs, repeatable or comma-separated.
+    #[arg(long, env = "SLUICE_EGRESS_ALLOW", value_delimiter = ',')]
+    pub egress_allow: Vec<Cidr>,
 }
 
 /// Parses a Go duration (`30s`, `1m`).
@@ -142,7 +151,15 @@ async fn start(
     }
 
     // Sensors subscribe first, so no event published once the ports listen can pass unseen.
-    let http_client = reqwest::Client::new();
+    // Every trigger request goes through the egress guard (SSRF protection, argo-events #4030).
+    let http_client = match HttpClients::new(EgressPolicy::with_rules(&args.egress_deny, &args.egress_allow))
+    {
+        Ok(clients) => clients,
+        Err(error) => {
+            tracing::error!(error = %error_chain(&error), "failed to build the HTTP client of triggers");
+            return 1;
+        }
+    };
     for sensor in sensors {
         let name = sensor.metadata.name.clone().unwrap_or_default();
         let built = match &opened.jetstream {

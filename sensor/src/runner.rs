@@ -36,6 +36,7 @@ use crate::params::unsupported_template_fields;
 use crate::retry::{RetryConfigError, RetryPolicy};
 use crate::secrets::SecretResolver;
 use crate::state::{InMemoryStateFactory, StateError, StateFactory, TriggerScope, TriggerState};
+use crate::triggers::http::egress::HttpClients;
 use crate::triggers::http::request::DEFAULT_TIMEOUT;
 use crate::triggers::{BuildContext, BuildError, BuiltTrigger};
 
@@ -198,7 +199,7 @@ impl SensorRunner {
         sensor: Sensor,
         bus: Arc<dyn Bus>,
         secrets: Arc<dyn SecretResolver>,
-        http: reqwest::Client,
+        http: impl Into<HttpClients>,
         metrics: SensorMetrics,
     ) -> Result<Self, SensorError> {
         Self::with_state_factory(sensor, bus, secrets, http, metrics, &InMemoryStateFactory)
@@ -210,7 +211,7 @@ impl SensorRunner {
         sensor: Sensor,
         bus: Arc<dyn Bus>,
         secrets: Arc<dyn SecretResolver>,
-        http: reqwest::Client,
+        http: impl Into<HttpClients>,
         metrics: SensorMetrics,
         states: &dyn StateFactory,
     ) -> Result<Self, SensorError> {
@@ -237,7 +238,7 @@ impl SensorRunner {
         let ctx = BuildContext {
             sensor: name.clone(),
             secrets,
-            http,
+            http: http.into(),
         };
         let stats = Arc::new(SensorStats::default());
         let mut triggers = Vec::with_capacity(spec.triggers.len());

@@ -126,6 +126,14 @@ pub enum TriggerError {
     /// A secret could not be read.
     #[error("failed to read a secret for the request")]
     ResolveSecret(#[source] SecretError),
+    /// The egress rules refuse the request's address (SSRF guard).
+    #[error("failed to send the request to `{url}`: {denied}")]
+    EgressDenied {
+        /// The URL.
+        url: String,
+        /// The address refused and the rule.
+        denied: http::egress::EgressDenied,
+    },
 }
 
 impl TriggerError {
@@ -144,7 +152,8 @@ impl TriggerError {
             TriggerError::ApplyParams(_)
             | TriggerError::MissingAction { .. }
             | TriggerError::BuildRequest { .. }
-            | TriggerError::ResolveSecret(_) => ErrorKind::Permanent,
+            | TriggerError::ResolveSecret(_)
+            | TriggerError::EgressDenied { .. } => ErrorKind::Permanent,
         }
     }
 
@@ -178,8 +187,8 @@ pub struct BuildContext {
     pub sensor: String,
     /// Resolves Secret and ConfigMap references.
     pub secrets: Arc<dyn SecretResolver>,
-    /// The HTTP client shared by request-style triggers.
-    pub http: reqwest::Client,
+    /// The HTTP clients of request-style triggers, under the process's egress rules.
+    pub http: http::egress::HttpClients,
 }
 
 /// One trigger kind, built and ready to act.

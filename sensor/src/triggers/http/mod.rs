@@ -12,8 +12,14 @@
 //! - **Secrets** are read at build (so a missing one stops the sensor from starting) and again per
 //!   request (so a rotated mounted Secret is picked up, as upstream). They, and `Authorization`, are
 //!   never logged.
-//! - Not supported yet: `tls` (a build error naming the field).
+//! - **TLS**: `tls.caCertSecret` (PEM, added to the trust roots), `tls.clientCertSecret` +
+//!   `tls.clientKeySecret` (PEM, mutual TLS), `tls.insecureSkipVerify`. A trigger with `tls` gets its
+//!   own client, built once at start (a bad certificate stops the sensor with the field named).
+//! - **Egress guard** (see [`egress`]): every address a request would go to is checked against the
+//!   process's egress rules after DNS resolution, and literal IP URLs before sending; a refused
+//!   address is a permanent error naming the trigger, host and address (argo-events #4030).
 
+pub mod egress;
 pub mod request;
 
 use std::sync::Arc;
@@ -25,6 +31,7 @@ use tracing::{debug, info, warn};
 use super::{BuildContext, BuildError, Outcome, Trigger, TriggerError};
 use crate::firing::Firing;
 use crate::secrets::SecretResolver;
+use egress::{EgressDenied, EgressPolicy};
 
 /// How much of a response body is read (and discarded) so the connection can be reused.
 const MAX_DRAINED_BODY: usize = 64 * 1024;
@@ -34,6 +41,9 @@ pub struct HttpTrigger {
     name: String,
     sensor: String,
     client: reqwest::Client,
+    /// The egress rules, checked here for literal IP URLs (host names are checked by the client's
+    /// resolver).
+    egress: Arc<EgressPolicy>,
     secrets: Arc<dyn SecretResolver>,
     /// `policy.status.allow`; `None`: every response is a success.
     allow: Option<Vec<u16>>,
@@ -52,12 +62,10 @@ impl HttpTrigger {
             field: field.to_owned(),
             reason,
         };
-        if http.tls.is_some() {
-            return Err(BuildError::UnsupportedField {
-                trigger: name.to_owned(),
-                field: "http.tls".to_owned(),
-            });
-        }
+        let client = match &http.tls {
+            Some(tls) => tls_client(name, tls, ctx)?,
+            None => ctx.http.shared().clone(),
+        };
         // Parameters may fill in the URL or method per firing; check them only when nothing can.
         let parameterized = !spec.parameters.is_empty() || !http.parameters.is_empty();
         if !parameterized {
@@ -122,7 +130,8 @@ impl HttpTrigger {
         Ok(Self {
             name: name.to_owned(),
             sensor: ctx.sensor.clone(),
-            client: ctx.http.clone(),
+            client,
+            egress: Arc::new(ctx.http.policy().clone()),
             secrets: ctx.secrets.clone(),
             allow,
         })
@@ -151,6 +160,15 @@ impl Trigger for HttpTrigger {
     async fn execute(&self, firing: &Firing) -> Result<Outcome, TriggerError> {
         let plan = self.plan(firing)?;
         let url = plan.url.to_string();
+        // Literal IP URLs skip DNS, so the resolver's guard never sees them: check them here.
+        if let Some(address) = literal_ip(&plan.url) {
+            self.egress
+                .check(plan.url.host_str().unwrap_or_default(), address)
+                .map_err(|denied| TriggerError::EgressDenied {
+                    url: url.clone(),
+                    denied,
+                })?;
+        }
         debug!(sensor = %self.sensor, trigger = %self.name, firing = %firing.id, method = %plan.method, url = %url, "sending http request");
         let mut response = self
             .client
@@ -160,9 +178,15 @@ impl Trigger for HttpTrigger {
             .timeout(plan.timeout)
             .send()
             .await
-            .map_err(|source| TriggerError::SendRequest {
-                url: url.clone(),
-                source,
+            .map_err(|source| match egress_denied(&source) {
+                Some(denied) => TriggerError::EgressDenied {
+                    url: url.clone(),
+                    denied,
+                },
+                None => TriggerError::SendRequest {
+                    url: url.clone(),
+                    source,
+                },
             })?;
         let status = response.status().as_u16();
         // Read (a bounded part of) the body so the connection can be reused; its content is unused.
@@ -186,6 +210,86 @@ impl Trigger for HttpTrigger {
         info!(sensor = %self.sensor, trigger = %self.name, firing = %firing.id, status, "http request sent");
         Ok(Outcome::HttpResponse { status })
     }
+}
+
+/// The address of a URL whose host is a literal IP (`[…]` for IPv6).
+fn literal_ip(url: &reqwest::Url) -> Option<std::net::IpAddr> {
+    let host = url.host_str()?;
+    host.trim_start_matches('[').trim_end_matches(']').parse().ok()
+}
+
+/// The egress refusal inside a send error, when the guarded resolver caused it.
+fn egress_denied(error: &reqwest::Error) -> Option<EgressDenied> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if let Some(denied) = e.downcast_ref::<EgressDenied>() {
+            return Some(denied.clone());
+        }
+        source = e.source();
+    }
+    None
+}
+
+/// A client of its own for a trigger with `tls`, under the same egress guard.
+fn tls_client(
+    name: &str,
+    tls: &sluice_crds::common::TLSConfig,
+    ctx: &BuildContext,
+) -> Result<reqwest::Client, BuildError> {
+    let secret = |selector| {
+        ctx.secrets
+            .resolve_secret(selector)
+            .map_err(|source| BuildError::ResolveSecret {
+                trigger: name.to_owned(),
+                source,
+            })
+    };
+    let invalid = |field: &str, reason: String| BuildError::InvalidField {
+        trigger: name.to_owned(),
+        field: field.to_owned(),
+        reason,
+    };
+    let mut builder = ctx.http.builder();
+    if let Some(ca) = &tls.ca_cert_secret {
+        let pem = secret(ca)?;
+        let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+            .map_err(|e| invalid("http.tls.caCertSecret", format!("not a PEM certificate: {e}")))?;
+        if certs.is_empty() {
+            return Err(invalid(
+                "http.tls.caCertSecret",
+                "holds no PEM certificate".to_owned(),
+            ));
+        }
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    match (&tls.client_cert_secret, &tls.client_key_secret) {
+        (Some(cert), Some(key)) => {
+            let pem = format!("{}\n{}", secret(cert)?, secret(key)?);
+            let identity = reqwest::Identity::from_pem(pem.as_bytes()).map_err(|e| {
+                invalid(
+                    "http.tls.clientCertSecret",
+                    format!("the client certificate and key are not a PEM pair: {e}"),
+                )
+            })?;
+            builder = builder.identity(identity);
+        }
+        (None, None) => {}
+        (Some(_), None) | (None, Some(_)) => {
+            return Err(invalid(
+                "http.tls",
+                "set both clientCertSecret and clientKeySecret for mutual TLS, or neither".to_owned(),
+            ))
+        }
+    }
+    if tls.insecure_skip_verify {
+        warn!(sensor = %ctx.sensor, trigger = %name, "http.tls.insecureSkipVerify: the server's certificate is not verified");
+        builder = builder.danger_accept_invalid_certs(true);
+    }
+    builder
+        .build()
+        .map_err(|e| invalid("http.tls", format!("failed to build the TLS client: {e}")))
 }
 
 #[cfg(test)]

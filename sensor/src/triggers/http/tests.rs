@@ -139,7 +139,7 @@ fn ctx() -> BuildContext {
     BuildContext {
         sensor: "s".into(),
         secrets: secrets(),
-        http: reqwest::Client::new(),
+        http: reqwest::Client::new().into(),
     }
 }
 
@@ -354,7 +354,7 @@ async fn resource_parameters_rewrite_the_url() -> anyhow::Result<()> {
 }
 
 #[test]
-fn build_refuses_tls_bad_urls_and_missing_secrets() {
+fn build_refuses_bad_tls_bad_urls_and_missing_secrets() {
     let tls = spec(
         HTTPTrigger {
             url: "http://x/".into(),
@@ -363,8 +363,41 @@ fn build_refuses_tls_bad_urls_and_missing_secrets() {
         },
         &[],
     );
+    assert!(build(&tls).is_ok(), "tls with no settings uses the system roots");
+    let tls_secret = |name: &str| {
+        Some(SecretKeySelector {
+            name: "auth".into(),
+            key: name.into(),
+            optional: None,
+        })
+    };
+    let bad_ca = spec(
+        HTTPTrigger {
+            url: "https://x/".into(),
+            tls: Some(TLSConfig {
+                ca_cert_secret: tls_secret("user"),
+                ..TLSConfig::default()
+            }),
+            ..HTTPTrigger::default()
+        },
+        &[],
+    );
     assert!(
-        matches!(build(&tls), Err(BuildError::UnsupportedField { ref field, .. }) if field == "http.tls")
+        matches!(build(&bad_ca), Err(BuildError::InvalidField { ref field, .. }) if field == "http.tls.caCertSecret")
+    );
+    let half_pair = spec(
+        HTTPTrigger {
+            url: "https://x/".into(),
+            tls: Some(TLSConfig {
+                client_cert_secret: tls_secret("user"),
+                ..TLSConfig::default()
+            }),
+            ..HTTPTrigger::default()
+        },
+        &[],
+    );
+    assert!(
+        matches!(build(&half_pair), Err(BuildError::InvalidField { ref field, .. }) if field == "http.tls")
     );
     let bad = spec(
         HTTPTrigger {
@@ -400,4 +433,292 @@ fn build_refuses_tls_bad_urls_and_missing_secrets() {
     assert!(
         matches!(build(&bad_status), Err(BuildError::InvalidField { ref field, .. }) if field == "policy.status.allow")
     );
+}
+
+fn get(url: &str) -> TriggerSpec {
+    spec(
+        HTTPTrigger {
+            url: url.into(),
+            method: Some("GET".into()),
+            ..HTTPTrigger::default()
+        },
+        &[],
+    )
+}
+
+#[tokio::test]
+async fn a_literal_metadata_address_is_refused_before_any_connection() -> anyhow::Result<()> {
+    let s = get("http://169.254.169.254/latest/meta-data/");
+    let err = build(&s)?.execute(&firing(&s)).await.err();
+    let err = err.ok_or_else(|| anyhow::anyhow!("the request was sent"))?;
+    assert_eq!(err.kind(), ErrorKind::Permanent);
+    assert_eq!(
+        err.to_string(),
+        "failed to send the request to `http://169.254.169.254/latest/meta-data/`: refused to connect to \
+         169.254.169.254 (host `169.254.169.254`): it is in 169.254.0.0/16, which the sensor's egress rules \
+         deny by default (link-local and cloud metadata addresses); allow it with --egress-allow if this is intended"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_host_name_resolving_to_a_denied_address_is_refused_and_an_allowed_one_passes() -> anyhow::Result<()>
+{
+    let (base, seen) = sink().await?;
+    let port = base.rsplit(':').next().unwrap_or_default().to_owned();
+    let s = get(&format!("http://localhost:{port}/hook"));
+    let deny_loopback = egress::EgressPolicy::with_rules(&["127.0.0.0/8".parse()?, "::1/128".parse()?], &[]);
+    let guarded = BuildContext {
+        http: egress::HttpClients::new(deny_loopback)?,
+        ..ctx()
+    };
+    let trigger = HttpTrigger::build(
+        "t",
+        s.template
+            .as_ref()
+            .and_then(|t| t.http.as_ref())
+            .ok_or_else(|| anyhow::anyhow!("http"))?,
+        &s,
+        &guarded,
+    )?;
+    let err = trigger.execute(&firing(&s)).await.err();
+    let err = err.ok_or_else(|| anyhow::anyhow!("the request was sent"))?;
+    assert!(matches!(err, TriggerError::EgressDenied { .. }), "{err:?}");
+    assert!(err.to_string().contains("(host `localhost`)"), "{err}");
+    assert_eq!(seen.lock().map(|v| v.len()).unwrap_or_default(), 0);
+
+    let open = BuildContext {
+        http: egress::HttpClients::new(egress::EgressPolicy::default())?,
+        ..ctx()
+    };
+    let trigger = HttpTrigger::build(
+        "t",
+        s.template
+            .as_ref()
+            .and_then(|t| t.http.as_ref())
+            .ok_or_else(|| anyhow::anyhow!("http"))?,
+        &s,
+        &open,
+    )?;
+    assert_eq!(
+        trigger.execute(&firing(&s)).await?,
+        Outcome::HttpResponse { status: 200 }
+    );
+    Ok(())
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, made with the openssl CLI.
+struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    fn openssl(dir: &std::path::Path, args: &[&str]) -> anyhow::Result<()> {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    }
+
+    fn new() -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let d = dir.path();
+        Self::openssl(
+            d,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=sluice test CA",
+            ],
+        )?;
+        std::fs::write(d.join("san.ext"), "subjectAltName=IP:127.0.0.1\n")?;
+        for who in ["server", "client"] {
+            Self::openssl(
+                d,
+                &[
+                    "req",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-keyout",
+                    &format!("{who}.key"),
+                    "-out",
+                    &format!("{who}.csr"),
+                    "-subj",
+                    &format!("/CN={who}"),
+                ],
+            )?;
+            Self::openssl(
+                d,
+                &[
+                    "x509",
+                    "-req",
+                    "-in",
+                    &format!("{who}.csr"),
+                    "-CA",
+                    "ca.pem",
+                    "-CAkey",
+                    "ca.key",
+                    "-CAcreateserial",
+                    "-out",
+                    &format!("{who}.pem"),
+                    "-days",
+                    "2",
+                    "-extfile",
+                    "san.ext",
+                ],
+            )?;
+        }
+        Ok(Self { dir })
+    }
+
+    fn read(&self, name: &str) -> anyhow::Result<String> {
+        Ok(std::fs::read_to_string(self.dir.path().join(name))?)
+    }
+
+    /// `openssl s_server -www` (answers GET with 200) on a free port; `verify_client` requires a client
+    /// certificate signed by the CA.
+    fn serve(&self, verify_client: bool) -> anyhow::Result<(u16, std::process::Child)> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let mut cmd = std::process::Command::new("openssl");
+        cmd.current_dir(self.dir.path()).args([
+            "s_server",
+            "-accept",
+            &format!("127.0.0.1:{port}"),
+            "-cert",
+            "server.pem",
+            "-key",
+            "server.key",
+            "-www",
+            "-quiet",
+        ]);
+        if verify_client {
+            cmd.args(["-Verify", "1", "-CAfile", "ca.pem"]);
+        }
+        let child = cmd
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok((port, child));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        anyhow::bail!("openssl s_server did not listen on {port}")
+    }
+}
+
+fn tls_trigger(pki: &Pki, port: u16, tls: TLSConfig) -> anyhow::Result<(HttpTrigger, TriggerSpec)> {
+    let mut files = HashMap::new();
+    for name in ["ca.pem", "client.pem", "client.key"] {
+        files.insert(("tls".to_owned(), name.to_owned()), pki.read(name)?);
+    }
+    let ctx = BuildContext {
+        secrets: Arc::new(MapSecrets(files)),
+        ..ctx()
+    };
+    let s = spec(
+        HTTPTrigger {
+            url: format!("https://127.0.0.1:{port}/"),
+            method: Some("GET".into()),
+            tls: Some(tls),
+            ..HTTPTrigger::default()
+        },
+        &[200],
+    );
+    let http = s
+        .template
+        .as_ref()
+        .and_then(|t| t.http.clone())
+        .unwrap_or_default();
+    Ok((HttpTrigger::build("t", &http, &s, &ctx)?, s))
+}
+
+fn tls_key(name: &str) -> Option<SecretKeySelector> {
+    Some(SecretKeySelector {
+        name: "tls".into(),
+        key: name.into(),
+        optional: None,
+    })
+}
+
+#[tokio::test]
+async fn tls_with_a_custom_ca_and_a_client_certificate() -> anyhow::Result<()> {
+    let pki = Pki::new()?;
+    let (port, mut server) = pki.serve(true)?;
+    let result = async {
+        // Without the CA the server's certificate is not trusted.
+        let (untrusting, s) = tls_trigger(
+            &pki,
+            port,
+            TLSConfig {
+                enabled: true,
+                ..TLSConfig::default()
+            },
+        )?;
+        let err = untrusting.execute(&firing(&s)).await.err();
+        assert!(matches!(err, Some(TriggerError::SendRequest { .. })), "{err:?}");
+        // With the CA and the client certificate the mutual-TLS handshake succeeds.
+        let (mutual, s) = tls_trigger(
+            &pki,
+            port,
+            TLSConfig {
+                ca_cert_secret: tls_key("ca.pem"),
+                client_cert_secret: tls_key("client.pem"),
+                client_key_secret: tls_key("client.key"),
+                ..TLSConfig::default()
+            },
+        )?;
+        assert_eq!(
+            mutual.execute(&firing(&s)).await?,
+            Outcome::HttpResponse { status: 200 }
+        );
+        anyhow::Ok(())
+    }
+    .await;
+    let _ = server.kill();
+    let _ = server.wait();
+    result
+}
+
+#[tokio::test]
+async fn tls_insecure_skip_verify_accepts_an_unknown_issuer() -> anyhow::Result<()> {
+    let pki = Pki::new()?;
+    let (port, mut server) = pki.serve(false)?;
+    let result = async {
+        let (trigger, s) = tls_trigger(
+            &pki,
+            port,
+            TLSConfig {
+                insecure_skip_verify: true,
+                ..TLSConfig::default()
+            },
+        )?;
+        assert_eq!(
+            trigger.execute(&firing(&s)).await?,
+            Outcome::HttpResponse { status: 200 }
+        );
+        anyhow::Ok(())
+    }
+    .await;
+    let _ = server.kill();
+    let _ = server.wait();
+    result
 }
