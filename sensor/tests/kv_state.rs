@@ -4,8 +4,6 @@
 //! The server binary: `$NATS_SERVER_BIN`, else the one `scripts/services.sh start nats` installs.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,92 +21,10 @@ use sluice_sensor::state::{
 use sluice_sensor::{FileSecretResolver, FiringId, SensorRunner};
 use tokio_util::sync::CancellationToken;
 
-const DEFAULT_BIN: &str = "/var/cache/sluice/nats-2.15.1/bin/nats-server";
 const LEASE: Duration = Duration::from_secs(60);
 
-/// A nats-server of this test; killed on drop.
-struct NatsServer {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-fn server_bin() -> anyhow::Result<PathBuf> {
-    let bin = std::env::var_os("NATS_SERVER_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_BIN));
-    if !bin.is_file() {
-        bail!(
-            "nats-server not found at {} — run `scripts/services.sh start nats` (it installs it) or set NATS_SERVER_BIN",
-            bin.display()
-        );
-    }
-    Ok(bin)
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-impl NatsServer {
-    async fn start() -> anyhow::Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let port = free_port()?;
-        let child = Self::spawn(port, &dir)?;
-        let server = Self { child, port, dir };
-        server.wait_ready().await?;
-        Ok(server)
-    }
-
-    fn spawn(port: u16, dir: &tempfile::TempDir) -> anyhow::Result<Child> {
-        Command::new(server_bin()?)
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("failed to start nats-server")
-    }
-
-    async fn wait_ready(&self) -> anyhow::Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(client) = async_nats::connect(self.url()).await {
-                // JetStream answers once the store is recovered.
-                if jetstream::new(client).query_account().await.is_ok() {
-                    return Ok(());
-                }
-            }
-            if Instant::now() > deadline {
-                bail!("nats-server on port {} did not become ready", self.port);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// Stops the server and starts it again on the same port and store directory.
-    async fn restart(&mut self) -> anyhow::Result<()> {
-        self.child.kill()?;
-        self.child.wait()?;
-        self.child = Self::spawn(self.port, &self.dir)?;
-        self.wait_ready().await
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    async fn jetstream(&self) -> anyhow::Result<jetstream::Context> {
-        Ok(jetstream::new(async_nats::connect(self.url()).await?))
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+mod support;
+use support::NatsServer;
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 

@@ -109,6 +109,11 @@ pub struct NATSTrigger {
     /// How to authenticate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<NATSAuth>,
+    /// Sluice extension: publish through JetStream and count the firing done only once a stream
+    /// stored the message (its ack), with `Nats-Msg-Id` = the firing id so a repeated firing is
+    /// deduplicated by the stream. Default false: a core NATS publish, confirmed by a flush.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub jet_stream: bool,
 }
 
 /// Produces a message to an Apache Pulsar topic.

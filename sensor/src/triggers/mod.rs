@@ -11,6 +11,7 @@
 
 pub mod http;
 pub mod log;
+pub mod nats;
 
 use std::sync::Arc;
 
@@ -42,7 +43,7 @@ pub enum BuildError {
         fields: String,
     },
     /// The action's kind has no implementation yet.
-    #[error("failed to build trigger `{trigger}`: the `{kind}` trigger is not supported yet (supported: http, log)")]
+    #[error("failed to build trigger `{trigger}`: the `{kind}` trigger is not supported yet (supported: http, log, nats)")]
     UnsupportedKind {
         /// The trigger's name.
         trigger: String,
@@ -126,6 +127,16 @@ pub enum TriggerError {
     /// A secret could not be read.
     #[error("failed to read a secret for the request")]
     ResolveSecret(#[source] SecretError),
+    /// A message could not be published (or its publication not confirmed).
+    #[error("failed to publish to `{target}`: {reason}")]
+    Publish {
+        /// Where to: URL and subject, or broker and topic.
+        target: String,
+        /// Why.
+        reason: String,
+        /// Whether trying again can help (connection lost, no ack in time).
+        retryable: bool,
+    },
     /// The egress rules refuse the request's address (SSRF guard).
     #[error("failed to send the request to `{url}`: {denied}")]
     EgressDenied {
@@ -141,6 +152,13 @@ impl TriggerError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             TriggerError::SendRequest { .. } => ErrorKind::Retryable,
+            TriggerError::Publish { retryable, .. } => {
+                if *retryable {
+                    ErrorKind::Retryable
+                } else {
+                    ErrorKind::Permanent
+                }
+            }
             TriggerError::StatusNotAllowed { status, .. } => {
                 // Server errors, request timeouts and rate limiting pass; other statuses will repeat.
                 if *status >= 500 || *status == 408 || *status == 429 {
@@ -178,6 +196,11 @@ pub enum Outcome {
     },
     /// Nothing was written: the log trigger's `intervalSeconds` has not passed yet.
     Throttled,
+    /// A message was published (and, where the target confirms storage, stored at `sequence`).
+    Published {
+        /// The stream sequence, when a stream stored it.
+        sequence: Option<u64>,
+    },
 }
 
 /// What a trigger kind needs from the sensor to build itself.
@@ -211,6 +234,8 @@ pub enum BuiltTrigger {
     Http(http::HttpTrigger),
     /// `log`
     Log(log::LogTrigger),
+    /// `nats`
+    Nats(nats::NatsTrigger),
 }
 
 impl BuiltTrigger {
@@ -239,12 +264,12 @@ impl BuiltTrigger {
                 &name, http, spec, ctx,
             )?)),
             TriggerAction::Log(log) => Ok(BuiltTrigger::Log(log::LogTrigger::build(&name, log))),
+            TriggerAction::Nats(spec) => Ok(BuiltTrigger::Nats(nats::NatsTrigger::build(&name, spec, ctx)?)),
             TriggerAction::K8s(_)
             | TriggerAction::ArgoWorkflow(_)
             | TriggerAction::AwsLambda(_)
             | TriggerAction::Custom(_)
             | TriggerAction::Kafka(_)
-            | TriggerAction::Nats(_)
             | TriggerAction::Slack(_)
             | TriggerAction::OpenWhisk(_)
             | TriggerAction::AzureEventHubs(_)
@@ -261,6 +286,7 @@ impl BuiltTrigger {
         match self {
             BuiltTrigger::Http(t) => t,
             BuiltTrigger::Log(t) => t,
+            BuiltTrigger::Nats(t) => t,
         }
     }
 }
