@@ -57,6 +57,9 @@ pub struct ProcessArgs {
     /// service), CIDRs, repeatable or comma-separated.
     #[arg(long, env = "SLUICE_EGRESS_ALLOW", value_delimiter = ',')]
     pub egress_allow: Vec<Cidr>,
+    /// Base URL of Slack's Web API for `slack` triggers (a Slack-compatible server or a proxy).
+    #[arg(long, env = "SLUICE_SLACK_API_URL", default_value = sluice_sensor::triggers::slack::DEFAULT_API_URL)]
+    pub slack_api_url: String,
 }
 
 /// Parses a Go duration (`30s`, `1m`).
@@ -154,7 +157,7 @@ async fn start(
     // Every trigger request goes through the egress guard (SSRF protection, argo-events #4030).
     let http_client = match HttpClients::new(EgressPolicy::with_rules(&args.egress_deny, &args.egress_allow))
     {
-        Ok(clients) => clients,
+        Ok(clients) => clients.with_slack_api_url(&args.slack_api_url),
         Err(error) => {
             tracing::error!(error = %error_chain(&error), "failed to build the HTTP client of triggers");
             return 1;

@@ -12,6 +12,7 @@
 pub mod http;
 pub mod log;
 pub mod nats;
+pub mod slack;
 
 use std::sync::Arc;
 
@@ -43,7 +44,7 @@ pub enum BuildError {
         fields: String,
     },
     /// The action's kind has no implementation yet.
-    #[error("failed to build trigger `{trigger}`: the `{kind}` trigger is not supported yet (supported: http, log, nats)")]
+    #[error("failed to build trigger `{trigger}`: the `{kind}` trigger is not supported yet (supported: http, log, nats, slack)")]
     UnsupportedKind {
         /// The trigger's name.
         trigger: String,
@@ -236,6 +237,8 @@ pub enum BuiltTrigger {
     Log(log::LogTrigger),
     /// `nats`
     Nats(nats::NatsTrigger),
+    /// `slack`
+    Slack(slack::SlackTrigger),
 }
 
 impl BuiltTrigger {
@@ -265,12 +268,14 @@ impl BuiltTrigger {
             )?)),
             TriggerAction::Log(log) => Ok(BuiltTrigger::Log(log::LogTrigger::build(&name, log))),
             TriggerAction::Nats(spec) => Ok(BuiltTrigger::Nats(nats::NatsTrigger::build(&name, spec, ctx)?)),
+            TriggerAction::Slack(spec) => {
+                Ok(BuiltTrigger::Slack(slack::SlackTrigger::build(&name, spec, ctx)?))
+            }
             TriggerAction::K8s(_)
             | TriggerAction::ArgoWorkflow(_)
             | TriggerAction::AwsLambda(_)
             | TriggerAction::Custom(_)
             | TriggerAction::Kafka(_)
-            | TriggerAction::Slack(_)
             | TriggerAction::OpenWhisk(_)
             | TriggerAction::AzureEventHubs(_)
             | TriggerAction::Pulsar(_)
@@ -287,6 +292,7 @@ impl BuiltTrigger {
             BuiltTrigger::Http(t) => t,
             BuiltTrigger::Log(t) => t,
             BuiltTrigger::Nats(t) => t,
+            BuiltTrigger::Slack(t) => t,
         }
     }
 }

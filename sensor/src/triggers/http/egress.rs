@@ -241,6 +241,8 @@ impl reqwest::dns::Resolve for GuardedResolver {
 pub struct HttpClients {
     shared: reqwest::Client,
     policy: Arc<EgressPolicy>,
+    /// The base URL of Slack's Web API (`--slack-api-url`).
+    slack_api_url: Arc<str>,
 }
 
 impl HttpClients {
@@ -248,7 +250,23 @@ impl HttpClients {
     pub fn new(policy: EgressPolicy) -> Result<Self, reqwest::Error> {
         let policy = Arc::new(policy);
         let shared = Self::builder_for(&policy).build()?;
-        Ok(Self { shared, policy })
+        Ok(Self {
+            shared,
+            policy,
+            slack_api_url: Arc::from(crate::triggers::slack::DEFAULT_API_URL),
+        })
+    }
+
+    /// Sends the `slack` trigger's API calls to `url` instead of Slack's (a Sluice extension, for
+    /// Slack-compatible servers, proxies and tests).
+    pub fn with_slack_api_url(mut self, url: &str) -> Self {
+        self.slack_api_url = Arc::from(url);
+        self
+    }
+
+    /// The base URL of Slack's Web API.
+    pub fn slack_api_url(&self) -> &str {
+        &self.slack_api_url
     }
 
     fn builder_for(policy: &Arc<EgressPolicy>) -> reqwest::ClientBuilder {
@@ -278,6 +296,7 @@ impl From<reqwest::Client> for HttpClients {
         Self {
             shared: client,
             policy: Arc::new(EgressPolicy::default()),
+            slack_api_url: Arc::from(crate::triggers::slack::DEFAULT_API_URL),
         }
     }
 }

@@ -219,7 +219,7 @@ fn literal_ip(url: &reqwest::Url) -> Option<std::net::IpAddr> {
 }
 
 /// The egress refusal inside a send error, when the guarded resolver caused it.
-fn egress_denied(error: &reqwest::Error) -> Option<EgressDenied> {
+pub(crate) fn egress_denied(error: &reqwest::Error) -> Option<EgressDenied> {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(e) = source {
         if let Some(denied) = e.downcast_ref::<EgressDenied>() {
