@@ -9,6 +9,7 @@
 //! limits, the dead-letter trigger and acknowledgements are the runner's job, the same for every
 //! kind; a kind only says whether its error is worth retrying ([`TriggerError::is_retryable`]).
 
+pub mod email;
 pub mod http;
 pub mod log;
 pub mod nats;
@@ -44,7 +45,7 @@ pub enum BuildError {
         fields: String,
     },
     /// The action's kind has no implementation yet.
-    #[error("failed to build trigger `{trigger}`: the `{kind}` trigger is not supported yet (supported: http, log, nats, slack)")]
+    #[error("failed to build trigger `{trigger}`: the `{kind}` trigger is not supported yet (supported: http, log, nats, slack, email)")]
     UnsupportedKind {
         /// The trigger's name.
         trigger: String,
@@ -239,6 +240,8 @@ pub enum BuiltTrigger {
     Nats(nats::NatsTrigger),
     /// `slack`
     Slack(slack::SlackTrigger),
+    /// `email`
+    Email(email::EmailTrigger),
 }
 
 impl BuiltTrigger {
@@ -271,6 +274,9 @@ impl BuiltTrigger {
             TriggerAction::Slack(spec) => {
                 Ok(BuiltTrigger::Slack(slack::SlackTrigger::build(&name, spec, ctx)?))
             }
+            TriggerAction::Email(spec) => {
+                Ok(BuiltTrigger::Email(email::EmailTrigger::build(&name, spec, ctx)?))
+            }
             TriggerAction::K8s(_)
             | TriggerAction::ArgoWorkflow(_)
             | TriggerAction::AwsLambda(_)
@@ -279,8 +285,7 @@ impl BuiltTrigger {
             | TriggerAction::OpenWhisk(_)
             | TriggerAction::AzureEventHubs(_)
             | TriggerAction::Pulsar(_)
-            | TriggerAction::AzureServiceBus(_)
-            | TriggerAction::Email(_) => Err(BuildError::UnsupportedKind {
+            | TriggerAction::AzureServiceBus(_) => Err(BuildError::UnsupportedKind {
                 trigger: name,
                 kind: action.field_name(),
             }),
@@ -293,6 +298,7 @@ impl BuiltTrigger {
             BuiltTrigger::Log(t) => t,
             BuiltTrigger::Nats(t) => t,
             BuiltTrigger::Slack(t) => t,
+            BuiltTrigger::Email(t) => t,
         }
     }
 }
