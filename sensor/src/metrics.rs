@@ -23,6 +23,21 @@ pub const FILTERED_OUT: &str = "sluice_sensor_events_filtered_out_total";
 /// `sluice_sensor_events_replaced_total`: held events replaced by a newer one of the same dependency.
 pub const REPLACED: &str = "sluice_sensor_events_replaced_total";
 
+/// `sluice_sensor_filter_results_total`: verdicts of dependency filters, by result (`passed`,
+/// `filtered`, `error`), so "why didn't it fire?" has a number per dependency.
+pub const FILTER_RESULTS: &str = "sluice_sensor_filter_results_total";
+
+/// Labels of [`FILTER_RESULTS`].
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FilterLabels {
+    /// The Sensor's name.
+    pub sensor: String,
+    /// The dependency's name.
+    pub dependency: String,
+    /// `passed`, `filtered` (the filters said no) or `error` (a filter could not be evaluated).
+    pub result: &'static str,
+}
+
 /// Labels of per-trigger metrics (upstream's names).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TriggerLabels {
@@ -55,6 +70,8 @@ pub struct SensorMetrics {
     pub filtered_out: Family<TriggerLabels, Counter>,
     /// See [`REPLACED`].
     pub replaced: Family<TriggerLabels, Counter>,
+    /// See [`FILTER_RESULTS`].
+    pub filter_results: Family<FilterLabels, Counter>,
 }
 
 impl Default for SensorMetrics {
@@ -67,6 +84,7 @@ impl Default for SensorMetrics {
             dead_lettered: Family::default(),
             filtered_out: Family::default(),
             replaced: Family::default(),
+            filter_results: Family::default(),
         }
     }
 }
@@ -113,6 +131,11 @@ impl SensorMetrics {
             strip_total(REPLACED),
             "Held events replaced by a newer event of the same dependency before they were used",
             m.replaced.clone(),
+        );
+        registry.register(
+            strip_total(FILTER_RESULTS),
+            "Verdicts of dependency filters by result (passed, filtered, error)",
+            m.filter_results.clone(),
         );
         m
     }

@@ -10,7 +10,7 @@
 //! too. With `atLeastOnce: true` the delivery that caused the firing is acked only after all that;
 //! with `false` it is acked first and the firing runs in the background (bounded).
 
-use crate::metrics::{SensorMetrics, TriggerLabels};
+use crate::metrics::{FilterLabels, SensorMetrics, TriggerLabels};
 use sluice_eventbus::error_chain;
 use std::sync::Arc;
 use std::time::Duration;
@@ -265,6 +265,19 @@ impl TriggerRuntime {
             return;
         };
         let outcome = dep.filter.evaluate(&delivery.event);
+        let result = match (outcome.passed, outcome.errors.is_empty()) {
+            (true, _) => "passed",
+            (false, true) => "filtered",
+            (false, false) => "error",
+        };
+        self.metrics
+            .filter_results
+            .get_or_create(&FilterLabels {
+                sensor: self.sensor.clone(),
+                dependency: dependency.to_owned(),
+                result,
+            })
+            .inc();
         if !outcome.passed {
             SensorStats::add(&self.stats.filtered_out);
             self.metrics.filtered_out.get_or_create(&self.labels).inc();
@@ -283,6 +296,8 @@ impl TriggerRuntime {
             let errors: Vec<String> = outcome.errors.iter().map(ToString::to_string).collect();
             warn!(sensor = %sensor, trigger = %trigger, dependency, event = %event_id, error = %errors.join("; "),
                 "event passed its filters with a filter error");
+        } else {
+            debug!(sensor = %sensor, trigger = %trigger, dependency, event = %event_id, "event passed its filters");
         }
 
         if !self.stateful {

@@ -252,6 +252,17 @@ async fn filtered_out_event_is_acked_and_not_fired() -> anyhow::Result<()> {
         json!({"d": "deploy-1"}),
         "only the deploy fired"
     );
+    let count = |result| {
+        run.metrics
+            .filter_results
+            .get_or_create(&crate::metrics::FilterLabels {
+                sensor: "s".into(),
+                dependency: "d".into(),
+                result,
+            })
+            .get()
+    };
+    assert_eq!((count("passed"), count("filtered"), count("error")), (1, 1, 0));
     run.stop().await
 }
 
