@@ -15,6 +15,7 @@
 //! processes until cancelled.
 
 mod pipeline;
+pub mod reset;
 #[cfg(test)]
 mod tests;
 
@@ -39,6 +40,7 @@ use crate::state::{InMemoryStateFactory, StateError, StateFactory, TriggerScope,
 use crate::triggers::http::egress::HttpClients;
 use crate::triggers::http::request::DEFAULT_TIMEOUT;
 use crate::triggers::{BuildContext, BuildError, BuiltTrigger};
+use reset::ResetSchedule;
 
 use pipeline::{Action, DependencyRuntime, RateLimiter, TriggerRuntime};
 
@@ -105,6 +107,16 @@ pub enum SensorError {
         sensor: String,
         /// What, with its place, e.g. "`transform` of dependency `a`".
         what: String,
+    },
+    /// A field of a trigger is invalid.
+    #[error("failed to start sensor `{sensor}`: trigger `{trigger}`: {reason}")]
+    Invalid {
+        /// The sensor's name.
+        sensor: String,
+        /// The trigger's name.
+        trigger: String,
+        /// What is wrong, with the field path.
+        reason: String,
     },
     /// A `retryStrategy` is invalid.
     #[error("failed to start sensor `{sensor}`: invalid retryStrategy of trigger `{trigger}`")]
@@ -447,9 +459,11 @@ fn build_trigger(
     })?;
     let name = template.name.clone();
     let main = build_action(sensor_name, spec, ctx)?;
-    if !template.conditions_reset.is_empty() {
-        return Err(unsupported(format!("`conditionsReset` of trigger `{name}`")));
-    }
+    let resets = ResetSchedule::from_spec(&template.conditions_reset).map_err(|e| SensorError::Invalid {
+        sensor: sensor_name.to_owned(),
+        trigger: name.clone(),
+        reason: e.to_string(),
+    })?;
     let all_deps = sensor.spec.dependencies.iter().map(|d| d.name.clone());
     let condition = Expr::for_trigger(template.conditions.as_deref(), all_deps).map_err(|source| {
         SensorError::ParseConditions {
@@ -530,6 +544,7 @@ fn build_trigger(
         limiter: RateLimiter::from_spec(spec.rate_limit.as_ref()),
         ack_wait,
         concurrency: usize::try_from(spec.concurrency()).unwrap_or(1),
+        resets,
         background: Arc::new(tokio::sync::Semaphore::new(AT_MOST_ONCE_CONCURRENCY)),
         stats: stats.clone(),
         metrics: metrics.clone(),

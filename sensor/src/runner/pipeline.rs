@@ -109,6 +109,8 @@ pub(super) struct TriggerRuntime {
     pub(super) ack_wait: Duration,
     /// Deliveries handled at once (`concurrency`, default 1: one after another, in bus order).
     pub(super) concurrency: usize,
+    /// `conditionsReset.byTime` ticks, if any.
+    pub(super) resets: Option<super::reset::ResetSchedule>,
     pub(super) background: Arc<Semaphore>,
     pub(super) stats: Arc<SensorStats>,
     pub(super) metrics: SensorMetrics,
@@ -170,6 +172,12 @@ impl TriggerRuntime {
         );
         let permits = Arc::new(Semaphore::new(self.concurrency.max(1)));
         let in_flight = TaskTracker::new();
+        let resets_stop = cancel.child_token();
+        if let Some(schedule) = self.resets.clone() {
+            let runtime = self.clone();
+            let stop = resets_stop.clone();
+            in_flight.spawn(async move { runtime.reset_loop(schedule, stop).await });
+        }
         loop {
             // A permit before the next delivery: with all permits out, nothing more is pulled from
             // the stream (it stays on the bus, or in the bounded prefetch of the pull).
@@ -204,10 +212,40 @@ impl TriggerRuntime {
                 runtime.handle(&dependency, delivery, &cancel, &background).await;
             });
         }
+        resets_stop.cancel();
         // Why wait: each delivery in flight settles itself (ack after its firing, or nak when the
         // shutdown interrupted it); returning earlier could end the process before it did.
         in_flight.close();
         in_flight.wait().await;
+    }
+
+    /// Drops the held events at every `conditionsReset` tick until `stop`. Time is read as the wall
+    /// clock at start plus the runtime's monotonic time since, so a tick is neither skipped nor
+    /// repeated when the wall clock is stepped (and tests can drive it with paused time).
+    async fn reset_loop(&self, schedule: super::reset::ResetSchedule, stop: CancellationToken) {
+        let (wall, started) = (chrono::Utc::now(), Instant::now());
+        let now = || wall + chrono::Duration::from_std(started.elapsed()).unwrap_or_default();
+        let mut after = now();
+        while let Some(tick) = schedule.next_after(after) {
+            let wait = (tick - now()).to_std().unwrap_or_default();
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+            after = tick;
+            let tick_ms = u64::try_from(tick.timestamp_millis()).unwrap_or_default();
+            match self.state.reset(tick_ms).await {
+                Ok(dropped) => info!(sensor = %self.sensor, trigger = %self.name, tick = %tick, dropped,
+                    "conditionsReset: held events dropped"),
+                // Why only a warning: the held events stay; the next tick tries again. An event held
+                // too long can complete a condition it should not have — logged here.
+                Err(error) => {
+                    warn!(sensor = %self.sensor, trigger = %self.name, tick = %tick, error = %error,
+                    "conditionsReset failed; the held events stay until the next tick")
+                }
+            }
+        }
     }
 
     /// Runs the firings the state hands over from an owner that is gone, with their own ids.

@@ -611,3 +611,30 @@ async fn raised_concurrency_fires_several_events_at_once_within_the_bound() -> a
     );
     Ok(())
 }
+
+#[tokio::test(start_paused = true)]
+async fn conditions_reset_drops_a_half_satisfied_condition_at_each_tick() -> anyhow::Result<()> {
+    let spec = json!({
+        "dependencies": deps(&["a", "b"]),
+        "triggers": [{"template": {"name": "t", "conditions": "a && b", "log": {},
+            "conditionsReset": [{"byTime": {"cron": "* * * * *", "timezone": "UTC"}}]}}]
+    });
+    // The runner reads time as the wall clock at start plus (paused) runtime time since.
+    let (wall, started) = (chrono::Utc::now(), tokio::time::Instant::now());
+    let run = Running::start(sensor(spec)?).await?;
+    run.publish("a", "a1", Value::Null).await?;
+    assert!(eventually(|| run.bus.stored() == 0).await, "a1 is held");
+    // To one second past a minute boundary at least a minute later: a tick has passed (a1 was
+    // dropped, so b1 alone does not fire) and the next is 59 s away.
+    let now = wall + chrono::Duration::from_std(started.elapsed())?;
+    let into_minute = u64::from(chrono::Timelike::second(&now)) * 1000
+        + u64::from(chrono::Timelike::nanosecond(&now) / 1_000_000);
+    tokio::time::sleep(Duration::from_millis(60_000 - into_minute + 61_000)).await;
+    run.publish("b", "b1", Value::Null).await?;
+    assert!(eventually(|| run.bus.stored() == 0).await, "b1 is held");
+    assert_eq!(run.stats.snapshot().fired, 0);
+    // Within the same minute as b1, a2 completes the pair.
+    run.publish("a", "a2", Value::Null).await?;
+    assert!(eventually(|| run.stats.snapshot().fired == 1).await);
+    run.stop().await
+}

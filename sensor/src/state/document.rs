@@ -42,6 +42,10 @@ pub struct TriggerDocument {
     /// Recently finished firings, oldest first, bounded.
     #[serde(default)]
     pub done: VecDeque<DoneRecord>,
+    /// The latest `conditionsReset` tick applied (ms since the Unix epoch), so replicas that each
+    /// reset at the same tick clear the held events once, not again after a newer event arrived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_reset_ms: Option<u64>,
 }
 
 /// A claimed firing.
@@ -100,7 +104,19 @@ impl TriggerDocument {
             held: EventsByDependency::new(),
             in_flight: BTreeMap::new(),
             done: VecDeque::new(),
+            last_reset_ms: None,
         }
+    }
+
+    /// Applies the `conditionsReset` tick at `tick_ms`: drops the held events unless this tick (or a
+    /// later one) was applied already. Returns how many were dropped and whether the document changed.
+    pub fn reset(&mut self, tick_ms: u64) -> (usize, bool) {
+        if self.last_reset_ms.is_some_and(|last| last >= tick_ms) {
+            return (0, false);
+        }
+        let dropped = std::mem::take(&mut self.held).len();
+        self.last_reset_ms = Some(tick_ms);
+        (dropped, true)
     }
 
     /// The firing (in flight or recently done) that used event `event_id` of `dependency`.

@@ -517,6 +517,12 @@ impl TriggerState for KvTriggerState {
         Ok(())
     }
 
+    async fn reset(&self, tick_ms: u64) -> Result<usize, StateError> {
+        // Why compare-and-set: a hold racing the reset either lands before it (and is dropped, as
+        // it belongs to the period that ended) or re-reads and lands after it (and is kept).
+        Ok(self.modify(|doc| doc.reset(tick_ms)).await?)
+    }
+
     async fn in_flight(&self) -> Result<Vec<InFlight>, StateError> {
         let Read { doc, .. } = self.read().await?;
         let ids: Vec<String> = doc.in_flight.keys().cloned().collect();

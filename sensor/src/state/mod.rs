@@ -85,6 +85,11 @@ pub trait TriggerState: Send + Sync + 'static {
     /// Firings claimed and not finished, by any owner.
     async fn in_flight(&self) -> Result<Vec<InFlight>, StateError>;
 
+    /// `conditionsReset`: drops the held events (a partly satisfied condition starts over) for the
+    /// scheduled tick at `tick_ms`; a tick already applied (by another replica) is not applied again.
+    /// Returns how many events were dropped. Claimed firings are not touched.
+    async fn reset(&self, tick_ms: u64) -> Result<usize, StateError>;
+
     /// Firings claimed and not finished whose owner is gone (a crashed process or replica), now
     /// owned by the caller, who runs each again with the same id and then [`finish`](Self::finish)es
     /// it. At most one caller gets each. The runner calls it at start and then periodically.
@@ -142,6 +147,7 @@ struct Inner {
     in_flight: BTreeMap<FiringId, EventsByDependency>,
     done: HashSet<FiringId>,
     done_order: VecDeque<FiringId>,
+    last_reset_ms: Option<u64>,
 }
 
 /// A [`TriggerState`] in memory, for one process.
@@ -208,6 +214,15 @@ impl TriggerState for InMemoryTriggerState {
             }
         }
         Ok(())
+    }
+
+    async fn reset(&self, tick_ms: u64) -> Result<usize, StateError> {
+        let mut inner = self.lock();
+        if inner.last_reset_ms.is_some_and(|last| last >= tick_ms) {
+            return Ok(0);
+        }
+        inner.last_reset_ms = Some(tick_ms);
+        Ok(std::mem::take(&mut inner.held).len())
     }
 
     async fn in_flight(&self) -> Result<Vec<InFlight>, StateError> {
