@@ -922,3 +922,68 @@ async fn argo_resubmit_suspend_resume_terminate_and_stop() -> Result<()> {
 }
 
 use kube::ResourceExt as _;
+
+/// Benchmark (run by hand, prints numbers, asserts only that every submit succeeded):
+/// `cargo test -p sluice-integration-tests --test kube_triggers -- --ignored --nocapture bench`.
+/// Workflows submitted per second by the argoWorkflow trigger with 1, 8 and 32 firings in flight,
+/// and the same number of raw Workflow creates through the client as the API server's ceiling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run by hand"]
+async fn bench_argo_submit_rate() -> Result<()> {
+    const N: usize = 1000;
+    let (client, ns) = setup("bench").await?;
+    let spec = argo_spec(ArgoSpec {
+        source: resource(workflow_manifest()),
+        parameters: vec![param(
+            "push",
+            "body.repository.full_name",
+            "spec.arguments.parameters.0.value",
+        )],
+        ..Default::default()
+    });
+    let trigger = Arc::new(argo_trigger(&client, &ns, &spec)?);
+    let firing = Arc::new(firing(&spec, "bench")?);
+    for concurrency in [1usize, 8, 32] {
+        let started = std::time::Instant::now();
+        let semaphore = Arc::new(tokio::sync::Semaphore::new(concurrency));
+        let mut tasks = Vec::with_capacity(N);
+        for _ in 0..N {
+            let permit = semaphore.clone().acquire_owned().await?;
+            let (trigger, firing) = (trigger.clone(), firing.clone());
+            tasks.push(tokio::spawn(async move {
+                let _permit = permit;
+                trigger.execute(&firing).await
+            }));
+        }
+        for t in tasks {
+            t.await??;
+        }
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "argoWorkflow submit, concurrency {concurrency:>2}: {N} workflows in {secs:.2}s = {:.0}/s",
+            N as f64 / secs
+        );
+    }
+    let wfs = workflows(&client, &ns);
+    let body: DynamicObject = serde_json::from_value(workflow_manifest())?;
+    let started = std::time::Instant::now();
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(32));
+    let mut tasks = Vec::with_capacity(N);
+    for _ in 0..N {
+        let permit = semaphore.clone().acquire_owned().await?;
+        let (wfs, body) = (wfs.clone(), body.clone());
+        tasks.push(tokio::spawn(async move {
+            let _permit = permit;
+            wfs.create(&PostParams::default(), &body).await
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "raw Workflow create (API ceiling), concurrency 32: {N} in {secs:.2}s = {:.0}/s",
+        N as f64 / secs
+    );
+    Ok(())
+}
