@@ -188,3 +188,77 @@ async fn a_file_source_is_read_again_only_when_it_changes() -> anyhow::Result<()
     assert_eq!(second["metadata"]["name"], "b");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_url_source_is_downloaded_once_and_a_configmap_source_read_at_build() -> anyhow::Result<()> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    let app = axum::Router::new().route(
+        "/cm.yaml",
+        axum::routing::get(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async { "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: from-url}\n" }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let location = ArtifactLocation {
+        url: Some(sluice_crds::sensor::URLArtifact {
+            path: format!("http://{addr}/cm.yaml"),
+            verify_cert: false,
+        }),
+        ..Default::default()
+    };
+    let secrets = FileSecretResolver::new("/x");
+    let cache = SourceCache::build(
+        "t",
+        "k8s.source",
+        Some(&location),
+        &secrets,
+        reqwest::Client::new(),
+    )?;
+    for _ in 0..3 {
+        assert_eq!(
+            cache.object(Some(&location)).await?["metadata"]["name"],
+            "from-url"
+        );
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    server.abort();
+
+    let dir = tempfile::tempdir()?;
+    std::fs::create_dir_all(dir.path().join("manifests"))?;
+    std::fs::write(
+        dir.path().join("manifests/cm"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: from-configmap}\n",
+    )?;
+    let secrets = FileSecretResolver::new("/x").with_config_maps_dir(dir.path());
+    let location = ArtifactLocation {
+        configmap: Some(sluice_crds::common::ConfigMapKeySelector {
+            name: "manifests".into(),
+            key: "cm".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let cache = SourceCache::build(
+        "t",
+        "k8s.source",
+        Some(&location),
+        &secrets,
+        reqwest::Client::new(),
+    )?;
+    // Read at build: removing the file afterwards changes nothing.
+    std::fs::remove_file(dir.path().join("manifests/cm"))?;
+    assert_eq!(
+        cache.object(Some(&location)).await?["metadata"]["name"],
+        "from-configmap"
+    );
+    assert_eq!(
+        cache.object_now(Some(&location))?["metadata"]["name"],
+        "from-configmap"
+    );
+    Ok(())
+}
