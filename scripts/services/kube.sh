@@ -47,6 +47,7 @@ kube_build() {
     ) >&2
     # go build names the binary of a .../server/v3 main package after `server`.
     mv "$tmp/server" "$tmp/etcd"
+    chmod 755 "$tmp"
     mkdir -p "$(dirname "$bin")"
     rm -rf "$bin"
     mv "$tmp" "$bin"
