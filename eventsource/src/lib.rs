@@ -131,6 +131,14 @@ pub fn build(es: &EventSource, ctx: &SourceContext) -> Result<BuiltEventSource, 
             })
             .set(i64::try_from(events.len()).unwrap_or(i64::MAX));
     }
+    if let Some(events) = &es.spec.resource {
+        built.tasks.extend(sources::resource::build(
+            &name,
+            events,
+            ctx.sender.clone(),
+            &ctx.metrics,
+        )?);
+    }
     Ok(built)
 }
 

@@ -251,6 +251,7 @@ impl SensorRunner {
             sensor: name.clone(),
             secrets,
             http: http.into(),
+            namespace: sensor.metadata.namespace.clone(),
         };
         let stats = Arc::new(SensorStats::default());
         let mut triggers = Vec::with_capacity(spec.triggers.len());

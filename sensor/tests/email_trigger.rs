@@ -135,6 +135,7 @@ fn trigger(email: Value) -> anyhow::Result<(BuiltTrigger, Firing)> {
         sensor: "s".into(),
         secrets: Arc::new(Secrets),
         http: reqwest::Client::new().into(),
+        namespace: None,
     };
     let built = BuiltTrigger::build(&spec, &ctx)?;
     let event = EventBuilder::new("github", "push", "github")

@@ -51,6 +51,7 @@ fn build(nats: Value, secrets: &[(&str, &str, &str)]) -> anyhow::Result<BuiltTri
         sensor: "s".into(),
         secrets: Arc::new(MapSecrets(secrets)),
         http: reqwest::Client::new().into(),
+        namespace: None,
     };
     Ok(BuiltTrigger::build(&spec, &ctx)?)
 }

@@ -1,6 +1,6 @@
 //! Trigger kinds: what a sensor does when a trigger fires.
 //!
-//! Each kind lives in its own directory (`http/`, `log/`) behind the [`Trigger`] trait. The registry
+//! Each kind lives in its own directory (`http/`, `log/`, `k8s/`, `argo_workflow/`) behind the [`Trigger`] trait. The registry
 //! is the closed enum [`BuiltTrigger`], built by an exhaustive `match` over the template's action:
 //! a kind without an implementation is a [`BuildError::UnsupportedKind`] naming it, so a sensor using
 //! it refuses to start with a clear message instead of ignoring the trigger.
@@ -9,8 +9,10 @@
 //! limits, the dead-letter trigger and acknowledgements are the runner's job, the same for every
 //! kind; a kind only says whether its error is worth retrying ([`TriggerError::is_retryable`]).
 
+pub mod argo_workflow;
 pub mod email;
 pub mod http;
+pub mod k8s;
 pub mod log;
 pub mod nats;
 pub mod slack;
@@ -31,7 +33,7 @@ pub enum BuildError {
     #[error("failed to build a trigger: it has no `template`")]
     MissingTemplate,
     /// The template sets no action.
-    #[error("failed to build trigger `{trigger}`: the template sets no action (set one of http, log)")]
+    #[error("failed to build trigger `{trigger}`: the template sets no action (set one of http, log, nats, slack, email, k8s, argoWorkflow)")]
     NoAction {
         /// The trigger's name.
         trigger: String,
@@ -45,7 +47,7 @@ pub enum BuildError {
         fields: String,
     },
     /// The action's kind has no implementation yet.
-    #[error("failed to build trigger `{trigger}`: the `{kind}` trigger is not supported yet (supported: http, log, nats, slack, email)")]
+    #[error("failed to build trigger `{trigger}`: the `{kind}` trigger is not supported yet (supported: http, log, nats, slack, email, k8s, argoWorkflow)")]
     UnsupportedKind {
         /// The trigger's name.
         trigger: String,
@@ -68,6 +70,16 @@ pub enum BuildError {
         /// The field path, e.g. `http.method`.
         field: String,
         /// What is wrong and how to fix it.
+        reason: String,
+    },
+    /// The action needs the Kubernetes API and no configuration for it was found.
+    #[error("failed to build trigger `{trigger}`: the `{kind}` trigger needs a Kubernetes API server; set KUBECONFIG (or ~/.kube/config) or run in a pod with a service account: {reason}")]
+    NoKubernetes {
+        /// The trigger's name.
+        trigger: String,
+        /// The action's field name.
+        kind: &'static str,
+        /// What was tried.
         reason: String,
     },
     /// A secret the action needs could not be read.
@@ -147,6 +159,76 @@ pub enum TriggerError {
         /// The address refused and the rule.
         denied: http::egress::EgressDenied,
     },
+    /// No Kubernetes client could be made from the kubeconfig chain.
+    #[error("failed to connect to the Kubernetes API: {reason}")]
+    ConnectKubernetes {
+        /// Why.
+        reason: String,
+    },
+    /// The trigger's manifest could not be read from its source.
+    #[error("failed to read the trigger source `{location}`: {reason}")]
+    FetchSource {
+        /// The file path or URL.
+        location: String,
+        /// Why.
+        reason: String,
+        /// Whether reading again can help (a download that failed).
+        retryable: bool,
+    },
+    /// The manifest (after parameters) is not usable for the operation.
+    #[error("failed to use the trigger's manifest: {reason}")]
+    InvalidObject {
+        /// What is wrong.
+        reason: String,
+    },
+    /// The API server does not know the manifest's kind, or could not be asked.
+    #[error("failed to find the API of kind `{kind}` in `{api_version}`")]
+    Discover {
+        /// The manifest's apiVersion.
+        api_version: String,
+        /// The manifest's kind.
+        kind: String,
+        /// Whether asking again can help.
+        retryable: bool,
+        /// Why.
+        source: Box<kube::Error>,
+    },
+    /// The API server refused the request.
+    #[error("failed to {action} {object}: {status} {reason}: {message}")]
+    KubernetesApi {
+        /// `create`, `update`, `patch`, `delete`, `read`, `suspend`, …
+        action: &'static str,
+        /// Kind namespace/name.
+        object: String,
+        /// The HTTP status.
+        status: u16,
+        /// The API's reason, e.g. `Forbidden`, `AlreadyExists`, `Invalid`.
+        reason: String,
+        /// The API's message.
+        message: String,
+    },
+    /// The request got no answer from the API server.
+    #[error("failed to {action} {object}")]
+    KubernetesRequest {
+        /// `create`, `update`, …
+        action: &'static str,
+        /// Kind namespace/name.
+        object: String,
+        /// Whether retrying can help.
+        retryable: bool,
+        /// Why.
+        source: Box<kube::Error>,
+    },
+    /// `policy.k8s` labels did not appear in time and `errorOnBackoffTimeout` is set.
+    #[error(
+        "failed to see labels {labels} on {object} within policy.k8s.backoff (errorOnBackoffTimeout is true)"
+    )]
+    PolicyTimeout {
+        /// Kind namespace/name.
+        object: String,
+        /// The labels waited for, `k=v,…`.
+        labels: String,
+    },
 }
 
 impl TriggerError {
@@ -169,11 +251,32 @@ impl TriggerError {
                     ErrorKind::Permanent
                 }
             }
+            TriggerError::FetchSource { retryable, .. }
+            | TriggerError::Discover { retryable, .. }
+            | TriggerError::KubernetesRequest { retryable, .. } => {
+                if *retryable {
+                    ErrorKind::Retryable
+                } else {
+                    ErrorKind::Permanent
+                }
+            }
+            TriggerError::KubernetesApi { status, reason, .. } => {
+                // A conflict (someone changed the object meanwhile), rate limiting and server errors
+                // pass; a taken name (AlreadyExists), RBAC, invalid objects will fail the same way.
+                if (*status == 409 && reason != "AlreadyExists") || *status == 429 || *status >= 500 {
+                    ErrorKind::Retryable
+                } else {
+                    ErrorKind::Permanent
+                }
+            }
             TriggerError::ApplyParams(_)
             | TriggerError::MissingAction { .. }
             | TriggerError::BuildRequest { .. }
             | TriggerError::ResolveSecret(_)
-            | TriggerError::EgressDenied { .. } => ErrorKind::Permanent,
+            | TriggerError::EgressDenied { .. }
+            | TriggerError::ConnectKubernetes { .. }
+            | TriggerError::InvalidObject { .. }
+            | TriggerError::PolicyTimeout { .. } => ErrorKind::Permanent,
         }
     }
 
@@ -203,6 +306,14 @@ pub enum Outcome {
         /// The stream sequence, when a stream stored it.
         sequence: Option<u64>,
     },
+    /// A Kubernetes object was acted on (`k8s`, `argoWorkflow`).
+    KubernetesObject {
+        /// What was done: `created`, `updated`, `patched`, `deleted`, `absent` (nothing to delete),
+        /// `submitted`, `resubmitted`, `suspend`, `resume`, `terminate`, `stop`.
+        action: &'static str,
+        /// Kind namespace/name of the object.
+        object: String,
+    },
 }
 
 /// What a trigger kind needs from the sensor to build itself.
@@ -214,6 +325,9 @@ pub struct BuildContext {
     pub secrets: Arc<dyn SecretResolver>,
     /// The HTTP clients of request-style triggers, under the process's egress rules.
     pub http: http::egress::HttpClients,
+    /// The sensor's namespace (`metadata.namespace`): where Kubernetes triggers put objects whose
+    /// manifest names none. `None`: the kubeconfig context's (the pod's in a cluster).
+    pub namespace: Option<String>,
 }
 
 /// One trigger kind, built and ready to act.
@@ -242,6 +356,10 @@ pub enum BuiltTrigger {
     Slack(slack::SlackTrigger),
     /// `email`
     Email(email::EmailTrigger),
+    /// `k8s`
+    K8s(k8s::K8sTrigger),
+    /// `argoWorkflow`
+    ArgoWorkflow(argo_workflow::ArgoWorkflowTrigger),
 }
 
 impl BuiltTrigger {
@@ -277,9 +395,11 @@ impl BuiltTrigger {
             TriggerAction::Email(spec) => {
                 Ok(BuiltTrigger::Email(email::EmailTrigger::build(&name, spec, ctx)?))
             }
-            TriggerAction::K8s(_)
-            | TriggerAction::ArgoWorkflow(_)
-            | TriggerAction::AwsLambda(_)
+            TriggerAction::K8s(k8s) => Ok(BuiltTrigger::K8s(k8s::K8sTrigger::build(&name, k8s, spec, ctx)?)),
+            TriggerAction::ArgoWorkflow(argo) => Ok(BuiltTrigger::ArgoWorkflow(
+                argo_workflow::ArgoWorkflowTrigger::build(&name, argo, spec, ctx)?,
+            )),
+            TriggerAction::AwsLambda(_)
             | TriggerAction::Custom(_)
             | TriggerAction::Kafka(_)
             | TriggerAction::OpenWhisk(_)
@@ -299,6 +419,8 @@ impl BuiltTrigger {
             BuiltTrigger::Nats(t) => t,
             BuiltTrigger::Slack(t) => t,
             BuiltTrigger::Email(t) => t,
+            BuiltTrigger::K8s(t) => t,
+            BuiltTrigger::ArgoWorkflow(t) => t,
         }
     }
 }

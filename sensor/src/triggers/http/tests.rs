@@ -140,6 +140,7 @@ fn ctx() -> BuildContext {
         sensor: "s".into(),
         secrets: secrets(),
         http: reqwest::Client::new().into(),
+        namespace: None,
     }
 }
 

@@ -101,6 +101,7 @@ fn trigger(base: &str, slack: Value) -> anyhow::Result<(SlackTrigger, TriggerSpe
         sensor: "s".into(),
         secrets: Arc::new(Secrets),
         http: HttpClients::from(reqwest::Client::new()).with_slack_api_url(base),
+        namespace: None,
     };
     let template = spec.template.clone().unwrap_or_default();
     let slack = template.slack.clone().unwrap_or_default();
