@@ -8,9 +8,12 @@
 
 pub mod http;
 pub mod metrics;
+pub mod push;
 pub use sluice_eventbus::secrets;
 pub mod sender;
 pub mod sources;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use std::sync::Arc;
 
@@ -49,6 +52,22 @@ pub enum BuildError {
     /// The EventSource has no name.
     #[error("failed to build an EventSource: metadata.name is empty")]
     MissingName,
+}
+
+/// Resolves one secret reference of `event_source/event`.
+pub fn resolve_secret(
+    secrets: &dyn SecretResolver,
+    event_source: &str,
+    event: &str,
+    selector: &sluice_crds::common::SecretKeySelector,
+) -> Result<String, BuildError> {
+    secrets
+        .resolve_secret(selector)
+        .map_err(|source| BuildError::ResolveSecret {
+            event_source: event_source.into(),
+            event: event.into(),
+            source: Box::new(source),
+        })
 }
 
 /// Why a running pull source stopped.
@@ -116,6 +135,7 @@ pub fn build(es: &EventSource, ctx: &SourceContext) -> Result<BuiltEventSource, 
             });
         }
     }
+    let mut running = 0usize;
     if let Some(events) = &es.spec.webhook {
         built.routes.extend(sources::webhook::build_routes(
             &name,
@@ -124,13 +144,18 @@ pub fn build(es: &EventSource, ctx: &SourceContext) -> Result<BuiltEventSource, 
             ctx.sender.clone(),
             &ctx.metrics,
         )?);
-        ctx.metrics
-            .running
-            .get_or_create(&metrics::SourceLabels {
-                eventsource_name: name.clone(),
-            })
-            .set(i64::try_from(events.len()).unwrap_or(i64::MAX));
+        running += events.len();
     }
+    if let Some(events) = &es.spec.github {
+        sources::github::build(&name, events, ctx, &mut built)?;
+        running += events.len();
+    }
+    ctx.metrics
+        .running
+        .get_or_create(&metrics::SourceLabels {
+            eventsource_name: name.clone(),
+        })
+        .set(i64::try_from(running).unwrap_or(i64::MAX));
     Ok(built)
 }
 

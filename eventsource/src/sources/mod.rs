@@ -3,6 +3,7 @@
 //! compile here until this build says whether it can run it. Kinds not yet runnable are refused at
 //! build time with a message naming the kind, never silently skipped.
 
+pub mod github;
 pub mod webhook;
 
 pub use sluice_crds::eventsource::EventSourceKind;
@@ -11,7 +12,7 @@ pub use sluice_crds::eventsource::EventSourceKind;
 pub fn is_runnable(kind: EventSourceKind) -> bool {
     use EventSourceKind as K;
     match kind {
-        K::Webhook => true,
+        K::Webhook | K::Github => true,
         K::Amqp
         | K::AzureEventsHub
         | K::AzureQueueStorage
@@ -23,7 +24,6 @@ pub fn is_runnable(kind: EventSourceKind) -> bool {
         | K::File
         | K::Generic
         | K::Gerrit
-        | K::Github
         | K::Gitlab
         | K::Hdfs
         | K::Kafka

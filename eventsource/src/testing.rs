@@ -1,0 +1,151 @@
+//! Test doubles shared by the source kinds' unit tests: a recording [`EventSender`] and a fixed
+//! [`SecretResolver`].
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode};
+use http_body_util::BodyExt;
+use sluice_crds::common::{ConfigMapKeySelector, SecretKeySelector};
+use sluice_eventbus::{Event, PublishAck, PublishError, Subject};
+use tower::ServiceExt;
+
+use crate::http::{Route, RouteTable};
+use crate::secrets::{SecretError, SecretResolver};
+use crate::sender::EventSender;
+
+/// Records what was published, deduplicating by event id as the bus does; refuses everything when
+/// `refuse` is set.
+#[derive(Default)]
+pub struct Recorder {
+    pub refuse: bool,
+    sent: Mutex<Vec<(Subject, Event)>>,
+}
+
+#[async_trait]
+impl EventSender for Recorder {
+    async fn send(&self, subject: &Subject, event: &Event) -> Result<PublishAck, PublishError> {
+        if self.refuse {
+            return Err(PublishError::Unavailable);
+        }
+        let mut sent = self.sent.lock().map_err(|_| PublishError::Closed)?;
+        if sent.iter().any(|(_, e)| e.id() == event.id()) {
+            return Ok(PublishAck {
+                sequence: sent.len() as u64,
+                duplicate: true,
+            });
+        }
+        sent.push((subject.clone(), event.clone()));
+        Ok(PublishAck {
+            sequence: sent.len() as u64,
+            duplicate: false,
+        })
+    }
+}
+
+impl Recorder {
+    /// A sender that refuses every event.
+    pub fn refusing() -> Self {
+        Self {
+            refuse: true,
+            ..Default::default()
+        }
+    }
+
+    /// Everything stored so far.
+    pub fn events(&self) -> Vec<(Subject, Event)> {
+        self.sent.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+}
+
+/// Secrets from a fixed map of `(name, key) → value`.
+#[derive(Default)]
+pub struct Secrets(pub BTreeMap<(String, String), String>);
+
+impl Secrets {
+    /// One secret.
+    pub fn with(mut self, name: &str, key: &str, value: &str) -> Self {
+        self.0.insert((name.into(), key.into()), value.into());
+        self
+    }
+}
+
+/// A selector `{name, key}`.
+pub fn selector(name: &str, key: &str) -> SecretKeySelector {
+    SecretKeySelector {
+        name: name.into(),
+        key: key.into(),
+        optional: None,
+    }
+}
+
+impl SecretResolver for Secrets {
+    fn resolve_config_map(&self, selector: &ConfigMapKeySelector) -> Result<String, SecretError> {
+        Err(SecretError::InvalidReference {
+            name: selector.name.clone(),
+            key: selector.key.clone(),
+        })
+    }
+
+    fn resolve_secret(&self, selector: &SecretKeySelector) -> Result<String, SecretError> {
+        self.0
+            .get(&(selector.name.clone(), selector.key.clone()))
+            .cloned()
+            .ok_or_else(|| SecretError::InvalidReference {
+                name: selector.name.clone(),
+                key: selector.key.clone(),
+            })
+    }
+}
+
+/// The router of `port` serving `routes`.
+pub fn router(routes: Vec<Route>, port: u16) -> axum::Router {
+    let mut table = RouteTable::new();
+    for r in routes {
+        table.add(r).unwrap_or_else(|e| panic!("{e}"));
+    }
+    table.router(port)
+}
+
+/// Sends one request through `router` without a socket.
+pub async fn send(router: axum::Router, req: Request<Body>) -> (StatusCode, HeaderMap, String) {
+    let res = router.oneshot(req).await.unwrap_or_else(|e| match e {});
+    let status = res.status();
+    let headers = res.headers().clone();
+    let body = res
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// A POST of `body` to `uri` with extra headers.
+pub fn post(uri: &str, headers: &[(&str, &str)], body: impl Into<Body>) -> Request<Body> {
+    let mut b = Request::post(uri);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    b.body(body.into()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A context publishing to `rec` with `secrets`.
+pub fn context(secrets: Secrets, rec: std::sync::Arc<Recorder>) -> crate::SourceContext {
+    crate::SourceContext {
+        secrets: std::sync::Arc::new(secrets),
+        sender: rec,
+        metrics: crate::metrics::SourceMetrics::default(),
+    }
+}
+
+/// An empty build result for EventSource `name`.
+pub fn built(name: &str) -> crate::BuiltEventSource {
+    crate::BuiltEventSource {
+        name: name.into(),
+        routes: Vec::new(),
+        tasks: Vec::new(),
+    }
+}
