@@ -150,6 +150,10 @@ pub fn build(es: &EventSource, ctx: &SourceContext) -> Result<BuiltEventSource, 
         sources::github::build(&name, events, ctx, &mut built)?;
         running += events.len();
     }
+    if let Some(events) = &es.spec.gitlab {
+        sources::gitlab::build(&name, events, ctx, &mut built)?;
+        running += events.len();
+    }
     ctx.metrics
         .running
         .get_or_create(&metrics::SourceLabels {

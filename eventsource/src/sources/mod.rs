@@ -4,6 +4,7 @@
 //! build time with a message naming the kind, never silently skipped.
 
 pub mod github;
+pub mod gitlab;
 pub mod webhook;
 
 pub use sluice_crds::eventsource::EventSourceKind;
@@ -12,7 +13,7 @@ pub use sluice_crds::eventsource::EventSourceKind;
 pub fn is_runnable(kind: EventSourceKind) -> bool {
     use EventSourceKind as K;
     match kind {
-        K::Webhook | K::Github => true,
+        K::Webhook | K::Github | K::Gitlab => true,
         K::Amqp
         | K::AzureEventsHub
         | K::AzureQueueStorage
@@ -24,7 +25,6 @@ pub fn is_runnable(kind: EventSourceKind) -> bool {
         | K::File
         | K::Generic
         | K::Gerrit
-        | K::Gitlab
         | K::Hdfs
         | K::Kafka
         | K::Minio
