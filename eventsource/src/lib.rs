@@ -6,6 +6,7 @@
 //! [`build`] turns an `EventSource` into routes (push kinds) and tasks (pull kinds); the caller mounts
 //! the routes of every EventSource of the process on one [`http::RouteTable`] and runs the tasks.
 
+pub mod checkpoint;
 pub mod http;
 pub mod metrics;
 pub mod push;
@@ -102,6 +103,9 @@ pub struct SourceContext {
     pub sender: Arc<dyn EventSender>,
     /// Metric families (registered by the caller).
     pub metrics: metrics::SourceMetrics,
+    /// Where sources keep progress across restarts (the calendar's last tick); `None` refuses
+    /// specs that need it.
+    pub checkpoints: Option<Arc<dyn checkpoint::CheckpointStore>>,
 }
 
 /// An EventSource ready to run: routes for the shared HTTP server and tasks for pull kinds.
@@ -150,6 +154,10 @@ pub fn build(es: &EventSource, ctx: &SourceContext) -> Result<BuiltEventSource, 
         sources::github::build(&name, events, ctx, &mut built)?;
         running += events.len();
     }
+    if let Some(events) = &es.spec.calendar {
+        sources::calendar::build(&name, events, ctx, &mut built)?;
+        running += events.len();
+    }
     if let Some(events) = &es.spec.gitlab {
         sources::gitlab::build(&name, events, ctx, &mut built)?;
         running += events.len();
@@ -183,6 +191,7 @@ mod tests {
             secrets: Arc::new(FileSecretResolver::new("/nonexistent")),
             sender: Arc::new(NoSender),
             metrics: metrics::SourceMetrics::default(),
+            checkpoints: None,
         }
     }
 
@@ -194,12 +203,12 @@ mod tests {
     fn a_kind_not_runnable_yet_is_refused_by_name() {
         let es = event_source(
             "apiVersion: argoproj.io/v1alpha1\nkind: EventSource\nmetadata: {name: ticks}\nspec:\n  \
-             webhook: {a: {port: \"1\", endpoint: /a, method: POST}}\n  calendar: {every: {interval: 10s}}\n",
+             webhook: {a: {port: \"1\", endpoint: /a, method: POST}}\n  redis: {every: {channels: [a]}}\n",
         );
         let err = build(&es, &context()).err().map(|e| e.to_string());
         assert_eq!(
             err.as_deref(),
-            Some("failed to build EventSource ticks event every: the calendar event source kind is not supported yet")
+            Some("failed to build EventSource ticks event every: the redis event source kind is not supported yet")
         );
     }
 

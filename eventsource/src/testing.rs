@@ -22,6 +22,7 @@ use crate::sender::EventSender;
 pub struct Recorder {
     pub refuse: bool,
     sent: Mutex<Vec<(Subject, Event)>>,
+    duplicates: std::sync::atomic::AtomicUsize,
 }
 
 #[async_trait]
@@ -32,6 +33,7 @@ impl EventSender for Recorder {
         }
         let mut sent = self.sent.lock().map_err(|_| PublishError::Closed)?;
         if sent.iter().any(|(_, e)| e.id() == event.id()) {
+            self.duplicates.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             return Ok(PublishAck {
                 sequence: sent.len() as u64,
                 duplicate: true,
@@ -52,6 +54,11 @@ impl Recorder {
             refuse: true,
             ..Default::default()
         }
+    }
+
+    /// How many sends repeated an id already stored.
+    pub fn duplicates(&self) -> usize {
+        self.duplicates.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Everything stored so far.
@@ -138,6 +145,7 @@ pub fn context(secrets: Secrets, rec: std::sync::Arc<Recorder>) -> crate::Source
         secrets: std::sync::Arc::new(secrets),
         sender: rec,
         metrics: crate::metrics::SourceMetrics::default(),
+        checkpoints: Some(std::sync::Arc::new(MemoryCheckpoints::default())),
     }
 }
 
@@ -147,5 +155,23 @@ pub fn built(name: &str) -> crate::BuiltEventSource {
         name: name.into(),
         routes: Vec::new(),
         tasks: Vec::new(),
+    }
+}
+
+/// Checkpoints in memory.
+#[derive(Default)]
+pub struct MemoryCheckpoints(Mutex<BTreeMap<String, String>>);
+
+#[async_trait]
+impl crate::checkpoint::CheckpointStore for MemoryCheckpoints {
+    async fn load(&self, key: &str) -> Result<Option<String>, crate::checkpoint::CheckpointError> {
+        Ok(self.0.lock().ok().and_then(|m| m.get(key).cloned()))
+    }
+
+    async fn save(&self, key: &str, value: &str) -> Result<(), crate::checkpoint::CheckpointError> {
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(key.into(), value.into());
+        }
+        Ok(())
     }
 }
