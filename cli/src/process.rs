@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use sluice_crds::{EventSource, Sensor};
 use sluice_eventbus::secrets::{FileSecretResolver, SecretResolver};
+use sluice_eventsource::checkpoint::{CheckpointStore, FileCheckpointStore, KvCheckpointStore};
 use sluice_eventsource::http::RouteTable;
 use sluice_eventsource::metrics::SourceMetrics;
-use sluice_eventsource::checkpoint::{CheckpointStore, FileCheckpointStore, KvCheckpointStore};
 use sluice_eventsource::{BusSender, SourceContext};
 use sluice_sensor::metrics::SensorMetrics;
 use tokio_util::sync::CancellationToken;

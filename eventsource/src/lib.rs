@@ -7,6 +7,7 @@
 //! the routes of every EventSource of the process on one [`http::RouteTable`] and runs the tasks.
 
 pub mod checkpoint;
+pub mod clock;
 pub mod http;
 pub mod metrics;
 pub mod push;
@@ -156,6 +157,10 @@ pub fn build(es: &EventSource, ctx: &SourceContext) -> Result<BuiltEventSource, 
     }
     if let Some(events) = &es.spec.calendar {
         sources::calendar::build(&name, events, ctx, &mut built)?;
+        running += events.len();
+    }
+    if let Some(events) = &es.spec.slack {
+        sources::slack::build(&name, events, ctx, &mut built)?;
         running += events.len();
     }
     if let Some(events) = &es.spec.gitlab {

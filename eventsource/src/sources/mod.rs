@@ -6,6 +6,7 @@
 pub mod calendar;
 pub mod github;
 pub mod gitlab;
+pub mod slack;
 pub mod webhook;
 
 pub use sluice_crds::eventsource::EventSourceKind;
@@ -14,7 +15,7 @@ pub use sluice_crds::eventsource::EventSourceKind;
 pub fn is_runnable(kind: EventSourceKind) -> bool {
     use EventSourceKind as K;
     match kind {
-        K::Webhook | K::Github | K::Gitlab | K::Calendar => true,
+        K::Webhook | K::Github | K::Gitlab | K::Calendar | K::Slack => true,
         K::Amqp
         | K::AzureEventsHub
         | K::AzureQueueStorage
@@ -38,7 +39,6 @@ pub fn is_runnable(kind: EventSourceKind) -> bool {
         | K::RedisStream
         | K::Resource
         | K::Sftp
-        | K::Slack
         | K::Sns
         | K::Sqs
         | K::StorageGrid

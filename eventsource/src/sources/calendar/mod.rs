@@ -35,6 +35,7 @@ use sluice_eventbus::{deterministic_id, EventBuilder, Subject};
 use tokio_util::sync::CancellationToken;
 
 use crate::checkpoint::CheckpointStore;
+pub use crate::clock::{Clock, SystemClock, TokioClock};
 use crate::metrics::{EventLabels, SourceMetrics};
 use crate::push::{metadata_value, refuse_filter};
 use crate::sender::EventSender;
@@ -52,45 +53,6 @@ pub enum Timing {
     Cron(CronSpec, Tz),
     /// A fixed period.
     Every(Duration),
-}
-
-/// A source of wall-clock time. Production reads the system clock; tests derive it from tokio's
-/// (pausable) clock so schedules run under `tokio::time::pause()`.
-pub trait Clock: Send + Sync + 'static {
-    /// Now.
-    fn now(&self) -> DateTime<Utc>;
-}
-
-/// The system clock.
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now()
-    }
-}
-
-/// Wall-clock time that advances with tokio's clock from a fixed origin.
-pub struct TokioClock {
-    origin: DateTime<Utc>,
-    started: tokio::time::Instant,
-}
-
-impl TokioClock {
-    /// A clock reading `origin` now.
-    pub fn new(origin: DateTime<Utc>) -> Self {
-        Self {
-            origin,
-            started: tokio::time::Instant::now(),
-        }
-    }
-}
-
-impl Clock for TokioClock {
-    fn now(&self) -> DateTime<Utc> {
-        let elapsed = chrono::Duration::from_std(self.started.elapsed()).unwrap_or(chrono::Duration::zero());
-        self.origin + elapsed
-    }
 }
 
 /// One calendar event, resolved.
