@@ -163,6 +163,10 @@ pub fn build(es: &EventSource, ctx: &SourceContext) -> Result<BuiltEventSource, 
         sources::slack::build(&name, events, ctx, &mut built)?;
         running += events.len();
     }
+    if let Some(events) = &es.spec.stripe {
+        sources::stripe::build(&name, events, ctx, &mut built)?;
+        running += events.len();
+    }
     if let Some(events) = &es.spec.gitlab {
         sources::gitlab::build(&name, events, ctx, &mut built)?;
         running += events.len();

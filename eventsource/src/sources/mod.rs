@@ -7,6 +7,7 @@ pub mod calendar;
 pub mod github;
 pub mod gitlab;
 pub mod slack;
+pub mod stripe;
 pub mod webhook;
 
 pub use sluice_crds::eventsource::EventSourceKind;
@@ -15,7 +16,7 @@ pub use sluice_crds::eventsource::EventSourceKind;
 pub fn is_runnable(kind: EventSourceKind) -> bool {
     use EventSourceKind as K;
     match kind {
-        K::Webhook | K::Github | K::Gitlab | K::Calendar | K::Slack => true,
+        K::Webhook | K::Github | K::Gitlab | K::Calendar | K::Slack | K::Stripe => true,
         K::Amqp
         | K::AzureEventsHub
         | K::AzureQueueStorage
@@ -41,7 +42,6 @@ pub fn is_runnable(kind: EventSourceKind) -> bool {
         | K::Sftp
         | K::Sns
         | K::Sqs
-        | K::StorageGrid
-        | K::Stripe => false,
+        | K::StorageGrid => false,
     }
 }
