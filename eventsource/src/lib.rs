@@ -167,6 +167,10 @@ pub fn build(es: &EventSource, ctx: &SourceContext) -> Result<BuiltEventSource, 
         sources::stripe::build(&name, events, ctx, &mut built)?;
         running += events.len();
     }
+    if let Some(events) = &es.spec.bitbucketserver {
+        sources::bitbucketserver::build(&name, events, ctx, &mut built)?;
+        running += events.len();
+    }
     if let Some(events) = &es.spec.gitlab {
         sources::gitlab::build(&name, events, ctx, &mut built)?;
         running += events.len();

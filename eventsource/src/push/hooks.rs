@@ -178,3 +178,120 @@ impl PullSource for HookTask {
         Ok(())
     }
 }
+
+/// How a [`JsonHooks`] authenticates.
+#[derive(Clone)]
+pub enum ApiAuth {
+    /// `Authorization: Bearer <token>`.
+    Bearer(String),
+    /// HTTP basic auth.
+    Basic { username: String, password: String },
+}
+
+/// A registrar for APIs of the common shape (Bitbucket Cloud and Server): `GET {base}{target}` lists
+/// hooks under `values`, `POST {base}{target}` creates one, `DELETE {base}{target}/{id}` removes it.
+/// A listed hook whose `url` is ours is adopted rather than duplicated.
+pub struct JsonHooks {
+    client: reqwest::Client,
+    base: String,
+    auth: ApiAuth,
+    targets: Vec<String>,
+    hook_url: String,
+    body: serde_json::Value,
+    id_field: &'static str,
+}
+
+impl JsonHooks {
+    /// A registrar creating `body` (whose `url` is `hook_url`) on each target; ids read from `id_field`.
+    pub fn new(
+        base: &str,
+        auth: ApiAuth,
+        targets: Vec<String>,
+        hook_url: String,
+        body: serde_json::Value,
+        id_field: &'static str,
+    ) -> Self {
+        let mut base = base.to_string();
+        if !base.ends_with('/') {
+            base.push('/');
+        }
+        Self {
+            client: api_client(),
+            base,
+            auth,
+            targets,
+            hook_url,
+            body,
+            id_field,
+        }
+    }
+
+    fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
+        let req = self.client.request(method, url);
+        match &self.auth {
+            ApiAuth::Bearer(t) => req.bearer_auth(t),
+            ApiAuth::Basic { username, password } => req.basic_auth(username, Some(password)),
+        }
+    }
+
+    fn id_of(&self, v: &serde_json::Value, url: &str) -> Result<String, HookError> {
+        match &v[self.id_field] {
+            serde_json::Value::Number(n) => Ok(n.to_string()),
+            serde_json::Value::String(s) => Ok(s.clone()),
+            _ => Err(HookError::DecodeAnswer {
+                url: url.into(),
+                reason: format!("a hook without `{}`", self.id_field),
+            }),
+        }
+    }
+}
+
+#[async_trait]
+impl HookRegistrar for JsonHooks {
+    fn targets(&self) -> Vec<String> {
+        self.targets.clone()
+    }
+
+    async fn ensure(&self, target: &str) -> Result<String, HookError> {
+        let url = format!("{}{target}", self.base);
+        let res = send(self.request(reqwest::Method::GET, &url), "GET", &url).await?;
+        let list: serde_json::Value = check_status("list hooks", &url, res)
+            .await?
+            .json()
+            .await
+            .map_err(|e| HookError::DecodeAnswer {
+                url: url.clone(),
+                reason: e.to_string(),
+            })?;
+        if let Some(h) = list["values"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|h| h["url"].as_str() == Some(self.hook_url.as_str()))
+        {
+            return self.id_of(h, &url);
+        }
+        let res = send(
+            self.request(reqwest::Method::POST, &url).json(&self.body),
+            "POST",
+            &url,
+        )
+        .await?;
+        let created: serde_json::Value = check_status("create hook", &url, res)
+            .await?
+            .json()
+            .await
+            .map_err(|e| HookError::DecodeAnswer {
+                url: url.clone(),
+                reason: e.to_string(),
+            })?;
+        self.id_of(&created, &url)
+    }
+
+    async fn delete(&self, target: &str, id: &str) -> Result<(), HookError> {
+        let url = format!("{}{target}/{id}", self.base);
+        let res = send(self.request(reqwest::Method::DELETE, &url), "DELETE", &url).await?;
+        check_status("delete hook", &url, res).await?;
+        Ok(())
+    }
+}
