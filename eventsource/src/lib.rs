@@ -171,6 +171,10 @@ pub fn build(es: &EventSource, ctx: &SourceContext) -> Result<BuiltEventSource, 
         sources::bitbucketserver::build(&name, events, ctx, &mut built)?;
         running += events.len();
     }
+    if let Some(events) = &es.spec.bitbucket {
+        sources::bitbucket::build(&name, events, ctx, &mut built)?;
+        running += events.len();
+    }
     if let Some(events) = &es.spec.gitlab {
         sources::gitlab::build(&name, events, ctx, &mut built)?;
         running += events.len();

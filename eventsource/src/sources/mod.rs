@@ -3,6 +3,7 @@
 //! compile here until this build says whether it can run it. Kinds not yet runnable are refused at
 //! build time with a message naming the kind, never silently skipped.
 
+pub mod bitbucket;
 pub mod bitbucketserver;
 pub mod calendar;
 pub mod github;
@@ -17,12 +18,18 @@ pub use sluice_crds::eventsource::EventSourceKind;
 pub fn is_runnable(kind: EventSourceKind) -> bool {
     use EventSourceKind as K;
     match kind {
-        K::Webhook | K::Github | K::Gitlab | K::Calendar | K::Slack | K::Stripe | K::BitbucketServer => true,
+        K::Webhook
+        | K::Github
+        | K::Gitlab
+        | K::Calendar
+        | K::Slack
+        | K::Stripe
+        | K::BitbucketServer
+        | K::Bitbucket => true,
         K::Amqp
         | K::AzureEventsHub
         | K::AzureQueueStorage
         | K::AzureServiceBus
-        | K::Bitbucket
         | K::Emitter
         | K::File
         | K::Generic
