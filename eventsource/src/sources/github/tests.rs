@@ -444,3 +444,50 @@ async fn hooks_are_created_or_updated_and_deleted_on_finish() {
         "the stale org hook is updated to the same config"
     );
 }
+
+/// Captures log output of one test.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut v) = self.0.lock() {
+            v.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_rejection_logs_the_reason_and_delivery_id_never_the_secret() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        rt.block_on(async {
+            let rec = Arc::new(Recorder::default());
+            let app = app(spec(), rec.clone());
+            let status = deliver(&app, "push", "d-log-1", &sig256("wrong", PUSH), PUSH).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED);
+            assert!(rec.events().is_empty());
+        });
+    });
+    let text = captured
+        .0
+        .lock()
+        .map(|v| String::from_utf8_lossy(&v).into_owned())
+        .unwrap_or_default();
+    assert!(text.contains("rejected request"), "{text}");
+    assert!(text.contains("invalid X-Hub-Signature-256 signature"), "{text}");
+    assert!(text.contains("d-log-1"), "the delivery id is logged: {text}");
+    assert!(!text.contains(SECRET), "the secret is never logged: {text}");
+}
