@@ -175,3 +175,72 @@ impl crate::checkpoint::CheckpointStore for MemoryCheckpoints {
         Ok(())
     }
 }
+
+/// What a stand-in API recorded: (method, path, JSON body or null) per call.
+pub type Calls = std::sync::Arc<Mutex<Vec<(String, String, serde_json::Value)>>>;
+
+/// A stand-in for a remote hook API on a free local port: checks that every call carries the header
+/// `auth` (name, value), records it, and answers `answer(method, path)` as JSON.
+pub async fn stand_in_api(
+    auth: (&'static str, String),
+    answer: fn(&str, &str) -> serde_json::Value,
+) -> (std::net::SocketAddr, Calls) {
+    use axum::extract::{OriginalUri, State};
+    let calls: Calls = Default::default();
+    let state = (calls.clone(), std::sync::Arc::new(auth));
+    let api = axum::Router::new()
+        .route(
+            "/{*path}",
+            axum::routing::any(
+                move |State((calls, auth)): State<(Calls, std::sync::Arc<(&'static str, String)>)>,
+                      method: axum::http::Method,
+                      OriginalUri(uri): OriginalUri,
+                      headers: HeaderMap,
+                      body: bytes::Bytes| async move {
+                    assert_eq!(
+                        headers.get(auth.0).and_then(|v| v.to_str().ok()),
+                        Some(auth.1.as_str()),
+                        "{method} {uri}: credentials sent"
+                    );
+                    let body: serde_json::Value =
+                        serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+                    let path = uri.path().to_string();
+                    if let Ok(mut c) = calls.lock() {
+                        c.push((method.to_string(), path.clone(), body));
+                    }
+                    axum::Json(answer(method.as_str(), &path))
+                },
+            ),
+        )
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, api).await;
+    });
+    (addr, calls)
+}
+
+/// Runs a hook task until the API saw `n` calls, then stops it (which deletes hooks when asked) and
+/// returns every call.
+pub async fn run_hooks_until(
+    task: Box<dyn crate::PullSource>,
+    calls: &Calls,
+    n: usize,
+) -> Vec<(String, String, serde_json::Value)> {
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(task.run(cancel.clone()));
+    while calls.lock().map(|c| c.len()).unwrap_or(0) < n {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    cancel.cancel();
+    let _ = running.await;
+    calls.lock().map(|c| c.clone()).unwrap_or_default()
+}
+
+/// (method, path) of each call.
+pub fn summary(calls: &[(String, String, serde_json::Value)]) -> Vec<(String, String)> {
+    calls.iter().map(|(m, p, _)| (m.clone(), p.clone())).collect()
+}

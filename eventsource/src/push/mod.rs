@@ -379,6 +379,30 @@ impl PushRoute {
     }
 }
 
+/// Mounts the push route of `event_source/event_name` (kind `source_type`) on `out`, publishing
+/// through the context's sender.
+pub fn mount(
+    out: &mut crate::BuiltEventSource,
+    ctx: &crate::SourceContext,
+    (event_source, event_name): (&str, &str),
+    source_type: &'static str,
+    endpoint: Endpoint,
+    adapter: impl PushAdapter,
+) {
+    out.routes.push(
+        PushRoute::new(
+            event_source,
+            event_name,
+            source_type,
+            endpoint,
+            Arc::new(adapter),
+            ctx.sender.clone(),
+            ctx.metrics.clone(),
+        )
+        .into_route(),
+    );
+}
+
 /// Go's canonical MIME header form, which upstream's event data uses: `x-github-event` → `X-Github-Event`.
 pub fn canonical_header_name(name: &str) -> String {
     let mut out = String::with_capacity(name.len());

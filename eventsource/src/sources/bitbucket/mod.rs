@@ -23,8 +23,8 @@ use sluice_crds::eventsource::BitbucketEventSource;
 
 use crate::push::hooks::{join_url, ApiAuth, HookTask, JsonHooks};
 use crate::push::{
-    header_text, headers_body_metadata, parse_json, refuse_filter, require_webhook, resolve_endpoint,
-    Accepted, Incoming, Outgoing, PushAdapter, PushRoute, Rejection,
+    header_text, headers_body_metadata, mount, parse_json, refuse_filter, require_webhook, resolve_endpoint,
+    Accepted, Incoming, Outgoing, PushAdapter, Rejection,
 };
 use crate::sources::bitbucketserver::verify_hub_signature;
 use crate::{BuildError, BuiltEventSource, SourceContext};
@@ -126,20 +126,16 @@ pub fn build_with(
                 spec.delete_hook_on_finish,
             )));
         }
-        out.routes.push(
-            PushRoute::new(
-                es_name,
-                event_name,
-                "bitbucket",
-                endpoint,
-                Arc::new(BitbucketAdapter {
-                    secret,
-                    metadata: spec.metadata.clone(),
-                }),
-                ctx.sender.clone(),
-                ctx.metrics.clone(),
-            )
-            .into_route(),
+        mount(
+            out,
+            ctx,
+            (es_name, event_name),
+            "bitbucket",
+            endpoint,
+            BitbucketAdapter {
+                secret,
+                metadata: spec.metadata.clone(),
+            },
         );
     }
     Ok(())

@@ -2,7 +2,7 @@
 //! redelivery, bad input; hook creation with basic auth against a local stand-in API.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::http::StatusCode;
 use serde_json::{json, Value};
@@ -10,10 +10,11 @@ use sluice_crds::eventsource::{
     BitbucketAuth, BitbucketBasicAuth, BitbucketEventSource, BitbucketRepository, WebhookContext,
 };
 use sluice_eventbus::deterministic_id;
-use tokio_util::sync::CancellationToken;
 
 use crate::push::signature::{hmac_hex, Digest};
-use crate::testing::{built, context, post, router, selector, send, Recorder, Secrets};
+use crate::testing::{
+    built, context, post, router, run_hooks_until, selector, send, stand_in_api, summary, Recorder, Secrets,
+};
 
 const SECRET: &str = "bb-cloud-secret";
 const PUSH: &str = r#"{"push":{"changes":[{"new":{"type":"branch","name":"main","target":{"hash":"c0ffee0000000000000000000000000000000001"}},"old":{"type":"branch","name":"main"},"created":false,"forced":false}]},"repository":{"type":"repository","full_name":"sluice-test/pipes","uuid":"{b1a2c3d4-0000-4000-8000-000000000001}"},"actor":{"display_name":"Ada","uuid":"{a0000000-0000-4000-8000-000000000002}"}}"#;
@@ -119,43 +120,16 @@ async fn without_a_secret_deliveries_pass_as_upstream() {
 
 #[tokio::test]
 async fn hooks_are_created_with_basic_auth_and_deleted() {
-    use axum::extract::{OriginalUri, State};
-    type Calls = Arc<Mutex<Vec<(String, String, Value)>>>;
-    let calls: Calls = Arc::default();
-    let api = axum::Router::new()
-        .route(
-            "/{*path}",
-            axum::routing::any(
-                |State(calls): State<Calls>,
-                 method: axum::http::Method,
-                 OriginalUri(uri): OriginalUri,
-                 headers: axum::http::HeaderMap,
-                 body: axum::body::Bytes| async move {
-                    // "ada:app-password" in base64.
-                    assert_eq!(
-                        headers.get("authorization").and_then(|v| v.to_str().ok()),
-                        Some("Basic YWRhOmFwcC1wYXNzd29yZA==")
-                    );
-                    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                    if let Ok(mut c) = calls.lock() {
-                        c.push((method.to_string(), uri.path().to_string(), body));
-                    }
-                    match method.as_str() {
-                        "GET" => axum::Json(json!({"values": []})),
-                        "POST" => axum::Json(json!({"uuid": "hook-1"})),
-                        _ => axum::Json(json!({})),
-                    }
-                },
-            ),
-        )
-        .with_state(calls.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, api).await;
-    });
+    // "ada:app-password" in base64.
+    let (addr, calls) = stand_in_api(
+        ("authorization", "Basic YWRhOmFwcC1wYXNzd29yZA==".into()),
+        |method, _| match method {
+            "GET" => json!({"values": []}),
+            "POST" => json!({"uuid": "hook-1"}),
+            _ => json!({}),
+        },
+    )
+    .await;
     let mut s = spec();
     s.auth = Some(BitbucketAuth {
         basic: Some(BitbucketBasicAuth {
@@ -174,15 +148,8 @@ async fn hooks_are_created_with_basic_auth_and_deleted() {
         w.url = "https://hooks.example.test".into();
     }
     let mut out = build(s, Arc::new(Recorder::default()), &format!("http://{addr}/2.0/"));
-    let cancel = CancellationToken::new();
-    let task = tokio::spawn(out.tasks.remove(0).run(cancel.clone()));
-    while calls.lock().map(|c| c.len()).unwrap_or(0) < 2 {
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
-    cancel.cancel();
-    let _ = task.await;
-    let calls = calls.lock().map(|c| c.clone()).unwrap_or_default();
-    let summary: Vec<(String, String)> = calls.iter().map(|(m, p, _)| (m.clone(), p.clone())).collect();
+    let calls = run_hooks_until(out.tasks.remove(0), &calls, 2).await;
+    let summary = summary(&calls);
     let path = "/2.0/repositories/sluice-test/pipes/hooks".to_string();
     assert_eq!(
         summary,

@@ -26,8 +26,8 @@ use sluice_crds::eventsource::BitbucketServerEventSource;
 use crate::push::hooks::{join_url, ApiAuth, HookTask, JsonHooks};
 use crate::push::signature::{verify_prefixed, Digest};
 use crate::push::{
-    header_text, headers_body_metadata, parse_json, refuse_filter, require_webhook, resolve_endpoint,
-    Accepted, Incoming, Outgoing, PushAdapter, PushRoute, Rejection,
+    header_text, headers_body_metadata, mount, parse_json, refuse_filter, require_webhook, resolve_endpoint,
+    Accepted, Incoming, Outgoing, PushAdapter, Rejection,
 };
 use crate::{BuildError, BuiltEventSource, SourceContext};
 
@@ -170,17 +170,13 @@ pub fn build(
             )));
         }
         let adapter = BitbucketServerAdapter::new(secret, spec.one_event_per_change, spec.metadata.clone());
-        out.routes.push(
-            PushRoute::new(
-                es_name,
-                event_name,
-                "bitbucketserver",
-                endpoint,
-                Arc::new(adapter),
-                ctx.sender.clone(),
-                ctx.metrics.clone(),
-            )
-            .into_route(),
+        mount(
+            out,
+            ctx,
+            (es_name, event_name),
+            "bitbucketserver",
+            endpoint,
+            adapter,
         );
     }
     Ok(())

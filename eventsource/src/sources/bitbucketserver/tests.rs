@@ -2,15 +2,16 @@
 //! local stand-in for the Bitbucket Server REST API.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::http::StatusCode;
 use serde_json::{json, Value};
 use sluice_crds::eventsource::{BitbucketServerEventSource, BitbucketServerRepository, WebhookContext};
-use tokio_util::sync::CancellationToken;
 
 use crate::push::signature::{hmac_hex, Digest};
-use crate::testing::{built, context, post, router, selector, send, Recorder, Secrets};
+use crate::testing::{
+    built, context, post, router, run_hooks_until, selector, send, stand_in_api, summary, Recorder, Secrets,
+};
 
 const SECRET: &str = "bbs-secret";
 const REFS_CHANGED: &str = r#"{"eventKey":"repo:refs_changed","date":"2026-02-03T10:00:00+0000","actor":{"name":"ada","id":101},"repository":{"slug":"pipes","project":{"key":"SLU"}},"changes":[{"ref":{"id":"refs/tags/v1.0.0","displayId":"v1.0.0","type":"TAG"},"fromHash":"0000000000000000000000000000000000000000","toHash":"a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0","type":"ADD"},{"ref":{"id":"refs/tags/v1.0.1","displayId":"v1.0.1","type":"TAG"},"fromHash":"0000000000000000000000000000000000000000","toHash":"b1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0","type":"ADD"}]}"#;
@@ -145,42 +146,16 @@ async fn one_event_per_change() {
 
 #[tokio::test]
 async fn hooks_are_created_and_deleted_on_finish() {
-    use axum::extract::{OriginalUri, State};
-    type Calls = Arc<Mutex<Vec<(String, String, Value)>>>;
-    let calls: Calls = Arc::default();
-    let api = axum::Router::new()
-        .route(
-            "/{*path}",
-            axum::routing::any(
-                |State(calls): State<Calls>,
-                 method: axum::http::Method,
-                 OriginalUri(uri): OriginalUri,
-                 headers: axum::http::HeaderMap,
-                 body: axum::body::Bytes| async move {
-                    assert_eq!(
-                        headers.get("authorization").and_then(|v| v.to_str().ok()),
-                        Some("Bearer bbs-api-token")
-                    );
-                    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                    if let Ok(mut c) = calls.lock() {
-                        c.push((method.to_string(), uri.path().to_string(), body));
-                    }
-                    match method.as_str() {
-                        "GET" => axum::Json(json!({"values": [], "isLastPage": true})),
-                        "POST" => axum::Json(json!({"id": 12})),
-                        _ => axum::Json(json!({})),
-                    }
-                },
-            ),
+    let (addr, calls) =
+        stand_in_api(
+            ("authorization", "Bearer bbs-api-token".into()),
+            |method, _| match method {
+                "GET" => json!({"values": [], "isLastPage": true}),
+                "POST" => json!({"id": 12}),
+                _ => json!({}),
+            },
         )
-        .with_state(calls.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, api).await;
-    });
+        .await;
     let mut s = spec();
     s.access_token = Some(selector("bbs", "token"));
     s.bitbucketserver_base_url = format!("http://{addr}/rest");
@@ -194,15 +169,8 @@ async fn hooks_are_created_and_deleted_on_finish() {
         w.url = "https://hooks.example.test".into();
     }
     let mut out = build(s, Arc::new(Recorder::default()));
-    let cancel = CancellationToken::new();
-    let task = tokio::spawn(out.tasks.remove(0).run(cancel.clone()));
-    while calls.lock().map(|c| c.len()).unwrap_or(0) < 2 {
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
-    cancel.cancel();
-    let _ = task.await;
-    let calls = calls.lock().map(|c| c.clone()).unwrap_or_default();
-    let summary: Vec<(String, String)> = calls.iter().map(|(m, p, _)| (m.clone(), p.clone())).collect();
+    let calls = run_hooks_until(out.tasks.remove(0), &calls, 2).await;
+    let summary = summary(&calls);
     let path = "/rest/api/1.0/projects/SLU/repos/pipes/webhooks".to_string();
     assert_eq!(
         summary,

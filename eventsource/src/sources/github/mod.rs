@@ -31,8 +31,8 @@ use sluice_crds::eventsource::GithubEventSource;
 use crate::push::hooks::HookTask;
 use crate::push::signature::{verify_prefixed, Digest};
 use crate::push::{
-    form_urlencoded_pairs, header_text, headers_body_metadata, is_form, parse_json, refuse_filter,
-    require_webhook, resolve_endpoint, Accepted, Incoming, Outgoing, PushAdapter, PushRoute, Rejection,
+    form_urlencoded_pairs, header_text, headers_body_metadata, is_form, mount, parse_json, refuse_filter,
+    require_webhook, resolve_endpoint, Accepted, Incoming, Outgoing, PushAdapter, Rejection,
 };
 use crate::{BuildError, BuiltEventSource, SourceContext};
 
@@ -155,18 +155,7 @@ pub fn build(
             )));
         }
         let adapter = GithubAdapter::new(secret, spec.events.clone(), spec.metadata.clone());
-        out.routes.push(
-            PushRoute::new(
-                es_name,
-                event_name,
-                "github",
-                endpoint,
-                Arc::new(adapter),
-                ctx.sender.clone(),
-                ctx.metrics.clone(),
-            )
-            .into_route(),
-        );
+        mount(out, ctx, (es_name, event_name), "github", endpoint, adapter);
     }
     Ok(())
 }

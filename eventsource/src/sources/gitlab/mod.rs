@@ -27,8 +27,8 @@ use sluice_crds::eventsource::GitlabEventSource;
 use crate::push::hooks::HookTask;
 use crate::push::signature::token_eq;
 use crate::push::{
-    header_text, headers_body_metadata, parse_json, refuse_filter, require_webhook, resolve_endpoint,
-    Accepted, Incoming, Outgoing, PushAdapter, PushRoute, Rejection,
+    header_text, headers_body_metadata, mount, parse_json, refuse_filter, require_webhook, resolve_endpoint,
+    Accepted, Incoming, Outgoing, PushAdapter, Rejection,
 };
 use crate::{BuildError, BuiltEventSource, SourceContext};
 
@@ -155,18 +155,7 @@ pub fn build(
             )));
         }
         let adapter = GitlabAdapter::new(token, spec.events.clone(), spec.metadata.clone());
-        out.routes.push(
-            PushRoute::new(
-                es_name,
-                event_name,
-                "gitlab",
-                endpoint,
-                Arc::new(adapter),
-                ctx.sender.clone(),
-                ctx.metrics.clone(),
-            )
-            .into_route(),
-        );
+        mount(out, ctx, (es_name, event_name), "gitlab", endpoint, adapter);
     }
     Ok(())
 }

@@ -2,15 +2,16 @@
 //! registration against a local HTTP server standing in for the GitLab API.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::http::StatusCode;
 use serde_json::{json, Value};
 use sluice_crds::eventsource::{GitlabEventSource, WebhookContext};
 use sluice_eventbus::deterministic_id;
-use tokio_util::sync::CancellationToken;
 
-use crate::testing::{built, context, post, router, selector, send, Recorder, Secrets};
+use crate::testing::{
+    built, context, post, router, run_hooks_until, selector, send, stand_in_api, summary, Recorder, Secrets,
+};
 
 const TOKEN: &str = "gl-hook-token";
 const PUSH: &[u8] = include_bytes!("fixtures/push.json");
@@ -205,47 +206,17 @@ fn flag_fields_are_snake_case() {
 
 #[tokio::test]
 async fn hooks_are_created_adopted_and_deleted_on_finish() {
-    use axum::extract::{OriginalUri, State};
-    use axum::routing::any;
-    type Calls = Arc<Mutex<Vec<(String, String, Value)>>>;
-    let calls: Calls = Arc::default();
-    let api = axum::Router::new()
-        .route(
-            "/{*path}",
-            any(
-                |State(calls): State<Calls>,
-                 method: axum::http::Method,
-                 OriginalUri(uri): OriginalUri,
-                 headers: axum::http::HeaderMap,
-                 body: axum::body::Bytes| async move {
-                    assert_eq!(
-                        headers.get("private-token").and_then(|v| v.to_str().ok()),
-                        Some("glpat-access")
-                    );
-                    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                    let path = uri.path().to_string();
-                    if let Ok(mut c) = calls.lock() {
-                        c.push((method.to_string(), path.clone(), body));
-                    }
-                    match (method.as_str(), path.as_str()) {
-                        ("GET", "/api/v4/groups/platform/hooks") => axum::Json(json!([
-                            {"id": 5, "url": "https://hooks.example.test/gitlab", "push_events": true, "merge_requests_events": false}
-                        ])),
-                        ("GET", _) => axum::Json(json!([])),
-                        ("POST", _) => axum::Json(json!({"id": 77})),
-                        _ => axum::Json(json!({})),
-                    }
-                },
-            ),
-        )
-        .with_state(calls.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, api).await;
-    });
+    let (addr, calls) = stand_in_api(("private-token", "glpat-access".into()), |method, path| {
+        match (method, path) {
+            ("GET", "/api/v4/groups/platform/hooks") => json!([
+                {"id": 5, "url": "https://hooks.example.test/gitlab", "push_events": true, "merge_requests_events": false}
+            ]),
+            ("GET", _) => json!([]),
+            ("POST", _) => json!({"id": 77}),
+            _ => json!({}),
+        }
+    })
+    .await;
     let mut s = spec();
     s.access_token = Some(selector("gitlab", "access"));
     s.gitlab_base_url = format!("http://{addr}");
@@ -266,15 +237,8 @@ async fn hooks_are_created_adopted_and_deleted_on_finish() {
     )
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(out.tasks.len(), 1);
-    let cancel = CancellationToken::new();
-    let running = tokio::spawn(out.tasks.remove(0).run(cancel.clone()));
-    while calls.lock().map(|c| c.len()).unwrap_or(0) < 3 {
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
-    cancel.cancel();
-    let _ = running.await;
-    let calls = calls.lock().map(|c| c.clone()).unwrap_or_default();
-    let summary: Vec<(String, String)> = calls.iter().map(|(m, p, _)| (m.clone(), p.clone())).collect();
+    let calls = run_hooks_until(out.tasks.remove(0), &calls, 3).await;
+    let summary = summary(&calls);
     assert_eq!(
         summary,
         vec![

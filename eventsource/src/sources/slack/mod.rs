@@ -29,8 +29,8 @@ use sluice_crds::eventsource::SlackEventSource;
 use crate::clock::{Clock, SystemClock};
 use crate::push::signature::{token_eq, verify_hmac_hex, Digest};
 use crate::push::{
-    form_urlencoded_pairs, is_form, parse_json, refuse_filter, require_webhook, resolve_endpoint, Accepted,
-    Incoming, Outgoing, PushAdapter, PushRoute, Rejection,
+    form_urlencoded_pairs, is_form, mount, parse_json, refuse_filter, require_webhook, resolve_endpoint,
+    Accepted, Incoming, Outgoing, PushAdapter, Rejection,
 };
 use crate::{BuildError, BuiltEventSource, SourceContext};
 
@@ -217,17 +217,13 @@ pub fn build_with_clock(
         if signing_secret.is_none() {
             tracing::warn!(eventsource = %es_name, event_name = %event_name, "slack signingSecret is not set: requests are not verified");
         }
-        out.routes.push(
-            PushRoute::new(
-                es_name,
-                event_name,
-                "slack",
-                endpoint,
-                Arc::new(SlackAdapter::new(signing_secret, token, clock.clone())),
-                ctx.sender.clone(),
-                ctx.metrics.clone(),
-            )
-            .into_route(),
+        mount(
+            out,
+            ctx,
+            (es_name, event_name),
+            "slack",
+            endpoint,
+            SlackAdapter::new(signing_secret, token, clock.clone()),
         );
     }
     Ok(())

@@ -27,7 +27,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::push::hooks::HookTask;
 use crate::push::signature::{verify_hmac_hex, Digest};
 use crate::push::{
-    parse_json, require_webhook, resolve_endpoint, Accepted, Incoming, Outgoing, PushAdapter, PushRoute,
+    mount, parse_json, require_webhook, resolve_endpoint, Accepted, Incoming, Outgoing, PushAdapter,
     Rejection,
 };
 use crate::{BuildError, BuiltEventSource, SourceContext};
@@ -163,21 +163,13 @@ pub fn build_with(
                 false,
             )));
         }
-        out.routes.push(
-            PushRoute::new(
-                es_name,
-                event_name,
-                "stripe",
-                endpoint,
-                Arc::new(StripeAdapter::new(
-                    secret,
-                    spec.event_filter.clone(),
-                    clock.clone(),
-                )),
-                ctx.sender.clone(),
-                ctx.metrics.clone(),
-            )
-            .into_route(),
+        mount(
+            out,
+            ctx,
+            (es_name, event_name),
+            "stripe",
+            endpoint,
+            StripeAdapter::new(secret, spec.event_filter.clone(), clock.clone()),
         );
     }
     Ok(())

@@ -6,17 +6,15 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use sluice_crds::common::SecretKeySelector;
 use sluice_crds::eventsource::{WebhookContext, WebhookEventSource};
 use sluice_eventbus::Subject;
-use tower::ServiceExt;
 
 use crate::http::RouteTable;
 use crate::secrets::{SecretError, SecretResolver};
 
-use crate::testing::Recorder;
+use crate::testing::{send, Recorder};
 
 struct Secrets;
 
@@ -75,19 +73,6 @@ fn one(ctx: WebhookContext) -> BTreeMap<String, WebhookEventSource> {
             ..Default::default()
         },
     )])
-}
-
-async fn send(router: axum::Router, req: Request<Body>) -> (StatusCode, http::HeaderMap, String) {
-    let res = router.oneshot(req).await.unwrap_or_else(|e| match e {});
-    let status = res.status();
-    let headers = res.headers().clone();
-    let body = res
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    (status, headers, String::from_utf8_lossy(&body).into_owned())
 }
 
 fn post(uri: &str, body: &str) -> Request<Body> {
