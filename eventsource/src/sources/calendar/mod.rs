@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
 use chrono_tz::Tz;
 use serde_json::{Map, Value};
 use sluice_crds::eventsource::{CalendarEventSource, CalendarSchedule};
@@ -281,7 +281,9 @@ impl CalendarSource {
 
     /// Where ticking starts: now, or (catch-up) the stored last tick, bounded by `maxDuration`.
     async fn start_cursor(&self) -> DateTime<Utc> {
-        let now = self.clock.now();
+        // Whole seconds: interval ticks then fall on whole seconds too, which is the precision of the
+        // checkpoint and of the tick's event id.
+        let now = self.clock.now().trunc_subsecs(0);
         let (Some(store), Some(max)) = (&self.checkpoints, &self.catchup) else {
             return now;
         };
