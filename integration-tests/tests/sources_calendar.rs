@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
-use sluice_integration_tests::SluiceProcess;
+use sluice_integration_tests::{NatsServer, SluiceProcess};
 
 const MANIFEST: &str = "apiVersion: argoproj.io/v1alpha1
 kind: EventSource
@@ -22,23 +22,23 @@ spec:
           enabled: true
 ";
 
-fn start(dir: &std::path::Path, log: &str) -> Result<SluiceProcess> {
+fn start(dir: &std::path::Path, log: &str, bus: Option<&str>) -> Result<SluiceProcess> {
     let manifest = dir.join("calendar.yaml");
     let state = dir.join("state");
-    SluiceProcess::start(
-        &[
-            "run",
-            manifest.to_str().context("path")?,
-            "--log-format",
-            "json",
-            "--metrics-address",
-            "127.0.0.1:0",
-            "--state-dir",
-            state.to_str().context("path")?,
-        ],
-        dir.join(log),
-        &dir.join("secrets"),
-    )
+    let mut args = vec![
+        "run",
+        manifest.to_str().context("path")?,
+        "--log-format",
+        "json",
+        "--metrics-address",
+        "127.0.0.1:0",
+        "--state-dir",
+        state.to_str().context("path")?,
+    ];
+    if let Some(url) = bus {
+        args.extend(["--bus", url]);
+    }
+    SluiceProcess::start(&args, dir.join(log), &dir.join("secrets"))
 }
 
 /// The ticks a run logged as published.
@@ -64,10 +64,32 @@ async fn wait_ticks(process: &SluiceProcess, n: usize) -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn catch_up_after_a_restart_fires_each_missed_tick_once() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    std::fs::write(dir.path().join("calendar.yaml"), MANIFEST)?;
-    std::fs::create_dir_all(dir.path().join("secrets"))?;
+    restart_scenario(dir.path(), None).await?;
+    assert!(
+        dir.path().join("state").is_dir(),
+        "the embedded bus keeps the checkpoint in files"
+    );
+    Ok(())
+}
 
-    let first = start(dir.path(), "first.log")?;
+/// The same on JetStream: the checkpoint lives in the bus's key-value bucket, not in files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catch_up_on_jetstream_keeps_the_checkpoint_in_the_bus() -> Result<()> {
+    let nats = NatsServer::start()?;
+    let dir = tempfile::tempdir()?;
+    restart_scenario(dir.path(), Some(&nats.url())).await?;
+    assert!(
+        !dir.path().join("state").exists(),
+        "no checkpoint file on JetStream"
+    );
+    Ok(())
+}
+
+async fn restart_scenario(dir: &std::path::Path, bus: Option<&str>) -> Result<()> {
+    std::fs::write(dir.join("calendar.yaml"), MANIFEST)?;
+    std::fs::create_dir_all(dir.join("secrets"))?;
+
+    let first = start(dir, "first.log", bus)?;
     wait_ticks(&first, 2).await?;
     let before = published(&first);
     first.terminate()?;
@@ -75,7 +97,7 @@ async fn catch_up_after_a_restart_fires_each_missed_tick_once() -> Result<()> {
     // Down for a few ticks.
     tokio::time::sleep(Duration::from_millis(3500)).await;
 
-    let second = start(dir.path(), "second.log")?;
+    let second = start(dir, "second.log", bus)?;
     wait_ticks(&second, 5).await?;
     let after = published(&second);
     second.terminate()?;
