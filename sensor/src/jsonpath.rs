@@ -201,6 +201,64 @@ fn build(parts: &[Part], value: Value, path: &str) -> Result<Value, SetPathError
     }
 }
 
+/// gjson's `Get` on an already-parsed document, for the paths most manifests use: plain keys
+/// separated by `.` (a numeric key indexes an array). `None` when the path uses any other gjson
+/// syntax (wildcards, `#`, modifiers, escapes, multipaths): the caller then runs gjson on the
+/// document's text. `Some(None)`: the path does not exist. Avoids serializing a large payload for
+/// every filter.
+pub fn get_simple<'a>(root: &'a Value, path: &str) -> Option<Option<&'a Value>> {
+    if path.is_empty() {
+        return None;
+    }
+    let mut current = root;
+    for part in path.split('.') {
+        if part.is_empty()
+            || part.bytes().any(|b| {
+                matches!(
+                    b,
+                    b'*' | b'?'
+                        | b'#'
+                        | b'@'
+                        | b'|'
+                        | b'\\'
+                        | b'!'
+                        | b'{'
+                        | b'}'
+                        | b'['
+                        | b']'
+                        | b'('
+                        | b')'
+                        | b'='
+                        | b'<'
+                        | b'>'
+                        | b'%'
+                        | b','
+                        | b'"'
+                        | b'\''
+                        | b'`'
+                        | b'~'
+                )
+            })
+        {
+            return None;
+        }
+        current = match current {
+            Value::Object(map) => match map.get(part) {
+                Some(v) => v,
+                None => return Some(None),
+            },
+            Value::Array(items) if part.bytes().all(|b| b.is_ascii_digit()) => {
+                match part.parse::<usize>().ok().and_then(|i| items.get(i)) {
+                    Some(v) => v,
+                    None => return Some(None),
+                }
+            }
+            _ => return Some(None),
+        };
+    }
+    Some(Some(current))
+}
+
 /// The gjson type names upstream uses to decide how a resolved value is inserted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GoKind {
