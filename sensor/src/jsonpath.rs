@@ -503,5 +503,33 @@ mod tests {
                 Err(e) => prop_assert!(matches!(e, SetPathError::NotAnIndex { .. }), "{}", e),
             }
         }
+
+        #[test]
+        fn sjson_set_then_gjson_get_round_trips(doc in arb_json(), keys in prop::collection::vec("[a-z]{1,4}|[0-3]", 1..4), v in arb_json()) {
+            let path = keys.join(".");
+            let mut doc = doc;
+            if set_path(&mut doc, &path, v.clone()).is_ok() {
+                let text = doc.to_string();
+                let found = gjson::get(&text, &path);
+                prop_assert!(found.exists());
+                prop_assert_eq!(serde_json::from_str::<Value>(found.json()).ok(), Some(v.clone()));
+                // The parsed-document fast path agrees with gjson on the text.
+                prop_assert_eq!(get_simple(&doc, &path), Some(Some(&v)));
+            }
+        }
+
+        #[test]
+        fn get_simple_agrees_with_gjson(doc in arb_json(), path in "[a-c0-2]{1,2}(\\.[a-c0-2]{1,2}){0,3}") {
+            let text = doc.to_string();
+            let found = gjson::get(&text, &path);
+            match get_simple(&doc, &path) {
+                Some(Some(v)) => {
+                    prop_assert!(found.exists());
+                    prop_assert_eq!(serde_json::from_str::<Value>(found.json()).ok(), Some(v.clone()));
+                }
+                Some(None) => prop_assert!(!found.exists()),
+                None => {}
+            }
+        }
     }
 }
