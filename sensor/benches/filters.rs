@@ -39,11 +39,7 @@ fn commit(i: u32) -> Value {
 /// A GitHub push delivery as the github event source publishes it: `{header, body}`.
 fn push_payload() -> Value {
     let api = "https://api.github.com/repos/acme/checkout";
-    let body = json!({
-        "ref": "refs/heads/main",
-        "before": "6113728f27ae82c7b1a177c8d03f9e96e0adf246",
-        "after": "59b20b8d5c6ff8d09518216e8b45ddc5c3a2e6f3",
-        "repository": {
+    let repository = json!({
             "id": 186853002, "node_id": "MDEwOlJlcG9zaXRvcnkxODY4NTMwMDI=", "name": "checkout",
             "full_name": "acme/checkout", "private": false, "owner": user("acme", 21031067),
             "html_url": "https://github.com/acme/checkout", "description": "Checkout service",
@@ -57,7 +53,12 @@ fn push_payload() -> Value {
             "stargazers_count": 42, "watchers_count": 42, "language": "Rust", "has_issues": true,
             "forks_count": 3, "archived": false, "open_issues_count": 7, "license": null,
             "default_branch": "main", "master_branch": "main", "topics": ["payments", "rust"]
-        },
+    });
+    let body = json!({
+        "ref": "refs/heads/main",
+        "before": "6113728f27ae82c7b1a177c8d03f9e96e0adf246",
+        "after": "59b20b8d5c6ff8d09518216e8b45ddc5c3a2e6f3",
+        "repository": repository,
         "pusher": {"name": "ada", "email": "ada@example.com"},
         "organization": {"login": "acme", "id": 21031067, "url": "https://api.github.com/orgs/acme",
             "repos_url": "https://api.github.com/orgs/acme/repos", "description": "ACME"},
@@ -98,11 +99,21 @@ fn dependency() -> EventDependency {
                 data("body.deleted", "bool", "false", None),
             ],
             exprs: vec![ExprFilter {
-                expr: r#"pusher != "dependabot[bot]" && (forced == false || branch == "refs/heads/main")"#.into(),
+                expr: r#"pusher != "dependabot[bot]" && (forced == false || branch == "refs/heads/main")"#
+                    .into(),
                 fields: vec![
-                    PayloadField { path: "body.pusher.name".into(), name: "pusher".into() },
-                    PayloadField { path: "body.forced".into(), name: "forced".into() },
-                    PayloadField { path: "body.ref".into(), name: "branch".into() },
+                    PayloadField {
+                        path: "body.pusher.name".into(),
+                        name: "pusher".into(),
+                    },
+                    PayloadField {
+                        path: "body.forced".into(),
+                        name: "forced".into(),
+                    },
+                    PayloadField {
+                        path: "body.ref".into(),
+                        name: "branch".into(),
+                    },
                 ],
             }],
             ..EventDependencyFilter::default()
