@@ -487,10 +487,6 @@ fn build_trigger(
             return Err(unsupported(format!("`transform` of dependency `{dep_name}`")));
         }
         let filter = DependencyFilter::new(dep);
-        for kind in filter.unsupported_kinds() {
-            warn!(sensor = %sensor_name, dependency = %dep_name, filter = kind.field(),
-                "filter kind not supported yet: it counts as not passing, so events may be discarded that upstream would let through");
-        }
         for problem in filter.static_problems() {
             warn!(sensor = %sensor_name, dependency = %dep_name, error = %problem, "dependency filter will not pass");
         }
