@@ -55,7 +55,7 @@ struct SensorCommand {
     #[command(subcommand)]
     command: Option<SensorSubcommand>,
     #[command(flatten)]
-    run: Option<cluster::ClusterArgs>,
+    run: cluster::ClusterArgs,
 }
 
 #[derive(Subcommand)]
@@ -85,13 +85,7 @@ fn main() -> ExitCode {
             command: Some(SensorSubcommand::Test(args)),
             ..
         }) => sensor_test::run(&args),
-        Command::Sensor(SensorCommand { run: Some(args), .. }) => cluster::main(cluster::Role::Sensor, args),
-        Command::Sensor(SensorCommand { run: None, .. }) => {
-            eprintln!(
-                "sluice sensor: give `-f SENSOR.yaml --bus …` to run a sensor, or `test` for a dry run"
-            );
-            2
-        }
+        Command::Sensor(SensorCommand { run, .. }) => cluster::main(cluster::Role::Sensor, run),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

@@ -11,7 +11,14 @@ pub(crate) fn write_expr(f: &mut impl Write, expr: &Expr) -> fmt::Result {
         Expr::Literal(v) => write_literal(f, v),
         Expr::Name(n) => f.write_str(n),
         Expr::Member(object, member) => {
-            write_expr(f, object)?;
+            // A number before `.` would read as a decimal point (`0.x`): parenthesize it.
+            if matches!(**object, Expr::Literal(Value::Number(_))) {
+                f.write_char('(')?;
+                write_expr(f, object)?;
+                f.write_char(')')?;
+            } else {
+                write_expr(f, object)?;
+            }
             if is_name(member) {
                 write!(f, ".{member}")
             } else {
