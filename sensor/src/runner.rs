@@ -495,6 +495,16 @@ fn build_trigger(
             event_source_name: dep.event_source_name.clone(),
             event_name: dep.event_name.clone(),
             filter,
+            filter_results: ["passed", "filtered", "error"].map(|result| {
+                metrics
+                    .filter_results
+                    .get_or_create(&crate::metrics::FilterLabels {
+                        sensor: sensor_name.to_owned(),
+                        dependency: dep.name.clone(),
+                        result,
+                    })
+                    .clone()
+            }),
         });
     }
     let dlq = match &spec.dlq_trigger {
