@@ -109,11 +109,32 @@ fn walk_parameters(value: &serde_json::Value, path: String, found: &mut Vec<(Str
     }
 }
 
+/// Adds the problems of an EventSource document's `filter.expression`s (they must compile).
+pub fn check_eventsource_filters(doc: &mut Document) {
+    let Some(manifests::Manifest::EventSource(es)) = &doc.manifest else {
+        return;
+    };
+    for (path, reason) in sluice_eventsource::filter::problems(es) {
+        // The schema checks already report some (an empty expression); one line per path is enough.
+        if doc.problems.iter().any(|p| p.path == path) {
+            continue;
+        }
+        doc.problems.push(sluice_crds::validate::Problem {
+            severity: Severity::Error,
+            path,
+            reason,
+        });
+    }
+}
+
 /// Runs the command; returns the exit code.
 pub fn run(paths: &[PathBuf], output: Output) -> i32 {
     let docs = match manifests::load(paths) {
         Ok(mut d) => {
-            d.iter_mut().for_each(check_sensor_language);
+            d.iter_mut().for_each(|doc| {
+                check_sensor_language(doc);
+                check_eventsource_filters(doc);
+            });
             d
         }
         Err(e) => {
@@ -236,5 +257,42 @@ spec:
         ] {
             assert!(paths.contains(&expected), "{expected} missing from {paths:?}");
         }
+    }
+
+    #[test]
+    fn uncompilable_eventsource_filters_are_errors_with_paths() {
+        let text = r#"
+apiVersion: argoproj.io/v1alpha1
+kind: EventSource
+metadata: {name: es}
+spec:
+  webhook:
+    good:
+      {port: "12000", endpoint: /a, method: POST, filter: {expression: "body.x == 1"}}
+    bad:
+      {port: "12000", endpoint: /b, method: POST, filter: {expression: "body.x =="}}
+  calendar:
+    tick: {interval: 10s, filter: {}}
+"#;
+        let mut docs = manifests::load_str(Path::new("es.yaml"), text);
+        assert_eq!(docs.len(), 1);
+        check_eventsource_filters(&mut docs[0]);
+        let errors: Vec<(&str, &str)> = docs[0]
+            .problems
+            .iter()
+            .filter(|p| p.severity == Severity::Error)
+            .map(|p| (p.path.as_str(), p.reason.as_str()))
+            .collect();
+        let paths: Vec<&str> = errors.iter().map(|(p, _)| *p).collect();
+        assert_eq!(
+            paths,
+            [
+                "spec.calendar.tick.filter.expression",
+                "spec.webhook.bad.filter.expression"
+            ],
+            "{errors:?}"
+        );
+        assert!(errors[0].1.contains("empty"), "{errors:?}");
+        assert!(errors[1].1.starts_with("does not compile"), "{errors:?}");
     }
 }

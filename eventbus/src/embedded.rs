@@ -276,10 +276,7 @@ impl State {
         if let Some(&sequence) = self.seen.get(event.id()) {
             // Why no loss: the same id is already stored (or was, and was settled) within the window;
             // the sender may be acked, as JetStream does with Nats-Msg-Id.
-            return Ok(PublishAck {
-                sequence,
-                duplicate: true,
-            });
+            return Ok(PublishAck::stored(sequence, true));
         }
         if self.store.len() >= config.capacity && !self.evict_unclaimed() {
             // Why no loss: the caller gets an error and must not ack its sender, who retries.
@@ -308,10 +305,7 @@ impl State {
         );
         self.seen.insert(event.id().to_owned(), sequence);
         self.seen_order.push_back((now, event.id().to_owned()));
-        Ok(PublishAck {
-            sequence,
-            duplicate: false,
-        })
+        Ok(PublishAck::stored(sequence, false))
     }
 
     fn subscribe(

@@ -69,6 +69,29 @@ pub struct PublishAck {
     /// True when the bus already held an event with this id (a redelivery from the sender); the
     /// event was not stored twice. The sender may be acknowledged all the same.
     pub duplicate: bool,
+    /// True when the event was not published on purpose: the EventSource's `filter.expression`
+    /// dropped it. Never set by a bus. The sender may be acknowledged (the drop is intended).
+    pub filtered: bool,
+}
+
+impl PublishAck {
+    /// The bus stored the event at `sequence` (`duplicate` when it already held one with its id).
+    pub fn stored(sequence: u64, duplicate: bool) -> Self {
+        Self {
+            sequence,
+            duplicate,
+            filtered: false,
+        }
+    }
+
+    /// The event was dropped by a source-side filter and never reached the bus.
+    pub fn filtered() -> Self {
+        Self {
+            sequence: 0,
+            duplicate: false,
+            filtered: true,
+        }
+    }
 }
 
 /// Why a publish did not end in a durable ack. Every variant means "not stored": the caller must

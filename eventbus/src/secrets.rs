@@ -6,6 +6,7 @@
 //! (editors add one; it is never part of a token) and nothing else is changed. Values are never
 //! logged; errors name the reference, never the value.
 
+use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
 use sluice_crds::common::{ConfigMapKeySelector, SecretKeySelector};
@@ -130,6 +131,65 @@ impl SecretResolver for FileSecretResolver {
             path,
             source,
         })
+    }
+}
+
+/// Secrets and ConfigMaps held in memory, for tests and dry runs. A missing reference fails like a
+/// missing file does (`NotFound`), naming the reference.
+#[derive(Clone, Debug, Default)]
+pub struct MapSecretResolver {
+    secrets: BTreeMap<(String, String), String>,
+    config_maps: BTreeMap<(String, String), String>,
+}
+
+impl MapSecretResolver {
+    /// No values.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds Secret `name`'s `key`.
+    pub fn with_secret(mut self, name: &str, key: &str, value: &str) -> Self {
+        self.secrets.insert((name.into(), key.into()), value.into());
+        self
+    }
+
+    /// Adds ConfigMap `name`'s `key`.
+    pub fn with_config_map(mut self, name: &str, key: &str, value: &str) -> Self {
+        self.config_maps.insert((name.into(), key.into()), value.into());
+        self
+    }
+}
+
+fn not_in_memory() -> std::io::Error {
+    std::io::Error::from(std::io::ErrorKind::NotFound)
+}
+
+impl SecretResolver for MapSecretResolver {
+    fn resolve_secret(&self, selector: &SecretKeySelector) -> Result<String, SecretError> {
+        let (name, key) = (selector.name.clone(), selector.key.clone());
+        match self.secrets.get(&(name, key)) {
+            Some(v) => Ok(v.clone()),
+            None => Err(SecretError::ResolveSecret {
+                name: selector.name.clone(),
+                key: selector.key.clone(),
+                path: PathBuf::from("<memory>"),
+                source: not_in_memory(),
+            }),
+        }
+    }
+
+    fn resolve_config_map(&self, selector: &ConfigMapKeySelector) -> Result<String, SecretError> {
+        let (name, key) = (selector.name.clone(), selector.key.clone());
+        match self.config_maps.get(&(name, key)) {
+            Some(v) => Ok(v.clone()),
+            None => Err(SecretError::ResolveConfigMap {
+                name: selector.name.clone(),
+                key: selector.key.clone(),
+                path: PathBuf::from("<memory>"),
+                source: not_in_memory(),
+            }),
+        }
     }
 }
 

@@ -8,6 +8,7 @@
 
 pub mod checkpoint;
 pub mod clock;
+pub mod filter;
 pub mod http;
 pub mod metrics;
 pub mod push;
@@ -130,6 +131,24 @@ pub fn build(es: &EventSource, ctx: &SourceContext) -> Result<BuiltEventSource, 
         name: name.clone(),
         routes: Vec::new(),
         tasks: Vec::new(),
+    };
+    // Source-side filters wrap the sender once, so every kind (and every kind added later) honours
+    // `filter.expression` without code of its own.
+    let programs = filter::compile(es)?;
+    let filtered_ctx;
+    let ctx = if programs.is_empty() {
+        ctx
+    } else {
+        filtered_ctx = SourceContext {
+            sender: Arc::new(filter::FilteringSender::new(
+                &name,
+                ctx.sender.clone(),
+                programs,
+                ctx.metrics.filtered.clone(),
+            )),
+            ..ctx.clone()
+        };
+        &filtered_ctx
     };
     for (kind, event) in es.spec.event_names() {
         if !sources::is_runnable(kind) {

@@ -19,6 +19,8 @@ pub const EVENTS_SENT_FAILED: &str = "argo_events_events_sent_failed_total";
 pub const EVENTS_PROCESSING_FAILED: &str = "argo_events_events_processing_failed_total";
 /// `argo_events_event_processing_duration_milliseconds`.
 pub const EVENT_PROCESSING_DURATION: &str = "argo_events_event_processing_duration_milliseconds";
+/// `sluice_eventsource_events_filtered_total` (a Sluice extension: upstream does not count them).
+pub const EVENTS_FILTERED: &str = "sluice_eventsource_events_filtered_total";
 
 /// Labels of per-event metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -55,6 +57,8 @@ pub struct SourceMetrics {
     pub processing_failed: Family<EventLabels, Counter>,
     /// Time from receipt to the bus's ack.
     pub processing_duration: Family<EventLabels, Histogram, fn() -> Histogram>,
+    /// Events `filter.expression` dropped (false, or an error on the event).
+    pub filtered: Family<EventLabels, Counter>,
 }
 
 impl Default for SourceMetrics {
@@ -65,6 +69,7 @@ impl Default for SourceMetrics {
             sent_failed: Family::default(),
             processing_failed: Family::default(),
             processing_duration: Family::new_with_constructor(duration_histogram),
+            filtered: Family::default(),
         }
     }
 }
@@ -98,6 +103,11 @@ impl SourceMetrics {
             EVENT_PROCESSING_DURATION,
             "Milliseconds from receipt to the bus's acknowledgement",
             m.processing_duration.clone(),
+        );
+        registry.register(
+            strip_total(EVENTS_FILTERED),
+            "Events the EventSource's filter.expression did not let through",
+            m.filtered.clone(),
         );
         m
     }

@@ -34,16 +34,10 @@ impl EventSender for Recorder {
         let mut sent = self.sent.lock().map_err(|_| PublishError::Closed)?;
         if sent.iter().any(|(_, e)| e.id() == event.id()) {
             self.duplicates.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            return Ok(PublishAck {
-                sequence: sent.len() as u64,
-                duplicate: true,
-            });
+            return Ok(PublishAck::stored(sent.len() as u64, true));
         }
         sent.push((subject.clone(), event.clone()));
-        Ok(PublishAck {
-            sequence: sent.len() as u64,
-            duplicate: false,
-        })
+        Ok(PublishAck::stored(sent.len() as u64, false))
     }
 }
 

@@ -47,10 +47,7 @@ impl EventSender for Bus {
         if !duplicate {
             events.push(event.clone());
         }
-        Ok(PublishAck {
-            sequence: events.len() as u64,
-            duplicate,
-        })
+        Ok(PublishAck::stored(events.len() as u64, duplicate))
     }
 }
 

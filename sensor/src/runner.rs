@@ -450,10 +450,6 @@ fn build_trigger(
     metrics: &SensorMetrics,
     states: &dyn StateFactory,
 ) -> Result<TriggerRuntime, SensorError> {
-    let unsupported = |what: String| SensorError::Unsupported {
-        sensor: sensor_name.to_owned(),
-        what,
-    };
     let template = spec.template.as_ref().ok_or(SensorError::BuildTrigger {
         sensor: sensor_name.to_owned(),
         source: Box::new(BuildError::MissingTemplate),
@@ -483,9 +479,6 @@ fn build_trigger(
                 trigger: name.clone(),
                 dependency: dep_name.to_owned(),
             })?;
-        if dep.transform.is_some() {
-            return Err(unsupported(format!("`transform` of dependency `{dep_name}`")));
-        }
         let filter = DependencyFilter::new(dep);
         for problem in filter.static_problems() {
             warn!(sensor = %sensor_name, dependency = %dep_name, error = %problem, "dependency filter will not pass");

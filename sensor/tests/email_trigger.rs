@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use serde_json::{json, Value};
-use sluice_crds::common::{ConfigMapKeySelector, SecretKeySelector};
 use sluice_crds::sensor::Trigger as TriggerSpec;
 use sluice_eventbus::EventBuilder;
+use sluice_sensor::secrets::MapSecretResolver;
 use sluice_sensor::triggers::{BuildContext, BuiltTrigger};
-use sluice_sensor::{ErrorKind, Firing, FiringId, Outcome, SecretError, SecretResolver, Trigger as _};
+use sluice_sensor::{ErrorKind, Firing, FiringId, Outcome, Trigger as _};
 
 /// Accepts mail for anyone except `…@reject.test` (550) and `…@busy.test` (451); requires
 /// AUTH with the given user and password (over plain text, as a test server may); appends each
@@ -104,36 +104,15 @@ impl Drop for SmtpServer {
     }
 }
 
-struct Secrets;
-
-impl SecretResolver for Secrets {
-    fn resolve_secret(&self, s: &SecretKeySelector) -> Result<String, SecretError> {
-        match (s.name.as_str(), s.key.as_str()) {
-            ("smtp", "password") => Ok("hunter2\n".into()),
-            ("smtp", "wrong") => Ok("nope".into()),
-            _ => Err(SecretError::ResolveSecret {
-                name: s.name.clone(),
-                key: s.key.clone(),
-                path: "test".into(),
-                source: std::io::Error::from(std::io::ErrorKind::NotFound),
-            }),
-        }
-    }
-    fn resolve_config_map(&self, _: &ConfigMapKeySelector) -> Result<String, SecretError> {
-        Err(SecretError::ResolveSecret {
-            name: String::new(),
-            key: String::new(),
-            path: "test".into(),
-            source: std::io::Error::from(std::io::ErrorKind::NotFound),
-        })
-    }
-}
-
 fn trigger(email: Value) -> anyhow::Result<(BuiltTrigger, Firing)> {
     let spec: TriggerSpec = serde_json::from_value(json!({"template": {"name": "mail", "email": email}}))?;
     let ctx = BuildContext {
         sensor: "s".into(),
-        secrets: Arc::new(Secrets),
+        secrets: Arc::new(
+            MapSecretResolver::new()
+                .with_secret("smtp", "password", "hunter2\n")
+                .with_secret("smtp", "wrong", "nope"),
+        ),
         http: reqwest::Client::new().into(),
         namespace: None,
     };

@@ -4,52 +4,27 @@
 
 mod support;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt as _;
 use serde_json::{json, Value};
-use sluice_crds::common::{ConfigMapKeySelector, SecretKeySelector};
 use sluice_crds::sensor::Trigger as TriggerSpec;
 use sluice_eventbus::EventBuilder;
+use sluice_sensor::secrets::MapSecretResolver;
 use sluice_sensor::triggers::{BuildContext, BuiltTrigger};
-use sluice_sensor::{ErrorKind, Firing, FiringId, Outcome, SecretError, SecretResolver, Trigger as _};
+use sluice_sensor::{ErrorKind, Firing, FiringId, Outcome, Trigger as _};
 use support::NatsServer;
-
-struct MapSecrets(HashMap<(String, String), String>);
-
-impl SecretResolver for MapSecrets {
-    fn resolve_secret(&self, s: &SecretKeySelector) -> Result<String, SecretError> {
-        self.0
-            .get(&(s.name.clone(), s.key.clone()))
-            .cloned()
-            .ok_or_else(|| SecretError::ResolveSecret {
-                name: s.name.clone(),
-                key: s.key.clone(),
-                path: "map".into(),
-                source: std::io::Error::from(std::io::ErrorKind::NotFound),
-            })
-    }
-    fn resolve_config_map(&self, _: &ConfigMapKeySelector) -> Result<String, SecretError> {
-        Err(SecretError::ResolveSecret {
-            name: String::new(),
-            key: String::new(),
-            path: "map".into(),
-            source: std::io::Error::from(std::io::ErrorKind::NotFound),
-        })
-    }
-}
 
 fn build(nats: Value, secrets: &[(&str, &str, &str)]) -> anyhow::Result<BuiltTrigger> {
     let spec: TriggerSpec = serde_json::from_value(json!({"template": {"name": "t", "nats": nats}}))?;
     let secrets = secrets
         .iter()
-        .map(|(n, k, v)| (((*n).to_owned(), (*k).to_owned()), (*v).to_owned()))
-        .collect();
+        .fold(MapSecretResolver::new(), |m, (n, k, v)| m.with_secret(n, k, v));
     let ctx = BuildContext {
         sensor: "s".into(),
-        secrets: Arc::new(MapSecrets(secrets)),
+        secrets: Arc::new(secrets),
         http: reqwest::Client::new().into(),
         namespace: None,
     };

@@ -77,13 +77,7 @@ async fn publish_subscribe_ack() {
         .publish(&subject(), &published)
         .await
         .expect("publish is acked");
-    assert_eq!(
-        ack,
-        PublishAck {
-            sequence: 1,
-            duplicate: false
-        }
-    );
+    assert_eq!(ack, PublishAck::stored(1, false));
     assert_eq!(bus.stored(), 1);
 
     let delivery = next(&mut deliveries).await;
@@ -335,40 +329,16 @@ async fn max_deliver_gives_up_after_ack_waits() {
 async fn same_id_within_the_window_is_stored_once() {
     let bus = bus();
     let mut deliveries = bus.subscribe("d", filter(), options()).await.expect("subscribes");
-    assert_eq!(
-        publish(&bus, "e1").await,
-        PublishAck {
-            sequence: 1,
-            duplicate: false
-        }
-    );
-    assert_eq!(
-        publish(&bus, "e1").await,
-        PublishAck {
-            sequence: 1,
-            duplicate: true
-        }
-    );
+    assert_eq!(publish(&bus, "e1").await, PublishAck::stored(1, false));
+    assert_eq!(publish(&bus, "e1").await, PublishAck::stored(1, true));
     assert_eq!(bus.stored(), 1);
     next(&mut deliveries).await.ack().await.expect("acks");
     // Still a duplicate after it was acked: the sender's retry must not run it twice.
-    assert_eq!(
-        publish(&bus, "e1").await,
-        PublishAck {
-            sequence: 1,
-            duplicate: true
-        }
-    );
+    assert_eq!(publish(&bus, "e1").await, PublishAck::stored(1, true));
     assert_quiet(&mut deliveries, ACK_WAIT * 3).await;
 
     tokio::time::advance(EmbeddedConfig::default().duplicate_window).await;
-    assert_eq!(
-        publish(&bus, "e1").await,
-        PublishAck {
-            sequence: 2,
-            duplicate: false
-        }
-    );
+    assert_eq!(publish(&bus, "e1").await, PublishAck::stored(2, false));
     let again = next(&mut deliveries).await;
     assert_eq!((again.event.id(), again.attempt), ("e1", 1));
 }
@@ -388,13 +358,7 @@ async fn full_store_is_unavailable_until_an_event_is_settled() {
     assert_eq!(bus.stored(), 3);
 
     next(&mut deliveries).await.ack().await.expect("acks");
-    assert_eq!(
-        publish(&bus, "e4").await,
-        PublishAck {
-            sequence: 4,
-            duplicate: false
-        }
-    );
+    assert_eq!(publish(&bus, "e4").await, PublishAck::stored(4, false));
     // The refused publish was not recorded as seen: its retry went through above.
     for id in ["e2", "e3", "e4"] {
         assert_eq!(next(&mut deliveries).await.event.id(), id);

@@ -188,10 +188,7 @@ impl JetStreamBus {
             ack.await
         };
         match tokio::time::timeout_at(deadline, sent).await {
-            Ok(Ok(ack)) => Ok(PublishAck {
-                sequence: ack.sequence,
-                duplicate: ack.duplicate,
-            }),
+            Ok(Ok(ack)) => Ok(PublishAck::stored(ack.sequence, ack.duplicate)),
             // Why no loss in any error below: the caller hears "not stored" and must not ack its
             // sender, who retries; a retry that races a late store is deduped by Nats-Msg-Id.
             Err(_elapsed) => Err(PublishError::Timeout(timeout)),

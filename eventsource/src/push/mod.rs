@@ -202,23 +202,6 @@ pub fn require_webhook<'a>(
     })
 }
 
-/// Refuses a source-side `filter.expression`: the expression engine arrives with its own issue.
-pub fn refuse_filter(
-    event_source: &str,
-    event_name: &str,
-    kind: &str,
-    filter: Option<&sluice_crds::eventsource::EventSourceFilter>,
-) -> Result<(), BuildError> {
-    match filter {
-        Some(_) => Err(BuildError::Unsupported {
-            event_source: event_source.into(),
-            event: event_name.into(),
-            what: format!("{kind} filter.expression (the source-side filter arrives with its own issue)"),
-        }),
-        None => Ok(()),
-    }
-}
-
 /// One push route, ready to serve.
 pub struct PushRoute {
     event_source: String,
@@ -355,6 +338,11 @@ impl PushRoute {
         };
         let subject = Subject::new(&self.event_source, &self.event_name);
         match self.sender.send(&subject, &event).await {
+            Ok(ack) if ack.filtered => {
+                // Why 200: filter.expression dropped the event on purpose (see `crate::filter`).
+                tracing::debug!(eventsource = %self.event_source, event_name = %self.event_name, event = %event.id(), delivery, "filtered out");
+                Ok(())
+            }
             Ok(ack) => {
                 // Why the sender may now hear 200: the bus has stored the event.
                 self.metrics.sent.get_or_create(&self.labels).inc();

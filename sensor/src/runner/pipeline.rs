@@ -306,27 +306,33 @@ impl TriggerRuntime {
             settle(delivery, true, sensor, trigger).await;
             return;
         };
-        let outcome = dep.filter.evaluate(&delivery.event);
+        // The transform (jq or Lua) runs before the filters, as upstream; the transformed event is
+        // the one filters see, the state holds and parameters read.
+        let applied = dep.filter.apply(&delivery.event);
+        let outcome = applied.outcome;
         let result = match (outcome.passed, outcome.errors.is_empty()) {
             (true, _) => 0,
             (false, true) => 1,
             (false, false) => 2,
         };
         dep.filter_results[result].inc();
-        if !outcome.passed {
-            SensorStats::add(&self.stats.filtered_out);
-            self.metrics.filtered_out.get_or_create(&self.labels).inc();
-            if outcome.errors.is_empty() {
-                debug!(sensor = %sensor, trigger = %trigger, dependency, event = %event_id, "event filtered out");
-            } else {
-                let errors: Vec<String> = outcome.errors.iter().map(ToString::to_string).collect();
-                warn!(sensor = %sensor, trigger = %trigger, dependency, event = %event_id, error = %errors.join("; "),
-                    "event discarded due to a filter error");
+        let event = match applied.event {
+            Some(event) if outcome.passed => event,
+            _ => {
+                SensorStats::add(&self.stats.filtered_out);
+                self.metrics.filtered_out.get_or_create(&self.labels).inc();
+                if outcome.errors.is_empty() {
+                    debug!(sensor = %sensor, trigger = %trigger, dependency, event = %event_id, "event filtered out");
+                } else {
+                    let errors: Vec<String> = outcome.errors.iter().map(ToString::to_string).collect();
+                    warn!(sensor = %sensor, trigger = %trigger, dependency, event = %event_id, error = %errors.join("; "),
+                        "event discarded due to a filter error");
+                }
+                // Why ack: the event does not count for this dependency; it is done for this trigger.
+                settle(delivery, true, sensor, trigger).await;
+                return;
             }
-            // Why ack: the event does not count for this dependency; it is done for this trigger.
-            settle(delivery, true, sensor, trigger).await;
-            return;
-        }
+        };
         if !outcome.errors.is_empty() {
             let errors: Vec<String> = outcome.errors.iter().map(ToString::to_string).collect();
             warn!(sensor = %sensor, trigger = %trigger, dependency, event = %event_id, error = %errors.join("; "),
@@ -336,13 +342,13 @@ impl TriggerRuntime {
         }
 
         if !self.stateful {
-            let events = EventsByDependency::from([(dependency.to_owned(), delivery.event.clone())]);
+            let events = EventsByDependency::from([(dependency.to_owned(), event)]);
             let firing = self.firing(FiringId::new(&self.name, &events), events);
             self.fire(firing, delivery, cancel, background, false).await;
             return;
         }
 
-        let held = match self.state.hold(dependency, delivery.event.clone()).await {
+        let held = match self.state.hold(dependency, event).await {
             Ok(held) => held,
             Err(error) => {
                 warn!(sensor = %sensor, trigger = %trigger, event = %event_id, error = %error, "failed to hold the event");

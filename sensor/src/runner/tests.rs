@@ -266,6 +266,67 @@ async fn filtered_out_event_is_acked_and_not_fired() -> anyhow::Result<()> {
     run.stop().await
 }
 
+#[tokio::test]
+async fn transform_runs_before_filters_and_feeds_parameters() -> anyhow::Result<()> {
+    let (base, sink) = sink().await?;
+    let spec = json!({
+        "dependencies": [{"name": "d", "eventSourceName": "es", "eventName": "d",
+            "transform": {"jq": "{body: {service: .body.svc, type: .body.kind}}"},
+            "filters": {"data": [{"path": "body.type", "type": "string", "value": ["^deploy$"]}]}}],
+        "triggers": [{"template": {"name": "t", "http": {"url": format!("{base}/hook"), "payload": [
+            {"src": {"dependencyName": "d", "dataKey": "body.service"}, "dest": "service"}]}},
+            "atLeastOnce": true}]
+    });
+    let run = Running::start(sensor(spec)?).await?;
+    // The filter reads `body.type`, which only the transform creates.
+    run.publish("d", "build-1", json!({"body": {"svc": "cart", "kind": "build"}}))
+        .await?;
+    run.publish(
+        "d",
+        "deploy-1",
+        json!({"body": {"svc": "checkout", "kind": "deploy"}}),
+    )
+    .await?;
+    assert!(eventually(|| sink.seen("/hook").len() == 1).await);
+    assert!(eventually(|| run.stats.snapshot().filtered_out == 1).await);
+    assert_eq!(sink.seen("/hook")[0].body, json!({"service": "checkout"}));
+    assert_eq!(
+        sink.seen("/hook")[0].idempotency_key,
+        key("t", &[("d", "deploy-1")])?
+    );
+    run.stop().await
+}
+
+#[tokio::test]
+async fn a_failing_transform_discards_the_event_as_a_filter_error() -> anyhow::Result<()> {
+    let (base, sink) = sink().await?;
+    let spec = json!({
+        "dependencies": [{"name": "d", "eventSourceName": "es", "eventName": "d",
+            // jq's first output must be an object (upstream's rule); a string is an error.
+            "transform": {"jq": ".body.name"}}],
+        "triggers": [{"template": http_trigger("t", &format!("{base}/hook"), &["d"]), "atLeastOnce": true}]
+    });
+    let run = Running::start(sensor(spec)?).await?;
+    run.publish("d", "e1", json!({"body": {"name": "x"}})).await?;
+    assert!(eventually(|| run.stats.snapshot().filtered_out == 1).await);
+    assert!(
+        eventually(|| run.bus.pending("s-t-d") == 0).await,
+        "the discarded delivery is acked, not redelivered forever"
+    );
+    let errors = run
+        .metrics
+        .filter_results
+        .get_or_create(&crate::metrics::FilterLabels {
+            sensor: "s".into(),
+            dependency: "d".into(),
+            result: "error",
+        })
+        .get();
+    assert_eq!(errors, 1);
+    assert!(sink.seen("/hook").is_empty());
+    run.stop().await
+}
+
 impl Running {
     /// Publishes to dependency `dep` and waits until trigger `trigger` settled the delivery.
     async fn publish_settled(&self, trigger: &str, dep: &str, id: &str, data: Value) -> anyhow::Result<()> {
@@ -521,14 +582,6 @@ fn unsupported_features_refuse_to_start_with_a_clear_error() -> anyhow::Result<(
         matches!(e, SensorError::UnknownDependency { ref dependency, .. } if dependency == "x"),
         "{e}"
     );
-
-    let transform = json!({
-        "dependencies": [{"name": "d", "eventSourceName": "es", "eventName": "d", "transform": {"jq": ".x"}}],
-        "triggers": [{"template": {"name": "t", "log": {}}}]
-    });
-    assert!(start_error(transform)?
-        .to_string()
-        .contains("`transform` of dependency `d`"));
 
     let dup = json!({"dependencies": deps(&["d"]), "triggers": [
         {"template": {"name": "t", "log": {}}}, {"template": {"name": "t", "log": {}}}]});

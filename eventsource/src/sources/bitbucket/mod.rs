@@ -23,8 +23,8 @@ use sluice_crds::eventsource::BitbucketEventSource;
 
 use crate::push::hooks::{join_url, ApiAuth, HookTask, JsonHooks};
 use crate::push::{
-    header_text, headers_body_metadata, mount, parse_json, refuse_filter, require_webhook, resolve_endpoint,
-    Accepted, Incoming, Outgoing, PushAdapter, Rejection,
+    header_text, headers_body_metadata, mount, parse_json, require_webhook, resolve_endpoint, Accepted,
+    Incoming, Outgoing, PushAdapter, Rejection,
 };
 use crate::sources::bitbucketserver::verify_hub_signature;
 use crate::{BuildError, BuiltEventSource, SourceContext};
@@ -74,7 +74,6 @@ pub fn build_with(
     for (event_name, spec) in events {
         let wh = require_webhook(es_name, event_name, "bitbucket", spec.webhook.as_ref())?;
         let endpoint = resolve_endpoint(es_name, event_name, wh)?;
-        refuse_filter(es_name, event_name, "bitbucket", spec.filter.as_ref())?;
         let resolve = |sel: &sluice_crds::common::SecretKeySelector| {
             crate::resolve_secret(ctx.secrets.as_ref(), es_name, event_name, sel)
         };

@@ -26,8 +26,8 @@ use sluice_crds::eventsource::BitbucketServerEventSource;
 use crate::push::hooks::{join_url, ApiAuth, HookTask, JsonHooks};
 use crate::push::signature::{verify_prefixed, Digest};
 use crate::push::{
-    header_text, headers_body_metadata, mount, parse_json, refuse_filter, require_webhook, resolve_endpoint,
-    Accepted, Incoming, Outgoing, PushAdapter, Rejection,
+    header_text, headers_body_metadata, mount, parse_json, require_webhook, resolve_endpoint, Accepted,
+    Incoming, Outgoing, PushAdapter, Rejection,
 };
 use crate::{BuildError, BuiltEventSource, SourceContext};
 
@@ -116,7 +116,6 @@ pub fn build(
     for (event_name, spec) in events {
         let wh = require_webhook(es_name, event_name, "bitbucketserver", spec.webhook.as_ref())?;
         let endpoint = resolve_endpoint(es_name, event_name, wh)?;
-        refuse_filter(es_name, event_name, "bitbucketserver", spec.filter.as_ref())?;
         if spec.skip_branch_refs_changed_on_open_pr {
             return Err(BuildError::Unsupported {
                 event_source: es_name.into(),

@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 use crate::checkpoint::CheckpointStore;
 pub use crate::clock::{Clock, SystemClock, TokioClock};
 use crate::metrics::{EventLabels, SourceMetrics};
-use crate::push::{metadata_value, refuse_filter};
+use crate::push::metadata_value;
 use crate::sender::EventSender;
 use crate::{BuildError, BuiltEventSource, PullSource, SourceContext, SourceError};
 
@@ -115,7 +115,6 @@ impl CalendarSource {
             event: event_name.into(),
             reason: format!("spec.calendar.{event_name}.{reason}"),
         };
-        refuse_filter(event_source, event_name, "calendar", spec.filter.as_ref())?;
         let default_zone = match spec.timezone.as_deref().map(str::trim).filter(|z| !z.is_empty()) {
             Some(z) => parse_zone(z).map_err(|r| invalid(format!("timezone: {r}")))?,
             None => std::env::var("TZ")
@@ -242,7 +241,10 @@ impl CalendarSource {
             };
             match result {
                 Ok(ack) => {
-                    self.metrics.sent.get_or_create(&self.labels).inc();
+                    // A tick filter.expression dropped is done all the same (never re-fired).
+                    if !ack.filtered {
+                        self.metrics.sent.get_or_create(&self.labels).inc();
+                    }
                     self.metrics
                         .processing_duration
                         .get_or_create(&self.labels)

@@ -31,8 +31,8 @@ use sluice_crds::eventsource::GithubEventSource;
 use crate::push::hooks::HookTask;
 use crate::push::signature::{verify_prefixed, Digest};
 use crate::push::{
-    form_urlencoded_pairs, header_text, headers_body_metadata, is_form, mount, parse_json, refuse_filter,
-    require_webhook, resolve_endpoint, Accepted, Incoming, Outgoing, PushAdapter, Rejection,
+    form_urlencoded_pairs, header_text, headers_body_metadata, is_form, mount, parse_json, require_webhook,
+    resolve_endpoint, Accepted, Incoming, Outgoing, PushAdapter, Rejection,
 };
 use crate::{BuildError, BuiltEventSource, SourceContext};
 
@@ -139,7 +139,6 @@ pub fn build(
     for (event_name, spec) in events {
         let wh = require_webhook(es_name, event_name, "github", spec.webhook.as_ref())?;
         let endpoint = resolve_endpoint(es_name, event_name, wh)?;
-        refuse_filter(es_name, event_name, "github", spec.filter.as_ref())?;
         let secret = spec
             .webhook_secret
             .as_ref()

@@ -27,8 +27,8 @@ use sluice_crds::eventsource::GitlabEventSource;
 use crate::push::hooks::HookTask;
 use crate::push::signature::token_eq;
 use crate::push::{
-    header_text, headers_body_metadata, mount, parse_json, refuse_filter, require_webhook, resolve_endpoint,
-    Accepted, Incoming, Outgoing, PushAdapter, Rejection,
+    header_text, headers_body_metadata, mount, parse_json, require_webhook, resolve_endpoint, Accepted,
+    Incoming, Outgoing, PushAdapter, Rejection,
 };
 use crate::{BuildError, BuiltEventSource, SourceContext};
 
@@ -127,7 +127,6 @@ pub fn build(
     for (event_name, spec) in events {
         let wh = require_webhook(es_name, event_name, "gitlab", spec.webhook.as_ref())?;
         let endpoint = resolve_endpoint(es_name, event_name, wh)?;
-        refuse_filter(es_name, event_name, "gitlab", spec.filter.as_ref())?;
         for e in &spec.events {
             if !EVENT_KINDS.iter().any(|(_, flag)| flag == e) {
                 return Err(BuildError::InvalidSpec {

@@ -272,8 +272,10 @@ impl Run<'_> {
         let mut wait = Duration::from_millis(200);
         loop {
             match s.sender.send(&subject, &event).await {
-                Ok(_) => {
-                    s.metrics.sent.get_or_create(&self.labels).inc();
+                Ok(ack) => {
+                    if !ack.filtered {
+                        s.metrics.sent.get_or_create(&self.labels).inc();
+                    }
                     debug!(eventsource = %s.event_source, event_name = %s.event_name, event = %event.id(), change = change.as_str(), "published");
                     return true;
                 }

@@ -29,8 +29,8 @@ use sluice_crds::eventsource::SlackEventSource;
 use crate::clock::{Clock, SystemClock};
 use crate::push::signature::{token_eq, verify_hmac_hex, Digest};
 use crate::push::{
-    form_urlencoded_pairs, is_form, mount, parse_json, refuse_filter, require_webhook, resolve_endpoint,
-    Accepted, Incoming, Outgoing, PushAdapter, Rejection,
+    form_urlencoded_pairs, is_form, mount, parse_json, require_webhook, resolve_endpoint, Accepted, Incoming,
+    Outgoing, PushAdapter, Rejection,
 };
 use crate::{BuildError, BuiltEventSource, SourceContext};
 
@@ -206,7 +206,6 @@ pub fn build_with_clock(
     for (event_name, spec) in events {
         let wh = require_webhook(es_name, event_name, "slack", spec.webhook.as_ref())?;
         let endpoint = resolve_endpoint(es_name, event_name, wh)?;
-        refuse_filter(es_name, event_name, "slack", spec.filter.as_ref())?;
         let resolve = |sel: &Option<sluice_crds::common::SecretKeySelector>| {
             sel.as_ref()
                 .map(|s| crate::resolve_secret(ctx.secrets.as_ref(), es_name, event_name, s))

@@ -26,7 +26,7 @@ pub use handler::{event_data, parse_body, WebhookAdapter};
 
 use crate::http::Route;
 use crate::metrics::SourceMetrics;
-use crate::push::{refuse_filter, resolve_endpoint, PushRoute};
+use crate::push::{resolve_endpoint, PushRoute};
 use crate::secrets::SecretResolver;
 use crate::sender::EventSender;
 use crate::BuildError;
@@ -48,7 +48,6 @@ pub fn build_routes(
             .as_ref()
             .map(|sel| crate::resolve_secret(secrets, es_name, event_name, sel))
             .transpose()?;
-        refuse_filter(es_name, event_name, "webhook", spec.filter.as_ref())?;
         let adapter = WebhookAdapter {
             auth_token,
             metadata: ctx.metadata.clone(),

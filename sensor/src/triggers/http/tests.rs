@@ -1,15 +1,13 @@
 //! The http trigger against a real local server (axum on 127.0.0.1:0).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
 use axum::extract::Request;
 use axum::http::StatusCode;
 use serde_json::{json, Value};
-use sluice_crds::common::{
-    BasicAuth, ConfigMapKeySelector, SecretKeySelector, SecureHeader, TLSConfig, ValueFromSource,
-};
+use sluice_crds::common::{BasicAuth, SecretKeySelector, SecureHeader, TLSConfig, ValueFromSource};
 use sluice_crds::sensor::{
     StatusPolicy, Trigger as TriggerSpec, TriggerParameter, TriggerParameterSource, TriggerPolicy,
     TriggerTemplate,
@@ -19,39 +17,16 @@ use sluice_eventbus::EventBuilder;
 use super::*;
 use crate::firing::FiringId;
 use crate::params::EventsByDependency;
-use crate::secrets::SecretError;
+use crate::secrets::MapSecretResolver;
 use crate::triggers::ErrorKind;
 
-/// Secrets from a map, for tests.
-struct MapSecrets(HashMap<(String, String), String>);
-
-impl SecretResolver for MapSecrets {
-    fn resolve_secret(&self, s: &SecretKeySelector) -> Result<String, SecretError> {
-        self.0
-            .get(&(s.name.clone(), s.key.clone()))
-            .cloned()
-            .ok_or_else(|| SecretError::ResolveSecret {
-                name: s.name.clone(),
-                key: s.key.clone(),
-                path: "map".into(),
-                source: std::io::Error::from(std::io::ErrorKind::NotFound),
-            })
-    }
-    fn resolve_config_map(&self, s: &ConfigMapKeySelector) -> Result<String, SecretError> {
-        self.resolve_secret(&SecretKeySelector {
-            name: s.name.clone(),
-            key: s.key.clone(),
-            optional: None,
-        })
-    }
-}
-
 fn secrets() -> Arc<dyn SecretResolver> {
-    Arc::new(MapSecrets(HashMap::from([
-        (("auth".into(), "user".into()), "ada".into()),
-        (("auth".into(), "pass".into()), "s3cret".into()),
-        (("auth".into(), "token".into()), "Bearer tok".into()),
-    ])))
+    Arc::new(
+        MapSecretResolver::new()
+            .with_secret("auth", "user", "ada")
+            .with_secret("auth", "pass", "s3cret")
+            .with_secret("auth", "token", "Bearer tok"),
+    )
 }
 
 #[derive(Clone, Debug)]
@@ -627,12 +602,12 @@ impl Pki {
 }
 
 fn tls_trigger(pki: &Pki, port: u16, tls: TLSConfig) -> anyhow::Result<(HttpTrigger, TriggerSpec)> {
-    let mut files = HashMap::new();
+    let mut files = MapSecretResolver::new();
     for name in ["ca.pem", "client.pem", "client.key"] {
-        files.insert(("tls".to_owned(), name.to_owned()), pki.read(name)?);
+        files = files.with_secret("tls", name, &pki.read(name)?);
     }
     let ctx = BuildContext {
-        secrets: Arc::new(MapSecrets(files)),
+        secrets: Arc::new(files),
         ..ctx()
     };
     let s = spec(

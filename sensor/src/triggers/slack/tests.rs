@@ -7,40 +7,14 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::Json;
 use serde_json::{json, Value};
-use sluice_crds::common::{ConfigMapKeySelector, SecretKeySelector};
 use sluice_crds::sensor::{Trigger as TriggerSpec, TriggerTemplate};
 use sluice_eventbus::EventBuilder;
 
 use super::*;
 use crate::firing::FiringId;
-use crate::secrets::SecretError;
+use crate::secrets::MapSecretResolver;
 use crate::triggers::http::egress::HttpClients;
 use crate::triggers::ErrorKind;
-
-struct Secrets;
-
-impl SecretResolver for Secrets {
-    fn resolve_secret(&self, s: &SecretKeySelector) -> Result<String, SecretError> {
-        match (s.name.as_str(), s.key.as_str()) {
-            ("slack", "token") => Ok("xoxb-good\n".into()),
-            ("slack", "bad") => Ok("xoxb-bad".into()),
-            _ => Err(SecretError::ResolveSecret {
-                name: s.name.clone(),
-                key: s.key.clone(),
-                path: "test".into(),
-                source: std::io::Error::from(std::io::ErrorKind::NotFound),
-            }),
-        }
-    }
-    fn resolve_config_map(&self, _: &ConfigMapKeySelector) -> Result<String, SecretError> {
-        Err(SecretError::ResolveSecret {
-            name: String::new(),
-            key: String::new(),
-            path: "test".into(),
-            source: std::io::Error::from(std::io::ErrorKind::NotFound),
-        })
-    }
-}
 
 #[derive(Clone, Default)]
 struct Api {
@@ -99,7 +73,11 @@ fn trigger(base: &str, slack: Value) -> anyhow::Result<(SlackTrigger, TriggerSpe
     let spec: TriggerSpec = serde_json::from_value(json!({"template": {"name": "notify", "slack": slack}}))?;
     let ctx = BuildContext {
         sensor: "s".into(),
-        secrets: Arc::new(Secrets),
+        secrets: Arc::new(
+            MapSecretResolver::new()
+                .with_secret("slack", "token", "xoxb-good\n")
+                .with_secret("slack", "bad", "xoxb-bad"),
+        ),
         http: HttpClients::from(reqwest::Client::new()).with_slack_api_url(base),
         namespace: None,
     };
