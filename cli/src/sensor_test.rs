@@ -21,6 +21,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -32,7 +33,8 @@ use sluice_eventbus::{Event, EventBuilder};
 use sluice_sensor::filters::{DependencyFilter, FilterVerdict};
 use sluice_sensor::params::{apply_template_parameters, construct_payload, EventsByDependency};
 use sluice_sensor::triggers::http::request::plan;
-use sluice_sensor::{Firing, FiringId, SecretError, SecretResolver};
+use sluice_sensor::triggers::{BuildContext, BuiltTrigger};
+use sluice_sensor::{Firing, FiringId, SecretError, SecretResolver, Trigger as _};
 
 use crate::manifests::{self, Manifest};
 use crate::validate::{check_sensor_language, Output};
@@ -189,6 +191,26 @@ fn render_action(
     if let Some(http) = &template.http {
         let plan = plan(http, &firing, &NoSecrets).map_err(|e| e.to_string())?;
         return Ok(json!({"kind": "http", "request": plan.describe()}));
+    }
+    if template.k8s.is_some() || template.argo_workflow.is_some() {
+        // The object a k8s trigger would create (or the patch it would send) and the Workflow an
+        // argoWorkflow trigger would submit: the triggers' own rendering, with no API access.
+        let ctx = BuildContext {
+            sensor: sensor.to_owned(),
+            secrets: Arc::new(NoSecrets),
+            http: reqwest::Client::new().into(),
+            namespace: None,
+        };
+        let spec = sluice_crds::sensor::Trigger {
+            template: Some(template.clone()),
+            ..trigger.clone()
+        };
+        let built = BuiltTrigger::build_offline(&spec, &ctx).map_err(|e| e.to_string())?;
+        let mut out = built.describe(&firing).map_err(|e| e.to_string())?;
+        if let Some(map) = out.as_object_mut() {
+            map.insert("kind".into(), json!(built.kind()));
+        }
+        return Ok(out);
     }
     // Any other kind: the template with its parameters applied, and the payload it would send.
     let mut doc = serde_json::to_value(&template).map_err(|e| e.to_string())?;

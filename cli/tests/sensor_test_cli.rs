@@ -170,3 +170,92 @@ fn unreadable_inputs_exit_2() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+const KUBE_SENSOR: &str = r#"
+apiVersion: argoproj.io/v1alpha1
+kind: Sensor
+metadata: {name: kube}
+spec:
+  dependencies:
+    - {name: push, eventSourceName: github, eventName: repo}
+  triggers:
+    - template:
+        name: job
+        k8s:
+          operation: create
+          source:
+            resource:
+              apiVersion: batch/v1
+              kind: Job
+              metadata: {generateName: build-}
+              spec: {template: {spec: {containers: [{name: c, image: alpine, args: [placeholder]}]}}}
+          parameters:
+            - src: {dependencyName: push, dataKey: body.after}
+              dest: spec.template.spec.containers.0.args.0
+    - template:
+        name: workflow
+        argoWorkflow:
+          operation: submit
+          source:
+            resource:
+              apiVersion: argoproj.io/v1alpha1
+              kind: Workflow
+              metadata: {generateName: ci-}
+              spec: {entrypoint: main, arguments: {parameters: [{name: sha}]}}
+          parameters:
+            - src: {dependencyName: push, dataKey: body.after}
+              dest: spec.arguments.parameters.0.value
+"#;
+
+#[test]
+fn kubernetes_triggers_render_the_object_they_would_create_without_a_cluster() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let sensor = write(dir.path(), "sensor.yaml", KUBE_SENSOR);
+    let push = write(
+        dir.path(),
+        "push.json",
+        &cloudevent("github", "repo", serde_json::json!({"body": {"after": "c0ffee"}})),
+    );
+    // No kubeconfig anywhere: the dry run must not need one.
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["sensor", "test", &sensor, "--event", &push, "-o", "json"])
+        .env("KUBECONFIG", dir.path().join("absent"))
+        .env("HOME", dir.path())
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()?;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let triggers = &report["events"][0]["triggers"];
+
+    let job = &triggers[0]["action"];
+    assert_eq!(job["kind"], "k8s");
+    assert_eq!(job["operation"], "create");
+    assert_eq!(job["object"]["kind"], "Job");
+    assert_eq!(
+        job["object"]["spec"]["template"]["spec"]["containers"][0]["args"][0],
+        "c0ffee"
+    );
+    assert_eq!(
+        job["object"]["metadata"]["labels"]["events.argoproj.io/sensor"],
+        "kube"
+    );
+    assert_eq!(
+        job["object"]["metadata"]["labels"]["events.argoproj.io/trigger"],
+        "job"
+    );
+
+    let wf = &triggers[1]["action"];
+    assert_eq!(wf["kind"], "argoWorkflow");
+    assert_eq!(wf["operation"], "submit");
+    assert_eq!(
+        wf["workflow"]["spec"]["arguments"]["parameters"][0],
+        serde_json::json!({"name": "sha", "value": "c0ffee"})
+    );
+    assert_eq!(report["fired"], serde_json::json!(["job", "workflow"]));
+    Ok(())
+}

@@ -365,6 +365,16 @@ pub enum BuiltTrigger {
 impl BuiltTrigger {
     /// Builds the kind named by `spec.template`, checking its fields and secrets.
     pub fn build(spec: &TriggerSpec, ctx: &BuildContext) -> Result<Self, BuildError> {
+        Self::build_with(spec, ctx, false)
+    }
+
+    /// As [`build`](Self::build) for a dry run: Kubernetes triggers get no API access (they only
+    /// [`describe`](Trigger::describe)), so no kubeconfig is needed.
+    pub fn build_offline(spec: &TriggerSpec, ctx: &BuildContext) -> Result<Self, BuildError> {
+        Self::build_with(spec, ctx, true)
+    }
+
+    fn build_with(spec: &TriggerSpec, ctx: &BuildContext, offline: bool) -> Result<Self, BuildError> {
         let template = spec.template.as_ref().ok_or(BuildError::MissingTemplate)?;
         let name = template.name.clone();
         let actions = template.actions();
@@ -395,7 +405,23 @@ impl BuiltTrigger {
             TriggerAction::Email(spec) => {
                 Ok(BuiltTrigger::Email(email::EmailTrigger::build(&name, spec, ctx)?))
             }
+            TriggerAction::K8s(k8s) if offline => Ok(BuiltTrigger::K8s(k8s::K8sTrigger::build_with_access(
+                &name,
+                k8s,
+                spec,
+                ctx,
+                k8s::client::KubeAccess::Offline,
+            )?)),
             TriggerAction::K8s(k8s) => Ok(BuiltTrigger::K8s(k8s::K8sTrigger::build(&name, k8s, spec, ctx)?)),
+            TriggerAction::ArgoWorkflow(argo) if offline => Ok(BuiltTrigger::ArgoWorkflow(
+                argo_workflow::ArgoWorkflowTrigger::build_with_access(
+                    &name,
+                    argo,
+                    spec,
+                    ctx,
+                    k8s::client::KubeAccess::Offline,
+                )?,
+            )),
             TriggerAction::ArgoWorkflow(argo) => Ok(BuiltTrigger::ArgoWorkflow(
                 argo_workflow::ArgoWorkflowTrigger::build(&name, argo, spec, ctx)?,
             )),

@@ -34,6 +34,9 @@ pub enum KubeAccess {
     Infer(Arc<OnceCell<KubeClient>>, Option<String>),
     /// A client made by the caller (tests, or a process that already has one).
     Client(KubeClient),
+    /// No API at all: `sluice sensor test` renders what a firing would send (`describe`) and never
+    /// executes; an execution fails permanently instead of reaching a cluster.
+    Offline,
 }
 
 impl KubeAccess {
@@ -59,6 +62,9 @@ impl KubeAccess {
     pub async fn get(&self) -> Result<KubeClient, TriggerError> {
         match self {
             KubeAccess::Client(c) => Ok(c.clone()),
+            KubeAccess::Offline => Err(TriggerError::ConnectKubernetes {
+                reason: "this is a dry run: no Kubernetes API is used".into(),
+            }),
             KubeAccess::Infer(cell, sensor_namespace) => cell
                 .get_or_try_init(|| async {
                     let mut config =
