@@ -41,6 +41,9 @@ pub struct LoadArgs {
     /// Seconds of load.
     #[arg(long, default_value_t = 30.0)]
     pub duration: f64,
+    /// Stop after this many requests in all (a burst of a fixed size) even before `duration`.
+    #[arg(long)]
+    pub requests: Option<u64>,
 }
 
 #[derive(Default)]
@@ -49,6 +52,27 @@ struct LoadStats {
     errors: AtomicU64,
     non_2xx: Mutex<BTreeMap<u16, u64>>,
     accept: Histogram,
+}
+
+/// The requests left to send in all (`None`: no limit).
+struct Budget(Option<AtomicU64>);
+
+impl Budget {
+    /// Takes one request from the budget; false when none is left.
+    fn take(&self) -> bool {
+        match &self.0 {
+            None => true,
+            Some(left) => left
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok(),
+        }
+    }
+
+    fn spent(&self) -> bool {
+        self.0
+            .as_ref()
+            .is_some_and(|left| left.load(Ordering::Relaxed) == 0)
+    }
 }
 
 /// Splits `http://IP:PORT/path` into the socket address, the Host header and the path.
@@ -74,9 +98,10 @@ async fn connection(
     path: Arc<str>,
     deadline: Instant,
     stats: Arc<LoadStats>,
+    budget: Arc<Budget>,
 ) {
     let mut seq: u64 = 0;
-    while Instant::now() < deadline {
+    while Instant::now() < deadline && !budget.spent() {
         let connected = tokio::time::timeout(REQUEST_TIMEOUT, async {
             let stream = TcpStream::connect(addr).await?;
             stream.set_nodelay(true)?;
@@ -93,7 +118,7 @@ async fn connection(
         };
         // The connection's I/O runs beside the request loop and stops with it (select, no spawn).
         let requests = async {
-            while Instant::now() < deadline {
+            while Instant::now() < deadline && budget.take() {
                 // Ids are unique per run: the connection number in the high bits, a counter below.
                 let id = (conn << 40) | seq;
                 seq += 1;
@@ -141,7 +166,7 @@ async fn connection(
                 stats.errors.fetch_add(1, Ordering::Relaxed);
             }
         }
-        if Instant::now() < deadline {
+        if Instant::now() < deadline && !budget.spent() {
             tokio::time::sleep(RECONNECT_PAUSE).await;
         }
     }
@@ -157,6 +182,7 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<Value> {
     let (addr, host, path) = parse_url(&args.url)?;
     let (host, path): (Arc<str>, Arc<str>) = (host.into(), path.into());
     let stats = Arc::new(LoadStats::default());
+    let budget = Arc::new(Budget(args.requests.map(AtomicU64::new)));
     let start_us = now_us();
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(args.duration);
@@ -169,6 +195,7 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<Value> {
             path.clone(),
             deadline,
             stats.clone(),
+            budget.clone(),
         ));
     }
     while tasks.join_next().await.is_some() {}
@@ -217,12 +244,23 @@ mod tests {
             url: format!("http://{addr}/x"),
             connections: 4,
             duration: 0.3,
+            requests: None,
         })
         .await?;
-        server.abort();
         assert!(report["ok"].as_u64().unwrap_or(0) > 0, "{report}");
         assert_eq!(report["non_2xx"], 0);
         assert_eq!(report["errors"], 0);
+
+        // A fixed burst: exactly that many requests, however many connections share it.
+        let burst = run(&LoadArgs {
+            url: format!("http://{addr}/x"),
+            connections: 7,
+            duration: 60.0,
+            requests: Some(100),
+        })
+        .await?;
+        server.abort();
+        assert_eq!(burst["ok"], 100, "{burst}");
         Ok(())
     }
 }

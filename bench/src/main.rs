@@ -4,11 +4,15 @@
 //!   arrivals and event → trigger latency, answers `GET /stats`, prints the stats on SIGTERM;
 //! - `sluice-bench hello --addr 127.0.0.1:0`: an axum hello-world server, the accept-rate baseline;
 //! - `sluice-bench load --url http://127.0.0.1:P/in --connections 50 --duration 30`: a closed-loop
-//!   load generator that stamps each body with its send time and prints a JSON report.
+//!   load generator that stamps each body with its send time and prints a JSON report (`--requests N`
+//!   for a fixed burst);
+//! - `sluice-bench kube-create --namespace NS --count 1000 --concurrency 32`: Workflows created
+//!   straight through the Kubernetes API, the ceiling of `scripts/bench kube`.
 //!
 //! Numbers are for comparing runs on one machine; nothing here asserts on timing.
 
 mod hist;
+mod kube_create;
 mod load;
 mod servers;
 
@@ -42,6 +46,9 @@ enum Command {
     },
     /// Closed-loop load; prints a JSON report on stdout.
     Load(load::LoadArgs),
+    /// Creates Workflows straight through the Kubernetes API (the kube benchmark's ceiling); prints
+    /// a JSON report on stdout.
+    KubeCreate(kube_create::KubeCreateArgs),
 }
 
 /// Microseconds since the Unix epoch (0 if the clock is before it).
@@ -78,6 +85,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Load(args) => {
             let report = tokio::select! {
                 r = load::run(&args) => r?,
+                () = shutdown_signal() => anyhow::bail!("interrupted"),
+            };
+            println!("{report}");
+            Ok(())
+        }
+        Command::KubeCreate(args) => {
+            let report = tokio::select! {
+                r = kube_create::run(&args) => r?,
                 () = shutdown_signal() => anyhow::bail!("interrupted"),
             };
             println!("{report}");

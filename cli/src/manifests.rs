@@ -210,6 +210,10 @@ pub fn load_value(file: &Path, index: usize, value: serde_yaml::Value) -> Option
         ));
         return Some(doc);
     }
+    let mut value = value;
+    if kind == "EventSource" {
+        doc.problems.extend(lift_flat_webhook_contexts(&mut value));
+    }
     let parsed = match kind.as_str() {
         "EventSource" => typed::<EventSource>(value).map(|(m, u)| (Manifest::EventSource(Box::new(m)), u)),
         "Sensor" => typed::<Sensor>(value).map(|(m, u)| (Manifest::Sensor(Box::new(m)), u)),
@@ -245,6 +249,66 @@ pub fn load_value(file: &Path, index: usize, value: serde_yaml::Value) -> Option
     }
     doc.manifest = Some(manifest);
     Some(doc)
+}
+
+/// Kinds whose events carry their HTTP endpoint under `webhook` (upstream's schema).
+const WEBHOOK_CONTEXT_KINDS: [&str; 8] = [
+    "github",
+    "gitlab",
+    "bitbucket",
+    "bitbucketserver",
+    "slack",
+    "stripe",
+    "sns",
+    "storageGrid",
+];
+
+/// The fields of a webhook context.
+const WEBHOOK_CONTEXT_FIELDS: [&str; 4] = ["port", "endpoint", "method", "url"];
+
+/// Moves `port`/`endpoint`/`method`/`url` written beside a push event (the flat form the `webhook`
+/// kind uses) under its `webhook`, with a warning naming the fix. Upstream's schema has them only
+/// under `webhook`, and without this the event would fail with "webhook is required" while the
+/// intended values sit one level up, ignored. An event that has a `webhook` is left alone.
+fn lift_flat_webhook_contexts(value: &mut serde_yaml::Value) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let Some(spec) = value.get_mut("spec").and_then(|s| s.as_mapping_mut()) else {
+        return problems;
+    };
+    for kind in WEBHOOK_CONTEXT_KINDS {
+        let Some(events) = spec.get_mut(kind).and_then(|k| k.as_mapping_mut()) else {
+            continue;
+        };
+        for (name, event) in events.iter_mut() {
+            let Some(event) = event.as_mapping_mut() else {
+                continue;
+            };
+            if event.contains_key("webhook") {
+                continue;
+            }
+            let mut context = serde_yaml::Mapping::new();
+            for field in WEBHOOK_CONTEXT_FIELDS {
+                if let Some(v) = event.remove(field) {
+                    context.insert(field.into(), v);
+                }
+            }
+            if context.is_empty() {
+                continue;
+            }
+            let moved: Vec<&str> = context.keys().filter_map(|k| k.as_str()).collect();
+            let name = name.as_str().unwrap_or_default();
+            problems.push(Problem {
+                severity: Severity::Warning,
+                path: format!("spec.{kind}.{name}"),
+                reason: format!(
+                    "{} belong under `webhook` (upstream's schema); read from there — move them",
+                    moved.join(", ")
+                ),
+            });
+            event.insert("webhook".into(), serde_yaml::Value::Mapping(context));
+        }
+    }
+    problems
 }
 
 /// Deserializes `value` as `T`, returning the paths of fields `T` ignored, or the error with its path.
@@ -292,6 +356,56 @@ mod tests {
             "spec.triggers[0].template.foo"
         );
         assert_eq!(ignored_path("spec"), "spec");
+    }
+
+    #[test]
+    fn flat_webhook_fields_of_push_kinds_move_under_webhook_with_a_warning() {
+        let text = r#"
+apiVersion: argoproj.io/v1alpha1
+kind: EventSource
+metadata: {name: es}
+spec:
+  github:
+    flat: {port: "12000", endpoint: /gh, method: POST, events: ["push"], organizations: [acme]}
+    nested: {webhook: {port: "12000", endpoint: /gh2, method: POST}, port: "1", organizations: [acme]}
+"#;
+        let docs = load_str(Path::new("es.yaml"), text);
+        let doc = &docs[0];
+        let Some(Manifest::EventSource(es)) = &doc.manifest else {
+            panic!("not loaded: {:?}", doc.problems)
+        };
+        let github = es.spec.github.as_ref().unwrap_or_else(|| panic!("no github"));
+        let flat = github["flat"]
+            .webhook
+            .as_ref()
+            .unwrap_or_else(|| panic!("not lifted"));
+        assert_eq!(
+            (flat.port.as_str(), flat.endpoint.as_str(), flat.method.as_str()),
+            ("12000", "/gh", "POST")
+        );
+        // An event with its own `webhook` keeps it; its stray `port` is an unknown field as before.
+        let nested = github["nested"]
+            .webhook
+            .as_ref()
+            .unwrap_or_else(|| panic!("lost"));
+        assert_eq!(nested.endpoint, "/gh2");
+        let warnings: Vec<(&str, &str)> = doc
+            .problems
+            .iter()
+            .map(|p| (p.path.as_str(), p.reason.as_str()))
+            .collect();
+        assert!(
+            warnings.contains(&(
+                "spec.github.flat",
+                "port, endpoint, method belong under `webhook` (upstream's schema); read from there — move them"
+            )),
+            "{warnings:?}"
+        );
+        assert!(
+            warnings.iter().any(|(p, _)| *p == "spec.github.nested.port"),
+            "{warnings:?}"
+        );
+        assert!(!doc.has_errors(), "{:?}", doc.problems);
     }
 }
 

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use sluice_crds::eventsource::EventSource;
+use sluice_crds::eventsource::{EventSource, EventSourceKind};
 use sluice_eventbus::{Event, PublishAck, PublishError, Subject};
 
 use crate::metrics::EventLabels;
@@ -40,6 +40,9 @@ fn each(es: &EventSource) -> Vec<(String, String, Result<sluice_expr::Program, S
     };
     let mut out = Vec::new();
     for (kind, event) in es.spec.event_names() {
+        if !has_expression_filter(kind) {
+            continue;
+        }
         let field = kind.field_name();
         let Some(filter) = spec
             .get(field)
@@ -61,6 +64,45 @@ fn each(es: &EventSource) -> Vec<(String, String, Result<sluice_expr::Program, S
         out.push((event.to_string(), path, program));
     }
     out
+}
+
+/// Whether the kind's `filter` is upstream's `EventSourceFilter` (`expression`). A few kinds use the
+/// name for their own filter (resource: labels and fields; minio: prefix/suffix; storageGrid),
+/// which their sources apply themselves.
+fn has_expression_filter(kind: EventSourceKind) -> bool {
+    use EventSourceKind as K;
+    match kind {
+        K::Resource | K::Minio | K::StorageGrid => false,
+        K::Amqp
+        | K::AzureEventsHub
+        | K::AzureQueueStorage
+        | K::AzureServiceBus
+        | K::Bitbucket
+        | K::BitbucketServer
+        | K::Calendar
+        | K::Emitter
+        | K::File
+        | K::Generic
+        | K::Gerrit
+        | K::Github
+        | K::Gitlab
+        | K::Hdfs
+        | K::Kafka
+        | K::Mns
+        | K::Mqtt
+        | K::Nats
+        | K::Nsq
+        | K::PubSub
+        | K::Pulsar
+        | K::Redis
+        | K::RedisStream
+        | K::Sftp
+        | K::Slack
+        | K::Sns
+        | K::Sqs
+        | K::Stripe
+        | K::Webhook => true,
+    }
 }
 
 /// Problems of `es`'s filters as `(field path, reason)`, for `sluice validate`.

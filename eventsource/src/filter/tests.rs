@@ -142,3 +142,25 @@ fn non_boolean_results_and_dashed_keys() {
     assert!(super::passes(&program, Some(&json!("text"))).is_err());
     assert!(super::passes(&program, None).is_err());
 }
+
+#[test]
+fn kinds_whose_filter_is_their_own_are_not_expressions() {
+    // `resource`'s filter is labels/fields/prefix (applied by the source), not an expression.
+    let es: EventSource = serde_yaml::from_str(
+        r#"
+apiVersion: argoproj.io/v1alpha1
+kind: EventSource
+metadata: {name: kube}
+spec:
+  resource:
+    pods:
+      version: v1
+      resource: pods
+      eventTypes: [ADD]
+      filter: {prefix: web-, labels: [{key: app, value: web}]}
+"#,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(super::problems(&es).is_empty());
+    assert!(super::compile(&es).map(|m| m.is_empty()).unwrap_or(false));
+}

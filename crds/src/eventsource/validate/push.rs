@@ -106,26 +106,25 @@ pub(super) fn github(e: &GithubEventSource, p: &str, pr: &mut Problems) {
 }
 
 pub(super) fn gitlab(e: &GitlabEventSource, p: &str, pr: &mut Problems) {
-    if e.events.is_empty() {
-        pr.error(
-            Problems::at(p, "events"),
-            "events are required, e.g. [\"PushEvents\"]",
+    // Upstream always manages the hook, so it requires events, gitlabBaseURL and accessToken.
+    // Sluice also receives from a hook registered by hand (no accessToken or no webhook.url), and
+    // then needs none of them: they are required only to manage the hook.
+    let manages_hook = e.access_token.is_some() && e.webhook.as_ref().is_some_and(|w| !w.url.is_empty());
+    if manages_hook {
+        if e.events.is_empty() {
+            pr.error(
+                Problems::at(p, "events"),
+                "events are required to create the hook, e.g. [\"PushEvents\"]",
+            );
+        }
+        require(
+            &e.gitlab_base_url,
+            p,
+            "gitlabBaseURL",
+            "\"https://gitlab.com\"",
+            pr,
         );
     }
-    require(
-        &e.gitlab_base_url,
-        p,
-        "gitlabBaseURL",
-        "\"https://gitlab.com\"",
-        pr,
-    );
-    require_some(
-        &e.access_token,
-        p,
-        "accessToken",
-        "the Secret key holding a GitLab API token",
-        pr,
-    );
     push_webhook(&e.webhook, p, pr);
     check_filter(&e.filter, p, pr);
 }

@@ -302,3 +302,17 @@ fn mixing_single_active_and_overlapping_kinds_warns() {
     assert_eq!(warnings(&mixed), ["spec"]);
     assert!(warnings("  calendar:\n    c: {interval: 10s}\n").is_empty());
 }
+
+#[test]
+fn gitlab_needs_token_base_url_and_events_only_to_manage_the_hook() {
+    // Receive-only (a hook registered by hand): none of them.
+    let receive =
+        "  gitlab:\n    g: {webhook: {port: \"12000\", endpoint: /g, method: POST}, projects: [\"1\"]}\n";
+    assert!(errors(receive).is_empty(), "{:?}", problems(receive));
+    // Managing the hook (accessToken and webhook.url): events and gitlabBaseURL are required.
+    let manage = "  gitlab:\n    g:\n      webhook: {port: \"12000\", endpoint: /g, method: POST, url: https://hooks.example}\n      projects: [\"1\"]\n      accessToken: {name: gl, key: token}\n";
+    assert_eq!(
+        errors(manage),
+        ["spec.gitlab.g.events", "spec.gitlab.g.gitlabBaseURL"]
+    );
+}

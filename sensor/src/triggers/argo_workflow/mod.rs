@@ -298,21 +298,8 @@ impl ArgoWorkflowTrigger {
         ctx: &BuildContext,
         access: KubeAccess,
     ) -> Result<Self, BuildError> {
-        let policy =
-            LabelPolicy::from_spec(spec.policy.as_ref().and_then(|p| p.k8s.as_ref())).map_err(|e| {
-                BuildError::InvalidField {
-                    trigger: name.to_owned(),
-                    field: "policy.k8s.backoff".into(),
-                    reason: e.to_string(),
-                }
-            })?;
-        let source = SourceCache::build(
-            name,
-            "argoWorkflow.source",
-            argo.source.as_ref(),
-            &*ctx.secrets,
-            ctx.http.shared().clone(),
-        )?;
+        let (policy, source) =
+            super::k8s::policy_and_source(name, "argoWorkflow.source", argo.source.as_ref(), spec, ctx)?;
         Ok(Self {
             name: name.to_owned(),
             sensor: ctx.sensor.clone(),

@@ -167,15 +167,7 @@ impl K8sTrigger {
                 ),
             )
         })?;
-        let policy = LabelPolicy::from_spec(spec.policy.as_ref().and_then(|p| p.k8s.as_ref()))
-            .map_err(|e| invalid("policy.k8s.backoff", e.to_string()))?;
-        let source = SourceCache::build(
-            name,
-            "k8s.source",
-            k8s.source.as_ref(),
-            &*ctx.secrets,
-            ctx.http.shared().clone(),
-        )?;
+        let (policy, source) = policy_and_source(name, "k8s.source", k8s.source.as_ref(), spec, ctx)?;
         Ok(Self {
             name: name.to_owned(),
             sensor: ctx.sensor.clone(),
@@ -199,6 +191,26 @@ impl K8sTrigger {
 }
 
 /// Reads `metadata.name`, required by every operation but `create`.
+/// What the k8s and argoWorkflow triggers both build: the `policy.k8s` label wait and the cached
+/// source object (field path `field`).
+pub(crate) fn policy_and_source(
+    name: &str,
+    field: &str,
+    source: Option<&sluice_crds::sensor::ArtifactLocation>,
+    spec: &TriggerSpec,
+    ctx: &BuildContext,
+) -> Result<(Option<LabelPolicy>, SourceCache), BuildError> {
+    let policy = LabelPolicy::from_spec(spec.policy.as_ref().and_then(|p| p.k8s.as_ref())).map_err(|e| {
+        BuildError::InvalidField {
+            trigger: name.to_owned(),
+            field: "policy.k8s.backoff".into(),
+            reason: e.to_string(),
+        }
+    })?;
+    let source = SourceCache::build(name, field, source, &*ctx.secrets, ctx.http.shared().clone())?;
+    Ok((policy, source))
+}
+
 fn required_name(object: &Value, operation: Operation) -> Result<String, TriggerError> {
     meta_str(object, "name")
         .map(str::to_owned)
