@@ -3,6 +3,7 @@
 mod bus;
 mod bus_jetstream;
 mod cluster;
+mod controller;
 mod manifests;
 mod observe;
 mod process;
@@ -42,6 +43,8 @@ enum Command {
     Eventsource(cluster::ClusterArgs),
     /// Run one Sensor (as a pod does): `-f SENSOR.yaml --bus nats://…|EVENTBUS.yaml`.
     Sensor(cluster::ClusterArgs),
+    /// Reconcile EventBus, EventSource and Sensor resources into workloads (the operator).
+    Controller(controller::ControllerArgs),
     /// Print the CustomResourceDefinitions of EventSource, Sensor and EventBus as YAML.
     Crds,
 }
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::main(args),
         Command::Eventsource(args) => cluster::main(cluster::Role::EventSource, args),
         Command::Sensor(args) => cluster::main(cluster::Role::Sensor, args),
+        Command::Controller(args) => controller::main(args),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

@@ -204,6 +204,11 @@ pub async fn reconcile_eventsource(
     es: Arc<EventSource>,
     ctx: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
+    // Being deleted: the garbage collector removes the children; applying them again would
+    // recreate what it just deleted.
+    if es.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
     let ns = es.namespace().unwrap_or_default();
     let name = es.name_any();
     let api: Api<EventSource> = Api::namespaced(ctx.client.clone(), &ns);
@@ -246,6 +251,11 @@ pub async fn reconcile_eventsource(
 
 /// Reconciles one Sensor.
 pub async fn reconcile_sensor(sensor: Arc<Sensor>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    // Being deleted: the garbage collector removes the children; applying them again would
+    // recreate what it just deleted.
+    if sensor.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
     let ns = sensor.namespace().unwrap_or_default();
     let name = sensor.name_any();
     let api: Api<Sensor> = Api::namespaced(ctx.client.clone(), &ns);
