@@ -55,6 +55,8 @@ async fn try_hold(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<bool, LeaderErr
         move |source| LeaderError::UpdateLease { action, name, source }
     };
     let now = Timestamp::now();
+    // MicroTime: exactly six fractional digits, or the API server rejects the Lease.
+    let stamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     let lease = api.get_opt(&cfg.name).await.map_err(err("read"))?;
     let spec = lease.and_then(|l| l.spec).unwrap_or_default();
     let holder = spec.holder_identity.clone().unwrap_or_default();
@@ -72,8 +74,8 @@ async fn try_hold(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<bool, LeaderErr
         "spec": {
             "holderIdentity": cfg.identity,
             "leaseDurationSeconds": cfg.duration.as_secs(),
-            "renewTime": now.to_string(),
-            "acquireTime": if holder == cfg.identity { spec.acquire_time.map(|t| t.0.to_string()) } else { Some(now.to_string()) },
+            "renewTime": stamp,
+            "acquireTime": if holder == cfg.identity { spec.acquire_time.and_then(|t| micro_time(t.0)) } else { Some(stamp.clone()) },
             "leaseTransitions": transitions,
         }
     });
@@ -137,4 +139,11 @@ pub async fn acquire(
         }
     });
     Ok(Some(held))
+}
+
+/// A Lease timestamp in the API server's MicroTime format (six fractional digits).
+fn micro_time(t: Timestamp) -> Option<String> {
+    let nanos = u32::try_from(t.subsec_nanosecond()).ok()?;
+    chrono::DateTime::from_timestamp(t.as_second(), nanos)
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
 }
