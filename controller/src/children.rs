@@ -10,7 +10,7 @@ use kube::api::ObjectMeta;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use sluice_crds::common::Template;
-use sluice_crds::eventbus::JetStreamBus;
+use sluice_crds::eventbus::{JetStreamBus, JetStreamConfig};
 use sluice_crds::{EventBus, EventSource, Sensor};
 
 /// Where the spec file is mounted in EventSource and Sensor pods.
@@ -246,6 +246,98 @@ pub fn push_ports(spec: &Value) -> Vec<i32> {
     ports
 }
 
+/// The spec fields of the source kinds upstream runs in one pod at a time
+/// (`RecreateStrategyEventSources`): consumers whose second copy would read every message twice
+/// (brokers without shared consumer groups, cron ticks, file and resource watches).
+pub const RUN_ONCE_KINDS: &[&str] = &[
+    "amqp",
+    "calendar",
+    "kafka",
+    "pubSub",
+    "azureEventsHub",
+    "azureServiceBus",
+    "nats",
+    "mqtt",
+    "minio",
+    "emitter",
+    "nsq",
+    "pulsar",
+    "redis",
+    "redisStream",
+    "resource",
+    "hdfs",
+    "file",
+    "sftp",
+    "generic",
+];
+
+/// Whether an EventSource spec has an event of a kind that must not run twice ([`RUN_ONCE_KINDS`]).
+pub fn runs_once(spec: &Value) -> bool {
+    RUN_ONCE_KINDS.iter().any(|kind| {
+        spec.get(*kind)
+            .and_then(Value::as_object)
+            .is_some_and(|events| !events.is_empty())
+    })
+}
+
+/// The file a pod reads its bus from when the bus needs more than a URL.
+pub const BUS_FILE: &str = "eventbus.yaml";
+
+/// Points a workload at an EventBus whose connection needs more than a URL (credentials, TLS,
+/// stream settings: a `jetstreamExotic` bus with an `accessSecret`, say): the bus's connection
+/// settings go into the ConfigMap as an EventBus manifest (`--bus /etc/sluice/eventbus.yaml`, which
+/// `sluice eventsource|sensor` reads) and the Secrets it names are mounted as files. With only a
+/// URL nothing changes (`--bus nats://…`). Without this a pod would connect without credentials.
+pub fn use_bus_manifest(
+    children: &mut WorkloadChildren,
+    bus_name: &str,
+    bus: &JetStreamConfig,
+) -> Result<(), BuildError> {
+    if bus.access_secret.is_none() && bus.tls.is_none() && bus.stream_config.is_none() {
+        return Ok(());
+    }
+    let config = serde_json::to_value(bus).map_err(|e| BuildError::EncodeSpec(e.to_string()))?;
+    let manifest = json!({
+        "apiVersion": sluice_crds::API_VERSION,
+        "kind": "EventBus",
+        "metadata": {"name": bus_name},
+        "spec": {"jetstreamExotic": config},
+    });
+    let document = serde_yaml::to_string(&manifest).map_err(|e| BuildError::EncodeSpec(e.to_string()))?;
+    children.config_map["data"][BUS_FILE] = json!(document);
+    let pod = &mut children.deployment["spec"]["template"]["spec"];
+    if let Some(args) = pod["containers"][0]["args"].as_array_mut() {
+        if let Some(i) = args.iter().position(|a| a == "--bus") {
+            if let Some(value) = args.get_mut(i + 1) {
+                *value = json!(format!("{SPEC_DIR}/{BUS_FILE}"));
+            }
+        }
+    }
+    let mounted: Vec<String> = pod["volumes"]
+        .as_array()
+        .map(|v| {
+            v.iter()
+                .filter_map(|v| v["secret"]["secretName"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    for (i, secret) in referenced_secrets(&config).iter().enumerate() {
+        if mounted.contains(secret) {
+            continue;
+        }
+        let volume = format!("bus-secret-{i}");
+        if let Some(volumes) = pod["volumes"].as_array_mut() {
+            volumes.push(json!({"name": volume, "secret": {"secretName": secret}}));
+        }
+        if let Some(mounts) = pod["containers"][0]["volumeMounts"].as_array_mut() {
+            mounts.push(
+                json!({"name": volume, "mountPath": format!("{SECRETS_DIR}/{secret}"), "readOnly": true}),
+            );
+        }
+    }
+    Ok(())
+}
+
 fn hash(text: &str) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
 }
@@ -306,7 +398,15 @@ pub fn eventsource_children(
             .filter_map(|p| Some(p.port).filter(|p| *p > 0))
             .collect();
     }
-    let replicas = es.spec.replicas.unwrap_or(1);
+    // `sluice eventsource` does not elect a leader among its replicas yet, so a kind that must not
+    // run twice gets one pod, replaced with the Recreate strategy (never two during a rollout), as
+    // upstream did before its in-process leader election.
+    let run_once = runs_once(&spec);
+    let replicas = if run_once {
+        1
+    } else {
+        es.spec.replicas.unwrap_or(1)
+    };
     let mut children = workload(
         Role::EventSource,
         &es.metadata,
@@ -317,6 +417,9 @@ pub fn eventsource_children(
         bus_url,
         cfg,
     )?;
+    if run_once {
+        children.deployment["spec"]["strategy"] = json!({"type": "Recreate"});
+    }
     if let Some(service) = &children.service {
         let mut service = service.clone();
         if let Some(custom) = &es.spec.service {
@@ -840,6 +943,64 @@ mod tests {
             ..BuildConfig::default()
         };
         assert!(eventsource_children(&host, "nats://bus:4222", &allowed).is_ok());
+    }
+
+    #[test]
+    fn kinds_that_must_not_run_twice_get_one_pod_and_recreate() {
+        let calendar = parse::<EventSource>(&format!(
+            "{}spec:\n  replicas: 3\n  calendar:\n    tick:\n      interval: 10s\n",
+            meta_fixture("EventSource")
+        ));
+        let children = eventsource_children(&calendar, "nats://bus:4222", &BuildConfig::default())
+            .expect("a valid calendar source builds");
+        assert_eq!(children.deployment["spec"]["replicas"], 1);
+        assert_eq!(children.deployment["spec"]["strategy"]["type"], "Recreate");
+        // Push kinds run active-active: replicas honoured, the default rolling update.
+        let webhook = eventsource("");
+        let children = eventsource_children(&webhook, "nats://bus:4222", &BuildConfig::default())
+            .expect("a valid webhook source builds");
+        assert_eq!(children.deployment["spec"]["replicas"], 2);
+        assert!(children.deployment["spec"].get("strategy").is_none());
+    }
+
+    #[test]
+    fn a_bus_with_credentials_is_passed_as_a_manifest_with_its_secret_mounted() {
+        let url_only = JetStreamConfig {
+            url: Some("nats://bus:4222".into()),
+            ..JetStreamConfig::default()
+        };
+        let mut children = eventsource_children(&eventsource(""), "nats://bus:4222", &BuildConfig::default())
+            .expect("a valid webhook source builds");
+        let before = children.clone();
+        use_bus_manifest(&mut children, "default", &url_only).expect("url only");
+        assert_eq!(children, before);
+
+        let with_secret = JetStreamConfig {
+            access_secret: serde_json::from_value(json!({"name": "bus-auth", "key": "auth"})).ok(),
+            ..url_only
+        };
+        use_bus_manifest(&mut children, "default", &with_secret).expect("with a secret");
+        let pod = &children.deployment["spec"]["template"]["spec"];
+        let args = pod["containers"][0]["args"].as_array().expect("args");
+        let bus = args.iter().position(|a| a == "--bus").expect("--bus");
+        assert_eq!(args[bus + 1], "/etc/sluice/eventbus.yaml");
+        let manifest: sluice_crds::EventBus = parse(
+            children.config_map["data"]["eventbus.yaml"]
+                .as_str()
+                .expect("bus file"),
+        );
+        assert_eq!(manifest.spec.jetstream_exotic.as_ref(), Some(&with_secret));
+        assert!(pod["volumes"]
+            .as_array()
+            .expect("volumes")
+            .iter()
+            .any(|v| v["secret"]["secretName"] == "bus-auth"));
+        assert!(pod["containers"][0]["volumeMounts"]
+            .as_array()
+            .expect("mounts")
+            .iter()
+            .any(|m| m["mountPath"] == "/var/run/sluice/secrets/bus-auth"));
+        typed(&children);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use serde_json::{json, Value};
 use sluice_crds::common::Status;
-use sluice_crds::eventbus::{BusConfig, EventBusStatus};
+use sluice_crds::eventbus::{BusConfig, EventBusStatus, JetStreamConfig};
 use sluice_crds::validate::{Problems, Validate};
 use sluice_crds::{EventBus, EventSource, Sensor};
 
@@ -93,6 +93,31 @@ async fn warn_event<K: Resource<DynamicType = ()>>(ctx: &Context, obj: &K, reaso
     }
 }
 
+/// Passes `result` through, publishing a Warning Event on `obj` when it is an error, so a failed
+/// apply or status write shows in `kubectl describe` and not only in the controller's log.
+async fn reported<K: Resource<DynamicType = ()>, T>(
+    ctx: &Context,
+    obj: &K,
+    result: Result<T, ReconcileError>,
+) -> Result<T, ReconcileError> {
+    if let Err(error) = &result {
+        warn_event(ctx, obj, "ReconcileFailed", &error_chain(error)).await;
+    }
+    result
+}
+
+/// An error with its sources, `a: b: c` (the Event note; the log gets the same).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
 async fn apply<K>(client: &Client, ns: &str, object: &Value) -> Result<(), ReconcileError>
 where
     K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
@@ -147,8 +172,12 @@ where
     Ok(())
 }
 
-/// The client URL of EventBus `name`, once it is configured.
-async fn bus_url(client: &Client, ns: &str, name: &str) -> Result<Option<String>, ReconcileError> {
+/// The connection settings of EventBus `name` (with a URL), once it is configured.
+async fn bus_config(
+    client: &Client,
+    ns: &str,
+    name: &str,
+) -> Result<Option<JetStreamConfig>, ReconcileError> {
     let api: Api<EventBus> = Api::namespaced(client.clone(), ns);
     let bus = api
         .get_opt(name)
@@ -158,7 +187,7 @@ async fn bus_url(client: &Client, ns: &str, name: &str) -> Result<Option<String>
         .and_then(|b| b.status)
         .and_then(|s| s.config)
         .and_then(|c| c.jetstream)
-        .and_then(|j| j.url))
+        .filter(|j| j.url.is_some()))
 }
 
 fn problems_of(validate: impl FnOnce(&mut Problems)) -> Vec<String> {
@@ -179,7 +208,7 @@ async fn deploy(
     bus_name: &str,
     build: impl FnOnce(&str) -> Result<WorkloadChildren, BuildError>,
 ) -> Result<(bool, String, String, Option<Duration>), ReconcileError> {
-    let Some(url) = bus_url(&ctx.client, ns, bus_name).await? else {
+    let Some(config) = bus_config(&ctx.client, ns, bus_name).await? else {
         return Ok((
             false,
             "EventBusNotReady".into(),
@@ -187,7 +216,12 @@ async fn deploy(
             Some(Duration::from_secs(5)),
         ));
     };
-    match build(&url) {
+    let url = config.url.clone().unwrap_or_default();
+    let built = build(&url).and_then(|mut children| {
+        children::use_bus_manifest(&mut children, bus_name, &config)?;
+        Ok(children)
+    });
+    match built {
         Ok(children) => {
             apply_workload(&ctx.client, ns, &children).await?;
             Ok((true, "Deployed".into(), String::new(), None))
@@ -221,10 +255,11 @@ pub async fn reconcile_eventsource(
         conditions::set(&mut status, "SourcesProvided", true, "", "", &now);
         let bus = es.spec.event_bus_name.clone().unwrap_or_else(|| "default".into());
         let build = &ctx.build;
-        let (ok, reason, message, again) = deploy(&ctx, &ns, &bus, |url| {
+        let deployed = deploy(&ctx, &ns, &bus, |url| {
             children::eventsource_children(&es, url, build)
         })
-        .await?;
+        .await;
+        let (ok, reason, message, again) = reported(&ctx, es.as_ref(), deployed).await?;
         requeue = again;
         if conditions::set(&mut status, "Deployed", ok, &reason, &message, &now) && !ok {
             warn_event(&ctx, es.as_ref(), &reason, &message).await;
@@ -303,10 +338,11 @@ pub async fn reconcile_sensor(sensor: Arc<Sensor>, ctx: Arc<Context>) -> Result<
             .clone()
             .unwrap_or_else(|| "default".into());
         let build = &ctx.build;
-        let (ok, reason, message, again) = deploy(&ctx, &ns, &bus, |url| {
+        let deployed = deploy(&ctx, &ns, &bus, |url| {
             children::sensor_children(&sensor, url, build)
         })
-        .await?;
+        .await;
+        let (ok, reason, message, again) = reported(&ctx, sensor.as_ref(), deployed).await?;
         requeue = again;
         if conditions::set(&mut status, "Deployed", ok, &reason, &message, &now) && !ok {
             warn_event(&ctx, sensor.as_ref(), &reason, &message).await;
@@ -328,7 +364,10 @@ pub async fn reconcile_eventbus(bus: Arc<EventBus>, ctx: Arc<Context>) -> Result
     let inner = ctx.clone();
     finalizer(&api, BUS_FINALIZER, bus, |event| async move {
         match event {
-            Finalizer::Apply(bus) => apply_eventbus(&bus, &inner).await,
+            Finalizer::Apply(bus) => {
+                let applied = apply_eventbus(&bus, &inner).await;
+                reported(&inner, bus.as_ref(), applied).await
+            }
             Finalizer::Cleanup(bus) => cleanup_eventbus(&bus, &inner).await,
         }
     })

@@ -1,7 +1,9 @@
 //! The controller against the real test API server (`scripts/services.sh start kube`): an EventBus,
 //! an EventSource and Sensors become a StatefulSet, Deployments and Services with the right args,
 //! volumes, probes and owner references; updates roll through; deletion garbage-collects; an
-//! invalid Sensor gets a condition naming the field and the others are unaffected.
+//! invalid Sensor gets a condition naming the field and the others are unaffected; a
+//! `jetstreamExotic` bus deploys nothing and reports its URL; the EventBus finalizer holds the bus
+//! (with a `DeletionBlocked` Event) until the Sensors naming it are gone.
 
 mod kube_support;
 
@@ -275,6 +277,74 @@ async fn controller_turns_resources_into_workloads_and_reports_status() -> Resul
     wait_for(Duration::from_secs(240), || {
         let d = deployments.clone();
         async move { Ok(d.get_opt("webhook-eventsource").await?.is_none().then_some(())) }
+    })
+    .await?;
+
+    // A jetstreamExotic bus: nothing deployed, its connection details in the status.
+    apply(
+        &client,
+        &ns,
+        "EventBus",
+        "eventbus",
+        json!({
+            "apiVersion": "argoproj.io/v1alpha1", "kind": "EventBus",
+            "metadata": {"name": "exotic"},
+            "spec": {"jetstreamExotic": {"url": "nats://nats.example:4222"}},
+        }),
+    )
+    .await?;
+    let skipped = wait_for(WAIT, || {
+        let c = client.clone();
+        let ns = ns.clone();
+        async move { condition(&c, &ns, "EventBus", "eventbus", "exotic", "Deployed").await }
+    })
+    .await?;
+    assert_eq!(
+        (skipped["status"].as_str(), skipped["reason"].as_str()),
+        (Some("True"), Some("Skipped"))
+    );
+    let buses: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &argo("EventBus", "eventbus"));
+    let exotic = buses.get("exotic").await?;
+    assert_eq!(
+        exotic.data["status"]["config"]["jetstream"]["url"],
+        "nats://nats.example:4222"
+    );
+    let stateful_sets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    assert!(stateful_sets.get_opt("eventbus-exotic-js").await?.is_none());
+
+    // The finalizer keeps the default bus while the Sensors name it, and says so in an Event.
+    buses.delete("default", &DeleteParams::default()).await?;
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &ns);
+    let blocked = wait_for(WAIT, || {
+        let events = events.clone();
+        async move {
+            Ok(events
+                .list(&Default::default())
+                .await?
+                .items
+                .into_iter()
+                .find(|e| {
+                    e.reason.as_deref() == Some("DeletionBlocked")
+                        && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("default")
+                }))
+        }
+    })
+    .await?;
+    let note = blocked.note.unwrap_or_default();
+    assert!(note.contains("Sensor/good"), "{note}");
+    let held = buses.get("default").await?;
+    assert!(held.metadata.deletion_timestamp.is_some());
+    assert!(held
+        .metadata
+        .finalizers
+        .unwrap_or_default()
+        .contains(&"eventbus-controller".to_string()));
+    let sensors: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &argo("Sensor", "sensors"));
+    sensors.delete("good", &DeleteParams::default()).await?;
+    sensors.delete("bad", &DeleteParams::default()).await?;
+    wait_for(WAIT, || {
+        let buses = buses.clone();
+        async move { Ok(buses.get_opt("default").await?.is_none().then_some(())) }
     })
     .await?;
 
