@@ -3,6 +3,7 @@
 mod bus;
 mod bus_jetstream;
 mod cluster;
+mod controller;
 mod manifests;
 mod observe;
 mod process;
@@ -44,6 +45,8 @@ enum Command {
     /// Run one Sensor (as a pod does): `-f SENSOR.yaml --bus nats://…|EVENTBUS.yaml`; or
     /// `sensor test SENSOR.yaml --event FILE…` for a dry run.
     Sensor(SensorCommand),
+    /// Reconcile EventBus, EventSource and Sensor resources into workloads (the operator).
+    Controller(controller::ControllerArgs),
     /// Print the CustomResourceDefinitions of EventSource, Sensor and EventBus as YAML.
     Crds,
 }
@@ -86,6 +89,7 @@ fn main() -> ExitCode {
             ..
         }) => sensor_test::run(&args),
         Command::Sensor(SensorCommand { run, .. }) => cluster::main(cluster::Role::Sensor, run),
+        Command::Controller(args) => controller::main(args),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

@@ -1,0 +1,488 @@
+//! The reconcilers: turn each CR into its children (server-side apply, field manager `sluice`),
+//! then write status conditions when they changed. A CR that fails validation or asks for privileges
+//! gets a condition saying why; nothing else is affected because each object reconciles alone.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::finalizer::{finalizer, Event as Finalizer};
+use kube::{Client, Resource, ResourceExt};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use serde_json::{json, Value};
+use sluice_crds::common::Status;
+use sluice_crds::eventbus::{BusConfig, EventBusStatus, JetStreamConfig};
+use sluice_crds::validate::{Problems, Validate};
+use sluice_crds::{EventBus, EventSource, Sensor};
+
+use crate::children::{self, BuildConfig, BuildError, WorkloadChildren};
+use crate::conditions;
+
+/// Field manager of every server-side apply.
+pub const FIELD_MANAGER: &str = "sluice";
+/// Finalizer keeping an EventBus while EventSources or Sensors use it (upstream's name).
+pub const BUS_FINALIZER: &str = "eventbus-controller";
+
+/// Shared by all reconcilers.
+pub struct Context {
+    /// API client.
+    pub client: Client,
+    /// Builder settings.
+    pub build: BuildConfig,
+    /// Publishes Kubernetes Events on failures.
+    pub recorder: Recorder,
+    /// `sluice_controller_reconcile_total{kind,result}`.
+    pub reconciles: Family<Vec<(String, String)>, Counter>,
+}
+
+/// Why a reconcile failed; retried by `error_policy`.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// Applying a child or writing status failed.
+    #[error("failed to {action}")]
+    Apply {
+        action: String,
+        #[source]
+        source: kube::Error,
+    },
+    /// The EventBus finalizer failed (or deletion is blocked while the bus is in use).
+    #[error("failed to finalize the EventBus: {0}")]
+    Finalize(String),
+}
+
+fn apply_err(action: impl Into<String>) -> impl FnOnce(kube::Error) -> ReconcileError {
+    let action = action.into();
+    move |source| ReconcileError::Apply { action, source }
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn count(ctx: &Context, kind: &str, result: &str) {
+    ctx.reconciles
+        .get_or_create(&vec![
+            ("kind".into(), kind.into()),
+            ("result".into(), result.into()),
+        ])
+        .inc();
+}
+
+/// Requeues a failed reconcile after a pause (the error is logged and counted).
+pub fn error_policy<K: ResourceExt>(obj: Arc<K>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
+    tracing::warn!(name = %obj.name_any(), namespace = ?obj.namespace(), error = %error, "reconcile failed; retrying");
+    count(&ctx, "any", "error");
+    Action::requeue(Duration::from_secs(10))
+}
+
+async fn warn_event<K: Resource<DynamicType = ()>>(ctx: &Context, obj: &K, reason: &str, note: &str) {
+    let event = Event {
+        type_: EventType::Warning,
+        reason: reason.into(),
+        note: Some(note.chars().take(1000).collect()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
+        tracing::warn!(error = %error, "failed to publish a Kubernetes Event");
+    }
+}
+
+/// Passes `result` through, publishing a Warning Event on `obj` when it is an error, so a failed
+/// apply or status write shows in `kubectl describe` and not only in the controller's log.
+async fn reported<K: Resource<DynamicType = ()>, T>(
+    ctx: &Context,
+    obj: &K,
+    result: Result<T, ReconcileError>,
+) -> Result<T, ReconcileError> {
+    if let Err(error) = &result {
+        warn_event(ctx, obj, "ReconcileFailed", &error_chain(error)).await;
+    }
+    result
+}
+
+/// An error with its sources, `a: b: c` (the Event note; the log gets the same).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
+async fn apply<K>(client: &Client, ns: &str, object: &Value) -> Result<(), ReconcileError>
+where
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let name = object["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    api.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(object),
+    )
+    .await
+    .map_err(apply_err(format!("apply {} {ns}/{name}", K::kind(&()))))?;
+    Ok(())
+}
+
+async fn apply_workload(client: &Client, ns: &str, c: &WorkloadChildren) -> Result<(), ReconcileError> {
+    apply::<ConfigMap>(client, ns, &c.config_map).await?;
+    apply::<Deployment>(client, ns, &c.deployment).await?;
+    if let Some(service) = &c.service {
+        apply::<Service>(client, ns, service).await?;
+    }
+    Ok(())
+}
+
+/// Writes `status` (merge patch on the status subresource) unless it equals `current`.
+async fn write_status<K>(
+    api: &Api<K>,
+    name: &str,
+    current: Option<Value>,
+    status: Value,
+) -> Result<(), ReconcileError>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    if current.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    api.patch_status(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": status})),
+    )
+    .await
+    .map_err(apply_err(format!("write the status of {name}")))?;
+    Ok(())
+}
+
+/// The connection settings of EventBus `name` (with a URL), once it is configured.
+async fn bus_config(
+    client: &Client,
+    ns: &str,
+    name: &str,
+) -> Result<Option<JetStreamConfig>, ReconcileError> {
+    let api: Api<EventBus> = Api::namespaced(client.clone(), ns);
+    let bus = api
+        .get_opt(name)
+        .await
+        .map_err(apply_err(format!("read EventBus {ns}/{name}")))?;
+    Ok(bus
+        .and_then(|b| b.status)
+        .and_then(|s| s.config)
+        .and_then(|c| c.jetstream)
+        .filter(|j| j.url.is_some()))
+}
+
+fn problems_of(validate: impl FnOnce(&mut Problems)) -> Vec<String> {
+    let mut problems = Problems::new();
+    validate(&mut problems);
+    problems
+        .into_vec()
+        .into_iter()
+        .filter(|p| p.severity == sluice_crds::validate::Severity::Error)
+        .map(|p| p.to_string())
+        .collect()
+}
+
+/// Deploys children once the spec is valid and the bus configured; returns the `Deployed` condition.
+async fn deploy(
+    ctx: &Context,
+    ns: &str,
+    bus_name: &str,
+    build: impl FnOnce(&str) -> Result<WorkloadChildren, BuildError>,
+) -> Result<(bool, String, String, Option<Duration>), ReconcileError> {
+    let Some(config) = bus_config(&ctx.client, ns, bus_name).await? else {
+        return Ok((
+            false,
+            "EventBusNotReady".into(),
+            format!("EventBus {bus_name:?} is not configured yet"),
+            Some(Duration::from_secs(5)),
+        ));
+    };
+    let url = config.url.clone().unwrap_or_default();
+    let built = build(&url).and_then(|mut children| {
+        children::use_bus_manifest(&mut children, bus_name, &config)?;
+        Ok(children)
+    });
+    match built {
+        Ok(children) => {
+            apply_workload(&ctx.client, ns, &children).await?;
+            Ok((true, "Deployed".into(), String::new(), None))
+        }
+        Err(e @ BuildError::RejectPrivileged { .. }) => {
+            Ok((false, "PrivilegedTemplate".into(), e.to_string(), None))
+        }
+        Err(e) => Ok((false, "BuildFailed".into(), e.to_string(), None)),
+    }
+}
+
+/// Reconciles one EventSource.
+pub async fn reconcile_eventsource(
+    es: Arc<EventSource>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    // Being deleted: the garbage collector removes the children; applying them again would
+    // recreate what it just deleted.
+    if es.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let ns = es.namespace().unwrap_or_default();
+    let name = es.name_any();
+    let api: Api<EventSource> = Api::namespaced(ctx.client.clone(), &ns);
+    let mut status: Status = es.status.as_ref().map(|s| s.status.clone()).unwrap_or_default();
+    let current = es.status.as_ref().and_then(|s| serde_json::to_value(s).ok());
+    let now = now();
+    let errors = problems_of(|p| es.validate("", p));
+    let mut requeue = None;
+    if errors.is_empty() {
+        conditions::set(&mut status, "SourcesProvided", true, "", "", &now);
+        let bus = es.spec.event_bus_name.clone().unwrap_or_else(|| "default".into());
+        let build = &ctx.build;
+        let deployed = deploy(&ctx, &ns, &bus, |url| {
+            children::eventsource_children(&es, url, build)
+        })
+        .await;
+        let (ok, reason, message, again) = reported(&ctx, es.as_ref(), deployed).await?;
+        requeue = again;
+        if conditions::set(&mut status, "Deployed", ok, &reason, &message, &now) && !ok {
+            warn_event(&ctx, es.as_ref(), &reason, &message).await;
+        }
+    } else {
+        let message = errors.join("; ");
+        if conditions::set(
+            &mut status,
+            "SourcesProvided",
+            false,
+            "InvalidEventSource",
+            &message,
+            &now,
+        ) {
+            warn_event(&ctx, es.as_ref(), "InvalidEventSource", &message).await;
+        }
+    }
+    status.observed_generation = es.metadata.generation;
+    let status = serde_json::to_value(&status).unwrap_or(Value::Null);
+    write_status(&api, &name, current, status).await?;
+    count(&ctx, "EventSource", "ok");
+    Ok(requeue.map_or_else(Action::await_change, Action::requeue))
+}
+
+/// Reconciles one Sensor.
+pub async fn reconcile_sensor(sensor: Arc<Sensor>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    // Being deleted: the garbage collector removes the children; applying them again would
+    // recreate what it just deleted.
+    if sensor.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let ns = sensor.namespace().unwrap_or_default();
+    let name = sensor.name_any();
+    let api: Api<Sensor> = Api::namespaced(ctx.client.clone(), &ns);
+    let mut status: Status = sensor
+        .status
+        .as_ref()
+        .map(|s| s.status.clone())
+        .unwrap_or_default();
+    let current = sensor.status.as_ref().and_then(|s| serde_json::to_value(s).ok());
+    let now = now();
+    let errors = problems_of(|p| sensor.validate("", p));
+    let (trigger_errors, dependency_errors): (Vec<_>, Vec<_>) = errors
+        .iter()
+        .cloned()
+        .partition(|e| e.starts_with("spec.triggers"));
+    let mut changed = conditions::set(
+        &mut status,
+        "DependenciesProvided",
+        dependency_errors.is_empty(),
+        if dependency_errors.is_empty() {
+            ""
+        } else {
+            "InvalidSensor"
+        },
+        &dependency_errors.join("; "),
+        &now,
+    );
+    changed |= conditions::set(
+        &mut status,
+        "TriggersProvided",
+        trigger_errors.is_empty(),
+        if trigger_errors.is_empty() {
+            ""
+        } else {
+            "InvalidSensor"
+        },
+        &trigger_errors.join("; "),
+        &now,
+    );
+    let mut requeue = None;
+    if errors.is_empty() {
+        let bus = sensor
+            .spec
+            .event_bus_name
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        let build = &ctx.build;
+        let deployed = deploy(&ctx, &ns, &bus, |url| {
+            children::sensor_children(&sensor, url, build)
+        })
+        .await;
+        let (ok, reason, message, again) = reported(&ctx, sensor.as_ref(), deployed).await?;
+        requeue = again;
+        if conditions::set(&mut status, "Deployed", ok, &reason, &message, &now) && !ok {
+            warn_event(&ctx, sensor.as_ref(), &reason, &message).await;
+        }
+    } else if changed {
+        warn_event(&ctx, sensor.as_ref(), "InvalidSensor", &errors.join("; ")).await;
+    }
+    status.observed_generation = sensor.metadata.generation;
+    let status = serde_json::to_value(&status).unwrap_or(Value::Null);
+    write_status(&api, &name, current, status).await?;
+    count(&ctx, "Sensor", "ok");
+    Ok(requeue.map_or_else(Action::await_change, Action::requeue))
+}
+
+/// Reconciles one EventBus, behind the finalizer that keeps it while it is in use.
+pub async fn reconcile_eventbus(bus: Arc<EventBus>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    let ns = bus.namespace().unwrap_or_default();
+    let api: Api<EventBus> = Api::namespaced(ctx.client.clone(), &ns);
+    let inner = ctx.clone();
+    finalizer(&api, BUS_FINALIZER, bus, |event| async move {
+        match event {
+            Finalizer::Apply(bus) => {
+                let applied = apply_eventbus(&bus, &inner).await;
+                reported(&inner, bus.as_ref(), applied).await
+            }
+            Finalizer::Cleanup(bus) => cleanup_eventbus(&bus, &inner).await,
+        }
+    })
+    .await
+    .map_err(|e| ReconcileError::Finalize(e.to_string()))
+}
+
+/// Refuses to let an EventBus go while an EventSource or a Sensor in its namespace names it.
+async fn cleanup_eventbus(bus: &EventBus, ctx: &Context) -> Result<Action, ReconcileError> {
+    let ns = bus.namespace().unwrap_or_default();
+    let name = bus.name_any();
+    let lp = ListParams::default();
+    let sources: Api<EventSource> = Api::namespaced(ctx.client.clone(), &ns);
+    let sensors: Api<Sensor> = Api::namespaced(ctx.client.clone(), &ns);
+    let mut users: Vec<String> = Vec::new();
+    for es in sources.list(&lp).await.map_err(apply_err("list EventSources"))? {
+        if es.spec.event_bus_name.as_deref().unwrap_or("default") == name {
+            users.push(format!("EventSource/{}", es.name_any()));
+        }
+    }
+    for s in sensors.list(&lp).await.map_err(apply_err("list Sensors"))? {
+        if s.spec.event_bus_name.as_deref().unwrap_or("default") == name {
+            users.push(format!("Sensor/{}", s.name_any()));
+        }
+    }
+    if users.is_empty() {
+        return Ok(Action::await_change());
+    }
+    let message = format!("still used by {}", users.join(", "));
+    warn_event(ctx, bus, "DeletionBlocked", &message).await;
+    Err(ReconcileError::Finalize(message))
+}
+
+async fn apply_eventbus(bus: &EventBus, ctx: &Context) -> Result<Action, ReconcileError> {
+    let ns = bus.namespace().unwrap_or_default();
+    let name = bus.name_any();
+    let api: Api<EventBus> = Api::namespaced(ctx.client.clone(), &ns);
+    let current = bus.status.as_ref().and_then(|s| serde_json::to_value(s).ok());
+    let mut status: EventBusStatus = bus.status.clone().unwrap_or_default();
+    let now = now();
+    let errors = problems_of(|p| bus.validate("", p));
+    if !errors.is_empty() {
+        let message = errors.join("; ");
+        if conditions::set(
+            &mut status.status,
+            "Configured",
+            false,
+            "InvalidSpec",
+            &message,
+            &now,
+        ) {
+            warn_event(ctx, bus, "InvalidSpec", &message).await;
+        }
+    } else if let Some(js) = &bus.spec.jetstream {
+        match children::jetstream_children(bus, js, &ctx.build) {
+            Ok(c) => {
+                apply::<ConfigMap>(&ctx.client, &ns, &c.config_map).await?;
+                apply::<Service>(&ctx.client, &ns, &c.headless_service).await?;
+                apply::<Service>(&ctx.client, &ns, &c.client_service).await?;
+                apply::<StatefulSet>(&ctx.client, &ns, &c.stateful_set).await?;
+                status.config = Some(BusConfig {
+                    jetstream: Some(sluice_crds::eventbus::JetStreamConfig {
+                        url: Some(c.url),
+                        stream_config: js.stream_config.clone(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                });
+                conditions::set(&mut status.status, "Configured", true, "", "", &now);
+                conditions::set(&mut status.status, "Deployed", true, "Succeeded", "", &now);
+            }
+            Err(e) => {
+                let message = e.to_string();
+                if conditions::set(
+                    &mut status.status,
+                    "Deployed",
+                    false,
+                    "BuildFailed",
+                    &message,
+                    &now,
+                ) {
+                    warn_event(ctx, bus, "BuildFailed", &message).await;
+                }
+            }
+        }
+    } else if let Some(exotic) = &bus.spec.jetstream_exotic {
+        status.config = Some(BusConfig {
+            jetstream: Some(exotic.clone()),
+            ..Default::default()
+        });
+        conditions::set(&mut status.status, "Configured", true, "", "", &now);
+        conditions::set(
+            &mut status.status,
+            "Deployed",
+            true,
+            "Skipped",
+            "Skip deployment because of using exotic config.",
+            &now,
+        );
+    } else {
+        let message = "Sluice runs only `jetstream` and `jetstreamExotic` buses";
+        if conditions::set(
+            &mut status.status,
+            "Configured",
+            false,
+            "Unsupported",
+            message,
+            &now,
+        ) {
+            warn_event(ctx, bus, "Unsupported", message).await;
+        }
+    }
+    status.status.observed_generation = bus.metadata.generation;
+    let status = serde_json::to_value(&status).unwrap_or(Value::Null);
+    write_status(&api, &name, current, status).await?;
+    count(ctx, "EventBus", "ok");
+    Ok(Action::await_change())
+}

@@ -1,0 +1,354 @@
+//! The controller against the real test API server (`scripts/services.sh start kube`): an EventBus,
+//! an EventSource and Sensors become a StatefulSet, Deployments and Services with the right args,
+//! volumes, probes and owner references; updates roll through; deletion garbage-collects; an
+//! invalid Sensor gets a condition naming the field and the others are unaffected; a
+//! `jetstreamExotic` bus deploys nothing and reports its URL; the EventBus finalizer holds the bus
+//! (with a `DeletionBlocked` Event) until the Sensors naming it are gone.
+
+mod kube_support;
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::Client;
+use kube_support::{admin_client, argo, install_crds, namespace, wait_for};
+use serde_json::{json, Value};
+use sluice_controller::{BuildConfig, ControllerConfig};
+use tokio_util::sync::CancellationToken;
+
+// Generous: the test machine is shared and the controller's watches start cold.
+const WAIT: Duration = Duration::from_secs(120);
+
+async fn apply(client: &Client, ns: &str, kind: &str, plural: &str, object: Value) -> Result<()> {
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &argo(kind, plural));
+    let name = object["metadata"]["name"].as_str().context("name")?.to_string();
+    let object: DynamicObject = serde_json::from_value(object)?;
+    api.patch(
+        &name,
+        &PatchParams::apply("sluice-tests").force(),
+        &Patch::Apply(&object),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn condition(
+    client: &Client,
+    ns: &str,
+    kind: &str,
+    plural: &str,
+    name: &str,
+    type_: &str,
+) -> Result<Option<Value>> {
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &argo(kind, plural));
+    let object = api.get(name).await?;
+    Ok(object.data["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == type_).cloned()))
+}
+
+fn eventsource(replicas: i32) -> Value {
+    json!({
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "EventSource",
+        "metadata": {"name": "webhook"},
+        "spec": {
+            "replicas": replicas,
+            "webhook": {"example": {"port": "12000", "endpoint": "/example", "method": "POST",
+                "authSecret": {"name": "hook-token", "key": "token"}}},
+        }
+    })
+}
+
+fn sensor(name: &str, dependency_source: &str) -> Value {
+    json!({
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Sensor",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": 2,
+            "dependencies": [{"name": "dep", "eventSourceName": dependency_source, "eventName": "example"}],
+            "triggers": [{"template": {"name": "log", "log": {}}}],
+        }
+    })
+}
+
+#[tokio::test]
+async fn controller_turns_resources_into_workloads_and_reports_status() -> Result<()> {
+    let client = admin_client().await?;
+    install_crds(&client).await?;
+    let ns = namespace(&client, "controller").await?;
+    let cancel = CancellationToken::new();
+    let config = ControllerConfig {
+        namespace: Some(ns.clone()),
+        build: BuildConfig {
+            image: "sluice:test".into(),
+            ..BuildConfig::default()
+        },
+        leader_election: Some(sluice_controller::leader::LeaseConfig {
+            namespace: ns.clone(),
+            name: "sluice-controller".into(),
+            identity: "test".into(),
+            duration: Duration::from_secs(15),
+        }),
+    };
+    let controller = tokio::spawn(sluice_controller::run(
+        client.clone(),
+        config,
+        sluice_controller::Metrics::default(),
+        cancel.clone(),
+    ));
+
+    apply(
+        &client,
+        &ns,
+        "EventBus",
+        "eventbus",
+        json!({
+            "apiVersion": "argoproj.io/v1alpha1", "kind": "EventBus",
+            "metadata": {"name": "default"},
+            "spec": {"jetstream": {"version": "2.10.22", "replicas": 3}},
+        }),
+    )
+    .await?;
+    apply(&client, &ns, "EventSource", "eventsources", eventsource(1)).await?;
+    apply(&client, &ns, "Sensor", "sensors", sensor("good", "webhook")).await?;
+    // An empty eventSourceName fails validation; the other objects must still be reconciled.
+    apply(&client, &ns, "Sensor", "sensors", sensor("bad", "")).await?;
+
+    let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    let sts = wait_for(WAIT, || {
+        let sts = sts.clone();
+        async move { Ok(sts.get_opt("eventbus-default-js").await?) }
+    })
+    .await?;
+    let sts_spec = sts.spec;
+    assert_eq!(sts_spec.replicas, Some(3));
+    assert_eq!(sts_spec.service_name.as_deref(), Some("eventbus-default-js-svc"));
+    let nats = &sts_spec.template.spec.context("pod spec")?.containers[0];
+    assert_eq!(nats.image.as_deref(), Some("nats:2.10.22"));
+    let owner = &sts.metadata.owner_references.context("owner refs")?[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str(), owner.controller),
+        ("EventBus", "default", Some(true))
+    );
+    let services: Api<Service> = Api::namespaced(client.clone(), &ns);
+    let headless = services.get("eventbus-default-js-svc").await?;
+    assert_eq!(headless.spec.and_then(|s| s.cluster_ip).as_deref(), Some("None"));
+    services.get("eventbus-default-js-client-svc").await?;
+
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let es = wait_for(WAIT, || {
+        let d = deployments.clone();
+        async move { Ok(d.get_opt("webhook-eventsource").await?) }
+    })
+    .await?;
+    let pod = es.spec.template.spec.clone().context("pod spec")?;
+    let main = &pod.containers[0];
+    let args = main.args.clone().unwrap_or_default();
+    let bus_url = format!("nats://eventbus-default-js-client-svc.{ns}.svc:4222");
+    assert_eq!(
+        args[..5],
+        [
+            "eventsource".to_string(),
+            "-f".into(),
+            "/etc/sluice/eventsource.yaml".into(),
+            "--bus".into(),
+            bus_url.clone()
+        ]
+    );
+    assert!(
+        args.windows(2)
+            .any(|w| w == ["--secrets-dir", "/var/run/sluice/secrets"]),
+        "{args:?}"
+    );
+    let volumes = pod.volumes.unwrap_or_default();
+    assert!(volumes
+        .iter()
+        .any(|v| v.secret.as_ref().and_then(|s| s.secret_name.as_deref()) == Some("hook-token")));
+    let mounts = main.volume_mounts.clone().unwrap_or_default();
+    assert!(mounts
+        .iter()
+        .any(|m| m.mount_path == "/var/run/sluice/secrets/hook-token"));
+    let liveness = main
+        .liveness_probe
+        .as_ref()
+        .and_then(|p| p.http_get.as_ref())
+        .context("liveness")?;
+    assert_eq!(liveness.path.as_deref(), Some("/healthz"));
+    let readiness = main
+        .readiness_probe
+        .as_ref()
+        .and_then(|p| p.http_get.as_ref())
+        .context("readiness")?;
+    assert_eq!(readiness.path.as_deref(), Some("/readyz"));
+    assert_eq!(
+        es.metadata.owner_references.as_ref().context("owner")?[0].kind,
+        "EventSource"
+    );
+    let es_service = services.get("webhook-eventsource").await?;
+    assert_eq!(
+        es_service.spec.and_then(|s| s.ports).context("ports")?[0].port,
+        12000
+    );
+
+    let sensor_deployment = wait_for(WAIT, || {
+        let d = deployments.clone();
+        async move { Ok(d.get_opt("good-sensor").await?) }
+    })
+    .await?;
+    assert_eq!(sensor_deployment.spec.replicas, Some(2));
+    let sensor_args = sensor_deployment
+        .spec
+        .template
+        .spec
+        .map(|p| p.containers[0].args.clone().unwrap_or_default())
+        .unwrap_or_default();
+    assert_eq!(
+        sensor_args[..5],
+        [
+            "sensor".to_string(),
+            "-f".into(),
+            "/etc/sluice/sensor.yaml".into(),
+            "--bus".into(),
+            bus_url
+        ]
+    );
+
+    let bad = wait_for(WAIT, || {
+        let c = client.clone();
+        let ns = ns.clone();
+        async move { condition(&c, &ns, "Sensor", "sensors", "bad", "DependenciesProvided").await }
+    })
+    .await?;
+    assert_eq!(bad["status"], "False");
+    assert_eq!(bad["reason"], "InvalidSensor");
+    let message = bad["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("spec.dependencies[0].eventSourceName"),
+        "{message}"
+    );
+    assert!(deployments.get_opt("bad-sensor").await?.is_none());
+    let deployed = wait_for(WAIT, || {
+        let c = client.clone();
+        let ns = ns.clone();
+        async move {
+            Ok(condition(&c, &ns, "Sensor", "sensors", "good", "Deployed")
+                .await?
+                .filter(|c| c["status"] == "True"))
+        }
+    })
+    .await?;
+    assert_eq!(deployed["status"], "True");
+
+    // Update: replicas and the spec hash change on the Deployment.
+    let old_hash = es
+        .spec
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.annotations.clone())
+        .unwrap_or_default();
+    apply(&client, &ns, "EventSource", "eventsources", eventsource(3)).await?;
+    let updated = wait_for(WAIT, || {
+        let d = deployments.clone();
+        async move {
+            Ok(d.get("webhook-eventsource").await?.spec).map(|s| Some(s).filter(|s| s.replicas == Some(3)))
+        }
+    })
+    .await?;
+    let new_hash = updated
+        .template
+        .metadata
+        .and_then(|m| m.annotations)
+        .unwrap_or_default();
+    assert_ne!(
+        old_hash.get("sluice.dev/spec-hash"),
+        new_hash.get("sluice.dev/spec-hash")
+    );
+
+    // Delete: the garbage collector removes the children.
+    let es_api: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), &ns, &argo("EventSource", "eventsources"));
+    es_api.delete("webhook", &DeleteParams::foreground()).await?;
+    // The garbage collector of kube-controller-manager works through the Deployment, its
+    // ReplicaSet and pods; on a loaded test machine that took over a minute.
+    wait_for(Duration::from_secs(240), || {
+        let d = deployments.clone();
+        async move { Ok(d.get_opt("webhook-eventsource").await?.is_none().then_some(())) }
+    })
+    .await?;
+
+    // A jetstreamExotic bus: nothing deployed, its connection details in the status.
+    apply(
+        &client,
+        &ns,
+        "EventBus",
+        "eventbus",
+        json!({
+            "apiVersion": "argoproj.io/v1alpha1", "kind": "EventBus",
+            "metadata": {"name": "exotic"},
+            "spec": {"jetstreamExotic": {"url": "nats://nats.example:4222"}},
+        }),
+    )
+    .await?;
+    let skipped = wait_for(WAIT, || {
+        let c = client.clone();
+        let ns = ns.clone();
+        async move { condition(&c, &ns, "EventBus", "eventbus", "exotic", "Deployed").await }
+    })
+    .await?;
+    assert_eq!(
+        (skipped["status"].as_str(), skipped["reason"].as_str()),
+        (Some("True"), Some("Skipped"))
+    );
+    let buses: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &argo("EventBus", "eventbus"));
+    let exotic = buses.get("exotic").await?;
+    assert_eq!(
+        exotic.data["status"]["config"]["jetstream"]["url"],
+        "nats://nats.example:4222"
+    );
+    let stateful_sets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    assert!(stateful_sets.get_opt("eventbus-exotic-js").await?.is_none());
+
+    // The finalizer keeps the default bus while the Sensors name it, and says so in an Event.
+    buses.delete("default", &DeleteParams::default()).await?;
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &ns);
+    let blocked = wait_for(WAIT, || {
+        let events = events.clone();
+        async move {
+            Ok(events
+                .list(&Default::default())
+                .await?
+                .items
+                .into_iter()
+                .find(|e| {
+                    e.reason.as_deref() == Some("DeletionBlocked")
+                        && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("default")
+                }))
+        }
+    })
+    .await?;
+    let note = blocked.note.unwrap_or_default();
+    assert!(note.contains("Sensor/good"), "{note}");
+    let held = buses.get("default").await?;
+    assert!(held.metadata.deletion_timestamp.is_some());
+    assert!(held
+        .metadata
+        .finalizers
+        .unwrap_or_default()
+        .contains(&"eventbus-controller".to_string()));
+    let sensors: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &argo("Sensor", "sensors"));
+    sensors.delete("good", &DeleteParams::default()).await?;
+    sensors.delete("bad", &DeleteParams::default()).await?;
+    wait_for(WAIT, || {
+        let buses = buses.clone();
+        async move { Ok(buses.get_opt("default").await?.is_none().then_some(())) }
+    })
+    .await?;
+
+    cancel.cancel();
+    controller.await??;
+    Ok(())
+}
