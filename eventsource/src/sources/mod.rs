@@ -9,7 +9,9 @@ pub mod calendar;
 pub mod github;
 pub mod gitlab;
 pub mod resource;
+pub mod s3;
 pub mod slack;
+pub mod sqs;
 pub mod stripe;
 pub mod webhook;
 
@@ -27,7 +29,9 @@ pub fn is_runnable(kind: EventSourceKind) -> bool {
         | K::Stripe
         | K::BitbucketServer
         | K::Bitbucket
-        | K::Resource => true,
+        | K::Resource
+        | K::Sqs
+        | K::S3 => true,
         K::Amqp
         | K::AzureEventsHub
         | K::AzureQueueStorage
@@ -49,7 +53,6 @@ pub fn is_runnable(kind: EventSourceKind) -> bool {
         | K::RedisStream
         | K::Sftp
         | K::Sns
-        | K::Sqs
         | K::StorageGrid => false,
     }
 }
