@@ -184,6 +184,10 @@ pub fn build(es: &EventSource, ctx: &SourceContext) -> Result<BuiltEventSource, 
         sources::sqs::build(&name, events, ctx, &mut built)?;
         running += events.len();
     }
+    if let Some(events) = &es.spec.minio {
+        sources::minio::build(&name, events, ctx, &mut built)?;
+        running += events.len();
+    }
     if let Some(events) = &es.spec.s3 {
         sources::s3::build(&name, events, ctx, &mut built)?;
         running += events.len();

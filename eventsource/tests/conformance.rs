@@ -420,6 +420,9 @@ async fn every_runnable_kind_conforms() {
     let elsewhere = [
         // integration-tests/tests/kube_resource.rs, on the test kube-apiserver.
         EventSourceKind::Resource,
+        // No MinIO server can run on this machine (moto has no ListenBucketNotification); its stream
+        // decoding and ids are unit-tested in eventsource/src/sources/minio. Not conformance-tested.
+        EventSourceKind::Minio,
     ];
     for kind in EventSourceKind::ALL {
         assert!(

@@ -177,6 +177,79 @@ impl AwsClient {
         Ok((status, bytes.to_vec()))
     }
 
+    /// A signed GET whose answer is read as a stream (MinIO's listen API); errors on a non-2xx status.
+    pub async fn stream(
+        &self,
+        service: &'static str,
+        base: &str,
+        path: &str,
+        query: &[(String, String)],
+    ) -> Result<reqwest::Response, AwsError> {
+        let action = "ListenBucketNotification";
+        let creds = self.credentials.get(&self.http, &self.region).await?;
+        let base = base.trim_end_matches('/');
+        let host = base
+            .split_once("://")
+            .map(|(_, r)| r)
+            .unwrap_or(base)
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let amz_date = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+        let mut signed = vec![
+            ("host".to_string(), host),
+            ("x-amz-date".to_string(), amz_date.clone()),
+            (
+                "x-amz-content-sha256".to_string(),
+                sigv4::EMPTY_SHA256.to_string(),
+            ),
+        ];
+        if let Some(token) = &creds.session_token {
+            signed.push(("x-amz-security-token".into(), token.clone()));
+        }
+        let auth = sigv4::authorization(
+            &sigv4::SigningInput {
+                method: "GET",
+                path,
+                query,
+                headers: &signed,
+                payload_hash: sigv4::EMPTY_SHA256,
+                amz_date: &amz_date,
+                region: &self.region,
+                service,
+            },
+            &creds.access_key,
+            &creds.secret_key,
+        );
+        let url = format!("{base}{path}?{}", sigv4::canonical_query(query));
+        // No overall timeout: the stream stays open; MinIO's `ping` keeps it alive.
+        let client = reqwest::Client::new();
+        let mut request = client.get(url).header("authorization", auth);
+        for (k, v) in &signed {
+            if k != "host" {
+                request = request.header(k.as_str(), v.as_str());
+            }
+        }
+        let response = request.send().await.map_err(|source| AwsError::Send {
+            service,
+            action,
+            source,
+        })?;
+        let status = response.status().as_u16();
+        if !(200..300).contains(&status) {
+            let text = response.text().await.unwrap_or_default();
+            return Err(AwsError::Service {
+                service,
+                action,
+                status,
+                code: xml::text(&text, "Code").unwrap_or_default(),
+                message: xml::text(&text, "Message").unwrap_or_default(),
+            });
+        }
+        Ok(response)
+    }
+
     /// One SQS JSON-protocol call.
     async fn sqs_call(&self, endpoint: &str, action: &'static str, input: Value) -> Result<Value, AwsError> {
         let body = serde_json::to_vec(&input).unwrap_or_default();

@@ -8,6 +8,7 @@ pub mod bitbucketserver;
 pub mod calendar;
 pub mod github;
 pub mod gitlab;
+pub mod minio;
 pub mod resource;
 pub mod s3;
 pub mod slack;
@@ -31,7 +32,8 @@ pub fn is_runnable(kind: EventSourceKind) -> bool {
         | K::Bitbucket
         | K::Resource
         | K::Sqs
-        | K::S3 => true,
+        | K::S3
+        | K::Minio => true,
         K::Amqp
         | K::AzureEventsHub
         | K::AzureQueueStorage
@@ -42,7 +44,6 @@ pub fn is_runnable(kind: EventSourceKind) -> bool {
         | K::Gerrit
         | K::Hdfs
         | K::Kafka
-        | K::Minio
         | K::Mns
         | K::Mqtt
         | K::Nats
