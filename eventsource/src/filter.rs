@@ -101,6 +101,7 @@ fn has_expression_filter(kind: EventSourceKind) -> bool {
         | K::Sns
         | K::Sqs
         | K::Stripe
+        | K::S3
         | K::Webhook => true,
     }
 }

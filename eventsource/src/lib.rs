@@ -6,6 +6,7 @@
 //! [`build`] turns an `EventSource` into routes (push kinds) and tasks (pull kinds); the caller mounts
 //! the routes of every EventSource of the process on one [`http::RouteTable`] and runs the tasks.
 
+pub mod aws;
 pub mod checkpoint;
 pub mod clock;
 pub mod filter;
@@ -196,6 +197,18 @@ pub fn build(es: &EventSource, ctx: &SourceContext) -> Result<BuiltEventSource, 
     }
     if let Some(events) = &es.spec.gitlab {
         sources::gitlab::build(&name, events, ctx, &mut built)?;
+        running += events.len();
+    }
+    if let Some(events) = &es.spec.sqs {
+        sources::sqs::build(&name, events, ctx, &mut built)?;
+        running += events.len();
+    }
+    if let Some(events) = &es.spec.minio {
+        sources::minio::build(&name, events, ctx, &mut built)?;
+        running += events.len();
+    }
+    if let Some(events) = &es.spec.s3 {
+        sources::s3::build(&name, events, ctx, &mut built)?;
         running += events.len();
     }
     if let Some(events) = &es.spec.resource {

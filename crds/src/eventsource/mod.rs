@@ -17,6 +17,7 @@ mod cloud;
 mod git;
 mod messaging;
 mod resource;
+mod s3;
 mod saas;
 mod storage;
 mod streams;
@@ -47,6 +48,7 @@ pub use messaging::{
     SchemaRegistryConfig,
 };
 pub use resource::{ResourceEventSource, ResourceFilter};
+pub use s3::{S3EventSource, S3Mode, S3ObjectEvent};
 pub use saas::{SlackEventSource, StripeEventSource};
 pub use storage::{
     FileEventSource, HDFSEventSource, S3Artifact, S3Bucket, S3Filter, SFTPEventSource,
@@ -189,6 +191,10 @@ pub struct EventSourceSpec {
     /// Alibaba Cloud MNS queues.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mns: Events<MNSEventSource>,
+    /// Object changes in a bucket of any S3-compatible store, from notifications on an SQS queue
+    /// or by listing (Sluice extension; not in upstream Argo Events).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Events<S3EventSource>,
 }
 
 /// The observed state of an EventSource: its conditions (`SourcesProvided`, `Deployed`).
@@ -253,6 +259,8 @@ pub enum EventSourceKind {
     RedisStream,
     /// `spec.resource`
     Resource,
+    /// `spec.s3` (Sluice extension)
+    S3,
     /// `spec.sftp`
     Sftp,
     /// `spec.slack`
@@ -271,7 +279,7 @@ pub enum EventSourceKind {
 
 impl EventSourceKind {
     /// Every kind, in the order of the `spec` field names.
-    pub const ALL: [EventSourceKind; 32] = [
+    pub const ALL: [EventSourceKind; 33] = [
         Self::Amqp,
         Self::AzureEventsHub,
         Self::AzureQueueStorage,
@@ -297,6 +305,7 @@ impl EventSourceKind {
         Self::Redis,
         Self::RedisStream,
         Self::Resource,
+        Self::S3,
         Self::Sftp,
         Self::Slack,
         Self::Sns,
@@ -334,6 +343,7 @@ impl EventSourceKind {
             Self::Redis => "redis",
             Self::RedisStream => "redisStream",
             Self::Resource => "resource",
+            Self::S3 => "s3",
             Self::Sftp => "sftp",
             Self::Slack => "slack",
             Self::Sns => "sns",
@@ -421,6 +431,7 @@ impl EventSourceSpec {
             K::Redis => Box::new(names(&self.redis)),
             K::RedisStream => Box::new(names(&self.redis_stream)),
             K::Resource => Box::new(names(&self.resource)),
+            K::S3 => Box::new(names(&self.s3)),
             K::Sftp => Box::new(names(&self.sftp)),
             K::Slack => Box::new(names(&self.slack)),
             K::Sns => Box::new(names(&self.sns)),

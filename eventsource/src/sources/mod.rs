@@ -8,8 +8,11 @@ pub mod bitbucketserver;
 pub mod calendar;
 pub mod github;
 pub mod gitlab;
+pub mod minio;
 pub mod resource;
+pub mod s3;
 pub mod slack;
+pub mod sqs;
 pub mod stripe;
 pub mod webhook;
 
@@ -27,7 +30,10 @@ pub fn is_runnable(kind: EventSourceKind) -> bool {
         | K::Stripe
         | K::BitbucketServer
         | K::Bitbucket
-        | K::Resource => true,
+        | K::Resource
+        | K::Sqs
+        | K::S3
+        | K::Minio => true,
         K::Amqp
         | K::AzureEventsHub
         | K::AzureQueueStorage
@@ -38,7 +44,6 @@ pub fn is_runnable(kind: EventSourceKind) -> bool {
         | K::Gerrit
         | K::Hdfs
         | K::Kafka
-        | K::Minio
         | K::Mns
         | K::Mqtt
         | K::Nats
@@ -49,7 +54,6 @@ pub fn is_runnable(kind: EventSourceKind) -> bool {
         | K::RedisStream
         | K::Sftp
         | K::Sns
-        | K::Sqs
         | K::StorageGrid => false,
     }
 }

@@ -8,7 +8,7 @@ use super::super::{
     EmitterEventSource, EventSourceKind as K, EventSourceSpec, Events, FileEventSource, GenericEventSource,
     HDFSEventSource, KafkaEventSource, MNSEventSource, MQTTEventSource, NATSEventsSource, NSQEventSource,
     PubSubEventSource, PulsarEventSource, RedisEventSource, RedisStreamEventSource, ResourceEventSource,
-    S3Artifact, SFTPEventSource, SQSEventSource,
+    S3Artifact, S3EventSource, S3Mode, SFTPEventSource, SQSEventSource,
 };
 use super::push::{
     bitbucket, bitbucket_server, gerrit, github, gitlab, slack, sns, storage_grid, stripe, webhook,
@@ -60,6 +60,7 @@ pub(super) fn validate_kinds(s: &EventSourceSpec, p: &str, pr: &mut Problems) {
     each(&s.redis, p, K::Redis, pr, redis);
     each(&s.redis_stream, p, K::RedisStream, pr, redis_stream);
     each(&s.resource, p, K::Resource, pr, resource);
+    each(&s.s3, p, K::S3, pr, s3);
     each(&s.sftp, p, K::Sftp, pr, sftp);
     each(&s.slack, p, K::Slack, pr, slack);
     each(&s.sns, p, K::Sns, pr, sns);
@@ -72,6 +73,36 @@ pub(super) fn validate_kinds(s: &EventSourceSpec, p: &str, pr: &mut Problems) {
 fn sqs(e: &SQSEventSource, p: &str, pr: &mut Problems) {
     require(&e.region, p, "region", "\"us-east-1\"", pr);
     require(&e.queue, p, "queue", "\"my-queue\"", pr);
+    if let Some(w) = e.wait_time_seconds {
+        if !(0..=20).contains(&w) {
+            pr.error(
+                Problems::at(p, "waitTimeSeconds"),
+                format!("waitTimeSeconds must be 0-20 (the SQS long-poll limit), got {w}"),
+            );
+        }
+    }
+    check_filter(&e.filter, p, pr);
+}
+
+fn s3(e: &S3EventSource, p: &str, pr: &mut Problems) {
+    require(&e.bucket, p, "bucket", "\"my-bucket\"", pr);
+    if e.access_key.is_some() != e.secret_key.is_some() {
+        pr.error(
+            p,
+            "set both accessKey and secretKey, or neither (to use the AWS default credential chain)",
+        );
+    }
+    match e.effective_mode() {
+        S3Mode::Notifications => {
+            if e.queue.as_deref().is_none_or(|q| q.trim().is_empty()) {
+                pr.error(
+                    Problems::at(p, "queue"),
+                    "notifications mode needs the SQS queue the bucket notifies, e.g. \"my-bucket-events\"",
+                );
+            }
+        }
+        S3Mode::List => check_opt_duration(&e.interval, p, "interval", pr),
+    }
     if let Some(w) = e.wait_time_seconds {
         if !(0..=20).contains(&w) {
             pr.error(

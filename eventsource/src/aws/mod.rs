@@ -1,0 +1,450 @@
+//! A small AWS client shared by the `sqs`, `s3` and `sns` sources: SigV4 signing ([`sigv4`]),
+//! credentials ([`credentials`]: static secret references, else the default chain documented there),
+//! and the handful of calls the sources make — SQS `GetQueueUrl`/`ReceiveMessage`/`DeleteMessage`
+//! (the SQS JSON protocol) and S3 `ListObjectsV2`. Hand-written over reqwest rather than the
+//! aws-sdk crates to keep the build small; an `endpoint` override points any call at an
+//! S3/SQS-compatible server (S3 then uses path-style addressing: `<endpoint>/<bucket>?…`).
+
+pub mod credentials;
+pub mod sigv4;
+pub mod xml;
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+pub use credentials::{Credentials, CredentialsProvider};
+
+/// Why an AWS call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AwsError {
+    /// No credentials were found by the default chain.
+    #[error("failed to find AWS credentials (set accessKey/secretKey, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a web identity token, or a shared credentials profile)")]
+    NoCredentials,
+    /// The web identity exchange failed.
+    #[error("failed to assume a role with the web identity token: {0}")]
+    WebIdentity(String),
+    /// The request did not complete.
+    #[error("failed to call {service} {action}")]
+    Send {
+        service: &'static str,
+        action: &'static str,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The service answered with an error.
+    #[error("failed to call {service} {action}: {status} {code}: {message}")]
+    Service {
+        service: &'static str,
+        action: &'static str,
+        status: u16,
+        code: String,
+        message: String,
+    },
+    /// The answer could not be read.
+    #[error("failed to read the answer of {service} {action}: {reason}")]
+    Decode {
+        service: &'static str,
+        action: &'static str,
+        reason: String,
+    },
+}
+
+/// A signing HTTP client for one region and set of credentials.
+#[derive(Clone)]
+pub struct AwsClient {
+    http: reqwest::Client,
+    credentials: CredentialsProvider,
+    region: String,
+}
+
+/// One SQS message as received.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SqsMessage {
+    /// `MessageId`.
+    pub message_id: String,
+    /// `ReceiptHandle`, needed to delete it.
+    pub receipt_handle: String,
+    /// `Body`.
+    pub body: String,
+    /// `MessageAttributes` as SQS returns them (name → {DataType, StringValue, …}).
+    pub message_attributes: Value,
+}
+
+/// One object of a listing.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ListedObject {
+    /// The key.
+    pub key: String,
+    /// The ETag, without quotes.
+    pub etag: String,
+    /// The size in bytes.
+    pub size: u64,
+    /// `LastModified`.
+    pub last_modified: String,
+}
+
+impl AwsClient {
+    /// A client signing for `region`.
+    pub fn new(credentials: CredentialsProvider, region: impl Into<String>) -> Self {
+        let http = reqwest::Client::builder()
+            // Longer than the 20 s SQS long poll, so a poll is never cut short by the client.
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap_or_default();
+        Self {
+            http,
+            credentials,
+            region: region.into(),
+        }
+    }
+
+    /// The region requests are signed for.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// Sends a signed request; returns status and body.
+    #[allow(clippy::too_many_arguments)] // reason: one flat signing call; a struct adds nothing here
+    async fn send(
+        &self,
+        service: &'static str,
+        action: &'static str,
+        method: reqwest::Method,
+        base: &str,
+        path: &str,
+        query: &[(String, String)],
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    ) -> Result<(u16, Vec<u8>), AwsError> {
+        let creds = self.credentials.get(&self.http, &self.region).await?;
+        let base = base.trim_end_matches('/');
+        let host = base
+            .split_once("://")
+            .map(|(_, rest)| rest)
+            .unwrap_or(base)
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let amz_date = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+        let payload_hash = sigv4::sha256_hex(&body);
+        let mut signed = headers;
+        signed.push(("host".into(), host));
+        signed.push(("x-amz-date".into(), amz_date.clone()));
+        signed.push(("x-amz-content-sha256".into(), payload_hash.clone()));
+        if let Some(token) = &creds.session_token {
+            signed.push(("x-amz-security-token".into(), token.clone()));
+        }
+        let auth = sigv4::authorization(
+            &sigv4::SigningInput {
+                method: method.as_str(),
+                path,
+                query,
+                headers: &signed,
+                payload_hash: &payload_hash,
+                amz_date: &amz_date,
+                region: &self.region,
+                service,
+            },
+            &creds.access_key,
+            &creds.secret_key,
+        );
+        let qs = sigv4::canonical_query(query);
+        let url = if qs.is_empty() {
+            format!("{base}{path}")
+        } else {
+            format!("{base}{path}?{qs}")
+        };
+        let mut request = self.http.request(method, url).body(body);
+        for (k, v) in &signed {
+            if k != "host" {
+                request = request.header(k.as_str(), v.as_str());
+            }
+        }
+        request = request.header("authorization", auth);
+        let response = request.send().await.map_err(|source| AwsError::Send {
+            service,
+            action,
+            source,
+        })?;
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.map_err(|source| AwsError::Send {
+            service,
+            action,
+            source,
+        })?;
+        Ok((status, bytes.to_vec()))
+    }
+
+    /// A signed GET whose answer is read as a stream (MinIO's listen API); errors on a non-2xx status.
+    pub async fn stream(
+        &self,
+        service: &'static str,
+        base: &str,
+        path: &str,
+        query: &[(String, String)],
+    ) -> Result<reqwest::Response, AwsError> {
+        let action = "ListenBucketNotification";
+        let creds = self.credentials.get(&self.http, &self.region).await?;
+        let base = base.trim_end_matches('/');
+        let host = base
+            .split_once("://")
+            .map(|(_, r)| r)
+            .unwrap_or(base)
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let amz_date = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+        let mut signed = vec![
+            ("host".to_string(), host),
+            ("x-amz-date".to_string(), amz_date.clone()),
+            (
+                "x-amz-content-sha256".to_string(),
+                sigv4::EMPTY_SHA256.to_string(),
+            ),
+        ];
+        if let Some(token) = &creds.session_token {
+            signed.push(("x-amz-security-token".into(), token.clone()));
+        }
+        let auth = sigv4::authorization(
+            &sigv4::SigningInput {
+                method: "GET",
+                path,
+                query,
+                headers: &signed,
+                payload_hash: sigv4::EMPTY_SHA256,
+                amz_date: &amz_date,
+                region: &self.region,
+                service,
+            },
+            &creds.access_key,
+            &creds.secret_key,
+        );
+        let url = format!("{base}{path}?{}", sigv4::canonical_query(query));
+        // No overall timeout: the stream stays open; MinIO's `ping` keeps it alive.
+        let client = reqwest::Client::new();
+        let mut request = client.get(url).header("authorization", auth);
+        for (k, v) in &signed {
+            if k != "host" {
+                request = request.header(k.as_str(), v.as_str());
+            }
+        }
+        let response = request.send().await.map_err(|source| AwsError::Send {
+            service,
+            action,
+            source,
+        })?;
+        let status = response.status().as_u16();
+        if !(200..300).contains(&status) {
+            let text = response.text().await.unwrap_or_default();
+            return Err(AwsError::Service {
+                service,
+                action,
+                status,
+                code: xml::text(&text, "Code").unwrap_or_default(),
+                message: xml::text(&text, "Message").unwrap_or_default(),
+            });
+        }
+        Ok(response)
+    }
+
+    /// One SQS JSON-protocol call.
+    async fn sqs_call(&self, endpoint: &str, action: &'static str, input: Value) -> Result<Value, AwsError> {
+        let body = serde_json::to_vec(&input).unwrap_or_default();
+        let headers = vec![
+            ("content-type".into(), "application/x-amz-json-1.0".into()),
+            ("x-amz-target".into(), format!("AmazonSQS.{action}")),
+        ];
+        let (status, bytes) = self
+            .send(
+                "sqs",
+                action,
+                reqwest::Method::POST,
+                endpoint,
+                "/",
+                &[],
+                headers,
+                body,
+            )
+            .await?;
+        let value: Value = if bytes.is_empty() {
+            json!({})
+        } else {
+            serde_json::from_slice(&bytes).map_err(|e| AwsError::Decode {
+                service: "sqs",
+                action,
+                reason: e.to_string(),
+            })?
+        };
+        if !(200..300).contains(&status) {
+            let code = value["__type"].as_str().unwrap_or_default();
+            let code = code.rsplit('#').next().unwrap_or(code).to_string();
+            let message = value["message"]
+                .as_str()
+                .or(value["Message"].as_str())
+                .unwrap_or_default()
+                .to_string();
+            return Err(AwsError::Service {
+                service: "sqs",
+                action,
+                status,
+                code,
+                message,
+            });
+        }
+        Ok(value)
+    }
+
+    /// The URL of a queue: `queue` itself when it is a URL, else `GetQueueUrl`.
+    pub async fn sqs_queue_url(
+        &self,
+        endpoint: &str,
+        queue: &str,
+        account_id: Option<&str>,
+    ) -> Result<String, AwsError> {
+        if queue.starts_with("https://") || queue.starts_with("http://") {
+            return Ok(queue.to_string());
+        }
+        let mut input = json!({ "QueueName": queue });
+        if let Some(account) = account_id.filter(|a| !a.is_empty()) {
+            input["QueueOwnerAWSAccountId"] = json!(account);
+        }
+        let out = self.sqs_call(endpoint, "GetQueueUrl", input).await?;
+        out["QueueUrl"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or(AwsError::Decode {
+                service: "sqs",
+                action: "GetQueueUrl",
+                reason: "no QueueUrl in the answer".into(),
+            })
+    }
+
+    /// Long-polls up to 10 messages.
+    pub async fn sqs_receive(
+        &self,
+        endpoint: &str,
+        queue_url: &str,
+        wait_seconds: i64,
+    ) -> Result<Vec<SqsMessage>, AwsError> {
+        let out = self
+            .sqs_call(
+                endpoint,
+                "ReceiveMessage",
+                json!({
+                    "QueueUrl": queue_url,
+                    "MaxNumberOfMessages": 10,
+                    "WaitTimeSeconds": wait_seconds,
+                    "MessageAttributeNames": ["All"],
+                }),
+            )
+            .await?;
+        let messages = out["Messages"].as_array().cloned().unwrap_or_default();
+        Ok(messages
+            .into_iter()
+            .filter_map(|m| {
+                Some(SqsMessage {
+                    message_id: m["MessageId"].as_str()?.to_string(),
+                    receipt_handle: m["ReceiptHandle"].as_str()?.to_string(),
+                    body: m["Body"].as_str().unwrap_or_default().to_string(),
+                    message_attributes: m.get("MessageAttributes").cloned().unwrap_or(json!({})),
+                })
+            })
+            .collect())
+    }
+
+    /// Deletes a received message.
+    pub async fn sqs_delete(
+        &self,
+        endpoint: &str,
+        queue_url: &str,
+        receipt_handle: &str,
+    ) -> Result<(), AwsError> {
+        self.sqs_call(
+            endpoint,
+            "DeleteMessage",
+            json!({ "QueueUrl": queue_url, "ReceiptHandle": receipt_handle }),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Every object of `bucket` under `prefix` (all pages of ListObjectsV2).
+    pub async fn s3_list(
+        &self,
+        endpoint: &str,
+        bucket: &str,
+        prefix: Option<&str>,
+    ) -> Result<Vec<ListedObject>, AwsError> {
+        let path = format!("/{}", sigv4::uri_encode(bucket, false));
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut query = vec![("list-type".to_string(), "2".to_string())];
+            if let Some(p) = prefix.filter(|p| !p.is_empty()) {
+                query.push(("prefix".into(), p.into()));
+            }
+            if let Some(t) = &token {
+                query.push(("continuation-token".into(), t.clone()));
+            }
+            let (status, bytes) = self
+                .send(
+                    "s3",
+                    "ListObjectsV2",
+                    reqwest::Method::GET,
+                    endpoint,
+                    &path,
+                    &query,
+                    Vec::new(),
+                    Vec::new(),
+                )
+                .await?;
+            let text = String::from_utf8_lossy(&bytes);
+            if !(200..300).contains(&status) {
+                return Err(AwsError::Service {
+                    service: "s3",
+                    action: "ListObjectsV2",
+                    status,
+                    code: xml::text(&text, "Code").unwrap_or_default(),
+                    message: xml::text(&text, "Message").unwrap_or_default(),
+                });
+            }
+            for c in xml::elements(&text, "Contents") {
+                let Some(key) = xml::text(c, "Key") else { continue };
+                out.push(ListedObject {
+                    key,
+                    etag: xml::text(c, "ETag")
+                        .unwrap_or_default()
+                        .trim_matches('"')
+                        .to_string(),
+                    size: xml::text(c, "Size").and_then(|s| s.parse().ok()).unwrap_or(0),
+                    last_modified: xml::text(c, "LastModified").unwrap_or_default(),
+                });
+            }
+            let truncated = xml::text(&text, "IsTruncated").is_some_and(|t| t == "true");
+            token = xml::text(&text, "NextContinuationToken");
+            if !truncated || token.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+}
+
+/// The SQS endpoint for `region` unless overridden.
+pub fn sqs_endpoint(endpoint: Option<&str>, region: &str) -> String {
+    match endpoint.map(str::trim).filter(|e| !e.is_empty()) {
+        Some(e) => e.trim_end_matches('/').to_string(),
+        None => format!("https://sqs.{region}.amazonaws.com"),
+    }
+}
+
+/// The S3 endpoint for `region` unless overridden (path-style).
+pub fn s3_endpoint(endpoint: Option<&str>, region: &str) -> String {
+    match endpoint.map(str::trim).filter(|e| !e.is_empty()) {
+        Some(e) if e.contains("://") => e.trim_end_matches('/').to_string(),
+        Some(e) => format!("https://{}", e.trim_end_matches('/')),
+        None => format!("https://s3.{region}.amazonaws.com"),
+    }
+}
