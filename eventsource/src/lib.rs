@@ -139,6 +139,51 @@ pub fn build(es: &EventSource, ctx: &SourceContext) -> Result<BuiltEventSource, 
             &ctx.metrics,
         )?);
     }
+    if let Some(events) = &es.spec.jetstream {
+        built.tasks.extend(sources::jetstream::build(
+            &name,
+            events,
+            ctx.secrets.as_ref(),
+            ctx.sender.clone(),
+            &ctx.metrics,
+        )?);
+    }
+    if let Some(events) = &es.spec.redis_stream {
+        built.tasks.extend(sources::redis_stream::build(
+            &name,
+            events,
+            ctx.secrets.as_ref(),
+            ctx.sender.clone(),
+            &ctx.metrics,
+        )?);
+    }
+    if let Some(events) = &es.spec.mqtt {
+        built.tasks.extend(sources::mqtt::build(
+            &name,
+            events,
+            ctx.secrets.as_ref(),
+            ctx.sender.clone(),
+            &ctx.metrics,
+        )?);
+    }
+    if let Some(events) = &es.spec.nats {
+        built.tasks.extend(sources::nats::build(
+            &name,
+            events,
+            ctx.secrets.as_ref(),
+            ctx.sender.clone(),
+            &ctx.metrics,
+        )?);
+    }
+    if let Some(events) = &es.spec.redis {
+        built.tasks.extend(sources::redis::build(
+            &name,
+            events,
+            ctx.secrets.as_ref(),
+            ctx.sender.clone(),
+            &ctx.metrics,
+        )?);
+    }
     Ok(built)
 }
 

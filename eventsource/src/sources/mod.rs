@@ -3,6 +3,11 @@
 //! compile here until this build says whether it can run it. Kinds not yet runnable are refused at
 //! build time with a message naming the kind, never silently skipped.
 
+pub mod jetstream;
+pub mod mqtt;
+pub mod nats;
+pub mod redis;
+pub mod redis_stream;
 pub mod resource;
 pub mod webhook;
 
@@ -13,6 +18,7 @@ pub fn is_runnable(kind: EventSourceKind) -> bool {
     use EventSourceKind as K;
     match kind {
         K::Webhook | K::Resource => true,
+        K::Jetstream | K::RedisStream | K::Mqtt | K::Nats | K::Redis => true,
         K::Amqp
         | K::AzureEventsHub
         | K::AzureQueueStorage
@@ -30,13 +36,9 @@ pub fn is_runnable(kind: EventSourceKind) -> bool {
         | K::Kafka
         | K::Minio
         | K::Mns
-        | K::Mqtt
-        | K::Nats
         | K::Nsq
         | K::PubSub
         | K::Pulsar
-        | K::Redis
-        | K::RedisStream
         | K::Sftp
         | K::Slack
         | K::Sns
