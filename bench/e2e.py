@@ -214,6 +214,37 @@ def run_load(procs, bench_bin, url, args, tmp, name, watch):
     return report, cpu
 
 
+def start_profiles(args, pids):
+    """`perf record` (call graphs, software clock) on each process for the middle of the load."""
+    profilers = []
+    seconds = max(5.0, args.duration / 2)
+    for name, pid in pids.items():
+        out = target_dir() / "bench" / f"perf-{name}.data"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        proc = subprocess.Popen(
+            ["perf", "record", "-F", "499", "-g", "-p", str(pid), "-o", str(out), "--", "sleep",
+             str(seconds)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        profilers.append((name, proc, out))
+    return profilers
+
+
+def finish_profiles(profilers, out_dir):
+    """Waits for the profilers; writes each top-of-profile report next to the JSON; returns their paths."""
+    reports = {}
+    for name, proc, data in profilers:
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        report = out_dir / f"perf-{name}.txt"
+        with open(report, "w") as f:
+            subprocess.run(["perf", "report", "--stdio", "--no-children", "--sort", "dso,symbol",
+                            "--percent-limit", "1", "-g", "none", "-i", str(data)],
+                           stdout=f, stderr=subprocess.DEVNULL, timeout=300)
+        reports[name] = str(report)
+    return reports
+
+
 def write_manifests(tmp, es_port, sink_addr, concurrency):
     (tmp / "eventsource.yaml").write_text(f"""\
 apiVersion: argoproj.io/v1alpha1
@@ -341,7 +372,9 @@ def e2e(args, procs, tmp, sluice_bin, bench_bin, nats_bin, result):
     sampler.start()
     watch = {**pids, "sink": sink.pid}
     log(f"load: {args.connections} connections for {args.duration} s at POST /in")
+    profilers = start_profiles(args, {"eventsource": es.pid, "sensor": sensor.pid}) if args.profile else []
     load, cpu = run_load(procs, bench_bin, f"http://127.0.0.1:{es_port}/in", args, tmp, "e2e", watch)
+    profiles = finish_profiles(profilers, target_dir() / "bench")
     at_load_end = sink_stats()
     accepted = load["ok"]
     log(f"load done: {accepted} accepted; waiting for the sink to have them all")
@@ -363,6 +396,7 @@ def e2e(args, procs, tmp, sluice_bin, bench_bin, nats_bin, result):
     e2e_span = (last - start) / 1e6 if last > start else None
     result["e2e"] = {
         "bus": "nats-server JetStream (own instance, temp store)",
+        "profiles": profiles,
         "sluice_log": {"eventsource": SLUICE_LOG_EVENTSOURCE, "sensor": SLUICE_LOG_SENSOR},
         "load": load,
         "sink_at_load_end": at_load_end,
@@ -485,6 +519,8 @@ def main():
     parser.add_argument("--connections", type=int, default=50, help="connections (default 50)")
     parser.add_argument("--trigger-concurrency", type=int, default=64,
                         help="the trigger's `concurrency` (Sluice extension; 1 = in bus order; default 64)")
+    parser.add_argument("--profile", action="store_true",
+                        help="perf record the sluice processes during the load; reports in <target>/bench/perf-*.txt")
     parser.add_argument("--no-build", action="store_true", help="use the binaries already built")
     parser.add_argument("--skip-hello", action="store_true", help="skip the hello-world baseline")
     parser.add_argument("--skip-jetstream", action="store_true",

@@ -13,12 +13,13 @@ use crate::process::{self, LogFormat, ProcessArgs};
 #[derive(clap::Args, Debug)]
 pub struct ClusterArgs {
     /// The manifest file holding the one custom resource to run.
-    #[arg(long = "file", short = 'f')]
-    pub file: PathBuf,
+    /// (Required; an `Option` only so `sluice sensor test …` parses without it.)
+    #[arg(long = "file", short = 'f', required = true)]
+    pub file: Option<PathBuf>,
     /// The bus: a NATS URL (`nats://host:4222`, JetStream), an EventBus manifest file, or `embedded`
     /// (only useful for tests: nothing else shares an in-process bus).
-    #[arg(long, env = "SLUICE_BUS")]
-    pub bus: BusArg,
+    #[arg(long, env = "SLUICE_BUS", required = true)]
+    pub bus: Option<BusArg>,
     /// Address the webhook ports listen on.
     #[arg(long, env = "SLUICE_LISTEN_ADDRESS", default_value = "0.0.0.0")]
     pub listen: IpAddr,
@@ -58,7 +59,12 @@ async fn run(role: Role, args: ClusterArgs) -> i32 {
         Role::EventSource => "sluice eventsource",
         Role::Sensor => "sluice sensor",
     };
-    let docs = match manifests::load(std::slice::from_ref(&args.file)) {
+    // clap requires both (unless a subcommand such as `sensor test` was given instead).
+    let (Some(file), Some(bus_arg)) = (args.file.clone(), args.bus.clone()) else {
+        eprintln!("{command}: give -f FILE and --bus nats://…|EVENTBUS.yaml");
+        return 2;
+    };
+    let docs = match manifests::load(std::slice::from_ref(&file)) {
         Ok(d) => d,
         Err(e) => {
             eprintln!("{command}: {e}");
@@ -76,14 +82,14 @@ async fn run(role: Role, args: ClusterArgs) -> i32 {
     if wanted.len() != 1 {
         eprintln!(
             "{command}: {} must hold exactly one {}, found {}",
-            args.file.display(),
+            file.display(),
             role.kind(),
             wanted.len()
         );
         return 2;
     }
     let secrets = process::secrets(&args.process);
-    let bus = match open_bus(&args.bus, 100_000, &secrets).await {
+    let bus = match open_bus(&bus_arg, 100_000, &secrets).await {
         Ok(b) => b,
         Err(error) => {
             tracing::error!(error = %process::error_chain(&error), "failed to open the bus");

@@ -7,6 +7,7 @@ mod manifests;
 mod observe;
 mod process;
 mod run;
+mod sensor_test;
 mod validate;
 
 use std::path::PathBuf;
@@ -40,10 +41,28 @@ enum Command {
     },
     /// Run one EventSource (as a pod does): `-f ES.yaml --bus nats://…|EVENTBUS.yaml`.
     Eventsource(cluster::ClusterArgs),
-    /// Run one Sensor (as a pod does): `-f SENSOR.yaml --bus nats://…|EVENTBUS.yaml`.
-    Sensor(cluster::ClusterArgs),
+    /// Run one Sensor (as a pod does): `-f SENSOR.yaml --bus nats://…|EVENTBUS.yaml`; or
+    /// `sensor test SENSOR.yaml --event FILE…` for a dry run.
+    Sensor(SensorCommand),
     /// Print the CustomResourceDefinitions of EventSource, Sensor and EventBus as YAML.
     Crds,
+}
+
+/// `sluice sensor`: run one Sensor (`-f … --bus …`), or the `test` subcommand.
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+struct SensorCommand {
+    #[command(subcommand)]
+    command: Option<SensorSubcommand>,
+    #[command(flatten)]
+    run: cluster::ClusterArgs,
+}
+
+#[derive(Subcommand)]
+enum SensorSubcommand {
+    /// Dry-run a Sensor over event files: filter verdicts, dependencies, conditions and the exact
+    /// actions it would take. Nothing is executed.
+    Test(sensor_test::TestArgs),
 }
 
 fn main() -> ExitCode {
@@ -62,7 +81,11 @@ fn main() -> ExitCode {
         },
         Command::Run(args) => run::main(args),
         Command::Eventsource(args) => cluster::main(cluster::Role::EventSource, args),
-        Command::Sensor(args) => cluster::main(cluster::Role::Sensor, args),
+        Command::Sensor(SensorCommand {
+            command: Some(SensorSubcommand::Test(args)),
+            ..
+        }) => sensor_test::run(&args),
+        Command::Sensor(SensorCommand { run, .. }) => cluster::main(cluster::Role::Sensor, run),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

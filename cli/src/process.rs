@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use sluice_crds::{EventSource, Sensor};
 use sluice_eventbus::secrets::{FileSecretResolver, SecretResolver};
+use sluice_eventsource::checkpoint::{CheckpointStore, FileCheckpointStore, KvCheckpointStore};
 use sluice_eventsource::http::RouteTable;
 use sluice_eventsource::metrics::SourceMetrics;
 use sluice_eventsource::{BusSender, SourceContext};
@@ -46,6 +47,10 @@ pub struct ProcessArgs {
     /// How long shutdown waits for in-flight work before giving up.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
+    /// Where sources keep progress across restarts (the calendar's last tick) when the bus is not
+    /// JetStream (on JetStream it is a key-value bucket).
+    #[arg(long, env = "SLUICE_STATE_DIR", default_value = "./state")]
+    pub state_dir: PathBuf,
     /// How long a source waits for the bus to store one event before answering 503.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub publish_timeout: Duration,
@@ -215,10 +220,17 @@ async fn start(
         });
     }
 
+    // Why per bus: on JetStream a restarted source may run in another pod, so its progress lives
+    // in the bus's key-value store; a single `sluice run` keeps it in files.
+    let checkpoints: Arc<dyn CheckpointStore> = match &opened.jetstream {
+        Some(context) => Arc::new(KvCheckpointStore::new(context.clone())),
+        None => Arc::new(FileCheckpointStore::new(&args.state_dir)),
+    };
     let ctx = SourceContext {
         secrets,
         sender: Arc::new(BusSender::new(bus.clone(), args.publish_timeout)),
         metrics: source_metrics,
+        checkpoints: Some(checkpoints),
     };
     let mut routes = RouteTable::new();
     for es in event_sources {

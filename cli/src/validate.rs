@@ -58,10 +58,64 @@ pub fn format_line(doc: &Document, p: &sluice_crds::validate::Problem) -> String
     )
 }
 
+/// Adds the sensor-language problems of a Sensor document: filters, expressions, templates, scripts
+/// and transforms that do not compile (the sensor crate's compile functions; `crds` cannot call
+/// them). Each is an error naming the field path.
+pub fn check_sensor_language(doc: &mut Document) {
+    let Some(manifests::Manifest::Sensor(sensor)) = &doc.manifest else {
+        return;
+    };
+    let mut found = Vec::new();
+    for (i, dep) in sensor.spec.dependencies.iter().enumerate() {
+        for p in sluice_sensor::filters::DependencyFilter::new(dep).problems() {
+            found.push((format!("spec.dependencies[{i}].{}", p.field), p.reason));
+        }
+    }
+    // Parameters appear under many trigger kinds; walk the JSON form to find every `src`.
+    if let Ok(triggers) = serde_json::to_value(&sensor.spec.triggers) {
+        walk_parameters(&triggers, "spec.triggers".to_owned(), &mut found);
+    }
+    for (path, reason) in found {
+        doc.problems.push(sluice_crds::validate::Problem {
+            severity: Severity::Error,
+            path,
+            reason,
+        });
+    }
+}
+
+fn walk_parameters(value: &serde_json::Value, path: String, found: &mut Vec<(String, String)>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            if let Some(src) = map.get("src") {
+                if let Ok(src) =
+                    serde_json::from_value::<sluice_crds::sensor::TriggerParameterSource>(src.clone())
+                {
+                    for (field, reason) in sluice_sensor::params::template_problems(&src) {
+                        found.push((format!("{path}.src.{field}"), reason));
+                    }
+                }
+            }
+            for (key, child) in map {
+                walk_parameters(child, format!("{path}.{key}"), found);
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for (i, child) in items.iter().enumerate() {
+                walk_parameters(child, format!("{path}[{i}]"), found);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Runs the command; returns the exit code.
 pub fn run(paths: &[PathBuf], output: Output) -> i32 {
     let docs = match manifests::load(paths) {
-        Ok(d) => d,
+        Ok(mut d) => {
+            d.iter_mut().for_each(check_sensor_language);
+            d
+        }
         Err(e) => {
             eprintln!("sluice validate: {e}: {}", e.source_text());
             return 2;
@@ -127,6 +181,60 @@ impl SourceText for manifests::LoadError {
     fn source_text(&self) -> String {
         match self {
             manifests::LoadError::Read { source, .. } => source.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod sensor_language_tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn uncompilable_filters_templates_and_scripts_are_errors_with_paths() {
+        let text = r#"
+apiVersion: argoproj.io/v1alpha1
+kind: Sensor
+metadata: {name: s}
+spec:
+  dependencies:
+    - name: d
+      eventSourceName: es
+      eventName: e
+      transform: {jq: ".a |||"}
+      filters:
+        exprs: [{expr: "a ==", fields: [{name: a, path: a}]}]
+        data: [{path: a, type: string, value: ["("], template: "{{ .Input"}]
+        time: {start: "9am", stop: "10:00:00"}
+        script: "return ("
+  triggers:
+    - template:
+        name: t
+        log: {}
+      parameters:
+        - src: {dependencyName: d, dataTemplate: "{{ .Input.x | nosuchfunc }}"}
+          dest: x
+"#;
+        let mut docs = manifests::load_str(Path::new("s.yaml"), text);
+        assert_eq!(docs.len(), 1);
+        check_sensor_language(&mut docs[0]);
+        let paths: Vec<&str> = docs[0]
+            .problems
+            .iter()
+            .filter(|p| p.severity == Severity::Error)
+            .map(|p| p.path.as_str())
+            .collect();
+        for expected in [
+            "spec.dependencies[0].transform.jq",
+            "spec.dependencies[0].filters.exprs[0].expr",
+            "spec.dependencies[0].filters.data[0].template",
+            "spec.dependencies[0].filters.data[0].value",
+            "spec.dependencies[0].filters.time",
+            "spec.dependencies[0].filters.script",
+            "spec.triggers[0].parameters[0].src.dataTemplate",
+        ] {
+            assert!(paths.contains(&expected), "{expected} missing from {paths:?}");
         }
     }
 }

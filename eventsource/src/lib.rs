@@ -6,11 +6,16 @@
 //! [`build`] turns an `EventSource` into routes (push kinds) and tasks (pull kinds); the caller mounts
 //! the routes of every EventSource of the process on one [`http::RouteTable`] and runs the tasks.
 
+pub mod checkpoint;
+pub mod clock;
 pub mod http;
 pub mod metrics;
+pub mod push;
 pub use sluice_eventbus::secrets;
 pub mod sender;
 pub mod sources;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use std::sync::Arc;
 
@@ -51,6 +56,22 @@ pub enum BuildError {
     MissingName,
 }
 
+/// Resolves one secret reference of `event_source/event`.
+pub fn resolve_secret(
+    secrets: &dyn SecretResolver,
+    event_source: &str,
+    event: &str,
+    selector: &sluice_crds::common::SecretKeySelector,
+) -> Result<String, BuildError> {
+    secrets
+        .resolve_secret(selector)
+        .map_err(|source| BuildError::ResolveSecret {
+            event_source: event_source.into(),
+            event: event.into(),
+            source: Box::new(source),
+        })
+}
+
 /// Why a running pull source stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -83,6 +104,9 @@ pub struct SourceContext {
     pub sender: Arc<dyn EventSender>,
     /// Metric families (registered by the caller).
     pub metrics: metrics::SourceMetrics,
+    /// Where sources keep progress across restarts (the calendar's last tick); `None` refuses
+    /// specs that need it.
+    pub checkpoints: Option<Arc<dyn checkpoint::CheckpointStore>>,
 }
 
 /// An EventSource ready to run: routes for the shared HTTP server and tasks for pull kinds.
@@ -116,6 +140,7 @@ pub fn build(es: &EventSource, ctx: &SourceContext) -> Result<BuiltEventSource, 
             });
         }
     }
+    let mut running = 0usize;
     if let Some(events) = &es.spec.webhook {
         built.routes.extend(sources::webhook::build_routes(
             &name,
@@ -124,12 +149,35 @@ pub fn build(es: &EventSource, ctx: &SourceContext) -> Result<BuiltEventSource, 
             ctx.sender.clone(),
             &ctx.metrics,
         )?);
-        ctx.metrics
-            .running
-            .get_or_create(&metrics::SourceLabels {
-                eventsource_name: name.clone(),
-            })
-            .set(i64::try_from(events.len()).unwrap_or(i64::MAX));
+        running += events.len();
+    }
+    if let Some(events) = &es.spec.github {
+        sources::github::build(&name, events, ctx, &mut built)?;
+        running += events.len();
+    }
+    if let Some(events) = &es.spec.calendar {
+        sources::calendar::build(&name, events, ctx, &mut built)?;
+        running += events.len();
+    }
+    if let Some(events) = &es.spec.slack {
+        sources::slack::build(&name, events, ctx, &mut built)?;
+        running += events.len();
+    }
+    if let Some(events) = &es.spec.stripe {
+        sources::stripe::build(&name, events, ctx, &mut built)?;
+        running += events.len();
+    }
+    if let Some(events) = &es.spec.bitbucketserver {
+        sources::bitbucketserver::build(&name, events, ctx, &mut built)?;
+        running += events.len();
+    }
+    if let Some(events) = &es.spec.bitbucket {
+        sources::bitbucket::build(&name, events, ctx, &mut built)?;
+        running += events.len();
+    }
+    if let Some(events) = &es.spec.gitlab {
+        sources::gitlab::build(&name, events, ctx, &mut built)?;
+        running += events.len();
     }
     if let Some(events) = &es.spec.resource {
         built.tasks.extend(sources::resource::build(
@@ -138,6 +186,7 @@ pub fn build(es: &EventSource, ctx: &SourceContext) -> Result<BuiltEventSource, 
             ctx.sender.clone(),
             &ctx.metrics,
         )?);
+        running += events.len();
     }
     if let Some(events) = &es.spec.jetstream {
         built.tasks.extend(sources::jetstream::build(
@@ -147,6 +196,7 @@ pub fn build(es: &EventSource, ctx: &SourceContext) -> Result<BuiltEventSource, 
             ctx.sender.clone(),
             &ctx.metrics,
         )?);
+        running += events.len();
     }
     if let Some(events) = &es.spec.redis_stream {
         built.tasks.extend(sources::redis_stream::build(
@@ -156,6 +206,7 @@ pub fn build(es: &EventSource, ctx: &SourceContext) -> Result<BuiltEventSource, 
             ctx.sender.clone(),
             &ctx.metrics,
         )?);
+        running += events.len();
     }
     if let Some(events) = &es.spec.mqtt {
         built.tasks.extend(sources::mqtt::build(
@@ -165,6 +216,7 @@ pub fn build(es: &EventSource, ctx: &SourceContext) -> Result<BuiltEventSource, 
             ctx.sender.clone(),
             &ctx.metrics,
         )?);
+        running += events.len();
     }
     if let Some(events) = &es.spec.nats {
         built.tasks.extend(sources::nats::build(
@@ -174,6 +226,7 @@ pub fn build(es: &EventSource, ctx: &SourceContext) -> Result<BuiltEventSource, 
             ctx.sender.clone(),
             &ctx.metrics,
         )?);
+        running += events.len();
     }
     if let Some(events) = &es.spec.redis {
         built.tasks.extend(sources::redis::build(
@@ -183,7 +236,14 @@ pub fn build(es: &EventSource, ctx: &SourceContext) -> Result<BuiltEventSource, 
             ctx.sender.clone(),
             &ctx.metrics,
         )?);
+        running += events.len();
     }
+    ctx.metrics
+        .running
+        .get_or_create(&metrics::SourceLabels {
+            eventsource_name: name.clone(),
+        })
+        .set(i64::try_from(running).unwrap_or(i64::MAX));
     Ok(built)
 }
 
@@ -207,6 +267,7 @@ mod tests {
             secrets: Arc::new(FileSecretResolver::new("/nonexistent")),
             sender: Arc::new(NoSender),
             metrics: metrics::SourceMetrics::default(),
+            checkpoints: None,
         }
     }
 
@@ -218,12 +279,12 @@ mod tests {
     fn a_kind_not_runnable_yet_is_refused_by_name() {
         let es = event_source(
             "apiVersion: argoproj.io/v1alpha1\nkind: EventSource\nmetadata: {name: ticks}\nspec:\n  \
-             webhook: {a: {port: \"1\", endpoint: /a, method: POST}}\n  calendar: {every: {interval: 10s}}\n",
+             webhook: {a: {port: \"1\", endpoint: /a, method: POST}}\n  redis: {every: {channels: [a]}}\n",
         );
         let err = build(&es, &context()).err().map(|e| e.to_string());
         assert_eq!(
             err.as_deref(),
-            Some("failed to build EventSource ticks event every: the calendar event source kind is not supported yet")
+            Some("failed to build EventSource ticks event every: the redis event source kind is not supported yet")
         );
     }
 

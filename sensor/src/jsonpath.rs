@@ -201,6 +201,64 @@ fn build(parts: &[Part], value: Value, path: &str) -> Result<Value, SetPathError
     }
 }
 
+/// gjson's `Get` on an already-parsed document, for the paths most manifests use: plain keys
+/// separated by `.` (a numeric key indexes an array). `None` when the path uses any other gjson
+/// syntax (wildcards, `#`, modifiers, escapes, multipaths): the caller then runs gjson on the
+/// document's text. `Some(None)`: the path does not exist. Avoids serializing a large payload for
+/// every filter.
+pub fn get_simple<'a>(root: &'a Value, path: &str) -> Option<Option<&'a Value>> {
+    if path.is_empty() {
+        return None;
+    }
+    let mut current = root;
+    for part in path.split('.') {
+        if part.is_empty()
+            || part.bytes().any(|b| {
+                matches!(
+                    b,
+                    b'*' | b'?'
+                        | b'#'
+                        | b'@'
+                        | b'|'
+                        | b'\\'
+                        | b'!'
+                        | b'{'
+                        | b'}'
+                        | b'['
+                        | b']'
+                        | b'('
+                        | b')'
+                        | b'='
+                        | b'<'
+                        | b'>'
+                        | b'%'
+                        | b','
+                        | b'"'
+                        | b'\''
+                        | b'`'
+                        | b'~'
+                )
+            })
+        {
+            return None;
+        }
+        current = match current {
+            Value::Object(map) => match map.get(part) {
+                Some(v) => v,
+                None => return Some(None),
+            },
+            Value::Array(items) if part.bytes().all(|b| b.is_ascii_digit()) => {
+                match part.parse::<usize>().ok().and_then(|i| items.get(i)) {
+                    Some(v) => v,
+                    None => return Some(None),
+                }
+            }
+            _ => return Some(None),
+        };
+    }
+    Some(Some(current))
+}
+
 /// The gjson type names upstream uses to decide how a resolved value is inserted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GoKind {
@@ -443,6 +501,34 @@ mod tests {
                     prop_assert_eq!(doc.pointer(&pointer), Some(&v));
                 }
                 Err(e) => prop_assert!(matches!(e, SetPathError::NotAnIndex { .. }), "{}", e),
+            }
+        }
+
+        #[test]
+        fn sjson_set_then_gjson_get_round_trips(doc in arb_json(), keys in prop::collection::vec("[a-z]{1,4}|[0-3]", 1..4), v in arb_json()) {
+            let path = keys.join(".");
+            let mut doc = doc;
+            if set_path(&mut doc, &path, v.clone()).is_ok() {
+                let text = doc.to_string();
+                let found = gjson::get(&text, &path);
+                prop_assert!(found.exists());
+                prop_assert_eq!(serde_json::from_str::<Value>(found.json()).ok(), Some(v.clone()));
+                // The parsed-document fast path agrees with gjson on the text.
+                prop_assert_eq!(get_simple(&doc, &path), Some(Some(&v)));
+            }
+        }
+
+        #[test]
+        fn get_simple_agrees_with_gjson(doc in arb_json(), path in "[a-c0-2]{1,2}(\\.[a-c0-2]{1,2}){0,3}") {
+            let text = doc.to_string();
+            let found = gjson::get(&text, &path);
+            match get_simple(&doc, &path) {
+                Some(Some(v)) => {
+                    prop_assert!(found.exists());
+                    prop_assert_eq!(serde_json::from_str::<Value>(found.json()).ok(), Some(v.clone()));
+                }
+                Some(None) => prop_assert!(!found.exists()),
+                None => {}
             }
         }
     }

@@ -21,6 +21,7 @@ pub mod retry;
 pub mod runner;
 pub use sluice_eventbus::secrets;
 pub mod state;
+pub mod transform;
 pub mod triggers;
 
 pub use firing::{Firing, FiringId};

@@ -10,8 +10,11 @@
 //! - a key that finds nothing falls back to `value`; without `value` it is an error;
 //! - no event for the dependency (possible under `||` conditions): `value` if set, else the
 //!   parameter is skipped;
-//! - `dataTemplate` / `contextTemplate` (Go templates) are not supported yet: an error, and the
-//!   runner refuses to start a sensor that uses them.
+//! - `dataTemplate` / `contextTemplate`: Go templates (see [`sluice_template`]) rendered with
+//!   `.Input` = the event data (resp. the context); a non-empty result other than `<no value>` is
+//!   the value (a string) and wins over the keys, `dataTemplate` over `contextTemplate`; an empty
+//!   result falls through to the keys and then `value`. A template that does not parse or fails to
+//!   render is an error ([`ParamError::Template`]), which fails that trigger invocation.
 //!
 //! **Inserting it** at `dest` (an sjson path, see [`crate::jsonpath`]): as a JSON *string*, unless
 //! `useRawData: true` and the value found is not a string (a number, boolean, null, object or
@@ -53,13 +56,15 @@ pub enum ParamError {
         /// What was missing.
         reason: String,
     },
-    /// The parameter uses a Go template, which Sluice cannot render yet.
-    #[error("failed to resolve the parameter value from dependency `{dependency}`: `{field}` (Go templates) is not supported yet")]
-    UnsupportedTemplate {
+    /// A `dataTemplate` / `contextTemplate` did not parse or failed to render.
+    #[error("failed to render `{field}` of the parameter from dependency `{dependency}`: {reason}")]
+    Template {
         /// The dependency named in `src`.
         dependency: String,
         /// `dataTemplate` or `contextTemplate`.
         field: &'static str,
+        /// Why.
+        reason: String,
     },
     /// `operation` is not `overwrite`, `append` or `prepend`.
     #[error("failed to apply the parameter for `{dest}`: unsupported operation `{operation}` (use overwrite, append or prepend)")]
@@ -116,16 +121,41 @@ impl ResolvedValue {
     }
 }
 
-/// Template fields of a parameter source that Sluice cannot evaluate yet (for a startup check).
-pub fn unsupported_template_fields(src: &TriggerParameterSource) -> Vec<&'static str> {
-    let mut out = Vec::new();
-    if src.data_template.as_deref().is_some_and(|t| !t.is_empty()) {
-        out.push("dataTemplate");
-    }
-    if src.context_template.as_deref().is_some_and(|t| !t.is_empty()) {
-        out.push("contextTemplate");
-    }
-    out
+/// Template fields of a parameter source that Sluice cannot evaluate: none any more (kept for the
+/// runner's startup check).
+pub fn unsupported_template_fields(_src: &TriggerParameterSource) -> Vec<&'static str> {
+    Vec::new()
+}
+
+/// Compile problems of a parameter source's templates, as (field, reason), for `sluice validate`.
+pub fn template_problems(src: &TriggerParameterSource) -> Vec<(&'static str, String)> {
+    [
+        ("dataTemplate", &src.data_template),
+        ("contextTemplate", &src.context_template),
+    ]
+    .into_iter()
+    .filter_map(|(field, t)| {
+        let t = t.as_deref().filter(|t| !t.is_empty())?;
+        sluice_template::compile(t).err().map(|e| (field, e.to_string()))
+    })
+    .collect()
+}
+
+/// Renders `template` over `input`; `Ok(None)` when it renders empty or `<no value>`.
+fn render_template(
+    dependency: &str,
+    field: &'static str,
+    template: &str,
+    input: &Value,
+) -> Result<Option<String>, ParamError> {
+    let error = |reason: String| ParamError::Template {
+        dependency: dependency.to_owned(),
+        field,
+        reason,
+    };
+    let compiled = sluice_template::compile(template).map_err(|e| error(e.to_string()))?;
+    let out = compiled.render_input(input).map_err(|e| error(e.to_string()))?;
+    Ok((!out.is_empty() && out != "<no value>").then_some(out))
 }
 
 fn non_empty(s: &Option<String>) -> Option<&str> {
@@ -142,11 +172,16 @@ pub fn resolve_value(
     let Some(event) = events.get(dependency) else {
         return Ok(src.value.clone().map(ResolvedValue::literal));
     };
-    if let Some(field) = unsupported_template_fields(src).first() {
-        return Err(ParamError::UnsupportedTemplate {
-            dependency: dependency.clone(),
-            field,
-        });
+    if let (Some(template), Some(data)) = (non_empty(&src.data_template), event.data()) {
+        if let Some(text) = render_template(dependency, "dataTemplate", template, data)? {
+            return Ok(Some(ResolvedValue::literal(text)));
+        }
+    }
+    if let Some(template) = non_empty(&src.context_template) {
+        let context = serde_json::to_value(upstream_context(event)).unwrap_or(Value::Null);
+        if let Some(text) = render_template(dependency, "contextTemplate", template, &context)? {
+            return Ok(Some(ResolvedValue::literal(text)));
+        }
     }
     let (data_key, context_key) = (non_empty(&src.data_key), non_empty(&src.context_key));
     let fallback = |reason: String| match &src.value {

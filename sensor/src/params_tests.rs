@@ -180,19 +180,41 @@ fn context_keys_read_cloudevent_attributes() -> anyhow::Result<()> {
 }
 
 #[test]
-fn templates_are_unsupported() {
+fn data_and_context_templates_render_over_input() {
     let ev = body_events();
-    let templ = TriggerParameterSource {
-        data_template: Some("{{ .Input.body.name }}".into()),
-        ..src(None)
+    let t = |data: Option<&str>, context: Option<&str>, value: Option<&str>| TriggerParameterSource {
+        data_template: data.map(Into::into),
+        context_template: context.map(Into::into),
+        value: value.map(Into::into),
+        ..src(Some("body.name"))
     };
+    let params = [
+        param(
+            t(
+                Some("{{ .Input.body.name | upper }}-{{ .Input.body.n }}"),
+                None,
+                None,
+            ),
+            "a",
+        ),
+        param(t(None, Some("{{ .Input.subject | title }}"), None), "b"),
+        param(t(Some("{{ .Input.body.missing }}"), None, None), "c"),
+        param(t(Some("{{ .Input.body.missing }}"), None, Some("d")), "d"),
+    ];
+    // `c` falls through to dataKey; the template wins when it renders something.
+    assert_eq!(
+        payload(&params, &ev),
+        json!({"a": "X-42", "b": "Example", "c": "x", "d": "x"})
+    );
+    let broken = [param(t(Some("{{ .Input.body.name.deeper }}"), None, None), "a")];
     assert!(matches!(
-        construct_payload(&[param(templ, "a")], &ev),
-        Err(ParamError::UnsupportedTemplate {
+        construct_payload(&broken, &ev),
+        Err(ParamError::Template {
             field: "dataTemplate",
             ..
         })
     ));
+    assert_eq!(template_problems(&t(Some("{{ .Input"), None, None)).len(), 1);
 }
 
 #[test]

@@ -487,10 +487,6 @@ fn build_trigger(
             return Err(unsupported(format!("`transform` of dependency `{dep_name}`")));
         }
         let filter = DependencyFilter::new(dep);
-        for kind in filter.unsupported_kinds() {
-            warn!(sensor = %sensor_name, dependency = %dep_name, filter = kind.field(),
-                "filter kind not supported yet: it counts as not passing, so events may be discarded that upstream would let through");
-        }
         for problem in filter.static_problems() {
             warn!(sensor = %sensor_name, dependency = %dep_name, error = %problem, "dependency filter will not pass");
         }
@@ -499,6 +495,16 @@ fn build_trigger(
             event_source_name: dep.event_source_name.clone(),
             event_name: dep.event_name.clone(),
             filter,
+            filter_results: ["passed", "filtered", "error"].map(|result| {
+                metrics
+                    .filter_results
+                    .get_or_create(&crate::metrics::FilterLabels {
+                        sensor: sensor_name.to_owned(),
+                        dependency: dep.name.clone(),
+                        result,
+                    })
+                    .clone()
+            }),
         });
     }
     let dlq = match &spec.dlq_trigger {

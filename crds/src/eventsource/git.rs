@@ -166,6 +166,11 @@ pub struct BitbucketEventSource {
     /// Credentials used to create and delete the hooks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<BitbucketAuth>,
+    /// Sluice extension (argo-events #2902): the Secret key holding the hook's secret. When set, each
+    /// delivery's `X-Hub-Signature` (`sha256=<hex HMAC of the body>`) is verified and unsigned or
+    /// mis-signed requests are rejected with 401. Upstream Argo Events does not verify.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_secret: Option<SecretKeySelector>,
     /// Bitbucket event keys to subscribe to, e.g. `repo:push`, `pullrequest:created`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<String>,

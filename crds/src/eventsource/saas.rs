@@ -46,6 +46,11 @@ pub struct StripeEventSource {
     /// The Secret key holding the Stripe API key; used only when `createWebhook` is true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key: Option<SecretKeySelector>,
+    /// Sluice extension: the Secret key holding the endpoint's signing secret (`whsec_…`). When set,
+    /// each request's `Stripe-Signature` (`t=…,v1=…`, HMAC-SHA256 of `<t>.<body>`) is verified and
+    /// requests more than 5 minutes old are rejected. Upstream Argo Events does not verify.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_secret: Option<SecretKeySelector>,
     /// Stripe event types to accept, e.g. `charge.succeeded`. Default: all types.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub event_filter: Vec<String>,

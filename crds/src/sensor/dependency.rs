@@ -65,6 +65,10 @@ pub struct EventDependencyFilter {
     /// A Lua script that receives the event as `event` and returns true to keep it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub script: Option<String>,
+    /// Sluice extension: a CEL expression over `data` (the event's JSON data) and `context` (its
+    /// CloudEvent attributes) that must evaluate to `true`, e.g. `data.body.action == "opened"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cel: Option<String>,
 }
 
 /// A time-of-day window, evaluated each day. Events outside it are ignored.

@@ -3,12 +3,19 @@
 //! compile here until this build says whether it can run it. Kinds not yet runnable are refused at
 //! build time with a message naming the kind, never silently skipped.
 
+pub mod bitbucket;
+pub mod bitbucketserver;
+pub mod calendar;
+pub mod github;
+pub mod gitlab;
 pub mod jetstream;
 pub mod mqtt;
 pub mod nats;
 pub mod redis;
 pub mod redis_stream;
 pub mod resource;
+pub mod slack;
+pub mod stripe;
 pub mod webhook;
 
 pub use sluice_crds::eventsource::EventSourceKind;
@@ -17,21 +24,24 @@ pub use sluice_crds::eventsource::EventSourceKind;
 pub fn is_runnable(kind: EventSourceKind) -> bool {
     use EventSourceKind as K;
     match kind {
-        K::Webhook | K::Resource => true,
+        K::Webhook
+        | K::Github
+        | K::Gitlab
+        | K::Calendar
+        | K::Slack
+        | K::Stripe
+        | K::BitbucketServer
+        | K::Bitbucket
+        | K::Resource => true,
         K::Jetstream | K::RedisStream | K::Mqtt | K::Nats | K::Redis => true,
         K::Amqp
         | K::AzureEventsHub
         | K::AzureQueueStorage
         | K::AzureServiceBus
-        | K::Bitbucket
-        | K::BitbucketServer
-        | K::Calendar
         | K::Emitter
         | K::File
         | K::Generic
         | K::Gerrit
-        | K::Github
-        | K::Gitlab
         | K::Hdfs
         | K::Kafka
         | K::Minio
@@ -40,10 +50,8 @@ pub fn is_runnable(kind: EventSourceKind) -> bool {
         | K::PubSub
         | K::Pulsar
         | K::Sftp
-        | K::Slack
         | K::Sns
         | K::Sqs
-        | K::StorageGrid
-        | K::Stripe => false,
+        | K::StorageGrid => false,
     }
 }

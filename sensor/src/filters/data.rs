@@ -11,11 +11,16 @@
 //! Upstream's error rules are kept: a missing path, an empty value list, an unparsable value or an
 //! unknown type is an *error*. With `and` the first error fails the whole set; with `or` errors are
 //! collected and the set still passes when a later filter passes. Event without data: passes.
+//!
+//! `template` (a Go template, see [`sluice_template`]) is rendered over `.Input` = the value found
+//! (as text) before comparing; its output is then compared as a string. A template that does not
+//! parse, fails to render, or renders empty or `<no value>` is an error, as upstream.
 
 use regex::Regex;
 use sluice_crds::sensor::DataFilter;
 
 use super::regex::compile_go_regex;
+use super::view::DataView;
 use super::{FilterError, LogicalOperator};
 use crate::jsonpath::{go_bool, go_float, go_parse_bool, go_parse_float, go_string};
 
@@ -63,7 +68,7 @@ pub struct CompiledDataFilter {
     values: Values,
     value_count: usize,
     comparator: Comparator,
-    has_template: bool,
+    template: Option<Result<sluice_template::Template, sluice_template::CompileError>>,
 }
 
 impl CompiledDataFilter {
@@ -115,17 +120,27 @@ impl CompiledDataFilter {
             values,
             value_count: filter.value.len(),
             comparator: Comparator::parse(filter.comparator.as_deref()),
-            has_template: filter.template.as_deref().is_some_and(|t| !t.is_empty()),
+            template: filter
+                .template
+                .as_deref()
+                .filter(|t| !t.is_empty())
+                .map(sluice_template::compile),
         }
     }
 
-    /// Problems visible without an event (bad values, unknown type, unsupported template), for a
-    /// startup warning.
+    /// The gjson path.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Problems visible without an event (bad values, unknown type, a template that does not
+    /// parse), for `sluice validate` and a startup warning.
     pub fn static_problems(&self) -> Vec<FilterError> {
         let mut out = Vec::new();
-        if self.has_template {
-            out.push(FilterError::UnsupportedTemplate {
+        if let Some(Err(e)) = &self.template {
+            out.push(FilterError::Template {
                 path: self.path.clone(),
+                reason: e.to_string(),
             });
         }
         match &self.values {
@@ -142,24 +157,51 @@ impl CompiledDataFilter {
 
     /// `Ok(true)` when one of the values matches, `Ok(false)` when none does, `Err` at the first
     /// problem met on the way (upstream's order: path, values, template, type, each value in turn).
-    fn evaluate(&self, data: &str) -> Result<bool, FilterError> {
-        let found = gjson::get(data, &self.path);
-        if !found.exists() {
+    pub(crate) fn evaluate(&self, data: &DataView<'_>) -> Result<bool, FilterError> {
+        self.evaluate_seen(data, &mut None)
+    }
+
+    /// [`Self::evaluate`], recording the value compared (after the template) in `seen` when asked.
+    pub(crate) fn evaluate_seen(
+        &self,
+        data: &DataView<'_>,
+        seen: &mut Option<String>,
+    ) -> Result<bool, FilterError> {
+        let Some(found) = data.get(&self.path) else {
             return Err(FilterError::PathNotFound {
                 path: self.path.clone(),
             });
-        }
+        };
+        let mut raw = found.raw().into_owned();
         if self.value_count == 0 {
             return Err(FilterError::NoValues {
                 path: self.path.clone(),
             });
         }
-        if self.has_template {
-            // Upstream renders a Go template over the value first; not supported yet, so the filter
-            // cannot be decided and counts as an error (false), never as a silent pass.
-            return Err(FilterError::UnsupportedTemplate {
+        if let Some(template) = &self.template {
+            let template = template.as_ref().map_err(|e| FilterError::Template {
                 path: self.path.clone(),
-            });
+                reason: e.to_string(),
+            })?;
+            let input = go_string(&gjson::parse(&raw));
+            let out = template
+                .render_input(&serde_json::Value::String(input))
+                .map_err(|e| FilterError::Template {
+                    path: self.path.clone(),
+                    reason: e.to_string(),
+                })?;
+            if out.is_empty() || out == "<no value>" {
+                return Err(FilterError::Template {
+                    path: self.path.clone(),
+                    reason: format!("`{}` rendered an empty string or no value", template.source()),
+                });
+            }
+            // Upstream compares the output as a JSON string.
+            raw = serde_json::Value::String(out).to_string();
+        }
+        let found = gjson::parse(&raw);
+        if seen.is_none() {
+            *seen = Some(go_string(&found));
         }
         match &self.values {
             Values::Bool(values) => {
@@ -227,7 +269,7 @@ pub struct DataOutcome {
 pub fn evaluate_data_filters(
     filters: &[CompiledDataFilter],
     operator: LogicalOperator,
-    data: Option<&str>,
+    data: Option<&DataView<'_>>,
 ) -> DataOutcome {
     if filters.is_empty() {
         return DataOutcome {
@@ -302,8 +344,14 @@ mod tests {
         })
     }
 
+    fn eval_str(filters: &[CompiledDataFilter], op: LogicalOperator, data: Option<&str>) -> DataOutcome {
+        let value: Option<serde_json::Value> = data.map(|d| serde_json::from_str(d).unwrap_or_default());
+        let view = value.as_ref().map(DataView::new);
+        evaluate_data_filters(filters, op, view.as_ref())
+    }
+
     fn passes(filters: &[CompiledDataFilter], op: LogicalOperator, data: &str) -> bool {
-        evaluate_data_filters(filters, op, Some(data)).passed
+        eval_str(filters, op, Some(data)).passed
     }
 
     const DATA: &str = r#"{"body":{"action":"opened","count":5,"ratio":0.5,"draft":false,"name":"a.b","tags":["x","y"],"flag":"True"}}"#;
@@ -378,7 +426,7 @@ mod tests {
         ));
         assert!(passes(&[filter("body.draft", "bool", &["F"], None)], and, DATA));
         assert!(passes(&[filter("body.flag", "bool", &["true"], None)], and, DATA));
-        let out = evaluate_data_filters(&[filter("body.draft", "bool", &["nope"], None)], and, Some(DATA));
+        let out = eval_str(&[filter("body.draft", "bool", &["nope"], None)], and, Some(DATA));
         assert!(!out.passed);
         assert!(matches!(out.errors.as_slice(), [FilterError::InvalidBool { .. }]));
     }
@@ -386,30 +434,52 @@ mod tests {
     #[test]
     fn missing_path_and_empty_values_are_errors() {
         let and = LogicalOperator::And;
-        let out = evaluate_data_filters(&[filter("body.nope", "string", &["x"], None)], and, Some(DATA));
+        let out = eval_str(&[filter("body.nope", "string", &["x"], None)], and, Some(DATA));
         assert!(!out.passed);
         assert!(matches!(out.errors.as_slice(), [FilterError::PathNotFound { path }] if path == "body.nope"));
-        let out = evaluate_data_filters(&[filter("body.action", "string", &[], None)], and, Some(DATA));
+        let out = eval_str(&[filter("body.action", "string", &[], None)], and, Some(DATA));
         assert!(matches!(out.errors.as_slice(), [FilterError::NoValues { .. }]));
-        let out = evaluate_data_filters(&[filter("body.action", "date", &["x"], None)], and, Some(DATA));
+        let out = eval_str(&[filter("body.action", "date", &["x"], None)], and, Some(DATA));
         assert!(matches!(out.errors.as_slice(), [FilterError::UnknownType { ty, .. }] if ty == "date"));
     }
 
-    #[test]
-    fn template_is_unsupported_and_counts_as_false() {
-        let f = CompiledDataFilter::new(&DataFilter {
+    fn templated(template: &str, ty: &str, value: &str) -> CompiledDataFilter {
+        CompiledDataFilter::new(&DataFilter {
             path: "body.action".into(),
-            type_: "string".into(),
-            value: vec!["opened".into()],
+            type_: ty.into(),
+            value: vec![value.into()],
             comparator: None,
-            template: Some("{{ .Input }}".into()),
-        });
-        let out = evaluate_data_filters(&[f], LogicalOperator::And, Some(DATA));
-        assert!(!out.passed);
-        assert!(matches!(
-            out.errors.as_slice(),
-            [FilterError::UnsupportedTemplate { .. }]
+            template: Some(template.into()),
+        })
+    }
+
+    #[test]
+    fn template_renders_the_value_before_comparing() {
+        let and = LogicalOperator::And;
+        assert!(passes(
+            &[templated("{{ .Input | upper }}", "string", "^OPENED$")],
+            and,
+            DATA
         ));
+        assert!(!passes(
+            &[templated("{{ .Input | upper }}", "string", "^opened$")],
+            and,
+            DATA
+        ));
+        assert!(passes(&[templated("{{ len .Input }}", "number", "6")], and, DATA));
+        // Renders empty: an error, as upstream.
+        let out = eval_str(
+            &[templated("{{ if false }}x{{ end }}", "string", "x")],
+            and,
+            Some(DATA),
+        );
+        assert!(matches!(out.errors.as_slice(), [FilterError::Template { .. }]));
+        // Does not parse: an error at evaluation and a static problem.
+        let bad = templated("{{ .Input", "string", "x");
+        assert_eq!(bad.static_problems().len(), 1);
+        let out = eval_str(&[bad], and, Some(DATA));
+        assert!(!out.passed);
+        assert!(matches!(out.errors.as_slice(), [FilterError::Template { .. }]));
     }
 
     #[test]
@@ -419,7 +489,7 @@ mod tests {
             filter("body.nope", "string", &["x"], None),
             filter("body.count", "number", &["5"], None),
         ];
-        let out = evaluate_data_filters(&filters, or, Some(DATA));
+        let out = eval_str(&filters, or, Some(DATA));
         assert_eq!(
             out,
             DataOutcome {
@@ -431,7 +501,7 @@ mod tests {
             filter("body.nope", "string", &["x"], None),
             filter("body.count", "number", &["6"], None),
         ];
-        let out = evaluate_data_filters(&filters, or, Some(DATA));
+        let out = eval_str(&filters, or, Some(DATA));
         assert!(!out.passed);
         assert_eq!(out.errors.len(), 1);
     }
@@ -454,8 +524,8 @@ mod tests {
     #[test]
     fn no_data_or_no_filters_pass() {
         let f = filter("body.action", "string", &["x"], None);
-        assert!(evaluate_data_filters(&[f], LogicalOperator::And, None).passed);
-        assert!(evaluate_data_filters(&[], LogicalOperator::And, Some(DATA)).passed);
+        assert!(eval_str(&[f], LogicalOperator::And, None).passed);
+        assert!(eval_str(&[], LogicalOperator::And, Some(DATA)).passed);
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //! too. With `atLeastOnce: true` the delivery that caused the firing is acked only after all that;
 //! with `false` it is acked first and the firing runs in the background (bounded).
 
-use crate::metrics::{FilterLabels, SensorMetrics, TriggerLabels};
+use crate::metrics::{SensorMetrics, TriggerLabels};
+use prometheus_client::metrics::counter::Counter;
 use sluice_eventbus::error_chain;
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,6 +43,9 @@ pub(super) struct DependencyRuntime {
     pub(super) event_source_name: String,
     pub(super) event_name: String,
     pub(super) filter: DependencyFilter,
+    /// `sluice_sensor_filter_results_total` counters of this dependency (passed, filtered, error),
+    /// looked up once at build so the per-event path neither allocates labels nor hashes them.
+    pub(super) filter_results: [Counter; 3],
 }
 
 /// A trigger's action (or its dead-letter trigger's), built.
@@ -304,18 +308,11 @@ impl TriggerRuntime {
         };
         let outcome = dep.filter.evaluate(&delivery.event);
         let result = match (outcome.passed, outcome.errors.is_empty()) {
-            (true, _) => "passed",
-            (false, true) => "filtered",
-            (false, false) => "error",
+            (true, _) => 0,
+            (false, true) => 1,
+            (false, false) => 2,
         };
-        self.metrics
-            .filter_results
-            .get_or_create(&FilterLabels {
-                sensor: self.sensor.clone(),
-                dependency: dependency.to_owned(),
-                result,
-            })
-            .inc();
+        dep.filter_results[result].inc();
         if !outcome.passed {
             SensorStats::add(&self.stats.filtered_out);
             self.metrics.filtered_out.get_or_create(&self.labels).inc();

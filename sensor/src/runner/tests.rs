@@ -530,15 +530,6 @@ fn unsupported_features_refuse_to_start_with_a_clear_error() -> anyhow::Result<(
         .to_string()
         .contains("`transform` of dependency `d`"));
 
-    let templ = json!({"dependencies": deps(&["d"]), "triggers": [{"template": {"name": "t", "http": {"url": "http://x/",
-        "payload": [{"src": {"dependencyName": "d", "dataTemplate": "{{ .Input }}"}, "dest": "a"}]}}}]});
-    let e = start_error(templ)?;
-    assert!(
-        e.to_string()
-            .contains("`dataTemplate` (Go templates) in template.http.payload[0].src"),
-        "{e}"
-    );
-
     let dup = json!({"dependencies": deps(&["d"]), "triggers": [
         {"template": {"name": "t", "log": {}}}, {"template": {"name": "t", "log": {}}}]});
     assert!(matches!(

@@ -19,19 +19,17 @@ mod tests;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::http::Method;
 use sluice_crds::eventsource::WebhookEventSource;
 
-pub use handler::{canonical_header_name, WebhookRoute};
+pub use crate::push::{canonical_header_name, parse_method, DEFAULT_MAX_PAYLOAD_SIZE};
+pub use handler::{event_data, parse_body, WebhookAdapter};
 
 use crate::http::Route;
 use crate::metrics::SourceMetrics;
+use crate::push::{refuse_filter, resolve_endpoint, PushRoute};
 use crate::secrets::SecretResolver;
 use crate::sender::EventSender;
 use crate::BuildError;
-
-/// Upstream's default `maxPayloadSize`: 1 MiB.
-pub const DEFAULT_MAX_PAYLOAD_SIZE: usize = 1024 * 1024;
 
 /// Builds the routes of every `webhook` event of EventSource `es_name`, resolving `authSecret`s.
 pub fn build_routes(
@@ -43,31 +41,30 @@ pub fn build_routes(
 ) -> Result<Vec<Route>, BuildError> {
     let mut routes = Vec::new();
     for (event_name, spec) in events {
-        let route = WebhookRoute::build(
-            es_name,
-            event_name,
-            "webhook",
-            &spec.webhook_context,
-            secrets,
-            sender.clone(),
-            metrics.clone(),
-        )?;
-        if spec.filter.is_some() {
-            return Err(BuildError::Unsupported {
-                event_source: es_name.into(),
-                event: event_name.clone(),
-                what: "webhook filter.expression (the source-side filter arrives with its own issue)".into(),
-            });
-        }
-        routes.push(route.into_route());
+        let ctx = &spec.webhook_context;
+        let endpoint = resolve_endpoint(es_name, event_name, ctx)?;
+        let auth_token = ctx
+            .auth_secret
+            .as_ref()
+            .map(|sel| crate::resolve_secret(secrets, es_name, event_name, sel))
+            .transpose()?;
+        refuse_filter(es_name, event_name, "webhook", spec.filter.as_ref())?;
+        let adapter = WebhookAdapter {
+            auth_token,
+            metadata: ctx.metadata.clone(),
+        };
+        routes.push(
+            PushRoute::new(
+                es_name,
+                event_name,
+                "webhook",
+                endpoint,
+                Arc::new(adapter),
+                sender.clone(),
+                metrics.clone(),
+            )
+            .into_route(),
+        );
     }
     Ok(routes)
-}
-
-/// Parses an upstream method string (`POST`, `get`) into a method.
-pub fn parse_method(method: &str) -> Option<Method> {
-    if method.is_empty() {
-        return None;
-    }
-    Method::from_bytes(method.to_ascii_uppercase().as_bytes()).ok()
 }

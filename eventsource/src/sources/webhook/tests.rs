@@ -2,49 +2,19 @@
 //! and the exact event published.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use sluice_crds::common::SecretKeySelector;
 use sluice_crds::eventsource::{WebhookContext, WebhookEventSource};
-use sluice_eventbus::{Event, PublishAck, PublishError, Subject};
-use tower::ServiceExt;
+use sluice_eventbus::Subject;
 
 use crate::http::RouteTable;
 use crate::secrets::{SecretError, SecretResolver};
-use crate::sender::EventSender;
 
-/// Records what was published; refuses everything when `refuse` is set.
-#[derive(Default)]
-struct Recorder {
-    refuse: bool,
-    sent: Mutex<Vec<(Subject, Event)>>,
-}
-
-#[async_trait]
-impl EventSender for Recorder {
-    async fn send(&self, subject: &Subject, event: &Event) -> Result<PublishAck, PublishError> {
-        if self.refuse {
-            return Err(PublishError::Unavailable);
-        }
-        let mut sent = self.sent.lock().map_err(|_| PublishError::Closed)?;
-        sent.push((subject.clone(), event.clone()));
-        Ok(PublishAck {
-            sequence: sent.len() as u64,
-            duplicate: false,
-        })
-    }
-}
-
-impl Recorder {
-    fn events(&self) -> Vec<(Subject, Event)> {
-        self.sent.lock().map(|v| v.clone()).unwrap_or_default()
-    }
-}
+use crate::testing::{send, Recorder};
 
 struct Secrets;
 
@@ -105,19 +75,6 @@ fn one(ctx: WebhookContext) -> BTreeMap<String, WebhookEventSource> {
     )])
 }
 
-async fn send(router: axum::Router, req: Request<Body>) -> (StatusCode, http::HeaderMap, String) {
-    let res = router.oneshot(req).await.unwrap_or_else(|e| match e {});
-    let status = res.status();
-    let headers = res.headers().clone();
-    let body = res
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    (status, headers, String::from_utf8_lossy(&body).into_owned())
-}
-
 fn post(uri: &str, body: &str) -> Request<Body> {
     Request::post(uri)
         .header("content-type", "application/json")
@@ -161,7 +118,7 @@ async fn publishes_the_exact_event_and_answers_200() {
     assert_eq!(data["header"]["X-Custom-Thing"], json!(["a"]));
     assert_eq!(
         data["header"]["Authorization"],
-        json!([super::handler::MASKED_AUTHORIZATION])
+        json!([crate::push::MASKED_AUTHORIZATION])
     );
 }
 
@@ -180,17 +137,18 @@ async fn idempotency_key_makes_the_id_deterministic() {
         .body(Body::from("{}"))
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(send(r, req).await.0, StatusCode::OK);
+    // The recorder dedupes by id as the bus does: the two keyed requests are one event.
     let ids: Vec<String> = rec.events().iter().map(|(_, e)| e.id().to_string()).collect();
-    assert_eq!(ids[0], ids[1], "same delivery key → same id");
-    assert_ne!(ids[0], ids[2], "no key → a fresh id");
+    assert_eq!(ids.len(), 2, "same delivery key → same id → one event");
+    assert_eq!(
+        ids[0],
+        sluice_eventbus::deterministic_id(&["webhook", "hooks", "example", "delivery-42"])
+    );
 }
 
 #[tokio::test]
 async fn bus_refusal_is_503_with_retry_after() {
-    let rec = Arc::new(Recorder {
-        refuse: true,
-        ..Default::default()
-    });
+    let rec = Arc::new(Recorder::refusing());
     let (status, headers, _) = send(router(one(context("POST")), rec), post("/example", "{}")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(
@@ -254,7 +212,7 @@ async fn bearer_auth_is_401_unless_the_token_matches() {
     let data = rec.events()[0].1.data().cloned().unwrap_or(Value::Null);
     assert_eq!(
         data["header"]["Authorization"],
-        json!([super::handler::MASKED_AUTHORIZATION]),
+        json!([crate::push::MASKED_AUTHORIZATION]),
         "the token never reaches the event"
     );
 }

@@ -1,0 +1,362 @@
+//! The source conformance suite: every runnable source kind, built from a manifest through the public
+//! `build()` exactly as a process does, must
+//!
+//! 1. emit events that are valid CloudEvents 1.0 (required attributes, `type` = the kind, JSON data);
+//! 2. give the same event id to a redelivery where the sender gives a delivery id (so the bus stores
+//!    it once);
+//! 3. count what it published in the upstream-named metrics;
+//! 4. stop within 1 s of cancellation (its HTTP server or its task).
+//!
+//! Adding a kind means adding a [`Case`]; the suite fails for a runnable kind without one.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::body::Body;
+use axum::http::Request;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use sluice_crds::eventsource::{EventSource, EventSourceKind};
+use sluice_eventbus::{Event, PublishAck, PublishError, Subject};
+use sluice_eventsource::checkpoint::FileCheckpointStore;
+use sluice_eventsource::http::RouteTable;
+use sluice_eventsource::metrics::SourceMetrics;
+use sluice_eventsource::{build, sources, EventSender, FileSecretResolver, SourceContext};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
+
+/// Stores events by id, as the bus does (a repeated id is a duplicate, not a second event).
+#[derive(Default)]
+struct Bus {
+    events: Mutex<Vec<Event>>,
+    sends: Mutex<usize>,
+}
+
+#[async_trait]
+impl EventSender for Bus {
+    async fn send(&self, _: &Subject, event: &Event) -> Result<PublishAck, PublishError> {
+        if let Ok(mut n) = self.sends.lock() {
+            *n += 1;
+        }
+        let mut events = self.events.lock().map_err(|_| PublishError::Closed)?;
+        let duplicate = events.iter().any(|e| e.id() == event.id());
+        if !duplicate {
+            events.push(event.clone());
+        }
+        Ok(PublishAck {
+            sequence: events.len() as u64,
+            duplicate,
+        })
+    }
+}
+
+impl Bus {
+    fn events(&self) -> Vec<Event> {
+        self.events.lock().map(|e| e.clone()).unwrap_or_default()
+    }
+    fn sends(&self) -> usize {
+        self.sends.lock().map(|n| *n).unwrap_or(0)
+    }
+}
+
+fn hmac_hex(secret: &str, data: &[u8]) -> String {
+    let mut mac = match Hmac::<Sha256>::new_from_slice(secret.as_bytes()) {
+        Ok(m) => m,
+        Err(e) => panic!("{e}"),
+    };
+    mac.update(data);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// One kind's manifest and a delivery that a sender would repeat.
+struct Case {
+    kind: EventSourceKind,
+    yaml: String,
+    /// Builds the same delivery each time it is called; `None` for pull kinds.
+    request: Option<Box<dyn Fn() -> Request<Body>>>,
+}
+
+const SECRET: &str = "conformance-secret";
+
+fn cases(port: u16) -> Vec<Case> {
+    let header = |kind: &str, body: &str| {
+        format!(
+            "apiVersion: argoproj.io/v1alpha1\nkind: EventSource\nmetadata: {{name: conf-{kind}}}\nspec:\n  {kind}:\n    hook:\n{body}"
+        )
+    };
+    let webhook = format!("      webhook: {{port: \"{port}\", endpoint: /hook, method: POST}}\n");
+    let secret_ref = "{name: conf, key: secret}";
+    let json = |extra: Vec<(&'static str, String)>, body: &'static str| {
+        let mut b = Request::post("/hook").header("content-type", "application/json");
+        for (k, v) in extra {
+            b = b.header(k, v);
+        }
+        b.body(Body::from(body)).unwrap_or_else(|e| panic!("{e}"))
+    };
+    vec![
+        Case {
+            kind: EventSourceKind::Webhook,
+            yaml: header(
+                "webhook",
+                &format!("      port: \"{port}\"\n      endpoint: /hook\n      method: POST\n"),
+            ),
+            request: Some(Box::new(move || {
+                json(vec![("idempotency-key", "d-1".into())], "{\"a\":1}")
+            })),
+        },
+        Case {
+            kind: EventSourceKind::Github,
+            yaml: header("github", &format!("{webhook}      webhookSecret: {secret_ref}\n")),
+            request: Some(Box::new(move || {
+                let body = "{\"zen\":\"x\"}";
+                json(
+                    vec![
+                        ("x-github-event", "ping".into()),
+                        ("x-github-delivery", "d-1".into()),
+                        (
+                            "x-hub-signature-256",
+                            format!("sha256={}", hmac_hex(SECRET, body.as_bytes())),
+                        ),
+                    ],
+                    body,
+                )
+            })),
+        },
+        Case {
+            kind: EventSourceKind::Gitlab,
+            yaml: header("gitlab", &format!("{webhook}      secretToken: {secret_ref}\n")),
+            request: Some(Box::new(move || {
+                json(
+                    vec![
+                        ("x-gitlab-token", SECRET.into()),
+                        ("x-gitlab-event", "Push Hook".into()),
+                        ("idempotency-key", "d-1".into()),
+                    ],
+                    "{\"object_kind\":\"push\"}",
+                )
+            })),
+        },
+        Case {
+            kind: EventSourceKind::Slack,
+            yaml: header("slack", &format!("{webhook}      signingSecret: {secret_ref}\n")),
+            request: Some(Box::new(move || {
+                let body = "{\"type\":\"event_callback\",\"event_id\":\"Ev1\",\"event\":{\"type\":\"app_mention\",\"text\":\"hi\"}}";
+                let ts = chrono::Utc::now().timestamp().to_string();
+                let sig = hmac_hex(SECRET, format!("v0:{ts}:{body}").as_bytes());
+                json(
+                    vec![
+                        ("x-slack-request-timestamp", ts),
+                        ("x-slack-signature", format!("v0={sig}")),
+                    ],
+                    body,
+                )
+            })),
+        },
+        Case {
+            kind: EventSourceKind::Stripe,
+            yaml: header("stripe", &format!("{webhook}      webhookSecret: {secret_ref}\n")),
+            request: Some(Box::new(move || {
+                let body = "{\"id\":\"evt_1\",\"object\":\"event\",\"type\":\"charge.succeeded\"}";
+                let t = chrono::Utc::now().timestamp();
+                let sig = hmac_hex(SECRET, format!("{t}.{body}").as_bytes());
+                json(vec![("stripe-signature", format!("t={t},v1={sig}"))], body)
+            })),
+        },
+        Case {
+            kind: EventSourceKind::BitbucketServer,
+            yaml: header(
+                "bitbucketserver",
+                &format!("{webhook}      webhookSecret: {secret_ref}\n"),
+            ),
+            request: Some(Box::new(move || {
+                let body = "{\"eventKey\":\"repo:refs_changed\",\"changes\":[]}";
+                json(
+                    vec![
+                        ("x-event-key", "repo:refs_changed".into()),
+                        ("x-request-id", "d-1".into()),
+                        (
+                            "x-hub-signature",
+                            format!("sha256={}", hmac_hex(SECRET, body.as_bytes())),
+                        ),
+                    ],
+                    body,
+                )
+            })),
+        },
+        Case {
+            kind: EventSourceKind::Bitbucket,
+            yaml: header(
+                "bitbucket",
+                &format!("{webhook}      webhookSecret: {secret_ref}\n"),
+            ),
+            request: Some(Box::new(move || {
+                let body = "{\"push\":{\"changes\":[]}}";
+                json(
+                    vec![
+                        ("x-event-key", "repo:push".into()),
+                        ("x-request-uuid", "d-1".into()),
+                        (
+                            "x-hub-signature",
+                            format!("sha256={}", hmac_hex(SECRET, body.as_bytes())),
+                        ),
+                    ],
+                    body,
+                )
+            })),
+        },
+        Case {
+            kind: EventSourceKind::Calendar,
+            yaml: header("calendar", "      interval: 1s\n"),
+            request: None,
+        },
+    ]
+}
+
+/// Checks the CloudEvents 1.0 JSON format's required attributes and Sluice's envelope rules.
+fn assert_cloudevent(event: &Event, kind: &str) {
+    let json: serde_json::Value = event
+        .to_json()
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_else(|| panic!("{kind}: the event serializes to JSON"));
+    assert_eq!(json["specversion"], "1.0", "{kind}");
+    for attr in ["id", "source", "type"] {
+        assert!(
+            json[attr].as_str().is_some_and(|s| !s.is_empty()),
+            "{kind}: {attr} is a non-empty string"
+        );
+    }
+    assert_eq!(json["type"], kind, "{kind}: type is the source kind, as upstream");
+    assert_eq!(json["subject"], "hook", "{kind}: subject is the event name");
+    assert_eq!(json["datacontenttype"], "application/json", "{kind}");
+    let time = json["time"].as_str().unwrap_or_default();
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(time).is_ok(),
+        "{kind}: time {time:?} is RFC 3339"
+    );
+    assert!(json["data"].is_object(), "{kind}: data is a JSON object");
+    let round = Event::from_json(&event.to_json().unwrap_or_default());
+    assert!(round.is_ok(), "{kind}: the JSON form parses back");
+}
+
+fn metrics_text(registry: &prometheus_client::registry::Registry) -> String {
+    let mut text = String::new();
+    let _ = prometheus_client::encoding::text::encode(&mut text, registry);
+    text
+}
+
+async fn check(case: Case, dir: &std::path::Path) {
+    let kind = case.kind.field_name();
+    let es: EventSource =
+        serde_yaml::from_str(&case.yaml).unwrap_or_else(|e| panic!("{kind}: {e}\n{}", case.yaml));
+    let bus = Arc::new(Bus::default());
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = SourceMetrics::register(&mut registry);
+    let ctx = SourceContext {
+        secrets: Arc::new(FileSecretResolver::new(dir.join("secrets"))),
+        sender: bus.clone(),
+        metrics,
+        checkpoints: Some(Arc::new(FileCheckpointStore::new(dir.join("state")))),
+    };
+    let built = build(&es, &ctx).unwrap_or_else(|e| panic!("{kind}: {e}"));
+    let cancel = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let mut table = RouteTable::new();
+    for r in built.routes {
+        table.add(r).unwrap_or_else(|e| panic!("{kind}: {e}"));
+    }
+    let port = table.ports().next();
+    if let (Some(port), Some(request)) = (port, &case.request) {
+        // 2: the same delivery twice → one event on the bus.
+        for _ in 0..2 {
+            let res = table
+                .router(port)
+                .oneshot(request())
+                .await
+                .unwrap_or_else(|e| match e {});
+            assert_eq!(res.status(), 200, "{kind}: a valid delivery is accepted");
+        }
+        assert_eq!(bus.sends(), 2, "{kind}");
+        assert_eq!(bus.events().len(), 1, "{kind}: a redelivery has the same id");
+    }
+    for task in built.tasks {
+        let token = cancel.child_token();
+        tracker.spawn(async move {
+            let _ = task.run(token).await;
+        });
+    }
+    if case.request.is_none() {
+        // A pull kind: let it produce on its own (an interval of 1 s).
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    let served = table
+        .serve(IpAddr::V4(Ipv4Addr::LOCALHOST), cancel.child_token(), &tracker)
+        .await;
+    assert!(served.is_ok(), "{kind}: serves its port");
+    // 4: stops within 1 s of cancellation.
+    cancel.cancel();
+    tracker.close();
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), tracker.wait())
+            .await
+            .is_ok(),
+        "{kind}: stopped within 1 s of cancellation"
+    );
+    assert!(!bus.events().is_empty(), "{kind}: the source produced events");
+    // 1: CloudEvents.
+    for event in bus.events() {
+        assert_cloudevent(&event, kind);
+    }
+    // 3: metrics with upstream names and labels.
+    let text = metrics_text(&registry);
+    let sent = format!(
+        "argo_events_events_sent_total{{eventsource_name=\"conf-{kind}\",event_name=\"hook\"}} {}",
+        bus.sends()
+    );
+    assert!(text.contains(&sent), "{kind}: {sent} in\n{text}");
+    assert!(
+        text.contains(&format!(
+            "argo_events_event_service_running_total{{eventsource_name=\"conf-{kind}\"}} 1"
+        )),
+        "{kind}: running gauge in\n{text}"
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[tokio::test]
+async fn every_runnable_kind_conforms() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(dir.path().join("secrets/conf")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.path().join("secrets/conf/secret"), SECRET).unwrap_or_else(|e| panic!("{e}"));
+    let cases = cases(free_port());
+    let covered: Vec<EventSourceKind> = cases.iter().map(|c| c.kind).collect();
+    // Kinds whose server cannot run inside this crate's tests; each has its conformance checks
+    // (CloudEvents, deterministic ids, stop on cancel) against its real server in integration-tests.
+    let elsewhere = [
+        // integration-tests/tests/kube_resource.rs, on the test kube-apiserver.
+        EventSourceKind::Resource,
+    ];
+    for kind in EventSourceKind::ALL {
+        assert!(
+            !sources::is_runnable(kind) || covered.contains(&kind) || elsewhere.contains(&kind),
+            "runnable kind {} has no conformance case",
+            kind.field_name()
+        );
+    }
+    let mut by_kind = BTreeMap::new();
+    for case in cases {
+        by_kind.insert(case.kind.field_name(), ());
+        check(case, dir.path()).await;
+    }
+    assert_eq!(by_kind.len(), 8);
+}

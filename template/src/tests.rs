@@ -1,0 +1,120 @@
+use proptest::prelude::*;
+use serde_json::json;
+
+use super::*;
+
+fn render(source: &str, input: serde_json::Value) -> Result<String, String> {
+    compile(source)
+        .map_err(|e| e.to_string())?
+        .render_input(&input)
+        .map_err(|e| e.to_string())
+}
+
+fn ok(source: &str, input: serde_json::Value) -> String {
+    match render(source, input) {
+        Ok(s) => s,
+        Err(e) => panic!("{source}: {e}"),
+    }
+}
+
+#[test]
+fn upstream_manifest_templates() {
+    let input = json!({"body": {"name": "Ada Lovelace", "message": "hello world",
+        "pull_request": {"number": 42, "head": {"sha": "0123456789abcdef"}}}, "subject": "my event"});
+    assert_eq!(
+        ok("{{ .Input.body.message | title }}", input.clone()),
+        "Hello World"
+    );
+    assert_eq!(
+        ok("{{ .Input.body.name | nospace | lower }}-", input.clone()),
+        "adalovelace-"
+    );
+    assert_eq!(
+        ok(
+            "{{ .Input.body.pull_request.head.sha | substr 0 7 }}",
+            input.clone()
+        ),
+        "0123456"
+    );
+    assert_eq!(
+        ok(
+            "{{ .Input.body.pull_request.number }}-{{ .Input.body.pull_request.head.sha | substr 0 7 }}",
+            input.clone()
+        ),
+        "42-0123456"
+    );
+    assert_eq!(
+        ok("Hi {{.Input.body.name}},\n", input.clone()),
+        "Hi Ada Lovelace,\n"
+    );
+    assert_eq!(ok("{{ .Input.subject | title }}", input), "My Event");
+}
+
+#[test]
+fn sprig_functions() {
+    let input = json!({"s": " Hello ", "csv": "a,b,c", "list": ["x", "y"], "n": 3, "b64": "aGk=",
+        "obj": {"k": "v"}, "json": "{\"a\":1}", "empty": ""});
+    let cases = [
+        ("{{ .Input.s | trim | upper }}", "HELLO"),
+        ("{{ .Input.s | lower }}", " hello "),
+        ("{{ .Input.s | trim | replace \"l\" \"L\" }}", "HeLLo"),
+        ("{{ .Input.obj | toJson }}", "{\"k\":\"v\"}"),
+        ("{{ (.Input.json | fromJson).a }}", "1"),
+        ("{{ \"hi\" | b64enc }}", "aGk="),
+        ("{{ .Input.b64 | b64dec }}", "hi"),
+        ("{{ .Input.missing | default \"dflt\" }}", "dflt"),
+        ("{{ .Input.empty | default \"dflt\" }}", "dflt"),
+        ("{{ .Input.s | trim | quote }}", "\"Hello\""),
+        ("{{ (split \",\" .Input.csv)._1 }}", "b"),
+        ("{{ splitList \",\" .Input.csv | join \"-\" }}", "a-b-c"),
+        ("{{ join \"+\" .Input.list }}", "x+y"),
+        ("{{ if contains \"ell\" .Input.s }}yes{{ end }}", "yes"),
+        ("{{ if hasPrefix \" He\" .Input.s }}yes{{ end }}", "yes"),
+        ("{{ if hasSuffix \"lo \" .Input.s }}yes{{ end }}", "yes"),
+        ("{{ index .Input.list 1 }}", "y"),
+        (
+            "{{ len .Input.list }} {{ len .Input.obj }} {{ len .Input.csv }}",
+            "2 1 5",
+        ),
+        ("{{ printf \"%s-%d\" .Input.csv .Input.n }}", "a,b,c-3"),
+        ("{{ add .Input.n 2 }}", "5"),
+        (
+            "{{ 1700000000 | date \"2006-01-02T15:04:05Z07:00\" }}",
+            "2023-11-14T22:13:20Z",
+        ),
+        ("{{ .Input.missing }}", "<no value>"),
+        ("{{ range .Input.list }}[{{ . }}]{{ end }}", "[x][y]"),
+        ("{{- .Input.n -}}", "3"),
+    ];
+    for (source, expected) in cases {
+        assert_eq!(ok(source, input.clone()), expected, "{source}");
+    }
+    let now = ok("{{ now | date \"2006\" }}", json!({}));
+    assert_eq!(now.len(), 4);
+}
+
+#[test]
+fn errors_are_values() {
+    assert!(compile("{{ .Input.a ").is_err());
+    assert!(compile("{{ nosuchfunc .Input }}").is_err());
+    assert!(compile("{{ define \"a\" }}{{ template \"a\" }}{{ end }}").is_err());
+    assert!(render("{{ .Input.a.b.c }}", json!({"a": 1})).is_err());
+    assert!(render("{{ repeat 100000000 \"xxxxxxxx\" }}", json!({})).is_err());
+}
+
+proptest! {
+    #[test]
+    fn random_templates_never_panic(source in "[-a-z .|(){}\"$=:0-9A-Z]{0,40}") {
+        if let Ok(t) = compile(&source) {
+            let _ = t.render_input(&json!({"a": {"b": [1, "x"]}, "s": "str"}));
+        }
+    }
+
+    #[test]
+    fn random_actions_never_panic(body in "[-a-z .|()\"$=:0-9]{0,30}") {
+        let source = format!("x{{{{ {body} }}}}y");
+        if let Ok(t) = compile(&source) {
+            let _ = t.render_input(&json!({"a": 1}));
+        }
+    }
+}
