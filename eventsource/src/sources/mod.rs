@@ -3,9 +3,11 @@
 //! compile here until this build says whether it can run it. Kinds not yet runnable are refused at
 //! build time with a message naming the kind, never silently skipped.
 
+pub mod amqp;
 pub mod bitbucket;
 pub mod bitbucketserver;
 pub mod calendar;
+pub mod file;
 pub mod github;
 pub mod gitlab;
 pub mod jetstream;
@@ -33,13 +35,11 @@ pub fn is_runnable(kind: EventSourceKind) -> bool {
         | K::BitbucketServer
         | K::Bitbucket
         | K::Resource => true,
-        K::Jetstream | K::RedisStream | K::Mqtt | K::Nats | K::Redis => true,
-        K::Amqp
-        | K::AzureEventsHub
+        K::Jetstream | K::RedisStream | K::Mqtt | K::Nats | K::Redis | K::Amqp | K::File => true,
+        K::AzureEventsHub
         | K::AzureQueueStorage
         | K::AzureServiceBus
         | K::Emitter
-        | K::File
         | K::Generic
         | K::Gerrit
         | K::Hdfs
