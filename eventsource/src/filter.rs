@@ -102,6 +102,7 @@ fn has_expression_filter(kind: EventSourceKind) -> bool {
         | K::Sqs
         | K::Stripe
         | K::S3
+        | K::Jetstream
         | K::Webhook => true,
     }
 }

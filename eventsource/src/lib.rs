@@ -220,6 +220,75 @@ pub fn build(es: &EventSource, ctx: &SourceContext) -> Result<BuiltEventSource, 
         )?);
         running += events.len();
     }
+    if let Some(events) = &es.spec.jetstream {
+        built.tasks.extend(sources::jetstream::build(
+            &name,
+            events,
+            ctx.secrets.as_ref(),
+            ctx.sender.clone(),
+            &ctx.metrics,
+        )?);
+        running += events.len();
+    }
+    if let Some(events) = &es.spec.redis_stream {
+        built.tasks.extend(sources::redis_stream::build(
+            &name,
+            events,
+            ctx.secrets.as_ref(),
+            ctx.sender.clone(),
+            &ctx.metrics,
+        )?);
+        running += events.len();
+    }
+    if let Some(events) = &es.spec.mqtt {
+        built.tasks.extend(sources::mqtt::build(
+            &name,
+            events,
+            ctx.secrets.as_ref(),
+            ctx.sender.clone(),
+            &ctx.metrics,
+        )?);
+        running += events.len();
+    }
+    if let Some(events) = &es.spec.nats {
+        built.tasks.extend(sources::nats::build(
+            &name,
+            events,
+            ctx.secrets.as_ref(),
+            ctx.sender.clone(),
+            &ctx.metrics,
+        )?);
+        running += events.len();
+    }
+    if let Some(events) = &es.spec.redis {
+        built.tasks.extend(sources::redis::build(
+            &name,
+            events,
+            ctx.secrets.as_ref(),
+            ctx.sender.clone(),
+            &ctx.metrics,
+        )?);
+        running += events.len();
+    }
+    if let Some(events) = &es.spec.amqp {
+        built.tasks.extend(sources::amqp::build(
+            &name,
+            events,
+            ctx.secrets.as_ref(),
+            ctx.sender.clone(),
+            &ctx.metrics,
+        )?);
+        running += events.len();
+    }
+    if let Some(events) = &es.spec.file {
+        built.tasks.extend(sources::file::build(
+            &name,
+            events,
+            ctx.sender.clone(),
+            &ctx.metrics,
+        )?);
+        running += events.len();
+    }
     ctx.metrics
         .running
         .get_or_create(&metrics::SourceLabels {
@@ -261,12 +330,12 @@ mod tests {
     fn a_kind_not_runnable_yet_is_refused_by_name() {
         let es = event_source(
             "apiVersion: argoproj.io/v1alpha1\nkind: EventSource\nmetadata: {name: ticks}\nspec:\n  \
-             webhook: {a: {port: \"1\", endpoint: /a, method: POST}}\n  redis: {every: {channels: [a]}}\n",
+             webhook: {a: {port: \"1\", endpoint: /a, method: POST}}\n  nsq: {every: {hostAddress: a, topic: t, channel: c}}\n",
         );
         let err = build(&es, &context()).err().map(|e| e.to_string());
         assert_eq!(
             err.as_deref(),
-            Some("failed to build EventSource ticks event every: the redis event source kind is not supported yet")
+            Some("failed to build EventSource ticks event every: the nsq event source kind is not supported yet")
         );
     }
 

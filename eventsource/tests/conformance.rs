@@ -69,12 +69,24 @@ fn hmac_hex(secret: &str, data: &[u8]) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
+/// Makes a pull source's server produce one message (publish, XADD, write a file).
+type Produce = Box<dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>;
+
 /// One kind's manifest and a delivery that a sender would repeat.
 struct Case {
     kind: EventSourceKind,
     yaml: String,
     /// Builds the same delivery each time it is called; `None` for pull kinds.
     request: Option<Box<dyn Fn() -> Request<Body>>>,
+    /// For pull kinds reading a real server: produces a message on it (called until an event
+    /// arrives, as a subscription starts asynchronously). `None` for kinds producing on their own.
+    produce: Option<Produce>,
+}
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run `scripts/services.sh start nats redis mosquitto rabbitmq`")
+    })
 }
 
 const SECRET: &str = "conformance-secret";
@@ -104,6 +116,7 @@ fn cases(port: u16) -> Vec<Case> {
             request: Some(Box::new(move || {
                 json(vec![("idempotency-key", "d-1".into())], "{\"a\":1}")
             })),
+            produce: None,
         },
         Case {
             kind: EventSourceKind::Github,
@@ -122,6 +135,7 @@ fn cases(port: u16) -> Vec<Case> {
                     body,
                 )
             })),
+            produce: None,
         },
         Case {
             kind: EventSourceKind::Gitlab,
@@ -136,6 +150,7 @@ fn cases(port: u16) -> Vec<Case> {
                     "{\"object_kind\":\"push\"}",
                 )
             })),
+            produce: None,
         },
         Case {
             kind: EventSourceKind::Slack,
@@ -152,6 +167,7 @@ fn cases(port: u16) -> Vec<Case> {
                     body,
                 )
             })),
+            produce: None,
         },
         Case {
             kind: EventSourceKind::Stripe,
@@ -162,6 +178,7 @@ fn cases(port: u16) -> Vec<Case> {
                 let sig = hmac_hex(SECRET, format!("{t}.{body}").as_bytes());
                 json(vec![("stripe-signature", format!("t={t},v1={sig}"))], body)
             })),
+            produce: None,
         },
         Case {
             kind: EventSourceKind::BitbucketServer,
@@ -183,6 +200,7 @@ fn cases(port: u16) -> Vec<Case> {
                     body,
                 )
             })),
+            produce: None,
         },
         Case {
             kind: EventSourceKind::Bitbucket,
@@ -204,11 +222,13 @@ fn cases(port: u16) -> Vec<Case> {
                     body,
                 )
             })),
+            produce: None,
         },
         Case {
             kind: EventSourceKind::Calendar,
             yaml: header("calendar", "      interval: 1s\n"),
             request: None,
+            produce: None,
         },
     ]
 }
@@ -275,6 +295,7 @@ async fn aws_cases() -> Vec<Case> {
                 format!("      {{queue: {queue}, region: us-east-1, endpoint: \"{endpoint}\", waitTimeSeconds: 1, jsonBody: true, {creds}}}\n"),
             ),
             request: None,
+            produce: None,
         },
         Case {
             kind: EventSourceKind::S3,
@@ -283,6 +304,7 @@ async fn aws_cases() -> Vec<Case> {
                 format!("      {{bucket: {bucket}, endpoint: \"{endpoint}\", mode: list, interval: 1s, {creds}}}\n"),
             ),
             request: None,
+            produce: None,
         },
     ]
 }
@@ -361,8 +383,16 @@ async fn check(case: Case, dir: &std::path::Path) {
         });
     }
     if case.request.is_none() {
-        // A pull kind: let it produce on its own (an interval of 1 s).
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        // A pull kind: wait for its first event, producing on its server meanwhile.
+        for _ in 0..100 {
+            if !bus.events().is_empty() {
+                break;
+            }
+            if let Some(produce) = &case.produce {
+                produce().await;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
     let served = table
         .serve(IpAddr::V4(Ipv4Addr::LOCALHOST), cancel.child_token(), &tracker)
@@ -411,6 +441,7 @@ async fn every_runnable_kind_conforms() {
     std::fs::write(dir.path().join("secrets/conf/secret"), SECRET).unwrap_or_else(|e| panic!("{e}"));
     let mut cases = cases(free_port());
     cases.extend(aws_cases().await);
+    cases.extend(pull_cases(dir.path()));
     let covered: Vec<EventSourceKind> = cases.iter().map(|c| c.kind).collect();
     // Kinds whose server cannot run inside this crate's tests; each has its conformance checks
     // (CloudEvents, deterministic ids, stop on cancel) against its real server in integration-tests.
@@ -433,5 +464,177 @@ async fn every_runnable_kind_conforms() {
         by_kind.insert(case.kind.field_name(), ());
         check(case, dir.path()).await;
     }
-    assert_eq!(by_kind.len(), 10);
+    assert_eq!(by_kind.len(), 17);
+}
+
+fn pull_header(kind: &str, body: &str) -> String {
+    format!(
+        "apiVersion: argoproj.io/v1alpha1\nkind: EventSource\nmetadata: {{name: conf-{kind}}}\nspec:\n  {kind}:\n    hook:\n{body}"
+    )
+}
+
+/// `redis://host:port` → `host:port`.
+fn redis_host() -> String {
+    env("REDIS_URL")
+        .trim_start_matches("redis://")
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+/// The broker-backed kinds, each against its real server (names unique to this run).
+fn pull_cases(dir: &std::path::Path) -> Vec<Case> {
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let nats_url = env("NATS_URL");
+    let (nats_subject, js_subject, stream) = (
+        format!("conf.nats.{run}"),
+        format!("conf.js.{run}"),
+        format!("CONF_{run}"),
+    );
+    let (channel, redis_stream) = (format!("conf-ch-{run}"), format!("conf-st-{run}"));
+    let mqtt_topic = format!("conf/{run}");
+    let (exchange, key) = (format!("conf-x-{run}"), "conf.key".to_string());
+    let files = dir.join("watched");
+    std::fs::create_dir_all(&files).unwrap_or_else(|e| panic!("{e}"));
+    let redis_url = env("REDIS_URL");
+    let amqp_url = env("AMQP_URL");
+    let mqtt_url = env("MQTT_URL");
+    vec![
+        Case {
+            kind: EventSourceKind::Nats,
+            yaml: pull_header("nats", &format!("      url: {nats_url}\n      subject: {nats_subject}\n      jsonBody: true\n")),
+            request: None,
+            produce: Some({
+                let (url, subject) = (nats_url.clone(), nats_subject.clone());
+                Box::new(move || {
+                    let (url, subject) = (url.clone(), subject.clone());
+                    Box::pin(async move {
+                        let c = async_nats::connect(url).await.unwrap_or_else(|e| panic!("{e}"));
+                        c.publish(subject, "{\"a\":1}".into()).await.unwrap_or_else(|e| panic!("{e}"));
+                        c.flush().await.unwrap_or_else(|e| panic!("{e}"));
+                    })
+                })
+            }),
+        },
+        Case {
+            kind: EventSourceKind::Jetstream,
+            yaml: pull_header("jetstream", &format!("      url: {nats_url}\n      stream: {stream}\n      jsonBody: true\n")),
+            request: None,
+            produce: Some({
+                let (url, subject, stream) = (nats_url.clone(), js_subject.clone(), stream.clone());
+                Box::new(move || {
+                    let (url, subject, stream) = (url.clone(), subject.clone(), stream.clone());
+                    Box::pin(async move {
+                        let c = async_nats::connect(url).await.unwrap_or_else(|e| panic!("{e}"));
+                        let js = async_nats::jetstream::new(c);
+                        js.get_or_create_stream(async_nats::jetstream::stream::Config {
+                            name: stream,
+                            subjects: vec![subject.clone()],
+                            ..Default::default()
+                        })
+                        .await
+                        .unwrap_or_else(|e| panic!("{e}"));
+                        js.publish(subject, "{\"a\":1}".into())
+                            .await
+                            .unwrap_or_else(|e| panic!("{e}"))
+                            .await
+                            .unwrap_or_else(|e| panic!("{e}"));
+                    })
+                })
+            }),
+        },
+        Case {
+            kind: EventSourceKind::Redis,
+            yaml: pull_header("redis", &format!("      hostAddress: {}\n      channels: [{channel}]\n      jsonBody: true\n", redis_host())),
+            request: None,
+            produce: Some({
+                let (url, channel) = (redis_url.clone(), channel.clone());
+                Box::new(move || {
+                    let (url, channel) = (url.clone(), channel.clone());
+                    Box::pin(async move {
+                        let client = redis::Client::open(url).unwrap_or_else(|e| panic!("{e}"));
+                        let mut con = client.get_multiplexed_async_connection().await.unwrap_or_else(|e| panic!("{e}"));
+                        let _: i64 = redis::cmd("PUBLISH").arg(&channel).arg("{\"a\":1}").query_async(&mut con).await.unwrap_or_else(|e| panic!("{e}"));
+                    })
+                })
+            }),
+        },
+        Case {
+            kind: EventSourceKind::RedisStream,
+            yaml: pull_header("redisStream", &format!("      hostAddress: {}\n      streams: [{redis_stream}]\n", redis_host())),
+            request: None,
+            produce: Some({
+                let (url, stream) = (redis_url.clone(), redis_stream.clone());
+                Box::new(move || {
+                    let (url, stream) = (url.clone(), stream.clone());
+                    Box::pin(async move {
+                        let client = redis::Client::open(url).unwrap_or_else(|e| panic!("{e}"));
+                        let mut con = client.get_multiplexed_async_connection().await.unwrap_or_else(|e| panic!("{e}"));
+                        let _: String = redis::cmd("XADD").arg(&stream).arg("*").arg("a").arg("1").query_async(&mut con).await.unwrap_or_else(|e| panic!("{e}"));
+                    })
+                })
+            }),
+        },
+        Case {
+            kind: EventSourceKind::Mqtt,
+            yaml: pull_header("mqtt", &format!("      url: {mqtt_url}\n      topic: {mqtt_topic}\n      clientId: conf-{run}\n      jsonBody: true\n")),
+            request: None,
+            produce: Some({
+                let (url, topic) = (mqtt_url.clone(), mqtt_topic.clone());
+                Box::new(move || {
+                    let (url, topic) = (url.clone(), topic.clone());
+                    Box::pin(async move {
+                        let (host, port) = sources::mqtt::parse_url(&url).unwrap_or_else(|e| panic!("{e}"));
+                        let id = format!("conf-pub-{}", uuid::Uuid::new_v4().simple());
+                        let (client, mut eventloop) = rumqttc::AsyncClient::new(rumqttc::MqttOptions::new(id, host, port), 10);
+                        client.publish(topic, rumqttc::QoS::AtLeastOnce, false, b"{\"a\":1}".to_vec()).await.unwrap_or_else(|e| panic!("{e}"));
+                        loop {
+                            match eventloop.poll().await.unwrap_or_else(|e| panic!("{e}")) {
+                                rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_)) => break,
+                                _ => continue,
+                            }
+                        }
+                    })
+                })
+            }),
+        },
+        Case {
+            kind: EventSourceKind::Amqp,
+            yaml: pull_header("amqp", &format!("      url: \"{amqp_url}\"\n      exchangeName: {exchange}\n      exchangeType: topic\n      routingKey: {key}\n      jsonBody: true\n")),
+            request: None,
+            produce: Some({
+                let (url, exchange, key) = (amqp_url.clone(), exchange.clone(), key.clone());
+                Box::new(move || {
+                    let (url, exchange, key) = (url.clone(), exchange.clone(), key.clone());
+                    Box::pin(async move {
+                        use lapin::options::{BasicPublishOptions, ExchangeDeclareOptions};
+                        let conn = lapin::Connection::connect(&url, lapin::ConnectionProperties::default()).await.unwrap_or_else(|e| panic!("{e}"));
+                        let ch = conn.create_channel().await.unwrap_or_else(|e| panic!("{e}"));
+                        // As the source declares it (upstream's default: durable).
+                        let options = ExchangeDeclareOptions { durable: true, ..Default::default() };
+                        ch.exchange_declare(exchange.as_str(), lapin::ExchangeKind::Topic, options, Default::default()).await.unwrap_or_else(|e| panic!("{e}"));
+                        ch.basic_publish(exchange.as_str(), key.as_str(), BasicPublishOptions::default(), b"{\"a\":1}", Default::default())
+                            .await
+                            .unwrap_or_else(|e| panic!("{e}"))
+                            .await
+                            .unwrap_or_else(|e| panic!("{e}"));
+                        let _ = conn.close(200, "done").await;
+                    })
+                })
+            }),
+        },
+        Case {
+            kind: EventSourceKind::File,
+            yaml: pull_header("file", &format!("      eventType: CREATE\n      watchPathConfig:\n        directory: {}/\n        pathRegexp: \"\\\\.json$\"\n", files.display())),
+            request: None,
+            produce: Some({
+                let files = files.clone();
+                Box::new(move || {
+                    let path = files.join(format!("{}.json", uuid::Uuid::new_v4().simple()));
+                    Box::pin(async move {
+                        std::fs::write(path, "{}").unwrap_or_else(|e| panic!("{e}"));
+                    })
+                })
+            }),
+        },
+    ]
 }

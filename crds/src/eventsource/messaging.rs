@@ -48,7 +48,8 @@ pub struct AMQPEventSource {
     /// How the queue is bound to the exchange.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_bind: Option<AMQPQueueBindConfig>,
-    /// How the queue is consumed. Default: auto-ack, not exclusive.
+    /// How the queue is consumed. Default: not exclusive, and each message acknowledged only after
+    /// the bus stored its event (upstream auto-acks when this block is omitted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consume: Option<AMQPConsumeConfig>,
     /// User name and password for the broker.
@@ -124,8 +125,9 @@ pub struct AMQPConsumeConfig {
     /// broker.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consumer_tag: Option<String>,
-    /// Let the broker consider a message acknowledged as soon as it is sent (at-most-once).
-    /// Default false when this block is given (true when it is omitted, as upstream).
+    /// Let the broker consider a message acknowledged as soon as it is sent (at-most-once: a crash
+    /// before the bus stored the event loses it). Default false: Sluice acknowledges each message
+    /// after the bus stored its event, and nacks it with requeue when the bus refuses.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub auto_ack: bool,
     /// Be the queue's only consumer. Default false.

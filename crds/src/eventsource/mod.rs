@@ -55,8 +55,8 @@ pub use storage::{
     StorageGridEventSource, StorageGridFilter, WatchPathConfig,
 };
 pub use streams::{
-    EmitterEventSource, MQTTEventSource, NATSAuth, NATSEventsSource, NSQEventSource, PulsarEventSource,
-    RedisEventSource, RedisStreamEventSource,
+    EmitterEventSource, JetStreamEventSource, MQTTEventSource, NATSAuth, NATSEventsSource, NSQEventSource,
+    PulsarEventSource, RedisEventSource, RedisStreamEventSource,
 };
 pub use template::Service;
 pub use webhook::{EventSourceFilter, WebhookContext, WebhookEventSource};
@@ -122,6 +122,9 @@ pub struct EventSourceSpec {
     /// NATS subjects.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nats: Events<NATSEventsSource>,
+    /// NATS JetStream streams, read through a durable consumer (a Sluice extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jetstream: Events<JetStreamEventSource>,
     /// AWS SNS topics (delivered over HTTP).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sns: Events<SNSEventSource>,
@@ -237,6 +240,8 @@ pub enum EventSourceKind {
     Gitlab,
     /// `spec.hdfs`
     Hdfs,
+    /// `spec.jetstream` (a Sluice extension)
+    Jetstream,
     /// `spec.kafka`
     Kafka,
     /// `spec.minio`
@@ -279,7 +284,7 @@ pub enum EventSourceKind {
 
 impl EventSourceKind {
     /// Every kind, in the order of the `spec` field names.
-    pub const ALL: [EventSourceKind; 33] = [
+    pub const ALL: [EventSourceKind; 34] = [
         Self::Amqp,
         Self::AzureEventsHub,
         Self::AzureQueueStorage,
@@ -294,6 +299,7 @@ impl EventSourceKind {
         Self::Github,
         Self::Gitlab,
         Self::Hdfs,
+        Self::Jetstream,
         Self::Kafka,
         Self::Minio,
         Self::Mns,
@@ -332,6 +338,7 @@ impl EventSourceKind {
             Self::Github => "github",
             Self::Gitlab => "gitlab",
             Self::Hdfs => "hdfs",
+            Self::Jetstream => "jetstream",
             Self::Kafka => "kafka",
             Self::Minio => "minio",
             Self::Mns => "mns",
@@ -420,6 +427,7 @@ impl EventSourceSpec {
             K::Github => Box::new(names(&self.github)),
             K::Gitlab => Box::new(names(&self.gitlab)),
             K::Hdfs => Box::new(names(&self.hdfs)),
+            K::Jetstream => Box::new(names(&self.jetstream)),
             K::Kafka => Box::new(names(&self.kafka)),
             K::Minio => Box::new(names(&self.minio)),
             K::Mns => Box::new(names(&self.mns)),

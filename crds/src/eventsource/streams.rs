@@ -76,6 +76,47 @@ pub struct NATSEventsSource {
     pub queue: Option<String>,
 }
 
+/// Messages of an existing NATS JetStream stream, read through a durable pull consumer and
+/// acknowledged only after the bus stored the event (a Sluice extension; upstream has no such kind).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JetStreamEventSource {
+    /// The server URL, e.g. `nats://nats.example.com:4222`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub url: String,
+    /// The stream to read; it must exist.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub stream: String,
+    /// The durable consumer to read through. When it does not exist it is created (explicit ack,
+    /// `filterSubjects`, `deliverPolicy`). Default: `sluice-<eventSourceName>-<eventName>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer: Option<String>,
+    /// The subjects of the stream to read when the consumer is created. Default: all of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filter_subjects: Vec<String>,
+    /// Where a created consumer starts: `all` (default), `last`, `new`, `lastPerSubject`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deliver_policy: Option<String>,
+    /// How to retry connecting to the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_backoff: Option<Backoff>,
+    /// Parse message payloads as JSON. Default false (kept as a string).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub json_body: bool,
+    /// TLS settings for the server connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TLSConfig>,
+    /// Extra key/value pairs copied into every event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<BTreeMap<String, String>>,
+    /// Credentials for the server; set at most one method.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<NATSAuth>,
+    /// Only messages matching this filter are published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<EventSourceFilter>,
+}
+
 /// How to authenticate to a NATS server.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]

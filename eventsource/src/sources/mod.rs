@@ -3,12 +3,19 @@
 //! compile here until this build says whether it can run it. Kinds not yet runnable are refused at
 //! build time with a message naming the kind, never silently skipped.
 
+pub mod amqp;
 pub mod bitbucket;
 pub mod bitbucketserver;
 pub mod calendar;
+pub mod file;
 pub mod github;
 pub mod gitlab;
+pub mod jetstream;
 pub mod minio;
+pub mod mqtt;
+pub mod nats;
+pub mod redis;
+pub mod redis_stream;
 pub mod resource;
 pub mod s3;
 pub mod slack;
@@ -34,24 +41,19 @@ pub fn is_runnable(kind: EventSourceKind) -> bool {
         | K::Sqs
         | K::S3
         | K::Minio => true,
-        K::Amqp
-        | K::AzureEventsHub
+        K::Jetstream | K::RedisStream | K::Mqtt | K::Nats | K::Redis | K::Amqp | K::File => true,
+        K::AzureEventsHub
         | K::AzureQueueStorage
         | K::AzureServiceBus
         | K::Emitter
-        | K::File
         | K::Generic
         | K::Gerrit
         | K::Hdfs
         | K::Kafka
         | K::Mns
-        | K::Mqtt
-        | K::Nats
         | K::Nsq
         | K::PubSub
         | K::Pulsar
-        | K::Redis
-        | K::RedisStream
         | K::Sftp
         | K::Sns
         | K::StorageGrid => false,

@@ -6,9 +6,10 @@
 use super::super::{
     AMQPEventSource, AzureEventsHubEventSource, AzureQueueStorageEventSource, AzureServiceBusEventSource,
     EmitterEventSource, EventSourceKind as K, EventSourceSpec, Events, FileEventSource, GenericEventSource,
-    HDFSEventSource, KafkaEventSource, MNSEventSource, MQTTEventSource, NATSEventsSource, NSQEventSource,
-    PubSubEventSource, PulsarEventSource, RedisEventSource, RedisStreamEventSource, ResourceEventSource,
-    S3Artifact, S3EventSource, S3Mode, SFTPEventSource, SQSEventSource,
+    HDFSEventSource, JetStreamEventSource, KafkaEventSource, MNSEventSource, MQTTEventSource,
+    NATSEventsSource, NSQEventSource, PubSubEventSource, PulsarEventSource, RedisEventSource,
+    RedisStreamEventSource, ResourceEventSource, S3Artifact, S3EventSource, S3Mode, SFTPEventSource,
+    SQSEventSource,
 };
 use super::push::{
     bitbucket, bitbucket_server, gerrit, github, gitlab, slack, sns, storage_grid, stripe, webhook,
@@ -49,6 +50,7 @@ pub(super) fn validate_kinds(s: &EventSourceSpec, p: &str, pr: &mut Problems) {
     each(&s.github, p, K::Github, pr, github);
     each(&s.gitlab, p, K::Gitlab, pr, gitlab);
     each(&s.hdfs, p, K::Hdfs, pr, hdfs);
+    each(&s.jetstream, p, K::Jetstream, pr, jetstream);
     each(&s.kafka, p, K::Kafka, pr, kafka);
     each(&s.minio, p, K::Minio, pr, minio);
     each(&s.mns, p, K::Mns, pr, mns);
@@ -344,6 +346,30 @@ fn nats(e: &NATSEventsSource, p: &str, pr: &mut Problems) {
             Problems::at(p, "queue"),
             "queue is empty: name the queue group or drop the field",
         );
+    }
+    if let Some(auth) = &e.auth {
+        check_basic_auth(&auth.basic, &Problems::at(p, "auth"), pr);
+    }
+    check_backoff(&e.connection_backoff, p, pr);
+    check_filter(&e.filter, p, pr);
+}
+
+fn jetstream(e: &JetStreamEventSource, p: &str, pr: &mut Problems) {
+    require(&e.url, p, "url", "\"nats://nats:4222\"", pr);
+    require(&e.stream, p, "stream", "\"ORDERS\"", pr);
+    if e.consumer.as_deref().unwrap_or_default().is_empty() && e.filter_subjects.is_empty() {
+        pr.error(
+            Problems::at(p, "consumer"),
+            "set consumer (a durable consumer name) or filterSubjects (Sluice then creates a durable consumer)",
+        );
+    }
+    if let Some(d) = e.deliver_policy.as_deref() {
+        if !matches!(d, "all" | "last" | "new" | "lastPerSubject") {
+            pr.error(
+                Problems::at(p, "deliverPolicy"),
+                format!("deliverPolicy must be one of all, last, new, lastPerSubject; got `{d}`"),
+            );
+        }
     }
     if let Some(auth) = &e.auth {
         check_basic_auth(&auth.basic, &Problems::at(p, "auth"), pr);

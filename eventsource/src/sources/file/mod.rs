@@ -1,0 +1,255 @@
+//! `file`: watches a directory of the EventSource's file system (inotify through the `notify`
+//! crate, or polling with `polling: true` for file systems without notifications) and publishes an
+//! event for each change of a watched path whose operation is `eventType`, with upstream's data
+//! `{name, op, metadata}`: `op` is upstream's operation number (`CREATE` 1, `WRITE` 2, `REMOVE` 4,
+//! `RENAME` 8, `CHMOD` 16); `name` is the full path with inotify and the file name when polling,
+//! as upstream reports them.
+//!
+//! Delivery: at-most-once by nature: the kernel's notification cannot be acknowledged or replayed,
+//! and changes while the process is down are not seen. A notification received is retried against
+//! the bus with backoff until it is stored or the source stops. Notifications wait in a bounded
+//! queue ([`QUEUE`]); when it is full the watcher thread waits, and the kernel's own queue absorbs
+//! the rest (an overflow there is logged by `notify` as a rescan).
+//!
+//! A missing directory is retried with backoff (it may be a volume not mounted yet), not an error.
+
+mod ops;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use notify::{PollWatcher, RecommendedWatcher, RecursiveMode, Watcher};
+use regex::Regex;
+use serde_json::json;
+use sluice_crds::eventsource::FileEventSource;
+use sluice_eventbus::{EventBuilder, Subject};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+pub use ops::{FileOp, PathMatch};
+
+use crate::metrics::{EventLabels, SourceMetrics};
+use crate::sender::EventSender;
+use crate::{BuildError, PullSource, SourceError};
+
+/// The CloudEvent `type` of this kind.
+pub const SOURCE_TYPE: &str = "file";
+/// Notifications received but not yet published.
+pub const QUEUE: usize = 256;
+/// How often the polling watcher scans (upstream's interval).
+pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
+const MIN_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Builds a pull source per `file` event of EventSource `es_name`.
+pub fn build(
+    es_name: &str,
+    events: &BTreeMap<String, FileEventSource>,
+    sender: Arc<dyn EventSender>,
+    metrics: &SourceMetrics,
+) -> Result<Vec<Box<dyn PullSource>>, BuildError> {
+    let mut out: Vec<Box<dyn PullSource>> = Vec::new();
+    for (event_name, spec) in events {
+        let invalid = |reason: String| BuildError::InvalidSpec {
+            event_source: es_name.into(),
+            event: event_name.clone(),
+            reason,
+        };
+        let op = FileOp::parse(&spec.event_type).ok_or_else(|| {
+            invalid(format!(
+                "eventType: `{}` is not one of CREATE, WRITE, REMOVE, RENAME, CHMOD",
+                spec.event_type
+            ))
+        })?;
+        let config = spec
+            .watch_path_config
+            .as_ref()
+            .ok_or_else(|| invalid("watchPathConfig is required".into()))?;
+        if config.directory.is_empty() {
+            return Err(invalid("watchPathConfig.directory is required".into()));
+        }
+        let path_match = match (
+            config.path.as_deref().filter(|p| !p.is_empty()),
+            config.path_regexp.as_deref().filter(|p| !p.is_empty()),
+        ) {
+            (Some(p), _) => PathMatch::Exact(p.to_owned()),
+            (None, Some(re)) => PathMatch::Regexp(
+                Regex::new(re).map_err(|e| invalid(format!("watchPathConfig.pathRegexp: {e}")))?,
+            ),
+            (None, None) => return Err(invalid("watchPathConfig: set `path` or `pathRegexp`".into())),
+        };
+        out.push(Box::new(FileSource {
+            event_source: es_name.to_owned(),
+            event_name: event_name.clone(),
+            directory: PathBuf::from(&config.directory),
+            path_match,
+            op,
+            polling: spec.polling,
+            metadata: spec.metadata.clone(),
+            sender: sender.clone(),
+            metrics: metrics.clone(),
+        }));
+    }
+    Ok(out)
+}
+
+/// One `file` event: a watch on one directory.
+pub struct FileSource {
+    event_source: String,
+    event_name: String,
+    directory: PathBuf,
+    path_match: PathMatch,
+    op: FileOp,
+    polling: bool,
+    metadata: Option<BTreeMap<String, String>>,
+    sender: Arc<dyn EventSender>,
+    metrics: SourceMetrics,
+}
+
+/// Either watcher; kept alive while the source runs (dropping it stops the watch).
+enum AnyWatcher {
+    Notify(RecommendedWatcher),
+    Poll(PollWatcher),
+}
+
+impl FileSource {
+    fn watch(&self, tx: mpsc::Sender<notify::Result<notify::Event>>) -> notify::Result<AnyWatcher> {
+        let handler = move |res: notify::Result<notify::Event>| {
+            // Runs on the watcher's thread: waiting here is the backpressure.
+            let _ = tx.blocking_send(res);
+        };
+        let mut watcher = if self.polling {
+            AnyWatcher::Poll(PollWatcher::new(
+                handler,
+                notify::Config::default().with_poll_interval(POLL_INTERVAL),
+            )?)
+        } else {
+            AnyWatcher::Notify(notify::recommended_watcher(handler)?)
+        };
+        match &mut watcher {
+            AnyWatcher::Notify(w) => w.watch(&self.directory, RecursiveMode::NonRecursive)?,
+            AnyWatcher::Poll(w) => w.watch(&self.directory, RecursiveMode::NonRecursive)?,
+        }
+        Ok(watcher)
+    }
+
+    /// The `name` of upstream's event: the path with inotify, the file name when polling.
+    fn name_of(&self, path: &Path) -> String {
+        if self.polling {
+            path.file_name()
+                .map_or_else(|| path.to_string_lossy(), |n| n.to_string_lossy())
+                .into_owned()
+        } else {
+            path.to_string_lossy().into_owned()
+        }
+    }
+
+    /// Publishes until the bus stored the event; `false` when cancelled first.
+    async fn publish(&self, name: String, labels: &EventLabels, cancel: &CancellationToken) -> bool {
+        let data = json!({"name": name, "op": self.op.number(), "metadata": self.metadata});
+        let event = match EventBuilder::new(&self.event_source, &self.event_name, SOURCE_TYPE)
+            .data_json(data)
+            .build()
+        {
+            Ok(e) => e,
+            Err(e) => {
+                // Cannot happen with these attributes; the change is not published (logged).
+                warn!(eventsource = %self.event_source, event_name = %self.event_name, error = %e, file = %name, "failed to build a file event; the change is lost");
+                self.metrics.processing_failed.get_or_create(labels).inc();
+                return true;
+            }
+        };
+        let subject = Subject::new(&self.event_source, &self.event_name);
+        let mut wait = MIN_BACKOFF;
+        loop {
+            let sent = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return false,
+                s = self.sender.send(&subject, &event) => s,
+            };
+            match sent {
+                Ok(ack) => {
+                    if !ack.filtered {
+                        self.metrics.sent.get_or_create(labels).inc();
+                    }
+                    debug!(eventsource = %self.event_source, event_name = %self.event_name, event = %event.id(), file = %name, "published");
+                    return true;
+                }
+                Err(e) => {
+                    // Why retry here: a file notification cannot be replayed by its sender.
+                    self.metrics.sent_failed.get_or_create(labels).inc();
+                    warn!(eventsource = %self.event_source, event_name = %self.event_name, event = %event.id(), error = %e, "bus did not take the event; retrying");
+                }
+            }
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return false,
+                _ = tokio::time::sleep(wait) => {}
+            }
+            wait = (wait * 2).min(MAX_BACKOFF);
+        }
+    }
+}
+
+#[async_trait]
+impl PullSource for FileSource {
+    fn describe(&self) -> String {
+        format!("{}/{}", self.event_source, self.event_name)
+    }
+
+    async fn run(self: Box<Self>, cancel: CancellationToken) -> Result<(), SourceError> {
+        let labels = EventLabels {
+            eventsource_name: self.event_source.clone(),
+            event_name: self.event_name.clone(),
+        };
+        let mut wait = MIN_BACKOFF;
+        'watch: loop {
+            let (tx, mut rx) = mpsc::channel(QUEUE);
+            let watcher = match self.watch(tx) {
+                Ok(w) => w,
+                Err(e) => {
+                    warn!(eventsource = %self.event_source, event_name = %self.event_name, directory = %self.directory.display(), error = %e, retry_in = ?wait, "failed to watch the directory; retrying");
+                    tokio::select! {
+                        biased;
+                        _ = cancel.cancelled() => return Ok(()),
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                    wait = (wait * 2).min(MAX_BACKOFF);
+                    continue 'watch;
+                }
+            };
+            wait = MIN_BACKOFF;
+            info!(eventsource = %self.event_source, event_name = %self.event_name, directory = %self.directory.display(), polling = self.polling, "watching the directory");
+            loop {
+                let notified = tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => { drop(watcher); return Ok(()) }
+                    n = rx.recv() => n,
+                };
+                let event = match notified {
+                    Some(Ok(e)) => e,
+                    Some(Err(e)) => {
+                        warn!(eventsource = %self.event_source, event_name = %self.event_name, error = %e, "file watcher error; watching again");
+                        continue 'watch;
+                    }
+                    None => continue 'watch,
+                };
+                if FileOp::of(&event.kind) != Some(self.op) {
+                    continue;
+                }
+                for path in &event.paths {
+                    if !self.path_match.matches(&self.directory, path) {
+                        continue;
+                    }
+                    if !self.publish(self.name_of(path), &labels, &cancel).await {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,419 @@
+//! `jetstream` (a Sluice extension; upstream has no such kind, argo-events #3160): reads an existing
+//! NATS JetStream stream through a durable pull consumer and publishes each message as an event with
+//! the data `{subject, body, header, metadata, stream, sequence}` (the `nats` kind's shape plus the
+//! stream and the stream sequence).
+//!
+//! Delivery: at-least-once. A message is acknowledged to JetStream only after the bus stored its
+//! event; when the bus refuses, the message is nak'ed with a growing delay and JetStream redelivers
+//! it; when the process dies first, the un-acked message is redelivered after the consumer's ack
+//! wait. The event id is derived from `stream/sequence`, so a redelivered message has the id it had
+//! and the bus drops the duplicate (within its dedupe window).
+//!
+//! The consumer: `consumer` names it (default `sluice-<eventSourceName>-<eventName>`); when it does
+//! not exist it is created durable with explicit acks, `filterSubjects` and `deliverPolicy` (`all`
+//! by default). Body: with `jsonBody` a payload that parses as JSON is embedded as JSON; any other
+//! payload is a base64 string (as upstream marshals bytes), never dropped.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer};
+use async_nats::jetstream::{self, AckKind};
+use async_nats::ConnectOptions;
+use async_trait::async_trait;
+use base64::Engine;
+use futures::StreamExt;
+use serde_json::{json, Value};
+use sluice_crds::eventsource::JetStreamEventSource;
+use sluice_eventbus::event::deterministic_id;
+use sluice_eventbus::{EventBuilder, Subject};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::metrics::{EventLabels, SourceMetrics};
+use crate::sender::EventSender;
+use crate::{BuildError, PullSource, SecretResolver, SourceError};
+
+/// The CloudEvent `type` of this kind.
+pub const SOURCE_TYPE: &str = "jetstream";
+/// The longest wait between connection attempts and the longest nak delay.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// The first nak delay / reconnect wait.
+const MIN_BACKOFF: Duration = Duration::from_millis(200);
+
+/// How this source authenticates, resolved at build time.
+#[derive(Clone)]
+pub(crate) enum Auth {
+    None,
+    Basic { user: String, password: String },
+    Token(String),
+    NKey(String),
+    Creds(String),
+}
+
+/// Resolves a NATS `auth` block (shared with the `nats` kind).
+pub(crate) fn resolve_auth(
+    es_name: &str,
+    event_name: &str,
+    auth: Option<&sluice_crds::eventsource::NATSAuth>,
+    secrets: &dyn SecretResolver,
+) -> Result<Auth, BuildError> {
+    let resolve = |s: &sluice_crds::common::SecretKeySelector| {
+        secrets.resolve_secret(s).map_err(|e| BuildError::ResolveSecret {
+            event_source: es_name.into(),
+            event: event_name.into(),
+            source: Box::new(e),
+        })
+    };
+    let Some(a) = auth else {
+        return Ok(Auth::None);
+    };
+    Ok(if let Some(b) = &a.basic {
+        let (Some(u), Some(p)) = (&b.username, &b.password) else {
+            return Err(BuildError::InvalidSpec {
+                event_source: es_name.into(),
+                event: event_name.into(),
+                reason: "auth.basic needs username and password".into(),
+            });
+        };
+        Auth::Basic {
+            user: resolve(u)?,
+            password: resolve(p)?,
+        }
+    } else if let Some(t) = &a.token {
+        Auth::Token(resolve(t)?)
+    } else if let Some(n) = &a.nkey {
+        Auth::NKey(resolve(n)?)
+    } else if let Some(c) = &a.credential {
+        Auth::Creds(resolve(c)?)
+    } else {
+        Auth::None
+    })
+}
+
+/// Connects to NATS with `auth` (shared with the `nats` kind).
+pub(crate) async fn connect(
+    url: &str,
+    auth: &Auth,
+    name: String,
+) -> Result<async_nats::Client, Box<dyn std::error::Error + Send + Sync>> {
+    let options = match auth {
+        Auth::None => ConnectOptions::new(),
+        Auth::Basic { user, password } => {
+            ConnectOptions::with_user_and_password(user.clone(), password.clone())
+        }
+        Auth::Token(t) => ConnectOptions::with_token(t.clone()),
+        Auth::NKey(seed) => ConnectOptions::with_nkey(seed.clone()),
+        Auth::Creds(creds) => ConnectOptions::with_credentials(creds)?,
+    };
+    Ok(options
+        .name(name)
+        .connection_timeout(Duration::from_secs(5))
+        .connect(url)
+        .await?)
+}
+
+/// Builds a pull source per `jetstream` event of EventSource `es_name`.
+pub fn build(
+    es_name: &str,
+    events: &BTreeMap<String, JetStreamEventSource>,
+    secrets: &dyn SecretResolver,
+    sender: Arc<dyn EventSender>,
+    metrics: &SourceMetrics,
+) -> Result<Vec<Box<dyn PullSource>>, BuildError> {
+    let mut out: Vec<Box<dyn PullSource>> = Vec::new();
+    for (event_name, spec) in events {
+        let invalid = |reason: String| BuildError::InvalidSpec {
+            event_source: es_name.into(),
+            event: event_name.clone(),
+            reason,
+        };
+        if spec.url.is_empty() || spec.stream.is_empty() {
+            return Err(invalid("`url` and `stream` are required".into()));
+        }
+        if spec.tls.is_some() {
+            return Err(BuildError::Unsupported {
+                event_source: es_name.into(),
+                event: event_name.clone(),
+                what: "tls on the jetstream source".into(),
+            });
+        }
+        let deliver_policy = match spec.deliver_policy.as_deref().unwrap_or("all") {
+            "all" => DeliverPolicy::All,
+            "last" => DeliverPolicy::Last,
+            "new" => DeliverPolicy::New,
+            "lastPerSubject" => DeliverPolicy::LastPerSubject,
+            other => {
+                return Err(invalid(format!(
+                    "deliverPolicy: `{other}` is not one of all, last, new, lastPerSubject"
+                )))
+            }
+        };
+        let auth = resolve_auth(es_name, event_name, spec.auth.as_ref(), secrets)?;
+        let consumer = spec
+            .consumer
+            .clone()
+            .filter(|c| !c.is_empty())
+            .unwrap_or_else(|| format!("sluice-{es_name}-{event_name}"));
+        out.push(Box::new(JetStreamSource {
+            event_source: es_name.to_owned(),
+            event_name: event_name.clone(),
+            spec: spec.clone(),
+            consumer,
+            deliver_policy,
+            auth,
+            sender: sender.clone(),
+            metrics: metrics.clone(),
+        }));
+    }
+    Ok(out)
+}
+
+/// Why the consumer could not be reached.
+#[derive(Debug, thiserror::Error)]
+enum ConsumeError {
+    #[error("failed to connect to NATS")]
+    Connect(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("failed to find stream {stream}")]
+    GetStream {
+        stream: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("failed to get or create consumer {consumer} on stream {stream}")]
+    Consumer {
+        stream: String,
+        consumer: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("failed to pull messages of consumer {consumer}")]
+    Pull {
+        consumer: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// One `jetstream` event: a durable pull consumer.
+pub struct JetStreamSource {
+    event_source: String,
+    event_name: String,
+    spec: JetStreamEventSource,
+    consumer: String,
+    deliver_policy: DeliverPolicy,
+    auth: Auth,
+    sender: Arc<dyn EventSender>,
+    metrics: SourceMetrics,
+}
+
+/// The body of an event: JSON when asked for and the payload is JSON, base64 otherwise.
+pub fn body_value(payload: &[u8], json_body: bool) -> Value {
+    if json_body {
+        if let Ok(v) = serde_json::from_slice::<Value>(payload) {
+            return v;
+        }
+    }
+    Value::String(base64::engine::general_purpose::STANDARD.encode(payload))
+}
+
+impl JetStreamSource {
+    async fn connect(&self) -> Result<PullConsumer, ConsumeError> {
+        let client = connect(
+            &self.spec.url,
+            &self.auth,
+            format!("sluice-{}-{}", self.event_source, self.event_name),
+        )
+        .await
+        .map_err(ConsumeError::Connect)?;
+        let context = jetstream::new(client);
+        let stream = context
+            .get_stream(&self.spec.stream)
+            .await
+            .map_err(|e| ConsumeError::GetStream {
+                stream: self.spec.stream.clone(),
+                source: Box::new(e),
+            })?;
+        let config = pull::Config {
+            durable_name: Some(self.consumer.clone()),
+            filter_subjects: self.spec.filter_subjects.clone(),
+            deliver_policy: self.deliver_policy,
+            ack_policy: AckPolicy::Explicit,
+            ..Default::default()
+        };
+        stream
+            .get_or_create_consumer(&self.consumer, config)
+            .await
+            .map_err(|e| ConsumeError::Consumer {
+                stream: self.spec.stream.clone(),
+                consumer: self.consumer.clone(),
+                source: Box::new(e),
+            })
+    }
+
+    /// Publishes one message; true when the bus stored it.
+    async fn publish(&self, message: &jetstream::Message, labels: &EventLabels) -> bool {
+        let (stream, sequence) = match message.info() {
+            Ok(info) => (info.stream.to_owned(), info.stream_sequence),
+            Err(e) => {
+                warn!(eventsource = %self.event_source, event_name = %self.event_name, error = %e, "skipped a message without JetStream metadata");
+                return true;
+            }
+        };
+        let header: Value = match &message.headers {
+            None => Value::Null,
+            Some(h) => {
+                let mut map = serde_json::Map::new();
+                for (k, vs) in h.iter() {
+                    let values: Vec<Value> = vs.iter().map(|v| Value::String(v.to_string())).collect();
+                    map.insert(k.to_string(), Value::Array(values));
+                }
+                Value::Object(map)
+            }
+        };
+        let data = json!({
+            "subject": message.subject.as_str(),
+            "body": body_value(&message.payload, self.spec.json_body),
+            "header": header,
+            "metadata": self.spec.metadata,
+            "stream": stream,
+            "sequence": sequence,
+        });
+        let id = deterministic_id(&[
+            SOURCE_TYPE,
+            &self.event_source,
+            &self.event_name,
+            &stream,
+            &sequence.to_string(),
+        ]);
+        let event = match EventBuilder::new(&self.event_source, &self.event_name, SOURCE_TYPE)
+            .id(id)
+            .data_json(data)
+            .build()
+        {
+            Ok(e) => e,
+            Err(e) => {
+                // Cannot happen with these attributes; treated as a bus refusal so it is not lost.
+                warn!(eventsource = %self.event_source, event_name = %self.event_name, error = %e, "failed to build a jetstream event");
+                self.metrics.processing_failed.get_or_create(labels).inc();
+                return false;
+            }
+        };
+        let subject = Subject::new(&self.event_source, &self.event_name);
+        match self.sender.send(&subject, &event).await {
+            Ok(ack) => {
+                if !ack.filtered {
+                    self.metrics.sent.get_or_create(labels).inc();
+                }
+                debug!(eventsource = %self.event_source, event_name = %self.event_name, event = %event.id(), sequence, "published");
+                true
+            }
+            Err(e) => {
+                self.metrics.sent_failed.get_or_create(labels).inc();
+                warn!(eventsource = %self.event_source, event_name = %self.event_name, event = %event.id(), error = %e, "bus did not take the event; nak'ed for redelivery");
+                false
+            }
+        }
+    }
+
+    /// Consumes until cancelled (`Ok`) or the connection fails (`Err`, the caller reconnects).
+    async fn consume(
+        &self,
+        consumer: PullConsumer,
+        cancel: &CancellationToken,
+        labels: &EventLabels,
+        nak_delay: &mut Duration,
+    ) -> Result<(), ConsumeError> {
+        let mut messages = consumer.messages().await.map_err(|e| ConsumeError::Pull {
+            consumer: self.consumer.clone(),
+            source: Box::new(e),
+        })?;
+        loop {
+            let next = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Ok(()),
+                n = messages.next() => n,
+            };
+            let message = match next {
+                Some(Ok(m)) => m,
+                Some(Err(e)) => {
+                    return Err(ConsumeError::Pull {
+                        consumer: self.consumer.clone(),
+                        source: Box::new(e),
+                    })
+                }
+                None => {
+                    return Err(ConsumeError::Pull {
+                        consumer: self.consumer.clone(),
+                        source: "the message stream ended".into(),
+                    })
+                }
+            };
+            let stored = tokio::select! {
+                biased;
+                // Why no ack here: the message is still un-acked, JetStream redelivers it after
+                // the ack wait, so cancelling mid-publish loses nothing.
+                _ = cancel.cancelled() => return Ok(()),
+                s = self.publish(&message, labels) => s,
+            };
+            let settle = if stored {
+                *nak_delay = MIN_BACKOFF;
+                // Why ack now: the bus stored the event, so JetStream may forget the message.
+                message.ack_with(AckKind::Ack).await
+            } else {
+                // Why nak: the bus refused; JetStream redelivers after the delay, nothing lost.
+                let delay = *nak_delay;
+                *nak_delay = (*nak_delay * 2).min(MAX_BACKOFF);
+                message.ack_with(AckKind::Nak(Some(delay))).await
+            };
+            if let Err(e) = settle {
+                // An ack that did not arrive means a redelivery, deduped on the bus by its id.
+                warn!(eventsource = %self.event_source, event_name = %self.event_name, error = %e, "failed to settle a jetstream message; it will be redelivered");
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl PullSource for JetStreamSource {
+    fn describe(&self) -> String {
+        format!("{}/{}", self.event_source, self.event_name)
+    }
+
+    async fn run(self: Box<Self>, cancel: CancellationToken) -> Result<(), SourceError> {
+        let labels = EventLabels {
+            eventsource_name: self.event_source.clone(),
+            event_name: self.event_name.clone(),
+        };
+        let mut wait = MIN_BACKOFF;
+        let mut nak_delay = MIN_BACKOFF;
+        loop {
+            let attempt = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Ok(()),
+                c = self.connect() => c,
+            };
+            let result = match attempt {
+                Ok(consumer) => {
+                    info!(eventsource = %self.event_source, event_name = %self.event_name, stream = %self.spec.stream, consumer = %self.consumer, "consuming");
+                    wait = MIN_BACKOFF;
+                    self.consume(consumer, &cancel, &labels, &mut nak_delay).await
+                }
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    warn!(eventsource = %self.event_source, event_name = %self.event_name, error = %e, retry_in = ?wait, "jetstream consumer failed; reconnecting");
+                }
+            }
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(wait) => {}
+            }
+            wait = (wait * 2).min(MAX_BACKOFF);
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! `mqtt`: subscribes to a topic (wildcards allowed) on an MQTT broker and publishes each message
+//! with upstream's data `{topic, messageId, body, metadata}`.
+//!
+//! Delivery: at-least-once, where upstream subscribes at QoS 0. Sluice subscribes at **QoS 1** with a
+//! persistent session (`clean_session = false`, keyed by `clientId`) and manual acknowledgement: the
+//! PUBACK is sent only after the bus stored the event. While the bus refuses, the message is retried
+//! with backoff and not acknowledged; if the process stops first, the broker redelivers the
+//! un-acknowledged message when the same `clientId` reconnects, and keeps messages published
+//! meanwhile for the session. MQTT packet ids are reused, so event ids are random and a redelivery
+//! can be a duplicate on the bus.
+//!
+//! Body: with `jsonBody` a payload that parses as JSON is embedded as JSON; any other payload is a
+//! base64 string (as upstream marshals bytes), never dropped.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rumqttc::{AsyncClient, Event as MqttEvent, MqttOptions, Packet, Publish, QoS};
+use serde_json::json;
+use sluice_crds::eventsource::MQTTEventSource;
+use sluice_eventbus::{EventBuilder, Subject};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::jetstream::body_value;
+use crate::metrics::{EventLabels, SourceMetrics};
+use crate::sender::EventSender;
+use crate::{BuildError, PullSource, SecretResolver, SourceError};
+
+/// The CloudEvent `type` of this kind.
+pub const SOURCE_TYPE: &str = "mqtt";
+const MIN_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Messages received but not yet published; the broker holds the rest (bounded in-flight window).
+const QUEUE: usize = 64;
+
+/// `tcp://host:port` / `mqtt://host:port` → (host, port).
+pub fn parse_url(url: &str) -> Result<(String, u16), String> {
+    let rest = url
+        .strip_prefix("tcp://")
+        .or_else(|| url.strip_prefix("mqtt://"))
+        .ok_or_else(|| {
+            format!("url: `{url}` must start with tcp:// or mqtt:// (TLS is not supported yet)")
+        })?;
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) => (
+            h,
+            p.parse::<u16>()
+                .map_err(|_| format!("url: `{p}` is not a port number"))?,
+        ),
+        None => (rest, 1883),
+    };
+    if host.is_empty() {
+        return Err(format!("url: `{url}` has no host"));
+    }
+    Ok((host.to_owned(), port))
+}
+
+/// Builds a pull source per `mqtt` event of EventSource `es_name`.
+pub fn build(
+    es_name: &str,
+    events: &BTreeMap<String, MQTTEventSource>,
+    secrets: &dyn SecretResolver,
+    sender: Arc<dyn EventSender>,
+    metrics: &SourceMetrics,
+) -> Result<Vec<Box<dyn PullSource>>, BuildError> {
+    let mut out: Vec<Box<dyn PullSource>> = Vec::new();
+    for (event_name, spec) in events {
+        let invalid = |reason: String| BuildError::InvalidSpec {
+            event_source: es_name.into(),
+            event: event_name.clone(),
+            reason,
+        };
+        if spec.url.is_empty() || spec.topic.is_empty() || spec.client_id.is_empty() {
+            return Err(invalid("`url`, `topic` and `clientId` are required".into()));
+        }
+        if spec.tls.is_some() {
+            return Err(BuildError::Unsupported {
+                event_source: es_name.into(),
+                event: event_name.clone(),
+                what: "tls on the mqtt source".into(),
+            });
+        }
+        let (host, port) = parse_url(&spec.url).map_err(invalid)?;
+        let resolve = |s: &sluice_crds::common::SecretKeySelector| {
+            secrets.resolve_secret(s).map_err(|e| BuildError::ResolveSecret {
+                event_source: es_name.into(),
+                event: event_name.clone(),
+                source: Box::new(e),
+            })
+        };
+        let credentials = match &spec.auth {
+            Some(a) => match (&a.username, &a.password) {
+                (Some(u), Some(p)) => Some((resolve(u)?, resolve(p)?)),
+                _ => return Err(invalid("auth needs username and password".into())),
+            },
+            None => None,
+        };
+        out.push(Box::new(MqttSource {
+            event_source: es_name.to_owned(),
+            event_name: event_name.clone(),
+            spec: spec.clone(),
+            host,
+            port,
+            credentials,
+            sender: sender.clone(),
+            metrics: metrics.clone(),
+        }));
+    }
+    Ok(out)
+}
+
+/// One `mqtt` event: a persistent QoS 1 subscription.
+pub struct MqttSource {
+    event_source: String,
+    event_name: String,
+    spec: MQTTEventSource,
+    host: String,
+    port: u16,
+    credentials: Option<(String, String)>,
+    sender: Arc<dyn EventSender>,
+    metrics: SourceMetrics,
+}
+
+impl MqttSource {
+    /// Drives the connection: (re)connects with backoff, (re)subscribes on every CONNACK, and
+    /// forwards publishes. Ends when `tx` is closed.
+    async fn poll(
+        mut eventloop: rumqttc::EventLoop,
+        client: AsyncClient,
+        topic: String,
+        tx: mpsc::Sender<Publish>,
+        describe: String,
+    ) {
+        let mut wait = MIN_BACKOFF;
+        loop {
+            match eventloop.poll().await {
+                Ok(MqttEvent::Incoming(Packet::ConnAck(ack))) => {
+                    wait = MIN_BACKOFF;
+                    info!(source = %describe, session_present = ack.session_present, "connected to the MQTT broker");
+                    if let Err(e) = client.try_subscribe(topic.clone(), QoS::AtLeastOnce) {
+                        warn!(source = %describe, error = %e, "failed to subscribe");
+                    }
+                }
+                Ok(MqttEvent::Incoming(Packet::Publish(p))) => {
+                    if tx.send(p).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    warn!(source = %describe, error = %e, retry_in = ?wait, "MQTT connection failed; reconnecting");
+                    if tx.is_closed() {
+                        return;
+                    }
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    /// Publishes `p` until the bus stored it; `false` when cancelled first.
+    async fn publish(&self, p: &Publish, labels: &EventLabels, cancel: &CancellationToken) -> bool {
+        let data = json!({
+            "topic": p.topic,
+            "messageId": p.pkid,
+            "body": body_value(&p.payload, self.spec.json_body),
+            "metadata": self.spec.metadata,
+        });
+        let event = match EventBuilder::new(&self.event_source, &self.event_name, SOURCE_TYPE)
+            .data_json(data)
+            .build()
+        {
+            Ok(e) => e,
+            Err(e) => {
+                // Cannot happen with these attributes; not acked, so the broker keeps it.
+                warn!(eventsource = %self.event_source, event_name = %self.event_name, error = %e, "failed to build an mqtt event");
+                self.metrics.processing_failed.get_or_create(labels).inc();
+                return false;
+            }
+        };
+        let subject = Subject::new(&self.event_source, &self.event_name);
+        let mut wait = MIN_BACKOFF;
+        loop {
+            let sent = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return false,
+                s = self.sender.send(&subject, &event) => s,
+            };
+            match sent {
+                Ok(ack) => {
+                    if !ack.filtered {
+                        self.metrics.sent.get_or_create(labels).inc();
+                    }
+                    debug!(eventsource = %self.event_source, event_name = %self.event_name, event = %event.id(), topic = %p.topic, "published");
+                    return true;
+                }
+                Err(e) => {
+                    // Why no PUBACK: the bus refused; retried here, redelivered by the broker
+                    // after a restart.
+                    self.metrics.sent_failed.get_or_create(labels).inc();
+                    warn!(eventsource = %self.event_source, event_name = %self.event_name, event = %event.id(), error = %e, "bus did not take the event; retrying");
+                }
+            }
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return false,
+                _ = tokio::time::sleep(wait) => {}
+            }
+            wait = (wait * 2).min(MAX_BACKOFF);
+        }
+    }
+}
+
+#[async_trait]
+impl PullSource for MqttSource {
+    fn describe(&self) -> String {
+        format!("{}/{}", self.event_source, self.event_name)
+    }
+
+    async fn run(self: Box<Self>, cancel: CancellationToken) -> Result<(), SourceError> {
+        let labels = EventLabels {
+            eventsource_name: self.event_source.clone(),
+            event_name: self.event_name.clone(),
+        };
+        let mut options = MqttOptions::new(self.spec.client_id.clone(), self.host.clone(), self.port);
+        options
+            .set_keep_alive(Duration::from_secs(30))
+            .set_clean_session(false)
+            .set_manual_acks(true);
+        if let Some((user, password)) = &self.credentials {
+            options.set_credentials(user.clone(), password.clone());
+        }
+        let (client, eventloop) = AsyncClient::new(options, QUEUE);
+        let (tx, mut rx) = mpsc::channel(QUEUE);
+        let poller = tokio::spawn(Self::poll(
+            eventloop,
+            client.clone(),
+            self.spec.topic.clone(),
+            tx,
+            self.describe(),
+        ));
+        loop {
+            let p = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => break,
+                p = rx.recv() => match p { Some(p) => p, None => break },
+            };
+            if !self.publish(&p, &labels, &cancel).await {
+                break;
+            }
+            // Why PUBACK now: the bus stored the event, so the broker may forget the message.
+            if let Err(e) = client.ack(&p).await {
+                warn!(eventsource = %self.event_source, event_name = %self.event_name, error = %e, "failed to acknowledge an mqtt message; the broker redelivers it");
+            }
+        }
+        // Dropping the connection without DISCONNECT keeps the session and its un-acked messages.
+        poller.abort();
+        Ok(())
+    }
+}

@@ -1,0 +1,210 @@
+//! `nats` (core NATS): subscribes to a subject (wildcards allowed; in a `queue` group when set) and
+//! publishes each message with upstream's data `{subject, body, header, metadata}`.
+//!
+//! Delivery: **at-most-once by nature.** Core NATS has no acknowledgement and no redelivery: a
+//! message that arrives while the bus refuses is retried here with backoff, but one that arrives
+//! while Sluice is down or disconnected, or is in hand when the process stops, is lost. Use the
+//! `jetstream` kind when every message matters.
+//!
+//! Body: with `jsonBody` a payload that parses as JSON is embedded as JSON; any other payload is a
+//! base64 string (as upstream marshals bytes), never dropped.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use serde_json::{json, Value};
+use sluice_crds::eventsource::NATSEventsSource;
+use sluice_eventbus::{EventBuilder, Subject};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::jetstream::{body_value, connect, resolve_auth, Auth};
+use crate::metrics::{EventLabels, SourceMetrics};
+use crate::sender::EventSender;
+use crate::{BuildError, PullSource, SecretResolver, SourceError};
+
+/// The CloudEvent `type` of this kind.
+pub const SOURCE_TYPE: &str = "nats";
+const MIN_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Builds a pull source per `nats` event of EventSource `es_name`.
+pub fn build(
+    es_name: &str,
+    events: &BTreeMap<String, NATSEventsSource>,
+    secrets: &dyn SecretResolver,
+    sender: Arc<dyn EventSender>,
+    metrics: &SourceMetrics,
+) -> Result<Vec<Box<dyn PullSource>>, BuildError> {
+    let mut out: Vec<Box<dyn PullSource>> = Vec::new();
+    for (event_name, spec) in events {
+        if spec.url.is_empty() || spec.subject.is_empty() {
+            return Err(BuildError::InvalidSpec {
+                event_source: es_name.into(),
+                event: event_name.clone(),
+                reason: "`url` and `subject` are required".into(),
+            });
+        }
+        if spec.tls.is_some() {
+            return Err(BuildError::Unsupported {
+                event_source: es_name.into(),
+                event: event_name.clone(),
+                what: "tls on the nats source".into(),
+            });
+        }
+        let auth = resolve_auth(es_name, event_name, spec.auth.as_ref(), secrets)?;
+        out.push(Box::new(NatsSource {
+            event_source: es_name.to_owned(),
+            event_name: event_name.clone(),
+            spec: spec.clone(),
+            auth,
+            sender: sender.clone(),
+            metrics: metrics.clone(),
+        }));
+    }
+    Ok(out)
+}
+
+/// One `nats` event: a core NATS subscription.
+pub struct NatsSource {
+    event_source: String,
+    event_name: String,
+    spec: NATSEventsSource,
+    auth: Auth,
+    sender: Arc<dyn EventSender>,
+    metrics: SourceMetrics,
+}
+
+impl NatsSource {
+    /// Publishes until the bus stored it; `false` when cancelled first (the message is lost: core
+    /// NATS cannot redeliver).
+    async fn publish(
+        &self,
+        m: &async_nats::Message,
+        labels: &EventLabels,
+        cancel: &CancellationToken,
+    ) -> bool {
+        let header: Value = match &m.headers {
+            None => Value::Null,
+            Some(h) => {
+                let mut map = serde_json::Map::new();
+                for (k, vs) in h.iter() {
+                    let values: Vec<Value> = vs.iter().map(|v| Value::String(v.to_string())).collect();
+                    map.insert(k.to_string(), Value::Array(values));
+                }
+                Value::Object(map)
+            }
+        };
+        let data = json!({
+            "subject": m.subject.as_str(),
+            "body": body_value(&m.payload, self.spec.json_body),
+            "header": header,
+            "metadata": self.spec.metadata,
+        });
+        let event = match EventBuilder::new(&self.event_source, &self.event_name, SOURCE_TYPE)
+            .data_json(data)
+            .build()
+        {
+            Ok(e) => e,
+            Err(e) => {
+                // Cannot happen with these attributes; the message is lost (logged and counted).
+                warn!(eventsource = %self.event_source, event_name = %self.event_name, error = %e, "failed to build a nats event; dropped");
+                self.metrics.processing_failed.get_or_create(labels).inc();
+                return true;
+            }
+        };
+        let subject = Subject::new(&self.event_source, &self.event_name);
+        let mut wait = MIN_BACKOFF;
+        loop {
+            let sent = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return false,
+                s = self.sender.send(&subject, &event) => s,
+            };
+            match sent {
+                Ok(ack) => {
+                    if !ack.filtered {
+                        self.metrics.sent.get_or_create(labels).inc();
+                    }
+                    debug!(eventsource = %self.event_source, event_name = %self.event_name, event = %event.id(), "published");
+                    return true;
+                }
+                Err(e) => {
+                    // Why retry in hand: core NATS cannot redeliver; giving up would lose it.
+                    self.metrics.sent_failed.get_or_create(labels).inc();
+                    warn!(eventsource = %self.event_source, event_name = %self.event_name, event = %event.id(), error = %e, "bus did not take the event; retrying");
+                }
+            }
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return false,
+                _ = tokio::time::sleep(wait) => {}
+            }
+            wait = (wait * 2).min(MAX_BACKOFF);
+        }
+    }
+}
+
+#[async_trait]
+impl PullSource for NatsSource {
+    fn describe(&self) -> String {
+        format!("{}/{}", self.event_source, self.event_name)
+    }
+
+    async fn run(self: Box<Self>, cancel: CancellationToken) -> Result<(), SourceError> {
+        let labels = EventLabels {
+            eventsource_name: self.event_source.clone(),
+            event_name: self.event_name.clone(),
+        };
+        let mut wait = MIN_BACKOFF;
+        loop {
+            let client = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Ok(()),
+                c = connect(&self.spec.url, &self.auth, format!("sluice-{}-{}", self.event_source, self.event_name)) => c,
+            };
+            let subscribed = match client {
+                Ok(client) => {
+                    let subject = self.spec.subject.clone();
+                    match self.spec.queue.clone() {
+                        Some(q) => client.queue_subscribe(subject, q).await,
+                        None => client.subscribe(subject).await,
+                    }
+                    .map_err(|e| e.to_string())
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            match subscribed {
+                Ok(mut sub) => {
+                    info!(eventsource = %self.event_source, event_name = %self.event_name, subject = %self.spec.subject, "subscribed");
+                    wait = MIN_BACKOFF;
+                    // async-nats reconnects by itself and keeps the subscription.
+                    loop {
+                        let m = tokio::select! {
+                            biased;
+                            _ = cancel.cancelled() => return Ok(()),
+                            m = sub.next() => m,
+                        };
+                        let Some(m) = m else { break };
+                        if !self.publish(&m, &labels, &cancel).await {
+                            return Ok(());
+                        }
+                    }
+                    warn!(eventsource = %self.event_source, event_name = %self.event_name, "nats subscription ended; resubscribing");
+                }
+                Err(e) => {
+                    warn!(eventsource = %self.event_source, event_name = %self.event_name, error = %e, retry_in = ?wait, "failed to subscribe to nats; retrying");
+                }
+            }
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(wait) => {}
+            }
+            wait = (wait * 2).min(MAX_BACKOFF);
+        }
+    }
+}

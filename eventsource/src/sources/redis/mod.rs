@@ -1,0 +1,217 @@
+//! `redis` (pub/sub): subscribes to `channels` with PSUBSCRIBE (glob patterns allowed, as upstream)
+//! and publishes each message with upstream's data `{channel, pattern, body, metadata}`.
+//!
+//! Delivery: **at-most-once by nature.** Redis pub/sub has no acknowledgement and no redelivery: a
+//! message that arrives while the bus refuses is retried here with backoff, but one published while
+//! Sluice is down or disconnected, or in hand when the process stops, is lost. Use `redisStream`
+//! when every message matters.
+//!
+//! Body: the payload as a string, as upstream; with `jsonBody` a payload that parses as JSON is
+//! embedded as JSON and any other payload is a base64 string, never dropped.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::Engine;
+use futures::StreamExt;
+use serde_json::{json, Value};
+use sluice_crds::eventsource::RedisEventSource;
+use sluice_eventbus::{EventBuilder, Subject};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::redis_stream::redis_url;
+use crate::metrics::{EventLabels, SourceMetrics};
+use crate::sender::EventSender;
+use crate::{BuildError, PullSource, SecretResolver, SourceError};
+
+/// The CloudEvent `type` of this kind.
+pub const SOURCE_TYPE: &str = "redis";
+const MIN_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// The event body of a payload.
+pub fn body(payload: &[u8], json_body: bool) -> Value {
+    if json_body {
+        if let Ok(v) = serde_json::from_slice::<Value>(payload) {
+            return v;
+        }
+        return Value::String(base64::engine::general_purpose::STANDARD.encode(payload));
+    }
+    Value::String(String::from_utf8_lossy(payload).into_owned())
+}
+
+/// Builds a pull source per `redis` event of EventSource `es_name`.
+pub fn build(
+    es_name: &str,
+    events: &BTreeMap<String, RedisEventSource>,
+    secrets: &dyn SecretResolver,
+    sender: Arc<dyn EventSender>,
+    metrics: &SourceMetrics,
+) -> Result<Vec<Box<dyn PullSource>>, BuildError> {
+    let mut out: Vec<Box<dyn PullSource>> = Vec::new();
+    for (event_name, spec) in events {
+        let invalid = |reason: String| BuildError::InvalidSpec {
+            event_source: es_name.into(),
+            event: event_name.clone(),
+            reason,
+        };
+        if spec.host_address.is_empty() || spec.channels.is_empty() {
+            return Err(invalid("`hostAddress` and `channels` are required".into()));
+        }
+        if spec.tls.is_some() {
+            return Err(BuildError::Unsupported {
+                event_source: es_name.into(),
+                event: event_name.clone(),
+                what: "tls on the redis source".into(),
+            });
+        }
+        let password = match &spec.password {
+            Some(s) => Some(secrets.resolve_secret(s).map_err(|e| BuildError::ResolveSecret {
+                event_source: es_name.into(),
+                event: event_name.clone(),
+                source: Box::new(e),
+            })?),
+            None => None,
+        };
+        let url = redis_url(
+            &spec.host_address,
+            spec.username.as_deref(),
+            password.as_deref(),
+            spec.db.unwrap_or(0),
+        );
+        let client = redis::Client::open(url).map_err(|e| invalid(format!("hostAddress: {e}")))?;
+        out.push(Box::new(RedisSource {
+            event_source: es_name.to_owned(),
+            event_name: event_name.clone(),
+            spec: spec.clone(),
+            client,
+            sender: sender.clone(),
+            metrics: metrics.clone(),
+        }));
+    }
+    Ok(out)
+}
+
+/// One `redis` event: a pattern subscription.
+pub struct RedisSource {
+    event_source: String,
+    event_name: String,
+    spec: RedisEventSource,
+    client: redis::Client,
+    sender: Arc<dyn EventSender>,
+    metrics: SourceMetrics,
+}
+
+impl RedisSource {
+    /// Publishes until the bus stored it; `false` when cancelled first (then the message is lost:
+    /// pub/sub cannot redeliver).
+    async fn publish(&self, m: &redis::Msg, labels: &EventLabels, cancel: &CancellationToken) -> bool {
+        let pattern: String = m.get_pattern().unwrap_or_default();
+        let mut data = json!({
+            "channel": m.get_channel_name(),
+            "pattern": pattern,
+            "body": body(m.get_payload_bytes(), self.spec.json_body),
+        });
+        if let Some(md) = &self.spec.metadata {
+            data["metadata"] = json!(md);
+        }
+        let event = match EventBuilder::new(&self.event_source, &self.event_name, SOURCE_TYPE)
+            .data_json(data)
+            .build()
+        {
+            Ok(e) => e,
+            Err(e) => {
+                // Cannot happen with these attributes; the message is lost (logged and counted).
+                warn!(eventsource = %self.event_source, event_name = %self.event_name, error = %e, "failed to build a redis event; dropped");
+                self.metrics.processing_failed.get_or_create(labels).inc();
+                return true;
+            }
+        };
+        let subject = Subject::new(&self.event_source, &self.event_name);
+        let mut wait = MIN_BACKOFF;
+        loop {
+            let sent = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return false,
+                s = self.sender.send(&subject, &event) => s,
+            };
+            match sent {
+                Ok(ack) => {
+                    if !ack.filtered {
+                        self.metrics.sent.get_or_create(labels).inc();
+                    }
+                    debug!(eventsource = %self.event_source, event_name = %self.event_name, event = %event.id(), "published");
+                    return true;
+                }
+                Err(e) => {
+                    // Why retry in hand: pub/sub cannot redeliver; giving up would lose it.
+                    self.metrics.sent_failed.get_or_create(labels).inc();
+                    warn!(eventsource = %self.event_source, event_name = %self.event_name, event = %event.id(), error = %e, "bus did not take the event; retrying");
+                }
+            }
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return false,
+                _ = tokio::time::sleep(wait) => {}
+            }
+            wait = (wait * 2).min(MAX_BACKOFF);
+        }
+    }
+}
+
+#[async_trait]
+impl PullSource for RedisSource {
+    fn describe(&self) -> String {
+        format!("{}/{}", self.event_source, self.event_name)
+    }
+
+    async fn run(self: Box<Self>, cancel: CancellationToken) -> Result<(), SourceError> {
+        let labels = EventLabels {
+            eventsource_name: self.event_source.clone(),
+            event_name: self.event_name.clone(),
+        };
+        let mut wait = MIN_BACKOFF;
+        loop {
+            let subscribed = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Ok(()),
+                s = async {
+                    let mut pubsub = self.client.get_async_pubsub().await?;
+                    pubsub.psubscribe(&self.spec.channels).await?;
+                    Ok::<_, redis::RedisError>(pubsub)
+                } => s,
+            };
+            match subscribed {
+                Ok(pubsub) => {
+                    info!(eventsource = %self.event_source, event_name = %self.event_name, channels = ?self.spec.channels, "subscribed");
+                    wait = MIN_BACKOFF;
+                    let mut messages = pubsub.into_on_message();
+                    loop {
+                        let m = tokio::select! {
+                            biased;
+                            _ = cancel.cancelled() => return Ok(()),
+                            m = messages.next() => m,
+                        };
+                        let Some(m) = m else { break };
+                        if !self.publish(&m, &labels, &cancel).await {
+                            return Ok(());
+                        }
+                    }
+                    warn!(eventsource = %self.event_source, event_name = %self.event_name, "redis connection lost; resubscribing");
+                }
+                Err(e) => {
+                    warn!(eventsource = %self.event_source, event_name = %self.event_name, error = %e, retry_in = ?wait, "failed to subscribe to redis; retrying");
+                }
+            }
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(wait) => {}
+            }
+            wait = (wait * 2).min(MAX_BACKOFF);
+        }
+    }
+}

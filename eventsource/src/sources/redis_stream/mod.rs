@@ -1,0 +1,400 @@
+//! `redisStream`: reads Redis streams through a consumer group (XREADGROUP) and publishes each entry
+//! as an event with upstream's data `{stream, message_id, values, metadata}`.
+//!
+//! Delivery: at-least-once. An entry is acknowledged (XACK) only after the bus stored its event;
+//! while the bus refuses, the source retries the same entry with backoff and reads nothing else, so
+//! the entry stays in the group's pending entries list (PEL). The consumer name is deterministic
+//! (`sluice-<eventSourceName>-<eventName>`), so a restarted source first re-reads its own pending
+//! entries (XREADGROUP from id `0`) and then new ones (`>`); entries left pending by another consumer
+//! of the group (a dead replica, an older name) are taken over with XAUTOCLAIM once idle for
+//! [`CLAIM_MIN_IDLE`]. The event id is derived from `stream/entry id`, so a re-read entry has the id
+//! it had and the bus drops the duplicate (within its dedupe window).
+//!
+//! The group (default `argo-events-cg`) is created on every stream at `$` (new entries), with
+//! MKSTREAM, when missing, as upstream.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::MultiplexedConnection;
+use serde_json::{json, Map, Value};
+use sluice_crds::eventsource::RedisStreamEventSource;
+use sluice_eventbus::event::deterministic_id;
+use sluice_eventbus::{EventBuilder, Subject};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::metrics::{EventLabels, SourceMetrics};
+use crate::sender::EventSender;
+use crate::{BuildError, PullSource, SecretResolver, SourceError};
+
+/// The CloudEvent `type` of this kind.
+pub const SOURCE_TYPE: &str = "redisStream";
+/// Upstream's default consumer group.
+pub const DEFAULT_GROUP: &str = "argo-events-cg";
+/// How long another consumer's pending entry must be idle before this source claims it.
+pub const CLAIM_MIN_IDLE: Duration = Duration::from_secs(30);
+/// How long one XREADGROUP blocks (short, so cancellation is seen promptly).
+const BLOCK: Duration = Duration::from_millis(500);
+const MIN_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// A `redis://` URL for `host:port`, with credentials percent-encoded and a database number.
+pub fn redis_url(host: &str, username: Option<&str>, password: Option<&str>, db: i32) -> String {
+    fn encode(s: &str) -> String {
+        s.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect()
+    }
+    let creds = match (username, password) {
+        (Some(u), Some(p)) => format!("{}:{}@", encode(u), encode(p)),
+        (None, Some(p)) => format!(":{}@", encode(p)),
+        (Some(u), None) => format!("{}@", encode(u)),
+        (None, None) => String::new(),
+    };
+    format!("redis://{creds}{host}/{db}")
+}
+
+/// Builds a pull source per `redisStream` event of EventSource `es_name`.
+pub fn build(
+    es_name: &str,
+    events: &BTreeMap<String, RedisStreamEventSource>,
+    secrets: &dyn SecretResolver,
+    sender: Arc<dyn EventSender>,
+    metrics: &SourceMetrics,
+) -> Result<Vec<Box<dyn PullSource>>, BuildError> {
+    let mut out: Vec<Box<dyn PullSource>> = Vec::new();
+    for (event_name, spec) in events {
+        let invalid = |reason: String| BuildError::InvalidSpec {
+            event_source: es_name.into(),
+            event: event_name.clone(),
+            reason,
+        };
+        if spec.host_address.is_empty() || spec.streams.is_empty() {
+            return Err(invalid("`hostAddress` and `streams` are required".into()));
+        }
+        if spec.tls.is_some() {
+            return Err(BuildError::Unsupported {
+                event_source: es_name.into(),
+                event: event_name.clone(),
+                what: "tls on the redisStream source".into(),
+            });
+        }
+        let count = spec.max_msg_count_per_read.unwrap_or(10);
+        if count < 1 {
+            return Err(invalid(format!(
+                "maxMsgCountPerRead must be at least 1, got {count}"
+            )));
+        }
+        let password = match &spec.password {
+            Some(s) => Some(secrets.resolve_secret(s).map_err(|e| BuildError::ResolveSecret {
+                event_source: es_name.into(),
+                event: event_name.clone(),
+                source: Box::new(e),
+            })?),
+            None => None,
+        };
+        let url = redis_url(
+            &spec.host_address,
+            spec.username.as_deref(),
+            password.as_deref(),
+            spec.db.unwrap_or(0),
+        );
+        let client = redis::Client::open(url).map_err(|e| invalid(format!("hostAddress: {e}")))?;
+        out.push(Box::new(RedisStreamSource {
+            event_source: es_name.to_owned(),
+            event_name: event_name.clone(),
+            group: spec
+                .consumer_group
+                .clone()
+                .filter(|g| !g.is_empty())
+                .unwrap_or_else(|| DEFAULT_GROUP.into()),
+            consumer: format!("sluice-{es_name}-{event_name}"),
+            count: usize::try_from(count).unwrap_or(10),
+            spec: spec.clone(),
+            client,
+            sender: sender.clone(),
+            metrics: metrics.clone(),
+        }));
+    }
+    Ok(out)
+}
+
+/// One `redisStream` event: a consumer of a group over the streams.
+pub struct RedisStreamSource {
+    event_source: String,
+    event_name: String,
+    group: String,
+    consumer: String,
+    count: usize,
+    spec: RedisStreamEventSource,
+    client: redis::Client,
+    sender: Arc<dyn EventSender>,
+    metrics: SourceMetrics,
+}
+
+/// One stream entry: id and field/value pairs (RESP2 shape).
+type Entry = (String, Vec<Vec<u8>>);
+/// An XREADGROUP reply: per stream, its entries.
+type ReadReply = Option<Vec<(String, Vec<Entry>)>>;
+
+/// How the run loop ended.
+enum End {
+    Cancelled,
+}
+
+impl RedisStreamSource {
+    async fn connect(&self) -> redis::RedisResult<MultiplexedConnection> {
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(Some(BLOCK + Duration::from_secs(5)));
+        let mut con = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        for stream in &self.spec.streams {
+            let created: redis::RedisResult<()> = redis::cmd("XGROUP")
+                .arg("CREATE")
+                .arg(stream)
+                .arg(&self.group)
+                .arg("$")
+                .arg("MKSTREAM")
+                .query_async(&mut con)
+                .await;
+            match created {
+                Ok(()) => {}
+                Err(e) if e.code() == Some("BUSYGROUP") || e.to_string().contains("BUSYGROUP") => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(con)
+    }
+
+    fn data(&self, stream: &str, id: &str, fields: &[Vec<u8>]) -> Value {
+        let mut values = Map::new();
+        for pair in fields.chunks(2) {
+            if let [k, v] = pair {
+                values.insert(
+                    String::from_utf8_lossy(k).into_owned(),
+                    Value::String(String::from_utf8_lossy(v).into_owned()),
+                );
+            }
+        }
+        let mut data = json!({"stream": stream, "message_id": id, "values": values});
+        if let Some(m) = &self.spec.metadata {
+            data["metadata"] = json!(m);
+        }
+        data
+    }
+
+    /// Publishes one entry, retrying while the bus refuses; then XACKs it. `false` when cancelled
+    /// before the bus stored it (the entry stays pending and is re-read after a restart).
+    async fn deliver(
+        &self,
+        con: &mut MultiplexedConnection,
+        stream: &str,
+        entry: &Entry,
+        labels: &EventLabels,
+        cancel: &CancellationToken,
+    ) -> Result<bool, redis::RedisError> {
+        let (id, fields) = entry;
+        let event = EventBuilder::new(&self.event_source, &self.event_name, SOURCE_TYPE)
+            .id(deterministic_id(&[
+                SOURCE_TYPE,
+                &self.event_source,
+                &self.event_name,
+                stream,
+                id,
+            ]))
+            .data_json(self.data(stream, id, fields))
+            .build();
+        let event = match event {
+            Ok(e) => e,
+            Err(e) => {
+                // Cannot happen with these attributes; left pending rather than acked unseen.
+                warn!(eventsource = %self.event_source, event_name = %self.event_name, stream, entry = %id, error = %e, "failed to build a redisStream event; left pending");
+                self.metrics.processing_failed.get_or_create(labels).inc();
+                return Ok(true);
+            }
+        };
+        let subject = Subject::new(&self.event_source, &self.event_name);
+        let mut wait = MIN_BACKOFF;
+        let ack = loop {
+            let sent = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Ok(false),
+                s = self.sender.send(&subject, &event) => s,
+            };
+            match sent {
+                Ok(ack) => break ack,
+                Err(e) => {
+                    // Why no XACK: the bus refused; the entry stays pending and is retried here.
+                    self.metrics.sent_failed.get_or_create(labels).inc();
+                    warn!(eventsource = %self.event_source, event_name = %self.event_name, event = %event.id(), stream, entry = %id, error = %e, "bus did not take the event; retrying");
+                }
+            }
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Ok(false),
+                _ = tokio::time::sleep(wait) => {}
+            }
+            wait = (wait * 2).min(MAX_BACKOFF);
+        };
+        if !ack.filtered {
+            self.metrics.sent.get_or_create(labels).inc();
+        }
+        debug!(eventsource = %self.event_source, event_name = %self.event_name, event = %event.id(), stream, entry = %id, "published");
+        // Why XACK now: the bus stored the event, so the group may forget the entry. A failed XACK
+        // leaves it pending: re-read later and deduped on the bus by its id.
+        let _: i64 = redis::cmd("XACK")
+            .arg(stream)
+            .arg(&self.group)
+            .arg(id)
+            .query_async(con)
+            .await?;
+        Ok(true)
+    }
+
+    /// Reads with `id` (`0`: this consumer's pending entries, `>`: new ones); the number of entries.
+    async fn read(
+        &self,
+        con: &mut MultiplexedConnection,
+        id: &str,
+        labels: &EventLabels,
+        cancel: &CancellationToken,
+    ) -> Result<Option<usize>, redis::RedisError> {
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(&self.group)
+            .arg(&self.consumer)
+            .arg("COUNT")
+            .arg(self.count);
+        if id == ">" {
+            cmd.arg("BLOCK").arg(BLOCK.as_millis() as u64);
+        }
+        cmd.arg("STREAMS").arg(&self.spec.streams);
+        for _ in &self.spec.streams {
+            cmd.arg(id);
+        }
+        let reply: ReadReply = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return Ok(None),
+            r = cmd.query_async::<ReadReply>(con) => r?,
+        };
+        let mut n = 0;
+        for (stream, entries) in reply.unwrap_or_default() {
+            for entry in &entries {
+                if !self.deliver(con, &stream, entry, labels, cancel).await? {
+                    return Ok(None);
+                }
+                n += 1;
+            }
+        }
+        Ok(Some(n))
+    }
+
+    /// Takes over other consumers' entries idle for [`CLAIM_MIN_IDLE`] and delivers them.
+    async fn claim(
+        &self,
+        con: &mut MultiplexedConnection,
+        labels: &EventLabels,
+        cancel: &CancellationToken,
+    ) -> Result<bool, redis::RedisError> {
+        for stream in &self.spec.streams {
+            let mut start = "0-0".to_string();
+            loop {
+                let (next, entries, _deleted): (String, Vec<Option<Entry>>, Vec<String>) =
+                    redis::cmd("XAUTOCLAIM")
+                        .arg(stream)
+                        .arg(&self.group)
+                        .arg(&self.consumer)
+                        .arg(CLAIM_MIN_IDLE.as_millis() as u64)
+                        .arg(&start)
+                        .arg("COUNT")
+                        .arg(self.count)
+                        .query_async(con)
+                        .await?;
+                for entry in entries.iter().flatten() {
+                    info!(eventsource = %self.event_source, event_name = %self.event_name, stream, entry = %entry.0, "claimed an entry left pending by another consumer");
+                    if !self.deliver(con, stream, entry, labels, cancel).await? {
+                        return Ok(false);
+                    }
+                }
+                if next == "0-0" {
+                    break;
+                }
+                start = next;
+            }
+        }
+        Ok(true)
+    }
+
+    async fn consume(
+        &self,
+        labels: &EventLabels,
+        cancel: &CancellationToken,
+    ) -> Result<End, redis::RedisError> {
+        let mut con = self.connect().await?;
+        info!(eventsource = %self.event_source, event_name = %self.event_name, group = %self.group, consumer = %self.consumer, "reading redis streams");
+        // This consumer's own pending entries first (a previous run died before XACK).
+        loop {
+            match self.read(&mut con, "0", labels, cancel).await? {
+                None => return Ok(End::Cancelled),
+                Some(0) => break,
+                Some(_) => {}
+            }
+        }
+        let mut last_claim = tokio::time::Instant::now();
+        if !self.claim(&mut con, labels, cancel).await? {
+            return Ok(End::Cancelled);
+        }
+        loop {
+            if last_claim.elapsed() >= CLAIM_MIN_IDLE {
+                last_claim = tokio::time::Instant::now();
+                if !self.claim(&mut con, labels, cancel).await? {
+                    return Ok(End::Cancelled);
+                }
+            }
+            if self.read(&mut con, ">", labels, cancel).await?.is_none() {
+                return Ok(End::Cancelled);
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl PullSource for RedisStreamSource {
+    fn describe(&self) -> String {
+        format!("{}/{}", self.event_source, self.event_name)
+    }
+
+    async fn run(self: Box<Self>, cancel: CancellationToken) -> Result<(), SourceError> {
+        let labels = EventLabels {
+            eventsource_name: self.event_source.clone(),
+            event_name: self.event_name.clone(),
+        };
+        let mut wait = MIN_BACKOFF;
+        loop {
+            match self.consume(&labels, &cancel).await {
+                Ok(End::Cancelled) => return Ok(()),
+                Err(e) => {
+                    warn!(eventsource = %self.event_source, event_name = %self.event_name, error = %e, retry_in = ?wait, "redis stream consumer failed; reconnecting");
+                }
+            }
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(wait) => {}
+            }
+            wait = (wait * 2).min(MAX_BACKOFF);
+        }
+    }
+}

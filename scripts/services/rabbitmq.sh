@@ -1,0 +1,73 @@
+# rabbitmq: RabbitMQ from Debian (apt package rabbitmq-server), one node rabbit@localhost bound to
+# loopback (AMQP, Erlang distribution and its own epmd), state under $STATE. Sourced by
+# scripts/services.sh; defines start_rabbitmq, stop_rabbitmq, env_rabbitmq.
+# ---- rabbitmq ---------------------------------------------------------------------------------
+RABBITMQ_PORT="${SLUICE_RABBITMQ_PORT:-15673}"
+RABBITMQ_DIST_PORT_SLUICE="${SLUICE_RABBITMQ_DIST_PORT:-25673}"
+RABBITMQ_EPMD_PORT="${SLUICE_RABBITMQ_EPMD_PORT:-14369}"
+
+rabbitmq_bin_dir() {
+  if [[ ! -x /usr/lib/rabbitmq/bin/rabbitmq-server ]]; then
+    log "installing rabbitmq-server (Debian)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends rabbitmq-server >&2
+  fi
+  echo /usr/lib/rabbitmq/bin
+}
+
+# The environment every rabbitmq command of this node runs with. HOME holds the Erlang cookie, so
+# rabbitmqctl finds the node the server started.
+rabbitmq_env() {
+  local dir="$STATE/rabbitmq"
+  export HOME="$dir/home"
+  export RABBITMQ_NODENAME=rabbit@localhost
+  export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
+  export RABBITMQ_NODE_PORT="$RABBITMQ_PORT"
+  export RABBITMQ_DIST_PORT="$RABBITMQ_DIST_PORT_SLUICE"
+  export ERL_EPMD_ADDRESS=127.0.0.1
+  export ERL_EPMD_PORT="$RABBITMQ_EPMD_PORT"
+  export RABBITMQ_MNESIA_BASE="$dir/mnesia"
+  export RABBITMQ_LOG_BASE="$dir/log"
+  export RABBITMQ_PID_FILE="$dir/rabbit.pid"
+  export RABBITMQ_ENABLED_PLUGINS_FILE="$dir/enabled_plugins"
+  export RABBITMQ_CONFIG_FILE="$dir/rabbitmq"
+  export RABBITMQ_ADVANCED_CONFIG_FILE="$dir/advanced.config"
+  export RABBITMQ_CONF_ENV_FILE="$dir/rabbitmq-env.conf"
+}
+
+env_rabbitmq() {
+  echo "AMQP_URL=amqp://guest:guest@127.0.0.1:$RABBITMQ_PORT/%2f"
+}
+
+start_rabbitmq() {
+  local dir="$STATE/rabbitmq" bin
+  bin="$(rabbitmq_bin_dir)"
+  mkdir -p "$dir/home" "$dir/mnesia" "$dir/log"
+  if running "$dir/pid"; then
+    log "rabbitmq already running (pid $(cat "$dir/pid"))"
+  else
+    : >"$dir/rabbitmq-env.conf"
+    echo "[]." >"$dir/enabled_plugins"
+    # The Erlang distribution port listens on loopback too (it defaults to every interface).
+    echo "[{kernel, [{inet_dist_use_interface, {127,0,0,1}}]}]." >"$dir/advanced.config"
+    # guest may log in from loopback only (RabbitMQ's default), which is all the tests need.
+    printf 'listeners.tcp.default = 127.0.0.1:%s\nloopback_users.guest = true\n' "$RABBITMQ_PORT" \
+      >"$dir/rabbitmq.conf"
+    log "starting rabbitmq on 127.0.0.1:$RABBITMQ_PORT"
+    (rabbitmq_env; nohup "$bin/rabbitmq-server" >"$dir/server.log" 2>&1 & echo $! >"$dir/pid")
+    if ! wait_port 127.0.0.1 "$RABBITMQ_PORT" 90; then
+      log "rabbitmq did not start; its log:"; tail -30 "$dir/server.log" >&2; exit 1
+    fi
+  fi
+  env_rabbitmq
+}
+
+stop_rabbitmq() {
+  local dir="$STATE/rabbitmq"
+  if running "$dir/pid"; then
+    (rabbitmq_env; "$(rabbitmq_bin_dir)/rabbitmqctl" stop >/dev/null 2>&1) || kill "$(cat "$dir/pid")"
+    log "stopped rabbitmq"
+  fi
+  # The node's own epmd outlives it; stop it too (it serves only this node's port).
+  (rabbitmq_env; epmd -port "$RABBITMQ_EPMD_PORT" -kill >/dev/null 2>&1) || true
+  rm -f "$dir/pid"
+}

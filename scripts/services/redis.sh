@@ -1,0 +1,42 @@
+# redis: redis-server from Debian (apt package redis-server), in memory only (no RDB, no AOF), bound to
+# loopback. Sourced by scripts/services.sh; defines start_redis, stop_redis, env_redis.
+# ---- redis ------------------------------------------------------------------------------------
+REDIS_PORT="${SLUICE_REDIS_PORT:-16379}"
+
+redis_bin() {
+  if ! command -v redis-server >/dev/null 2>&1; then
+    log "installing redis-server (Debian)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends redis-server >&2
+  fi
+  command -v redis-server
+}
+
+env_redis() {
+  echo "REDIS_URL=redis://127.0.0.1:$REDIS_PORT"
+}
+
+start_redis() {
+  local dir="$STATE/redis" bin
+  bin="$(redis_bin)"
+  mkdir -p "$dir"
+  if running "$dir/pid"; then
+    log "redis already running (pid $(cat "$dir/pid"))"
+  else
+    log "starting redis-server on 127.0.0.1:$REDIS_PORT"
+    nohup "$bin" --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no --dir "$dir" \
+      --daemonize no >"$dir/server.log" 2>&1 &
+    echo $! >"$dir/pid"
+    if ! wait_port 127.0.0.1 "$REDIS_PORT" 30; then
+      log "redis-server did not start; its log:"; tail -20 "$dir/server.log" >&2; exit 1
+    fi
+  fi
+  env_redis
+}
+
+stop_redis() {
+  local dir="$STATE/redis"
+  if running "$dir/pid"; then
+    kill "$(cat "$dir/pid")" && log "stopped redis"
+  fi
+  rm -f "$dir/pid"
+}
