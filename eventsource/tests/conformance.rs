@@ -345,6 +345,9 @@ async fn every_runnable_kind_conforms() {
     let elsewhere = [
         // integration-tests/tests/kube_resource.rs, on the test kube-apiserver.
         EventSourceKind::Resource,
+        // integration-tests/tests/kafka_e2e.rs, on the test Kafka broker (ids per record, no loss on
+        // crash and rebalance, stop on cancel by SIGKILL/restart).
+        EventSourceKind::Kafka,
     ];
     for kind in EventSourceKind::ALL {
         assert!(

@@ -8,6 +8,7 @@ pub mod bitbucketserver;
 pub mod calendar;
 pub mod github;
 pub mod gitlab;
+pub mod kafka;
 pub mod resource;
 pub mod slack;
 pub mod stripe;
@@ -27,7 +28,8 @@ pub fn is_runnable(kind: EventSourceKind) -> bool {
         | K::Stripe
         | K::BitbucketServer
         | K::Bitbucket
-        | K::Resource => true,
+        | K::Resource
+        | K::Kafka => true,
         K::Amqp
         | K::AzureEventsHub
         | K::AzureQueueStorage
@@ -37,7 +39,6 @@ pub fn is_runnable(kind: EventSourceKind) -> bool {
         | K::Generic
         | K::Gerrit
         | K::Hdfs
-        | K::Kafka
         | K::Minio
         | K::Mns
         | K::Mqtt
