@@ -211,6 +211,10 @@ pub fn build(es: &EventSource, ctx: &SourceContext) -> Result<BuiltEventSource, 
         sources::s3::build(&name, events, ctx, &mut built)?;
         running += events.len();
     }
+    if let Some(events) = &es.spec.kafka {
+        sources::kafka::build(&name, events, ctx, &mut built)?;
+        running += events.len();
+    }
     if let Some(events) = &es.spec.resource {
         built.tasks.extend(sources::resource::build(
             &name,

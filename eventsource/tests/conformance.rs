@@ -451,6 +451,9 @@ async fn every_runnable_kind_conforms() {
         // No MinIO server can run on this machine (moto has no ListenBucketNotification); its stream
         // decoding and ids are unit-tested in eventsource/src/sources/minio. Not conformance-tested.
         EventSourceKind::Minio,
+        // integration-tests/tests/kafka_e2e.rs, on the test Kafka broker (ids per record, no loss on
+        // crash and rebalance, stop on cancel by SIGKILL/restart).
+        EventSourceKind::Kafka,
     ];
     for kind in EventSourceKind::ALL {
         assert!(

@@ -11,6 +11,7 @@ pub mod file;
 pub mod github;
 pub mod gitlab;
 pub mod jetstream;
+pub mod kafka;
 pub mod minio;
 pub mod mqtt;
 pub mod nats;
@@ -40,7 +41,8 @@ pub fn is_runnable(kind: EventSourceKind) -> bool {
         | K::Resource
         | K::Sqs
         | K::S3
-        | K::Minio => true,
+        | K::Minio
+        | K::Kafka => true,
         K::Jetstream | K::RedisStream | K::Mqtt | K::Nats | K::Redis | K::Amqp | K::File => true,
         K::AzureEventsHub
         | K::AzureQueueStorage
@@ -49,7 +51,6 @@ pub fn is_runnable(kind: EventSourceKind) -> bool {
         | K::Generic
         | K::Gerrit
         | K::Hdfs
-        | K::Kafka
         | K::Mns
         | K::Nsq
         | K::PubSub

@@ -565,8 +565,8 @@ fn start_error(spec: Value) -> anyhow::Result<SensorError> {
 
 #[test]
 fn unsupported_features_refuse_to_start_with_a_clear_error() -> anyhow::Result<()> {
-    let kafka = json!({"dependencies": deps(&["d"]), "triggers": [{"template": {"name": "k", "kafka": {"topic": "t"}}}]});
-    let e = start_error(kafka)?;
+    let pulsar = json!({"dependencies": deps(&["d"]), "triggers": [{"template": {"name": "k", "pulsar": {"topic": "t"}}}]});
+    let e = start_error(pulsar)?;
     let kind = match &e {
         SensorError::BuildTrigger { source, .. } => match **source {
             BuildError::UnsupportedKind { kind, .. } => kind,
@@ -574,7 +574,7 @@ fn unsupported_features_refuse_to_start_with_a_clear_error() -> anyhow::Result<(
         },
         _ => "",
     };
-    assert_eq!(kind, "kafka", "{e}");
+    assert_eq!(kind, "pulsar", "{e}");
 
     let unknown = json!({"dependencies": deps(&["d"]), "triggers": [{"template": {"name": "t", "conditions": "d && x", "log": {}}}]});
     let e = start_error(unknown)?;

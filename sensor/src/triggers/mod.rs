@@ -13,6 +13,7 @@ pub mod argo_workflow;
 pub mod email;
 pub mod http;
 pub mod k8s;
+pub mod kafka;
 pub mod log;
 pub mod nats;
 pub mod slack;
@@ -33,7 +34,7 @@ pub enum BuildError {
     #[error("failed to build a trigger: it has no `template`")]
     MissingTemplate,
     /// The template sets no action.
-    #[error("failed to build trigger `{trigger}`: the template sets no action (set one of http, log, nats, slack, email, k8s, argoWorkflow)")]
+    #[error("failed to build trigger `{trigger}`: the template sets no action (set one of http, log, nats, kafka, slack, email, k8s, argoWorkflow)")]
     NoAction {
         /// The trigger's name.
         trigger: String,
@@ -47,7 +48,7 @@ pub enum BuildError {
         fields: String,
     },
     /// The action's kind has no implementation yet.
-    #[error("failed to build trigger `{trigger}`: the `{kind}` trigger is not supported yet (supported: http, log, nats, slack, email, k8s, argoWorkflow)")]
+    #[error("failed to build trigger `{trigger}`: the `{kind}` trigger is not supported yet (supported: http, log, nats, kafka, slack, email, k8s, argoWorkflow)")]
     UnsupportedKind {
         /// The trigger's name.
         trigger: String,
@@ -352,6 +353,8 @@ pub enum BuiltTrigger {
     Log(log::LogTrigger),
     /// `nats`
     Nats(nats::NatsTrigger),
+    /// `kafka`
+    Kafka(kafka::KafkaTrigger),
     /// `slack`
     Slack(slack::SlackTrigger),
     /// `email`
@@ -399,6 +402,9 @@ impl BuiltTrigger {
             )?)),
             TriggerAction::Log(log) => Ok(BuiltTrigger::Log(log::LogTrigger::build(&name, log))),
             TriggerAction::Nats(spec) => Ok(BuiltTrigger::Nats(nats::NatsTrigger::build(&name, spec, ctx)?)),
+            TriggerAction::Kafka(spec) => {
+                Ok(BuiltTrigger::Kafka(kafka::KafkaTrigger::build(&name, spec, ctx)?))
+            }
             TriggerAction::Slack(spec) => {
                 Ok(BuiltTrigger::Slack(slack::SlackTrigger::build(&name, spec, ctx)?))
             }
@@ -427,7 +433,6 @@ impl BuiltTrigger {
             )),
             TriggerAction::AwsLambda(_)
             | TriggerAction::Custom(_)
-            | TriggerAction::Kafka(_)
             | TriggerAction::OpenWhisk(_)
             | TriggerAction::AzureEventHubs(_)
             | TriggerAction::Pulsar(_)
@@ -443,6 +448,7 @@ impl BuiltTrigger {
             BuiltTrigger::Http(t) => t,
             BuiltTrigger::Log(t) => t,
             BuiltTrigger::Nats(t) => t,
+            BuiltTrigger::Kafka(t) => t,
             BuiltTrigger::Slack(t) => t,
             BuiltTrigger::Email(t) => t,
             BuiltTrigger::K8s(t) => t,
