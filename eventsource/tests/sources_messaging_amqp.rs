@@ -37,10 +37,7 @@ impl EventSender for Recorder {
         if self.refuse {
             Err(PublishError::Unavailable)
         } else {
-            Ok(PublishAck {
-                sequence: 1,
-                duplicate: false,
-            })
+            Ok(PublishAck::stored(1, false))
         }
     }
 }

@@ -27,10 +27,7 @@ struct Recorder {
 impl EventSender for Recorder {
     async fn send(&self, _: &Subject, event: &Event) -> Result<PublishAck, PublishError> {
         self.seen.lock().expect("lock").push(event.clone());
-        Ok(PublishAck {
-            sequence: 1,
-            duplicate: false,
-        })
+        Ok(PublishAck::stored(1, false))
     }
 }
 
