@@ -251,7 +251,7 @@ def table(result):
     for r in result["bursts"]:
         lines.append(f"  concurrency {r['concurrency']}: {100 * r['workflows_per_second'] / c['created_per_second']:.0f}% "
                      f"of the ceiling; burst accepted in {r['accept_seconds']:.2f} s "
-                     f"(p99 {r['accept_latency_us'].get('p99', 0) / 1000:.1f} ms)")
+                     f"(p99 {r['accept_latency_us'].get('p99_us', 0) / 1000:.1f} ms)")
     return "\n".join(lines)
 
 
