@@ -187,7 +187,16 @@ async fn controller_turns_resources_into_workloads_and_reports_status() -> Resul
         es.metadata.owner_references.as_ref().context("owner")?[0].kind,
         "EventSource"
     );
-    let es_service = services.get("webhook-eventsource").await?;
+    // The controller applies the Service after the Deployment: wait for it rather than race it.
+    let mut es_service = None;
+    for _ in 0..300 {
+        if let Some(found) = services.get_opt("webhook-eventsource").await? {
+            es_service = Some(found);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let es_service = es_service.context("Service webhook-eventsource was never created")?;
     assert_eq!(
         es_service.spec.and_then(|s| s.ports).context("ports")?[0].port,
         12000
