@@ -41,3 +41,44 @@ impl EventSender for BusSender {
         }
     }
 }
+
+/// Publishes `event` for a source whose upstream cannot redeliver (core NATS, Redis pub/sub, file
+/// notifications): retries with doubling backoff (200 ms to 30 s) until the bus stored it, counting
+/// `sent`/`sent_failed`. Returns `false` only when `cancel` fired first.
+pub async fn publish_until_stored(
+    sender: &dyn EventSender,
+    subject: &Subject,
+    event: &Event,
+    metrics: &crate::metrics::SourceMetrics,
+    labels: &crate::metrics::EventLabels,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> bool {
+    let mut wait = Duration::from_millis(200);
+    loop {
+        let sent = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return false,
+            s = sender.send(subject, event) => s,
+        };
+        match sent {
+            Ok(ack) => {
+                if !ack.filtered {
+                    metrics.sent.get_or_create(labels).inc();
+                }
+                tracing::debug!(eventsource = %subject.event_source_name, event_name = %subject.event_name, event = %event.id(), "published");
+                return true;
+            }
+            Err(e) => {
+                // Why retry in hand: the upstream cannot redeliver; giving up would lose the event.
+                metrics.sent_failed.get_or_create(labels).inc();
+                tracing::warn!(eventsource = %subject.event_source_name, event_name = %subject.event_name, event = %event.id(), error = %e, "bus did not take the event; retrying");
+            }
+        }
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return false,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        wait = (wait * 2).min(Duration::from_secs(30));
+    }
+}

@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use sluice_crds::eventsource::RedisEventSource;
 use sluice_eventbus::{EventBuilder, Subject};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use super::redis_stream::redis_url;
 use crate::metrics::{EventLabels, SourceMetrics};
@@ -131,34 +131,8 @@ impl RedisSource {
             }
         };
         let subject = Subject::new(&self.event_source, &self.event_name);
-        let mut wait = MIN_BACKOFF;
-        loop {
-            let sent = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return false,
-                s = self.sender.send(&subject, &event) => s,
-            };
-            match sent {
-                Ok(ack) => {
-                    if !ack.filtered {
-                        self.metrics.sent.get_or_create(labels).inc();
-                    }
-                    debug!(eventsource = %self.event_source, event_name = %self.event_name, event = %event.id(), "published");
-                    return true;
-                }
-                Err(e) => {
-                    // Why retry in hand: pub/sub cannot redeliver; giving up would lose it.
-                    self.metrics.sent_failed.get_or_create(labels).inc();
-                    warn!(eventsource = %self.event_source, event_name = %self.event_name, event = %event.id(), error = %e, "bus did not take the event; retrying");
-                }
-            }
-            tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return false,
-                _ = tokio::time::sleep(wait) => {}
-            }
-            wait = (wait * 2).min(MAX_BACKOFF);
-        }
+        crate::sender::publish_until_stored(&*self.sender, &subject, &event, &self.metrics, labels, cancel)
+            .await
     }
 }
 
