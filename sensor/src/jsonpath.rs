@@ -205,58 +205,103 @@ fn build(parts: &[Part], value: Value, path: &str) -> Result<Value, SetPathError
 /// separated by `.` (a numeric key indexes an array). `None` when the path uses any other gjson
 /// syntax (wildcards, `#`, modifiers, escapes, multipaths): the caller then runs gjson on the
 /// document's text. `Some(None)`: the path does not exist. Avoids serializing a large payload for
-/// every filter.
+/// every filter. Filters split their paths once with [`GjsonPath`].
 pub fn get_simple<'a>(root: &'a Value, path: &str) -> Option<Option<&'a Value>> {
-    if path.is_empty() {
-        return None;
-    }
-    let mut current = root;
-    for part in path.split('.') {
-        if part.is_empty()
-            || part.bytes().any(|b| {
-                matches!(
-                    b,
-                    b'*' | b'?'
-                        | b'#'
-                        | b'@'
-                        | b'|'
-                        | b'\\'
-                        | b'!'
-                        | b'{'
-                        | b'}'
-                        | b'['
-                        | b']'
-                        | b'('
-                        | b')'
-                        | b'='
-                        | b'<'
-                        | b'>'
-                        | b'%'
-                        | b','
-                        | b'"'
-                        | b'\''
-                        | b'`'
-                        | b'~'
-                )
+    GjsonPath::new(path).get_parsed(root)
+}
+
+/// A gjson path, split once when it is plain (see [`get_simple`]) so reading it per event does not
+/// re-scan its text.
+#[derive(Clone, Debug)]
+pub struct GjsonPath {
+    text: String,
+    /// Each key, with its array index when it is all digits; `None` for gjson syntax.
+    plain: Option<Vec<(String, Option<usize>)>>,
+}
+
+impl GjsonPath {
+    /// Splits `path`.
+    pub fn new(path: &str) -> Self {
+        let plain = (!path.is_empty())
+            .then(|| {
+                path.split('.')
+                    .map(|part| {
+                        let special = part.is_empty()
+                            || part.bytes().any(|b| {
+                                matches!(
+                                    b,
+                                    b'*' | b'?'
+                                        | b'#'
+                                        | b'@'
+                                        | b'|'
+                                        | b'\\'
+                                        | b'!'
+                                        | b'{'
+                                        | b'}'
+                                        | b'['
+                                        | b']'
+                                        | b'('
+                                        | b')'
+                                        | b'='
+                                        | b'<'
+                                        | b'>'
+                                        | b'%'
+                                        | b','
+                                        | b'"'
+                                        | b'\''
+                                        | b'`'
+                                        | b'~'
+                                )
+                            });
+                        // A digits-only key too long for usize indexes nothing (and still names
+                        // an object key).
+                        let index = if part.bytes().all(|b| b.is_ascii_digit()) {
+                            Some(part.parse::<usize>().ok())
+                        } else {
+                            None
+                        };
+                        (!special).then(|| (part.to_owned(), index))
+                    })
+                    .collect::<Option<Vec<_>>>()
             })
-        {
-            return None;
+            .flatten()
+            .map(|parts| {
+                parts
+                    .into_iter()
+                    .map(|(key, index)| (key, index.map(|i| i.unwrap_or(usize::MAX))))
+                    .collect()
+            });
+        Self {
+            text: path.to_owned(),
+            plain,
         }
-        current = match current {
-            Value::Object(map) => match map.get(part) {
-                Some(v) => v,
-                None => return Some(None),
-            },
-            Value::Array(items) if part.bytes().all(|b| b.is_ascii_digit()) => {
-                match part.parse::<usize>().ok().and_then(|i| items.get(i)) {
+    }
+
+    /// The path as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// [`get_simple`] with the split done: `None` for gjson syntax, `Some(None)` when the path does
+    /// not exist.
+    pub fn get_parsed<'a>(&self, root: &'a Value) -> Option<Option<&'a Value>> {
+        let parts = self.plain.as_ref()?;
+        let mut current = root;
+        for (key, index) in parts {
+            current = match (current, index) {
+                (Value::Object(map), _) => match map.get(key.as_str()) {
                     Some(v) => v,
                     None => return Some(None),
-                }
-            }
-            _ => return Some(None),
-        };
+                },
+                (Value::Array(items), Some(i)) => match items.get(*i) {
+                    Some(v) => v,
+                    None => return Some(None),
+                },
+                _ => return Some(None),
+            };
+        }
+        Some(Some(current))
     }
-    Some(Some(current))
 }
 
 /// The gjson type names upstream uses to decide how a resolved value is inserted.
@@ -311,6 +356,40 @@ pub fn go_number_string(raw: &str) -> String {
     raw.parse::<f64>().map(|f| f.to_string()).unwrap_or_default()
 }
 
+/// [`go_string`] of a value in parsed data (what gjson returns for its JSON text), without
+/// serializing strings.
+pub fn go_string_of(value: &Value) -> std::borrow::Cow<'_, str> {
+    use std::borrow::Cow;
+    match value {
+        Value::String(s) => Cow::Borrowed(s),
+        Value::Number(n) => Cow::Owned(go_number_string(&n.to_string())),
+        Value::Bool(true) => Cow::Borrowed("true"),
+        Value::Bool(false) => Cow::Borrowed("false"),
+        Value::Null => Cow::Borrowed(""),
+        Value::Array(_) | Value::Object(_) => Cow::Owned(value.to_string()),
+    }
+}
+
+/// [`go_float`] of a value in parsed data.
+pub fn go_float_of(value: &Value) -> f64 {
+    match value {
+        Value::Bool(true) => 1.0,
+        Value::String(s) => s.parse().unwrap_or(0.0),
+        Value::Number(n) => n.as_f64().unwrap_or(0.0),
+        _ => 0.0,
+    }
+}
+
+/// [`go_bool`] of a value in parsed data.
+pub fn go_bool_of(value: &Value) -> bool {
+    match value {
+        Value::Bool(b) => *b,
+        Value::String(s) => s == "1" || s.eq_ignore_ascii_case("t") || s.eq_ignore_ascii_case("true"),
+        Value::Number(_) => go_float_of(value) != 0.0,
+        _ => false,
+    }
+}
+
 /// Go gjson's `Result.Float()`: `true` is 1, strings are parsed (0 when not a number), numbers as
 /// they are, everything else 0.
 pub fn go_float(value: &gjson::Value<'_>) -> f64 {
@@ -356,6 +435,49 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use serde_json::json;
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            any::<u64>().prop_map(|n| json!(n)),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(|f| json!(f)),
+            prop_oneof![
+                "[ -~]{0,8}",
+                Just("1".to_string()),
+                Just("T".to_string()),
+                Just("TRUE".to_string()),
+                Just("tRuE".to_string()),
+                Just("2.50".to_string()),
+                Just("-0".to_string()),
+            ]
+            .prop_map(Value::String),
+        ];
+        leaf.prop_recursive(2, 8, 3, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+                prop::collection::btree_map("[a-z]{1,3}", inner, 0..3)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// The parsed-value readings agree with gjson's over the value's JSON text.
+        #[test]
+        fn readings_of_parsed_values_match_gjson(value in json_value()) {
+            let text = value.to_string();
+            let parsed = gjson::parse(&text);
+            let (ours, theirs) = (go_string_of(&value).into_owned(), go_string(&parsed));
+            prop_assert_eq!(ours, theirs);
+            let (a, b) = (go_float_of(&value), go_float(&parsed));
+            prop_assert!(a == b || (a.is_nan() && b.is_nan()), "{} vs {}", a, b);
+            prop_assert_eq!(go_bool_of(&value), go_bool(&parsed));
+        }
+    }
 
     fn set(mut root: Value, path: &str, value: Value) -> Result<Value, SetPathError> {
         set_path(&mut root, path, value)?;

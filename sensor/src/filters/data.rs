@@ -20,9 +20,14 @@ use regex::Regex;
 use sluice_crds::sensor::DataFilter;
 
 use super::regex::compile_go_regex;
-use super::view::DataView;
+use std::borrow::Cow;
+
+use super::view::{DataView, Found};
 use super::{FilterError, LogicalOperator};
-use crate::jsonpath::{go_bool, go_float, go_parse_bool, go_parse_float, go_string};
+use crate::jsonpath::{
+    go_bool, go_bool_of, go_float, go_float_of, go_parse_bool, go_parse_float, go_string, go_string_of,
+    GjsonPath,
+};
 
 /// How a filter's value is compared.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,6 +70,7 @@ enum Values {
 #[derive(Clone, Debug)]
 pub struct CompiledDataFilter {
     path: String,
+    gjson: GjsonPath,
     values: Values,
     value_count: usize,
     comparator: Comparator,
@@ -116,6 +122,7 @@ impl CompiledDataFilter {
             other => Values::UnknownType(other.to_owned()),
         };
         Self {
+            gjson: GjsonPath::new(&path),
             path,
             values,
             value_count: filter.value.len(),
@@ -158,54 +165,67 @@ impl CompiledDataFilter {
     /// `Ok(true)` when one of the values matches, `Ok(false)` when none does, `Err` at the first
     /// problem met on the way (upstream's order: path, values, template, type, each value in turn).
     pub(crate) fn evaluate(&self, data: &DataView<'_>) -> Result<bool, FilterError> {
-        self.evaluate_seen(data, &mut None)
+        self.evaluate_seen(data, None)
     }
 
-    /// [`Self::evaluate`], recording the value compared (after the template) in `seen` when asked.
+    /// [`Self::evaluate`], recording the value compared (after the template) in `seen` when given
+    /// (`sluice sensor test` and the debug verdicts; the hot path passes `None` and allocates
+    /// nothing for it).
     pub(crate) fn evaluate_seen(
         &self,
         data: &DataView<'_>,
-        seen: &mut Option<String>,
+        seen: Option<&mut Option<String>>,
     ) -> Result<bool, FilterError> {
-        let Some(found) = data.get(&self.path) else {
+        let Some(found) = data.get(&self.gjson) else {
             return Err(FilterError::PathNotFound {
                 path: self.path.clone(),
             });
         };
-        let mut raw = found.raw().into_owned();
         if self.value_count == 0 {
             return Err(FilterError::NoValues {
                 path: self.path.clone(),
             });
         }
-        if let Some(template) = &self.template {
-            let template = template.as_ref().map_err(|e| FilterError::Template {
-                path: self.path.clone(),
-                reason: e.to_string(),
-            })?;
-            let input = go_string(&gjson::parse(&raw));
-            let out = template
-                .render_input(&serde_json::Value::String(input))
-                .map_err(|e| FilterError::Template {
+        // The common case reads the parsed value directly; gjson over JSON text is kept for complex
+        // paths and template output (both readings agree: see `jsonpath`'s property test).
+        let text: String;
+        let actual = match (&found, &self.template) {
+            (Found::Parsed(value), None) => Actual::Parsed(value),
+            (_, None) => {
+                text = found.raw().into_owned();
+                Actual::Gjson(gjson::parse(&text))
+            }
+            (_, Some(template)) => {
+                let template = template.as_ref().map_err(|e| FilterError::Template {
                     path: self.path.clone(),
                     reason: e.to_string(),
                 })?;
-            if out.is_empty() || out == "<no value>" {
-                return Err(FilterError::Template {
-                    path: self.path.clone(),
-                    reason: format!("`{}` rendered an empty string or no value", template.source()),
-                });
+                let input = go_string(&gjson::parse(&found.raw()));
+                let out = template
+                    .render_input(&serde_json::Value::String(input))
+                    .map_err(|e| FilterError::Template {
+                        path: self.path.clone(),
+                        reason: e.to_string(),
+                    })?;
+                if out.is_empty() || out == "<no value>" {
+                    return Err(FilterError::Template {
+                        path: self.path.clone(),
+                        reason: format!("`{}` rendered an empty string or no value", template.source()),
+                    });
+                }
+                // Upstream compares the output as a JSON string.
+                text = serde_json::Value::String(out).to_string();
+                Actual::Gjson(gjson::parse(&text))
             }
-            // Upstream compares the output as a JSON string.
-            raw = serde_json::Value::String(out).to_string();
-        }
-        let found = gjson::parse(&raw);
-        if seen.is_none() {
-            *seen = Some(go_string(&found));
+        };
+        if let Some(seen) = seen {
+            if seen.is_none() {
+                *seen = Some(actual.string().into_owned());
+            }
         }
         match &self.values {
             Values::Bool(values) => {
-                let actual = go_bool(&found);
+                let actual = actual.bool();
                 for value in values {
                     if *value.as_ref().map_err(Clone::clone)? == actual {
                         return Ok(true);
@@ -214,7 +234,7 @@ impl CompiledDataFilter {
                 Ok(false)
             }
             Values::Number(values) => {
-                let actual = go_float(&found);
+                let actual = actual.float();
                 for value in values {
                     let wanted = *value.as_ref().map_err(Clone::clone)?;
                     let matched = match self.comparator {
@@ -233,7 +253,7 @@ impl CompiledDataFilter {
                 Ok(false)
             }
             Values::String(values) => {
-                let actual = go_string(&found);
+                let actual = actual.string();
                 for value in values {
                     let is_match = value.as_ref().map_err(Clone::clone)?.is_match(&actual);
                     let matched = match self.comparator {
@@ -251,6 +271,37 @@ impl CompiledDataFilter {
                 path: self.path.clone(),
                 ty: ty.clone(),
             }),
+        }
+    }
+}
+
+/// The value a data filter compares, read with Go gjson's conversions.
+enum Actual<'a> {
+    /// Straight from the parsed data.
+    Parsed(&'a serde_json::Value),
+    /// gjson over JSON text (a complex path's result, a template's output).
+    Gjson(gjson::Value<'a>),
+}
+
+impl Actual<'_> {
+    fn string(&self) -> Cow<'_, str> {
+        match self {
+            Actual::Parsed(v) => go_string_of(v),
+            Actual::Gjson(v) => Cow::Owned(go_string(v)),
+        }
+    }
+
+    fn float(&self) -> f64 {
+        match self {
+            Actual::Parsed(v) => go_float_of(v),
+            Actual::Gjson(v) => go_float(v),
+        }
+    }
+
+    fn bool(&self) -> bool {
+        match self {
+            Actual::Parsed(v) => go_bool_of(v),
+            Actual::Gjson(v) => go_bool(v),
         }
     }
 }

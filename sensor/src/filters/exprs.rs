@@ -12,13 +12,14 @@ use sluice_expr::{CompileError, Env, Program, Value};
 
 use super::view::DataView;
 use super::{FilterError, LogicalOperator};
+use crate::jsonpath::GjsonPath;
 
 /// One `filters.exprs` entry, compiled once.
 #[derive(Clone, Debug)]
 pub struct CompiledExprFilter {
     source: String,
     program: Result<Program, CompileError>,
-    fields: Vec<(String, String)>,
+    fields: Vec<(String, GjsonPath)>,
 }
 
 /// What a set of expression filters decided.
@@ -39,7 +40,7 @@ impl CompiledExprFilter {
             fields: filter
                 .fields
                 .iter()
-                .map(|f| (f.name.clone(), f.path.clone()))
+                .map(|f| (f.name.clone(), GjsonPath::new(&f.path)))
                 .collect(),
         }
     }
@@ -57,11 +58,12 @@ impl CompiledExprFilter {
         })
     }
 
-    /// `Ok(None)`: skipped (no fields). `seen` receives the bound values as `name=value` pairs.
+    /// `Ok(None)`: skipped (no fields). `seen`, when given, receives the bound values as
+    /// `name=value` pairs (the hot path passes `None` and formats nothing).
     pub(crate) fn evaluate_seen(
         &self,
         data: &DataView<'_>,
-        seen: &mut Option<String>,
+        seen: Option<&mut Option<String>>,
     ) -> Result<Option<bool>, FilterError> {
         if self.fields.is_empty() {
             return Ok(None);
@@ -69,11 +71,13 @@ impl CompiledExprFilter {
         let mut env = Env::new();
         for (name, path) in &self.fields {
             let Some(found) = data.get(path) else {
-                return Err(FilterError::PathNotFound { path: path.clone() });
+                return Err(FilterError::PathNotFound {
+                    path: path.as_str().to_owned(),
+                });
             };
             env.insert(name.clone(), found.to_expr_value());
         }
-        if seen.is_none() {
+        if let Some(seen) = seen.filter(|s| s.is_none()) {
             *seen = Some(
                 self.fields
                     .iter()
@@ -121,7 +125,7 @@ pub fn evaluate_expr_filters(
     }
     let mut errors = Vec::new();
     for filter in filters {
-        match (filter.evaluate_seen(data, &mut None), operator) {
+        match (filter.evaluate_seen(data, None), operator) {
             (Ok(None), _) => {}
             (Ok(Some(true)), LogicalOperator::Or) => {
                 return ExprOutcome {

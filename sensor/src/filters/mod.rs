@@ -554,7 +554,7 @@ impl DependencyFilter {
             for (i, f) in filters.iter().enumerate() {
                 let mut seen = None;
                 let result = match data {
-                    Some(d) => f.evaluate_seen(d, &mut seen),
+                    Some(d) => f.evaluate_seen(d, Some(&mut seen)),
                     None => Ok(None),
                 };
                 out.push(verdict(
@@ -570,7 +570,7 @@ impl DependencyFilter {
             for (i, f) in filters.iter().enumerate() {
                 let mut seen = None;
                 let result = match data {
-                    Some(d) => f.evaluate_seen(d, &mut seen).map(Some),
+                    Some(d) => f.evaluate_seen(d, Some(&mut seen)).map(Some),
                     None => Ok(None),
                 };
                 out.push(verdict(

@@ -6,7 +6,7 @@ use std::cell::OnceCell;
 
 use serde_json::Value;
 
-use crate::jsonpath::get_simple;
+use crate::jsonpath::GjsonPath;
 
 /// One event's data, shared by all filters of a dependency.
 pub struct DataView<'a> {
@@ -72,11 +72,11 @@ impl<'a> DataView<'a> {
     }
 
     /// gjson's `Get(data, path)`; `None` when the path does not exist.
-    pub fn get(&self, path: &str) -> Option<Found<'a>> {
-        match get_simple(self.value, path) {
+    pub fn get(&self, path: &GjsonPath) -> Option<Found<'a>> {
+        match path.get_parsed(self.value) {
             Some(found) => found.map(Found::Parsed),
             None => {
-                let found = gjson::get(self.text(), path);
+                let found = gjson::get(self.text(), path.as_str());
                 found.exists().then(|| Found::Raw(found.json().to_owned()))
             }
         }
