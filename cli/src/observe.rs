@@ -1,8 +1,8 @@
 //! The process's own HTTP endpoints: `/metrics` (Prometheus text), `/healthz` (the process is alive) and
-//! `/readyz` (every port listens and every sensor subscribed), on one port apart from the webhook ports.
+//! `/readyz` (every port listens, every sensor subscribed, and every registered condition holds: the
+//! bus connected, each broker source connected), on one port apart from the webhook ports.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::http::{header, StatusCode};
@@ -10,14 +10,28 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use prometheus_client::registry::Registry;
+use sluice_eventbus::readiness::{Readiness, ReadyFlag};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 /// Shared state of the observability endpoints.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Observability {
     registry: Arc<Mutex<Registry>>,
-    ready: Arc<AtomicBool>,
+    readiness: Readiness,
+    started: ReadyFlag,
+}
+
+impl Default for Observability {
+    fn default() -> Self {
+        let readiness = Readiness::default();
+        let started = readiness.flag("started");
+        Self {
+            registry: Arc::default(),
+            readiness,
+            started,
+        }
+    }
 }
 
 impl Observability {
@@ -30,15 +44,20 @@ impl Observability {
         f(&mut guard)
     }
 
-    /// Marks the process ready (or not).
+    /// Marks the process started (or not); `/readyz` also needs every other condition.
     pub fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::SeqCst);
+        self.started.set(ready);
+    }
+
+    /// The readiness conditions, for the parts of the process that register their own.
+    pub fn readiness(&self) -> &Readiness {
+        &self.readiness
     }
 
     /// The router, testable without a socket.
     pub fn router(&self) -> Router {
         let registry = self.registry.clone();
-        let ready = self.ready.clone();
+        let readiness = self.readiness.clone();
         Router::new()
             .route(
                 "/metrics",
@@ -71,12 +90,16 @@ impl Observability {
             .route(
                 "/readyz",
                 get(move || {
-                    let ready = ready.load(Ordering::SeqCst);
+                    let unmet = readiness.unmet();
                     async move {
-                        if ready {
-                            (StatusCode::OK, "ready")
+                        if unmet.is_empty() {
+                            (StatusCode::OK, "ready".to_string())
                         } else {
-                            (StatusCode::SERVICE_UNAVAILABLE, "starting")
+                            // Names only (source and condition names), never connection details.
+                            (
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                format!("not ready: {}", unmet.join(", ")),
+                            )
                         }
                     }
                 }),
@@ -150,5 +173,12 @@ mod tests {
             get_text(obs.router(), "/readyz").await,
             (StatusCode::OK, "ready".into())
         );
+        let broker = obs.readiness().flag("es/orders");
+        assert_eq!(
+            get_text(obs.router(), "/readyz").await,
+            (StatusCode::SERVICE_UNAVAILABLE, "not ready: es/orders".into())
+        );
+        broker.set(true);
+        assert_eq!(get_text(obs.router(), "/readyz").await.0, StatusCode::OK);
     }
 }

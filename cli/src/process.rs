@@ -148,6 +148,10 @@ async fn start(
     let bus = opened.bus;
     let secrets: Arc<dyn SecretResolver> = secrets(args);
     let observability = Observability::default();
+    let connected = bus.clone();
+    observability
+        .readiness()
+        .probe("bus", move || connected.is_connected());
     let source_metrics = observability.register(SourceMetrics::register);
     let sensor_metrics = observability.register(SensorMetrics::register);
     if let Err(error) = observability
@@ -231,6 +235,7 @@ async fn start(
         sender: Arc::new(BusSender::new(bus.clone(), args.publish_timeout)),
         metrics: source_metrics,
         checkpoints: Some(checkpoints),
+        readiness: observability.readiness().clone(),
     };
     let mut routes = RouteTable::new();
     for es in event_sources {

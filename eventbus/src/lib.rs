@@ -9,6 +9,7 @@
 pub mod embedded;
 pub mod event;
 pub mod jetstream;
+pub mod readiness;
 pub mod secrets;
 
 use std::time::Duration;
@@ -270,4 +271,10 @@ pub trait Bus: Send + Sync + 'static {
 
     /// Stops accepting publishes and ends every subscription once in-flight work settles.
     async fn close(&self);
+
+    /// Whether the bus can take a publish now (connected to its server); `/readyz` asks it. An
+    /// in-process bus always can.
+    fn is_connected(&self) -> bool {
+        true
+    }
 }

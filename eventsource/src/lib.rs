@@ -1,7 +1,8 @@
 //! Event sources: adapters that turn outside events (HTTP requests, broker messages, ticks) into
 //! CloudEvents and hand them to an [`EventSender`], which returns only once the bus stored them.
 //!
-//! Layout: one directory per kind under `sources/`, a closed registry ([`sources::is_runnable`] over `crds`'s `EventSourceKind`), the
+//! Layout: one directory per kind under `sources/`, one exhaustive match in [`build`] over `crds`'s
+//! `EventSourceKind` (derived from it: [`sources::is_runnable`]), the
 //! shared HTTP server for push kinds ([`http`]), secret resolution from files ([`secrets`]).
 //! [`build`] turns an `EventSource` into routes (push kinds) and tasks (pull kinds); the caller mounts
 //! the routes of every EventSource of the process on one [`http::RouteTable`] and runs the tasks.
@@ -22,7 +23,8 @@ pub(crate) mod testing;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use sluice_crds::eventsource::EventSource;
+use sluice_crds::eventsource::{EventSource, EventSourceKind};
+pub use sluice_eventbus::readiness::{Readiness, ReadyFlag};
 use tokio_util::sync::CancellationToken;
 
 pub use secrets::{FileSecretResolver, SecretError, SecretResolver};
@@ -109,6 +111,88 @@ pub struct SourceContext {
     /// Where sources keep progress across restarts (the calendar's last tick); `None` refuses
     /// specs that need it.
     pub checkpoints: Option<Arc<dyn checkpoint::CheckpointStore>>,
+    /// The process's readiness: a source that connects to a broker registers a flag here and
+    /// clears it while disconnected, so `/readyz` fails and names it.
+    pub readiness: Readiness,
+}
+
+impl SourceContext {
+    /// A context resolving with `secrets` and publishing to `sender`, with unregistered metrics, no
+    /// checkpoint store and its own readiness: for tests and tools that build one source.
+    pub fn new(secrets: Arc<dyn SecretResolver>, sender: Arc<dyn EventSender>) -> Self {
+        Self {
+            secrets,
+            sender,
+            metrics: metrics::SourceMetrics::default(),
+            checkpoints: None,
+            readiness: Readiness::default(),
+        }
+    }
+}
+
+/// Builds the events of one kind with its builder (`sources::<kind>::build`), outside an
+/// EventSource: for tests and tools. [`build`] is what processes use.
+pub fn build_kind<T>(
+    es_name: &str,
+    events: &std::collections::BTreeMap<String, T>,
+    build: BuildFn<T>,
+    ctx: &SourceContext,
+) -> Result<BuiltEventSource, BuildError> {
+    let mut built = BuiltEventSource {
+        name: es_name.into(),
+        routes: Vec::new(),
+        tasks: Vec::new(),
+    };
+    build(es_name, events, ctx, &mut built)?;
+    Ok(built)
+}
+
+/// A kind's builder: adds the routes and tasks of its events to the EventSource being built.
+pub type BuildFn<T> = fn(
+    &str,
+    &std::collections::BTreeMap<String, T>,
+    &SourceContext,
+    &mut BuiltEventSource,
+) -> Result<(), BuildError>;
+
+/// Runs each kind's builder over its events and counts them for `running`; refuses a kind this
+/// build cannot run if the spec has events of it.
+struct Adder<'a> {
+    name: &'a str,
+    spec: &'a sluice_crds::eventsource::EventSourceSpec,
+    ctx: &'a SourceContext,
+    built: &'a mut BuiltEventSource,
+    running: usize,
+}
+
+impl sources::KindVisitor for Adder<'_> {
+    type Out = Result<(), BuildError>;
+
+    fn runnable<T>(
+        &mut self,
+        _: EventSourceKind,
+        events: &sluice_crds::eventsource::Events<T>,
+        build: BuildFn<T>,
+    ) -> Self::Out {
+        if let Some(events) = events {
+            build(self.name, events, self.ctx, self.built)?;
+            self.running += events.len();
+        }
+        Ok(())
+    }
+
+    fn unsupported(&mut self, kind: EventSourceKind) -> Self::Out {
+        // `build` returns nothing on an error, so a process never starts with part of an
+        // EventSource silently missing.
+        match self.spec.names_of(kind).next() {
+            Some(event) => Err(BuildError::Unsupported {
+                event_source: self.name.into(),
+                event: event.to_string(),
+                what: format!("the {} event source kind", kind.field_name()),
+            }),
+            None => Ok(()),
+        }
+    }
 }
 
 /// An EventSource ready to run: routes for the shared HTTP server and tasks for pull kinds.
@@ -151,148 +235,17 @@ pub fn build(es: &EventSource, ctx: &SourceContext) -> Result<BuiltEventSource, 
         };
         &filtered_ctx
     };
-    for (kind, event) in es.spec.event_names() {
-        if !sources::is_runnable(kind) {
-            return Err(BuildError::Unsupported {
-                event_source: name.clone(),
-                event: event.to_string(),
-                what: format!("the {} event source kind", kind.field_name()),
-            });
-        }
+    let mut adder = Adder {
+        name: &name,
+        spec: &es.spec,
+        ctx,
+        built: &mut built,
+        running: 0,
+    };
+    for kind in EventSourceKind::ALL {
+        sources::dispatch(kind, &es.spec, &mut adder)?;
     }
-    let mut running = 0usize;
-    if let Some(events) = &es.spec.webhook {
-        built.routes.extend(sources::webhook::build_routes(
-            &name,
-            events,
-            ctx.secrets.as_ref(),
-            ctx.sender.clone(),
-            &ctx.metrics,
-        )?);
-        running += events.len();
-    }
-    if let Some(events) = &es.spec.github {
-        sources::github::build(&name, events, ctx, &mut built)?;
-        running += events.len();
-    }
-    if let Some(events) = &es.spec.calendar {
-        sources::calendar::build(&name, events, ctx, &mut built)?;
-        running += events.len();
-    }
-    if let Some(events) = &es.spec.slack {
-        sources::slack::build(&name, events, ctx, &mut built)?;
-        running += events.len();
-    }
-    if let Some(events) = &es.spec.stripe {
-        sources::stripe::build(&name, events, ctx, &mut built)?;
-        running += events.len();
-    }
-    if let Some(events) = &es.spec.bitbucketserver {
-        sources::bitbucketserver::build(&name, events, ctx, &mut built)?;
-        running += events.len();
-    }
-    if let Some(events) = &es.spec.bitbucket {
-        sources::bitbucket::build(&name, events, ctx, &mut built)?;
-        running += events.len();
-    }
-    if let Some(events) = &es.spec.gitlab {
-        sources::gitlab::build(&name, events, ctx, &mut built)?;
-        running += events.len();
-    }
-    if let Some(events) = &es.spec.sqs {
-        sources::sqs::build(&name, events, ctx, &mut built)?;
-        running += events.len();
-    }
-    if let Some(events) = &es.spec.minio {
-        sources::minio::build(&name, events, ctx, &mut built)?;
-        running += events.len();
-    }
-    if let Some(events) = &es.spec.s3 {
-        sources::s3::build(&name, events, ctx, &mut built)?;
-        running += events.len();
-    }
-    if let Some(events) = &es.spec.kafka {
-        sources::kafka::build(&name, events, ctx, &mut built)?;
-        running += events.len();
-    }
-    if let Some(events) = &es.spec.resource {
-        built.tasks.extend(sources::resource::build(
-            &name,
-            events,
-            ctx.sender.clone(),
-            &ctx.metrics,
-        )?);
-        running += events.len();
-    }
-    if let Some(events) = &es.spec.jetstream {
-        built.tasks.extend(sources::jetstream::build(
-            &name,
-            events,
-            ctx.secrets.as_ref(),
-            ctx.sender.clone(),
-            &ctx.metrics,
-        )?);
-        running += events.len();
-    }
-    if let Some(events) = &es.spec.redis_stream {
-        built.tasks.extend(sources::redis_stream::build(
-            &name,
-            events,
-            ctx.secrets.as_ref(),
-            ctx.sender.clone(),
-            &ctx.metrics,
-        )?);
-        running += events.len();
-    }
-    if let Some(events) = &es.spec.mqtt {
-        built.tasks.extend(sources::mqtt::build(
-            &name,
-            events,
-            ctx.secrets.as_ref(),
-            ctx.sender.clone(),
-            &ctx.metrics,
-        )?);
-        running += events.len();
-    }
-    if let Some(events) = &es.spec.nats {
-        built.tasks.extend(sources::nats::build(
-            &name,
-            events,
-            ctx.secrets.as_ref(),
-            ctx.sender.clone(),
-            &ctx.metrics,
-        )?);
-        running += events.len();
-    }
-    if let Some(events) = &es.spec.redis {
-        built.tasks.extend(sources::redis::build(
-            &name,
-            events,
-            ctx.secrets.as_ref(),
-            ctx.sender.clone(),
-            &ctx.metrics,
-        )?);
-        running += events.len();
-    }
-    if let Some(events) = &es.spec.amqp {
-        built.tasks.extend(sources::amqp::build(
-            &name,
-            events,
-            ctx.secrets.as_ref(),
-            ctx.sender.clone(),
-            &ctx.metrics,
-        )?);
-        running += events.len();
-    }
-    if let Some(events) = &es.spec.file {
-        built.tasks.extend(sources::file::build(
-            &name,
-            events,
-            ctx.sender.clone(),
-            &ctx.metrics,
-        )?);
-        running += events.len();
-    }
+    let running = adder.running;
     ctx.metrics
         .running
         .get_or_create(&metrics::SourceLabels {
@@ -323,6 +276,7 @@ mod tests {
             sender: Arc::new(NoSender),
             metrics: metrics::SourceMetrics::default(),
             checkpoints: None,
+            readiness: Readiness::default(),
         }
     }
 

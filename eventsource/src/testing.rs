@@ -140,6 +140,7 @@ pub fn context(secrets: Secrets, rec: std::sync::Arc<Recorder>) -> crate::Source
         sender: rec,
         metrics: crate::metrics::SourceMetrics::default(),
         checkpoints: Some(std::sync::Arc::new(MemoryCheckpoints::default())),
+        readiness: crate::Readiness::default(),
     }
 }
 

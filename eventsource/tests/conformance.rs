@@ -354,6 +354,7 @@ async fn check(case: Case, dir: &std::path::Path) {
         sender: bus.clone(),
         metrics,
         checkpoints: Some(Arc::new(FileCheckpointStore::new(dir.join("state")))),
+        readiness: sluice_eventsource::Readiness::default(),
     };
     let built = build(&es, &ctx).unwrap_or_else(|e| panic!("{kind}: {e}"));
     let cancel = CancellationToken::new();

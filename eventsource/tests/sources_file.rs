@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use serde_json::json;
 use sluice_crds::eventsource::{FileEventSource, WatchPathConfig};
 use sluice_eventbus::{Event, PublishAck, PublishError, Subject};
-use sluice_eventsource::metrics::SourceMetrics;
 use sluice_eventsource::sources::file;
+use sluice_eventsource::{FileSecretResolver, SourceContext};
 use sluice_eventsource::{EventSender, PullSource};
 use tokio_util::sync::CancellationToken;
 
@@ -58,13 +58,14 @@ fn source(
         metadata: Some(BTreeMap::from([("team".into(), "ops".into())])),
         ..Default::default()
     };
-    file::build(
+    sluice_eventsource::build_kind(
         "es",
         &BTreeMap::from([("files".to_string(), spec)]),
-        rec,
-        &SourceMetrics::default(),
+        file::build,
+        &SourceContext::new(Arc::new(FileSecretResolver::new("/nonexistent")), rec),
     )
     .expect("build")
+    .tasks
     .pop()
     .expect("one source")
 }
@@ -140,11 +141,14 @@ async fn polling_reports_removes_matching_the_regexp_by_file_name() {
 #[test]
 fn bad_specs_are_refused_with_the_field() {
     let err = |spec: FileEventSource| {
-        file::build(
+        sluice_eventsource::build_kind(
             "es",
             &BTreeMap::from([("f".to_string(), spec)]),
-            Arc::new(Recorder::default()),
-            &SourceMetrics::default(),
+            file::build,
+            &SourceContext::new(
+                Arc::new(FileSecretResolver::new("/nonexistent")),
+                Arc::new(Recorder::default()),
+            ),
         )
         .err()
         .map(|e| e.to_string())

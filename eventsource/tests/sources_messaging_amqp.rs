@@ -14,8 +14,8 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Exchange
 use serde_json::json;
 use sluice_crds::eventsource::{AMQPConsumeConfig, AMQPEventSource, AMQPQueueDeclareConfig};
 use sluice_eventbus::{Event, PublishAck, PublishError, Subject};
-use sluice_eventsource::metrics::SourceMetrics;
 use sluice_eventsource::sources::amqp;
+use sluice_eventsource::SourceContext;
 use sluice_eventsource::{EventSender, FileSecretResolver, PullSource};
 use tokio_util::sync::CancellationToken;
 
@@ -143,14 +143,14 @@ fn source(
         consume,
         ..Default::default()
     };
-    amqp::build(
+    sluice_eventsource::build_kind(
         "es",
         &BTreeMap::from([("orders".to_string(), spec)]),
-        &FileSecretResolver::new("/nonexistent"),
-        sender,
-        &SourceMetrics::default(),
+        amqp::build,
+        &SourceContext::new(Arc::new(FileSecretResolver::new("/nonexistent")), sender),
     )
     .expect("build")
+    .tasks
     .pop()
     .expect("one source")
 }
@@ -270,12 +270,14 @@ async fn auto_ack_is_honoured() {
 #[test]
 fn a_spec_without_an_exchange_or_with_two_urls_is_refused() {
     let build = |spec: AMQPEventSource| {
-        amqp::build(
+        sluice_eventsource::build_kind(
             "es",
             &BTreeMap::from([("e".to_string(), spec)]),
-            &FileSecretResolver::new("/nonexistent"),
-            Arc::new(Recorder::default()),
-            &SourceMetrics::default(),
+            amqp::build,
+            &SourceContext::new(
+                Arc::new(FileSecretResolver::new("/nonexistent")),
+                Arc::new(Recorder::default()),
+            ),
         )
         .err()
         .map(|e| e.to_string())

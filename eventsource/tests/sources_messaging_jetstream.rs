@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use serde_json::{json, Value};
 use sluice_crds::eventsource::JetStreamEventSource;
 use sluice_eventbus::{Event, PublishAck, PublishError, Subject};
-use sluice_eventsource::metrics::SourceMetrics;
 use sluice_eventsource::sources::jetstream;
+use sluice_eventsource::SourceContext;
 use sluice_eventsource::{EventSender, FileSecretResolver, PullSource};
 use tokio_util::sync::CancellationToken;
 
@@ -78,15 +78,14 @@ fn source(stream: &str, sender: Arc<Recorder>, json_body: bool) -> Box<dyn PullS
         metadata: Some(BTreeMap::from([("team".into(), "ops".into())])),
         ..Default::default()
     };
-    let mut built = jetstream::build(
+    let mut built = sluice_eventsource::build_kind(
         "es",
         &BTreeMap::from([("orders".to_string(), spec)]),
-        &FileSecretResolver::new("/nonexistent"),
-        sender,
-        &SourceMetrics::default(),
+        jetstream::build,
+        &SourceContext::new(Arc::new(FileSecretResolver::new("/nonexistent")), sender),
     )
     .expect("build");
-    built.pop().expect("one source")
+    built.tasks.pop().expect("one source")
 }
 
 #[tokio::test]

@@ -12,8 +12,8 @@ use rumqttc::{AsyncClient, Event as MqttEvent, MqttOptions, Outgoing, Packet, Qo
 use serde_json::json;
 use sluice_crds::eventsource::MQTTEventSource;
 use sluice_eventbus::{Event, PublishAck, PublishError, Subject};
-use sluice_eventsource::metrics::SourceMetrics;
 use sluice_eventsource::sources::mqtt;
+use sluice_eventsource::SourceContext;
 use sluice_eventsource::{EventSender, FileSecretResolver, PullSource};
 use tokio_util::sync::CancellationToken;
 
@@ -110,14 +110,14 @@ fn source(client_id: &str, topic: &str, sender: Arc<Recorder>) -> Box<dyn PullSo
         metadata: Some(BTreeMap::from([("team".into(), "ops".into())])),
         ..Default::default()
     };
-    mqtt::build(
+    sluice_eventsource::build_kind(
         "es",
         &BTreeMap::from([("telemetry".to_string(), spec)]),
-        &FileSecretResolver::new("/nonexistent"),
-        sender,
-        &SourceMetrics::default(),
+        mqtt::build,
+        &SourceContext::new(Arc::new(FileSecretResolver::new("/nonexistent")), sender),
     )
     .expect("build")
+    .tasks
     .pop()
     .expect("one source")
 }

@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use serde_json::json;
 use sluice_crds::eventsource::{NATSEventsSource, RedisEventSource};
 use sluice_eventbus::{Event, PublishAck, PublishError, Subject};
-use sluice_eventsource::metrics::SourceMetrics;
 use sluice_eventsource::sources::{nats, redis as redis_source};
+use sluice_eventsource::SourceContext;
 use sluice_eventsource::{EventSender, FileSecretResolver, PullSource};
 use tokio_util::sync::CancellationToken;
 
@@ -68,14 +68,17 @@ async fn nats_messages_round_trip_with_headers() {
         ..Default::default()
     };
     let recorder = Arc::new(Recorder::default());
-    let task = nats::build(
+    let task = sluice_eventsource::build_kind(
         "es",
         &BTreeMap::from([("n".to_string(), spec)]),
-        &FileSecretResolver::new("/nonexistent"),
-        recorder.clone(),
-        &SourceMetrics::default(),
+        nats::build,
+        &SourceContext::new(
+            Arc::new(FileSecretResolver::new("/nonexistent")),
+            recorder.clone(),
+        ),
     )
     .expect("build")
+    .tasks
     .pop()
     .expect("one");
     let client = async_nats::connect(env("NATS_URL")).await.expect("connect");
@@ -113,14 +116,17 @@ async fn redis_messages_round_trip_with_channel_and_pattern() {
         ..Default::default()
     };
     let recorder = Arc::new(Recorder::default());
-    let task = redis_source::build(
+    let task = sluice_eventsource::build_kind(
         "es",
         &BTreeMap::from([("r".to_string(), spec)]),
-        &FileSecretResolver::new("/nonexistent"),
-        recorder.clone(),
-        &SourceMetrics::default(),
+        redis_source::build,
+        &SourceContext::new(
+            Arc::new(FileSecretResolver::new("/nonexistent")),
+            recorder.clone(),
+        ),
     )
     .expect("build")
+    .tasks
     .pop()
     .expect("one");
     let mut con = redis::Client::open(url)

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use serde_json::{json, Value};
 use sluice_crds::eventsource::RedisStreamEventSource;
 use sluice_eventbus::{Event, PublishAck, PublishError, Subject};
-use sluice_eventsource::metrics::SourceMetrics;
 use sluice_eventsource::sources::redis_stream;
+use sluice_eventsource::SourceContext;
 use sluice_eventsource::{EventSender, FileSecretResolver, PullSource};
 use tokio_util::sync::CancellationToken;
 
@@ -108,14 +108,14 @@ fn source(stream: &str, sender: Arc<Recorder>) -> Box<dyn PullSource> {
         metadata: Some(BTreeMap::from([("team".into(), "ops".into())])),
         ..Default::default()
     };
-    redis_stream::build(
+    sluice_eventsource::build_kind(
         "es",
         &BTreeMap::from([("entries".to_string(), spec)]),
-        &FileSecretResolver::new("/nonexistent"),
-        sender,
-        &SourceMetrics::default(),
+        redis_stream::build,
+        &SourceContext::new(Arc::new(FileSecretResolver::new("/nonexistent")), sender),
     )
     .expect("build")
+    .tasks
     .pop()
     .expect("one source")
 }

@@ -14,7 +14,6 @@ use kube::core::GroupVersionKind;
 use serde_json::{json, Value};
 use sluice_crds::eventsource::{ResourceEventSource, ResourceFilter};
 use sluice_eventbus::{Bus, EmbeddedBus, EmbeddedConfig, Event, PublishAck, PublishError, Subject};
-use sluice_eventsource::metrics::SourceMetrics;
 use sluice_eventsource::{BusSender, EventSender};
 use tokio_util::sync::CancellationToken;
 
@@ -65,13 +64,17 @@ fn start(
     spec: ResourceEventSource,
     recorder: Arc<Recorder>,
 ) -> Result<(CancellationToken, tokio::task::JoinHandle<()>)> {
-    let mut sources = sluice_eventsource::sources::resource::build(
+    let ctx = sluice_eventsource::SourceContext::new(
+        Arc::new(sluice_eventsource::secrets::MapSecretResolver::new()),
+        recorder,
+    );
+    let mut built = sluice_eventsource::build_kind(
         "k8s",
         &[("cm".to_owned(), spec)].into(),
-        recorder,
-        &SourceMetrics::default(),
+        sluice_eventsource::sources::resource::build,
+        &ctx,
     )?;
-    let source = sources.pop().context("one source")?;
+    let source = built.tasks.pop().context("one source")?;
     let cancel = CancellationToken::new();
     let token = cancel.clone();
     let task = tokio::spawn(async move {

@@ -410,7 +410,8 @@ impl EventSourceSpec {
         out
     }
 
-    fn names_of(&self, kind: EventSourceKind) -> Box<dyn Iterator<Item = &str> + '_> {
+    /// The names of the events of `kind`.
+    pub fn names_of(&self, kind: EventSourceKind) -> Box<dyn Iterator<Item = &str> + '_> {
         use EventSourceKind as K;
         match kind {
             K::Amqp => Box::new(names(&self.amqp)),

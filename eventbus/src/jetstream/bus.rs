@@ -333,6 +333,11 @@ impl Bus for JetStreamBus {
         result
     }
 
+    fn is_connected(&self) -> bool {
+        !self.inner.closed.load(Ordering::Acquire)
+            && self.inner.client.connection_state() == async_nats::connection::State::Connected
+    }
+
     /// Gets or creates the durable pull consumer `durable` (its name sanitized, see
     /// [`names::durable_name`]) filtering `<stream>.<eventSourceName>.<eventName>`. An existing
     /// durable keeps its position and settings (ack wait, max deliver, …); only its filter must

@@ -21,6 +21,7 @@
 
 mod data;
 
+use crate::{BuiltEventSource, SourceContext};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,7 +44,7 @@ pub use data::{arguments_table, event_data, go_time_string};
 
 use crate::metrics::{EventLabels, SourceMetrics};
 use crate::sender::EventSender;
-use crate::{BuildError, PullSource, SecretResolver, SourceError};
+use crate::{BuildError, PullSource, SourceError};
 
 /// The CloudEvent `type` of this kind.
 pub const SOURCE_TYPE: &str = "amqp";
@@ -108,11 +109,11 @@ fn exchange_kind(t: &str) -> ExchangeKind {
 pub fn build(
     es_name: &str,
     events: &BTreeMap<String, AMQPEventSource>,
-    secrets: &dyn SecretResolver,
-    sender: Arc<dyn EventSender>,
-    metrics: &SourceMetrics,
-) -> Result<Vec<Box<dyn PullSource>>, BuildError> {
-    let mut out: Vec<Box<dyn PullSource>> = Vec::new();
+    ctx: &SourceContext,
+    out: &mut BuiltEventSource,
+) -> Result<(), BuildError> {
+    let secrets = ctx.secrets.as_ref();
+    let (sender, metrics) = (&ctx.sender, &ctx.metrics);
     for (event_name, spec) in events {
         let invalid = |reason: String| BuildError::InvalidSpec {
             event_source: es_name.into(),
@@ -158,7 +159,7 @@ pub fn build(
         let arguments = arguments_table(spec.queue_declare.as_ref().and_then(|q| q.arguments.as_deref()))
             .map_err(invalid)?;
         let backoff = backoff_of(spec).map_err(invalid)?;
-        out.push(Box::new(AmqpSource {
+        out.tasks.push(Box::new(AmqpSource {
             event_source: es_name.to_owned(),
             event_name: event_name.clone(),
             spec: spec.clone(),
@@ -169,7 +170,7 @@ pub fn build(
             metrics: metrics.clone(),
         }));
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The first reconnect wait and its factor, from `connectionBackoff` (default 1s, doubling).

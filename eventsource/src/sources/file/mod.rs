@@ -15,6 +15,7 @@
 
 mod ops;
 
+use crate::{BuiltEventSource, SourceContext};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -49,10 +50,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 pub fn build(
     es_name: &str,
     events: &BTreeMap<String, FileEventSource>,
-    sender: Arc<dyn EventSender>,
-    metrics: &SourceMetrics,
-) -> Result<Vec<Box<dyn PullSource>>, BuildError> {
-    let mut out: Vec<Box<dyn PullSource>> = Vec::new();
+    ctx: &SourceContext,
+    out: &mut BuiltEventSource,
+) -> Result<(), BuildError> {
+    let (sender, metrics) = (&ctx.sender, &ctx.metrics);
     for (event_name, spec) in events {
         let invalid = |reason: String| BuildError::InvalidSpec {
             event_source: es_name.into(),
@@ -82,7 +83,7 @@ pub fn build(
             ),
             (None, None) => return Err(invalid("watchPathConfig: set `path` or `pathRegexp`".into())),
         };
-        out.push(Box::new(FileSource {
+        out.tasks.push(Box::new(FileSource {
             event_source: es_name.to_owned(),
             event_name: event_name.clone(),
             directory: PathBuf::from(&config.directory),
@@ -94,7 +95,7 @@ pub fn build(
             metrics: metrics.clone(),
         }));
     }
-    Ok(out)
+    Ok(())
 }
 
 /// One `file` event: a watch on one directory.

@@ -14,6 +14,7 @@
 //! by default). Body: with `jsonBody` a payload that parses as JSON is embedded as JSON; any other
 //! payload is a base64 string (as upstream marshals bytes), never dropped.
 
+use crate::{BuiltEventSource, SourceContext};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -118,11 +119,11 @@ pub(crate) async fn connect(
 pub fn build(
     es_name: &str,
     events: &BTreeMap<String, JetStreamEventSource>,
-    secrets: &dyn SecretResolver,
-    sender: Arc<dyn EventSender>,
-    metrics: &SourceMetrics,
-) -> Result<Vec<Box<dyn PullSource>>, BuildError> {
-    let mut out: Vec<Box<dyn PullSource>> = Vec::new();
+    ctx: &SourceContext,
+    out: &mut BuiltEventSource,
+) -> Result<(), BuildError> {
+    let secrets = ctx.secrets.as_ref();
+    let (sender, metrics) = (&ctx.sender, &ctx.metrics);
     for (event_name, spec) in events {
         let invalid = |reason: String| BuildError::InvalidSpec {
             event_source: es_name.into(),
@@ -156,7 +157,7 @@ pub fn build(
             .clone()
             .filter(|c| !c.is_empty())
             .unwrap_or_else(|| format!("sluice-{es_name}-{event_name}"));
-        out.push(Box::new(JetStreamSource {
+        out.tasks.push(Box::new(JetStreamSource {
             event_source: es_name.to_owned(),
             event_name: event_name.clone(),
             spec: spec.clone(),
@@ -167,7 +168,7 @@ pub fn build(
             metrics: metrics.clone(),
         }));
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Why the consumer could not be reached.

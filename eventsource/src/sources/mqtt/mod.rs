@@ -12,6 +12,7 @@
 //! Body: with `jsonBody` a payload that parses as JSON is embedded as JSON; any other payload is a
 //! base64 string (as upstream marshals bytes), never dropped.
 
+use crate::{BuiltEventSource, SourceContext};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,7 +29,7 @@ use tracing::{debug, info, warn};
 use super::jetstream::body_value;
 use crate::metrics::{EventLabels, SourceMetrics};
 use crate::sender::EventSender;
-use crate::{BuildError, PullSource, SecretResolver, SourceError};
+use crate::{BuildError, PullSource, SourceError};
 
 /// The CloudEvent `type` of this kind.
 pub const SOURCE_TYPE: &str = "mqtt";
@@ -64,11 +65,11 @@ pub fn parse_url(url: &str) -> Result<(String, u16), String> {
 pub fn build(
     es_name: &str,
     events: &BTreeMap<String, MQTTEventSource>,
-    secrets: &dyn SecretResolver,
-    sender: Arc<dyn EventSender>,
-    metrics: &SourceMetrics,
-) -> Result<Vec<Box<dyn PullSource>>, BuildError> {
-    let mut out: Vec<Box<dyn PullSource>> = Vec::new();
+    ctx: &SourceContext,
+    out: &mut BuiltEventSource,
+) -> Result<(), BuildError> {
+    let secrets = ctx.secrets.as_ref();
+    let (sender, metrics) = (&ctx.sender, &ctx.metrics);
     for (event_name, spec) in events {
         let invalid = |reason: String| BuildError::InvalidSpec {
             event_source: es_name.into(),
@@ -100,7 +101,7 @@ pub fn build(
             },
             None => None,
         };
-        out.push(Box::new(MqttSource {
+        out.tasks.push(Box::new(MqttSource {
             event_source: es_name.to_owned(),
             event_name: event_name.clone(),
             spec: spec.clone(),
@@ -111,7 +112,7 @@ pub fn build(
             metrics: metrics.clone(),
         }));
     }
-    Ok(out)
+    Ok(())
 }
 
 /// One `mqtt` event: a persistent QoS 1 subscription.

@@ -9,6 +9,7 @@
 //! Body: with `jsonBody` a payload that parses as JSON is embedded as JSON; any other payload is a
 //! base64 string (as upstream marshals bytes), never dropped.
 
+use crate::{BuiltEventSource, SourceContext};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +25,7 @@ use tracing::{info, warn};
 use super::jetstream::{body_value, connect, resolve_auth, Auth};
 use crate::metrics::{EventLabels, SourceMetrics};
 use crate::sender::EventSender;
-use crate::{BuildError, PullSource, SecretResolver, SourceError};
+use crate::{BuildError, PullSource, SourceError};
 
 /// The CloudEvent `type` of this kind.
 pub const SOURCE_TYPE: &str = "nats";
@@ -35,11 +36,11 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 pub fn build(
     es_name: &str,
     events: &BTreeMap<String, NATSEventsSource>,
-    secrets: &dyn SecretResolver,
-    sender: Arc<dyn EventSender>,
-    metrics: &SourceMetrics,
-) -> Result<Vec<Box<dyn PullSource>>, BuildError> {
-    let mut out: Vec<Box<dyn PullSource>> = Vec::new();
+    ctx: &SourceContext,
+    out: &mut BuiltEventSource,
+) -> Result<(), BuildError> {
+    let secrets = ctx.secrets.as_ref();
+    let (sender, metrics) = (&ctx.sender, &ctx.metrics);
     for (event_name, spec) in events {
         if spec.url.is_empty() || spec.subject.is_empty() {
             return Err(BuildError::InvalidSpec {
@@ -56,7 +57,7 @@ pub fn build(
             });
         }
         let auth = resolve_auth(es_name, event_name, spec.auth.as_ref(), secrets)?;
-        out.push(Box::new(NatsSource {
+        out.tasks.push(Box::new(NatsSource {
             event_source: es_name.to_owned(),
             event_name: event_name.clone(),
             spec: spec.clone(),
@@ -65,7 +66,7 @@ pub fn build(
             metrics: metrics.clone(),
         }));
     }
-    Ok(out)
+    Ok(())
 }
 
 /// One `nats` event: a core NATS subscription.

@@ -9,6 +9,7 @@
 //! Body: the payload as a string, as upstream; with `jsonBody` a payload that parses as JSON is
 //! embedded as JSON and any other payload is a base64 string, never dropped.
 
+use crate::{BuiltEventSource, SourceContext};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +26,7 @@ use tracing::{info, warn};
 use super::redis_stream::redis_url;
 use crate::metrics::{EventLabels, SourceMetrics};
 use crate::sender::EventSender;
-use crate::{BuildError, PullSource, SecretResolver, SourceError};
+use crate::{BuildError, PullSource, SourceError};
 
 /// The CloudEvent `type` of this kind.
 pub const SOURCE_TYPE: &str = "redis";
@@ -47,11 +48,11 @@ pub fn body(payload: &[u8], json_body: bool) -> Value {
 pub fn build(
     es_name: &str,
     events: &BTreeMap<String, RedisEventSource>,
-    secrets: &dyn SecretResolver,
-    sender: Arc<dyn EventSender>,
-    metrics: &SourceMetrics,
-) -> Result<Vec<Box<dyn PullSource>>, BuildError> {
-    let mut out: Vec<Box<dyn PullSource>> = Vec::new();
+    ctx: &SourceContext,
+    out: &mut BuiltEventSource,
+) -> Result<(), BuildError> {
+    let secrets = ctx.secrets.as_ref();
+    let (sender, metrics) = (&ctx.sender, &ctx.metrics);
     for (event_name, spec) in events {
         let invalid = |reason: String| BuildError::InvalidSpec {
             event_source: es_name.into(),
@@ -83,7 +84,7 @@ pub fn build(
             spec.db.unwrap_or(0),
         );
         let client = redis::Client::open(url).map_err(|e| invalid(format!("hostAddress: {e}")))?;
-        out.push(Box::new(RedisSource {
+        out.tasks.push(Box::new(RedisSource {
             event_source: es_name.to_owned(),
             event_name: event_name.clone(),
             spec: spec.clone(),
@@ -92,7 +93,7 @@ pub fn build(
             metrics: metrics.clone(),
         }));
     }
-    Ok(out)
+    Ok(())
 }
 
 /// One `redis` event: a pattern subscription.

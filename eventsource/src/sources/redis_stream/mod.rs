@@ -13,6 +13,7 @@
 //! The group (default `argo-events-cg`) is created on every stream at `$` (new entries), with
 //! MKSTREAM, when missing, as upstream.
 
+use crate::{BuiltEventSource, SourceContext};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,7 +29,7 @@ use tracing::{debug, info, warn};
 
 use crate::metrics::{EventLabels, SourceMetrics};
 use crate::sender::EventSender;
-use crate::{BuildError, PullSource, SecretResolver, SourceError};
+use crate::{BuildError, PullSource, SourceError};
 
 /// The CloudEvent `type` of this kind.
 pub const SOURCE_TYPE: &str = "redisStream";
@@ -67,11 +68,11 @@ pub fn redis_url(host: &str, username: Option<&str>, password: Option<&str>, db:
 pub fn build(
     es_name: &str,
     events: &BTreeMap<String, RedisStreamEventSource>,
-    secrets: &dyn SecretResolver,
-    sender: Arc<dyn EventSender>,
-    metrics: &SourceMetrics,
-) -> Result<Vec<Box<dyn PullSource>>, BuildError> {
-    let mut out: Vec<Box<dyn PullSource>> = Vec::new();
+    ctx: &SourceContext,
+    out: &mut BuiltEventSource,
+) -> Result<(), BuildError> {
+    let secrets = ctx.secrets.as_ref();
+    let (sender, metrics) = (&ctx.sender, &ctx.metrics);
     for (event_name, spec) in events {
         let invalid = |reason: String| BuildError::InvalidSpec {
             event_source: es_name.into(),
@@ -109,7 +110,7 @@ pub fn build(
             spec.db.unwrap_or(0),
         );
         let client = redis::Client::open(url).map_err(|e| invalid(format!("hostAddress: {e}")))?;
-        out.push(Box::new(RedisStreamSource {
+        out.tasks.push(Box::new(RedisStreamSource {
             event_source: es_name.to_owned(),
             event_name: event_name.clone(),
             group: spec
@@ -125,7 +126,7 @@ pub fn build(
             metrics: metrics.clone(),
         }));
     }
-    Ok(out)
+    Ok(())
 }
 
 /// One `redisStream` event: a consumer of a group over the streams.

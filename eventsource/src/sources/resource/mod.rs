@@ -22,6 +22,7 @@
 
 pub mod filter;
 
+use crate::{BuiltEventSource, SourceContext};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,10 +54,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 pub fn build(
     es_name: &str,
     events: &BTreeMap<String, ResourceEventSource>,
-    sender: Arc<dyn EventSender>,
-    metrics: &SourceMetrics,
-) -> Result<Vec<Box<dyn PullSource>>, BuildError> {
-    let mut out: Vec<Box<dyn PullSource>> = Vec::new();
+    ctx: &SourceContext,
+    out: &mut BuiltEventSource,
+) -> Result<(), BuildError> {
+    let (sender, metrics) = (&ctx.sender, &ctx.metrics);
     for (event_name, spec) in events {
         let invalid = |reason: String| BuildError::InvalidSpec {
             event_source: es_name.into(),
@@ -96,7 +97,7 @@ pub fn build(
                 )));
             }
         }
-        out.push(Box::new(ResourceSource {
+        out.tasks.push(Box::new(ResourceSource {
             event_source: es_name.to_owned(),
             event_name: event_name.clone(),
             spec: spec.clone(),
@@ -107,7 +108,7 @@ pub fn build(
             client: None,
         }));
     }
-    Ok(out)
+    Ok(())
 }
 
 /// One `resource` event: a watch.

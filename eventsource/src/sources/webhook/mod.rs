@@ -16,6 +16,7 @@ mod handler;
 #[cfg(test)]
 mod tests;
 
+use crate::{BuiltEventSource, SourceContext};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -24,35 +25,30 @@ use sluice_crds::eventsource::WebhookEventSource;
 pub use crate::push::{canonical_header_name, parse_method, DEFAULT_MAX_PAYLOAD_SIZE};
 pub use handler::{event_data, parse_body, WebhookAdapter};
 
-use crate::http::Route;
-use crate::metrics::SourceMetrics;
 use crate::push::{resolve_endpoint, PushRoute};
-use crate::secrets::SecretResolver;
-use crate::sender::EventSender;
 use crate::BuildError;
 
 /// Builds the routes of every `webhook` event of EventSource `es_name`, resolving `authSecret`s.
-pub fn build_routes(
+pub fn build(
     es_name: &str,
     events: &BTreeMap<String, WebhookEventSource>,
-    secrets: &dyn SecretResolver,
-    sender: Arc<dyn EventSender>,
-    metrics: &SourceMetrics,
-) -> Result<Vec<Route>, BuildError> {
-    let mut routes = Vec::new();
+    ctx: &SourceContext,
+    out: &mut BuiltEventSource,
+) -> Result<(), BuildError> {
+    let (secrets, sender, metrics) = (ctx.secrets.as_ref(), &ctx.sender, &ctx.metrics);
     for (event_name, spec) in events {
-        let ctx = &spec.webhook_context;
-        let endpoint = resolve_endpoint(es_name, event_name, ctx)?;
-        let auth_token = ctx
+        let webhook = &spec.webhook_context;
+        let endpoint = resolve_endpoint(es_name, event_name, webhook)?;
+        let auth_token = webhook
             .auth_secret
             .as_ref()
             .map(|sel| crate::resolve_secret(secrets, es_name, event_name, sel))
             .transpose()?;
         let adapter = WebhookAdapter {
             auth_token,
-            metadata: ctx.metadata.clone(),
+            metadata: webhook.metadata.clone(),
         };
-        routes.push(
+        out.routes.push(
             PushRoute::new(
                 es_name,
                 event_name,
@@ -65,5 +61,5 @@ pub fn build_routes(
             .into_route(),
         );
     }
-    Ok(routes)
+    Ok(())
 }

@@ -49,15 +49,29 @@ fn context(method: &str) -> WebhookContext {
     }
 }
 
-fn router(events: BTreeMap<String, WebhookEventSource>, sender: Arc<Recorder>) -> axum::Router {
-    let routes = super::build_routes(
-        "hooks",
-        &events,
-        &Secrets,
+/// Builds the routes of `events` the way `crate::build` does, publishing to `sender`.
+fn build_routes(
+    events: &BTreeMap<String, WebhookEventSource>,
+    sender: Arc<Recorder>,
+) -> Result<Vec<crate::http::Route>, crate::BuildError> {
+    let ctx = crate::SourceContext {
+        secrets: Arc::new(Secrets),
         sender,
-        &crate::metrics::SourceMetrics::default(),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+        metrics: crate::metrics::SourceMetrics::default(),
+        checkpoints: None,
+        readiness: sluice_eventbus::readiness::Readiness::default(),
+    };
+    let mut built = crate::BuiltEventSource {
+        name: "hooks".into(),
+        routes: Vec::new(),
+        tasks: Vec::new(),
+    };
+    super::build("hooks", events, &ctx, &mut built)?;
+    Ok(built.routes)
+}
+
+fn router(events: BTreeMap<String, WebhookEventSource>, sender: Arc<Recorder>) -> axum::Router {
+    let routes = build_routes(&events, sender).unwrap_or_else(|e| panic!("{e}"));
     let mut table = RouteTable::new();
     for r in routes {
         table.add(r).unwrap_or_else(|e| panic!("{e}"));
@@ -302,14 +316,7 @@ fn invalid_specs_are_build_errors_not_panics() {
             ..Default::default()
         };
         assert!(
-            super::build_routes(
-                "hooks",
-                &one(ctx),
-                &Secrets,
-                rec.clone(),
-                &crate::metrics::SourceMetrics::default()
-            )
-            .is_err(),
+            build_routes(&one(ctx), rec.clone()).is_err(),
             "{port} {endpoint} {method}"
         );
     }
@@ -320,13 +327,7 @@ fn invalid_specs_are_build_errors_not_panics() {
         optional: None,
     });
     assert!(matches!(
-        super::build_routes(
-            "hooks",
-            &one(ctx),
-            &Secrets,
-            rec,
-            &crate::metrics::SourceMetrics::default()
-        ),
+        build_routes(&one(ctx), rec),
         Err(crate::BuildError::ResolveSecret { .. })
     ));
 }
