@@ -25,8 +25,9 @@ use tracing::{info, warn};
 
 use super::redis_stream::redis_url;
 use crate::metrics::{EventLabels, SourceMetrics};
-use crate::sender::EventSender;
+use crate::sender::{publish, EventSender, Publisher, Retry, FIRST_BACKOFF};
 use crate::{BuildError, PullSource, SourceError};
+use sluice_eventbus::readiness::ReadyFlag;
 
 /// The CloudEvent `type` of this kind.
 pub const SOURCE_TYPE: &str = "redis";
@@ -85,6 +86,7 @@ pub fn build(
         );
         let client = redis::Client::open(url).map_err(|e| invalid(format!("hostAddress: {e}")))?;
         out.tasks.push(Box::new(RedisSource {
+            ready: ctx.readiness.flag(format!("{es_name}/{event_name}")),
             event_source: es_name.to_owned(),
             event_name: event_name.clone(),
             spec: spec.clone(),
@@ -104,6 +106,8 @@ pub struct RedisSource {
     client: redis::Client,
     sender: Arc<dyn EventSender>,
     metrics: SourceMetrics,
+    /// Set while subscribed.
+    ready: ReadyFlag,
 }
 
 impl RedisSource {
@@ -132,8 +136,16 @@ impl RedisSource {
             }
         };
         let subject = Subject::new(&self.event_source, &self.event_name);
-        crate::sender::publish_until_stored(&*self.sender, &subject, &event, &self.metrics, labels, cancel)
-            .await
+        let p = Publisher {
+            sender: &*self.sender,
+            metrics: &self.metrics,
+            labels,
+            cancel,
+        };
+        let retry = Retry::UntilStored { first: FIRST_BACKOFF };
+        // Settled includes a rejected (too large) message: dropped after the helper's error log, as
+        // pub/sub cannot be told no. Not settled means cancelled: the message is lost.
+        publish(&p, &subject, &event, retry).await.settled()
     }
 }
 
@@ -162,6 +174,7 @@ impl PullSource for RedisSource {
             match subscribed {
                 Ok(pubsub) => {
                     info!(eventsource = %self.event_source, event_name = %self.event_name, channels = ?self.spec.channels, "subscribed");
+                    self.ready.set(true);
                     wait = MIN_BACKOFF;
                     let mut messages = pubsub.into_on_message();
                     loop {
@@ -175,9 +188,11 @@ impl PullSource for RedisSource {
                             return Ok(());
                         }
                     }
+                    self.ready.set(false);
                     warn!(eventsource = %self.event_source, event_name = %self.event_name, "redis connection lost; resubscribing");
                 }
                 Err(e) => {
+                    self.ready.set(false);
                     warn!(eventsource = %self.event_source, event_name = %self.event_name, error = %e, retry_in = ?wait, "failed to subscribe to redis; retrying");
                 }
             }
