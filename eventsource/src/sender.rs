@@ -255,3 +255,158 @@ pub async fn publish_until_stored(
     let retry = Retry::UntilStored { first: FIRST_BACKOFF };
     !matches!(publish(&p, subject, event, retry).await, Outcome::Cancelled)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use sluice_eventbus::EventBuilder;
+
+    use super::*;
+
+    /// Answers each send with the next scripted result (the last one repeats).
+    struct Scripted(Mutex<Vec<Result<PublishAck, PublishError>>>);
+
+    impl Scripted {
+        fn new(answers: Vec<Result<PublishAck, PublishError>>) -> Self {
+            Self(Mutex::new(answers))
+        }
+    }
+
+    #[async_trait]
+    impl EventSender for Scripted {
+        async fn send(&self, _: &Subject, _: &Event) -> Result<PublishAck, PublishError> {
+            let mut answers = self.0.lock().map_err(|_| PublishError::Closed)?;
+            if answers.len() > 1 {
+                answers.remove(0)
+            } else {
+                match answers.first() {
+                    Some(Ok(ack)) => Ok(ack.clone()),
+                    Some(Err(PublishError::TooLarge { size, limit })) => Err(PublishError::TooLarge {
+                        size: *size,
+                        limit: *limit,
+                    }),
+                    _ => Err(PublishError::Unavailable),
+                }
+            }
+        }
+    }
+
+    fn event() -> Event {
+        EventBuilder::new("es", "ev", "test")
+            .data_json(serde_json::json!({"a": 1}))
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    async fn run(sender: Scripted, retry: Retry, cancel: &CancellationToken) -> (Outcome, SourceMetrics) {
+        let metrics = SourceMetrics::default();
+        let labels = SourceMetrics::labels("es", "ev");
+        let p = Publisher {
+            sender: &sender,
+            metrics: &metrics,
+            labels: &labels,
+            cancel,
+        };
+        let outcome = publish(&p, &Subject::new("es", "ev"), &event(), retry).await;
+        (outcome, metrics)
+    }
+
+    fn count(metrics: &SourceMetrics) -> (u64, u64, u64, u64) {
+        let labels = SourceMetrics::labels("es", "ev");
+        let rejected = metrics
+            .rejected
+            .get_or_create(&RejectLabels {
+                eventsource_name: "es".into(),
+                event_name: "ev".into(),
+                reason: "too_large".into(),
+            })
+            .get();
+        (
+            metrics.sent.get_or_create(&labels).get(),
+            metrics.sent_failed.get_or_create(&labels).get(),
+            metrics.processing_failed.get_or_create(&labels).get(),
+            rejected,
+        )
+    }
+
+    const UNTIL_STORED: Retry = Retry::UntilStored { first: FIRST_BACKOFF };
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_until_stored_counting_each_refusal() {
+        let sender = Scripted::new(vec![
+            Err(PublishError::Unavailable),
+            Err(PublishError::Unavailable),
+            Ok(PublishAck::stored(7, false)),
+        ]);
+        let (outcome, metrics) = run(sender, UNTIL_STORED, &CancellationToken::new()).await;
+        assert!(matches!(outcome, Outcome::Stored(ack) if ack.sequence == 7));
+        assert_eq!(count(&metrics), (1, 2, 2, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_filtered_ack_settles_without_counting_sent() {
+        let sender = Scripted::new(vec![Ok(PublishAck::filtered())]);
+        let (outcome, metrics) = run(sender, UNTIL_STORED, &CancellationToken::new()).await;
+        assert!(matches!(outcome, Outcome::Filtered));
+        assert!(outcome.settled());
+        assert_eq!(count(&metrics), (0, 0, 0, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_too_large_event_is_rejected_once_not_retried() {
+        let sender = Scripted::new(vec![Err(PublishError::TooLarge {
+            size: 2_000_000,
+            limit: DEFAULT_MAX_EVENT_BYTES,
+        })]);
+        let (outcome, metrics) = run(sender, UNTIL_STORED, &CancellationToken::new()).await;
+        assert!(matches!(
+            outcome,
+            Outcome::Rejected(Rejection::TooLarge {
+                size: 2_000_000,
+                limit: DEFAULT_MAX_EVENT_BYTES
+            })
+        ));
+        assert!(outcome.settled());
+        assert_eq!(count(&metrics), (0, 0, 1, 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn once_returns_the_refusal_for_the_caller_to_nak() {
+        let sender = Scripted::new(vec![Err(PublishError::Unavailable)]);
+        let (outcome, metrics) = run(sender, Retry::Once, &CancellationToken::new()).await;
+        assert!(matches!(outcome, Outcome::Refused(PublishError::Unavailable)));
+        assert!(!outcome.settled());
+        assert_eq!(count(&metrics), (0, 1, 1, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cancelling_stops_the_retries() {
+        let cancel = CancellationToken::new();
+        let stopper = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            stopper.cancel();
+        });
+        let sender = Scripted::new(vec![Err(PublishError::Unavailable)]);
+        let (outcome, metrics) = run(sender, UNTIL_STORED, &cancel).await;
+        assert!(matches!(outcome, Outcome::Cancelled));
+        assert!(!outcome.settled());
+        assert!(count(&metrics).1 >= 2, "retried before the cancel");
+    }
+
+    #[tokio::test]
+    async fn the_bus_sender_refuses_an_event_above_its_limit_with_its_size() {
+        let bus = Arc::new(sluice_eventbus::embedded::EmbeddedBus::new(Default::default()));
+        let small = BusSender::new(bus.clone(), Duration::from_secs(5)).with_max_event_bytes(10);
+        let e = event();
+        let size = e.to_json().map(|j| j.len()).unwrap_or_default();
+        let refused = small.send(&Subject::new("es", "ev"), &e).await;
+        assert!(
+            matches!(refused, Err(PublishError::TooLarge { size: s, limit: 10 }) if s == size),
+            "{refused:?}"
+        );
+        let default = BusSender::new(bus, Duration::from_secs(5));
+        assert!(default.send(&Subject::new("es", "ev"), &e).await.is_ok());
+    }
+}

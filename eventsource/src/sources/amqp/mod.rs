@@ -13,6 +13,16 @@
 //! With `consume.autoAck: true` the broker forgets a message as soon as it is sent: a crash before
 //! the bus stored it loses it, as upstream.
 //!
+//! Too large: a message whose event is bigger than the bus takes (`--max-event-bytes`) is logged
+//! with its size, counted in `sluice_eventsource_events_rejected_total{reason="too_large"}` and
+//! nacked without requeue, so the broker dead-letters it (when the queue has a dead-letter exchange)
+//! or drops it instead of handing it out forever.
+//!
+//! TLS: the `tls` block (`caCertSecret`, `clientCertSecret` + `clientKeySecret`,
+//! `insecureSkipVerify`) needs an `amqps://` URL; see [`tls`].
+//!
+//! Readiness: `<eventSource>/<event>` is ready while the source consumes the queue.
+//!
 //! Connection: (re)connects with backoff (`connectionBackoff`, else 1s doubling to 30s) and
 //! re-declares everything after a broker restart.
 //!

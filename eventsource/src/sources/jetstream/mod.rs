@@ -7,7 +7,10 @@
 //! event; when the bus refuses, the message is nak'ed with a growing delay and JetStream redelivers
 //! it; when the process dies first, the un-acked message is redelivered after the consumer's ack
 //! wait. The event id is derived from `stream/sequence`, so a redelivered message has the id it had
-//! and the bus drops the duplicate (within its dedupe window).
+//! and the bus drops the duplicate (within its dedupe window). A message whose event is bigger than
+//! the bus takes is logged with its size, counted in
+//! `sluice_eventsource_events_rejected_total{reason="too_large"}` and terminated (`term`: never
+//! redelivered). Readiness: `<eventSource>/<event>` is ready while connected with the consumer bound.
 //!
 //! The consumer: `consumer` names it (default `sluice-<eventSourceName>-<eventName>`); when it does
 //! not exist it is created durable with explicit acks, `filterSubjects` and `deliverPolicy` (`all`

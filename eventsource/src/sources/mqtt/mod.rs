@@ -9,6 +9,11 @@
 //! meanwhile for the session. MQTT packet ids are reused, so event ids are random and a redelivery
 //! can be a duplicate on the bus.
 //!
+//! Too large: a message whose event is bigger than the bus takes is logged with its size, counted
+//! in `sluice_eventsource_events_rejected_total{reason="too_large"}` and acknowledged (dropped), so
+//! the session is not blocked by it. Readiness: `<eventSource>/<event>` is ready once subscribed and
+//! not while the connection is down.
+//!
 //! Body: with `jsonBody` a payload that parses as JSON is embedded as JSON; any other payload is a
 //! base64 string (as upstream marshals bytes), never dropped.
 

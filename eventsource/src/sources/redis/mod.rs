@@ -6,6 +6,10 @@
 //! Sluice is down or disconnected, or in hand when the process stops, is lost. Use `redisStream`
 //! when every message matters.
 //!
+//! Readiness: `<eventSource>/<event>` is ready while subscribed and connected. A message whose
+//! event is bigger than the bus takes is logged with its size, counted in
+//! `sluice_eventsource_events_rejected_total{reason="too_large"}` and dropped.
+//!
 //! Body: the payload as a string, as upstream; with `jsonBody` a payload that parses as JSON is
 //! embedded as JSON and any other payload is a base64 string, never dropped.
 

@@ -10,6 +10,10 @@
 //! [`CLAIM_MIN_IDLE`]. The event id is derived from `stream/entry id`, so a re-read entry has the id
 //! it had and the bus drops the duplicate (within its dedupe window).
 //!
+//! Too large: an entry whose event is bigger than the bus takes is logged with its size, counted in
+//! `sluice_eventsource_events_rejected_total{reason="too_large"}` and XACKed (dropped), so it is not
+//! re-read forever. Readiness: `<eventSource>/<event>` is ready while connected.
+//!
 //! The group (default `argo-events-cg`) is created on every stream at `$` (new entries), with
 //! MKSTREAM, when missing, as upstream.
 
