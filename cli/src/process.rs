@@ -54,6 +54,13 @@ pub struct ProcessArgs {
     /// How long a source waits for the bus to store one event before answering 503.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub publish_timeout: Duration,
+    /// The largest event (encoded CloudEvent, bytes) a source may publish; bigger messages are
+    /// rejected with an error log naming the source and size, counted in
+    /// `sluice_eventsource_events_rejected_total{reason="too_large"}`, and settled upstream so they
+    /// are not redelivered forever. Default 1 MiB, NATS's default `max_payload`; set it to the bus's
+    /// `max_payload` when that differs.
+    #[arg(long, env = "SLUICE_MAX_EVENT_BYTES", default_value_t = sluice_eventsource::sender::DEFAULT_MAX_EVENT_BYTES)]
+    pub max_event_bytes: usize,
     /// Trigger requests may not go to these networks (CIDRs, repeatable or comma-separated), on top of
     /// the default denial of link-local and cloud metadata addresses. The most specific rule wins.
     #[arg(long, env = "SLUICE_EGRESS_DENY", value_delimiter = ',')]
@@ -232,7 +239,9 @@ async fn start(
     };
     let ctx = SourceContext {
         secrets,
-        sender: Arc::new(BusSender::new(bus.clone(), args.publish_timeout)),
+        sender: Arc::new(
+            BusSender::new(bus.clone(), args.publish_timeout).with_max_event_bytes(args.max_event_bytes),
+        ),
         metrics: source_metrics,
         checkpoints: Some(checkpoints),
         readiness: observability.readiness().clone(),

@@ -111,6 +111,14 @@ pub enum PublishError {
     /// The event could not be encoded.
     #[error("failed to encode the event")]
     Encode(#[source] EventError),
+    /// The encoded event is bigger than the bus takes: permanent, retrying cannot help.
+    #[error("failed to publish: the event is {size} bytes, more than the limit of {limit} bytes")]
+    TooLarge {
+        /// The encoded event's size in bytes.
+        size: usize,
+        /// The largest event the bus takes, in bytes.
+        limit: usize,
+    },
     /// A backend-specific failure.
     #[error("failed to publish to the bus")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),

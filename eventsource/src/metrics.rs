@@ -21,6 +21,9 @@ pub const EVENTS_PROCESSING_FAILED: &str = "argo_events_events_processing_failed
 pub const EVENT_PROCESSING_DURATION: &str = "argo_events_event_processing_duration_milliseconds";
 /// `sluice_eventsource_events_filtered_total` (a Sluice extension: upstream does not count them).
 pub const EVENTS_FILTERED: &str = "sluice_eventsource_events_filtered_total";
+/// `sluice_eventsource_events_rejected_total{reason}` (a Sluice extension): messages that can never
+/// be stored (`reason="too_large"`: bigger than the bus takes), dropped after an error log.
+pub const EVENTS_REJECTED: &str = "sluice_eventsource_events_rejected_total";
 
 /// Labels of per-event metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -29,6 +32,17 @@ pub struct EventLabels {
     pub eventsource_name: String,
     /// The event's name.
     pub event_name: String,
+}
+
+/// Labels of rejected events.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectLabels {
+    /// The EventSource's name.
+    pub eventsource_name: String,
+    /// The event's name.
+    pub event_name: String,
+    /// Why it was rejected (`too_large`).
+    pub reason: String,
 }
 
 /// Labels of per-EventSource metrics.
@@ -59,6 +73,8 @@ pub struct SourceMetrics {
     pub processing_duration: Family<EventLabels, Histogram, fn() -> Histogram>,
     /// Events `filter.expression` dropped (false, or an error on the event).
     pub filtered: Family<EventLabels, Counter>,
+    /// Messages that can never be stored (too large), by reason.
+    pub rejected: Family<RejectLabels, Counter>,
 }
 
 impl Default for SourceMetrics {
@@ -70,6 +86,7 @@ impl Default for SourceMetrics {
             processing_failed: Family::default(),
             processing_duration: Family::new_with_constructor(duration_histogram),
             filtered: Family::default(),
+            rejected: Family::default(),
         }
     }
 }
@@ -108,6 +125,11 @@ impl SourceMetrics {
             strip_total(EVENTS_FILTERED),
             "Events the EventSource's filter.expression did not let through",
             m.filtered.clone(),
+        );
+        registry.register(
+            strip_total(EVENTS_REJECTED),
+            "Messages that can never be stored (e.g. bigger than the bus takes), dropped after an error log",
+            m.rejected.clone(),
         );
         m
     }

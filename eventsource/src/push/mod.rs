@@ -353,6 +353,20 @@ impl PushRoute {
                 tracing::info!(eventsource = %self.event_source, event_name = %self.event_name, event = %event.id(), delivery, duplicate = ack.duplicate, "published");
                 Ok(())
             }
+            Err(sluice_eventbus::PublishError::TooLarge { size, limit }) => {
+                // Why 413 and not 503: the event can never be stored, so a retry cannot help.
+                self.metrics.processing_failed.get_or_create(&self.labels).inc();
+                self.metrics
+                    .rejected
+                    .get_or_create(&crate::metrics::RejectLabels {
+                        eventsource_name: self.event_source.clone(),
+                        event_name: self.event_name.clone(),
+                        reason: crate::sender::Rejection::TooLarge { size, limit }.reason().into(),
+                    })
+                    .inc();
+                tracing::error!(eventsource = %self.event_source, event_name = %self.event_name, event = %event.id(), delivery, size, limit, "rejected an event bigger than the bus takes; answered 413");
+                Err((StatusCode::PAYLOAD_TOO_LARGE, "event larger than the bus takes").into_response())
+            }
             Err(error) => {
                 // Why 503 + Retry-After: the event was not stored; the sender must retry or it is lost.
                 self.metrics.sent_failed.get_or_create(&self.labels).inc();

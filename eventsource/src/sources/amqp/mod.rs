@@ -13,6 +13,16 @@
 //! With `consume.autoAck: true` the broker forgets a message as soon as it is sent: a crash before
 //! the bus stored it loses it, as upstream.
 //!
+//! Too large: a message whose event is bigger than the bus takes (`--max-event-bytes`) is logged
+//! with its size, counted in `sluice_eventsource_events_rejected_total{reason="too_large"}` and
+//! nacked without requeue, so the broker dead-letters it (when the queue has a dead-letter exchange)
+//! or drops it instead of handing it out forever.
+//!
+//! TLS: the `tls` block (`caCertSecret`, `clientCertSecret` + `clientKeySecret`,
+//! `insecureSkipVerify`) needs an `amqps://` URL; see [`tls`].
+//!
+//! Readiness: `<eventSource>/<event>` is ready while the source consumes the queue.
+//!
 //! Connection: (re)connects with backoff (`connectionBackoff`, else 1s doubling to 30s) and
 //! re-declares everything after a broker restart.
 //!
@@ -20,6 +30,7 @@
 //! string (as upstream marshals bytes), never dropped.
 
 mod data;
+pub mod tls;
 
 use crate::{BuiltEventSource, SourceContext};
 use std::collections::BTreeMap;
@@ -38,13 +49,14 @@ use lapin::{Connection, ConnectionProperties, ExchangeKind};
 use sluice_crds::eventsource::AMQPEventSource;
 use sluice_eventbus::{EventBuilder, Subject};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 pub use data::{arguments_table, event_data, go_time_string};
 
 use crate::metrics::{EventLabels, SourceMetrics};
-use crate::sender::EventSender;
+use crate::sender::{publish, EventSender, Outcome, Publisher, Retry};
 use crate::{BuildError, PullSource, SourceError};
+use sluice_eventbus::readiness::ReadyFlag;
 
 /// The CloudEvent `type` of this kind.
 pub const SOURCE_TYPE: &str = "amqp";
@@ -128,13 +140,6 @@ pub fn build(
                 "`exchangeName`, `exchangeType` and `routingKey` are required".into(),
             ));
         }
-        if spec.tls.is_some() {
-            return Err(BuildError::Unsupported {
-                event_source: es_name.into(),
-                event: event_name.clone(),
-                what: "tls on the amqp source".into(),
-            });
-        }
         let url = match (&spec.url, &spec.url_secret) {
             (Some(u), None) if !u.is_empty() => u.clone(),
             (None, Some(s)) => resolve(s)?,
@@ -156,10 +161,38 @@ pub fn build(
                 _ => return Err(invalid("auth needs username and password".into())),
             }
         }
+        let tls = match &spec.tls {
+            None => None,
+            Some(t) => {
+                if uri.scheme != lapin::uri::AMQPScheme::AMQPS {
+                    // Upstream would connect in plain text here, silently; refused instead.
+                    return Err(invalid(
+                        "tls is set but the url is not amqps:// (the url is a secret, not shown)".into(),
+                    ));
+                }
+                let client =
+                    match (&t.client_cert_secret, &t.client_key_secret) {
+                        (Some(c), Some(k)) => Some((resolve(c)?, resolve(k)?)),
+                        (None, None) => None,
+                        _ => return Err(invalid(
+                            "tls: set both clientCertSecret and clientKeySecret for mutual TLS, or neither"
+                                .into(),
+                        )),
+                    };
+                let material = tls::TlsMaterial {
+                    ca_cert: t.ca_cert_secret.as_ref().map(&resolve).transpose()?,
+                    client,
+                    insecure_skip_verify: t.insecure_skip_verify,
+                };
+                Some(tls::client_config(&material).map_err(invalid)?)
+            }
+        };
         let arguments = arguments_table(spec.queue_declare.as_ref().and_then(|q| q.arguments.as_deref()))
             .map_err(invalid)?;
         let backoff = backoff_of(spec).map_err(invalid)?;
         out.tasks.push(Box::new(AmqpSource {
+            ready: ctx.readiness.flag(format!("{es_name}/{event_name}")),
+            tls,
             event_source: es_name.to_owned(),
             event_name: event_name.clone(),
             spec: spec.clone(),
@@ -203,6 +236,11 @@ pub struct AmqpSource {
     backoff: (Duration, f64),
     sender: Arc<dyn EventSender>,
     metrics: SourceMetrics,
+    /// The `tls` block's client configuration; `None` leaves TLS to lapin (an `amqps://` URL is
+    /// then verified against the system's roots).
+    tls: Option<Arc<rustls::ClientConfig>>,
+    /// Set while consuming.
+    ready: ReadyFlag,
 }
 
 /// How messages are acknowledged.
@@ -225,9 +263,13 @@ impl AmqpSource {
     /// Connects, declares, binds and consumes until cancelled (`Ok`) or the connection fails.
     async fn consume(&self, labels: &EventLabels, cancel: &CancellationToken) -> Result<(), ConsumeError> {
         let properties = ConnectionProperties::default();
-        let connection = Connection::connect_uri(self.uri.clone(), properties)
-            .await
-            .map_err(ConsumeError::Connect)?;
+        let connection = match &self.tls {
+            Some(config) => {
+                Connection::connector(self.uri.clone(), tls::connector(config.clone()), properties).await
+            }
+            None => Connection::connect_uri(self.uri.clone(), properties).await,
+        }
+        .map_err(ConsumeError::Connect)?;
         let result = self.consume_on(&connection, labels, cancel).await;
         // Closing hands every un-acknowledged delivery back to the queue.
         let _ = connection.close(200, "bye").await;
@@ -345,6 +387,7 @@ impl AmqpSource {
                 source,
             })?;
         info!(eventsource = %self.event_source, event_name = %self.event_name, queue = %queue_name, ack = ?mode, "consuming the AMQP queue");
+        self.ready.set(true);
         loop {
             let delivery = tokio::select! {
                 biased;
@@ -363,108 +406,93 @@ impl AmqpSource {
                 spec.json_body,
                 spec.metadata.as_ref(),
             );
+            let Some(event) = self.event(data, labels) else {
+                if mode == AckMode::AfterBus {
+                    // Cannot happen with these attributes; nacked with requeue, so the broker keeps it.
+                    nack(&delivery, true, self).await;
+                }
+                continue;
+            };
+            let subject = Subject::new(&self.event_source, &self.event_name);
+            let publisher = Publisher {
+                sender: &*self.sender,
+                metrics: &self.metrics,
+                labels,
+                cancel,
+            };
             if mode == AckMode::Auto {
                 // The broker already forgot the message: retry in-process until the bus stores it.
-                loop {
-                    match self.publish(data.clone(), labels, cancel).await {
-                        Published::Stored => break,
-                        Published::Refused => continue,
-                        Published::Cancelled => {
-                            // Why this loses the message: autoAck was asked for, so the broker
-                            // has already forgotten it (as with autoAck upstream).
-                            warn!(eventsource = %self.event_source, event_name = %self.event_name, "stopped before the bus stored an auto-acked AMQP message; it is lost");
-                            return Ok(());
-                        }
-                    }
+                let retry = Retry::UntilStored {
+                    first: MIN_BACKOFF * 5,
+                };
+                if !publish(&publisher, &subject, &event, retry).await.settled() {
+                    // Why this loses the message: autoAck was asked for, so the broker has already
+                    // forgotten it (as with autoAck upstream).
+                    warn!(eventsource = %self.event_source, event_name = %self.event_name, event = %event.id(), "stopped before the bus stored an auto-acked AMQP message; it is lost");
+                    return Ok(());
                 }
                 continue;
             }
-            let published = self.publish(data, labels, cancel).await;
-            match published {
-                Published::Stored => {
+            match publish(&publisher, &subject, &event, Retry::Once).await {
+                Outcome::Stored(_) | Outcome::Filtered => {
                     // Why ack now: the bus stored the event, so the broker may forget the message.
                     if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
                         warn!(eventsource = %self.event_source, event_name = %self.event_name, error = %e, "failed to acknowledge an AMQP message; the broker redelivers it");
                     }
                 }
-                Published::Refused => {
-                    // Why nack with requeue: the bus did not store the event; the broker hands the
-                    // message out again (to this or another consumer).
-                    if let Err(e) = delivery
-                        .nack(BasicNackOptions {
-                            multiple: false,
-                            requeue: true,
-                        })
-                        .await
-                    {
-                        warn!(eventsource = %self.event_source, event_name = %self.event_name, error = %e, "failed to nack an AMQP message; the broker requeues it when the connection closes");
+                Outcome::Refused(_) => {
+                    // Why wait, then nack with requeue: the bus did not store the event; the broker
+                    // hands the message out again (to this or another consumer), and the wait keeps
+                    // a down bus from making it spin.
+                    tokio::select! {
+                        biased;
+                        // Not acked: closing the connection requeues it.
+                        _ = cancel.cancelled() => return Ok(()),
+                        _ = tokio::time::sleep(MIN_BACKOFF * 5) => {}
                     }
+                    nack(&delivery, true, self).await;
                 }
-                Published::Cancelled => {
-                    // Not acked: closing the connection requeues it.
-                    return Ok(());
+                Outcome::Rejected(_) => {
+                    // Why nack without requeue (the message leaves the queue): it is bigger than
+                    // the bus takes, so a requeue would loop forever. The broker dead-letters it
+                    // when the queue has a dead-letter exchange, else drops it; the helper logged
+                    // its size and counted it.
+                    nack(&delivery, false, self).await;
                 }
+                // Not acked: closing the connection requeues it.
+                Outcome::Cancelled => return Ok(()),
             }
         }
     }
 
-    /// Publishes one event. On a refusal, waits a backoff (so a down bus does not make the broker
-    /// spin the message) and reports it, so the caller nacks with requeue.
-    async fn publish(
-        &self,
-        data: serde_json::Value,
-        labels: &EventLabels,
-        cancel: &CancellationToken,
-    ) -> Published {
-        let started = std::time::Instant::now();
-        let event = match EventBuilder::new(&self.event_source, &self.event_name, SOURCE_TYPE)
+    /// The event of one message; `None` (logged, counted) when it cannot be built.
+    fn event(&self, data: serde_json::Value, labels: &EventLabels) -> Option<sluice_eventbus::Event> {
+        match EventBuilder::new(&self.event_source, &self.event_name, SOURCE_TYPE)
             .data_json(data)
             .build()
         {
-            Ok(e) => e,
+            Ok(e) => Some(e),
             Err(e) => {
-                // Cannot happen with these attributes; nacked, so the broker keeps it.
                 warn!(eventsource = %self.event_source, event_name = %self.event_name, error = %e, "failed to build an amqp event");
                 self.metrics.processing_failed.get_or_create(labels).inc();
-                return Published::Refused;
-            }
-        };
-        let subject = Subject::new(&self.event_source, &self.event_name);
-        let sent = tokio::select! {
-            biased;
-            _ = cancel.cancelled() => return Published::Cancelled,
-            s = self.sender.send(&subject, &event) => s,
-        };
-        match sent {
-            Ok(ack) => {
-                if !ack.filtered {
-                    self.metrics.sent.get_or_create(labels).inc();
-                }
-                self.metrics
-                    .processing_duration
-                    .get_or_create(labels)
-                    .observe(started.elapsed().as_secs_f64() * 1000.0);
-                debug!(eventsource = %self.event_source, event_name = %self.event_name, event = %event.id(), "published");
-                Published::Stored
-            }
-            Err(e) => {
-                self.metrics.sent_failed.get_or_create(labels).inc();
-                warn!(eventsource = %self.event_source, event_name = %self.event_name, event = %event.id(), error = %e, "bus did not take the event; the message is requeued");
-                tokio::select! {
-                    biased;
-                    _ = cancel.cancelled() => Published::Cancelled,
-                    _ = tokio::time::sleep(MIN_BACKOFF * 5) => Published::Refused,
-                }
+                None
             }
         }
     }
 }
 
-/// What became of one publish.
-enum Published {
-    Stored,
-    Refused,
-    Cancelled,
+/// `basic.nack`s one delivery; a failure is logged (the broker requeues it when the connection
+/// closes).
+async fn nack(delivery: &lapin::message::Delivery, requeue: bool, s: &AmqpSource) {
+    if let Err(e) = delivery
+        .nack(BasicNackOptions {
+            multiple: false,
+            requeue,
+        })
+        .await
+    {
+        warn!(eventsource = %s.event_source, event_name = %s.event_name, error = %e, requeue, "failed to nack an AMQP message; the broker requeues it when the connection closes");
+    }
 }
 
 #[async_trait]
@@ -485,6 +513,7 @@ impl PullSource for AmqpSource {
             match self.consume(&labels, &cancel).await {
                 Ok(()) => return Ok(()),
                 Err(e) => {
+                    self.ready.set(false);
                     if started.elapsed() > MAX_BACKOFF {
                         wait = first;
                     }

@@ -38,13 +38,10 @@ use crate::checkpoint::CheckpointStore;
 pub use crate::clock::{Clock, SystemClock, TokioClock};
 use crate::metrics::{EventLabels, SourceMetrics};
 use crate::push::metadata_value;
-use crate::sender::EventSender;
+use crate::sender::{publish, EventSender, Outcome, Publisher, Retry};
 use crate::{BuildError, BuiltEventSource, PullSource, SourceContext, SourceError};
 
 use self::cron::CronSpec;
-
-/// The longest wait between two attempts to publish one tick.
-const MAX_RETRY: Duration = Duration::from_secs(30);
 
 /// When ticks happen.
 #[derive(Clone, Debug, PartialEq)]
@@ -216,7 +213,6 @@ impl CalendarSource {
 
     /// Publishes the tick, retrying until the bus stores it; `false` when cancelled first.
     async fn fire(&self, tick: DateTime<Utc>, cancel: &CancellationToken) -> bool {
-        let started = tokio::time::Instant::now();
         let event = EventBuilder::new(&self.event_source, &self.event_name, "calendar")
             .id(self.event_id(tick))
             .time(tick)
@@ -232,40 +228,26 @@ impl CalendarSource {
             }
         };
         let subject = Subject::new(&self.event_source, &self.event_name);
-        let mut backoff = Duration::from_millis(500);
-        loop {
-            let result = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return false,
-                r = self.sender.send(&subject, &event) => r,
-            };
-            match result {
-                Ok(ack) => {
-                    // A tick filter.expression dropped is done all the same (never re-fired).
-                    if !ack.filtered {
-                        self.metrics.sent.get_or_create(&self.labels).inc();
-                    }
-                    self.metrics
-                        .processing_duration
-                        .get_or_create(&self.labels)
-                        .observe(started.elapsed().as_secs_f64() * 1000.0);
-                    tracing::info!(eventsource = %self.event_source, event_name = %self.event_name, event = %event.id(), tick = %tick, duplicate = ack.duplicate, "published");
-                    return true;
-                }
-                Err(error) => {
-                    // Why retry: the tick exists only here; giving up would lose it. Stopping while
-                    // retrying leaves it unrecorded, so catch-up fires it on the next start.
-                    self.metrics.sent_failed.get_or_create(&self.labels).inc();
-                    self.metrics.processing_failed.get_or_create(&self.labels).inc();
-                    tracing::error!(eventsource = %self.event_source, event_name = %self.event_name, event = %event.id(), tick = %tick, %error, retry_in_ms = backoff.as_millis() as u64, "failed to publish tick");
-                    tokio::select! {
-                        biased;
-                        _ = cancel.cancelled() => return false,
-                        _ = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(MAX_RETRY);
-                }
+        let publisher = Publisher {
+            sender: &*self.sender,
+            metrics: &self.metrics,
+            labels: &self.labels,
+            cancel,
+        };
+        // Why retry until stored: the tick exists only here; giving up would lose it. Stopping while
+        // retrying leaves it unrecorded, so catch-up fires it on the next start.
+        let retry = Retry::UntilStored {
+            first: Duration::from_millis(500),
+        };
+        match publish(&publisher, &subject, &event, retry).await {
+            Outcome::Stored(ack) => {
+                tracing::info!(eventsource = %self.event_source, event_name = %self.event_name, event = %event.id(), tick = %tick, duplicate = ack.duplicate, "published");
+                true
             }
+            // A tick filter.expression dropped, or one rejected (logged by the helper), is done all
+            // the same (never re-fired).
+            Outcome::Filtered | Outcome::Rejected(_) => true,
+            Outcome::Refused(_) | Outcome::Cancelled => false,
         }
     }
 

@@ -34,8 +34,9 @@ use tracing::{debug, info, warn};
 pub use ops::{FileOp, PathMatch};
 
 use crate::metrics::{EventLabels, SourceMetrics};
-use crate::sender::EventSender;
+use crate::sender::{publish, EventSender, Publisher, Retry, FIRST_BACKOFF};
 use crate::{BuildError, PullSource, SourceError};
+use sluice_eventbus::readiness::ReadyFlag;
 
 /// The CloudEvent `type` of this kind.
 pub const SOURCE_TYPE: &str = "file";
@@ -84,6 +85,7 @@ pub fn build(
             (None, None) => return Err(invalid("watchPathConfig: set `path` or `pathRegexp`".into())),
         };
         out.tasks.push(Box::new(FileSource {
+            ready: ctx.readiness.flag(format!("{es_name}/{event_name}")),
             event_source: es_name.to_owned(),
             event_name: event_name.clone(),
             directory: PathBuf::from(&config.directory),
@@ -109,6 +111,8 @@ pub struct FileSource {
     metadata: Option<BTreeMap<String, String>>,
     sender: Arc<dyn EventSender>,
     metrics: SourceMetrics,
+    /// Set while the directory is watched; cleared while the watch fails (e.g. no directory yet).
+    ready: ReadyFlag,
 }
 
 /// Either watcher; kept alive while the source runs (dropping it stops the watch).
@@ -165,34 +169,19 @@ impl FileSource {
             }
         };
         let subject = Subject::new(&self.event_source, &self.event_name);
-        let mut wait = MIN_BACKOFF;
-        loop {
-            let sent = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return false,
-                s = self.sender.send(&subject, &event) => s,
-            };
-            match sent {
-                Ok(ack) => {
-                    if !ack.filtered {
-                        self.metrics.sent.get_or_create(labels).inc();
-                    }
-                    debug!(eventsource = %self.event_source, event_name = %self.event_name, event = %event.id(), file = %name, "published");
-                    return true;
-                }
-                Err(e) => {
-                    // Why retry here: a file notification cannot be replayed by its sender.
-                    self.metrics.sent_failed.get_or_create(labels).inc();
-                    warn!(eventsource = %self.event_source, event_name = %self.event_name, event = %event.id(), error = %e, "bus did not take the event; retrying");
-                }
-            }
-            tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return false,
-                _ = tokio::time::sleep(wait) => {}
-            }
-            wait = (wait * 2).min(MAX_BACKOFF);
-        }
+        let publisher = Publisher {
+            sender: &*self.sender,
+            metrics: &self.metrics,
+            labels,
+            cancel,
+        };
+        // Why retry in hand (the helper's UntilStored): a file notification cannot be replayed.
+        let retry = Retry::UntilStored { first: FIRST_BACKOFF };
+        let outcome = publish(&publisher, &subject, &event, retry).await;
+        debug!(eventsource = %self.event_source, event_name = %self.event_name, event = %event.id(), file = %name, ?outcome, "handled a file change");
+        // Settled includes a rejected event (cannot happen for this small data, logged if it did);
+        // not settled means cancelled.
+        outcome.settled()
     }
 }
 
@@ -213,6 +202,7 @@ impl PullSource for FileSource {
             let watcher = match self.watch(tx) {
                 Ok(w) => w,
                 Err(e) => {
+                    self.ready.set(false);
                     warn!(eventsource = %self.event_source, event_name = %self.event_name, directory = %self.directory.display(), error = %e, retry_in = ?wait, "failed to watch the directory; retrying");
                     tokio::select! {
                         biased;
@@ -224,6 +214,7 @@ impl PullSource for FileSource {
                 }
             };
             wait = MIN_BACKOFF;
+            self.ready.set(true);
             info!(eventsource = %self.event_source, event_name = %self.event_name, directory = %self.directory.display(), polling = self.polling, "watching the directory");
             loop {
                 let notified = tokio::select! {
@@ -234,6 +225,7 @@ impl PullSource for FileSource {
                 let event = match notified {
                     Some(Ok(e)) => e,
                     Some(Err(e)) => {
+                        self.ready.set(false);
                         warn!(eventsource = %self.event_source, event_name = %self.event_name, error = %e, "file watcher error; watching again");
                         continue 'watch;
                     }

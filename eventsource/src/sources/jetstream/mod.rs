@@ -7,7 +7,10 @@
 //! event; when the bus refuses, the message is nak'ed with a growing delay and JetStream redelivers
 //! it; when the process dies first, the un-acked message is redelivered after the consumer's ack
 //! wait. The event id is derived from `stream/sequence`, so a redelivered message has the id it had
-//! and the bus drops the duplicate (within its dedupe window).
+//! and the bus drops the duplicate (within its dedupe window). A message whose event is bigger than
+//! the bus takes is logged with its size, counted in
+//! `sluice_eventsource_events_rejected_total{reason="too_large"}` and terminated (`term`: never
+//! redelivered). Readiness: `<eventSource>/<event>` is ready while connected with the consumer bound.
 //!
 //! The consumer: `consumer` names it (default `sluice-<eventSourceName>-<eventName>`); when it does
 //! not exist it is created durable with explicit acks, `filterSubjects` and `deliverPolicy` (`all`
@@ -33,8 +36,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::metrics::{EventLabels, SourceMetrics};
-use crate::sender::EventSender;
+use crate::sender::{publish, EventSender, Outcome, Publisher, Retry};
 use crate::{BuildError, PullSource, SecretResolver, SourceError};
+use sluice_eventbus::readiness::ReadyFlag;
 
 /// The CloudEvent `type` of this kind.
 pub const SOURCE_TYPE: &str = "jetstream";
@@ -93,11 +97,14 @@ pub(crate) fn resolve_auth(
     })
 }
 
-/// Connects to NATS with `auth` (shared with the `nats` kind).
+/// Connects to NATS with `auth` (shared with the `nats` kind). `ready` follows the connection
+/// after this: cleared on a disconnect, set again when the client reconnected by itself (it
+/// resubscribes and resumes pulls).
 pub(crate) async fn connect(
     url: &str,
     auth: &Auth,
     name: String,
+    ready: &ReadyFlag,
 ) -> Result<async_nats::Client, Box<dyn std::error::Error + Send + Sync>> {
     let options = match auth {
         Auth::None => ConnectOptions::new(),
@@ -108,8 +115,19 @@ pub(crate) async fn connect(
         Auth::NKey(seed) => ConnectOptions::with_nkey(seed.clone()),
         Auth::Creds(creds) => ConnectOptions::with_credentials(creds)?,
     };
+    let flag = ready.clone();
     Ok(options
         .name(name)
+        .event_callback(move |event| {
+            let flag = flag.clone();
+            async move {
+                match event {
+                    async_nats::Event::Connected => flag.set(true),
+                    async_nats::Event::Disconnected | async_nats::Event::Closed => flag.set(false),
+                    _ => {}
+                }
+            }
+        })
         .connection_timeout(Duration::from_secs(5))
         .connect(url)
         .await?)
@@ -158,6 +176,7 @@ pub fn build(
             .filter(|c| !c.is_empty())
             .unwrap_or_else(|| format!("sluice-{es_name}-{event_name}"));
         out.tasks.push(Box::new(JetStreamSource {
+            ready: ctx.readiness.flag(format!("{es_name}/{event_name}")),
             event_source: es_name.to_owned(),
             event_name: event_name.clone(),
             spec: spec.clone(),
@@ -207,6 +226,20 @@ pub struct JetStreamSource {
     auth: Auth,
     sender: Arc<dyn EventSender>,
     metrics: SourceMetrics,
+    /// Set while connected with the consumer bound.
+    ready: ReadyFlag,
+}
+
+/// How one message is settled with JetStream.
+enum Settle {
+    /// The bus stored it (or the filter dropped it, or it has no JetStream metadata).
+    Ack,
+    /// The bus refused it: redeliver after a delay.
+    Nak,
+    /// It can never be stored (too large): JetStream must not redeliver it.
+    Term,
+    /// Cancelled mid-publish: leave it un-acked.
+    Stop,
 }
 
 /// The body of an event: JSON when asked for and the payload is JSON, base64 otherwise.
@@ -225,6 +258,7 @@ impl JetStreamSource {
             &self.spec.url,
             &self.auth,
             format!("sluice-{}-{}", self.event_source, self.event_name),
+            &self.ready,
         )
         .await
         .map_err(ConsumeError::Connect)?;
@@ -253,13 +287,19 @@ impl JetStreamSource {
             })
     }
 
-    /// Publishes one message; true when the bus stored it.
-    async fn publish(&self, message: &jetstream::Message, labels: &EventLabels) -> bool {
+    /// Publishes one message once; how to settle it.
+    async fn publish(
+        &self,
+        message: &jetstream::Message,
+        labels: &EventLabels,
+        cancel: &CancellationToken,
+    ) -> Settle {
         let (stream, sequence) = match message.info() {
             Ok(info) => (info.stream.to_owned(), info.stream_sequence),
             Err(e) => {
+                // Why ack: a message without metadata is not from a stream consumer; nothing to keep.
                 warn!(eventsource = %self.event_source, event_name = %self.event_name, error = %e, "skipped a message without JetStream metadata");
-                return true;
+                return Settle::Ack;
             }
         };
         let header: Value = match &message.headers {
@@ -298,23 +338,24 @@ impl JetStreamSource {
                 // Cannot happen with these attributes; treated as a bus refusal so it is not lost.
                 warn!(eventsource = %self.event_source, event_name = %self.event_name, error = %e, "failed to build a jetstream event");
                 self.metrics.processing_failed.get_or_create(labels).inc();
-                return false;
+                return Settle::Nak;
             }
         };
         let subject = Subject::new(&self.event_source, &self.event_name);
-        match self.sender.send(&subject, &event).await {
-            Ok(ack) => {
-                if !ack.filtered {
-                    self.metrics.sent.get_or_create(labels).inc();
-                }
+        let p = Publisher {
+            sender: &*self.sender,
+            metrics: &self.metrics,
+            labels,
+            cancel,
+        };
+        match publish(&p, &subject, &event, Retry::Once).await {
+            Outcome::Stored(_) | Outcome::Filtered => {
                 debug!(eventsource = %self.event_source, event_name = %self.event_name, event = %event.id(), sequence, "published");
-                true
+                Settle::Ack
             }
-            Err(e) => {
-                self.metrics.sent_failed.get_or_create(labels).inc();
-                warn!(eventsource = %self.event_source, event_name = %self.event_name, event = %event.id(), error = %e, "bus did not take the event; nak'ed for redelivery");
-                false
-            }
+            Outcome::Rejected(_) => Settle::Term,
+            Outcome::Refused(_) => Settle::Nak,
+            Outcome::Cancelled => Settle::Stop,
         }
     }
 
@@ -351,22 +392,24 @@ impl JetStreamSource {
                     })
                 }
             };
-            let stored = tokio::select! {
-                biased;
+            let settle = match self.publish(&message, labels, cancel).await {
                 // Why no ack here: the message is still un-acked, JetStream redelivers it after
                 // the ack wait, so cancelling mid-publish loses nothing.
-                _ = cancel.cancelled() => return Ok(()),
-                s = self.publish(&message, labels) => s,
-            };
-            let settle = if stored {
-                *nak_delay = MIN_BACKOFF;
-                // Why ack now: the bus stored the event, so JetStream may forget the message.
-                message.ack_with(AckKind::Ack).await
-            } else {
-                // Why nak: the bus refused; JetStream redelivers after the delay, nothing lost.
-                let delay = *nak_delay;
-                *nak_delay = (*nak_delay * 2).min(MAX_BACKOFF);
-                message.ack_with(AckKind::Nak(Some(delay))).await
+                Settle::Stop => return Ok(()),
+                Settle::Ack => {
+                    *nak_delay = MIN_BACKOFF;
+                    // Why ack now: the bus stored the event, so JetStream may forget the message.
+                    message.ack_with(AckKind::Ack).await
+                }
+                Settle::Nak => {
+                    // Why nak: the bus refused; JetStream redelivers after the delay, nothing lost.
+                    let delay = *nak_delay;
+                    *nak_delay = (*nak_delay * 2).min(MAX_BACKOFF);
+                    message.ack_with(AckKind::Nak(Some(delay))).await
+                }
+                // Why term (the message is dropped): it is bigger than the bus takes, so every
+                // redelivery would be refused again; the helper logged its size and counted it.
+                Settle::Term => message.ack_with(AckKind::Term).await,
             };
             if let Err(e) = settle {
                 // An ack that did not arrive means a redelivery, deduped on the bus by its id.
@@ -398,6 +441,7 @@ impl PullSource for JetStreamSource {
             let result = match attempt {
                 Ok(consumer) => {
                     info!(eventsource = %self.event_source, event_name = %self.event_name, stream = %self.spec.stream, consumer = %self.consumer, "consuming");
+                    self.ready.set(true);
                     wait = MIN_BACKOFF;
                     self.consume(consumer, &cancel, &labels, &mut nak_delay).await
                 }
@@ -406,6 +450,7 @@ impl PullSource for JetStreamSource {
             match result {
                 Ok(()) => return Ok(()),
                 Err(e) => {
+                    self.ready.set(false);
                     warn!(eventsource = %self.event_source, event_name = %self.event_name, error = %e, retry_in = ?wait, "jetstream consumer failed; reconnecting");
                 }
             }

@@ -9,6 +9,11 @@
 //! meanwhile for the session. MQTT packet ids are reused, so event ids are random and a redelivery
 //! can be a duplicate on the bus.
 //!
+//! Too large: a message whose event is bigger than the bus takes is logged with its size, counted
+//! in `sluice_eventsource_events_rejected_total{reason="too_large"}` and acknowledged (dropped), so
+//! the session is not blocked by it. Readiness: `<eventSource>/<event>` is ready once subscribed and
+//! not while the connection is down.
+//!
 //! Body: with `jsonBody` a payload that parses as JSON is embedded as JSON; any other payload is a
 //! base64 string (as upstream marshals bytes), never dropped.
 
@@ -28,8 +33,9 @@ use tracing::{debug, info, warn};
 
 use super::jetstream::body_value;
 use crate::metrics::{EventLabels, SourceMetrics};
-use crate::sender::EventSender;
+use crate::sender::{publish, EventSender, Outcome, Publisher, Retry, FIRST_BACKOFF};
 use crate::{BuildError, PullSource, SourceError};
+use sluice_eventbus::readiness::ReadyFlag;
 
 /// The CloudEvent `type` of this kind.
 pub const SOURCE_TYPE: &str = "mqtt";
@@ -37,6 +43,13 @@ const MIN_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Messages received but not yet published; the broker holds the rest (bounded in-flight window).
 const QUEUE: usize = 64;
+/// The largest packet accepted from the broker: MQTT's own maximum (256 MiB). rumqttc's default
+/// (10 KiB) would fail the connection on a bigger message, and with QoS 1 the broker would then
+/// redeliver it on every reconnect; taken in, a message bigger than the bus takes is rejected once
+/// (logged, counted, acknowledged).
+const MAX_INCOMING_PACKET: usize = 268_435_455;
+/// The largest packet sent (SUBSCRIBE, PUBACK): rumqttc's default.
+const MAX_OUTGOING_PACKET: usize = 10 * 1024;
 
 /// `tcp://host:port` / `mqtt://host:port` → (host, port).
 pub fn parse_url(url: &str) -> Result<(String, u16), String> {
@@ -102,6 +115,7 @@ pub fn build(
             None => None,
         };
         out.tasks.push(Box::new(MqttSource {
+            ready: ctx.readiness.flag(format!("{es_name}/{event_name}")),
             event_source: es_name.to_owned(),
             event_name: event_name.clone(),
             spec: spec.clone(),
@@ -125,6 +139,8 @@ pub struct MqttSource {
     credentials: Option<(String, String)>,
     sender: Arc<dyn EventSender>,
     metrics: SourceMetrics,
+    /// Set once subscribed, cleared while the connection is down.
+    ready: ReadyFlag,
 }
 
 impl MqttSource {
@@ -136,6 +152,7 @@ impl MqttSource {
         topic: String,
         tx: mpsc::Sender<Publish>,
         describe: String,
+        ready: ReadyFlag,
     ) {
         let mut wait = MIN_BACKOFF;
         loop {
@@ -147,6 +164,7 @@ impl MqttSource {
                         warn!(source = %describe, error = %e, "failed to subscribe");
                     }
                 }
+                Ok(MqttEvent::Incoming(Packet::SubAck(_))) => ready.set(true),
                 Ok(MqttEvent::Incoming(Packet::Publish(p))) => {
                     if tx.send(p).await.is_err() {
                         return;
@@ -154,6 +172,7 @@ impl MqttSource {
                 }
                 Ok(_) => {}
                 Err(e) => {
+                    ready.set(false);
                     warn!(source = %describe, error = %e, retry_in = ?wait, "MQTT connection failed; reconnecting");
                     if tx.is_closed() {
                         return;
@@ -186,34 +205,24 @@ impl MqttSource {
             }
         };
         let subject = Subject::new(&self.event_source, &self.event_name);
-        let mut wait = MIN_BACKOFF;
-        loop {
-            let sent = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return false,
-                s = self.sender.send(&subject, &event) => s,
-            };
-            match sent {
-                Ok(ack) => {
-                    if !ack.filtered {
-                        self.metrics.sent.get_or_create(labels).inc();
-                    }
-                    debug!(eventsource = %self.event_source, event_name = %self.event_name, event = %event.id(), topic = %p.topic, "published");
-                    return true;
-                }
-                Err(e) => {
-                    // Why no PUBACK: the bus refused; retried here, redelivered by the broker
-                    // after a restart.
-                    self.metrics.sent_failed.get_or_create(labels).inc();
-                    warn!(eventsource = %self.event_source, event_name = %self.event_name, event = %event.id(), error = %e, "bus did not take the event; retrying");
-                }
+        let publisher = Publisher {
+            sender: &*self.sender,
+            metrics: &self.metrics,
+            labels,
+            cancel,
+        };
+        let retry = Retry::UntilStored { first: FIRST_BACKOFF };
+        // While the bus refuses, no PUBACK: the helper retries here, and the broker redelivers
+        // after a restart.
+        match publish(&publisher, &subject, &event, retry).await {
+            Outcome::Stored(_) | Outcome::Filtered => {
+                debug!(eventsource = %self.event_source, event_name = %self.event_name, event = %event.id(), topic = %p.topic, "published");
+                true
             }
-            tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return false,
-                _ = tokio::time::sleep(wait) => {}
-            }
-            wait = (wait * 2).min(MAX_BACKOFF);
+            // Why PUBACK a rejected message (it is dropped after the helper's error log): it is
+            // bigger than the bus takes, so keeping it un-acked would block the session forever.
+            Outcome::Rejected(_) => true,
+            Outcome::Refused(_) | Outcome::Cancelled => false,
         }
     }
 }
@@ -233,7 +242,8 @@ impl PullSource for MqttSource {
         options
             .set_keep_alive(Duration::from_secs(30))
             .set_clean_session(false)
-            .set_manual_acks(true);
+            .set_manual_acks(true)
+            .set_max_packet_size(MAX_INCOMING_PACKET, MAX_OUTGOING_PACKET);
         if let Some((user, password)) = &self.credentials {
             options.set_credentials(user.clone(), password.clone());
         }
@@ -245,6 +255,7 @@ impl PullSource for MqttSource {
             self.spec.topic.clone(),
             tx,
             self.describe(),
+            self.ready.clone(),
         ));
         loop {
             let p = tokio::select! {
@@ -262,6 +273,7 @@ impl PullSource for MqttSource {
         }
         // Dropping the connection without DISCONNECT keeps the session and its un-acked messages.
         poller.abort();
+        self.ready.set(false);
         Ok(())
     }
 }

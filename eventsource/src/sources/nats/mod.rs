@@ -6,6 +6,10 @@
 //! while Sluice is down or disconnected, or is in hand when the process stops, is lost. Use the
 //! `jetstream` kind when every message matters.
 //!
+//! Readiness: `<eventSource>/<event>` is ready while subscribed and connected. A message whose
+//! event is bigger than the bus takes is logged with its size, counted in
+//! `sluice_eventsource_events_rejected_total{reason="too_large"}` and dropped.
+//!
 //! Body: with `jsonBody` a payload that parses as JSON is embedded as JSON; any other payload is a
 //! base64 string (as upstream marshals bytes), never dropped.
 
@@ -24,8 +28,9 @@ use tracing::{info, warn};
 
 use super::jetstream::{body_value, connect, resolve_auth, Auth};
 use crate::metrics::{EventLabels, SourceMetrics};
-use crate::sender::EventSender;
+use crate::sender::{publish, EventSender, Publisher, Retry, FIRST_BACKOFF};
 use crate::{BuildError, PullSource, SourceError};
+use sluice_eventbus::readiness::ReadyFlag;
 
 /// The CloudEvent `type` of this kind.
 pub const SOURCE_TYPE: &str = "nats";
@@ -58,6 +63,7 @@ pub fn build(
         }
         let auth = resolve_auth(es_name, event_name, spec.auth.as_ref(), secrets)?;
         out.tasks.push(Box::new(NatsSource {
+            ready: ctx.readiness.flag(format!("{es_name}/{event_name}")),
             event_source: es_name.to_owned(),
             event_name: event_name.clone(),
             spec: spec.clone(),
@@ -77,6 +83,8 @@ pub struct NatsSource {
     auth: Auth,
     sender: Arc<dyn EventSender>,
     metrics: SourceMetrics,
+    /// Set while subscribed and connected.
+    ready: ReadyFlag,
 }
 
 impl NatsSource {
@@ -118,8 +126,16 @@ impl NatsSource {
             }
         };
         let subject = Subject::new(&self.event_source, &self.event_name);
-        crate::sender::publish_until_stored(&*self.sender, &subject, &event, &self.metrics, labels, cancel)
-            .await
+        let p = Publisher {
+            sender: &*self.sender,
+            metrics: &self.metrics,
+            labels,
+            cancel,
+        };
+        let retry = Retry::UntilStored { first: FIRST_BACKOFF };
+        // Settled includes a rejected (too large) message: dropped after the helper's error log,
+        // as core NATS cannot be told no. Not settled means cancelled: the message is lost.
+        publish(&p, &subject, &event, retry).await.settled()
     }
 }
 
@@ -139,7 +155,7 @@ impl PullSource for NatsSource {
             let client = tokio::select! {
                 biased;
                 _ = cancel.cancelled() => return Ok(()),
-                c = connect(&self.spec.url, &self.auth, format!("sluice-{}-{}", self.event_source, self.event_name)) => c,
+                c = connect(&self.spec.url, &self.auth, format!("sluice-{}-{}", self.event_source, self.event_name), &self.ready) => c,
             };
             let subscribed = match client {
                 Ok(client) => {
@@ -155,6 +171,7 @@ impl PullSource for NatsSource {
             match subscribed {
                 Ok(mut sub) => {
                     info!(eventsource = %self.event_source, event_name = %self.event_name, subject = %self.spec.subject, "subscribed");
+                    self.ready.set(true);
                     wait = MIN_BACKOFF;
                     // async-nats reconnects by itself and keeps the subscription.
                     loop {
@@ -168,9 +185,11 @@ impl PullSource for NatsSource {
                             return Ok(());
                         }
                     }
+                    self.ready.set(false);
                     warn!(eventsource = %self.event_source, event_name = %self.event_name, "nats subscription ended; resubscribing");
                 }
                 Err(e) => {
+                    self.ready.set(false);
                     warn!(eventsource = %self.event_source, event_name = %self.event_name, error = %e, retry_in = ?wait, "failed to subscribe to nats; retrying");
                 }
             }

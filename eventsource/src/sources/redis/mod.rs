@@ -6,6 +6,10 @@
 //! Sluice is down or disconnected, or in hand when the process stops, is lost. Use `redisStream`
 //! when every message matters.
 //!
+//! Readiness: `<eventSource>/<event>` is ready while subscribed and connected. A message whose
+//! event is bigger than the bus takes is logged with its size, counted in
+//! `sluice_eventsource_events_rejected_total{reason="too_large"}` and dropped.
+//!
 //! Body: the payload as a string, as upstream; with `jsonBody` a payload that parses as JSON is
 //! embedded as JSON and any other payload is a base64 string, never dropped.
 
@@ -25,8 +29,9 @@ use tracing::{info, warn};
 
 use super::redis_stream::redis_url;
 use crate::metrics::{EventLabels, SourceMetrics};
-use crate::sender::EventSender;
+use crate::sender::{publish, EventSender, Publisher, Retry, FIRST_BACKOFF};
 use crate::{BuildError, PullSource, SourceError};
+use sluice_eventbus::readiness::ReadyFlag;
 
 /// The CloudEvent `type` of this kind.
 pub const SOURCE_TYPE: &str = "redis";
@@ -85,6 +90,7 @@ pub fn build(
         );
         let client = redis::Client::open(url).map_err(|e| invalid(format!("hostAddress: {e}")))?;
         out.tasks.push(Box::new(RedisSource {
+            ready: ctx.readiness.flag(format!("{es_name}/{event_name}")),
             event_source: es_name.to_owned(),
             event_name: event_name.clone(),
             spec: spec.clone(),
@@ -104,6 +110,8 @@ pub struct RedisSource {
     client: redis::Client,
     sender: Arc<dyn EventSender>,
     metrics: SourceMetrics,
+    /// Set while subscribed.
+    ready: ReadyFlag,
 }
 
 impl RedisSource {
@@ -132,8 +140,16 @@ impl RedisSource {
             }
         };
         let subject = Subject::new(&self.event_source, &self.event_name);
-        crate::sender::publish_until_stored(&*self.sender, &subject, &event, &self.metrics, labels, cancel)
-            .await
+        let p = Publisher {
+            sender: &*self.sender,
+            metrics: &self.metrics,
+            labels,
+            cancel,
+        };
+        let retry = Retry::UntilStored { first: FIRST_BACKOFF };
+        // Settled includes a rejected (too large) message: dropped after the helper's error log, as
+        // pub/sub cannot be told no. Not settled means cancelled: the message is lost.
+        publish(&p, &subject, &event, retry).await.settled()
     }
 }
 
@@ -162,6 +178,7 @@ impl PullSource for RedisSource {
             match subscribed {
                 Ok(pubsub) => {
                     info!(eventsource = %self.event_source, event_name = %self.event_name, channels = ?self.spec.channels, "subscribed");
+                    self.ready.set(true);
                     wait = MIN_BACKOFF;
                     let mut messages = pubsub.into_on_message();
                     loop {
@@ -175,9 +192,11 @@ impl PullSource for RedisSource {
                             return Ok(());
                         }
                     }
+                    self.ready.set(false);
                     warn!(eventsource = %self.event_source, event_name = %self.event_name, "redis connection lost; resubscribing");
                 }
                 Err(e) => {
+                    self.ready.set(false);
                     warn!(eventsource = %self.event_source, event_name = %self.event_name, error = %e, retry_in = ?wait, "failed to subscribe to redis; retrying");
                 }
             }

@@ -10,6 +10,10 @@
 //! [`CLAIM_MIN_IDLE`]. The event id is derived from `stream/entry id`, so a re-read entry has the id
 //! it had and the bus drops the duplicate (within its dedupe window).
 //!
+//! Too large: an entry whose event is bigger than the bus takes is logged with its size, counted in
+//! `sluice_eventsource_events_rejected_total{reason="too_large"}` and XACKed (dropped), so it is not
+//! re-read forever. Readiness: `<eventSource>/<event>` is ready while connected.
+//!
 //! The group (default `argo-events-cg`) is created on every stream at `$` (new entries), with
 //! MKSTREAM, when missing, as upstream.
 
@@ -28,8 +32,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::metrics::{EventLabels, SourceMetrics};
-use crate::sender::EventSender;
+use crate::sender::{publish, EventSender, Outcome, Publisher, Retry, FIRST_BACKOFF};
 use crate::{BuildError, PullSource, SourceError};
+use sluice_eventbus::readiness::ReadyFlag;
 
 /// The CloudEvent `type` of this kind.
 pub const SOURCE_TYPE: &str = "redisStream";
@@ -111,6 +116,7 @@ pub fn build(
         );
         let client = redis::Client::open(url).map_err(|e| invalid(format!("hostAddress: {e}")))?;
         out.tasks.push(Box::new(RedisStreamSource {
+            ready: ctx.readiness.flag(format!("{es_name}/{event_name}")),
             event_source: es_name.to_owned(),
             event_name: event_name.clone(),
             group: spec
@@ -140,6 +146,8 @@ pub struct RedisStreamSource {
     client: redis::Client,
     sender: Arc<dyn EventSender>,
     metrics: SourceMetrics,
+    /// Set while connected with the group in place.
+    ready: ReadyFlag,
 }
 
 /// One stream entry: id and field/value pairs (RESP2 shape).
@@ -227,32 +235,25 @@ impl RedisStreamSource {
             }
         };
         let subject = Subject::new(&self.event_source, &self.event_name);
-        let mut wait = MIN_BACKOFF;
-        let ack = loop {
-            let sent = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return Ok(false),
-                s = self.sender.send(&subject, &event) => s,
-            };
-            match sent {
-                Ok(ack) => break ack,
-                Err(e) => {
-                    // Why no XACK: the bus refused; the entry stays pending and is retried here.
-                    self.metrics.sent_failed.get_or_create(labels).inc();
-                    warn!(eventsource = %self.event_source, event_name = %self.event_name, event = %event.id(), stream, entry = %id, error = %e, "bus did not take the event; retrying");
-                }
-            }
-            tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return Ok(false),
-                _ = tokio::time::sleep(wait) => {}
-            }
-            wait = (wait * 2).min(MAX_BACKOFF);
+        let publisher = Publisher {
+            sender: &*self.sender,
+            metrics: &self.metrics,
+            labels,
+            cancel,
         };
-        if !ack.filtered {
-            self.metrics.sent.get_or_create(labels).inc();
+        let retry = Retry::UntilStored { first: FIRST_BACKOFF };
+        // While the bus refuses, no XACK: the helper retries the same entry here, which stays
+        // pending meanwhile.
+        match publish(&publisher, &subject, &event, retry).await {
+            Outcome::Stored(_) | Outcome::Filtered => {
+                debug!(eventsource = %self.event_source, event_name = %self.event_name, event = %event.id(), stream, entry = %id, "published");
+            }
+            Outcome::Rejected(_) => {
+                // Why XACK a rejected entry (it is dropped after the helper's error log): it is
+                // bigger than the bus takes, so leaving it pending would re-read it forever.
+            }
+            Outcome::Refused(_) | Outcome::Cancelled => return Ok(false),
         }
-        debug!(eventsource = %self.event_source, event_name = %self.event_name, event = %event.id(), stream, entry = %id, "published");
         // Why XACK now: the bus stored the event, so the group may forget the entry. A failed XACK
         // leaves it pending: re-read later and deduped on the bus by its id.
         let _: i64 = redis::cmd("XACK")
@@ -344,6 +345,7 @@ impl RedisStreamSource {
         cancel: &CancellationToken,
     ) -> Result<End, redis::RedisError> {
         let mut con = self.connect().await?;
+        self.ready.set(true);
         info!(eventsource = %self.event_source, event_name = %self.event_name, group = %self.group, consumer = %self.consumer, "reading redis streams");
         // This consumer's own pending entries first (a previous run died before XACK).
         loop {
@@ -387,6 +389,7 @@ impl PullSource for RedisStreamSource {
             match self.consume(&labels, &cancel).await {
                 Ok(End::Cancelled) => return Ok(()),
                 Err(e) => {
+                    self.ready.set(false);
                     warn!(eventsource = %self.event_source, event_name = %self.event_name, error = %e, retry_in = ?wait, "redis stream consumer failed; reconnecting");
                 }
             }

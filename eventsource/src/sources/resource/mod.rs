@@ -40,7 +40,7 @@ use tracing::{debug, info, warn};
 
 use self::filter::{event_data, label_selector, ChangeType, ObjectFilter};
 use crate::metrics::{EventLabels, SourceMetrics};
-use crate::sender::EventSender;
+use crate::sender::{publish, EventSender, Publisher, Retry, FIRST_BACKOFF};
 use crate::{BuildError, PullSource, SourceError};
 
 /// The CloudEvent `type` of this kind.
@@ -270,29 +270,19 @@ impl Run<'_> {
             }
         };
         let subject = Subject::new(&s.event_source, &s.event_name);
-        let mut wait = Duration::from_millis(200);
-        loop {
-            match s.sender.send(&subject, &event).await {
-                Ok(ack) => {
-                    if !ack.filtered {
-                        s.metrics.sent.get_or_create(&self.labels).inc();
-                    }
-                    debug!(eventsource = %s.event_source, event_name = %s.event_name, event = %event.id(), change = change.as_str(), "published");
-                    return true;
-                }
-                Err(e) => {
-                    // Why retry here: a watch cannot be nak'ed; the change is only safe once stored.
-                    s.metrics.sent_failed.get_or_create(&self.labels).inc();
-                    warn!(eventsource = %s.event_source, event_name = %s.event_name, event = %event.id(), error = %e, "bus did not take the event; retrying");
-                }
-            }
-            tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return false,
-                _ = tokio::time::sleep(wait) => {}
-            }
-            wait = (wait * 2).min(MAX_BACKOFF);
-        }
+        let publisher = Publisher {
+            sender: &*s.sender,
+            metrics: &s.metrics,
+            labels: &self.labels,
+            cancel,
+        };
+        // Why retry until stored: a watch cannot be nak'ed; the change is only safe once stored.
+        let retry = Retry::UntilStored { first: FIRST_BACKOFF };
+        let outcome = publish(&publisher, &subject, &event, retry).await;
+        debug!(eventsource = %s.event_source, event_name = %s.event_name, event = %event.id(), change = change.as_str(), ?outcome, "handled a change");
+        // Settled includes a rejected change (an object bigger than the bus takes, logged by the
+        // helper): skipping it beats blocking the watch forever.
+        outcome.settled()
     }
 
     /// Lists, reports what changed since the last list, and returns the list's resourceVersion.
