@@ -115,11 +115,7 @@ async fn jetstream_message_in_hand_survives_kill() -> Result<()> {
 
     let want = json!({"order": 1, "run": run});
     js_publish(&url, &subject, &want).await?;
-    es.wait_logged(
-        "bus did not take the event; nak'ed for redelivery",
-        Duration::from_secs(30),
-    )
-    .await?;
+    wait_refused(&es, Duration::from_secs(30)).await?;
     // JetStream shows it delivered and not acknowledged.
     let mut consumer: async_nats::jetstream::consumer::PullConsumer = source_stream
         .get_consumer("crash")
@@ -163,8 +159,7 @@ async fn mqtt_message_in_hand_survives_kill() -> Result<()> {
     let want = json!({"order": 2, "run": run});
     mqtt_publish(&url, &topic, &want).await?;
     // Received and held without PUBACK while the bus refuses.
-    es.wait_logged("bus did not take the event; retrying", Duration::from_secs(30))
-        .await?;
+    wait_refused(&es, Duration::from_secs(30)).await?;
 
     c.kill_and_recover(es, &want).await
 }
@@ -185,11 +180,7 @@ async fn amqp_message_in_hand_survives_kill() -> Result<()> {
 
     let want = json!({"order": 3, "run": run});
     amqp_publish(&url, &exchange, "orders.new", &want).await?;
-    es.wait_logged(
-        "bus did not take the event; the message is requeued",
-        Duration::from_secs(30),
-    )
-    .await?;
+    wait_refused(&es, Duration::from_secs(30)).await?;
     let first_log = es.log_text();
     es.kill_hard()?;
     // The broker took the un-acknowledged message back when the connection died.
@@ -259,8 +250,7 @@ async fn redis_stream_entry_in_hand_survives_kill() -> Result<()> {
 
     let want = json!({"order": "4", "stream": stream});
     redis_xadd(&url, &stream, &want).await?;
-    es.wait_logged("bus did not take the event; retrying", Duration::from_secs(30))
-        .await?;
+    wait_refused(&es, Duration::from_secs(30)).await?;
     // Read by the group's consumer and pending (not XACKed).
     assert_eq!(pending(&url, &stream, "crash").await?, 1);
 

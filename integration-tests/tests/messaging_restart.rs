@@ -36,6 +36,32 @@ async fn assert_arrives(pipe: &Pipeline, want: &Value, p: &sluice_integration_te
     );
 }
 
+/// One outage: stops `server`, waits until the source logged `message` `n` more times with
+/// growing `retry_in`, starts the server again; returns those waits.
+async fn outage(
+    p: &sluice_integration_tests::SluiceProcess,
+    server: &mut PrivateServer,
+    message: &str,
+    n: usize,
+) -> Result<Vec<Duration>> {
+    let before = logged(p, message).len();
+    server.stop();
+    let lines = wait_logged_n(p, message, before + n, WAIT).await?;
+    assert_backs_off(&lines[before..], message);
+    server.restart()?;
+    Ok(retry_waits(&lines[before..]))
+}
+
+/// After a successful reconnect the backoff starts over: the second outage's first wait is the
+/// first outage's first wait, not where the first outage's waits stopped.
+fn assert_backoff_starts_over(first: &[Duration], second: &[Duration], what: &str) {
+    assert_eq!(
+        first.first(),
+        second.first(),
+        "{what}: the backoff did not start over after reconnecting (first outage {first:?}, second {second:?})"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_resubscribes_after_server_restart() -> Result<()> {
     env("NATS_SERVER_BIN");
@@ -139,16 +165,18 @@ async fn mqtt_reconnects_with_backoff_after_broker_restart() -> Result<()> {
     pipe.publish_until_seen(|n| json!({"phase": "before", "n": n}), publish, WAIT)
         .await?;
 
-    broker.stop();
-    let failures = wait_logged_n(&p, "MQTT connection failed; reconnecting", 3, WAIT).await?;
-    assert_backs_off(&failures, "mqtt");
-    broker.restart()?;
-    // Published at once, possibly before the source is back: the persistent session (QoS 1,
-    // clean_session false, saved by the broker across its restart) keeps it for the source.
-    let after = json!({"phase": "after"});
-    publish(after.clone()).await?;
-    assert_arrives(&pipe, &after, &p).await;
-    assert!(logged(&p, "connected to the MQTT broker").len() >= 2);
+    const FAILED: &str = "MQTT connection failed; reconnecting";
+    let mut outages = Vec::new();
+    for round in 1..=2 {
+        outages.push(outage(&p, &mut broker, FAILED, 3).await?);
+        // Published at once, possibly before the source is back: the persistent session (QoS 1,
+        // clean_session false, saved by the broker across its restart) keeps it for the source.
+        let after = json!({"phase": "after", "round": round});
+        publish(after.clone()).await?;
+        assert_arrives(&pipe, &after, &p).await;
+    }
+    assert_backoff_starts_over(&outages[0], &outages[1], "mqtt");
+    assert!(logged(&p, "connected to the MQTT broker").len() >= 3);
     p.terminate()?;
     Ok(())
 }
@@ -211,23 +239,23 @@ async fn redis_pub_sub_resubscribes_with_backoff_after_restart() -> Result<()> {
     pipe.publish_until_seen(|n| json!({"phase": "before", "n": n}), publish, WAIT)
         .await?;
 
-    server.stop();
-    p.wait_logged("redis connection lost; resubscribing", WAIT)
-        .await?;
-    let failures = wait_logged_n(&p, "failed to subscribe to redis; retrying", 2, WAIT).await?;
-    assert_backs_off(&failures, "redis");
-    server.restart()?;
-    // Pub/sub keeps nothing for an absent subscriber: publish until the source is back.
-    let got = pipe
-        .publish_until_seen(
-            |n| json!({"phase": "after", "n": n}),
-            publish,
-            Duration::from_secs(40),
-        )
-        .await
-        .map_err(|e| e.context(p.log_text()))?;
-    assert_eq!(got["phase"], "after");
-    assert!(logged(&p, "subscribed").len() >= 2);
+    let mut outages = Vec::new();
+    for round in 1..=2 {
+        outages.push(outage(&p, &mut server, "failed to subscribe to redis; retrying", 2).await?);
+        // Pub/sub keeps nothing for an absent subscriber: publish until the source is back.
+        let got = pipe
+            .publish_until_seen(
+                |n| json!({"phase": "after", "round": round, "n": n}),
+                publish,
+                Duration::from_secs(40),
+            )
+            .await
+            .map_err(|e| e.context(p.log_text()))?;
+        assert_eq!(got["round"], round);
+    }
+    assert_backoff_starts_over(&outages[0], &outages[1], "redis");
+    assert_eq!(logged(&p, "redis connection lost; resubscribing").len(), 2);
+    assert!(logged(&p, "subscribed").len() >= 3);
     p.terminate()?;
     Ok(())
 }
@@ -249,16 +277,17 @@ async fn redis_stream_reconnects_with_backoff_after_restart() -> Result<()> {
     redis_xadd(&url, &stream, &before).await?;
     assert_arrives(&pipe, &before, &p).await;
 
-    server.stop();
-    let failures = wait_logged_n(&p, "redis stream consumer failed; reconnecting", 3, WAIT).await?;
-    assert_backs_off(&failures, "redisStream");
-    server.restart()?;
-    // The stream and its consumer group survive the restart (append-only file): an entry added
-    // before the source is back is read once it is.
-    let after = json!({"phase": "after"});
-    redis_xadd(&url, &stream, &after).await?;
-    assert_arrives(&pipe, &after, &p).await;
-    assert!(logged(&p, READING).len() >= 2);
+    let mut outages = Vec::new();
+    for round in 1..=2 {
+        outages.push(outage(&p, &mut server, "redis stream consumer failed; reconnecting", 3).await?);
+        // The stream and its consumer group survive the restart (append-only file): an entry
+        // added before the source is back is read once it is.
+        let after = json!({"phase": "after", "round": round.to_string()});
+        redis_xadd(&url, &stream, &after).await?;
+        assert_arrives(&pipe, &after, &p).await;
+    }
+    assert_backoff_starts_over(&outages[0], &outages[1], "redisStream");
+    assert!(logged(&p, READING).len() >= 3);
     p.terminate()?;
     Ok(())
 }

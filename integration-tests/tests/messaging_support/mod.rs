@@ -193,6 +193,27 @@ pub async fn wait_logged_n(
     }
 }
 
+/// Waits until `p` logged that the bus did not take an event of this test's source (the wording
+/// after the semicolon says what the source does next, and differs between kinds).
+pub async fn wait_refused(p: &SluiceProcess, within: Duration) -> Result<Value> {
+    let deadline = Instant::now() + within;
+    loop {
+        let found = p.log_lines().into_iter().find(|l| {
+            l["eventsource"] == ES
+                && l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("bus did not take the event"))
+        });
+        if let Some(l) = found {
+            return Ok(l);
+        }
+        if Instant::now() > deadline {
+            bail!("no refusal logged within {within:?}; log:\n{}", p.log_text());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A `Duration`'s `Debug` text (`200ms`, `1.6s`, `30s`, `750µs`) back as a duration.
 pub fn parse_debug_duration(s: &str) -> Option<Duration> {
     let (number, unit) = s.split_at(s.find(|c: char| c.is_alphabetic() || c == 'µ')?);
