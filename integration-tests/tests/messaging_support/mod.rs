@@ -427,27 +427,40 @@ pub fn redis_host(url: &str) -> String {
         .to_owned()
 }
 
+/// Runs `cmd`, retrying for a while: a restarted redis-server answers LOADING until it has read
+/// its append-only file back.
+async fn redis_query<T: redis::FromRedisValue>(url: &str, cmd: &redis::Cmd) -> Result<T> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let attempt = async {
+            let mut con = redis_con(url).await?;
+            Ok::<T, anyhow::Error>(cmd.query_async(&mut con).await?)
+        };
+        match attempt.await {
+            Ok(v) => return Ok(v),
+            Err(e) if Instant::now() > deadline => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
 /// PUBLISH `body` on `channel`.
 pub async fn redis_publish(url: &str, channel: &str, body: &Value) -> Result<()> {
-    let mut con = redis_con(url).await?;
-    let _: i64 = redis::cmd("PUBLISH")
-        .arg(channel)
-        .arg(body.to_string())
-        .query_async(&mut con)
-        .await?;
+    let mut cmd = redis::cmd("PUBLISH");
+    cmd.arg(channel).arg(body.to_string());
+    let _: i64 = redis_query(url, &cmd).await?;
     Ok(())
 }
 
 /// XADD the string fields of `fields` (a JSON object) to `stream`; returns the entry id.
 pub async fn redis_xadd(url: &str, stream: &str, fields: &Value) -> Result<String> {
-    let mut con = redis_con(url).await?;
     let mut cmd = redis::cmd("XADD");
     cmd.arg(stream).arg("*");
     for (k, v) in fields.as_object().context("fields must be an object")? {
         cmd.arg(k)
             .arg(v.as_str().context("field values must be strings")?);
     }
-    Ok(cmd.query_async(&mut con).await?)
+    redis_query(url, &cmd).await
 }
 
 fn mqtt_options(url: &str, client_id: &str, clean: bool) -> Result<rumqttc::MqttOptions> {
