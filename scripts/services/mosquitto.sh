@@ -14,6 +14,8 @@ mosquitto_bin() {
 
 env_mosquitto() {
   echo "MQTT_URL=tcp://127.0.0.1:$MOSQUITTO_PORT"
+  # Tests that stop and restart a broker start a private one of their own with this binary.
+  echo "MOSQUITTO_BIN=$(mosquitto_bin)"
 }
 
 start_mosquitto() {

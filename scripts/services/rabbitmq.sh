@@ -37,10 +37,35 @@ rabbitmq_env() {
   export RABBITMQ_CONF_ENV_FILE="$dir/rabbitmq-env.conf"
 }
 
+# Writes $STATE/rabbitmq/rabbitmqctl: rabbitmqctl with this node's environment (cookie, node name,
+# epmd port), so tests can manage the node (vhosts, closing connections) without knowing it.
+rabbitmqctl_wrapper() {
+  local dir="$STATE/rabbitmq" bin v
+  bin="$(rabbitmq_bin_dir)"
+  mkdir -p "$dir"
+  {
+    echo '#!/usr/bin/env bash'
+    echo '# Written by scripts/services/rabbitmq.sh: rabbitmqctl for the node it started.'
+    (
+      rabbitmq_env
+      for v in HOME RABBITMQ_NODENAME RABBITMQ_NODE_IP_ADDRESS RABBITMQ_NODE_PORT RABBITMQ_DIST_PORT \
+        ERL_EPMD_ADDRESS ERL_EPMD_PORT RABBITMQ_MNESIA_BASE RABBITMQ_LOG_BASE RABBITMQ_PID_FILE \
+        RABBITMQ_ENABLED_PLUGINS_FILE RABBITMQ_CONFIG_FILE RABBITMQ_ADVANCED_CONFIG_FILE \
+        RABBITMQ_CONF_ENV_FILE; do
+        printf 'export %s=%q\n' "$v" "${!v}"
+      done
+    )
+    printf 'exec %q "$@"\n' "$bin/rabbitmqctl"
+  } >"$dir/rabbitmqctl"
+  chmod +x "$dir/rabbitmqctl"
+  echo "$dir/rabbitmqctl"
+}
+
 env_rabbitmq() {
   echo "AMQP_URL=amqp://guest:guest@127.0.0.1:$RABBITMQ_PORT/%2f"
   echo "AMQPS_URL=amqps://guest:guest@127.0.0.1:$RABBITMQ_TLS_PORT/%2f"
   echo "AMQPS_CA_FILE=$STATE/rabbitmq/tls/ca.pem"
+  echo "RABBITMQCTL=$(rabbitmqctl_wrapper)"
 }
 
 # A throwaway CA and a server certificate for 127.0.0.1/localhost, made once per state directory.

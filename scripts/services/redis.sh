@@ -13,6 +13,8 @@ redis_bin() {
 
 env_redis() {
   echo "REDIS_URL=redis://127.0.0.1:$REDIS_PORT"
+  # Tests that stop and restart a server start a private one of their own with this binary.
+  echo "REDIS_SERVER_BIN=$(redis_bin)"
 }
 
 start_redis() {

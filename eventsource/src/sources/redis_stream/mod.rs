@@ -339,13 +339,18 @@ impl RedisStreamSource {
         Ok(true)
     }
 
+    /// Connects and reads until cancelled; `wait` (the reconnect backoff) starts over once connected.
     async fn consume(
         &self,
         labels: &EventLabels,
         cancel: &CancellationToken,
+        wait: &mut Duration,
     ) -> Result<End, redis::RedisError> {
         let mut con = self.connect().await?;
         self.ready.set(true);
+        // Why reset here: the backoff is for a server that stays away; after a successful
+        // connection the next outage starts from the shortest wait again.
+        *wait = MIN_BACKOFF;
         info!(eventsource = %self.event_source, event_name = %self.event_name, group = %self.group, consumer = %self.consumer, "reading redis streams");
         // This consumer's own pending entries first (a previous run died before XACK).
         loop {
@@ -386,7 +391,7 @@ impl PullSource for RedisStreamSource {
         };
         let mut wait = MIN_BACKOFF;
         loop {
-            match self.consume(&labels, &cancel).await {
+            match self.consume(&labels, &cancel, &mut wait).await {
                 Ok(End::Cancelled) => return Ok(()),
                 Err(e) => {
                     self.ready.set(false);
