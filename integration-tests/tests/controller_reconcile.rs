@@ -128,7 +128,7 @@ async fn controller_turns_resources_into_workloads_and_reports_status() -> Resul
     let sts_spec = sts.spec;
     assert_eq!(sts_spec.replicas, Some(3));
     assert_eq!(sts_spec.service_name.as_deref(), Some("eventbus-default-js-svc"));
-    let nats = &sts_spec.template.spec.context("pod spec")?.containers[0];
+    let nats = &sts_spec.template.spec.as_ref().context("pod spec")?.containers[0];
     assert_eq!(nats.image.as_deref(), Some("nats:2.10.22"));
     let owner = &sts.metadata.owner_references.context("owner refs")?[0];
     assert_eq!(
@@ -342,8 +342,8 @@ async fn controller_turns_resources_into_workloads_and_reports_status() -> Resul
         async move { Ok(d.get_opt("ticks-eventsource").await?) }
     })
     .await?;
-    assert_eq!(ticks.spec.as_ref().and_then(|s| s.replicas), Some(2));
-    let ticks_pod = ticks.spec.and_then(|s| s.template.spec).context("pod spec")?;
+    assert_eq!(ticks.spec.replicas, Some(2));
+    let ticks_pod = ticks.spec.template.spec.context("pod spec")?;
     assert_eq!(
         ticks_pod.service_account_name.as_deref(),
         Some("ticks-eventsource")
