@@ -27,7 +27,8 @@ pub struct ControllerArgs {
     /// The NATS version when an EventBus names none.
     #[arg(long, env = "SLUICE_NATS_VERSION", default_value_t = BuildConfig::default().nats_version)]
     pub nats_version: String,
-    /// Let CR pod templates use hostPath volumes and privileged containers (GHSA-hmp7-x699-cvhq).
+    /// Let CR pod templates use hostPath volumes, privileged containers, privilege escalation and added
+    /// capabilities (GHSA-hmp7-x699-cvhq).
     #[arg(long, env = "SLUICE_ALLOW_PRIVILEGED")]
     pub allow_privileged: bool,
     /// Hold a Lease before reconciling (run several controller replicas).

@@ -7,12 +7,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use sluice_controller::leader::{self, LeaseConfig};
 use sluice_crds::{EventSource, Sensor};
 use sluice_eventbus::secrets::{FileSecretResolver, SecretResolver};
 use sluice_eventsource::checkpoint::{CheckpointStore, FileCheckpointStore, KvCheckpointStore};
 use sluice_eventsource::http::RouteTable;
 use sluice_eventsource::metrics::SourceMetrics;
-use sluice_eventsource::{BusSender, SourceContext};
+use sluice_eventsource::{BusSender, PullSource, SourceContext};
 use sluice_sensor::metrics::SensorMetrics;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -114,21 +115,57 @@ pub fn secrets(args: &ProcessArgs) -> Arc<FileSecretResolver> {
     Arc::new(FileSecretResolver::new(&args.secrets_dir).with_config_maps_dir(&args.configmaps_dir))
 }
 
+/// Events that only the holder of a Lease may run (`sluice eventsource --leader-elect`): the kinds
+/// that must not run twice. Their push routes, if any, are served by every replica.
+pub struct Elected {
+    /// The events of the EventSource that run only while this replica leads.
+    pub event_source: EventSource,
+    /// The API client the Lease is held with.
+    pub client: kube::Client,
+    /// Which Lease, and this replica's identity.
+    pub lease: LeaseConfig,
+}
+
 /// Runs `event_sources` and `sensors` on `bus` until SIGTERM/Ctrl-C, then drains; returns the exit code.
+/// With `elected`, its pull tasks start once this replica holds the Lease; losing it stops them and
+/// the process exits with 1 (to restart clean as a candidate, as the controller does).
 pub async fn serve(
     event_sources: Vec<EventSource>,
     sensors: Vec<Sensor>,
     opened: OpenedBus,
     listen: IpAddr,
     args: &ProcessArgs,
+    elected: Option<Elected>,
 ) -> i32 {
     let bus = opened.bus.clone();
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let code = start(&event_sources, sensors, opened, listen, args, &cancel, &tracker).await;
+    let elected_sources: Vec<EventSource> = elected.iter().map(|e| e.event_source.clone()).collect();
+    let (mut code, deferred) = start(
+        &event_sources,
+        &elected_sources,
+        sensors,
+        opened,
+        listen,
+        args,
+        &cancel,
+        &tracker,
+    )
+    .await;
     if code == 0 {
-        wait_for_signal().await;
-        tracing::info!("shutting down: draining in-flight work");
+        // Cancelled only when the Lease is lost (or cannot be held): `cancel` fires after the select.
+        let work = cancel.child_token();
+        if let Some(elected) = elected {
+            tracker.spawn(lead(elected, deferred, work.clone(), tracker.clone()));
+        }
+        tokio::select! {
+            biased;
+            () = wait_for_signal() => tracing::info!("shutting down: draining in-flight work"),
+            () = work.cancelled() => {
+                tracing::error!("no longer the leader: stopping to restart as a candidate");
+                code = 1;
+            }
+        }
     }
     cancel.cancel();
     tracker.close();
@@ -143,8 +180,72 @@ pub async fn serve(
     code
 }
 
+/// Waits for the Lease, then runs `tasks` until `work` is cancelled (shutdown, or the Lease lost:
+/// the renewal cancels `work` itself).
+async fn lead(
+    elected: Elected,
+    tasks: Vec<Box<dyn PullSource>>,
+    work: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let lease = elected.lease.name.clone();
+    let held = match leader::acquire(elected.client, elected.lease, work.clone()).await {
+        Ok(Some(held)) => held,
+        Ok(None) => return, // Shut down while waiting.
+        Err(error) => {
+            tracing::error!(lease = %lease, error = %error_chain(&error), "leader election failed");
+            work.cancel();
+            return;
+        }
+    };
+    tracing::info!(lease = %lease, tasks = tasks.len(), "leading: starting the sources that must not run twice");
+    for task in tasks {
+        let token = work.child_token();
+        tracker.spawn(async move {
+            let what = task.describe();
+            if let Err(error) = task.run(token).await {
+                tracing::error!(source = %what, error = %error_chain(&error), "event source stopped");
+            }
+        });
+    }
+    work.cancelled().await;
+    drop(held);
+}
+
+/// Starts everything but the pull tasks of `elected` (returned, to run once this replica leads);
+/// returns the exit code so far (0: running).
+#[allow(clippy::too_many_arguments)] // Reason: one private step of `serve`.
 async fn start(
     event_sources: &[EventSource],
+    elected: &[EventSource],
+    sensors: Vec<Sensor>,
+    opened: OpenedBus,
+    listen: IpAddr,
+    args: &ProcessArgs,
+    cancel: &CancellationToken,
+    tracker: &TaskTracker,
+) -> (i32, Vec<Box<dyn PullSource>>) {
+    let mut deferred = Vec::new();
+    let code = start_inner(
+        event_sources,
+        elected,
+        &mut deferred,
+        sensors,
+        opened,
+        listen,
+        args,
+        cancel,
+        tracker,
+    )
+    .await;
+    (code, deferred)
+}
+
+#[allow(clippy::too_many_arguments)] // Reason: one private step of `serve`.
+async fn start_inner(
+    event_sources: &[EventSource],
+    elected: &[EventSource],
+    deferred: &mut Vec<Box<dyn PullSource>>,
     sensors: Vec<Sensor>,
     opened: OpenedBus,
     listen: IpAddr,
@@ -247,7 +348,11 @@ async fn start(
         readiness: observability.readiness().clone(),
     };
     let mut routes = RouteTable::new();
-    for es in event_sources {
+    let all = event_sources
+        .iter()
+        .map(|es| (es, false))
+        .chain(elected.iter().map(|es| (es, true)));
+    for (es, only_when_leading) in all {
         let built = match sluice_eventsource::build(es, &ctx) {
             Ok(b) => b,
             Err(error) => {
@@ -261,6 +366,10 @@ async fn start(
                 return 1;
             }
         }
+        if only_when_leading {
+            deferred.extend(built.tasks);
+            continue;
+        }
         for task in built.tasks {
             let token = cancel.child_token();
             tracker.spawn(async move {
@@ -271,13 +380,30 @@ async fn start(
             });
         }
     }
+    // Per EventSource, across its two halves when leader election split it (each build set the
+    // gauge to its half's count).
+    let mut running: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
+    for es in event_sources.iter().chain(elected) {
+        let events = i64::try_from(es.spec.event_names().len()).unwrap_or(i64::MAX);
+        *running
+            .entry(es.metadata.name.clone().unwrap_or_default())
+            .or_default() += events;
+    }
+    for (name, events) in running {
+        ctx.metrics
+            .running
+            .get_or_create(&sluice_eventsource::metrics::SourceLabels {
+                eventsource_name: name,
+            })
+            .set(events);
+    }
     if let Err(error) = routes.serve(listen, cancel.child_token(), tracker).await {
         tracing::error!(error = %error_chain(&error), "failed to start the http server");
         return 1;
     }
     observability.set_ready(true);
     tracing::info!(
-        eventsources = event_sources.len(),
+        eventsources = event_sources.len() + elected.len(),
         "sluice is running; Ctrl-C or SIGTERM stops it"
     );
     0

@@ -77,5 +77,5 @@ async fn run(args: RunArgs) -> i32 {
             return 1;
         }
     };
-    process::serve(event_sources, sensors, bus, args.listen, &args.process).await
+    process::serve(event_sources, sensors, bus, args.listen, &args.process, None).await
 }

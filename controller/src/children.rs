@@ -34,7 +34,8 @@ pub struct BuildConfig {
     pub nats_image: String,
     /// The NATS version used when an EventBus does not name one.
     pub nats_version: String,
-    /// Allow hostPath volumes and privileged containers in CR pod templates (GHSA-hmp7-x699-cvhq).
+    /// Allow hostPath volumes, privileged containers, privilege escalation and added capabilities in
+    /// CR pod templates (GHSA-hmp7-x699-cvhq).
     pub allow_privileged: bool,
 }
 
@@ -72,6 +73,10 @@ pub struct WorkloadChildren {
     pub deployment: Value,
     /// The Service for webhook-style ports, when there are any.
     pub service: Option<Value>,
+    /// What the pods need to elect a leader, applied before the Deployment (EventSources of
+    /// [`RUN_ONCE_KINDS`]): a ServiceAccount when the template names none, a Role on the Lease and
+    /// its RoleBinding. Empty otherwise.
+    pub rbac: Vec<Value>,
 }
 
 /// The children of a `jetstream` EventBus.
@@ -87,6 +92,108 @@ pub struct BusChildren {
     pub stateful_set: Value,
     /// The URL clients use, reported in the EventBus status.
     pub url: String,
+    /// The Secret holding the server's side of the generated credentials (`auth`, included by the
+    /// NATS configuration); built by [`jetstream_auth_secrets`].
+    pub server_secret: String,
+    /// The Secret clients read their credentials from (`client-auth`), the status's `accessSecret`.
+    pub client_secret: String,
+}
+
+/// The key of the server's auth configuration in the server Secret (upstream's key).
+pub const JS_SERVER_AUTH_KEY: &str = "auth";
+/// The key of the client credentials in the client Secret (upstream's key): a YAML document with
+/// `username` and `password`, the format an `accessSecret` has.
+pub const JS_CLIENT_AUTH_KEY: &str = "client-auth";
+
+/// Generated credentials of a `jetstream` EventBus: generated once, kept in its Secrets, never
+/// logged (`Debug` shows no value).
+#[derive(Clone, PartialEq)]
+pub struct BusCredentials {
+    /// The user of the account with JetStream.
+    pub user: String,
+    /// Its password.
+    pub password: String,
+    /// The password of the system account's `sys` user (monitoring, never given to clients).
+    pub sys_password: String,
+}
+
+impl std::fmt::Debug for BusCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BusCredentials { <redacted> }")
+    }
+}
+
+impl BusCredentials {
+    /// Fresh random credentials (version-4 UUIDs: 122 random bits each, from the OS's generator).
+    pub fn generate() -> Self {
+        let random = || uuid::Uuid::new_v4().simple().to_string();
+        Self {
+            user: format!("sluice-{}", &random()[..8]),
+            password: format!("{}{}", random(), random()),
+            sys_password: format!("{}{}", random(), random()),
+        }
+    }
+}
+
+/// The two Secrets of a `jetstream` EventBus's client authentication, as upstream names them:
+/// `eventbus-<name>-js-server` (key `auth`: the accounts block the NATS configuration includes) and
+/// `eventbus-<name>-js-client-auth` (key `client-auth`: `username`/`password` YAML, what the status's
+/// `accessSecret` points EventSource and Sensor pods at). Both are owned by the EventBus.
+pub fn jetstream_auth_secrets(bus: &EventBus, creds: &BusCredentials) -> Result<(Value, Value), BuildError> {
+    let owner = owner("EventBus", &bus.metadata)?;
+    let labels = labels("eventbus", "eventbus-name", owner.name);
+    let quoted = |s: &str| serde_json::to_string(s).map_err(|e| BuildError::EncodeSpec(e.to_string()));
+    // Only the JetStream account's user may connect; the system account is for `nats` tooling.
+    let server_conf = format!(
+        "accounts {{\n  js {{\n    jetstream: enabled\n    users: [\n      {{user: {}, password: {}}}\n    ]\n  }}\n  \
+         sys {{\n    users: [\n      {{user: sys, password: {}}}\n    ]\n  }}\n}}\nsystem_account: sys\n",
+        quoted(&creds.user)?,
+        quoted(&creds.password)?,
+        quoted(&creds.sys_password)?,
+    );
+    let client_conf = serde_yaml::to_string(&json!({"username": creds.user, "password": creds.password}))
+        .map_err(|e| BuildError::EncodeSpec(e.to_string()))?;
+    let secret = |name: &str, key: &str, value: String| {
+        let typed = k8s_openapi::api::core::v1::Secret {
+            data: Some(BTreeMap::from([(
+                key.to_string(),
+                k8s_openapi::ByteString(value.into_bytes()),
+            )])),
+            ..Default::default()
+        };
+        let mut object = json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": owner.meta(name, &labels),
+            "type": "Opaque",
+        });
+        object["data"] = serde_json::to_value(&typed)
+            .map(|v| v["data"].clone())
+            .unwrap_or(Value::Null);
+        object
+    };
+    Ok((
+        secret(
+            &jetstream_server_secret_name(owner.name),
+            JS_SERVER_AUTH_KEY,
+            server_conf,
+        ),
+        secret(
+            &jetstream_client_secret_name(owner.name),
+            JS_CLIENT_AUTH_KEY,
+            client_conf,
+        ),
+    ))
+}
+
+/// `eventbus-<name>-js-server`, upstream's name.
+pub fn jetstream_server_secret_name(bus: &str) -> String {
+    format!("eventbus-{bus}-js-server")
+}
+
+/// `eventbus-<name>-js-client-auth`, upstream's name.
+pub fn jetstream_client_secret_name(bus: &str) -> String {
+    format!("eventbus-{bus}-js-client-auth")
 }
 
 struct Owner<'a> {
@@ -154,8 +261,9 @@ fn selector(component: &str, owner_label: &str, name: &str) -> BTreeMap<String, 
     ])
 }
 
-/// Rejects what a CR may not ask for unless privileged pods are allowed: hostPath volumes and
-/// privileged containers (a CR author could otherwise take over the node: GHSA-hmp7-x699-cvhq).
+/// Rejects what a CR may not ask for unless privileged pods are allowed: hostPath volumes,
+/// privileged containers, privilege escalation and added capabilities (a CR author could otherwise
+/// take over the node: GHSA-hmp7-x699-cvhq).
 pub fn check_template(template: Option<&Template>, allow_privileged: bool) -> Result<(), BuildError> {
     let Some(template) = template else { return Ok(()) };
     if allow_privileged {
@@ -183,6 +291,18 @@ pub fn check_template(template: Option<&Template>, allow_privileged: bool) -> Re
         return Err(BuildError::RejectPrivileged {
             path: "spec.template.container.securityContext.allowPrivilegeEscalation".into(),
             reason: "privilege escalation is not allowed".into(),
+        });
+    }
+    // Added capabilities (SYS_ADMIN, NET_ADMIN, …) give a container most of what `privileged` does;
+    // dropping capabilities stays allowed.
+    let added = sc
+        .and_then(|s| s.capabilities.as_ref())
+        .and_then(|c| c.add.as_ref())
+        .filter(|add| !add.is_empty());
+    if let Some(add) = added {
+        return Err(BuildError::RejectPrivileged {
+            path: "spec.template.container.securityContext.capabilities.add".into(),
+            reason: format!("adding capabilities ({}) is not allowed", add.join(", ")),
         });
     }
     Ok(())
@@ -278,6 +398,37 @@ pub fn runs_once(spec: &Value) -> bool {
             .and_then(Value::as_object)
             .is_some_and(|events| !events.is_empty())
     })
+}
+
+/// The Lease the replicas of EventSource `name` elect their leader with.
+pub fn eventsource_lease_name(name: &str) -> String {
+    format!("{name}-eventsource")
+}
+
+/// A Role allowing exactly what leader election needs on the EventSource's Lease (create cannot
+/// be limited to one name in RBAC; read and renew can), bound to the pods' ServiceAccount.
+fn leader_rbac(owner: &Owner<'_>, account: &str) -> [Value; 2] {
+    let labels = labels("eventsource", "eventsource-name", owner.name);
+    let role = format!("{}-eventsource-leader", owner.name);
+    [
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": owner.meta(&role, &labels),
+            "rules": [
+                {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+                {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "update"],
+                 "resourceNames": [eventsource_lease_name(owner.name)]},
+            ],
+        }),
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": owner.meta(&role, &labels),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
+            "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": owner.namespace}],
+        }),
+    ]
 }
 
 /// The file a pod reads its bus from when the bus needs more than a URL.
@@ -398,27 +549,40 @@ pub fn eventsource_children(
             .filter_map(|p| Some(p.port).filter(|p| *p > 0))
             .collect();
     }
-    // `sluice eventsource` does not elect a leader among its replicas yet, so a kind that must not
-    // run twice gets one pod, replaced with the Recreate strategy (never two during a rollout), as
-    // upstream did before its in-process leader election.
-    let run_once = runs_once(&spec);
-    let replicas = if run_once {
-        1
-    } else {
-        es.spec.replicas.unwrap_or(1)
-    };
     let mut children = workload(
         Role::EventSource,
         &es.metadata,
         &spec,
         es.spec.template.as_ref(),
-        replicas,
+        es.spec.replicas.unwrap_or(1),
         &ports,
         bus_url,
         cfg,
     )?;
-    if run_once {
-        children.deployment["spec"]["strategy"] = json!({"type": "Recreate"});
+    // Kinds that must not run twice: every replica serves the push routes, but only the holder of
+    // the Lease runs their pull tasks (`sluice eventsource --leader-elect`, identity $POD_NAME), so
+    // `replicas` is honoured and rolling updates are safe.
+    if runs_once(&spec) {
+        let owner = owner("EventSource", &es.metadata)?;
+        let pod = &mut children.deployment["spec"]["template"]["spec"];
+        if let Some(args) = pod["containers"][0]["args"].as_array_mut() {
+            args.push(json!("--leader-elect"));
+        }
+        let account = match pod["serviceAccountName"].as_str() {
+            Some(name) => name.to_string(),
+            None => {
+                let name = format!("{}-eventsource", owner.name);
+                pod["serviceAccountName"] = json!(name);
+                let labels = labels("eventsource", "eventsource-name", owner.name);
+                children.rbac.push(json!({
+                    "apiVersion": "v1",
+                    "kind": "ServiceAccount",
+                    "metadata": owner.meta(&name, &labels),
+                }));
+                name
+            }
+        };
+        children.rbac.extend(leader_rbac(&owner, &account));
     }
     if let Some(service) = &children.service {
         let mut service = service.clone();
@@ -574,6 +738,7 @@ fn workload(
         config_map,
         deployment,
         service,
+        rbac: Vec::new(),
     })
 }
 
@@ -698,11 +863,15 @@ pub fn jetstream_children(
             routes.join("\n    ")
         ));
     }
+    // Clients must authenticate: the accounts block with the generated user comes from the server
+    // Secret, projected next to this file.
+    conf.push_str("include ./auth.conf\n");
     if let Some(settings) = &js.settings {
         conf.push_str(settings);
         conf.push('\n');
     }
     let conf_hash = hash(&conf);
+    let server_secret = jetstream_server_secret_name(owner.name);
     let config_map = json!({
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -758,7 +927,10 @@ pub fn jetstream_children(
             container["securityContext"] = s;
         }
     }
-    let mut volumes = vec![json!({"name": "config", "configMap": {"name": format!("{base}-config")}})];
+    let mut volumes = vec![json!({"name": "config", "projected": {"sources": [
+        {"configMap": {"name": format!("{base}-config"), "items": [{"key": "nats-js.conf", "path": "nats-js.conf"}]}},
+        {"secret": {"name": server_secret, "items": [{"key": JS_SERVER_AUTH_KEY, "path": "auth.conf"}]}},
+    ]}})];
     let mut claims = Vec::new();
     match &js.persistence {
         Some(p) => {
@@ -837,6 +1009,8 @@ pub fn jetstream_children(
         client_service,
         stateful_set,
         url: format!("nats://{client}.{}.svc:{NATS_CLIENT_PORT}", owner.namespace),
+        server_secret,
+        client_secret: jetstream_client_secret_name(owner.name),
     })
 }
 
@@ -867,6 +1041,23 @@ mod tests {
         serde_json::from_value::<Deployment>(children.deployment.clone()).expect("Deployment");
         if let Some(s) = &children.service {
             serde_json::from_value::<Service>(s.clone()).expect("Service");
+        }
+        for object in &children.rbac {
+            match object["kind"].as_str() {
+                Some("ServiceAccount") => {
+                    serde_json::from_value::<k8s_openapi::api::core::v1::ServiceAccount>(object.clone())
+                        .map(drop)
+                }
+                Some("Role") => {
+                    serde_json::from_value::<k8s_openapi::api::rbac::v1::Role>(object.clone()).map(drop)
+                }
+                Some("RoleBinding") => {
+                    serde_json::from_value::<k8s_openapi::api::rbac::v1::RoleBinding>(object.clone())
+                        .map(drop)
+                }
+                other => panic!("unexpected child {other:?}"),
+            }
+            .expect("typed RBAC object");
         }
     }
 
@@ -905,6 +1096,41 @@ mod tests {
         assert_eq!(c.url, "nats://eventbus-demo-js-client-svc.team.svc:4222");
         insta::assert_yaml_snapshot!("jetstream_statefulset", c.stateful_set);
         insta::assert_yaml_snapshot!("jetstream_config", c.config_map);
+        assert_eq!(c.server_secret, "eventbus-demo-js-server");
+        assert_eq!(c.client_secret, "eventbus-demo-js-client-auth");
+    }
+
+    #[test]
+    fn jetstream_auth_secrets_snapshot() {
+        let bus: EventBus = parse(&format!(
+            "{}spec:\n  jetstream:\n    version: \"2.10.22\"\n",
+            meta_fixture("EventBus")
+        ));
+        let creds = BusCredentials {
+            user: "sluice-user".into(),
+            password: "p\"w".into(),
+            sys_password: "sys-pw".into(),
+        };
+        let (server, client) = jetstream_auth_secrets(&bus, &creds).expect("builds");
+        let server_typed: k8s_openapi::api::core::v1::Secret =
+            serde_json::from_value(server.clone()).expect("Secret");
+        let client_typed: k8s_openapi::api::core::v1::Secret =
+            serde_json::from_value(client.clone()).expect("Secret");
+        let text = |s: &k8s_openapi::api::core::v1::Secret, key: &str| {
+            String::from_utf8(s.data.as_ref().expect("data")[key].0.clone()).expect("utf-8")
+        };
+        // The client file is what an `accessSecret` holds: username/password YAML.
+        let access: serde_json::Value =
+            serde_yaml::from_str(&text(&client_typed, "client-auth")).expect("YAML");
+        assert_eq!(access, json!({"username": "sluice-user", "password": "p\"w"}));
+        insta::assert_snapshot!("jetstream_server_auth", text(&server_typed, "auth"));
+        insta::assert_yaml_snapshot!("jetstream_client_auth_secret", client);
+        assert_eq!(server["metadata"]["ownerReferences"][0]["kind"], "EventBus");
+        // Random, and never shown by Debug.
+        let a = BusCredentials::generate();
+        assert_ne!(a, BusCredentials::generate());
+        assert!(a.password.len() >= 64);
+        assert!(!format!("{a:?}").contains(&a.password));
     }
 
     #[test]
@@ -946,21 +1172,86 @@ mod tests {
     }
 
     #[test]
-    fn kinds_that_must_not_run_twice_get_one_pod_and_recreate() {
+    fn added_capabilities_are_rejected_unless_allowed_and_dropped_ones_pass() {
+        let add = eventsource(
+            "  template:\n    container:\n      securityContext: {capabilities: {add: [NET_ADMIN, SYS_TIME]}}\n",
+        );
+        let err =
+            eventsource_children(&add, "nats://bus:4222", &BuildConfig::default()).expect_err("rejected");
+        assert_eq!(
+            err.to_string(),
+            "spec.template.container.securityContext.capabilities.add: adding capabilities (NET_ADMIN, SYS_TIME) is not allowed (the controller runs without --allow-privileged)"
+        );
+        let sensor: Sensor = parse(&format!(
+            "{}spec:\n  template:\n    container:\n      securityContext: {{capabilities: {{add: [SYS_ADMIN]}}}}\n  dependencies:\n    - {{name: d, eventSourceName: demo, eventName: example}}\n  triggers:\n    - template: {{name: l, log: {{}}}}\n",
+            meta_fixture("Sensor")
+        ));
+        assert!(matches!(
+            sensor_children(&sensor, "nats://bus:4222", &BuildConfig::default()),
+            Err(BuildError::RejectPrivileged { path, .. }) if path == "spec.template.container.securityContext.capabilities.add"
+        ));
+        let drop_all = eventsource(
+            "  template:\n    container:\n      securityContext: {capabilities: {drop: [ALL]}}\n",
+        );
+        let children = eventsource_children(&drop_all, "nats://bus:4222", &BuildConfig::default())
+            .expect("dropping capabilities is allowed");
+        assert_eq!(
+            children.deployment["spec"]["template"]["spec"]["containers"][0]["securityContext"]
+                ["capabilities"]["drop"],
+            json!(["ALL"])
+        );
+        let allowed = BuildConfig {
+            allow_privileged: true,
+            ..BuildConfig::default()
+        };
+        assert!(eventsource_children(&add, "nats://bus:4222", &allowed).is_ok());
+    }
+
+    #[test]
+    fn kinds_that_must_not_run_twice_elect_a_leader_with_their_own_rbac() {
         let calendar = parse::<EventSource>(&format!(
             "{}spec:\n  replicas: 3\n  calendar:\n    tick:\n      interval: 10s\n",
             meta_fixture("EventSource")
         ));
         let children = eventsource_children(&calendar, "nats://bus:4222", &BuildConfig::default())
             .expect("a valid calendar source builds");
-        assert_eq!(children.deployment["spec"]["replicas"], 1);
-        assert_eq!(children.deployment["spec"]["strategy"]["type"], "Recreate");
-        // Push kinds run active-active: replicas honoured, the default rolling update.
+        typed(&children);
+        assert_eq!(children.deployment["spec"]["replicas"], 3);
+        assert!(children.deployment["spec"].get("strategy").is_none());
+        let pod = &children.deployment["spec"]["template"]["spec"];
+        assert_eq!(pod["serviceAccountName"], "demo-eventsource");
+        let args = pod["containers"][0]["args"].as_array().expect("args");
+        assert!(args.contains(&json!("--leader-elect")), "{args:?}");
+        // The identity comes from the downward API.
+        assert!(pod["containers"][0]["env"]
+            .as_array()
+            .expect("env")
+            .iter()
+            .any(|e| e["name"] == "POD_NAME" && e["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"));
+        insta::assert_yaml_snapshot!("eventsource_leader_rbac", children.rbac);
+        // A ServiceAccount of the template's own is bound, not replaced.
+        let own = parse::<EventSource>(&format!(
+            "{}spec:\n  template:\n    serviceAccountName: mine\n  calendar:\n    tick:\n      interval: 10s\n",
+            meta_fixture("EventSource")
+        ));
+        let children =
+            eventsource_children(&own, "nats://bus:4222", &BuildConfig::default()).expect("builds");
+        assert_eq!(
+            children.deployment["spec"]["template"]["spec"]["serviceAccountName"],
+            "mine"
+        );
+        assert_eq!(children.rbac.len(), 2);
+        assert_eq!(children.rbac[1]["subjects"][0]["name"], "mine");
+        // Push kinds run active-active without any of it.
         let webhook = eventsource("");
         let children = eventsource_children(&webhook, "nats://bus:4222", &BuildConfig::default())
             .expect("a valid webhook source builds");
         assert_eq!(children.deployment["spec"]["replicas"], 2);
-        assert!(children.deployment["spec"].get("strategy").is_none());
+        assert!(children.rbac.is_empty());
+        let args = children.deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+            .as_array()
+            .expect("args");
+        assert!(!args.contains(&json!("--leader-elect")));
     }
 
     #[test]

@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, ObjectMeta, PostParams};
 use kube::Client;
-use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 /// Which Lease to hold and how.
@@ -48,17 +48,17 @@ impl Drop for HeldLease {
     }
 }
 
-/// Tries once to take or renew the Lease; true when this replica holds it.
+/// Tries once to take or renew the Lease; true when this replica holds it. Writes are optimistic:
+/// creating fails when another candidate created the Lease first, replacing fails when it changed
+/// since it was read (its resourceVersion), so two candidates never both believe they won.
 async fn try_hold(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<bool, LeaderError> {
     let err = |action| {
         let name = cfg.name.clone();
         move |source| LeaderError::UpdateLease { action, name, source }
     };
     let now = Timestamp::now();
-    // MicroTime: exactly six fractional digits, or the API server rejects the Lease.
-    let stamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-    let lease = api.get_opt(&cfg.name).await.map_err(err("read"))?;
-    let spec = lease.and_then(|l| l.spec).unwrap_or_default();
+    let current = api.get_opt(&cfg.name).await.map_err(err("read"))?;
+    let spec = current.as_ref().and_then(|l| l.spec.clone()).unwrap_or_default();
     let holder = spec.holder_identity.clone().unwrap_or_default();
     let renewed = spec.renew_time.as_ref().map(|t| t.0);
     let seconds = i64::from(spec.lease_duration_seconds.unwrap_or(0));
@@ -66,27 +66,42 @@ async fn try_hold(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<bool, LeaderErr
     if holder != cfg.identity && !holder.is_empty() && !expired {
         return Ok(false);
     }
-    let transitions = spec.lease_transitions.unwrap_or(0) + i32::from(holder != cfg.identity);
-    let patch = json!({
-        "apiVersion": "coordination.k8s.io/v1",
-        "kind": "Lease",
-        "metadata": {"name": cfg.name, "namespace": cfg.namespace},
-        "spec": {
-            "holderIdentity": cfg.identity,
-            "leaseDurationSeconds": cfg.duration.as_secs(),
-            "renewTime": stamp,
-            "acquireTime": if holder == cfg.identity { spec.acquire_time.and_then(|t| micro_time(t.0)) } else { Some(stamp.clone()) },
-            "leaseTransitions": transitions,
+    let ours = holder == cfg.identity;
+    let next = LeaseSpec {
+        holder_identity: Some(cfg.identity.clone()),
+        lease_duration_seconds: Some(i32::try_from(cfg.duration.as_secs()).unwrap_or(i32::MAX)),
+        renew_time: Some(MicroTime(now)),
+        acquire_time: if ours {
+            spec.acquire_time.clone()
+        } else {
+            Some(MicroTime(now))
+        },
+        lease_transitions: Some(spec.lease_transitions.unwrap_or(0) + i32::from(!ours)),
+        ..spec
+    };
+    let written = match current {
+        None => {
+            let lease = Lease {
+                metadata: ObjectMeta {
+                    name: Some(cfg.name.clone()),
+                    namespace: Some(cfg.namespace.clone()),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(next),
+            };
+            api.create(&PostParams::default(), &lease).await
         }
-    });
-    api.patch(
-        &cfg.name,
-        &PatchParams::apply("sluice").force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(err("write"))?;
-    Ok(true)
+        Some(mut lease) => {
+            lease.spec = Some(next);
+            api.replace(&cfg.name, &PostParams::default(), &lease).await
+        }
+    };
+    match written {
+        Ok(_) => Ok(true),
+        // Another candidate wrote first: it holds the Lease (or will, when its write lands).
+        Err(kube::Error::Api(status)) if status.is_conflict() || status.is_already_exists() => Ok(false),
+        Err(source) => Err(err("write")(source)),
+    }
 }
 
 /// Waits until this replica holds the Lease (`None` when cancelled first), then renews it in the
@@ -139,11 +154,4 @@ pub async fn acquire(
         }
     });
     Ok(Some(held))
-}
-
-/// A Lease timestamp in the API server's MicroTime format (six fractional digits).
-fn micro_time(t: Timestamp) -> Option<String> {
-    let nanos = u32::try_from(t.subsec_nanosecond()).ok()?;
-    chrono::DateTime::from_timestamp(t.as_second(), nanos)
-        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
 }

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
@@ -50,6 +51,9 @@ pub enum ReconcileError {
         #[source]
         source: kube::Error,
     },
+    /// Building the EventBus's auth Secrets failed.
+    #[error("failed to build the EventBus's auth Secrets")]
+    BuildSecrets(#[source] BuildError),
     /// The EventBus finalizer failed (or deletion is blocked while the bus is in use).
     #[error("failed to finalize the EventBus: {0}")]
     Finalize(String),
@@ -141,6 +145,16 @@ where
 }
 
 async fn apply_workload(client: &Client, ns: &str, c: &WorkloadChildren) -> Result<(), ReconcileError> {
+    // RBAC first: pods that start before their Role exists fail their first Lease attempts.
+    for object in &c.rbac {
+        match object["kind"].as_str() {
+            Some("ServiceAccount") => apply::<ServiceAccount>(client, ns, object).await?,
+            Some("Role") => apply::<Role>(client, ns, object).await?,
+            Some("RoleBinding") => apply::<RoleBinding>(client, ns, object).await?,
+            // The builders make only these three kinds.
+            _ => {}
+        }
+    }
     apply::<ConfigMap>(client, ns, &c.config_map).await?;
     apply::<Deployment>(client, ns, &c.deployment).await?;
     if let Some(service) = &c.service {
@@ -401,6 +415,45 @@ async fn cleanup_eventbus(bus: &EventBus, ctx: &Context) -> Result<Action, Recon
     Err(ReconcileError::Finalize(message))
 }
 
+/// Makes sure the bus's two auth Secrets exist with their keys. Existing ones are kept as they are
+/// (credentials are generated once: regenerating them on each reconcile would lock out every
+/// connected client); when either is missing or lacks its key both are written afresh, as
+/// upstream does, since the halves must match. Their values are never logged.
+async fn ensure_bus_credentials(
+    ctx: &Context,
+    bus: &EventBus,
+    ns: &str,
+    c: &children::BusChildren,
+) -> Result<(), ReconcileError> {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let has_key = |secret: Option<Secret>, key: &str| {
+        secret
+            .and_then(|s| s.data)
+            .is_some_and(|d| d.get(key).is_some_and(|v| !v.0.is_empty()))
+    };
+    let server = api
+        .get_opt(&c.server_secret)
+        .await
+        .map_err(apply_err(format!("read Secret {ns}/{}", c.server_secret)))?;
+    let client = api
+        .get_opt(&c.client_secret)
+        .await
+        .map_err(apply_err(format!("read Secret {ns}/{}", c.client_secret)))?;
+    if has_key(server, children::JS_SERVER_AUTH_KEY) && has_key(client, children::JS_CLIENT_AUTH_KEY) {
+        return Ok(());
+    }
+    let credentials = children::BusCredentials::generate();
+    let (server, client) = match children::jetstream_auth_secrets(bus, &credentials) {
+        Ok(secrets) => secrets,
+        // Only missing metadata fails here, and jetstream_children succeeded on the same object.
+        Err(error) => return Err(ReconcileError::BuildSecrets(error)),
+    };
+    apply::<Secret>(&ctx.client, ns, &server).await?;
+    apply::<Secret>(&ctx.client, ns, &client).await?;
+    tracing::info!(eventbus = %bus.name_any(), namespace = %ns, "generated the bus's client credentials");
+    Ok(())
+}
+
 async fn apply_eventbus(bus: &EventBus, ctx: &Context) -> Result<Action, ReconcileError> {
     let ns = bus.namespace().unwrap_or_default();
     let name = bus.name_any();
@@ -424,6 +477,7 @@ async fn apply_eventbus(bus: &EventBus, ctx: &Context) -> Result<Action, Reconci
     } else if let Some(js) = &bus.spec.jetstream {
         match children::jetstream_children(bus, js, &ctx.build) {
             Ok(c) => {
+                ensure_bus_credentials(ctx, bus, &ns, &c).await?;
                 apply::<ConfigMap>(&ctx.client, &ns, &c.config_map).await?;
                 apply::<Service>(&ctx.client, &ns, &c.headless_service).await?;
                 apply::<Service>(&ctx.client, &ns, &c.client_service).await?;
@@ -431,6 +485,13 @@ async fn apply_eventbus(bus: &EventBus, ctx: &Context) -> Result<Action, Reconci
                 status.config = Some(BusConfig {
                     jetstream: Some(sluice_crds::eventbus::JetStreamConfig {
                         url: Some(c.url),
+                        // EventSource and Sensor pods get this Secret mounted and connect with it
+                        // (`use_bus_manifest`), as upstream's pods do.
+                        access_secret: Some(k8s_openapi::api::core::v1::SecretKeySelector {
+                            name: c.client_secret.clone(),
+                            key: children::JS_CLIENT_AUTH_KEY.into(),
+                            optional: None,
+                        }),
                         stream_config: js.stream_config.clone(),
                         ..Default::default()
                     }),

@@ -150,14 +150,35 @@ async fn chart_lints_validates_and_applies() -> Result<()> {
         ("patch", "apps", "statefulsets"),
         ("patch", "", "services"),
         ("create", "events.k8s.io", "events"),
-        ("patch", "coordination.k8s.io", "leases"),
+        ("update", "coordination.k8s.io", "leases"),
+        // A `jetstream` bus's generated credentials: read back, written once.
+        ("get", "", "secrets"),
+        ("create", "", "secrets"),
+        // The leader-election RBAC of EventSource pods of kinds that must not run twice.
+        ("create", "", "serviceaccounts"),
+        ("patch", "rbac.authorization.k8s.io", "roles"),
+        ("patch", "rbac.authorization.k8s.io", "rolebindings"),
     ] {
         assert!(
             allowed(&client, &ns, verb, group, resource, &ns).await?,
             "the chart's RBAC does not allow {verb} {group}/{resource}"
         );
     }
-    assert!(!allowed(&client, &ns, "get", "", "secrets", &ns).await?);
+    // Secrets are read by name only: never listed or watched (no cache of every Secret).
+    assert!(!allowed(&client, &ns, "list", "", "secrets", &ns).await?);
+    assert!(!allowed(&client, &ns, "watch", "", "secrets", &ns).await?);
+    assert!(!allowed(&client, &ns, "bind", "rbac.authorization.k8s.io", "roles", &ns).await?);
+    assert!(
+        !allowed(
+            &client,
+            &ns,
+            "escalate",
+            "rbac.authorization.k8s.io",
+            "roles",
+            &ns
+        )
+        .await?
+    );
     assert!(!allowed(&client, &ns, "delete", "apps", "deployments", &ns).await?);
     assert!(!allowed(&client, &ns, "list", "argoproj.io", "sensors", "default").await?);
 

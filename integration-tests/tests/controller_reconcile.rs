@@ -1,4 +1,5 @@
-//! The controller against the real test API server (`scripts/services.sh start kube`): an EventBus,
+//! The controller against the real test API server (`scripts/services.sh start kube`): an EventBus
+//! (with its generated client credentials, kept across reconciles),
 //! an EventSource and Sensors become a StatefulSet, Deployments and Services with the right args,
 //! volumes, probes and owner references; updates roll through; deletion garbage-collects; an
 //! invalid Sensor gets a condition naming the field and the others are unaffected; a
@@ -11,7 +12,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::Client;
 use kube_support::{admin_client, argo, install_crds, namespace, wait_for};
@@ -126,7 +128,7 @@ async fn controller_turns_resources_into_workloads_and_reports_status() -> Resul
     let sts_spec = sts.spec;
     assert_eq!(sts_spec.replicas, Some(3));
     assert_eq!(sts_spec.service_name.as_deref(), Some("eventbus-default-js-svc"));
-    let nats = &sts_spec.template.spec.context("pod spec")?.containers[0];
+    let nats = &sts_spec.template.spec.as_ref().context("pod spec")?.containers[0];
     assert_eq!(nats.image.as_deref(), Some("nats:2.10.22"));
     let owner = &sts.metadata.owner_references.context("owner refs")?[0];
     assert_eq!(
@@ -138,6 +140,59 @@ async fn controller_turns_resources_into_workloads_and_reports_status() -> Resul
     assert_eq!(headless.spec.and_then(|s| s.cluster_ip).as_deref(), Some("None"));
     services.get("eventbus-default-js-client-svc").await?;
 
+    // Generated client auth, as upstream: two Secrets owned by the bus, the server half projected
+    // next to the NATS configuration (which includes it), the client half in the status.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let server_secret = secrets.get("eventbus-default-js-server").await?;
+    let client_secret = secrets.get("eventbus-default-js-client-auth").await?;
+    for secret in [&server_secret, &client_secret] {
+        let owner = &secret.metadata.owner_references.as_ref().context("owner refs")?[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.name.as_str(), owner.controller),
+            ("EventBus", "default", Some(true))
+        );
+    }
+    let access: Value =
+        serde_yaml::from_slice(&client_secret.data.as_ref().context("data")?["client-auth"].0)?;
+    let user = access["username"].as_str().context("username")?;
+    assert!(!access["password"].as_str().unwrap_or_default().is_empty());
+    let server_auth = String::from_utf8(server_secret.data.as_ref().context("data")?["auth"].0.clone())?;
+    assert!(
+        server_auth.contains(&format!("user: \"{user}\"")),
+        "the halves match"
+    );
+    let projected = sts_spec
+        .template
+        .spec
+        .as_ref()
+        .and_then(|p| p.volumes.as_ref())
+        .and_then(|v| v.iter().find(|v| v.name == "config"))
+        .and_then(|v| v.projected.as_ref())
+        .and_then(|p| p.sources.clone())
+        .unwrap_or_default();
+    assert!(projected.iter().any(|s| s
+        .secret
+        .as_ref()
+        .is_some_and(|s| s.name == "eventbus-default-js-server")));
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let nats_conf = config_maps.get("eventbus-default-js-config").await?;
+    let nats_conf = nats_conf.data.unwrap_or_default()["nats-js.conf"].clone();
+    assert!(nats_conf.contains("include ./auth.conf"), "{nats_conf}");
+    let buses: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &argo("EventBus", "eventbus"));
+    let access_secret = wait_for(WAIT, || {
+        let buses = buses.clone();
+        async move {
+            let bus = buses.get("default").await?;
+            let selector = bus.data["status"]["config"]["jetstream"]["accessSecret"].clone();
+            Ok((!selector.is_null()).then_some(selector))
+        }
+    })
+    .await?;
+    assert_eq!(
+        access_secret,
+        json!({"name": "eventbus-default-js-client-auth", "key": "client-auth"})
+    );
+
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
     let es = wait_for(WAIT, || {
         let d = deployments.clone();
@@ -147,7 +202,8 @@ async fn controller_turns_resources_into_workloads_and_reports_status() -> Resul
     let pod = es.spec.template.spec.clone().context("pod spec")?;
     let main = &pod.containers[0];
     let args = main.args.clone().unwrap_or_default();
-    let bus_url = format!("nats://eventbus-default-js-client-svc.{ns}.svc:4222");
+    // The bus needs credentials: the pod reads it from a manifest with the client Secret mounted.
+    let bus_file = "/etc/sluice/eventbus.yaml".to_string();
     assert_eq!(
         args[..5],
         [
@@ -155,8 +211,22 @@ async fn controller_turns_resources_into_workloads_and_reports_status() -> Resul
             "-f".into(),
             "/etc/sluice/eventsource.yaml".into(),
             "--bus".into(),
-            bus_url.clone()
+            bus_file.clone()
         ]
+    );
+    let es_config = config_maps
+        .get("webhook-eventsource-spec")
+        .await?
+        .data
+        .unwrap_or_default();
+    let bus_manifest: Value = serde_yaml::from_str(es_config.get("eventbus.yaml").context("eventbus.yaml")?)?;
+    assert_eq!(
+        bus_manifest["spec"]["jetstreamExotic"]["url"],
+        format!("nats://eventbus-default-js-client-svc.{ns}.svc:4222")
+    );
+    assert_eq!(
+        bus_manifest["spec"]["jetstreamExotic"]["accessSecret"],
+        access_secret
     );
     assert!(
         args.windows(2)
@@ -164,13 +234,15 @@ async fn controller_turns_resources_into_workloads_and_reports_status() -> Resul
         "{args:?}"
     );
     let volumes = pod.volumes.unwrap_or_default();
-    assert!(volumes
-        .iter()
-        .any(|v| v.secret.as_ref().and_then(|s| s.secret_name.as_deref()) == Some("hook-token")));
-    let mounts = main.volume_mounts.clone().unwrap_or_default();
-    assert!(mounts
-        .iter()
-        .any(|m| m.mount_path == "/var/run/sluice/secrets/hook-token"));
+    for secret in ["hook-token", "eventbus-default-js-client-auth"] {
+        assert!(volumes
+            .iter()
+            .any(|v| v.secret.as_ref().and_then(|s| s.secret_name.as_deref()) == Some(secret)));
+        let mounts = main.volume_mounts.clone().unwrap_or_default();
+        assert!(mounts
+            .iter()
+            .any(|m| m.mount_path == format!("/var/run/sluice/secrets/{secret}")));
+    }
     let liveness = main
         .liveness_probe
         .as_ref()
@@ -221,7 +293,7 @@ async fn controller_turns_resources_into_workloads_and_reports_status() -> Resul
             "-f".into(),
             "/etc/sluice/sensor.yaml".into(),
             "--bus".into(),
-            bus_url
+            bus_file
         ]
     );
 
@@ -250,6 +322,119 @@ async fn controller_turns_resources_into_workloads_and_reports_status() -> Resul
     })
     .await?;
     assert_eq!(deployed["status"], "True");
+
+    // A kind that must not run twice: replicas honoured, the pods elect a leader with their own
+    // ServiceAccount and a Role on their Lease only.
+    apply(
+        &client,
+        &ns,
+        "EventSource",
+        "eventsources",
+        json!({
+            "apiVersion": "argoproj.io/v1alpha1", "kind": "EventSource",
+            "metadata": {"name": "ticks"},
+            "spec": {"replicas": 2, "calendar": {"tick": {"interval": "10s"}}},
+        }),
+    )
+    .await?;
+    let ticks = wait_for(WAIT, || {
+        let d = deployments.clone();
+        async move { Ok(d.get_opt("ticks-eventsource").await?) }
+    })
+    .await?;
+    assert_eq!(ticks.spec.replicas, Some(2));
+    let ticks_pod = ticks.spec.template.spec.context("pod spec")?;
+    assert_eq!(
+        ticks_pod.service_account_name.as_deref(),
+        Some("ticks-eventsource")
+    );
+    assert!(ticks_pod.containers[0]
+        .args
+        .clone()
+        .unwrap_or_default()
+        .contains(&"--leader-elect".to_string()));
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
+    accounts.get("ticks-eventsource").await?;
+    let roles: Api<Role> = Api::namespaced(client.clone(), &ns);
+    let role = roles.get("ticks-eventsource-leader").await?;
+    let rules = role.rules.unwrap_or_default();
+    assert!(rules
+        .iter()
+        .all(|r| r.resources.as_deref() == Some(&["leases".to_string()][..])));
+    assert!(rules
+        .iter()
+        .any(|r| r.resource_names.as_deref() == Some(&["ticks-eventsource".to_string()][..])));
+    let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), &ns);
+    let binding = bindings.get("ticks-eventsource-leader").await?;
+    assert_eq!(binding.subjects.unwrap_or_default()[0].name, "ticks-eventsource");
+
+    // Added capabilities are refused like privileged containers, with the field path.
+    apply(
+        &client,
+        &ns,
+        "EventSource",
+        "eventsources",
+        json!({
+            "apiVersion": "argoproj.io/v1alpha1", "kind": "EventSource",
+            "metadata": {"name": "caps"},
+            "spec": {
+                "template": {"container": {"securityContext": {"capabilities": {"add": ["NET_ADMIN"]}}}},
+                "webhook": {"example": {"port": "12001", "endpoint": "/example", "method": "POST"}},
+            },
+        }),
+    )
+    .await?;
+    let refused = wait_for(WAIT, || {
+        let c = client.clone();
+        let ns = ns.clone();
+        async move { condition(&c, &ns, "EventSource", "eventsources", "caps", "Deployed").await }
+    })
+    .await?;
+    assert_eq!(
+        (refused["status"].as_str(), refused["reason"].as_str()),
+        (Some("False"), Some("PrivilegedTemplate"))
+    );
+    let message = refused["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("spec.template.container.securityContext.capabilities.add"),
+        "{message}"
+    );
+    assert!(deployments.get_opt("caps-eventsource").await?.is_none());
+
+    // A second reconcile of the bus (its spec changed) keeps the generated credentials as they are.
+    apply(
+        &client,
+        &ns,
+        "EventBus",
+        "eventbus",
+        json!({
+            "apiVersion": "argoproj.io/v1alpha1", "kind": "EventBus",
+            "metadata": {"name": "default"},
+            "spec": {"jetstream": {"version": "2.10.22", "replicas": 3, "maxPayload": "2MB"}},
+        }),
+    )
+    .await?;
+    wait_for(WAIT, || {
+        let config_maps = config_maps.clone();
+        async move {
+            let data = config_maps
+                .get("eventbus-default-js-config")
+                .await?
+                .data
+                .unwrap_or_default();
+            Ok(data["nats-js.conf"].contains("max_payload: 2MB").then_some(()))
+        }
+    })
+    .await?;
+    for before in [&server_secret, &client_secret] {
+        let name = before.metadata.name.clone().context("name")?;
+        let after = secrets.get(&name).await?;
+        assert_eq!(after.data, before.data, "{name} was regenerated");
+        assert_eq!(
+            after.metadata.resource_version, before.metadata.resource_version,
+            "{name} was rewritten"
+        );
+    }
 
     // Update: replicas and the spec hash change on the Deployment.
     let old_hash = es
@@ -312,7 +497,6 @@ async fn controller_turns_resources_into_workloads_and_reports_status() -> Resul
         (skipped["status"].as_str(), skipped["reason"].as_str()),
         (Some("True"), Some("Skipped"))
     );
-    let buses: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &argo("EventBus", "eventbus"));
     let exotic = buses.get("exotic").await?;
     assert_eq!(
         exotic.data["status"]["config"]["jetstream"]["url"],
@@ -351,6 +535,8 @@ async fn controller_turns_resources_into_workloads_and_reports_status() -> Resul
     let sensors: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &argo("Sensor", "sensors"));
     sensors.delete("good", &DeleteParams::default()).await?;
     sensors.delete("bad", &DeleteParams::default()).await?;
+    es_api.delete("ticks", &DeleteParams::default()).await?;
+    es_api.delete("caps", &DeleteParams::default()).await?;
     wait_for(WAIT, || {
         let buses = buses.clone();
         async move { Ok(buses.get_opt("default").await?.is_none().then_some(())) }
