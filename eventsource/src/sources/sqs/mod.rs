@@ -68,6 +68,9 @@ pub struct QueuePoller {
     pub account_id: Option<String>,
     /// The long-poll wait in seconds.
     pub wait_seconds: i64,
+    /// `<EventSource>/<event>` on the process's readiness: true after a successful receive, false
+    /// while the queue cannot be looked up or received from.
+    pub ready: crate::ReadyFlag,
 }
 
 impl QueuePoller {
@@ -93,6 +96,7 @@ impl QueuePoller {
             match attempt {
                 Ok(url) => break url,
                 Err(error) => {
+                    self.ready.set(false);
                     tracing::error!(eventsource = %self.event_source, event_name = %self.event_name, queue = %self.queue, error = %sluice_eventbus::error_chain(&error), retry_in_ms = delay.as_millis() as u64, "failed to look up the SQS queue");
                     if !self.backoff(&mut delay, &cancel).await {
                         return;
@@ -110,10 +114,12 @@ impl QueuePoller {
             };
             let messages = match received {
                 Ok(m) => {
+                    self.ready.set(true);
                     delay = Duration::from_millis(500);
                     m
                 }
                 Err(error) => {
+                    self.ready.set(false);
                     tracing::error!(eventsource = %self.event_source, event_name = %self.event_name, queue = %queue_url, error = %sluice_eventbus::error_chain(&error), retry_in_ms = delay.as_millis() as u64, "failed to receive from SQS");
                     if !self.backoff(&mut delay, &cancel).await {
                         return;
@@ -309,6 +315,7 @@ impl SqsSource {
                 queue: spec.queue.clone(),
                 account_id: spec.queue_account_id.clone(),
                 wait_seconds: spec.wait_time_seconds.unwrap_or(20).clamp(0, 20),
+                ready: ctx.readiness.flag(format!("{event_source}/{event_name}")),
             },
             handler: SqsHandler {
                 event_source: event_source.into(),
