@@ -523,11 +523,62 @@ impl AwsClient {
         Ok(xml::text(&text, "SubscriptionArn").unwrap_or_default())
     }
 
+    /// STS `AssumeRole`; returns the answer's XML.
+    pub async fn sts_assume_role(
+        &self,
+        endpoint: &str,
+        role_arn: &str,
+        session: &str,
+    ) -> Result<String, AwsError> {
+        let form = format!(
+            "Action=AssumeRole&Version=2011-06-15&RoleArn={}&RoleSessionName={}",
+            sigv4::uri_encode(role_arn, false),
+            sigv4::uri_encode(session, false)
+        );
+        let headers = vec![(
+            "content-type".to_string(),
+            "application/x-www-form-urlencoded; charset=utf-8".to_string(),
+        )];
+        let (status, bytes) = self
+            .send(
+                "sts",
+                "AssumeRole",
+                reqwest::Method::POST,
+                endpoint,
+                "/",
+                &[],
+                headers,
+                form.into_bytes(),
+            )
+            .await?;
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        if !(200..300).contains(&status) {
+            return Err(AwsError::Service {
+                service: "sts",
+                action: "AssumeRole",
+                status,
+                code: xml::text(&text, "Code").unwrap_or_default(),
+                message: xml::text(&text, "Message").unwrap_or_default(),
+            });
+        }
+        Ok(text)
+    }
+
     /// SNS `Unsubscribe`.
     pub async fn sns_unsubscribe(&self, endpoint: &str, subscription_arn: &str) -> Result<(), AwsError> {
         self.sns_call(endpoint, "Unsubscribe", &[("SubscriptionArn", subscription_arn)])
             .await
             .map(|_| ())
+    }
+}
+
+/// The STS endpoint: the source's `endpoint` override when set (an AWS-compatible server serves STS
+/// there too), else `https://sts.<region>.amazonaws.com`.
+pub fn sts_endpoint(endpoint: Option<&str>, region: &str) -> String {
+    match endpoint.map(str::trim).filter(|e| !e.is_empty()) {
+        Some(e) if e.contains("://") => e.trim_end_matches('/').to_string(),
+        Some(e) => format!("https://{}", e.trim_end_matches('/')),
+        None => format!("https://sts.{region}.amazonaws.com"),
     }
 }
 

@@ -118,6 +118,7 @@ impl MinioSource {
             spec.secret_key.as_ref(),
             None,
             &region,
+            None,
         )?;
         let scheme = if spec.insecure { "http" } else { "https" };
         let base = if spec.endpoint.contains("://") {

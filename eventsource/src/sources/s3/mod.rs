@@ -345,6 +345,7 @@ impl S3Source {
             spec.secret_key.as_ref(),
             spec.session_token.as_ref(),
             &region,
+            None,
         )?;
         let publisher = Publisher {
             event_source: event_source.into(),

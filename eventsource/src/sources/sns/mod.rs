@@ -22,8 +22,9 @@
 //! upstream), retrying with backoff; readiness `<EventSource>/<event>` is false until it succeeded.
 //! Unlike upstream the subscription is not removed on shutdown: replicas and a rolling update share
 //! it, and removing it from a stopping pod would stop deliveries to the ones still running.
-//! `roleARN` is refused at build (not supported yet). Credentials: `accessKey`/`secretKey`, else
-//! the AWS default chain ([`crate::aws::credentials`]); `endpoint` overrides the SNS API URL.
+//! Credentials: `accessKey`/`secretKey`, else the AWS default chain ([`crate::aws::credentials`]);
+//! with `roleARN` those assume the role through STS `AssumeRole` (at `endpoint` when set) and the
+//! role's temporary credentials are used. `endpoint` overrides the SNS API URL.
 //!
 //! Delivery guarantee: 200 only after the bus stored the event; the event id is derived from the
 //! SNS `MessageId`, which SNS keeps on its retries, so a redelivery is one event on the bus.
@@ -323,13 +324,6 @@ pub fn build(
     out: &mut BuiltEventSource,
 ) -> Result<(), BuildError> {
     for (event_name, spec) in events {
-        if spec.role_arn.as_deref().is_some_and(|r| !r.trim().is_empty()) {
-            return Err(BuildError::Unsupported {
-                event_source: es_name.into(),
-                event: event_name.into(),
-                what: "sns roleARN (assume-role)".into(),
-            });
-        }
         let wh = require_webhook(es_name, event_name, "sns", spec.webhook.as_ref())?;
         let endpoint = resolve_endpoint(es_name, event_name, wh)?;
         let region = if spec.region.trim().is_empty() {
@@ -345,6 +339,11 @@ pub fn build(
             spec.secret_key.as_ref(),
             None,
             region,
+            spec.role_arn
+                .as_deref()
+                .map(|r| (r, crate::aws::sts_endpoint(spec.endpoint.as_deref(), region)))
+                .as_ref()
+                .map(|(r, e)| (*r, e.as_str())),
         )?;
         let confirmer = Confirmer {
             client,

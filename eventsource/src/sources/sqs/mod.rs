@@ -2,7 +2,8 @@
 //!
 //! Protocol: long-poll `ReceiveMessage` (up to 10 messages, `waitTimeSeconds`, default 20) over the
 //! SQS JSON protocol, signed with SigV4 ([`crate::aws`]); credentials from `accessKey`/`secretKey`
-//! (+ `sessionToken`) or the default chain. `roleARN` is refused at build (not supported yet).
+//! (+ `sessionToken`) or the default chain; with `roleARN` those call STS `AssumeRole` and the
+//! role's temporary credentials are used (refreshed before they expire; STS at `endpoint` when set).
 //!
 //! Event: `type` sqs, id = the SQS message id (a redelivery of the same message dedupes on the
 //! bus), data `{messageId, messageAttributes, body, metadata}` as upstream: with `jsonBody` the body
@@ -150,7 +151,8 @@ impl QueuePoller {
     }
 }
 
-/// Builds the signing client of an AWS source from its secret references.
+/// Builds the signing client of an AWS source from its secret references; `role` is
+/// (`roleARN`, STS endpoint) when the source assumes a role.
 #[allow(clippy::too_many_arguments)] // reason: the three secret references and their context
 pub fn client(
     event_source: &str,
@@ -160,6 +162,7 @@ pub fn client(
     secret_key: Option<&sluice_crds::common::SecretKeySelector>,
     session_token: Option<&sluice_crds::common::SecretKeySelector>,
     region: &str,
+    role: Option<(&str, &str)>,
 ) -> Result<AwsClient, BuildError> {
     let provider =
         match (access_key, secret_key) {
@@ -179,6 +182,13 @@ pub fn client(
                         .into(),
             }),
         };
+    // `roleARN`: the keys above only call STS AssumeRole; the source uses the role's credentials.
+    let provider = match role {
+        Some((role_arn, sts)) if !role_arn.trim().is_empty() => CredentialsProvider::Assumed(Arc::new(
+            crate::aws::credentials::AssumedRole::new(provider, role_arn.trim(), sts),
+        )),
+        _ => provider,
+    };
     Ok(AwsClient::new(provider, region))
 }
 
@@ -285,13 +295,6 @@ impl SqsSource {
         spec: &SQSEventSource,
         ctx: &SourceContext,
     ) -> Result<Self, BuildError> {
-        if spec.role_arn.as_deref().is_some_and(|r| !r.trim().is_empty()) {
-            return Err(BuildError::Unsupported {
-                event_source: event_source.into(),
-                event: event_name.into(),
-                what: "sqs roleARN (assume-role)".into(),
-            });
-        }
         let region = if spec.region.trim().is_empty() {
             "us-east-1"
         } else {
@@ -305,6 +308,11 @@ impl SqsSource {
             spec.secret_key.as_ref(),
             spec.session_token.as_ref(),
             region,
+            spec.role_arn
+                .as_deref()
+                .map(|r| (r, crate::aws::sts_endpoint(spec.endpoint.as_deref(), region)))
+                .as_ref()
+                .map(|(r, e)| (*r, e.as_str())),
         )?;
         Ok(Self {
             poller: QueuePoller {
