@@ -7,11 +7,14 @@
 //!   load generator that stamps each body with its send time and prints a JSON report (`--requests N`
 //!   for a fixed burst);
 //! - `sluice-bench kube-create --namespace NS --count 1000 --concurrency 32`: Workflows created
-//!   straight through the Kubernetes API, the ceiling of `scripts/bench kube`.
+//!   straight through the Kubernetes API, the ceiling of `scripts/bench kube`;
+//! - `sluice-bench kafka-produce` / `kafka-collect`: the input flood and the output check of
+//!   `scripts/bench kafka` (the baseline relay is the `kafka-relay` binary).
 //!
 //! Numbers are for comparing runs on one machine; nothing here asserts on timing.
 
 mod hist;
+mod kafka;
 mod kube_create;
 mod load;
 mod servers;
@@ -49,6 +52,12 @@ enum Command {
     /// Creates Workflows straight through the Kubernetes API (the kube benchmark's ceiling); prints
     /// a JSON report on stdout.
     KubeCreate(kube_create::KubeCreateArgs),
+    /// Floods a topic with stamped records; prints a JSON report.
+    KafkaProduce(kafka::ProduceArgs),
+    /// Reads a topic: exactly-once check and latency; prints a JSON report.
+    KafkaCollect(kafka::CollectArgs),
+    /// Creates topics with N partitions; prints a JSON report.
+    KafkaTopics(kafka::TopicsArgs),
 }
 
 /// Microseconds since the Unix epoch (0 if the clock is before it).
@@ -87,6 +96,19 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 r = load::run(&args) => r?,
                 () = shutdown_signal() => anyhow::bail!("interrupted"),
             };
+            println!("{report}");
+            Ok(())
+        }
+        Command::KafkaProduce(args) => {
+            println!("{}", kafka::produce(&args).await?);
+            Ok(())
+        }
+        Command::KafkaTopics(args) => {
+            println!("{}", kafka::create_topics(&args).await?);
+            Ok(())
+        }
+        Command::KafkaCollect(args) => {
+            let report = tokio::task::spawn_blocking(move || kafka::collect(&args)).await??;
             println!("{report}");
             Ok(())
         }

@@ -51,6 +51,8 @@ pub enum CredentialsProvider {
     Static(Credentials),
     /// The default chain described in the module docs.
     DefaultChain(Arc<Mutex<Cached>>),
+    /// A role assumed with other credentials.
+    Assumed(Arc<AssumedRole>),
 }
 
 impl CredentialsProvider {
@@ -75,7 +77,67 @@ impl CredentialsProvider {
                 *guard = Some(resolved.clone());
                 Ok(resolved.0)
             }
+            // Boxed: assuming a role signs an STS call, which asks the base provider (async recursion).
+            Self::Assumed(role) => Box::pin(role.get(region)).await,
         }
+    }
+}
+
+/// Temporary credentials of an assumed role (`roleARN` on a source), obtained with STS `AssumeRole`
+/// signed by the base credentials and refreshed five minutes before they expire.
+pub struct AssumedRole {
+    /// The credentials that call STS.
+    pub base: CredentialsProvider,
+    /// The role to assume.
+    pub role_arn: String,
+    /// The STS endpoint.
+    pub sts_endpoint: String,
+    cache: Mutex<Cached>,
+}
+
+impl AssumedRole {
+    /// A role assumed with `base` through `sts_endpoint`.
+    pub fn new(
+        base: CredentialsProvider,
+        role_arn: impl Into<String>,
+        sts_endpoint: impl Into<String>,
+    ) -> Self {
+        Self {
+            base,
+            role_arn: role_arn.into(),
+            sts_endpoint: sts_endpoint.into(),
+            cache: Mutex::new(None),
+        }
+    }
+
+    async fn get(&self, region: &str) -> Result<Credentials, AwsError> {
+        let mut guard = self.cache.lock().await;
+        if let Some((c, expires)) = guard.as_ref() {
+            if expires.is_none_or(|e| SystemTime::now() + Duration::from_secs(300) < e) {
+                return Ok(c.clone());
+            }
+        }
+        let client = super::AwsClient::new(self.base.clone(), region);
+        let answer = client
+            .sts_assume_role(&self.sts_endpoint, &self.role_arn, "sluice")
+            .await?;
+        let creds = (|| {
+            Some(Credentials {
+                access_key: xml::text(&answer, "AccessKeyId")?,
+                secret_key: xml::text(&answer, "SecretAccessKey")?,
+                session_token: xml::text(&answer, "SessionToken"),
+            })
+        })()
+        .ok_or(AwsError::Decode {
+            service: "sts",
+            action: "AssumeRole",
+            reason: "the answer has no credentials".into(),
+        })?;
+        let expires = xml::text(&answer, "Expiration")
+            .and_then(|e| chrono::DateTime::parse_from_rfc3339(&e).ok())
+            .map(|t| SystemTime::from(t.with_timezone(&chrono::Utc)));
+        *guard = Some((creds.clone(), expires));
+        Ok(creds)
     }
 }
 

@@ -1,7 +1,8 @@
 //! A small AWS client shared by the `sqs`, `s3` and `sns` sources: SigV4 signing ([`sigv4`]),
 //! credentials ([`credentials`]: static secret references, else the default chain documented there),
 //! and the handful of calls the sources make — SQS `GetQueueUrl`/`ReceiveMessage`/`DeleteMessage`
-//! (the SQS JSON protocol) and S3 `ListObjectsV2`. Hand-written over reqwest rather than the
+//! (the SQS JSON protocol), S3 `ListObjectsV2` and SNS `Subscribe`/`ConfirmSubscription`/`Unsubscribe`
+//! (the SNS Query protocol). Hand-written over reqwest rather than the
 //! aws-sdk crates to keep the build small; an `endpoint` override points any call at an
 //! S3/SQS-compatible server (S3 then uses path-style addressing: `<endpoint>/<bucket>?…`).
 
@@ -429,6 +430,164 @@ impl AwsClient {
                 return Ok(out);
             }
         }
+    }
+}
+
+impl AwsClient {
+    /// One SNS Query-protocol call (form-encoded `Action=…&Version=2010-03-31`, XML answer); returns
+    /// the answer's text.
+    pub async fn sns_call(
+        &self,
+        endpoint: &str,
+        action: &'static str,
+        params: &[(&str, &str)],
+    ) -> Result<String, AwsError> {
+        let mut form = format!("Action={action}&Version=2010-03-31");
+        for (k, v) in params {
+            form.push('&');
+            form.push_str(&sigv4::uri_encode(k, false));
+            form.push('=');
+            form.push_str(&sigv4::uri_encode(v, false));
+        }
+        let headers = vec![(
+            "content-type".to_string(),
+            "application/x-www-form-urlencoded; charset=utf-8".to_string(),
+        )];
+        let (status, bytes) = self
+            .send(
+                "sns",
+                action,
+                reqwest::Method::POST,
+                endpoint,
+                "/",
+                &[],
+                headers,
+                form.into_bytes(),
+            )
+            .await?;
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        if !(200..300).contains(&status) {
+            return Err(AwsError::Service {
+                service: "sns",
+                action,
+                status,
+                code: xml::text(&text, "Code").unwrap_or_default(),
+                message: xml::text(&text, "Message").unwrap_or_default(),
+            });
+        }
+        Ok(text)
+    }
+
+    /// SNS `Subscribe`: subscribes `endpoint_url` (protocol `http` or `https`) to `topic_arn`;
+    /// returns the subscription ARN (`pending confirmation` until the endpoint confirmed it).
+    pub async fn sns_subscribe(
+        &self,
+        endpoint: &str,
+        topic_arn: &str,
+        protocol: &str,
+        endpoint_url: &str,
+    ) -> Result<String, AwsError> {
+        let text = self
+            .sns_call(
+                endpoint,
+                "Subscribe",
+                &[
+                    ("TopicArn", topic_arn),
+                    ("Protocol", protocol),
+                    ("Endpoint", endpoint_url),
+                    ("ReturnSubscriptionArn", "true"),
+                ],
+            )
+            .await?;
+        xml::text(&text, "SubscriptionArn").ok_or(AwsError::Decode {
+            service: "sns",
+            action: "Subscribe",
+            reason: "no SubscriptionArn in the answer".into(),
+        })
+    }
+
+    /// SNS `ConfirmSubscription` with the token of a SubscriptionConfirmation message.
+    pub async fn sns_confirm(
+        &self,
+        endpoint: &str,
+        topic_arn: &str,
+        token: &str,
+    ) -> Result<String, AwsError> {
+        let text = self
+            .sns_call(
+                endpoint,
+                "ConfirmSubscription",
+                &[("TopicArn", topic_arn), ("Token", token)],
+            )
+            .await?;
+        Ok(xml::text(&text, "SubscriptionArn").unwrap_or_default())
+    }
+
+    /// STS `AssumeRole`; returns the answer's XML.
+    pub async fn sts_assume_role(
+        &self,
+        endpoint: &str,
+        role_arn: &str,
+        session: &str,
+    ) -> Result<String, AwsError> {
+        let form = format!(
+            "Action=AssumeRole&Version=2011-06-15&RoleArn={}&RoleSessionName={}",
+            sigv4::uri_encode(role_arn, false),
+            sigv4::uri_encode(session, false)
+        );
+        let headers = vec![(
+            "content-type".to_string(),
+            "application/x-www-form-urlencoded; charset=utf-8".to_string(),
+        )];
+        let (status, bytes) = self
+            .send(
+                "sts",
+                "AssumeRole",
+                reqwest::Method::POST,
+                endpoint,
+                "/",
+                &[],
+                headers,
+                form.into_bytes(),
+            )
+            .await?;
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        if !(200..300).contains(&status) {
+            return Err(AwsError::Service {
+                service: "sts",
+                action: "AssumeRole",
+                status,
+                code: xml::text(&text, "Code").unwrap_or_default(),
+                message: xml::text(&text, "Message").unwrap_or_default(),
+            });
+        }
+        Ok(text)
+    }
+
+    /// SNS `Unsubscribe`.
+    pub async fn sns_unsubscribe(&self, endpoint: &str, subscription_arn: &str) -> Result<(), AwsError> {
+        self.sns_call(endpoint, "Unsubscribe", &[("SubscriptionArn", subscription_arn)])
+            .await
+            .map(|_| ())
+    }
+}
+
+/// The STS endpoint: the source's `endpoint` override when set (an AWS-compatible server serves STS
+/// there too), else `https://sts.<region>.amazonaws.com`.
+pub fn sts_endpoint(endpoint: Option<&str>, region: &str) -> String {
+    match endpoint.map(str::trim).filter(|e| !e.is_empty()) {
+        Some(e) if e.contains("://") => e.trim_end_matches('/').to_string(),
+        Some(e) => format!("https://{}", e.trim_end_matches('/')),
+        None => format!("https://sts.{region}.amazonaws.com"),
+    }
+}
+
+/// The SNS endpoint for `region` unless overridden.
+pub fn sns_endpoint(endpoint: Option<&str>, region: &str) -> String {
+    match endpoint.map(str::trim).filter(|e| !e.is_empty()) {
+        Some(e) if e.contains("://") => e.trim_end_matches('/').to_string(),
+        Some(e) => format!("https://{}", e.trim_end_matches('/')),
+        None => format!("https://sns.{region}.amazonaws.com"),
     }
 }
 

@@ -20,6 +20,7 @@ pub mod redis_stream;
 pub mod resource;
 pub mod s3;
 pub mod slack;
+pub mod sns;
 pub mod sqs;
 pub mod stripe;
 pub mod webhook;
@@ -61,6 +62,7 @@ pub fn dispatch<V: KindVisitor>(kind: EventSourceKind, spec: &EventSourceSpec, v
         K::Resource => v.runnable(kind, &spec.resource, resource::build),
         K::S3 => v.runnable(kind, &spec.s3, s3::build),
         K::Slack => v.runnable(kind, &spec.slack, slack::build),
+        K::Sns => v.runnable(kind, &spec.sns, sns::build),
         K::Sqs => v.runnable(kind, &spec.sqs, sqs::build),
         K::Stripe => v.runnable(kind, &spec.stripe, stripe::build),
         K::Webhook => v.runnable(kind, &spec.webhook, webhook::build),
@@ -76,7 +78,6 @@ pub fn dispatch<V: KindVisitor>(kind: EventSourceKind, spec: &EventSourceSpec, v
         | K::PubSub
         | K::Pulsar
         | K::Sftp
-        | K::Sns
         | K::StorageGrid => v.unsupported(kind),
     }
 }

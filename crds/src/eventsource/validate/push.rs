@@ -265,6 +265,28 @@ pub(super) fn sns(e: &SNSEventSource, p: &str, pr: &mut Problems) {
         pr,
     );
     require(&e.region, p, "region", "\"us-east-1\"", pr);
+    if e.access_key.is_some() != e.secret_key.is_some() {
+        pr.error(
+            p,
+            "set both accessKey and secretKey, or neither (to use the AWS default credential chain)",
+        );
+    }
+    if let Some(wh) = &e.webhook {
+        if wh.url.trim().is_empty() {
+            pr.warning(
+                Problems::at(&Problems::at(p, "webhook"), "url"),
+                "no webhook.url: Sluice subscribes nothing to the topic; subscribe the endpoint yourself",
+            );
+        } else if !wh.url.starts_with("http://") && !wh.url.starts_with("https://") {
+            pr.error(
+                Problems::at(&Problems::at(p, "webhook"), "url"),
+                format!(
+                    "webhook.url {:?} must be an http:// or https:// URL SNS can reach",
+                    wh.url
+                ),
+            );
+        }
+    }
     push_webhook(&e.webhook, p, pr);
     check_filter(&e.filter, p, pr);
 }

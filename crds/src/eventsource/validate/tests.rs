@@ -316,3 +316,22 @@ fn gitlab_needs_token_base_url_and_events_only_to_manage_the_hook() {
         ["spec.gitlab.g.events", "spec.gitlab.g.gitlabBaseURL"]
     );
 }
+
+#[test]
+fn sns_checks_credentials_and_the_subscription_url() {
+    let hook = "webhook: {port: \"12000\", endpoint: /sns, method: POST";
+    let ok = format!("  sns:\n    s: {{topicArn: \"arn:aws:sns:us-east-1:1:t\", region: us-east-1, {hook}, url: \"https://x.example\"}}}}\n");
+    assert!(problems(&ok).is_empty(), "{:?}", problems(&ok));
+    let one_key = format!("  sns:\n    s: {{topicArn: \"arn:aws:sns:us-east-1:1:t\", region: us-east-1, accessKey: {{name: a, key: b}}, {hook}, url: \"https://x.example\"}}}}\n");
+    assert_eq!(errors(&one_key), ["spec.sns.s"]);
+    let bad_url = format!("  sns:\n    s: {{topicArn: \"arn:aws:sns:us-east-1:1:t\", region: us-east-1, {hook}, url: \"x.example\"}}}}\n");
+    assert_eq!(errors(&bad_url), ["spec.sns.s.webhook.url"]);
+    let no_url =
+        format!("  sns:\n    s: {{topicArn: \"arn:aws:sns:us-east-1:1:t\", region: us-east-1, {hook}}}}}\n");
+    assert!(errors(&no_url).is_empty());
+    assert_eq!(warnings(&no_url), ["spec.sns.s.webhook.url"]);
+    assert_eq!(
+        errors(&format!("  sns:\n    s: {{region: us-east-1, {hook}}}}}\n")),
+        ["spec.sns.s.topicArn"]
+    );
+}

@@ -49,11 +49,11 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics::{EventLabels, SourceMetrics};
 use crate::push::metadata_value;
 use crate::sender::EventSender;
-use crate::{BuildError, BuiltEventSource, PullSource, SourceContext, SourceError};
+use crate::{BuildError, BuiltEventSource, PullSource, ReadyFlag, SourceContext, SourceError};
 
 use self::client::Settings;
 
-/// The longest wait between two attempts to publish one record or to reach the brokers.
+/// The longest wait between two attempts to reach the brokers.
 const MAX_RETRY: Duration = Duration::from_secs(30);
 
 /// How the source reads the topic.
@@ -94,13 +94,20 @@ pub struct KafkaSource {
     sender: Arc<dyn EventSender>,
     metrics: SourceMetrics,
     labels: EventLabels,
+    /// `<EventSource>/<event>` on the process's readiness: true once the brokers answered, false
+    /// while librdkafka reports them unreachable, until a metadata probe succeeds again.
+    ready: ReadyFlag,
 }
+
+/// How often a source whose brokers were reported down probes them again (readiness recovery).
+const READY_PROBE_EVERY: Duration = Duration::from_secs(2);
 
 /// Logs librdkafka's own messages and errors with the source's name, so an unreachable broker or a
 /// rejected login is attributed to the EventSource that has it.
 struct LogContext {
     event_source: String,
     event_name: String,
+    ready: ReadyFlag,
 }
 
 impl ClientContext for LogContext {
@@ -135,6 +142,18 @@ impl ClientContext for LogContext {
                     | rdkafka::types::RDKafkaErrorCode::GroupAuthorizationFailed
             )
         );
+        if matches!(
+            error.rdkafka_error_code(),
+            Some(
+                rdkafka::types::RDKafkaErrorCode::AllBrokersDown
+                    | rdkafka::types::RDKafkaErrorCode::BrokerTransportFailure
+                    | rdkafka::types::RDKafkaErrorCode::Resolve
+            )
+        ) || auth
+        {
+            // Not ready until a metadata probe succeeds again (see `KafkaSource::watch_brokers`).
+            self.ready.set(false);
+        }
         if auth {
             tracing::error!(eventsource = %self.event_source, event_name = %self.event_name, %error, reason, "kafka brokers refused the credentials of this event source (check sasl/tls)");
         } else {
@@ -316,6 +335,7 @@ impl KafkaSource {
             sender: ctx.sender.clone(),
             metrics: ctx.metrics.clone(),
             labels: SourceMetrics::labels(event_source, event_name),
+            ready: ctx.readiness.flag(format!("{event_source}/{event_name}")),
         })
     }
 
@@ -323,6 +343,7 @@ impl KafkaSource {
         let ctx = LogContext {
             event_source: self.event_source.clone(),
             event_name: self.event_name.clone(),
+            ready: self.ready.clone(),
         };
         let consumer: StreamConsumer<LogContext> = client::client_config(&self.settings)
             .create_with_context(ctx)
@@ -363,8 +384,12 @@ impl KafkaSource {
                 r = probe => r,
             };
             match result {
-                Ok(Ok(())) => return true,
+                Ok(Ok(())) => {
+                    self.ready.set(true);
+                    return true;
+                }
                 Ok(Err(error)) => {
+                    self.ready.set(false);
                     tracing::error!(eventsource = %self.event_source, event_name = %self.event_name, brokers = %self.settings.get("bootstrap.servers").map(String::as_str).unwrap_or(""), %error, retry_in_ms = wait.as_millis() as u64, "failed to reach the kafka brokers; retrying");
                 }
                 Err(error) => {
@@ -377,6 +402,35 @@ impl KafkaSource {
                 _ = tokio::time::sleep(wait) => {}
             }
             wait = (wait * 2).min(MAX_RETRY);
+        }
+    }
+
+    /// While consuming: whenever librdkafka reported the brokers down (the flag cleared by
+    /// [`LogContext`]), probes them every [`READY_PROBE_EVERY`] and sets the flag again once they
+    /// answer. Runs until `cancel`.
+    async fn watch_brokers(&self, consumer: Arc<StreamConsumer<LogContext>>, cancel: CancellationToken) {
+        loop {
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(READY_PROBE_EVERY) => {}
+            }
+            if self.ready.get() {
+                continue;
+            }
+            let c = consumer.clone();
+            let topic = self.topic.clone();
+            let probe = tokio::task::spawn_blocking(move || {
+                c.fetch_metadata(Some(&topic), Duration::from_secs(2)).map(|_| ())
+            });
+            let answered = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return,
+                r = probe => matches!(r, Ok(Ok(()))),
+            };
+            if answered {
+                self.ready.set(true);
+            }
         }
     }
 
@@ -415,40 +469,25 @@ impl KafkaSource {
             }
         };
         let subject = Subject::new(&self.event_source, &self.event_name);
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            let result = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return false,
-                r = self.sender.send(&subject, &event) => r,
-            };
-            match result {
-                Ok(ack) => {
-                    if !ack.filtered {
-                        self.metrics.sent.get_or_create(&self.labels).inc();
-                    }
-                    self.metrics
-                        .processing_duration
-                        .get_or_create(&self.labels)
-                        .observe(started.elapsed().as_secs_f64() * 1000.0);
-                    tracing::debug!(eventsource = %self.event_source, event_name = %self.event_name, event = %id, partition = msg.partition(), offset = msg.offset(), duplicate = ack.duplicate, "published");
-                    return true;
-                }
-                Err(error) => {
-                    // Why retry: the record's offset is not stored, so giving up and moving on would
-                    // let a later commit skip it. Stopping while retrying leaves it uncommitted; it
-                    // is read again on the next start.
-                    self.metrics.sent_failed.get_or_create(&self.labels).inc();
-                    tracing::error!(eventsource = %self.event_source, event_name = %self.event_name, event = %id, %error, retry_in_ms = backoff.as_millis() as u64, "failed to publish record; retrying");
-                    tokio::select! {
-                        biased;
-                        _ = cancel.cancelled() => return false,
-                        _ = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(MAX_RETRY);
-                }
-            }
+        // Why retry until stored (inside the shared helper): the record's offset is not stored until
+        // then, so giving up and moving on would let a later commit skip it. Stopping while retrying
+        // leaves it uncommitted; it is read again on the next start.
+        let stored = crate::sender::publish_until_stored(
+            self.sender.as_ref(),
+            &subject,
+            &event,
+            &self.metrics,
+            &self.labels,
+            cancel,
+        )
+        .await;
+        if stored {
+            self.metrics
+                .processing_duration
+                .get_or_create(&self.labels)
+                .observe(started.elapsed().as_secs_f64() * 1000.0);
         }
+        stored
     }
 
     fn fail(&self, source: KafkaSourceError) -> SourceError {
@@ -472,6 +511,21 @@ impl PullSource for KafkaSource {
             return Ok(());
         }
         tracing::info!(eventsource = %self.event_source, event_name = %self.event_name, topic = %self.topic, mode = ?self.mode, "consuming");
+        // The readiness watcher runs beside the consume loop and stops with it (joined below).
+        let watch_cancel = cancel.child_token();
+        let watcher = self.watch_brokers(consumer.clone(), watch_cancel.clone());
+        let consume = self.consume(&consumer, &cancel);
+        let ((), ()) = tokio::join!(watcher, async {
+            consume.await;
+            watch_cancel.cancel();
+        });
+        Ok(())
+    }
+}
+
+impl KafkaSource {
+    /// The consume loop: receive, publish, store the offset; commits on stop.
+    async fn consume(&self, consumer: &Arc<StreamConsumer<LogContext>>, cancel: &CancellationToken) {
         let mut next_allowed = tokio::time::Instant::now();
         loop {
             let received = tokio::select! {
@@ -503,7 +557,7 @@ impl PullSource for KafkaSource {
                 }
                 next_allowed = next_allowed.max(now) + gap;
             }
-            if !self.publish(&msg, &cancel).await {
+            if !self.publish(&msg, cancel).await {
                 // Cancelled before the bus acked: the offset stays unstored, so the record is read
                 // again after a restart (at least once).
                 break;
@@ -537,7 +591,6 @@ impl PullSource for KafkaSource {
                 }
             }
         }
-        Ok(())
     }
 }
 

@@ -85,6 +85,8 @@ pub struct MinioSource {
     sender: Arc<dyn EventSender>,
     metrics: SourceMetrics,
     labels: EventLabels,
+    /// True while the notification stream is open, false while it cannot be opened.
+    ready: crate::ReadyFlag,
 }
 
 impl MinioSource {
@@ -116,6 +118,7 @@ impl MinioSource {
             spec.secret_key.as_ref(),
             None,
             &region,
+            None,
         )?;
         let scheme = if spec.insecure { "http" } else { "https" };
         let base = if spec.endpoint.contains("://") {
@@ -144,6 +147,7 @@ impl MinioSource {
             sender: ctx.sender.clone(),
             metrics: ctx.metrics.clone(),
             labels: SourceMetrics::labels(event_source, event_name),
+            ready: ctx.readiness.flag(format!("{event_source}/{event_name}")),
         })
     }
 
@@ -162,34 +166,17 @@ impl MinioSource {
             }
         };
         let subject = Subject::new(&self.event_source, &self.event_name);
-        let mut delay = Duration::from_millis(500);
-        loop {
-            let result = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return false,
-                r = self.sender.send(&subject, &event) => r,
-            };
-            match result {
-                Ok(ack) => {
-                    if !ack.filtered {
-                        self.metrics.sent.get_or_create(&self.labels).inc();
-                    }
-                    tracing::info!(eventsource = %self.event_source, event_name = %self.event_name, event = %event.id(), duplicate = ack.duplicate, "published");
-                    return true;
-                }
-                Err(error) => {
-                    // Why retry: MinIO will not send this notification again; giving up loses it.
-                    self.metrics.sent_failed.get_or_create(&self.labels).inc();
-                    tracing::error!(eventsource = %self.event_source, event_name = %self.event_name, event = %event.id(), %error, retry_in_ms = delay.as_millis() as u64, "failed to publish a MinIO notification");
-                    tokio::select! {
-                        biased;
-                        _ = cancel.cancelled() => return false,
-                        _ = tokio::time::sleep(delay) => {}
-                    }
-                    delay = (delay * 2).min(MAX_BACKOFF);
-                }
-            }
-        }
+        // Why retry until stored (the shared helper): MinIO will not send this notification again;
+        // giving up would lose it.
+        crate::sender::publish_until_stored(
+            self.sender.as_ref(),
+            &subject,
+            &event,
+            &self.metrics,
+            &self.labels,
+            cancel,
+        )
+        .await
     }
 
     async fn listen_once(&self, cancel: &CancellationToken) -> Result<(), String> {
@@ -199,6 +186,7 @@ impl MinioSource {
             .stream("s3", &self.base, &path, &self.query)
             .await
             .map_err(|e| sluice_eventbus::error_chain(&e))?;
+        self.ready.set(true);
         tracing::info!(eventsource = %self.event_source, event_name = %self.event_name, bucket = %self.bucket, "listening for MinIO bucket notifications");
         let mut buffer = Vec::new();
         loop {
@@ -238,6 +226,7 @@ impl PullSource for MinioSource {
         let mut delay = Duration::from_millis(500);
         while !cancel.is_cancelled() {
             if let Err(error) = self.listen_once(&cancel).await {
+                self.ready.set(false);
                 tracing::error!(eventsource = %self.event_source, event_name = %self.event_name, %error, retry_in_ms = delay.as_millis() as u64, "MinIO notification stream failed; reconnecting");
                 tokio::select! {
                     biased;

@@ -169,6 +169,8 @@ struct Lister {
     checkpoints: Arc<dyn CheckpointStore>,
     publisher: Publisher,
     filters: Filters,
+    /// True after a successful listing, false while the bucket cannot be listed.
+    ready: crate::ReadyFlag,
 }
 
 impl Lister {
@@ -202,8 +204,12 @@ impl Lister {
             r = self.client.s3_list(&self.endpoint, &self.bucket, self.filters.prefix.as_deref()) => r,
         };
         let listed = match listed {
-            Ok(l) => l,
+            Ok(l) => {
+                self.ready.set(true);
+                l
+            }
             Err(error) => {
+                self.ready.set(false);
                 tracing::error!(eventsource = %p.event_source, event_name = %p.event_name, bucket = %self.bucket, error = %sluice_eventbus::error_chain(&error), "failed to list the bucket");
                 return true;
             }
@@ -339,6 +345,7 @@ impl S3Source {
             spec.secret_key.as_ref(),
             spec.session_token.as_ref(),
             &region,
+            None,
         )?;
         let publisher = Publisher {
             event_source: event_source.into(),
@@ -370,6 +377,7 @@ impl S3Source {
                     queue,
                     account_id: spec.queue_account_id.clone(),
                     wait_seconds: spec.wait_time_seconds.unwrap_or(20).clamp(0, 20),
+                    ready: ctx.readiness.flag(format!("{event_source}/{event_name}")),
                 };
                 Mode::Notifications(poller, NotificationHandler { publisher, filters })
             }
@@ -392,6 +400,7 @@ impl S3Source {
                     checkpoints,
                     publisher,
                     filters,
+                    ready: ctx.readiness.flag(format!("{event_source}/{event_name}")),
                 })
             }
         };

@@ -2,7 +2,8 @@
 //!
 //! Protocol: long-poll `ReceiveMessage` (up to 10 messages, `waitTimeSeconds`, default 20) over the
 //! SQS JSON protocol, signed with SigV4 ([`crate::aws`]); credentials from `accessKey`/`secretKey`
-//! (+ `sessionToken`) or the default chain. `roleARN` is refused at build (not supported yet).
+//! (+ `sessionToken`) or the default chain; with `roleARN` those call STS `AssumeRole` and the
+//! role's temporary credentials are used (refreshed before they expire; STS at `endpoint` when set).
 //!
 //! Event: `type` sqs, id = the SQS message id (a redelivery of the same message dedupes on the
 //! bus), data `{messageId, messageAttributes, body, metadata}` as upstream: with `jsonBody` the body
@@ -68,6 +69,9 @@ pub struct QueuePoller {
     pub account_id: Option<String>,
     /// The long-poll wait in seconds.
     pub wait_seconds: i64,
+    /// `<EventSource>/<event>` on the process's readiness: true after a successful receive, false
+    /// while the queue cannot be looked up or received from.
+    pub ready: crate::ReadyFlag,
 }
 
 impl QueuePoller {
@@ -93,6 +97,7 @@ impl QueuePoller {
             match attempt {
                 Ok(url) => break url,
                 Err(error) => {
+                    self.ready.set(false);
                     tracing::error!(eventsource = %self.event_source, event_name = %self.event_name, queue = %self.queue, error = %sluice_eventbus::error_chain(&error), retry_in_ms = delay.as_millis() as u64, "failed to look up the SQS queue");
                     if !self.backoff(&mut delay, &cancel).await {
                         return;
@@ -110,10 +115,12 @@ impl QueuePoller {
             };
             let messages = match received {
                 Ok(m) => {
+                    self.ready.set(true);
                     delay = Duration::from_millis(500);
                     m
                 }
                 Err(error) => {
+                    self.ready.set(false);
                     tracing::error!(eventsource = %self.event_source, event_name = %self.event_name, queue = %queue_url, error = %sluice_eventbus::error_chain(&error), retry_in_ms = delay.as_millis() as u64, "failed to receive from SQS");
                     if !self.backoff(&mut delay, &cancel).await {
                         return;
@@ -144,7 +151,8 @@ impl QueuePoller {
     }
 }
 
-/// Builds the signing client of an AWS source from its secret references.
+/// Builds the signing client of an AWS source from its secret references; `role` is
+/// (`roleARN`, STS endpoint) when the source assumes a role.
 #[allow(clippy::too_many_arguments)] // reason: the three secret references and their context
 pub fn client(
     event_source: &str,
@@ -154,6 +162,7 @@ pub fn client(
     secret_key: Option<&sluice_crds::common::SecretKeySelector>,
     session_token: Option<&sluice_crds::common::SecretKeySelector>,
     region: &str,
+    role: Option<(&str, &str)>,
 ) -> Result<AwsClient, BuildError> {
     let provider =
         match (access_key, secret_key) {
@@ -173,6 +182,13 @@ pub fn client(
                         .into(),
             }),
         };
+    // `roleARN`: the keys above only call STS AssumeRole; the source uses the role's credentials.
+    let provider = match role {
+        Some((role_arn, sts)) if !role_arn.trim().is_empty() => CredentialsProvider::Assumed(Arc::new(
+            crate::aws::credentials::AssumedRole::new(provider, role_arn.trim(), sts),
+        )),
+        _ => provider,
+    };
     Ok(AwsClient::new(provider, region))
 }
 
@@ -279,13 +295,6 @@ impl SqsSource {
         spec: &SQSEventSource,
         ctx: &SourceContext,
     ) -> Result<Self, BuildError> {
-        if spec.role_arn.as_deref().is_some_and(|r| !r.trim().is_empty()) {
-            return Err(BuildError::Unsupported {
-                event_source: event_source.into(),
-                event: event_name.into(),
-                what: "sqs roleARN (assume-role)".into(),
-            });
-        }
         let region = if spec.region.trim().is_empty() {
             "us-east-1"
         } else {
@@ -299,6 +308,11 @@ impl SqsSource {
             spec.secret_key.as_ref(),
             spec.session_token.as_ref(),
             region,
+            spec.role_arn
+                .as_deref()
+                .map(|r| (r, crate::aws::sts_endpoint(spec.endpoint.as_deref(), region)))
+                .as_ref()
+                .map(|(r, e)| (*r, e.as_str())),
         )?;
         Ok(Self {
             poller: QueuePoller {
@@ -309,6 +323,7 @@ impl SqsSource {
                 queue: spec.queue.clone(),
                 account_id: spec.queue_account_id.clone(),
                 wait_seconds: spec.wait_time_seconds.unwrap_or(20).clamp(0, 20),
+                ready: ctx.readiness.flag(format!("{event_source}/{event_name}")),
             },
             handler: SqsHandler {
                 event_source: event_source.into(),
