@@ -11,8 +11,8 @@ use serde_json::json;
 use sluice_crds::eventsource::{FileEventSource, WatchPathConfig};
 use sluice_eventbus::{Event, PublishAck, PublishError, Subject};
 use sluice_eventsource::sources::file;
-use sluice_eventsource::{FileSecretResolver, SourceContext};
 use sluice_eventsource::{EventSender, PullSource};
+use sluice_eventsource::{FileSecretResolver, SourceContext};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Default)]
