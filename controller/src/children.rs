@@ -389,6 +389,9 @@ pub const RUN_ONCE_KINDS: &[&str] = &[
     "file",
     "sftp",
     "generic",
+    // Sluice's websocket kind: every connected client gets every message, so a second pod would
+    // publish each one twice.
+    "websocket",
 ];
 
 /// Whether an EventSource spec has an event of a kind that must not run twice ([`RUN_ONCE_KINDS`]).

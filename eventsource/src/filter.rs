@@ -103,7 +103,8 @@ fn has_expression_filter(kind: EventSourceKind) -> bool {
         | K::Stripe
         | K::S3
         | K::Jetstream
-        | K::Webhook => true,
+        | K::Webhook
+        | K::WebSocket => true,
     }
 }
 

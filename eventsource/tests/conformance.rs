@@ -459,6 +459,7 @@ async fn every_runnable_kind_conforms() {
     let mut cases = cases(free_port());
     cases.extend(aws_cases().await);
     cases.extend(pull_cases(dir.path()));
+    cases.extend(websocket_and_sftp_cases(dir.path()).await);
     let covered: Vec<EventSourceKind> = cases.iter().map(|c| c.kind).collect();
     // Kinds whose server cannot run inside this crate's tests; each has its conformance checks
     // (CloudEvents, deterministic ids, stop on cancel) against its real server in integration-tests.
@@ -481,7 +482,7 @@ async fn every_runnable_kind_conforms() {
         by_kind.insert(case.kind.field_name(), ());
         check(case, dir.path()).await;
     }
-    assert_eq!(by_kind.len(), 19);
+    assert_eq!(by_kind.len(), 21);
 }
 
 fn pull_header(kind: &str, body: &str) -> String {
@@ -679,6 +680,80 @@ fn pull_cases(dir: &std::path::Path) -> Vec<Case> {
                 let files = files.clone();
                 Box::new(move || {
                     let path = files.join(format!("{}.json", uuid::Uuid::new_v4().simple()));
+                    Box::pin(async move {
+                        std::fs::write(path, "{}").unwrap_or_else(|e| panic!("{e}"));
+                    })
+                })
+            }),
+        },
+    ]
+}
+
+/// `websocket` against a WebSocket server of this test's own that sends `{"a":1}` every 100 ms on
+/// each connection, and `sftp` against the sshd of `scripts/services.sh start sftp` (`SFTP_*`),
+/// where each production is a new file in a directory of this run's own.
+async fn websocket_and_sftp_cases(dir: &std::path::Path) -> Vec<Case> {
+    use futures::SinkExt;
+    use std::os::unix::fs::PermissionsExt;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ws_port = listener.local_addr().unwrap_or_else(|e| panic!("{e}")).port();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut socket) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
+                let message = || tokio_tungstenite::tungstenite::Message::Text("{\"a\":1}".into());
+                while socket.send(message()).await.is_ok() {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            });
+        }
+    });
+
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let watched = std::path::Path::new(&env("SFTP_DIR")).join(format!("conf-{run}"));
+    std::fs::create_dir_all(&watched).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::set_permissions(&watched, std::fs::Permissions::from_mode(0o777))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let secrets = dir.join("secrets/conf-sftp");
+    std::fs::create_dir_all(&secrets).unwrap_or_else(|e| panic!("{e}"));
+    let key = std::fs::read_to_string(env("SFTP_KEY_FILE")).unwrap_or_else(|e| panic!("{e}"));
+    for (name, value) in [
+        ("address", env("SFTP_ADDRESS")),
+        ("username", env("SFTP_USER")),
+        ("key", key),
+    ] {
+        std::fs::write(secrets.join(name), value).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let selector = |key: &str| format!("{{name: conf-sftp, key: {key}}}");
+    vec![
+        Case {
+            kind: EventSourceKind::WebSocket,
+            yaml: pull_header("websocket", &format!("      url: ws://127.0.0.1:{ws_port}/feed\n      jsonBody: true\n")),
+            request: None,
+            produce: None,
+        },
+        Case {
+            kind: EventSourceKind::Sftp,
+            yaml: pull_header(
+                "sftp",
+                &format!(
+                    "      eventType: CREATE\n      watchPathConfig:\n        directory: {}/\n        pathRegexp: \"\\\\.json$\"\n      pollIntervalDuration: 200ms\n      address: {}\n      username: {}\n      sshKeySecret: {}\n",
+                    watched.display(),
+                    selector("address"),
+                    selector("username"),
+                    selector("key"),
+                ),
+            ),
+            request: None,
+            produce: Some({
+                let watched = watched.clone();
+                Box::new(move || {
+                    let path = watched.join(format!("{}.json", uuid::Uuid::new_v4().simple()));
                     Box::pin(async move {
                         std::fs::write(path, "{}").unwrap_or_else(|e| panic!("{e}"));
                     })

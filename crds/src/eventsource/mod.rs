@@ -24,6 +24,7 @@ mod streams;
 mod template;
 pub mod validate;
 mod webhook;
+mod websocket;
 
 #[cfg(test)]
 mod tests;
@@ -60,6 +61,7 @@ pub use streams::{
 };
 pub use template::Service;
 pub use webhook::{EventSourceFilter, WebhookContext, WebhookEventSource};
+pub use websocket::WebSocketEventSource;
 
 /// Events of one kind, keyed by event name.
 pub type Events<T> = Option<BTreeMap<String, T>>;
@@ -198,6 +200,10 @@ pub struct EventSourceSpec {
     /// or by listing (Sluice extension; not in upstream Argo Events).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub s3: Events<S3EventSource>,
+    /// Messages read from a WebSocket server as a client (Sluice extension; not in upstream Argo
+    /// Events).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub websocket: Events<WebSocketEventSource>,
 }
 
 /// The observed state of an EventSource: its conditions (`SourcesProvided`, `Deployed`).
@@ -280,11 +286,13 @@ pub enum EventSourceKind {
     Stripe,
     /// `spec.webhook`
     Webhook,
+    /// `spec.websocket` (a Sluice extension)
+    WebSocket,
 }
 
 impl EventSourceKind {
     /// Every kind, in the order of the `spec` field names.
-    pub const ALL: [EventSourceKind; 34] = [
+    pub const ALL: [EventSourceKind; 35] = [
         Self::Amqp,
         Self::AzureEventsHub,
         Self::AzureQueueStorage,
@@ -319,6 +327,7 @@ impl EventSourceKind {
         Self::StorageGrid,
         Self::Stripe,
         Self::Webhook,
+        Self::WebSocket,
     ];
 
     /// The `spec` field holding this kind, e.g. `pubSub`, `bitbucketserver`.
@@ -358,6 +367,7 @@ impl EventSourceKind {
             Self::StorageGrid => "storageGrid",
             Self::Stripe => "stripe",
             Self::Webhook => "webhook",
+            Self::WebSocket => "websocket",
         }
     }
 
@@ -448,6 +458,7 @@ impl EventSourceSpec {
             K::StorageGrid => Box::new(names(&self.storage_grid)),
             K::Stripe => Box::new(names(&self.stripe)),
             K::Webhook => Box::new(names(&self.webhook)),
+            K::WebSocket => Box::new(names(&self.websocket)),
         }
     }
 

@@ -528,12 +528,12 @@ spec:
 #[test]
 fn kind_table_is_complete() {
     let names: std::collections::BTreeSet<_> = EventSourceKind::ALL.iter().map(|k| k.field_name()).collect();
-    assert_eq!(names.len(), 34);
+    assert_eq!(names.len(), 35);
     let schema = serde_json::to_value(schemars::schema_for!(EventSourceSpec)).expect("schema");
     let props = schema["properties"].as_object().expect("properties");
     for name in &names {
         assert!(props.contains_key(*name), "spec has no field {name}");
     }
     // Four non-kind fields: eventBusName, template, service, replicas.
-    assert_eq!(props.len(), 38);
+    assert_eq!(props.len(), 39);
 }

@@ -19,11 +19,13 @@ pub mod redis;
 pub mod redis_stream;
 pub mod resource;
 pub mod s3;
+pub mod sftp;
 pub mod slack;
 pub mod sns;
 pub mod sqs;
 pub mod stripe;
 pub mod webhook;
+pub mod websocket;
 
 pub use sluice_crds::eventsource::EventSourceKind;
 use sluice_crds::eventsource::{EventSourceSpec, Events};
@@ -61,11 +63,13 @@ pub fn dispatch<V: KindVisitor>(kind: EventSourceKind, spec: &EventSourceSpec, v
         K::RedisStream => v.runnable(kind, &spec.redis_stream, redis_stream::build),
         K::Resource => v.runnable(kind, &spec.resource, resource::build),
         K::S3 => v.runnable(kind, &spec.s3, s3::build),
+        K::Sftp => v.runnable(kind, &spec.sftp, sftp::build),
         K::Slack => v.runnable(kind, &spec.slack, slack::build),
         K::Sns => v.runnable(kind, &spec.sns, sns::build),
         K::Sqs => v.runnable(kind, &spec.sqs, sqs::build),
         K::Stripe => v.runnable(kind, &spec.stripe, stripe::build),
         K::Webhook => v.runnable(kind, &spec.webhook, webhook::build),
+        K::WebSocket => v.runnable(kind, &spec.websocket, websocket::build),
         K::AzureEventsHub
         | K::AzureQueueStorage
         | K::AzureServiceBus
@@ -77,7 +81,6 @@ pub fn dispatch<V: KindVisitor>(kind: EventSourceKind, spec: &EventSourceSpec, v
         | K::Nsq
         | K::PubSub
         | K::Pulsar
-        | K::Sftp
         | K::StorageGrid => v.unsupported(kind),
     }
 }

@@ -9,7 +9,7 @@ use super::super::{
     HDFSEventSource, JetStreamEventSource, KafkaEventSource, MNSEventSource, MQTTEventSource,
     NATSEventsSource, NSQEventSource, PubSubEventSource, PulsarEventSource, RedisEventSource,
     RedisStreamEventSource, ResourceEventSource, S3Artifact, S3EventSource, S3Mode, SFTPEventSource,
-    SQSEventSource,
+    SQSEventSource, WebSocketEventSource,
 };
 use super::push::{
     bitbucket, bitbucket_server, gerrit, github, gitlab, slack, sns, storage_grid, stripe, webhook,
@@ -70,6 +70,7 @@ pub(super) fn validate_kinds(s: &EventSourceSpec, p: &str, pr: &mut Problems) {
     each(&s.storage_grid, p, K::StorageGrid, pr, storage_grid);
     each(&s.stripe, p, K::Stripe, pr, stripe);
     each(&s.webhook, p, K::Webhook, pr, webhook);
+    each(&s.websocket, p, K::WebSocket, pr, websocket);
 }
 
 fn sqs(e: &SQSEventSource, p: &str, pr: &mut Problems) {
@@ -545,10 +546,37 @@ fn file(e: &FileEventSource, p: &str, pr: &mut Problems) {
 }
 
 fn sftp(e: &SFTPEventSource, p: &str, pr: &mut Problems) {
-    if e.event_type.is_empty() {
-        pr.error(
+    match e.event_type.as_str() {
+        "CREATE" | "REMOVE" => {}
+        "" => pr.error(
             Problems::at(p, "eventType"),
             "eventType is required: CREATE or REMOVE",
+        ),
+        other => pr.error(
+            Problems::at(p, "eventType"),
+            format!(
+                "eventType {other:?} never fires: polling sees only CREATE (a new or changed file) and REMOVE"
+            ),
+        ),
+    }
+    require_some(
+        &e.address,
+        p,
+        "address",
+        "the Secret key holding the server's host:port",
+        pr,
+    );
+    require_some(
+        &e.username,
+        p,
+        "username",
+        "the Secret key holding the user name",
+        pr,
+    );
+    if e.password.is_none() && e.ssh_key_secret.is_none() {
+        pr.error(
+            Problems::at(p, "password"),
+            "set password or sshKeySecret (the Secret keys holding the password or an SSH private key)",
         );
     }
     match &e.watch_path_config {
@@ -645,4 +673,20 @@ fn resource(e: &ResourceEventSource, p: &str, pr: &mut Problems) {
         check_selectors(&f.labels, &Problems::at(p, "filter.labels"), false, pr);
         check_selectors(&f.fields, &Problems::at(p, "filter.fields"), true, pr);
     }
+}
+
+fn websocket(e: &WebSocketEventSource, p: &str, pr: &mut Problems) {
+    let url = e.url.trim();
+    if url.is_empty() {
+        pr.error(
+            Problems::at(p, "url"),
+            "url is required, e.g. \"wss://feed.example.com/stream\"",
+        );
+    } else if !(url.starts_with("ws://") || url.starts_with("wss://")) || url.ends_with("//") {
+        pr.error(
+            Problems::at(p, "url"),
+            format!("url {url:?} must be a ws:// or wss:// URL with a host, e.g. \"wss://feed.example.com/stream\""),
+        );
+    }
+    check_filter(&e.filter, p, pr);
 }

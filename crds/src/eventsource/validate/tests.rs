@@ -264,7 +264,7 @@ fn filter_expression_is_not_empty() {
 #[test]
 fn other_durations_parse() {
     let sftp = |d: &str| {
-        format!("  sftp:\n    s: {{eventType: CREATE, pollIntervalDuration: \"{d}\", watchPathConfig: {{directory: /in/, path: a.txt}}}}\n")
+        format!("  sftp:\n    s: {{eventType: CREATE, pollIntervalDuration: \"{d}\", watchPathConfig: {{directory: /in/, path: a.txt}}, {SFTP_AUTH}}}\n")
     };
     assert!(errors(&sftp("30s")).is_empty());
     assert_eq!(errors(&sftp("30")), ["spec.sftp.s.pollIntervalDuration"]);
@@ -276,6 +276,44 @@ fn other_durations_parse() {
         errors(&backoff("1 sec")),
         ["spec.nats.n.connectionBackoff.duration"]
     );
+}
+
+const SFTP_AUTH: &str =
+    "address: {name: s, key: address}, username: {name: s, key: user}, sshKeySecret: {name: s, key: key}";
+
+#[test]
+fn sftp_needs_an_address_a_user_a_credential_and_a_pollable_operation() {
+    let sftp = |fields: &str| {
+        format!("  sftp:\n    s: {{watchPathConfig: {{directory: /in/, path: a.txt}}, {fields}}}\n")
+    };
+    assert!(errors(&sftp(&format!("eventType: REMOVE, {SFTP_AUTH}"))).is_empty());
+    assert_eq!(
+        errors(&sftp(&format!("eventType: WRITE, {SFTP_AUTH}"))),
+        ["spec.sftp.s.eventType"]
+    );
+    assert_eq!(
+        errors(&sftp("eventType: CREATE, pollIntervalDuration: 5s")),
+        [
+            "spec.sftp.s.address",
+            "spec.sftp.s.username",
+            "spec.sftp.s.password"
+        ]
+    );
+}
+
+#[test]
+fn websocket_needs_a_ws_url() {
+    let ws = |url: &str| format!("  websocket:\n    w: {{url: \"{url}\", jsonBody: true}}\n");
+    assert!(errors(&ws("wss://feed.example.com/stream")).is_empty());
+    assert!(errors(&ws("ws://127.0.0.1:9000")).is_empty());
+    assert_eq!(errors(&ws("https://feed.example.com")), ["spec.websocket.w.url"]);
+    assert_eq!(errors(&ws("ws://")), ["spec.websocket.w.url"]);
+    assert_eq!(
+        errors("  websocket:\n    w: {jsonBody: true}\n"),
+        ["spec.websocket.w.url"]
+    );
+    let filtered = "  websocket:\n    w: {url: \"ws://h\", filter: {expression: \"\"}}\n";
+    assert_eq!(errors(filtered), ["spec.websocket.w.filter.expression"]);
 }
 
 #[test]
