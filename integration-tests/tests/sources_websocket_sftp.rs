@@ -274,13 +274,15 @@ async fn sftp_creates_and_removes_reach_the_sink() -> Result<()> {
     std::fs::remove_file(watched.join("old.csv"))?;
     let created = wait_on(&sink, "/files", 1, &run).await?;
     let removed = wait_on(&sink, "/gone", 1, &run).await?;
+    // `op` is upstream's numeric fsnotify value in the event data; a payload parameter read with
+    // `dataKey` (no `useRawData`) carries it as text, as upstream's sensor does.
     assert_eq!(
         (field(&created[0], "name"), field(&created[0], "op")),
-        (json!("new.csv"), json!(1))
+        (json!("new.csv"), json!("1"))
     );
     assert_eq!(
         (field(&removed[0], "name"), field(&removed[0], "op")),
-        (json!("old.csv"), json!(4))
+        (json!("old.csv"), json!("4"))
     );
     run.stop()?;
     let _ = std::fs::remove_dir_all(&watched);
