@@ -23,7 +23,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use notify::{PollWatcher, RecommendedWatcher, RecursiveMode, Watcher};
-use regex::Regex;
 use serde_json::json;
 use sluice_crds::eventsource::FileEventSource;
 use sluice_eventbus::{EventBuilder, Subject};
@@ -67,28 +66,13 @@ pub fn build(
                 spec.event_type
             ))
         })?;
-        let config = spec
-            .watch_path_config
-            .as_ref()
-            .ok_or_else(|| invalid("watchPathConfig is required".into()))?;
-        if config.directory.is_empty() {
-            return Err(invalid("watchPathConfig.directory is required".into()));
-        }
-        let path_match = match (
-            config.path.as_deref().filter(|p| !p.is_empty()),
-            config.path_regexp.as_deref().filter(|p| !p.is_empty()),
-        ) {
-            (Some(p), _) => PathMatch::Exact(p.to_owned()),
-            (None, Some(re)) => PathMatch::Regexp(
-                Regex::new(re).map_err(|e| invalid(format!("watchPathConfig.pathRegexp: {e}")))?,
-            ),
-            (None, None) => return Err(invalid("watchPathConfig: set `path` or `pathRegexp`".into())),
-        };
+        let (directory, path_match) =
+            PathMatch::from_config(spec.watch_path_config.as_ref()).map_err(invalid)?;
         out.tasks.push(Box::new(FileSource {
             ready: ctx.readiness.flag(format!("{es_name}/{event_name}")),
             event_source: es_name.to_owned(),
             event_name: event_name.clone(),
-            directory: PathBuf::from(&config.directory),
+            directory: PathBuf::from(directory),
             path_match,
             op,
             polling: spec.polling,

@@ -84,6 +84,28 @@ pub enum PathMatch {
 }
 
 impl PathMatch {
+    /// Reads `watchPathConfig` (shared by the file and sftp kinds): its directory and which of its
+    /// paths are watched; the error is the reason, with the field path.
+    pub fn from_config(
+        config: Option<&sluice_crds::eventsource::WatchPathConfig>,
+    ) -> Result<(&str, PathMatch), String> {
+        let config = config.ok_or("watchPathConfig is required")?;
+        if config.directory.is_empty() {
+            return Err("watchPathConfig.directory is required".into());
+        }
+        let path_match = match (
+            config.path.as_deref().filter(|p| !p.is_empty()),
+            config.path_regexp.as_deref().filter(|p| !p.is_empty()),
+        ) {
+            (Some(p), _) => PathMatch::Exact(p.to_owned()),
+            (None, Some(re)) => {
+                PathMatch::Regexp(Regex::new(re).map_err(|e| format!("watchPathConfig.pathRegexp: {e}"))?)
+            }
+            (None, None) => return Err("watchPathConfig: set `path` or `pathRegexp`".into()),
+        };
+        Ok((&config.directory, path_match))
+    }
+
     /// True when `path` (a notification's path) is watched, relative to `directory`.
     pub fn matches(&self, directory: &Path, path: &Path) -> bool {
         let rel = path.strip_prefix(directory).unwrap_or(path);

@@ -33,7 +33,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use regex::Regex;
 use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 use russh_sftp::client::SftpSession;
 use serde_json::json;
@@ -127,23 +126,8 @@ pub fn build(
                 )))
             }
         };
-        let config = spec
-            .watch_path_config
-            .as_ref()
-            .ok_or_else(|| invalid("watchPathConfig is required".into()))?;
-        if config.directory.is_empty() {
-            return Err(invalid("watchPathConfig.directory is required".into()));
-        }
-        let path_match = match (
-            config.path.as_deref().filter(|p| !p.is_empty()),
-            config.path_regexp.as_deref().filter(|p| !p.is_empty()),
-        ) {
-            (Some(p), _) => PathMatch::Exact(p.to_owned()),
-            (None, Some(re)) => PathMatch::Regexp(
-                Regex::new(re).map_err(|e| invalid(format!("watchPathConfig.pathRegexp: {e}")))?,
-            ),
-            (None, None) => return Err(invalid("watchPathConfig: set `path` or `pathRegexp`".into())),
-        };
+        let (directory, path_match) =
+            PathMatch::from_config(spec.watch_path_config.as_ref()).map_err(invalid)?;
         let interval = match spec.poll_interval_duration.as_deref() {
             None => DEFAULT_POLL_INTERVAL,
             Some(d) => match sluice_crds::duration::parse_go_duration(d) {
@@ -180,7 +164,7 @@ pub fn build(
             address,
             username,
             credential,
-            directory: config.directory.clone(),
+            directory: directory.to_owned(),
             path_match,
             op,
             interval,
