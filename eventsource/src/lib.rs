@@ -19,6 +19,7 @@ pub mod sender;
 pub mod sources;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod tls;
 
 use std::sync::Arc;
 

@@ -1,7 +1,8 @@
 //! The upstream server goes away and comes back while `sluice run` streams its messages to an HTTP
 //! sink: for `nats`, `jetstream`, `mqtt`, `amqp`, `redis` and `redisStream`, the source reconnects
 //! (with growing waits where it logs them) and the messages published after the restart arrive;
-//! for the acking kinds, so do those the broker kept while the source was away.
+//! for the acking kinds, so do those the broker kept while the source was away. While a server is
+//! down, `/readyz` answers 503 naming the source (`fault-src/msg`); once it is back, 200.
 //!
 //! Servers: a private nats-server, redis-server or mosquitto per test on a free port
 //! (`NATS_SERVER_BIN`, `REDIS_SERVER_BIN`, `MOSQUITTO_BIN` from `scripts/services.sh start nats
@@ -37,7 +38,8 @@ async fn assert_arrives(pipe: &Pipeline, want: &Value, p: &sluice_integration_te
 }
 
 /// One outage: stops `server`, waits until the source logged `message` `n` more times with
-/// growing `retry_in`, starts the server again; returns those waits.
+/// growing `retry_in` while `/readyz` answers 503 naming the source, starts the server again and
+/// waits until `/readyz` answers 200; returns those waits.
 async fn outage(
     p: &sluice_integration_tests::SluiceProcess,
     server: &mut PrivateServer,
@@ -48,7 +50,9 @@ async fn outage(
     server.stop();
     let lines = wait_logged_n(p, message, before + n, WAIT).await?;
     assert_backs_off(&lines[before..], message);
+    assert_not_ready(p, WAIT).await?;
     server.restart()?;
+    wait_readyz(p, 200, WAIT).await?;
     Ok(retry_waits(&lines[before..]))
 }
 
@@ -80,9 +84,12 @@ async fn nats_resubscribes_after_server_restart() -> Result<()> {
 
     // Core NATS keeps nothing: the client reconnects by itself (async-nats backs off) and keeps
     // the subscription, so messages published once it is back arrive.
+    wait_readyz(&p, 200, WAIT).await?;
     server.stop();
     p.wait_logged(NATS_DISCONNECTED, WAIT).await?;
+    assert_not_ready(&p, WAIT).await?;
     server.restart()?;
+    wait_readyz(&p, 200, WAIT).await?;
     let got = pipe
         .publish_until_seen(
             |n| json!({"phase": "after", "n": n}),
@@ -128,9 +135,12 @@ async fn jetstream_resumes_after_server_restart() -> Result<()> {
     js_publish(&url, &subject, &before).await?;
     assert_arrives(&pipe, &before, &p).await;
 
+    wait_readyz(&p, 200, WAIT).await?;
     server.stop();
     p.wait_logged(NATS_DISCONNECTED, WAIT).await?;
+    assert_not_ready(&p, WAIT).await?;
     server.restart()?;
+    wait_readyz(&p, 200, WAIT).await?;
     // The stream and the durable consumer live in the server's store: the message published
     // after the restart is delivered whenever the source is connected again.
     let after = json!({"phase": "after"});
@@ -198,6 +208,7 @@ async fn amqp_reconnects_with_backoff_and_gets_what_the_queue_kept() -> Result<(
     let before = json!({"phase": "before"});
     amqp_publish(&url, exchange, "orders.new", &before).await?;
     assert_arrives(&pipe, &before, &p).await;
+    wait_readyz(&p, 200, WAIT).await?;
 
     // Twice: the broker drops the connection; a message is published while the source is away
     // (the durable queue keeps it); the source reconnects, waiting longer the second time.
@@ -216,6 +227,9 @@ async fn amqp_reconnects_with_backoff_and_gets_what_the_queue_kept() -> Result<(
     for want in kept.iter().chain([&after]) {
         assert_arrives(&pipe, want, &p).await;
     }
+    // The broker only closed connections (it never went away, so a 503 would be too brief to
+    // catch): the source is ready again.
+    wait_readyz(&p, 200, WAIT).await?;
     p.terminate()?;
     Ok(())
 }

@@ -5,8 +5,8 @@
 RABBITMQ_PORT="${SLUICE_RABBITMQ_PORT:-15673}"
 RABBITMQ_DIST_PORT_SLUICE="${SLUICE_RABBITMQ_DIST_PORT:-25673}"
 RABBITMQ_EPMD_PORT="${SLUICE_RABBITMQ_EPMD_PORT:-14369}"
-# A second listener speaking AMQP over TLS, with a CA and server certificate generated into the
-# node's state directory (for the amqp source's `tls` block).
+# A second listener speaking AMQP over TLS, with the certificates of scripts/services/tls.sh (for
+# the amqp source's `tls` block).
 RABBITMQ_TLS_PORT="${SLUICE_RABBITMQ_TLS_PORT:-15674}"
 
 rabbitmq_bin_dir() {
@@ -64,23 +64,8 @@ rabbitmqctl_wrapper() {
 env_rabbitmq() {
   echo "AMQP_URL=amqp://guest:guest@127.0.0.1:$RABBITMQ_PORT/%2f"
   echo "AMQPS_URL=amqps://guest:guest@127.0.0.1:$RABBITMQ_TLS_PORT/%2f"
-  echo "AMQPS_CA_FILE=$STATE/rabbitmq/tls/ca.pem"
+  echo "AMQPS_CA_FILE=$TLS_DIR/ca.pem"
   echo "RABBITMQCTL=$(rabbitmqctl_wrapper)"
-}
-
-# A throwaway CA and a server certificate for 127.0.0.1/localhost, made once per state directory.
-rabbitmq_tls_files() {
-  local tls="$1"
-  [[ -f "$tls/server.pem" ]] && return 0
-  mkdir -p "$tls"
-  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=sluice test CA" \
-    -keyout "$tls/ca.key" -out "$tls/ca.pem" >/dev/null 2>&1
-  openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
-    -keyout "$tls/server.key" -out "$tls/server.csr" >/dev/null 2>&1
-  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n' >"$tls/ext.cnf"
-  openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial \
-    -days 3650 -extfile "$tls/ext.cnf" -out "$tls/server.pem" >/dev/null 2>&1
-  chmod 644 "$tls"/*.pem "$tls"/*.key
 }
 
 start_rabbitmq() {
@@ -98,9 +83,9 @@ start_rabbitmq() {
     printf 'listeners.tcp.default = 127.0.0.1:%s\nloopback_users.guest = true\n' "$RABBITMQ_PORT" \
       >"$dir/rabbitmq.conf"
     # TLS listener: server authentication only (clients are not asked for a certificate).
-    rabbitmq_tls_files "$dir/tls"
+    tls_files
     printf 'listeners.ssl.default = 127.0.0.1:%s\nssl_options.cacertfile = %s\nssl_options.certfile = %s\nssl_options.keyfile = %s\nssl_options.verify = verify_none\nssl_options.fail_if_no_peer_cert = false\n' \
-      "$RABBITMQ_TLS_PORT" "$dir/tls/ca.pem" "$dir/tls/server.pem" "$dir/tls/server.key" >>"$dir/rabbitmq.conf"
+      "$RABBITMQ_TLS_PORT" "$TLS_DIR/ca.pem" "$TLS_DIR/server.pem" "$TLS_DIR/server.key" >>"$dir/rabbitmq.conf"
     log "starting rabbitmq on 127.0.0.1:$RABBITMQ_PORT"
     (rabbitmq_env; nohup "$bin/rabbitmq-server" >"$dir/server.log" 2>&1 & echo $! >"$dir/pid")
     if ! wait_port 127.0.0.1 "$RABBITMQ_PORT" 90 || ! wait_port 127.0.0.1 "$RABBITMQ_TLS_PORT" 30; then

@@ -193,6 +193,48 @@ pub async fn wait_logged_n(
     }
 }
 
+/// What `sluice` logs once its `/metrics`, `/healthz` and `/readyz` listen (with `addr`).
+pub const SERVING: &str = "serving /metrics, /healthz and /readyz";
+
+/// Waits until `GET /readyz` of `p` answers `status` (200 ready, 503 not); returns the body.
+pub async fn wait_readyz(p: &SluiceProcess, status: u16, within: Duration) -> Result<String> {
+    let line = p.wait_logged(SERVING, within).await?;
+    let addr = line["addr"]
+        .as_str()
+        .with_context(|| format!("no addr in {line}"))?
+        .to_owned();
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + within;
+    loop {
+        let last = match client.get(format!("http://{addr}/readyz")).send().await {
+            Ok(r) => {
+                let got = r.status().as_u16();
+                let body = r.text().await.unwrap_or_default();
+                if got == status {
+                    return Ok(body);
+                }
+                format!("{got} {body}")
+            }
+            Err(e) => e.to_string(),
+        };
+        if Instant::now() > deadline {
+            bail!(
+                "/readyz did not answer {status} within {within:?} (last: {last}); log:\n{}",
+                p.log_text()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Asserts `/readyz` of `p` fails naming this test's source while its server is down.
+pub async fn assert_not_ready(p: &SluiceProcess, within: Duration) -> Result<()> {
+    let body = wait_readyz(p, 503, within).await?;
+    let source = format!("{ES}/{EVENT}");
+    assert!(body.contains(&source), "/readyz does not name {source}: {body}");
+    Ok(())
+}
+
 /// Waits until `p` logged that the bus did not take an event of this test's source (the wording
 /// after the semicolon says what the source does next, and differs between kinds).
 pub async fn wait_refused(p: &SluiceProcess, within: Duration) -> Result<Value> {

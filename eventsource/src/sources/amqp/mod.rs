@@ -19,7 +19,7 @@
 //! or drops it instead of handing it out forever.
 //!
 //! TLS: the `tls` block (`caCertSecret`, `clientCertSecret` + `clientKeySecret`,
-//! `insecureSkipVerify`) needs an `amqps://` URL; see [`tls`].
+//! `insecureSkipVerify`, built by [`crate::tls`]) needs an `amqps://` URL; see [`tls`].
 //!
 //! Readiness: `<eventSource>/<event>` is ready while the source consumes the queue.
 //!
@@ -170,21 +170,7 @@ pub fn build(
                         "tls is set but the url is not amqps:// (the url is a secret, not shown)".into(),
                     ));
                 }
-                let client =
-                    match (&t.client_cert_secret, &t.client_key_secret) {
-                        (Some(c), Some(k)) => Some((resolve(c)?, resolve(k)?)),
-                        (None, None) => None,
-                        _ => return Err(invalid(
-                            "tls: set both clientCertSecret and clientKeySecret for mutual TLS, or neither"
-                                .into(),
-                        )),
-                    };
-                let material = tls::TlsMaterial {
-                    ca_cert: t.ca_cert_secret.as_ref().map(&resolve).transpose()?,
-                    client,
-                    insecure_skip_verify: t.insecure_skip_verify,
-                };
-                Some(tls::client_config(&material).map_err(invalid)?)
+                Some(crate::tls::Tls::build("amqp", es_name, event_name, t, secrets)?.config)
             }
         };
         let arguments = arguments_table(spec.queue_declare.as_ref().and_then(|q| q.arguments.as_deref()))

@@ -16,6 +16,9 @@
 //! not exist it is created durable with explicit acks, `filterSubjects` and `deliverPolicy` (`all`
 //! by default). Body: with `jsonBody` a payload that parses as JSON is embedded as JSON; any other
 //! payload is a base64 string (as upstream marshals bytes), never dropped.
+//!
+//! TLS: as the `nats` kind, a `tls` block (`caCertSecret`, `clientCertSecret` + `clientKeySecret`,
+//! `insecureSkipVerify`; built by [`crate::tls`]) makes TLS required whatever the URL's scheme.
 
 use crate::{BuiltEventSource, SourceContext};
 use std::collections::BTreeMap;
@@ -97,12 +100,14 @@ pub(crate) fn resolve_auth(
     })
 }
 
-/// Connects to NATS with `auth` (shared with the `nats` kind). `ready` follows the connection
-/// after this: cleared on a disconnect, set again when the client reconnected by itself (it
-/// resubscribes and resumes pulls).
+/// Connects to NATS with `auth` (shared with the `nats` kind), over TLS when the event has a
+/// `tls` block (as upstream's `nats.Secure`: TLS is then required whatever the URL's scheme).
+/// `ready` follows the connection after this: cleared on a disconnect, set again when the client
+/// reconnected by itself (it resubscribes and resumes pulls).
 pub(crate) async fn connect(
     url: &str,
     auth: &Auth,
+    tls: Option<&crate::tls::Tls>,
     name: String,
     ready: &ReadyFlag,
 ) -> Result<async_nats::Client, Box<dyn std::error::Error + Send + Sync>> {
@@ -114,6 +119,12 @@ pub(crate) async fn connect(
         Auth::Token(t) => ConnectOptions::with_token(t.clone()),
         Auth::NKey(seed) => ConnectOptions::with_nkey(seed.clone()),
         Auth::Creds(creds) => ConnectOptions::with_credentials(creds)?,
+    };
+    let options = match tls {
+        Some(tls) => options
+            .require_tls(true)
+            .tls_client_config(tls.config.as_ref().clone()),
+        None => options,
     };
     let flag = ready.clone();
     Ok(options
@@ -151,13 +162,6 @@ pub fn build(
         if spec.url.is_empty() || spec.stream.is_empty() {
             return Err(invalid("`url` and `stream` are required".into()));
         }
-        if spec.tls.is_some() {
-            return Err(BuildError::Unsupported {
-                event_source: es_name.into(),
-                event: event_name.clone(),
-                what: "tls on the jetstream source".into(),
-            });
-        }
         let deliver_policy = match spec.deliver_policy.as_deref().unwrap_or("all") {
             "all" => DeliverPolicy::All,
             "last" => DeliverPolicy::Last,
@@ -170,6 +174,11 @@ pub fn build(
             }
         };
         let auth = resolve_auth(es_name, event_name, spec.auth.as_ref(), secrets)?;
+        let tls = spec
+            .tls
+            .as_ref()
+            .map(|t| crate::tls::Tls::build("jetstream", es_name, event_name, t, secrets))
+            .transpose()?;
         let consumer = spec
             .consumer
             .clone()
@@ -183,6 +192,7 @@ pub fn build(
             consumer,
             deliver_policy,
             auth,
+            tls,
             sender: sender.clone(),
             metrics: metrics.clone(),
         }));
@@ -224,6 +234,8 @@ pub struct JetStreamSource {
     consumer: String,
     deliver_policy: DeliverPolicy,
     auth: Auth,
+    /// The `tls` block, resolved.
+    tls: Option<crate::tls::Tls>,
     sender: Arc<dyn EventSender>,
     metrics: SourceMetrics,
     /// Set while connected with the consumer bound.
@@ -257,6 +269,7 @@ impl JetStreamSource {
         let client = connect(
             &self.spec.url,
             &self.auth,
+            self.tls.as_ref(),
             format!("sluice-{}-{}", self.event_source, self.event_name),
             &self.ready,
         )

@@ -16,6 +16,13 @@
 //!
 //! Body: with `jsonBody` a payload that parses as JSON is embedded as JSON; any other payload is a
 //! base64 string (as upstream marshals bytes), never dropped.
+//!
+//! TLS: the URL's scheme decides, as in paho (upstream's client): `ssl://`, `tls://`, `mqtts://`,
+//! `mqtt+ssl://`, `tcps://` (default port 8883) connect over TLS; `tcp://`, `mqtt://` in plain text.
+//! The `tls` block (`caCertSecret`, `clientCertSecret` + `clientKeySecret` for mutual TLS,
+//! `insecureSkipVerify`; built by [`crate::tls`]) configures it; without one a TLS URL trusts the
+//! system's roots. A `tls` block with a plain URL is refused at build: paho would silently connect
+//! in plain text.
 
 use crate::{BuiltEventSource, SourceContext};
 use std::collections::BTreeMap;
@@ -23,7 +30,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rumqttc::{AsyncClient, Event as MqttEvent, MqttOptions, Packet, Publish, QoS};
+use rumqttc::{
+    AsyncClient, Event as MqttEvent, MqttOptions, Packet, Publish, QoS, TlsConfiguration, Transport,
+};
 use serde_json::json;
 use sluice_crds::eventsource::MQTTEventSource;
 use sluice_eventbus::{EventBuilder, Subject};
@@ -51,14 +60,33 @@ const MAX_INCOMING_PACKET: usize = 268_435_455;
 /// The largest packet sent (SUBSCRIBE, PUBACK): rumqttc's default.
 const MAX_OUTGOING_PACKET: usize = 10 * 1024;
 
-/// `tcp://host:port` / `mqtt://host:port` → (host, port).
-pub fn parse_url(url: &str) -> Result<(String, u16), String> {
-    let rest = url
-        .strip_prefix("tcp://")
-        .or_else(|| url.strip_prefix("mqtt://"))
-        .ok_or_else(|| {
-            format!("url: `{url}` must start with tcp:// or mqtt:// (TLS is not supported yet)")
-        })?;
+/// A broker URL: where, and whether over TLS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrokerUrl {
+    /// The host (name or address).
+    pub host: String,
+    /// The port (default 1883, or 8883 over TLS).
+    pub port: u16,
+    /// The scheme asks for TLS: `ssl`, `tls`, `mqtts`, `mqtt+ssl` or `tcps`, as paho (upstream's
+    /// client); `tcp` and `mqtt` are plain.
+    pub tls: bool,
+}
+
+/// Parses `scheme://host[:port]` (schemes as paho: `tcp`, `mqtt`; over TLS `ssl`, `tls`, `mqtts`,
+/// `mqtt+ssl`, `tcps`).
+pub fn broker_url(url: &str) -> Result<BrokerUrl, String> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| format!("url: `{url}` has no scheme (tcp://, mqtt://, ssl://, tls://, mqtts://)"))?;
+    let tls = match scheme.to_ascii_lowercase().as_str() {
+        "tcp" | "mqtt" => false,
+        "ssl" | "tls" | "mqtts" | "mqtt+ssl" | "tcps" => true,
+        other => {
+            return Err(format!(
+                "url: scheme `{other}` is not one of tcp, mqtt, ssl, tls, mqtts, mqtt+ssl, tcps"
+            ))
+        }
+    };
     let rest = rest.trim_end_matches('/');
     let (host, port) = match rest.rsplit_once(':') {
         Some((h, p)) => (
@@ -66,12 +94,21 @@ pub fn parse_url(url: &str) -> Result<(String, u16), String> {
             p.parse::<u16>()
                 .map_err(|_| format!("url: `{p}` is not a port number"))?,
         ),
-        None => (rest, 1883),
+        None => (rest, if tls { 8883 } else { 1883 }),
     };
     if host.is_empty() {
         return Err(format!("url: `{url}` has no host"));
     }
-    Ok((host.to_owned(), port))
+    Ok(BrokerUrl {
+        host: host.to_owned(),
+        port,
+        tls,
+    })
+}
+
+/// `scheme://host:port` → (host, port); see [`broker_url`].
+pub fn parse_url(url: &str) -> Result<(String, u16), String> {
+    broker_url(url).map(|u| (u.host, u.port))
 }
 
 /// Builds a pull source per `mqtt` event of EventSource `es_name`.
@@ -92,14 +129,22 @@ pub fn build(
         if spec.url.is_empty() || spec.topic.is_empty() || spec.client_id.is_empty() {
             return Err(invalid("`url`, `topic` and `clientId` are required".into()));
         }
-        if spec.tls.is_some() {
-            return Err(BuildError::Unsupported {
-                event_source: es_name.into(),
-                event: event_name.clone(),
-                what: "tls on the mqtt source".into(),
-            });
-        }
-        let (host, port) = parse_url(&spec.url).map_err(invalid)?;
+        let url = broker_url(&spec.url).map_err(invalid)?;
+        let tls = match (&spec.tls, url.tls) {
+            (Some(t), true) => Some(crate::tls::Tls::build("mqtt", es_name, event_name, t, secrets)?.config),
+            // An ssl:// URL without a `tls` block: the system's roots, as paho.
+            (None, true) => Some(
+                crate::tls::client_config(&crate::tls::TlsMaterial::default())
+                    .map_err(|e| invalid(format!("spec.mqtt.{event_name}.{e}")))?,
+            ),
+            (Some(_), false) => {
+                // paho, upstream's client, silently connects in plain text here; refused instead.
+                return Err(invalid(format!(
+                    "spec.mqtt.{event_name}.tls is set but the url is plain (tcp:// or mqtt://): use ssl://, tls:// or mqtts://"
+                )));
+            }
+            (None, false) => None,
+        };
         let resolve = |s: &sluice_crds::common::SecretKeySelector| {
             secrets.resolve_secret(s).map_err(|e| BuildError::ResolveSecret {
                 event_source: es_name.into(),
@@ -119,8 +164,9 @@ pub fn build(
             event_source: es_name.to_owned(),
             event_name: event_name.clone(),
             spec: spec.clone(),
-            host,
-            port,
+            host: url.host,
+            port: url.port,
+            tls,
             credentials,
             sender: sender.clone(),
             metrics: metrics.clone(),
@@ -136,6 +182,8 @@ pub struct MqttSource {
     spec: MQTTEventSource,
     host: String,
     port: u16,
+    /// The client configuration when the URL's scheme asks for TLS.
+    tls: Option<Arc<rustls::ClientConfig>>,
     credentials: Option<(String, String)>,
     sender: Arc<dyn EventSender>,
     metrics: SourceMetrics,
@@ -246,6 +294,11 @@ impl PullSource for MqttSource {
             .set_max_packet_size(MAX_INCOMING_PACKET, MAX_OUTGOING_PACKET);
         if let Some((user, password)) = &self.credentials {
             options.set_credentials(user.clone(), password.clone());
+        }
+        if let Some(config) = &self.tls {
+            options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+                config.clone(),
+            )));
         }
         let (client, eventloop) = AsyncClient::new(options, QUEUE);
         let (tx, mut rx) = mpsc::channel(QUEUE);

@@ -12,6 +12,10 @@
 //!
 //! Body: with `jsonBody` a payload that parses as JSON is embedded as JSON; any other payload is a
 //! base64 string (as upstream marshals bytes), never dropped.
+//!
+//! TLS: a `tls` block (`caCertSecret`, `clientCertSecret` + `clientKeySecret`,
+//! `insecureSkipVerify`; built by [`crate::tls`]) makes TLS required, whatever the URL's scheme (as
+//! upstream's `nats.Secure`); a `tls://` URL without it uses the system's roots.
 
 use crate::{BuiltEventSource, SourceContext};
 use std::collections::BTreeMap;
@@ -54,20 +58,19 @@ pub fn build(
                 reason: "`url` and `subject` are required".into(),
             });
         }
-        if spec.tls.is_some() {
-            return Err(BuildError::Unsupported {
-                event_source: es_name.into(),
-                event: event_name.clone(),
-                what: "tls on the nats source".into(),
-            });
-        }
         let auth = resolve_auth(es_name, event_name, spec.auth.as_ref(), secrets)?;
+        let tls = spec
+            .tls
+            .as_ref()
+            .map(|t| crate::tls::Tls::build("nats", es_name, event_name, t, secrets))
+            .transpose()?;
         out.tasks.push(Box::new(NatsSource {
             ready: ctx.readiness.flag(format!("{es_name}/{event_name}")),
             event_source: es_name.to_owned(),
             event_name: event_name.clone(),
             spec: spec.clone(),
             auth,
+            tls,
             sender: sender.clone(),
             metrics: metrics.clone(),
         }));
@@ -81,6 +84,8 @@ pub struct NatsSource {
     event_name: String,
     spec: NATSEventsSource,
     auth: Auth,
+    /// The `tls` block, resolved.
+    tls: Option<crate::tls::Tls>,
     sender: Arc<dyn EventSender>,
     metrics: SourceMetrics,
     /// Set while subscribed and connected.
@@ -155,7 +160,7 @@ impl PullSource for NatsSource {
             let client = tokio::select! {
                 biased;
                 _ = cancel.cancelled() => return Ok(()),
-                c = connect(&self.spec.url, &self.auth, format!("sluice-{}-{}", self.event_source, self.event_name), &self.ready) => c,
+                c = connect(&self.spec.url, &self.auth, self.tls.as_ref(), format!("sluice-{}-{}", self.event_source, self.event_name), &self.ready) => c,
             };
             let subscribed = match client {
                 Ok(client) => {

@@ -12,6 +12,10 @@
 //!
 //! Body: the payload as a string, as upstream; with `jsonBody` a payload that parses as JSON is
 //! embedded as JSON and any other payload is a base64 string, never dropped.
+//!
+//! TLS: with a `tls` block (`caCertSecret`, `clientCertSecret` + `clientKeySecret`,
+//! `insecureSkipVerify`; checked by [`crate::tls`]) the source speaks TLS to `hostAddress`, as
+//! upstream; see [`super::redis_stream::redis_client`].
 
 use crate::{BuiltEventSource, SourceContext};
 use std::collections::BTreeMap;
@@ -27,7 +31,7 @@ use sluice_eventbus::{EventBuilder, Subject};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::redis_stream::redis_url;
+use super::redis_stream::redis_client;
 use crate::metrics::{EventLabels, SourceMetrics};
 use crate::sender::{publish, EventSender, Publisher, Retry, FIRST_BACKOFF};
 use crate::{BuildError, PullSource, SourceError};
@@ -67,13 +71,6 @@ pub fn build(
         if spec.host_address.is_empty() || spec.channels.is_empty() {
             return Err(invalid("`hostAddress` and `channels` are required".into()));
         }
-        if spec.tls.is_some() {
-            return Err(BuildError::Unsupported {
-                event_source: es_name.into(),
-                event: event_name.clone(),
-                what: "tls on the redis source".into(),
-            });
-        }
         let password = match &spec.password {
             Some(s) => Some(secrets.resolve_secret(s).map_err(|e| BuildError::ResolveSecret {
                 event_source: es_name.into(),
@@ -82,13 +79,17 @@ pub fn build(
             })?),
             None => None,
         };
-        let url = redis_url(
+        let client = redis_client(
+            "redis",
+            es_name,
+            event_name,
             &spec.host_address,
             spec.username.as_deref(),
             password.as_deref(),
             spec.db.unwrap_or(0),
-        );
-        let client = redis::Client::open(url).map_err(|e| invalid(format!("hostAddress: {e}")))?;
+            spec.tls.as_ref(),
+            secrets,
+        )?;
         out.tasks.push(Box::new(RedisSource {
             ready: ctx.readiness.flag(format!("{es_name}/{event_name}")),
             event_source: es_name.to_owned(),

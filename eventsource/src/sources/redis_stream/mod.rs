@@ -16,6 +16,10 @@
 //!
 //! The group (default `argo-events-cg`) is created on every stream at `$` (new entries), with
 //! MKSTREAM, when missing, as upstream.
+//!
+//! TLS: with a `tls` block (`caCertSecret`, `clientCertSecret` + `clientKeySecret`,
+//! `insecureSkipVerify`; checked by [`crate::tls`]) the source speaks TLS to `hostAddress`, as
+//! upstream; see [`redis_client`].
 
 use crate::{BuiltEventSource, SourceContext};
 use std::collections::BTreeMap;
@@ -69,6 +73,57 @@ pub fn redis_url(host: &str, username: Option<&str>, password: Option<&str>, db:
     format!("redis://{creds}{host}/{db}")
 }
 
+/// The client of a `redis` or `redisStream` event (`kind` as spelled in the manifest): `hostAddress`
+/// with the credentials and database, over TLS when the event has a `tls` block (as upstream,
+/// whose client then dials TLS to `hostAddress`). The block is checked with [`crate::tls`]; its
+/// PEM texts go to the redis client, which builds its own rustls configuration from them (on the
+/// process's one provider, ring).
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the fields of two spec types with no common type"
+)]
+pub(crate) fn redis_client(
+    kind: &str,
+    es_name: &str,
+    event_name: &str,
+    host: &str,
+    username: Option<&str>,
+    password: Option<&str>,
+    db: i32,
+    tls: Option<&sluice_crds::common::TLSConfig>,
+    secrets: &dyn crate::SecretResolver,
+) -> Result<redis::Client, BuildError> {
+    let invalid = |reason: String| BuildError::InvalidSpec {
+        event_source: es_name.into(),
+        event: event_name.into(),
+        reason,
+    };
+    // The URL holds the password: errors name the field, never the URL.
+    let url = redis_url(host, username, password, db);
+    let Some(block) = tls else {
+        return redis::Client::open(url)
+            .map_err(|_| invalid(format!("spec.{kind}.{event_name}.hostAddress: not host:port")));
+    };
+    let material = crate::tls::Tls::build(kind, es_name, event_name, block, secrets)?.material;
+    let mut url = format!("rediss://{}", &url["redis://".len()..]);
+    if material.insecure_skip_verify {
+        // The redis client's spelling of "do not verify the server's certificate".
+        url.push_str("#insecure");
+    }
+    let certificates = redis::TlsCertificates {
+        client_tls: material.client.map(|(cert, key)| redis::ClientTlsConfig {
+            client_cert: cert.into_bytes(),
+            client_key: key.into_bytes(),
+        }),
+        root_cert: material.ca_cert.map(String::into_bytes),
+    };
+    redis::Client::build_with_tls(url, certificates).map_err(|_| {
+        invalid(format!(
+            "spec.{kind}.{event_name}.tls: the redis client refused the TLS settings"
+        ))
+    })
+}
+
 /// Builds a pull source per `redisStream` event of EventSource `es_name`.
 pub fn build(
     es_name: &str,
@@ -87,13 +142,6 @@ pub fn build(
         if spec.host_address.is_empty() || spec.streams.is_empty() {
             return Err(invalid("`hostAddress` and `streams` are required".into()));
         }
-        if spec.tls.is_some() {
-            return Err(BuildError::Unsupported {
-                event_source: es_name.into(),
-                event: event_name.clone(),
-                what: "tls on the redisStream source".into(),
-            });
-        }
         let count = spec.max_msg_count_per_read.unwrap_or(10);
         if count < 1 {
             return Err(invalid(format!(
@@ -108,13 +156,17 @@ pub fn build(
             })?),
             None => None,
         };
-        let url = redis_url(
+        let client = redis_client(
+            "redisStream",
+            es_name,
+            event_name,
             &spec.host_address,
             spec.username.as_deref(),
             password.as_deref(),
             spec.db.unwrap_or(0),
-        );
-        let client = redis::Client::open(url).map_err(|e| invalid(format!("hostAddress: {e}")))?;
+            spec.tls.as_ref(),
+            secrets,
+        )?;
         out.tasks.push(Box::new(RedisStreamSource {
             ready: ctx.readiness.flag(format!("{es_name}/{event_name}")),
             event_source: es_name.to_owned(),
