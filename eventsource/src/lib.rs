@@ -14,6 +14,7 @@ pub mod filter;
 pub mod http;
 pub mod metrics;
 pub mod push;
+pub mod reconnect;
 pub use sluice_eventbus::secrets;
 pub mod sender;
 pub mod sources;

@@ -54,6 +54,7 @@ use tracing::{info, warn};
 pub use data::{arguments_table, event_data, go_time_string};
 
 use crate::metrics::{EventLabels, SourceMetrics};
+use crate::reconnect::{Backoff, MAX_WAIT};
 use crate::sender::{publish, EventSender, Outcome, Publisher, Retry};
 use crate::{BuildError, PullSource, SourceError};
 use sluice_eventbus::readiness::ReadyFlag;
@@ -63,7 +64,6 @@ pub const SOURCE_TYPE: &str = "amqp";
 /// Messages delivered but not yet acknowledged (manual ack): the broker keeps the rest.
 pub const PREFETCH: u16 = 64;
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Why one connection of the source ended.
 #[derive(Debug, thiserror::Error)]
@@ -493,25 +493,24 @@ impl PullSource for AmqpSource {
             event_name: self.event_name.clone(),
         };
         let (first, factor) = self.backoff;
-        let mut wait = first;
+        let mut backoff = Backoff::new(first, factor);
         loop {
             let started = std::time::Instant::now();
             match self.consume(&labels, &cancel).await {
                 Ok(()) => return Ok(()),
                 Err(e) => {
                     self.ready.set(false);
-                    if started.elapsed() > MAX_BACKOFF {
-                        wait = first;
+                    // Why only after a long connection: a broker that drops every connection at
+                    // once must still see the waits grow.
+                    if started.elapsed() > MAX_WAIT {
+                        backoff.reset();
                     }
-                    warn!(eventsource = %self.event_source, event_name = %self.event_name, error = %e, source_error = ?std::error::Error::source(&e).map(ToString::to_string), retry_in = ?wait, "AMQP consumer stopped; reconnecting");
+                    warn!(eventsource = %self.event_source, event_name = %self.event_name, error = %e, source_error = ?std::error::Error::source(&e).map(ToString::to_string), retry_in = ?backoff.wait(), "AMQP consumer stopped; reconnecting");
                 }
             }
-            tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return Ok(()),
-                _ = tokio::time::sleep(wait) => {}
+            if !backoff.sleep(&cancel).await {
+                return Ok(());
             }
-            wait = wait.mul_f64(factor).min(MAX_BACKOFF);
         }
     }
 }

@@ -33,6 +33,7 @@ use tracing::{debug, info, warn};
 pub use ops::{FileOp, PathMatch};
 
 use crate::metrics::{EventLabels, SourceMetrics};
+use crate::reconnect::Backoff;
 use crate::sender::{publish, EventSender, Publisher, Retry, FIRST_BACKOFF};
 use crate::{BuildError, PullSource, SourceError};
 use sluice_eventbus::readiness::ReadyFlag;
@@ -43,8 +44,6 @@ pub const SOURCE_TYPE: &str = "file";
 pub const QUEUE: usize = 256;
 /// How often the polling watcher scans (upstream's interval).
 pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
-const MIN_BACKOFF: Duration = Duration::from_millis(200);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Builds a pull source per `file` event of EventSource `es_name`.
 pub fn build(
@@ -180,24 +179,21 @@ impl PullSource for FileSource {
             eventsource_name: self.event_source.clone(),
             event_name: self.event_name.clone(),
         };
-        let mut wait = MIN_BACKOFF;
+        let mut backoff = Backoff::default();
         'watch: loop {
             let (tx, mut rx) = mpsc::channel(QUEUE);
             let watcher = match self.watch(tx) {
                 Ok(w) => w,
                 Err(e) => {
                     self.ready.set(false);
-                    warn!(eventsource = %self.event_source, event_name = %self.event_name, directory = %self.directory.display(), error = %e, retry_in = ?wait, "failed to watch the directory; retrying");
-                    tokio::select! {
-                        biased;
-                        _ = cancel.cancelled() => return Ok(()),
-                        _ = tokio::time::sleep(wait) => {}
+                    warn!(eventsource = %self.event_source, event_name = %self.event_name, directory = %self.directory.display(), error = %e, retry_in = ?backoff.wait(), "failed to watch the directory; retrying");
+                    if !backoff.sleep(&cancel).await {
+                        return Ok(());
                     }
-                    wait = (wait * 2).min(MAX_BACKOFF);
                     continue 'watch;
                 }
             };
-            wait = MIN_BACKOFF;
+            backoff.reset();
             self.ready.set(true);
             info!(eventsource = %self.event_source, event_name = %self.event_name, directory = %self.directory.display(), polling = self.polling, "watching the directory");
             loop {

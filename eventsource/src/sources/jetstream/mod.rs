@@ -39,6 +39,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::metrics::{EventLabels, SourceMetrics};
+use crate::reconnect::Backoff;
 use crate::sender::{publish, EventSender, Outcome, Publisher, Retry};
 use crate::{BuildError, PullSource, SecretResolver, SourceError};
 use sluice_eventbus::readiness::ReadyFlag;
@@ -443,7 +444,7 @@ impl PullSource for JetStreamSource {
             eventsource_name: self.event_source.clone(),
             event_name: self.event_name.clone(),
         };
-        let mut wait = MIN_BACKOFF;
+        let mut backoff = Backoff::default();
         let mut nak_delay = MIN_BACKOFF;
         loop {
             let attempt = tokio::select! {
@@ -455,7 +456,7 @@ impl PullSource for JetStreamSource {
                 Ok(consumer) => {
                     info!(eventsource = %self.event_source, event_name = %self.event_name, stream = %self.spec.stream, consumer = %self.consumer, "consuming");
                     self.ready.set(true);
-                    wait = MIN_BACKOFF;
+                    backoff.reset();
                     self.consume(consumer, &cancel, &labels, &mut nak_delay).await
                 }
                 Err(e) => Err(e),
@@ -464,15 +465,12 @@ impl PullSource for JetStreamSource {
                 Ok(()) => return Ok(()),
                 Err(e) => {
                     self.ready.set(false);
-                    warn!(eventsource = %self.event_source, event_name = %self.event_name, error = %e, retry_in = ?wait, "jetstream consumer failed; reconnecting");
+                    warn!(eventsource = %self.event_source, event_name = %self.event_name, error = %e, retry_in = ?backoff.wait(), "jetstream consumer failed; reconnecting");
                 }
             }
-            tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return Ok(()),
-                _ = tokio::time::sleep(wait) => {}
+            if !backoff.sleep(&cancel).await {
+                return Ok(());
             }
-            wait = (wait * 2).min(MAX_BACKOFF);
         }
     }
 }

@@ -42,14 +42,13 @@ use tracing::{debug, info, warn};
 
 use super::jetstream::body_value;
 use crate::metrics::{EventLabels, SourceMetrics};
+use crate::reconnect::Backoff;
 use crate::sender::{publish, EventSender, Outcome, Publisher, Retry, FIRST_BACKOFF};
 use crate::{BuildError, PullSource, SourceError};
 use sluice_eventbus::readiness::ReadyFlag;
 
 /// The CloudEvent `type` of this kind.
 pub const SOURCE_TYPE: &str = "mqtt";
-const MIN_BACKOFF: Duration = Duration::from_millis(200);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Messages received but not yet published; the broker holds the rest (bounded in-flight window).
 const QUEUE: usize = 64;
 /// The largest packet accepted from the broker: MQTT's own maximum (256 MiB). rumqttc's default
@@ -201,12 +200,13 @@ impl MqttSource {
         tx: mpsc::Sender<Publish>,
         describe: String,
         ready: ReadyFlag,
+        cancel: CancellationToken,
     ) {
-        let mut wait = MIN_BACKOFF;
+        let mut backoff = Backoff::default();
         loop {
             match eventloop.poll().await {
                 Ok(MqttEvent::Incoming(Packet::ConnAck(ack))) => {
-                    wait = MIN_BACKOFF;
+                    backoff.reset();
                     info!(source = %describe, session_present = ack.session_present, "connected to the MQTT broker");
                     if let Err(e) = client.try_subscribe(topic.clone(), QoS::AtLeastOnce) {
                         warn!(source = %describe, error = %e, "failed to subscribe");
@@ -221,12 +221,10 @@ impl MqttSource {
                 Ok(_) => {}
                 Err(e) => {
                     ready.set(false);
-                    warn!(source = %describe, error = %e, retry_in = ?wait, "MQTT connection failed; reconnecting");
-                    if tx.is_closed() {
+                    warn!(source = %describe, error = %e, retry_in = ?backoff.wait(), "MQTT connection failed; reconnecting");
+                    if tx.is_closed() || !backoff.sleep(&cancel).await {
                         return;
                     }
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(MAX_BACKOFF);
                 }
             }
         }
@@ -309,6 +307,7 @@ impl PullSource for MqttSource {
             tx,
             self.describe(),
             self.ready.clone(),
+            cancel.clone(),
         ));
         loop {
             let p = tokio::select! {

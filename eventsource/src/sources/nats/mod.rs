@@ -20,7 +20,6 @@
 use crate::{BuiltEventSource, SourceContext};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -32,14 +31,13 @@ use tracing::{info, warn};
 
 use super::jetstream::{body_value, connect, resolve_auth, Auth};
 use crate::metrics::{EventLabels, SourceMetrics};
+use crate::reconnect::Backoff;
 use crate::sender::{publish, EventSender, Publisher, Retry, FIRST_BACKOFF};
 use crate::{BuildError, PullSource, SourceError};
 use sluice_eventbus::readiness::ReadyFlag;
 
 /// The CloudEvent `type` of this kind.
 pub const SOURCE_TYPE: &str = "nats";
-const MIN_BACKOFF: Duration = Duration::from_millis(200);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Builds a pull source per `nats` event of EventSource `es_name`.
 pub fn build(
@@ -155,7 +153,7 @@ impl PullSource for NatsSource {
             eventsource_name: self.event_source.clone(),
             event_name: self.event_name.clone(),
         };
-        let mut wait = MIN_BACKOFF;
+        let mut backoff = Backoff::default();
         loop {
             let client = tokio::select! {
                 biased;
@@ -177,7 +175,7 @@ impl PullSource for NatsSource {
                 Ok(mut sub) => {
                     info!(eventsource = %self.event_source, event_name = %self.event_name, subject = %self.spec.subject, "subscribed");
                     self.ready.set(true);
-                    wait = MIN_BACKOFF;
+                    backoff.reset();
                     // async-nats reconnects by itself and keeps the subscription.
                     loop {
                         let m = tokio::select! {
@@ -195,15 +193,12 @@ impl PullSource for NatsSource {
                 }
                 Err(e) => {
                     self.ready.set(false);
-                    warn!(eventsource = %self.event_source, event_name = %self.event_name, error = %e, retry_in = ?wait, "failed to subscribe to nats; retrying");
+                    warn!(eventsource = %self.event_source, event_name = %self.event_name, error = %e, retry_in = ?backoff.wait(), "failed to subscribe to nats; retrying");
                 }
             }
-            tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return Ok(()),
-                _ = tokio::time::sleep(wait) => {}
+            if !backoff.sleep(&cancel).await {
+                return Ok(());
             }
-            wait = (wait * 2).min(MAX_BACKOFF);
         }
     }
 }

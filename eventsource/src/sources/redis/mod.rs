@@ -20,7 +20,6 @@
 use crate::{BuiltEventSource, SourceContext};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use base64::Engine;
@@ -33,14 +32,13 @@ use tracing::{info, warn};
 
 use super::redis_stream::redis_client;
 use crate::metrics::{EventLabels, SourceMetrics};
+use crate::reconnect::Backoff;
 use crate::sender::{publish, EventSender, Publisher, Retry, FIRST_BACKOFF};
 use crate::{BuildError, PullSource, SourceError};
 use sluice_eventbus::readiness::ReadyFlag;
 
 /// The CloudEvent `type` of this kind.
 pub const SOURCE_TYPE: &str = "redis";
-const MIN_BACKOFF: Duration = Duration::from_millis(200);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// The event body of a payload.
 pub fn body(payload: &[u8], json_body: bool) -> Value {
@@ -165,7 +163,7 @@ impl PullSource for RedisSource {
             eventsource_name: self.event_source.clone(),
             event_name: self.event_name.clone(),
         };
-        let mut wait = MIN_BACKOFF;
+        let mut backoff = Backoff::default();
         loop {
             let subscribed = tokio::select! {
                 biased;
@@ -180,7 +178,7 @@ impl PullSource for RedisSource {
                 Ok(pubsub) => {
                     info!(eventsource = %self.event_source, event_name = %self.event_name, channels = ?self.spec.channels, "subscribed");
                     self.ready.set(true);
-                    wait = MIN_BACKOFF;
+                    backoff.reset();
                     let mut messages = pubsub.into_on_message();
                     loop {
                         let m = tokio::select! {
@@ -198,15 +196,12 @@ impl PullSource for RedisSource {
                 }
                 Err(e) => {
                     self.ready.set(false);
-                    warn!(eventsource = %self.event_source, event_name = %self.event_name, error = %e, retry_in = ?wait, "failed to subscribe to redis; retrying");
+                    warn!(eventsource = %self.event_source, event_name = %self.event_name, error = %e, retry_in = ?backoff.wait(), "failed to subscribe to redis; retrying");
                 }
             }
-            tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return Ok(()),
-                _ = tokio::time::sleep(wait) => {}
+            if !backoff.sleep(&cancel).await {
+                return Ok(());
             }
-            wait = (wait * 2).min(MAX_BACKOFF);
         }
     }
 }

@@ -36,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::metrics::{EventLabels, SourceMetrics};
+use crate::reconnect::Backoff;
 use crate::sender::{publish, EventSender, Outcome, Publisher, Retry, FIRST_BACKOFF};
 use crate::{BuildError, PullSource, SourceError};
 use sluice_eventbus::readiness::ReadyFlag;
@@ -48,8 +49,6 @@ pub const DEFAULT_GROUP: &str = "argo-events-cg";
 pub const CLAIM_MIN_IDLE: Duration = Duration::from_secs(30);
 /// How long one XREADGROUP blocks (short, so cancellation is seen promptly).
 const BLOCK: Duration = Duration::from_millis(500);
-const MIN_BACKOFF: Duration = Duration::from_millis(200);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// A `redis://` URL for `host:port`, with credentials percent-encoded and a database number.
 pub fn redis_url(host: &str, username: Option<&str>, password: Option<&str>, db: i32) -> String {
@@ -391,18 +390,18 @@ impl RedisStreamSource {
         Ok(true)
     }
 
-    /// Connects and reads until cancelled; `wait` (the reconnect backoff) starts over once connected.
+    /// Connects and reads until cancelled; `backoff` starts over once connected.
     async fn consume(
         &self,
         labels: &EventLabels,
         cancel: &CancellationToken,
-        wait: &mut Duration,
+        backoff: &mut Backoff,
     ) -> Result<End, redis::RedisError> {
         let mut con = self.connect().await?;
         self.ready.set(true);
         // Why reset here: the backoff is for a server that stays away; after a successful
         // connection the next outage starts from the shortest wait again.
-        *wait = MIN_BACKOFF;
+        backoff.reset();
         info!(eventsource = %self.event_source, event_name = %self.event_name, group = %self.group, consumer = %self.consumer, "reading redis streams");
         // This consumer's own pending entries first (a previous run died before XACK).
         loop {
@@ -441,21 +440,18 @@ impl PullSource for RedisStreamSource {
             eventsource_name: self.event_source.clone(),
             event_name: self.event_name.clone(),
         };
-        let mut wait = MIN_BACKOFF;
+        let mut backoff = Backoff::default();
         loop {
-            match self.consume(&labels, &cancel, &mut wait).await {
+            match self.consume(&labels, &cancel, &mut backoff).await {
                 Ok(End::Cancelled) => return Ok(()),
                 Err(e) => {
                     self.ready.set(false);
-                    warn!(eventsource = %self.event_source, event_name = %self.event_name, error = %e, retry_in = ?wait, "redis stream consumer failed; reconnecting");
+                    warn!(eventsource = %self.event_source, event_name = %self.event_name, error = %e, retry_in = ?backoff.wait(), "redis stream consumer failed; reconnecting");
                 }
             }
-            tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return Ok(()),
-                _ = tokio::time::sleep(wait) => {}
+            if !backoff.sleep(&cancel).await {
+                return Ok(());
             }
-            wait = (wait * 2).min(MAX_BACKOFF);
         }
     }
 }

@@ -45,6 +45,7 @@ pub use poll::{diff, Listing, Stat};
 
 use super::file::{FileOp, PathMatch};
 use crate::metrics::{EventLabels, SourceMetrics};
+use crate::reconnect::Backoff;
 use crate::sender::EventSender;
 use crate::{
     resolve_secret, BuildError, BuiltEventSource, PullSource, ReadyFlag, SourceContext, SourceError,
@@ -54,8 +55,6 @@ use crate::{
 pub const SOURCE_TYPE: &str = "sftp";
 /// Upstream's default `pollIntervalDuration`.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(10);
-const MIN_BACKOFF: Duration = Duration::from_millis(200);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How long connecting and authenticating may take before the attempt counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a clean disconnect may take when the source stops.
@@ -403,7 +402,7 @@ impl PullSource for SftpSource {
             event_name: self.event_name.clone(),
         };
         let mut baseline: Option<Listing> = None;
-        let mut wait = MIN_BACKOFF;
+        let mut backoff = Backoff::default();
         loop {
             let connected = tokio::select! {
                 biased;
@@ -413,7 +412,7 @@ impl PullSource for SftpSource {
             let failure = match connected {
                 Ok(connection) => {
                     info!(eventsource = %self.event_source, event_name = %self.event_name, address = %self.address, directory = %self.directory, interval = ?self.interval, "connected to the sftp server");
-                    wait = MIN_BACKOFF;
+                    backoff.reset();
                     let polled = self.poll(&connection.sftp, &mut baseline, &labels, &cancel).await;
                     self.ready.set(false);
                     connection.close().await;
@@ -424,13 +423,10 @@ impl PullSource for SftpSource {
                 }
                 Err(e) => e,
             };
-            warn!(eventsource = %self.event_source, event_name = %self.event_name, error = %failure, cause = ?std::error::Error::source(&failure).map(ToString::to_string), retry_in = ?wait, "sftp polling failed; reconnecting");
-            tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return Ok(()),
-                _ = tokio::time::sleep(wait) => {}
+            warn!(eventsource = %self.event_source, event_name = %self.event_name, error = %failure, cause = ?std::error::Error::source(&failure).map(ToString::to_string), retry_in = ?backoff.wait(), "sftp polling failed; reconnecting");
+            if !backoff.sleep(&cancel).await {
+                return Ok(());
             }
-            wait = (wait * 2).min(MAX_BACKOFF);
         }
     }
 }

@@ -35,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::metrics::{EventLabels, SourceMetrics};
+use crate::reconnect::Backoff;
 use crate::sender::EventSender;
 use crate::{
     resolve_secret, BuildError, BuiltEventSource, PullSource, ReadyFlag, SourceContext, SourceError,
@@ -42,8 +43,6 @@ use crate::{
 
 /// The CloudEvent `type` of this kind.
 pub const SOURCE_TYPE: &str = "websocket";
-const MIN_BACKOFF: Duration = Duration::from_millis(200);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How long connecting (TCP, TLS and the HTTP upgrade) may take before it counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a clean close may take when the source stops.
@@ -162,7 +161,7 @@ impl PullSource for WebSocketSource {
             eventsource_name: self.event_source.clone(),
             event_name: self.event_name.clone(),
         };
-        let mut wait = MIN_BACKOFF;
+        let mut backoff = Backoff::default();
         loop {
             let connected = tokio::select! {
                 biased;
@@ -173,7 +172,7 @@ impl PullSource for WebSocketSource {
                 Ok(Ok((mut socket, _response))) => {
                     info!(eventsource = %self.event_source, event_name = %self.event_name, url = %self.url, "connected");
                     self.ready.set(true);
-                    wait = MIN_BACKOFF;
+                    backoff.reset();
                     loop {
                         let next = tokio::select! {
                             biased;
@@ -206,18 +205,15 @@ impl PullSource for WebSocketSource {
                     self.ready.set(false);
                 }
                 Ok(Err(e)) => {
-                    warn!(eventsource = %self.event_source, event_name = %self.event_name, url = %self.url, error = %e, retry_in = ?wait, "failed to connect to the websocket server; retrying");
+                    warn!(eventsource = %self.event_source, event_name = %self.event_name, url = %self.url, error = %e, retry_in = ?backoff.wait(), "failed to connect to the websocket server; retrying");
                 }
                 Err(_) => {
-                    warn!(eventsource = %self.event_source, event_name = %self.event_name, url = %self.url, timeout = ?CONNECT_TIMEOUT, retry_in = ?wait, "connecting to the websocket server timed out; retrying");
+                    warn!(eventsource = %self.event_source, event_name = %self.event_name, url = %self.url, timeout = ?CONNECT_TIMEOUT, retry_in = ?backoff.wait(), "connecting to the websocket server timed out; retrying");
                 }
             }
-            tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return Ok(()),
-                _ = tokio::time::sleep(wait) => {}
+            if !backoff.sleep(&cancel).await {
+                return Ok(());
             }
-            wait = (wait * 2).min(MAX_BACKOFF);
         }
     }
 }

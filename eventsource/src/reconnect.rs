@@ -1,0 +1,106 @@
+//! The reconnect backoff every connection-holding source shares (`websocket`, `nats`, `jetstream`,
+//! `redis`, `redisStream`, `mqtt`, `amqp`, `sftp`, and `file` for its watcher): each source
+//! connects, sets its readiness,
+//! consumes, and on an error clears its readiness, logs `retry_in` = [`Backoff::wait`] and calls
+//! [`Backoff::sleep`], which waits (cancellably) and grows the next wait up to [`MAX_WAIT`]; a good
+//! connection calls [`Backoff::reset`], so the next outage starts from the first wait again.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+/// The first wait between connection attempts, unless a source's spec says otherwise.
+pub const FIRST_WAIT: Duration = Duration::from_millis(200);
+/// The longest wait between connection attempts.
+pub const MAX_WAIT: Duration = Duration::from_secs(30);
+
+/// Growing waits between connection attempts.
+#[derive(Clone, Debug)]
+pub struct Backoff {
+    first: Duration,
+    factor: f64,
+    next: Duration,
+}
+
+impl Default for Backoff {
+    /// [`FIRST_WAIT`], doubling up to [`MAX_WAIT`].
+    fn default() -> Self {
+        Self::new(FIRST_WAIT, 2.0)
+    }
+}
+
+impl Backoff {
+    /// Starts at `first`, multiplied by `factor` (at least 1) after each wait, up to [`MAX_WAIT`].
+    pub fn new(first: Duration, factor: f64) -> Self {
+        let first = first.min(MAX_WAIT);
+        Self {
+            first,
+            factor: if factor.is_finite() && factor >= 1.0 {
+                factor
+            } else {
+                1.0
+            },
+            next: first,
+        }
+    }
+
+    /// The wait the next [`Backoff::sleep`] takes (what a source logs as `retry_in`).
+    pub fn wait(&self) -> Duration {
+        self.next
+    }
+
+    /// After a good connection: the next outage starts from the first wait.
+    pub fn reset(&mut self) {
+        self.next = self.first;
+    }
+
+    /// Sleeps [`Backoff::wait`] and grows the next wait; `false` when `cancel` fired first (the
+    /// caller then stops).
+    pub async fn sleep(&mut self, cancel: &CancellationToken) -> bool {
+        let wait = self.next;
+        self.next = self.next.mul_f64(self.factor).min(MAX_WAIT);
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => false,
+            _ = tokio::time::sleep(wait) => true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn waits_double_up_to_the_maximum_and_start_over_after_a_reset() {
+        let cancel = CancellationToken::new();
+        let mut b = Backoff::default();
+        let mut waits = Vec::new();
+        for _ in 0..10 {
+            waits.push(b.wait());
+            let before = tokio::time::Instant::now();
+            assert!(b.sleep(&cancel).await);
+            assert_eq!(before.elapsed(), waits[waits.len() - 1]);
+        }
+        assert_eq!(waits[..4], [200, 400, 800, 1600].map(Duration::from_millis));
+        assert_eq!(waits[9], MAX_WAIT);
+        b.reset();
+        assert_eq!(b.wait(), FIRST_WAIT);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_sleep_returns_false_at_once() {
+        let cancel = CancellationToken::new();
+        cancel.cancel();
+        let before = tokio::time::Instant::now();
+        assert!(!Backoff::new(Duration::from_secs(10), 1.5).sleep(&cancel).await);
+        assert_eq!(before.elapsed(), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_factor_below_one_keeps_the_wait() {
+        let b = Backoff::new(Duration::from_secs(1), 0.5);
+        assert_eq!(b.factor, 1.0);
+        assert_eq!(Backoff::new(Duration::from_secs(90), 2.0).wait(), MAX_WAIT);
+    }
+}
