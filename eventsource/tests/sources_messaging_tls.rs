@@ -461,26 +461,12 @@ async fn a_tls_secret_that_is_not_pem_fails_the_build_naming_the_field_not_the_c
     }
 }
 
-#[test]
-fn mqtt_with_tls_and_a_plain_url_is_refused_at_build() {
-    let dir = secrets();
-    let ctx = SourceContext::new(
-        Arc::new(FileSecretResolver::new(dir.path())),
-        Arc::new(Recorder::default()),
-    );
-    let target = Target {
-        kind: Kind::Mqtt,
-        name: unique("plain"),
-        url: "tcp://127.0.0.1:1883".into(),
-    };
-    let err = build(&target.manifest(WITH_CA), &ctx)
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
-    assert!(
-        err.contains("spec.mqtt.e.tls is set but the url is plain"),
-        "{err}"
-    );
+#[tokio::test]
+async fn mqtt_with_a_tls_block_and_a_tcp_url_connects_over_tls() {
+    // Upstream's example writes tcp:// with a `tls` block; the block means TLS.
+    let mut target = Target::new(Kind::Mqtt).await;
+    target.url = target.url.replacen("ssl://", "tcp://", 1);
+    arrives_over_tls(target, WITH_CA).await;
 }
 
 #[test]

@@ -17,12 +17,12 @@
 //! Body: with `jsonBody` a payload that parses as JSON is embedded as JSON; any other payload is a
 //! base64 string (as upstream marshals bytes), never dropped.
 //!
-//! TLS: the URL's scheme decides, as in paho (upstream's client): `ssl://`, `tls://`, `mqtts://`,
-//! `mqtt+ssl://`, `tcps://` (default port 8883) connect over TLS; `tcp://`, `mqtt://` in plain text.
-//! The `tls` block (`caCertSecret`, `clientCertSecret` + `clientKeySecret` for mutual TLS,
-//! `insecureSkipVerify`; built by [`crate::tls`]) configures it; without one a TLS URL trusts the
-//! system's roots. A `tls` block with a plain URL is refused at build: paho would silently connect
-//! in plain text.
+//! TLS: a `tls` block (`caCertSecret`, `clientCertSecret` + `clientKeySecret` for mutual TLS,
+//! `insecureSkipVerify`; built by [`crate::tls`]) means TLS, whatever the URL's scheme. Without one,
+//! the scheme decides as in paho (upstream's client): `ssl://`, `tls://`, `mqtts://`, `mqtt+ssl://`,
+//! `tcps://` (default port 8883) connect over TLS trusting the system's roots; `tcp://`, `mqtt://`
+//! in plain text. Differs from paho, which ignores the block with `tcp://` and connects in plain
+//! text although upstream's own example writes `tcp://` with a `tls` block.
 
 use crate::{BuiltEventSource, SourceContext};
 use std::collections::BTreeMap;
@@ -130,18 +130,15 @@ pub fn build(
         }
         let url = broker_url(&spec.url).map_err(invalid)?;
         let tls = match (&spec.tls, url.tls) {
-            (Some(t), true) => Some(crate::tls::Tls::build("mqtt", es_name, event_name, t, secrets)?.config),
+            // With tcp:// or mqtt:// too: paho (upstream's client) would ignore the block there and
+            // connect in plain text, yet upstream's own example pairs tcp:// with a `tls` block. The
+            // block states the intent, so the connection is TLS, never silently plain.
+            (Some(t), _) => Some(crate::tls::Tls::build("mqtt", es_name, event_name, t, secrets)?.config),
             // An ssl:// URL without a `tls` block: the system's roots, as paho.
             (None, true) => Some(
                 crate::tls::client_config(&crate::tls::TlsMaterial::default())
                     .map_err(|e| invalid(format!("spec.mqtt.{event_name}.{e}")))?,
             ),
-            (Some(_), false) => {
-                // paho, upstream's client, silently connects in plain text here; refused instead.
-                return Err(invalid(format!(
-                    "spec.mqtt.{event_name}.tls is set but the url is plain (tcp:// or mqtt://): use ssl://, tls:// or mqtts://"
-                )));
-            }
             (None, false) => None,
         };
         let resolve = |s: &sluice_crds::common::SecretKeySelector| {
