@@ -128,10 +128,13 @@ class Processes:
                 log(f"failed to stop pid {proc.pid}: {e}")
 
 
-def vm_rss_kib(pid):
+def vm_rss_kib(pid, field="VmRSS"):
+    """A KiB field of /proc/PID/status: VmRSS (all resident pages), RssAnon (heap, stacks: memory
+    the process owns) or RssFile (resident pages of mapped files: the binary's code and read-only
+    data, shared with every process mapping the same file and reclaimable by the kernel)."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     except OSError:
         pass
@@ -338,12 +341,12 @@ def e2e(args, procs, tmp, sluice_bin, bench_bin, nats_bin, result):
     # The sensor first: it creates its durable, so nothing published afterwards can pass unseen.
     sensor = procs.start("sluice sensor", [str(sluice_bin), "sensor", "-f", str(tmp / "sensor.yaml"),
                                            *common], tmp / "sensor.log",
-                         env={"SLUICE_LOG": SLUICE_LOG_SENSOR})
+                         env={"SLUICE_LOG": SLUICE_LOG_SENSOR, **args.sluice_env})
     wait_until("sensor started", lambda: '"message":"sensor started"' in
                (tmp / "sensor.log").read_text(errors="replace"), 60, sensor, tmp / "sensor.log")
     es = procs.start("sluice eventsource", [str(sluice_bin), "eventsource", "-f",
                                             str(tmp / "eventsource.yaml"), *common],
-                     tmp / "eventsource.log", env={"SLUICE_LOG": SLUICE_LOG_EVENTSOURCE})
+                     tmp / "eventsource.log", env={"SLUICE_LOG": SLUICE_LOG_EVENTSOURCE, **args.sluice_env})
     wait_until("eventsource GET /health", lambda: http_ok(f"http://127.0.0.1:{es_port}/health"), 60,
                es, tmp / "eventsource.log")
 
@@ -351,7 +354,11 @@ def e2e(args, procs, tmp, sluice_bin, bench_bin, nats_bin, result):
     time.sleep(1.0)
     idle = {"sluice eventsource": vm_rss_kib(es.pid), "sluice sensor": vm_rss_kib(sensor.pid),
             "nats-server": vm_rss_kib(nats.pid)}
-    log("idle RSS (MiB): " + ", ".join(f"{n} {mib(v)}" for n, v in idle.items()))
+    pids = {"sluice eventsource": es.pid, "sluice sensor": sensor.pid, "nats-server": nats.pid}
+    idle_anon = {n: vm_rss_kib(p, "RssAnon") for n, p in pids.items()}
+    idle_file = {n: vm_rss_kib(p, "RssFile") for n, p in pids.items()}
+    log("idle RSS (MiB): " + ", ".join(f"{n} {mib(v)} (anonymous {mib(idle_anon[n])}, file {mib(idle_file[n])})"
+                                         for n, v in idle.items()))
 
     # One event through the whole chain proves it works before the clock starts; then a clean sink.
     status, _ = http("POST", f"http://127.0.0.1:{es_port}/in", b'{"t": 0, "id": 0}', timeout=30)
@@ -410,6 +417,8 @@ def e2e(args, procs, tmp, sluice_bin, bench_bin, nats_bin, result):
         "triggers_per_s_during_load": at_load_end["received"] / load["elapsed_s"],
         "rss_mib": {
             "idle": {n: mib(v) for n, v in idle.items()},
+            "idle_anonymous": {n: mib(v) for n, v in idle_anon.items()},
+            "idle_file": {n: mib(v) for n, v in idle_file.items()},
             "peak": {n: mib(v) for n, v in sampler.peak.items()},
             "after_drain": {n: mib(v) for n, v in after_drain.items()},
             "samples": sampler.samples,
@@ -490,6 +499,8 @@ def table(result):
             rows.append((f"RSS {name} idle / peak", f"{idle} / {e['rss_mib']['peak'][name]} MiB",
                          f"idle <= {TARGETS['idle_rss_mib']:.0f} MiB  "
                          f"{check(idle is not None and idle <= TARGETS['idle_rss_mib'])}"))
+            anon, file = e["rss_mib"]["idle_anonymous"][name], e["rss_mib"]["idle_file"][name]
+            rows.append((f"  of which anonymous / file-backed (idle)", f"{anon} / {file} MiB", ""))
         for name, pct in e["cpu_percent_during_load"].items():
             rows.append((f"CPU % during load: {name}", f"{pct} %", "100 % = one core"))
     if h:
@@ -526,7 +537,14 @@ def main():
     parser.add_argument("--skip-jetstream", action="store_true",
                         help="skip the raw JetStream baseline (cargo bench)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, manifests)")
+    parser.add_argument("--sluice-env", action="append", default=[], metavar="KEY=VALUE",
+                        help="an environment variable for the two sluice processes only (repeatable), "
+                             "e.g. LD_PRELOAD=… to compare allocators without rebuilding")
     args = parser.parse_args()
+    try:
+        args.sluice_env = dict(kv.split("=", 1) for kv in args.sluice_env)
+    except ValueError:
+        parser.error("--sluice-env takes KEY=VALUE")
     if not 1 <= args.trigger_concurrency <= 1024:
         parser.error("--trigger-concurrency must be from 1 to 1024")
     if not 0 < args.duration <= 3600 or not 0 < args.connections <= 10_000:
@@ -546,7 +564,8 @@ def main():
         "machine": {"cpus": os.cpu_count(), "loadavg_at_start": os.getloadavg(),
                     "kernel": os.uname().release},
         "settings": {"duration_s": args.duration, "connections": args.connections,
-                     "trigger_concurrency": args.trigger_concurrency},
+                     "trigger_concurrency": args.trigger_concurrency,
+                     "sluice_env": args.sluice_env},
         "targets": TARGETS,
     }
     code = 0

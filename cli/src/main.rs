@@ -68,6 +68,12 @@ enum SensorSubcommand {
     Test(sensor_test::TestArgs),
 }
 
+/// mimalloc instead of glibc's malloc: per-thread free lists without the arena locks and chunk
+/// consolidation that showed up in the end-to-end profile (many small, short-lived allocations per
+/// event: headers, JSON values, futures). See bench/README.md for the measured difference.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {

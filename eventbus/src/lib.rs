@@ -190,8 +190,15 @@ impl Default for SubscribeOptions {
 /// How a delivery is settled. Implemented by each backend; consumers use [`Delivery`]'s methods.
 #[async_trait]
 pub trait Acker: Send + Sync {
-    /// Done: the bus forgets the event for this durable.
+    /// Done: the bus forgets the event for this durable. May return before the bus applied it
+    /// (JetStream without `confirm_acks`): a lost ack means one redelivery.
     async fn ack(&self) -> Result<(), AckError>;
+    /// Done, and `Ok` only once the bus confirmed it applied the ack: for callers that must know
+    /// the event will not come back (at-most-once). The default is [`ack`](Self::ack), for backends
+    /// whose ack is applied when it returns.
+    async fn ack_confirmed(&self) -> Result<(), AckError> {
+        self.ack().await
+    }
     /// Not done: redeliver after `delay`.
     async fn nak(&self, delay: Duration) -> Result<(), AckError>;
     /// Never deliver again (a poison message).
@@ -235,9 +242,14 @@ impl Delivery {
         }
     }
 
-    /// Done with this event.
+    /// Done with this event. A lost ack means a redelivery (see [`Acker::ack`]).
     pub async fn ack(self) -> Result<(), AckError> {
         self.acker.ack().await
+    }
+
+    /// Done with this event; `Ok` only once the bus confirmed it will not redeliver it.
+    pub async fn ack_confirmed(self) -> Result<(), AckError> {
+        self.acker.ack_confirmed().await
     }
 
     /// Redeliver after `delay`.

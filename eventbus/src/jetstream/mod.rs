@@ -32,9 +32,12 @@
 //! - Publish: the server's ack to `publish` is awaited inside `publish`; many publishes pipeline
 //!   on the one connection (up to [`JetStreamConfig::max_publishes_in_flight`]; further callers
 //!   wait for a slot, within [`JetStreamConfig::publish_timeout`], else `Unavailable`).
-//! - Consume: `Delivery::ack` / `nak(delay)` / `term` reply on the message's ack subject; with
-//!   [`JetStreamConfig::confirm_acks`] (default) they wait for the server's confirmation. The bus
-//!   itself only terms poison messages.
+//! - Consume: `Delivery::ack` / `nak(delay)` / `term` reply on the message's ack subject, fire and
+//!   forget by default (a lost ack is one redelivery, which consumers handle by event and firing
+//!   id); with [`JetStreamConfig::confirm_acks`] they wait for the server's confirmation.
+//!   `Delivery::ack_confirmed` always waits: the sensor's at-most-once mode uses it so it runs an
+//!   action only once the server confirmed the event will not come back. The bus itself only terms
+//!   poison messages.
 //!
 //! # Shutdown
 //! [`Bus::close`](crate::Bus::close) refuses new publishes

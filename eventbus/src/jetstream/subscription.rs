@@ -395,10 +395,10 @@ struct JetStreamAcker {
 }
 
 impl JetStreamAcker {
-    async fn send(&self, action: &'static str, kind: AckKind) -> Result<(), AckError> {
+    async fn send(&self, action: &'static str, kind: AckKind, confirm: bool) -> Result<(), AckError> {
         let settle = &self.settle;
         let payload: Bytes = kind.into();
-        let result: Result<(), Box<dyn std::error::Error + Send + Sync>> = if settle.confirm {
+        let result: Result<(), Box<dyn std::error::Error + Send + Sync>> = if confirm {
             // A request: the server answers once it has applied the ack ("double ack").
             settle
                 .client
@@ -432,18 +432,23 @@ impl Acker for JetStreamAcker {
     /// Done: the durable will not deliver this event again. If the ack is lost, the event comes
     /// back after ack_wait — safe, consumers are idempotent by event id.
     async fn ack(&self) -> Result<(), AckError> {
-        self.send("ack", AckKind::Ack).await
+        self.send("ack", AckKind::Ack, self.settle.confirm).await
+    }
+
+    /// Done, confirmed by the server (a request/reply), whatever `confirm_acks` says.
+    async fn ack_confirmed(&self) -> Result<(), AckError> {
+        self.send("ack", AckKind::Ack, true).await
     }
 
     /// Not done: the server redelivers after `delay` (counting towards max_deliver).
     async fn nak(&self, delay: Duration) -> Result<(), AckError> {
-        self.send("nak", AckKind::Nak(Some(delay.min(MAX_NAK_DELAY))))
+        self.send("nak", AckKind::Nak(Some(delay.min(MAX_NAK_DELAY))), self.settle.confirm)
             .await
     }
 
     /// Poison: never delivered to this durable again; the event stays in the stream.
     async fn term(&self) -> Result<(), AckError> {
-        self.send("term", AckKind::Term).await
+        self.send("term", AckKind::Term, self.settle.confirm).await
     }
 
     /// Still working: the server restarts this message's ack wait (JetStream's in-progress ack).

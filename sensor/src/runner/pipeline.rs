@@ -430,9 +430,19 @@ impl TriggerRuntime {
             }
             return;
         }
-        // Why ack first: `atLeastOnce: false` is upstream's at-most-once mode; the event is done for
-        // the bus before the action runs, so a crash now loses this firing (never repeats it).
-        settle(delivery, true, &self.sensor, &self.name).await;
+        // Why ack first, confirmed: `atLeastOnce: false` is upstream's at-most-once mode; the event
+        // is done for the bus before the action runs, so a crash now loses this firing (never
+        // repeats it). An unconfirmed ack could be lost and the event redelivered after the action
+        // ran, so the action runs only once the bus confirmed the ack.
+        let event_id = delivery.event.id().to_owned();
+        if let Err(error) = delivery.ack_confirmed().await {
+            // Why not run it: the ack may not have reached the bus, which may redeliver the event;
+            // running now could run it twice. The redelivery (if any) decides; otherwise this firing
+            // is lost, which at-most-once allows.
+            warn!(sensor = %self.sensor, trigger = %self.name, firing = %firing.id, event = %event_id,
+                error = %error, "firing not run: its ack was not confirmed (atLeastOnce: false)");
+            return;
+        }
         let permit = tokio::select! {
             biased;
             _ = cancel.cancelled() => {
