@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 mod calendar;
 mod cloud;
+pub mod cron;
 mod git;
 mod messaging;
 mod resource;
