@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;
-use sluice_controller::children::{eventsource_lease_name, RUN_ONCE_KINDS};
+use sluice_controller::children::eventsource_lease_name;
 use sluice_controller::leader::LeaseConfig;
 use sluice_crds::eventsource::EventSourceKind;
 use sluice_crds::EventSource;
@@ -191,7 +191,8 @@ fn lease_config(args: &ElectionArgs, es: &EventSource) -> LeaseConfig {
     }
 }
 
-/// Splits an EventSource into the events every replica runs and those of [`RUN_ONCE_KINDS`]
+/// Splits an EventSource into the events every replica runs and those of the kinds that must not
+/// run twice ([`EventSourceKind::needs_single_active`])
 /// (`None` when it has none), each half keeping the non-event fields (template, service, …).
 fn split_run_once(es: &EventSource) -> Result<(EventSource, Option<EventSource>), serde_json::Error> {
     let whole = serde_json::to_value(es)?;
@@ -200,7 +201,7 @@ fn split_run_once(es: &EventSource) -> Result<(EventSource, Option<EventSource>)
     let mut has_once = false;
     for kind in EventSourceKind::ALL {
         let field = kind.field_name();
-        let is_once = RUN_ONCE_KINDS.contains(&field);
+        let is_once = kind.needs_single_active();
         if is_once {
             has_once |= once["spec"][field]
                 .as_object()

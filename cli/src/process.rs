@@ -156,7 +156,7 @@ pub async fn serve(
         // Cancelled only when the Lease is lost (or cannot be held): `cancel` fires after the select.
         let work = cancel.child_token();
         if let Some(elected) = elected {
-            tracker.spawn(lead(elected, deferred, work.clone(), tracker.clone()));
+            tracker.spawn(lead(elected, deferred, work.clone()));
         }
         tokio::select! {
             biased;
@@ -182,12 +182,7 @@ pub async fn serve(
 
 /// Waits for the Lease, then runs `tasks` until `work` is cancelled (shutdown, or the Lease lost:
 /// the renewal cancels `work` itself).
-async fn lead(
-    elected: Elected,
-    tasks: Vec<Box<dyn PullSource>>,
-    work: CancellationToken,
-    tracker: TaskTracker,
-) {
+async fn lead(elected: Elected, tasks: Vec<Box<dyn PullSource>>, work: CancellationToken) {
     let lease = elected.lease.name.clone();
     let held = match leader::acquire(elected.client, elected.lease, work.clone()).await {
         Ok(Some(held)) => held,
@@ -199,17 +194,24 @@ async fn lead(
         }
     };
     tracing::info!(lease = %lease, tasks = tasks.len(), "leading: starting the sources that must not run twice");
+    // The guarded tasks on a tracker of their own, so the Lease is released only after they stopped
+    // (a standby must not start them while this replica still drains).
+    let guarded = TaskTracker::new();
     for task in tasks {
         let token = work.child_token();
-        tracker.spawn(async move {
+        guarded.spawn(async move {
             let what = task.describe();
             if let Err(error) = task.run(token).await {
                 tracing::error!(source = %what, error = %error_chain(&error), "event source stopped");
             }
         });
     }
+    guarded.close();
     work.cancelled().await;
-    drop(held);
+    guarded.wait().await;
+    // Shutting down (or the Lease was lost, and then this writes nothing): hand the Lease over now
+    // instead of letting the standby wait for it to expire.
+    held.release().await;
 }
 
 /// Starts everything but the pull tasks of `elected` (returned, to run once this replica leads);

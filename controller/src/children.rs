@@ -11,6 +11,7 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use sluice_crds::common::Template;
 use sluice_crds::eventbus::{JetStreamBus, JetStreamConfig};
+use sluice_crds::eventsource::EventSourceSpec;
 use sluice_crds::{EventBus, EventSource, Sensor};
 
 /// Where the spec file is mounted in EventSource and Sensor pods.
@@ -74,7 +75,7 @@ pub struct WorkloadChildren {
     /// The Service for webhook-style ports, when there are any.
     pub service: Option<Value>,
     /// What the pods need to elect a leader, applied before the Deployment (EventSources of
-    /// [`RUN_ONCE_KINDS`]): a ServiceAccount when the template names none, a Role on the Lease and
+    /// [`runs_once`]): a ServiceAccount when the template names none, a Role on the Lease and
     /// its RoleBinding. Empty otherwise.
     pub rbac: Vec<Value>,
 }
@@ -366,41 +367,12 @@ pub fn push_ports(spec: &Value) -> Vec<i32> {
     ports
 }
 
-/// The spec fields of the source kinds upstream runs in one pod at a time
-/// (`RecreateStrategyEventSources`): consumers whose second copy would read every message twice
-/// (brokers without shared consumer groups, cron ticks, file and resource watches).
-pub const RUN_ONCE_KINDS: &[&str] = &[
-    "amqp",
-    "calendar",
-    "kafka",
-    "pubSub",
-    "azureEventsHub",
-    "azureServiceBus",
-    "nats",
-    "mqtt",
-    "minio",
-    "emitter",
-    "nsq",
-    "pulsar",
-    "redis",
-    "redisStream",
-    "resource",
-    "hdfs",
-    "file",
-    "sftp",
-    "generic",
-    // Sluice's websocket kind: every connected client gets every message, so a second pod would
-    // publish each one twice.
-    "websocket",
-];
-
-/// Whether an EventSource spec has an event of a kind that must not run twice ([`RUN_ONCE_KINDS`]).
-pub fn runs_once(spec: &Value) -> bool {
-    RUN_ONCE_KINDS.iter().any(|kind| {
-        spec.get(*kind)
-            .and_then(Value::as_object)
-            .is_some_and(|events| !events.is_empty())
-    })
+/// Whether an EventSource has an event of a kind that must not run in two active pods at once
+/// ([`EventSourceKind::needs_single_active`], the one list of such kinds).
+pub fn runs_once(spec: &EventSourceSpec) -> bool {
+    spec.event_names()
+        .iter()
+        .any(|(kind, _)| kind.needs_single_active())
 }
 
 /// The Lease the replicas of EventSource `name` elect their leader with.
@@ -565,7 +537,7 @@ pub fn eventsource_children(
     // Kinds that must not run twice: every replica serves the push routes, but only the holder of
     // the Lease runs their pull tasks (`sluice eventsource --leader-elect`, identity $POD_NAME), so
     // `replicas` is honoured and rolling updates are safe.
-    if runs_once(&spec) {
+    if runs_once(&es.spec) {
         let owner = owner("EventSource", &es.metadata)?;
         let pod = &mut children.deployment["spec"]["template"]["spec"];
         if let Some(args) = pod["containers"][0]["args"].as_array_mut() {

@@ -1,6 +1,9 @@
-//! Leader election with a `coordination.k8s.io/v1` Lease: the holder renews it every `renew`; a
-//! candidate takes it over once `duration` passed without renewal. Losing the Lease cancels the work
-//! token, so a replica that cannot renew stops reconciling (and the process exits to restart clean).
+//! Leader election with a `coordination.k8s.io/v1` Lease: the holder renews it every third of
+//! `duration`; a candidate (polling every [`CANDIDATE_RETRY`] at most) takes it over once `duration`
+//! passed without renewal, or at once after the holder released it. Losing the Lease cancels the
+//! work token, so a replica that cannot renew stops its work (and the process exits to restart
+//! clean). A holder that shuts down releases the Lease ([`HeldLease::release`]), as client-go's
+//! `ReleaseOnCancel` does, so failover does not wait for the Lease to expire.
 
 use std::time::Duration;
 
@@ -9,7 +12,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ObjectMeta, PostParams};
 use kube::Client;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+/// The longest a candidate waits between two attempts to take the Lease (upstream's `retryPeriod`
+/// is 2 s), so it notices a released Lease soon even when `duration` is long.
+pub const CANDIDATE_RETRY: Duration = Duration::from_secs(2);
 
 /// Which Lease to hold and how.
 #[derive(Clone, Debug)]
@@ -37,14 +45,69 @@ pub enum LeaderError {
     },
 }
 
-/// A held Lease: renewed in the background until dropped or lost.
+/// A held Lease: renewed in the background until released, dropped or lost.
 pub struct HeldLease {
     stop: CancellationToken,
+    renewal: Option<JoinHandle<()>>,
+    api: Api<Lease>,
+    cfg: LeaseConfig,
+}
+
+impl HeldLease {
+    /// Stops renewing and gives the Lease up, if this replica still holds it: the holder becomes
+    /// empty and the duration 1 s (client-go's release), written only if the Lease is unchanged since
+    /// it was read, so a Lease another replica took meanwhile is left alone. Call it after the work
+    /// the Lease guards has stopped. A failure is logged: the Lease then expires after its duration.
+    pub async fn release(mut self) {
+        self.stop.cancel();
+        if let Some(renewal) = self.renewal.take() {
+            // Why wait: a renewal in flight must not land after the release and take it back.
+            let _ = renewal.await;
+        }
+        match try_release(&self.api, &self.cfg).await {
+            Ok(true) => {
+                tracing::info!(lease = %self.cfg.name, identity = %self.cfg.identity, "released the Lease")
+            }
+            Ok(false) => {}
+            Err(error) => {
+                tracing::warn!(lease = %self.cfg.name, %error, "failed to release the Lease; another replica takes it over once it expires")
+            }
+        }
+    }
 }
 
 impl Drop for HeldLease {
     fn drop(&mut self) {
         self.stop.cancel();
+    }
+}
+
+/// Empties the Lease if `cfg.identity` holds it; true when written.
+async fn try_release(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<bool, LeaderError> {
+    let err = |action| {
+        let name = cfg.name.clone();
+        move |source| LeaderError::UpdateLease { action, name, source }
+    };
+    let Some(mut lease) = api.get_opt(&cfg.name).await.map_err(err("read"))? else {
+        return Ok(false);
+    };
+    let spec = lease.spec.clone().unwrap_or_default();
+    if spec.holder_identity.as_deref() != Some(cfg.identity.as_str()) {
+        return Ok(false);
+    }
+    let now = MicroTime(Timestamp::now());
+    lease.spec = Some(LeaseSpec {
+        holder_identity: None,
+        lease_duration_seconds: Some(1),
+        renew_time: Some(now.clone()),
+        acquire_time: Some(now),
+        ..spec
+    });
+    // `replace` carries the resourceVersion read above: it fails if the Lease changed since.
+    match api.replace(&cfg.name, &PostParams::default(), &lease).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(status)) if status.is_conflict() => Ok(false),
+        Err(source) => Err(err("release")(source)),
     }
 }
 
@@ -113,6 +176,7 @@ pub async fn acquire(
 ) -> Result<Option<HeldLease>, LeaderError> {
     let api: Api<Lease> = Api::namespaced(client, &cfg.namespace);
     let retry = (cfg.duration / 3).max(Duration::from_millis(500));
+    let poll = retry.min(CANDIDATE_RETRY);
     loop {
         match try_hold(&api, &cfg).await {
             Ok(true) => break,
@@ -122,13 +186,14 @@ pub async fn acquire(
         tokio::select! {
             biased;
             () = work.cancelled() => return Ok(None),
-            () = tokio::time::sleep(retry) => {}
+            () = tokio::time::sleep(poll) => {}
         }
     }
     tracing::info!(lease = %cfg.name, identity = %cfg.identity, "leading");
     let stop = CancellationToken::new();
-    let held = HeldLease { stop: stop.clone() };
-    tokio::spawn(async move {
+    let (renew_api, renew_cfg, renew_stop) = (api.clone(), cfg.clone(), stop.clone());
+    let renewal = tokio::spawn(async move {
+        let (api, cfg, stop) = (renew_api, renew_cfg, renew_stop);
         let mut last_ok = tokio::time::Instant::now();
         loop {
             tokio::select! {
@@ -153,5 +218,10 @@ pub async fn acquire(
             }
         }
     });
-    Ok(Some(held))
+    Ok(Some(HeldLease {
+        stop,
+        renewal: Some(renewal),
+        api,
+        cfg,
+    }))
 }

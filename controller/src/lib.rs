@@ -78,7 +78,7 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> Result<(), leader::LeaderError> {
     let work = cancel.child_token();
-    let _lease = match &config.leader_election {
+    let lease = match &config.leader_election {
         Some(lease) => match leader::acquire(client.clone(), lease.clone(), work.clone()).await? {
             Some(held) => Some(held),
             None => return Ok(()), // Cancelled while waiting.
@@ -132,5 +132,9 @@ pub async fn run(
     tracing::info!(namespace = ?config.namespace, "controllers started");
     tokio::join!(buses, sources, sensors);
     tracing::info!("controllers stopped");
+    if let Some(lease) = lease {
+        // Stopped reconciling: a standby may take over now rather than after the Lease expires.
+        lease.release().await;
+    }
     Ok(())
 }

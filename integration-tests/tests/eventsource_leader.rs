@@ -1,7 +1,8 @@
 //! Leader election among `sluice eventsource` replicas on the real test API server
 //! (`scripts/services.sh start kube`): two processes run the same calendar EventSource with
 //! `--leader-elect`; only the holder of the Lease ticks, the standby stays ready (it would serve
-//! push routes); after `kill -9` of the leader the standby takes the Lease over and ticks.
+//! push routes); after `kill -9` of the leader the standby takes the Lease over and ticks. A leader
+//! stopped with SIGTERM releases the Lease, so the standby takes over long before it would expire.
 
 mod kube_support;
 
@@ -25,6 +26,16 @@ fn manifest(ns: &str) -> String {
 }
 
 fn start(dir: &Path, identity: &str, metrics_port: u16, bus: &str) -> Result<SluiceProcess> {
+    start_with(dir, identity, metrics_port, bus, "3s")
+}
+
+fn start_with(
+    dir: &Path,
+    identity: &str,
+    metrics_port: u16,
+    bus: &str,
+    lease_duration: &str,
+) -> Result<SluiceProcess> {
     let manifest = dir.join("eventsource.yaml");
     let metrics = format!("127.0.0.1:{metrics_port}");
     let state = dir.join(format!("state-{identity}"));
@@ -47,7 +58,7 @@ fn start(dir: &Path, identity: &str, metrics_port: u16, bus: &str) -> Result<Slu
             "--lease-identity",
             identity,
             "--lease-duration",
-            "3s",
+            lease_duration,
         ],
         dir.join(format!("{identity}.log")),
         &dir.join("secrets"),
@@ -140,6 +151,81 @@ async fn only_the_lease_holder_ticks_and_a_standby_takes_over_after_kill_9() -> 
         .log_lines()
         .iter()
         .any(|l| l["message"] == "leading: starting the sources that must not run twice"));
+    assert_eq!(standby.terminate()?, Some(0));
+    Ok(())
+}
+
+/// With a Lease lasting far longer than the wait below, a standby can only take over within it
+/// because the leader released the Lease on SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_stopped_with_sigterm_releases_the_lease_to_the_standby() -> Result<()> {
+    let client = admin_client().await?;
+    let ns = namespace(&client, "release").await?;
+    let nats = NatsServer::start()?;
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("eventsource.yaml"), manifest(&ns))?;
+    std::fs::create_dir_all(dir.path().join("secrets"))?;
+    // Ten minutes: without a release the standby would wait this long (WAIT is 90 s).
+    let lease = "600s";
+    let mut processes = vec![
+        (
+            "a",
+            start_with(dir.path(), "a", free_port()?, &nats.url(), lease)?,
+        ),
+        (
+            "b",
+            start_with(dir.path(), "b", free_port()?, &nats.url(), lease)?,
+        ),
+    ];
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
+    let leader = wait_for(WAIT, || {
+        let leases = leases.clone();
+        async move { holder(&leases).await }
+    })
+    .await?;
+    let leader_at = processes
+        .iter()
+        .position(|(id, _)| *id == leader)
+        .context("the Lease names one of the two processes")?;
+    let (leader_id, leading) = processes.remove(leader_at);
+    let (standby_id, standby) = processes.remove(0);
+    wait_for(WAIT, || {
+        let n = ticks(&leading);
+        async move { Ok((n >= 1).then_some(())) }
+    })
+    .await
+    .with_context(|| format!("leader {leader_id} did not tick; log:\n{}", leading.log_text()))?;
+
+    let leader_log = dir.path().join(format!("{leader_id}.log"));
+    assert_eq!(
+        leading.terminate()?,
+        Some(0),
+        "the leader exits cleanly on SIGTERM"
+    );
+    let leader_lines = sluice_integration_tests::log_lines(&std::fs::read_to_string(&leader_log)?);
+    assert!(
+        leader_lines.iter().any(|l| l["message"] == "released the Lease"),
+        "{leader_lines:?}"
+    );
+    let took_over = wait_for(WAIT, || {
+        let leases = leases.clone();
+        async move { Ok(holder(&leases).await?.filter(|h| h == standby_id)) }
+    })
+    .await
+    .with_context(|| {
+        format!(
+            "standby {standby_id} did not take the released Lease; log:\n{}",
+            standby.log_text()
+        )
+    });
+    took_over?;
+    wait_for(WAIT, || {
+        let n = ticks(&standby);
+        async move { Ok((n >= 1).then_some(())) }
+    })
+    .await
+    .with_context(|| format!("standby {standby_id} did not tick; log:\n{}", standby.log_text()))?;
+    assert_eq!(holder(&leases).await?.as_deref(), Some(standby_id));
     assert_eq!(standby.terminate()?, Some(0));
     Ok(())
 }

@@ -3,12 +3,12 @@
 //! specs.
 
 use std::collections::BTreeMap;
-use std::str::FromStr;
 use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::cron::CronSpec;
 use super::EventSourceFilter;
 
 /// Ticks on a schedule. Set `schedule` or `interval`; when both are set `schedule` wins, as
@@ -84,11 +84,10 @@ pub struct ConfigMapPersistence {
 /// A calendar schedule ready to compute tick times.
 #[derive(Clone, Debug, PartialEq)]
 pub enum CalendarSchedule {
-    /// Cron ticks. The schedule has a seconds field fixed at 0 and days of the week numbered as
-    /// the `cron` crate does (Sunday = 1), already translated from the 5-field spec.
+    /// Cron ticks (a descriptor such as `@daily` is already turned into its 5-field spec).
     Cron {
         /// The parsed schedule.
-        schedule: Box<cron::Schedule>,
+        schedule: CronSpec,
         /// The zone from a `CRON_TZ=`/`TZ=` prefix of the spec, if any; it overrides `timezone`.
         timezone: Option<String>,
     },
@@ -150,9 +149,7 @@ pub fn parse_interval(text: &str) -> Result<Duration, ScheduleError> {
 }
 
 /// Parses a calendar `schedule` as upstream's robfig/cron parser reads it (5 fields, Sunday = 0,
-/// optional `CRON_TZ=`/`TZ=` prefix), plus the descriptors Sluice adds. Known difference: when
-/// both day-of-month and day-of-week are restricted, classic cron fires on either; the `cron`
-/// crate requires both.
+/// optional `CRON_TZ=`/`TZ=` prefix; see [`CronSpec`]), plus the descriptors Sluice adds.
 pub fn parse_schedule(spec: &str) -> Result<ParsedSpec, ScheduleError> {
     let err = |reason: &str| ScheduleError::ParseCron {
         spec: spec.to_string(),
@@ -183,21 +180,9 @@ pub fn parse_schedule(spec: &str) -> Result<ParsedSpec, ScheduleError> {
             uses_descriptor: true,
         });
     }
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    if fields.len() != 5 {
-        return Err(err(&format!(
-            "expected 5 fields (minute hour day-of-month month day-of-week), found {}",
-            fields.len()
-        )));
-    }
-    let dow = translate_day_of_week(fields[4]).map_err(|reason| err(&reason))?;
-    let six = format!("0 {} {} {} {} {dow}", fields[0], fields[1], fields[2], fields[3]);
-    let schedule = cron::Schedule::from_str(&six).map_err(|e| err(&e.to_string()))?;
+    let schedule = CronSpec::parse(rest).map_err(|reason| err(&reason))?;
     Ok(ParsedSpec {
-        schedule: CalendarSchedule::Cron {
-            schedule: Box::new(schedule),
-            timezone,
-        },
+        schedule: CalendarSchedule::Cron { schedule, timezone },
         uses_descriptor: false,
     })
 }
@@ -210,56 +195,22 @@ fn parse_descriptor(descriptor: &str, timezone: Option<String>) -> Result<Calend
             .map(CalendarSchedule::Every)
             .map_err(|e| e.to_string());
     }
-    let six = match name {
-        "yearly" | "annually" => "0 0 0 1 1 *",
-        "monthly" => "0 0 0 1 * *",
-        "weekly" => "0 0 0 * * 1",
-        "daily" | "midnight" => "0 0 0 * * *",
-        "hourly" => "0 0 * * * *",
+    let five = match name {
+        "yearly" | "annually" => "0 0 1 1 *",
+        "monthly" => "0 0 1 * *",
+        "weekly" => "0 0 * * 0",
+        "daily" | "midnight" => "0 0 * * *",
+        "hourly" => "0 * * * *",
         other => {
             return Err(format!(
                 "unknown descriptor @{other}: use @yearly, @monthly, @weekly, @daily, @hourly or @every <duration>"
             ))
         }
     };
-    let schedule = cron::Schedule::from_str(six).map_err(|e| e.to_string())?;
     Ok(CalendarSchedule::Cron {
-        schedule: Box::new(schedule),
+        schedule: CronSpec::parse(five)?,
         timezone,
     })
-}
-
-/// Renumbers a classic day-of-week field (Sunday = 0 … Saturday = 6) for the `cron` crate
-/// (Sunday = 1 … Saturday = 7). Names (`MON-FRI`), `*`, `?` and step sizes stay as they are.
-fn translate_day_of_week(field: &str) -> Result<String, String> {
-    let mut parts = Vec::new();
-    for item in field.split(',') {
-        let (range, step) = match item.split_once('/') {
-            Some((range, step)) => (range, Some(step)),
-            None => (item, None),
-        };
-        let mut bounds = Vec::new();
-        for bound in range.split('-') {
-            if !bound.is_empty() && bound.bytes().all(|b| b.is_ascii_digit()) {
-                let n: u32 = bound
-                    .parse()
-                    .map_err(|_| format!("invalid day of week {bound:?}"))?;
-                if n > 6 {
-                    return Err(format!("day of week {n} is out of range 0-6 (Sunday is 0)"));
-                }
-                bounds.push((n + 1).to_string());
-            } else {
-                bounds.push(bound.to_string());
-            }
-        }
-        let mut part = bounds.join("-");
-        if let Some(step) = step {
-            part.push('/');
-            part.push_str(step);
-        }
-        parts.push(part);
-    }
-    Ok(parts.join(","))
 }
 
 /// Checks one `exclusionDates` entry. `Ok(false)` means the entry lacks the `EXDATE:` prefix
@@ -295,11 +246,10 @@ fn is_ical_utc_datetime(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cron::Schedule;
 
-    fn cron(spec: &str) -> Schedule {
+    fn cron(spec: &str) -> CronSpec {
         match parse_schedule(spec).expect("valid spec").schedule {
-            CalendarSchedule::Cron { schedule, .. } => *schedule,
+            CalendarSchedule::Cron { schedule, .. } => schedule,
             other => panic!("expected a cron schedule, got {other:?}"),
         }
     }
@@ -320,12 +270,28 @@ mod tests {
 
     #[test]
     fn sunday_is_zero_as_in_classic_cron() {
-        let s = cron("0 0 * * 0");
-        assert_eq!(s.to_string(), "0 0 0 * * 1");
-        assert_eq!(cron("0 9 * * 1-5").to_string(), "0 0 9 * * 2-6");
-        assert_eq!(cron("0 9 * * */2").to_string(), "0 0 9 * * */2");
-        assert_eq!(cron("0 9 * * 1/2").to_string(), "0 0 9 * * 2/2");
+        let monday = chrono::DateTime::parse_from_rfc3339("2026-01-05T00:00:00Z")
+            .expect("a valid time")
+            .with_timezone(&chrono::Utc);
+        assert_eq!(
+            cron("0 0 * * 0")
+                .next_after(monday, chrono_tz::UTC)
+                .map(|t| t.to_rfc3339()),
+            Some("2026-01-11T00:00:00+00:00".into())
+        );
+        assert_eq!(cron("0 0 * * 0"), cron("0 0 * * SUN"));
+        assert_eq!(cron("0 9 * * 1-5"), cron("0 9 * * MON-FRI"));
         assert!(parse_schedule("0 0 * * 7").is_err());
+    }
+
+    #[test]
+    fn descriptors_are_their_five_field_specs() {
+        assert_eq!(cron("@weekly"), cron("0 0 * * 0"));
+        assert_eq!(cron("@daily"), cron("0 0 * * *"));
+        assert_eq!(cron("@midnight"), cron("0 0 * * *"));
+        assert_eq!(cron("@hourly"), cron("0 * * * *"));
+        assert_eq!(cron("@monthly"), cron("0 0 1 * *"));
+        assert_eq!(cron("@yearly"), cron("0 0 1 1 *"));
     }
 
     #[test]

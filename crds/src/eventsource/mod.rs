@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 mod calendar;
 mod cloud;
+pub mod cron;
 mod git;
 mod messaging;
 mod resource;
@@ -389,12 +390,59 @@ impl EventSourceKind {
         )
     }
 
-    /// True for kinds that must not run in two active pods at once (a stateful consumer, a
-    /// timer, a watch). Upstream deploys these with the `Recreate` strategy and the others with
-    /// rolling updates; the push kinds and the competing-consumer queues (SQS, Azure Queue
-    /// Storage, MNS) may overlap during an update.
+    /// True for kinds that must not run in two active pods at once: a second copy would read every
+    /// message twice (a broker subscription without a shared consumer group), fire every tick twice
+    /// (calendar) or report every change twice (file, resource, sftp and list watches). The
+    /// controller runs EventSources with such events under leader election (`sluice eventsource
+    /// --leader-elect`: only the Lease holder runs these events) and `validate` warns when one
+    /// EventSource mixes them with kinds that may overlap. This is the one list; everything asks it.
+    ///
+    /// Upstream's list is `RecreateStrategyEventSources` (the kinds deployed with the `Recreate`
+    /// strategy). It matches for every upstream kind. Sluice's extension kinds, which upstream does not
+    /// have, are decided here: `websocket` runs once (every connected client receives every message,
+    /// so a second pod would publish each one twice); `s3` runs once (its `list` mode diffs the bucket
+    /// against a checkpoint, which two pods would both report and overwrite); `jetstream` may overlap
+    /// (every pod pulls from the same durable consumer, so JetStream hands each message to one of them,
+    /// as SQS does). The push kinds and the competing-consumer queues (`sqs`, `azureQueueStorage`,
+    /// `mns`) may overlap, as upstream.
     pub fn needs_single_active(self) -> bool {
-        !(self.is_push() || matches!(self, Self::Sqs | Self::AzureQueueStorage | Self::Mns))
+        match self {
+            Self::Amqp
+            | Self::AzureEventsHub
+            | Self::AzureServiceBus
+            | Self::Calendar
+            | Self::Emitter
+            | Self::File
+            | Self::Generic
+            | Self::Hdfs
+            | Self::Kafka
+            | Self::Minio
+            | Self::Mqtt
+            | Self::Nats
+            | Self::Nsq
+            | Self::PubSub
+            | Self::Pulsar
+            | Self::Redis
+            | Self::RedisStream
+            | Self::Resource
+            | Self::Sftp => true,
+            // Sluice extensions (see above).
+            Self::S3 | Self::WebSocket => true,
+            Self::Jetstream => false,
+            // Competing consumers: the queue hands each message to one receiver.
+            Self::AzureQueueStorage | Self::Mns | Self::Sqs => false,
+            // Pushed over HTTP: each request reaches one pod.
+            Self::Bitbucket
+            | Self::BitbucketServer
+            | Self::Gerrit
+            | Self::Github
+            | Self::Gitlab
+            | Self::Slack
+            | Self::Sns
+            | Self::StorageGrid
+            | Self::Stripe
+            | Self::Webhook => false,
+        }
     }
 }
 

@@ -537,3 +537,43 @@ fn kind_table_is_complete() {
     // Four non-kind fields: eventBusName, template, service, replicas.
     assert_eq!(props.len(), 39);
 }
+
+#[test]
+fn single_active_kinds_are_upstreams_recreate_kinds_plus_two_extensions() {
+    // Upstream's `RecreateStrategyEventSources` (spec field names), written out here so a change to
+    // the list is a deliberate one.
+    let upstream = [
+        "amqp",
+        "calendar",
+        "kafka",
+        "pubSub",
+        "azureEventsHub",
+        "azureServiceBus",
+        "nats",
+        "mqtt",
+        "minio",
+        "emitter",
+        "nsq",
+        "pulsar",
+        "redis",
+        "redisStream",
+        "resource",
+        "hdfs",
+        "file",
+        "sftp",
+        "generic",
+    ];
+    let mut ours: Vec<&str> = EventSourceKind::ALL
+        .into_iter()
+        .filter(|k| k.needs_single_active())
+        .map(EventSourceKind::field_name)
+        .collect();
+    let mut expected: Vec<&str> = upstream.into_iter().chain(["s3", "websocket"]).collect();
+    ours.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(ours, expected);
+    assert!(EventSourceKind::ALL
+        .into_iter()
+        .filter(|k| k.is_push())
+        .all(|k| !k.needs_single_active()));
+}

@@ -174,20 +174,14 @@ fn check_template(
     }
 }
 
-/// Checks a 5-field cron spec (robfig/cron style: minute hour day-of-month month day-of-week).
+/// Checks a `conditionsReset.byTime.cron` spec with the parser the sensor runs it with.
 fn check_cron(spec: &str, path: &str, problems: &mut Problems) {
-    let fields = spec.split_whitespace().count();
-    if fields != 5 {
-        problems.error(
-            path,
-            format!("{spec:?} is not a 5-field cron schedule (minute hour day-of-month month day-of-week)"),
-        );
-        return;
-    }
-    // The cron crate wants a seconds field first.
-    let with_seconds = format!("0 {spec}");
-    if let Err(e) = with_seconds.parse::<cron::Schedule>() {
-        problems.error(path, format!("invalid cron schedule {spec:?}: {e}"));
+    match crate::eventsource::parse_schedule(spec) {
+        Ok(parsed) if matches!(parsed.schedule, crate::eventsource::CalendarSchedule::Every(_)) => {
+            problems.error(path, "@every is not a time of day; use a 5-field cron spec")
+        }
+        Ok(_) => {}
+        Err(e) => problems.error(path, e.to_string()),
     }
 }
 

@@ -94,7 +94,7 @@ fn conditions_reset_cron() {
     assert_one(
         with_trigger(&six),
         "spec.triggers[0].template.conditionsReset[0].byTime.cron",
-        "5-field",
+        "expected 5 fields",
     );
     let empty = HTTP.replace("name: t\n", "name: t\n        conditionsReset: [{}]\n");
     assert_one(

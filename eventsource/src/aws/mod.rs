@@ -59,6 +59,87 @@ pub struct AwsClient {
     region: String,
 }
 
+/// One signed request: the API call it makes and what goes on the wire.
+struct Call<'a> {
+    service: &'static str,
+    action: &'static str,
+    method: reqwest::Method,
+    /// Scheme and host (`https://sqs.eu-west-1.amazonaws.com`), or an endpoint override.
+    base: &'a str,
+    path: &'a str,
+    query: &'a [(String, String)],
+    /// Headers to sign and send besides the ones signing adds.
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    protocol: Protocol,
+}
+
+impl<'a> Call<'a> {
+    /// A call without query, extra headers or body.
+    fn new(
+        service: &'static str,
+        action: &'static str,
+        method: reqwest::Method,
+        base: &'a str,
+        path: &'a str,
+        protocol: Protocol,
+    ) -> Self {
+        Self {
+            service,
+            action,
+            method,
+            base,
+            path,
+            query: &[],
+            headers: Vec::new(),
+            body: Vec::new(),
+            protocol,
+        }
+    }
+}
+
+/// How a service writes its errors.
+#[derive(Clone, Copy)]
+enum Protocol {
+    /// The AWS JSON protocol (SQS): `{"__type": "…#Code", "message": "…"}`.
+    Json,
+    /// XML (S3, and the Query protocol of SNS and STS): `<Code>` and `<Message>` elements.
+    Xml,
+}
+
+impl Protocol {
+    /// The error of a non-2xx answer with `body`.
+    fn error(self, service: &'static str, action: &'static str, status: u16, body: &[u8]) -> AwsError {
+        let (code, message) = match self {
+            Self::Json => {
+                let value: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+                let code = value["__type"].as_str().unwrap_or_default();
+                let code = code.rsplit('#').next().unwrap_or(code).to_string();
+                let message = value["message"]
+                    .as_str()
+                    .or(value["Message"].as_str())
+                    .unwrap_or_default()
+                    .to_string();
+                (code, message)
+            }
+            Self::Xml => {
+                let text = String::from_utf8_lossy(body);
+                (
+                    xml::text(&text, "Code").unwrap_or_default(),
+                    xml::text(&text, "Message").unwrap_or_default(),
+                )
+            }
+        };
+        AwsError::Service {
+            service,
+            action,
+            status,
+            code,
+            message,
+        }
+    }
+}
+
 /// One SQS message as received.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SqsMessage {
@@ -105,21 +186,15 @@ impl AwsClient {
         &self.region
     }
 
-    /// Sends a signed request; returns status and body.
-    #[allow(clippy::too_many_arguments)] // reason: one flat signing call; a struct adds nothing here
-    async fn send(
+    /// A request for `call`, signed with SigV4 (headers `host`, `x-amz-date`,
+    /// `x-amz-content-sha256`, the session token when there is one, and `authorization`).
+    async fn signed(
         &self,
-        service: &'static str,
-        action: &'static str,
-        method: reqwest::Method,
-        base: &str,
-        path: &str,
-        query: &[(String, String)],
-        headers: Vec<(String, String)>,
-        body: Vec<u8>,
-    ) -> Result<(u16, Vec<u8>), AwsError> {
+        http: &reqwest::Client,
+        call: Call<'_>,
+    ) -> Result<reqwest::RequestBuilder, AwsError> {
         let creds = self.credentials.get(&self.http, &self.region).await?;
-        let base = base.trim_end_matches('/');
+        let base = call.base.trim_end_matches('/');
         let host = base
             .split_once("://")
             .map(|(_, rest)| rest)
@@ -129,8 +204,8 @@ impl AwsClient {
             .unwrap_or_default()
             .to_string();
         let amz_date = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
-        let payload_hash = sigv4::sha256_hex(&body);
-        let mut signed = headers;
+        let payload_hash = sigv4::sha256_hex(&call.body);
+        let mut signed = call.headers;
         signed.push(("host".into(), host));
         signed.push(("x-amz-date".into(), amz_date.clone()));
         signed.push(("x-amz-content-sha256".into(), payload_hash.clone()));
@@ -139,43 +214,86 @@ impl AwsClient {
         }
         let auth = sigv4::authorization(
             &sigv4::SigningInput {
-                method: method.as_str(),
-                path,
-                query,
+                method: call.method.as_str(),
+                path: call.path,
+                query: call.query,
                 headers: &signed,
                 payload_hash: &payload_hash,
                 amz_date: &amz_date,
                 region: &self.region,
-                service,
+                service: call.service,
             },
             &creds.access_key,
             &creds.secret_key,
         );
-        let qs = sigv4::canonical_query(query);
+        let qs = sigv4::canonical_query(call.query);
         let url = if qs.is_empty() {
-            format!("{base}{path}")
+            format!("{base}{}", call.path)
         } else {
-            format!("{base}{path}?{qs}")
+            format!("{base}{}?{qs}", call.path)
         };
-        let mut request = self.http.request(method, url).body(body);
+        let mut request = http.request(call.method, url).body(call.body);
         for (k, v) in &signed {
             if k != "host" {
                 request = request.header(k.as_str(), v.as_str());
             }
         }
-        request = request.header("authorization", auth);
-        let response = request.send().await.map_err(|source| AwsError::Send {
+        Ok(request.header("authorization", auth))
+    }
+
+    /// Signs and sends `call`; the answer's body on a 2xx status, else the service's error (code and
+    /// message read from the body in the call's protocol).
+    async fn call(&self, call: Call<'_>) -> Result<Vec<u8>, AwsError> {
+        let (service, action, protocol) = (call.service, call.action, call.protocol);
+        let send = |source| AwsError::Send {
             service,
             action,
             source,
-        })?;
+        };
+        let response = self.signed(&self.http, call).await?.send().await.map_err(send)?;
         let status = response.status().as_u16();
-        let bytes = response.bytes().await.map_err(|source| AwsError::Send {
-            service,
-            action,
-            source,
-        })?;
-        Ok((status, bytes.to_vec()))
+        let bytes = response.bytes().await.map_err(send)?;
+        if !(200..300).contains(&status) {
+            return Err(protocol.error(service, action, status, &bytes));
+        }
+        Ok(bytes.to_vec())
+    }
+
+    /// A Query-protocol call (SNS, STS): form-encoded `Action=…&Version=…` plus `params`, XML answer,
+    /// returned as text.
+    async fn query_call(
+        &self,
+        service: &'static str,
+        version: &str,
+        endpoint: &str,
+        action: &'static str,
+        params: &[(&str, &str)],
+    ) -> Result<String, AwsError> {
+        let mut form = format!("Action={action}&Version={version}");
+        for (k, v) in params {
+            form.push('&');
+            form.push_str(&sigv4::uri_encode(k, false));
+            form.push('=');
+            form.push_str(&sigv4::uri_encode(v, false));
+        }
+        let body = self
+            .call(Call {
+                headers: vec![(
+                    "content-type".into(),
+                    "application/x-www-form-urlencoded; charset=utf-8".into(),
+                )],
+                body: form.into_bytes(),
+                ..Call::new(
+                    service,
+                    action,
+                    reqwest::Method::POST,
+                    endpoint,
+                    "/",
+                    Protocol::Xml,
+                )
+            })
+            .await?;
+        Ok(String::from_utf8_lossy(&body).into_owned())
     }
 
     /// A signed GET whose answer is read as a stream (MinIO's listen API); errors on a non-2xx status.
@@ -187,115 +305,57 @@ impl AwsClient {
         query: &[(String, String)],
     ) -> Result<reqwest::Response, AwsError> {
         let action = "ListenBucketNotification";
-        let creds = self.credentials.get(&self.http, &self.region).await?;
-        let base = base.trim_end_matches('/');
-        let host = base
-            .split_once("://")
-            .map(|(_, r)| r)
-            .unwrap_or(base)
-            .split('/')
-            .next()
-            .unwrap_or_default()
-            .to_string();
-        let amz_date = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
-        let mut signed = vec![
-            ("host".to_string(), host),
-            ("x-amz-date".to_string(), amz_date.clone()),
-            (
-                "x-amz-content-sha256".to_string(),
-                sigv4::EMPTY_SHA256.to_string(),
-            ),
-        ];
-        if let Some(token) = &creds.session_token {
-            signed.push(("x-amz-security-token".into(), token.clone()));
-        }
-        let auth = sigv4::authorization(
-            &sigv4::SigningInput {
-                method: "GET",
-                path,
-                query,
-                headers: &signed,
-                payload_hash: sigv4::EMPTY_SHA256,
-                amz_date: &amz_date,
-                region: &self.region,
-                service,
-            },
-            &creds.access_key,
-            &creds.secret_key,
-        );
-        let url = format!("{base}{path}?{}", sigv4::canonical_query(query));
         // No overall timeout: the stream stays open; MinIO's `ping` keeps it alive.
         let client = reqwest::Client::new();
-        let mut request = client.get(url).header("authorization", auth);
-        for (k, v) in &signed {
-            if k != "host" {
-                request = request.header(k.as_str(), v.as_str());
-            }
-        }
-        let response = request.send().await.map_err(|source| AwsError::Send {
-            service,
-            action,
-            source,
-        })?;
-        let status = response.status().as_u16();
-        if !(200..300).contains(&status) {
-            let text = response.text().await.unwrap_or_default();
-            return Err(AwsError::Service {
+        let call = Call {
+            query,
+            ..Call::new(service, action, reqwest::Method::GET, base, path, Protocol::Xml)
+        };
+        let response = self
+            .signed(&client, call)
+            .await?
+            .send()
+            .await
+            .map_err(|source| AwsError::Send {
                 service,
                 action,
-                status,
-                code: xml::text(&text, "Code").unwrap_or_default(),
-                message: xml::text(&text, "Message").unwrap_or_default(),
-            });
+                source,
+            })?;
+        let status = response.status().as_u16();
+        if !(200..300).contains(&status) {
+            let body = response.bytes().await.unwrap_or_default();
+            return Err(Protocol::Xml.error(service, action, status, &body));
         }
         Ok(response)
     }
 
     /// One SQS JSON-protocol call.
     async fn sqs_call(&self, endpoint: &str, action: &'static str, input: Value) -> Result<Value, AwsError> {
-        let body = serde_json::to_vec(&input).unwrap_or_default();
-        let headers = vec![
-            ("content-type".into(), "application/x-amz-json-1.0".into()),
-            ("x-amz-target".into(), format!("AmazonSQS.{action}")),
-        ];
-        let (status, bytes) = self
-            .send(
-                "sqs",
-                action,
-                reqwest::Method::POST,
-                endpoint,
-                "/",
-                &[],
-                headers,
-                body,
-            )
+        let body = self
+            .call(Call {
+                headers: vec![
+                    ("content-type".into(), "application/x-amz-json-1.0".into()),
+                    ("x-amz-target".into(), format!("AmazonSQS.{action}")),
+                ],
+                body: serde_json::to_vec(&input).unwrap_or_default(),
+                ..Call::new(
+                    "sqs",
+                    action,
+                    reqwest::Method::POST,
+                    endpoint,
+                    "/",
+                    Protocol::Json,
+                )
+            })
             .await?;
-        let value: Value = if bytes.is_empty() {
-            json!({})
-        } else {
-            serde_json::from_slice(&bytes).map_err(|e| AwsError::Decode {
-                service: "sqs",
-                action,
-                reason: e.to_string(),
-            })?
-        };
-        if !(200..300).contains(&status) {
-            let code = value["__type"].as_str().unwrap_or_default();
-            let code = code.rsplit('#').next().unwrap_or(code).to_string();
-            let message = value["message"]
-                .as_str()
-                .or(value["Message"].as_str())
-                .unwrap_or_default()
-                .to_string();
-            return Err(AwsError::Service {
-                service: "sqs",
-                action,
-                status,
-                code,
-                message,
-            });
+        if body.is_empty() {
+            return Ok(json!({}));
         }
-        Ok(value)
+        serde_json::from_slice(&body).map_err(|e| AwsError::Decode {
+            service: "sqs",
+            action,
+            reason: e.to_string(),
+        })
     }
 
     /// The URL of a queue: `queue` itself when it is a URL, else `GetQueueUrl`.
@@ -390,28 +450,20 @@ impl AwsClient {
             if let Some(t) = &token {
                 query.push(("continuation-token".into(), t.clone()));
             }
-            let (status, bytes) = self
-                .send(
-                    "s3",
-                    "ListObjectsV2",
-                    reqwest::Method::GET,
-                    endpoint,
-                    &path,
-                    &query,
-                    Vec::new(),
-                    Vec::new(),
-                )
+            let bytes = self
+                .call(Call {
+                    query: &query,
+                    ..Call::new(
+                        "s3",
+                        "ListObjectsV2",
+                        reqwest::Method::GET,
+                        endpoint,
+                        &path,
+                        Protocol::Xml,
+                    )
+                })
                 .await?;
             let text = String::from_utf8_lossy(&bytes);
-            if !(200..300).contains(&status) {
-                return Err(AwsError::Service {
-                    service: "s3",
-                    action: "ListObjectsV2",
-                    status,
-                    code: xml::text(&text, "Code").unwrap_or_default(),
-                    message: xml::text(&text, "Message").unwrap_or_default(),
-                });
-            }
             for c in xml::elements(&text, "Contents") {
                 let Some(key) = xml::text(c, "Key") else { continue };
                 out.push(ListedObject {
@@ -442,40 +494,8 @@ impl AwsClient {
         action: &'static str,
         params: &[(&str, &str)],
     ) -> Result<String, AwsError> {
-        let mut form = format!("Action={action}&Version=2010-03-31");
-        for (k, v) in params {
-            form.push('&');
-            form.push_str(&sigv4::uri_encode(k, false));
-            form.push('=');
-            form.push_str(&sigv4::uri_encode(v, false));
-        }
-        let headers = vec![(
-            "content-type".to_string(),
-            "application/x-www-form-urlencoded; charset=utf-8".to_string(),
-        )];
-        let (status, bytes) = self
-            .send(
-                "sns",
-                action,
-                reqwest::Method::POST,
-                endpoint,
-                "/",
-                &[],
-                headers,
-                form.into_bytes(),
-            )
-            .await?;
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        if !(200..300).contains(&status) {
-            return Err(AwsError::Service {
-                service: "sns",
-                action,
-                status,
-                code: xml::text(&text, "Code").unwrap_or_default(),
-                message: xml::text(&text, "Message").unwrap_or_default(),
-            });
-        }
-        Ok(text)
+        self.query_call("sns", "2010-03-31", endpoint, action, params)
+            .await
     }
 
     /// SNS `Subscribe`: subscribes `endpoint_url` (protocol `http` or `https`) to `topic_arn`;
@@ -530,38 +550,9 @@ impl AwsClient {
         role_arn: &str,
         session: &str,
     ) -> Result<String, AwsError> {
-        let form = format!(
-            "Action=AssumeRole&Version=2011-06-15&RoleArn={}&RoleSessionName={}",
-            sigv4::uri_encode(role_arn, false),
-            sigv4::uri_encode(session, false)
-        );
-        let headers = vec![(
-            "content-type".to_string(),
-            "application/x-www-form-urlencoded; charset=utf-8".to_string(),
-        )];
-        let (status, bytes) = self
-            .send(
-                "sts",
-                "AssumeRole",
-                reqwest::Method::POST,
-                endpoint,
-                "/",
-                &[],
-                headers,
-                form.into_bytes(),
-            )
-            .await?;
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        if !(200..300).contains(&status) {
-            return Err(AwsError::Service {
-                service: "sts",
-                action: "AssumeRole",
-                status,
-                code: xml::text(&text, "Code").unwrap_or_default(),
-                message: xml::text(&text, "Message").unwrap_or_default(),
-            });
-        }
-        Ok(text)
+        let params = [("RoleArn", role_arn), ("RoleSessionName", session)];
+        self.query_call("sts", "2011-06-15", endpoint, "AssumeRole", &params)
+            .await
     }
 
     /// SNS `Unsubscribe`.
@@ -605,5 +596,42 @@ pub fn s3_endpoint(endpoint: Option<&str>, region: &str) -> String {
         Some(e) if e.contains("://") => e.trim_end_matches('/').to_string(),
         Some(e) => format!("https://{}", e.trim_end_matches('/')),
         None => format!("https://s3.{region}.amazonaws.com"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(e: AwsError) -> (u16, String, String) {
+        match e {
+            AwsError::Service {
+                status,
+                code,
+                message,
+                ..
+            } => (status, code, message),
+            other => panic!("not a service error: {other}"),
+        }
+    }
+
+    #[test]
+    fn errors_are_read_in_each_protocol() {
+        let json = br#"{"__type": "com.amazonaws.sqs#QueueDoesNotExist", "message": "no queue q"}"#;
+        assert_eq!(
+            parts(Protocol::Json.error("sqs", "GetQueueUrl", 400, json)),
+            (400, "QueueDoesNotExist".into(), "no queue q".into())
+        );
+        let xml =
+            b"<ErrorResponse><Error><Code>NotFound</Code><Message>no topic</Message></Error></ErrorResponse>";
+        assert_eq!(
+            parts(Protocol::Xml.error("sns", "Subscribe", 404, xml)),
+            (404, "NotFound".into(), "no topic".into())
+        );
+        // A body in neither shape (a proxy's HTML page): the status still tells what happened.
+        assert_eq!(
+            parts(Protocol::Json.error("sqs", "ReceiveMessage", 502, b"<html>bad gateway</html>")),
+            (502, String::new(), String::new())
+        );
     }
 }

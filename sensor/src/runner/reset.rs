@@ -7,13 +7,14 @@ use std::str::FromStr as _;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
+use sluice_crds::eventsource::cron::CronSpec;
 use sluice_crds::eventsource::{parse_schedule, CalendarSchedule};
 use sluice_crds::sensor::ConditionsResetCriteria;
 
 /// The reset ticks of one trigger.
 #[derive(Clone, Debug)]
 pub struct ResetSchedule {
-    crons: Vec<(cron::Schedule, Tz)>,
+    crons: Vec<(CronSpec, Tz)>,
 }
 
 /// Why a `conditionsReset` entry cannot be used.
@@ -55,7 +56,7 @@ impl ResetSchedule {
                 reason: e.to_string(),
             })?;
             let (schedule, prefix_zone) = match parsed.schedule {
-                CalendarSchedule::Cron { schedule, timezone } => (*schedule, timezone),
+                CalendarSchedule::Cron { schedule, timezone } => (schedule, timezone),
                 CalendarSchedule::Every(_) => {
                     return Err(ResetError::Cron {
                         index,
@@ -77,12 +78,7 @@ impl ResetSchedule {
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
         self.crons
             .iter()
-            .filter_map(|(schedule, tz)| {
-                schedule
-                    .after(&after.with_timezone(tz))
-                    .next()
-                    .map(|t| t.with_timezone(&Utc))
-            })
+            .filter_map(|(schedule, tz)| schedule.next_after(after, *tz))
             .min()
     }
 }

@@ -1,6 +1,6 @@
 //! `calendar`: ticks on a cron `schedule` or a fixed `interval`.
 //!
-//! Schedule: 5-field cron read as upstream's robfig/cron parser reads it (see [`cron`]), in `timezone`
+//! Schedule: 5-field cron read as upstream's robfig/cron parser reads it (see [`sluice_crds::eventsource::cron`]), in `timezone`
 //! (an IANA name; a `CRON_TZ=`/`TZ=` prefix of the spec wins; default UTC, or the zone named by the
 //! `TZ` environment variable). `interval` (a duration) ticks every interval from the start (or from
 //! the last persisted tick). `exclusionDates` (`EXDATE:20260101T000000Z,…`) skip every tick on those
@@ -18,7 +18,6 @@
 //! lost only when the source stops before the bus takes it — and with persistence it is fired on the
 //! next start.
 
-pub mod cron;
 #[cfg(test)]
 mod tests;
 
@@ -41,7 +40,7 @@ use crate::push::metadata_value;
 use crate::sender::{publish, EventSender, Outcome, Publisher, Retry};
 use crate::{BuildError, BuiltEventSource, PullSource, SourceContext, SourceError};
 
-use self::cron::CronSpec;
+use sluice_crds::eventsource::cron::CronSpec;
 
 /// When ticks happen.
 #[derive(Clone, Debug, PartialEq)]
@@ -124,15 +123,12 @@ impl CalendarSource {
             .map_err(|e| invalid(format!("schedule: {e}")))?;
         let (timing, zone) = match resolved {
             CalendarSchedule::Every(d) => (Timing::Every(d), default_zone),
-            CalendarSchedule::Cron { timezone, .. } => {
+            CalendarSchedule::Cron { schedule, timezone } => {
                 let zone = match timezone {
                     Some(z) => parse_zone(&z).map_err(|r| invalid(format!("schedule: {r}")))?,
                     None => default_zone,
                 };
-                let text = spec.schedule.as_deref().unwrap_or_default();
-                let five = five_fields(text);
-                let cron = CronSpec::parse(&five).map_err(|r| invalid(format!("schedule: {r}")))?;
-                (Timing::Cron(cron, zone), zone)
+                (Timing::Cron(schedule, zone), zone)
             }
         };
         let excluded =
@@ -294,27 +290,6 @@ impl CalendarSource {
         };
         tracing::info!(eventsource = %self.event_source, event_name = %self.event_name, from = %cursor, "catching up missed ticks");
         cursor.min(now)
-    }
-}
-
-/// The 5-field part of a spec: without a `CRON_TZ=`/`TZ=` prefix, descriptors written out.
-fn five_fields(spec: &str) -> String {
-    let mut rest = spec.trim();
-    for prefix in ["CRON_TZ=", "TZ="] {
-        if let Some(after) = rest.strip_prefix(prefix) {
-            rest = after
-                .split_once(char::is_whitespace)
-                .map(|(_, t)| t.trim())
-                .unwrap_or("");
-        }
-    }
-    match rest {
-        "@yearly" | "@annually" => "0 0 1 1 *".into(),
-        "@monthly" => "0 0 1 * *".into(),
-        "@weekly" => "0 0 * * 0".into(),
-        "@daily" | "@midnight" => "0 0 * * *".into(),
-        "@hourly" => "0 * * * *".into(),
-        other => other.into(),
     }
 }
 

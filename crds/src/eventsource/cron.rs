@@ -1,3 +1,6 @@
+//! The one cron parser of Sluice: `calendar` schedules (validation and the source's ticks) and a
+//! sensor's `conditionsReset.byTime.cron` go through [`CronSpec`], so what validates is what runs.
+//!
 //! Cron schedules with robfig/cron v3 semantics, as upstream's calendar source reads them: five fields
 //! (minute hour day-of-month month day-of-week), day of week 0–6 with Sunday 0, `*`/`?`, ranges,
 //! steps (`N/step` means `N-max/step`), lists, and JAN–DEC / SUN–SAT names. When both day-of-month and
