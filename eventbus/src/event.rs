@@ -179,6 +179,23 @@ impl Event {
         serde_json::to_vec(self.inner.as_ref()).map_err(EventError::Encode)
     }
 
+    /// The size in bytes of [`to_json`](Self::to_json)'s output, counted without building it.
+    pub fn encoded_len(&self) -> Result<usize, EventError> {
+        struct Count(usize);
+        impl std::io::Write for Count {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0 += buf.len();
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut count = Count(0);
+        serde_json::to_writer(&mut count, self.inner.as_ref()).map_err(EventError::Encode)?;
+        Ok(count.0)
+    }
+
     /// Decodes an event in the CloudEvents structured JSON format. Never panics on bad input.
     pub fn from_json(bytes: &[u8]) -> Result<Event, EventError> {
         let inner: cloudevents::Event = serde_json::from_slice(bytes).map_err(EventError::Decode)?;

@@ -280,6 +280,25 @@ pub trait Bus: Send + Sync + 'static {
     /// the bus's duplicate window. Many publishes may be in flight at once.
     async fn publish(&self, subject: &Subject, event: &Event) -> Result<PublishAck, PublishError>;
 
+    /// [`publish`](Self::publish), refusing with [`PublishError::TooLarge`] (nothing sent) an event
+    /// whose encoded form is over `max_bytes`. The default encodes once to measure and then
+    /// publishes; a backend that encodes anyway (JetStream) overrides it to encode once.
+    async fn publish_bounded(
+        &self,
+        subject: &Subject,
+        event: &Event,
+        max_bytes: usize,
+    ) -> Result<PublishAck, PublishError> {
+        let size = event.encoded_len().map_err(PublishError::Encode)?;
+        if size > max_bytes {
+            return Err(PublishError::TooLarge {
+                size,
+                limit: max_bytes,
+            });
+        }
+        self.publish(subject, event).await
+    }
+
     /// Joins (or creates) the durable consumer `durable`. Several subscribers to the same durable share
     /// its events (each event goes to one of them), which is how sensor replicas scale out.
     async fn subscribe(

@@ -82,16 +82,10 @@ impl BusSender {
 #[async_trait]
 impl EventSender for BusSender {
     async fn send(&self, subject: &Subject, event: &Event) -> Result<PublishAck, PublishError> {
-        let size = event.to_json().map_err(PublishError::Encode)?.len();
-        if size > self.max_event_bytes {
-            // Why refuse here, before the bus: the bus would refuse it on every retry, so a source
-            // retrying in hand would loop forever on this one message.
-            return Err(PublishError::TooLarge {
-                size,
-                limit: self.max_event_bytes,
-            });
-        }
-        match tokio::time::timeout(self.timeout, self.bus.publish(subject, event)).await {
+        // Why refuse oversized events (TooLarge, before anything is sent): the bus would refuse it
+        // on every retry, so a source retrying in hand would loop forever on this one message.
+        let publish = self.bus.publish_bounded(subject, event, self.max_event_bytes);
+        match tokio::time::timeout(self.timeout, publish).await {
             Ok(result) => result,
             // Why: the publish may still land; the sender is told to retry, and the retry dedupes on
             // the bus only when the event id is deterministic (a delivery id). Otherwise a duplicate is

@@ -169,10 +169,10 @@ impl JetStreamBus {
     async fn publish_acked(
         &self,
         nats_subject: String,
+        payload: Vec<u8>,
         event: &Event,
         deadline: tokio::time::Instant,
     ) -> Result<PublishAck, PublishError> {
-        let payload = event.to_json().map_err(PublishError::Encode)?;
         let mut headers = HeaderMap::new();
         headers.insert(NATS_MESSAGE_ID, msg_id(event.id()));
         let message = PublishMessage::build().payload(payload.into()).headers(headers);
@@ -303,6 +303,24 @@ impl Bus for JetStreamBus {
     /// it passes while waiting for the server's ack, [`PublishError::Timeout`]: the event may or
     /// may not be stored, and a retry with the same id is deduped within the duplicate window.
     async fn publish(&self, subject: &Subject, event: &Event) -> Result<PublishAck, PublishError> {
+        self.publish_bounded(subject, event, usize::MAX).await
+    }
+
+    /// Encodes the event once, for the size check and the message.
+    async fn publish_bounded(
+        &self,
+        subject: &Subject,
+        event: &Event,
+        max_bytes: usize,
+    ) -> Result<PublishAck, PublishError> {
+        let payload = event.to_json().map_err(PublishError::Encode)?;
+        if payload.len() > max_bytes {
+            // Why refuse before sending: the server would refuse it on every retry.
+            return Err(PublishError::TooLarge {
+                size: payload.len(),
+                limit: max_bytes,
+            });
+        }
         let inner = &self.inner;
         if inner.closed.load(Ordering::Acquire) {
             return Err(PublishError::Closed);
@@ -327,7 +345,7 @@ impl Bus for JetStreamBus {
             return Err(PublishError::Unavailable);
         }
         let result = self
-            .publish_acked(self.nats_subject(subject), event, deadline)
+            .publish_acked(self.nats_subject(subject), payload, event, deadline)
             .await;
         drop(permit);
         result

@@ -442,8 +442,12 @@ impl Acker for JetStreamAcker {
 
     /// Not done: the server redelivers after `delay` (counting towards max_deliver).
     async fn nak(&self, delay: Duration) -> Result<(), AckError> {
-        self.send("nak", AckKind::Nak(Some(delay.min(MAX_NAK_DELAY))), self.settle.confirm)
-            .await
+        self.send(
+            "nak",
+            AckKind::Nak(Some(delay.min(MAX_NAK_DELAY))),
+            self.settle.confirm,
+        )
+        .await
     }
 
     /// Poison: never delivered to this durable again; the event stays in the stream.
