@@ -270,6 +270,16 @@ impl Delivery {
     }
 }
 
+impl PublishError {
+    /// [`PublishError::TooLarge`] when `size` (an encoded event's bytes) is over `limit`.
+    pub fn check_size(size: usize, limit: usize) -> Result<(), PublishError> {
+        if size > limit {
+            return Err(PublishError::TooLarge { size, limit });
+        }
+        Ok(())
+    }
+}
+
 /// The deliveries of one durable subscription. Ends when the bus closes.
 pub type Deliveries = BoxStream<'static, Delivery>;
 
@@ -289,13 +299,7 @@ pub trait Bus: Send + Sync + 'static {
         event: &Event,
         max_bytes: usize,
     ) -> Result<PublishAck, PublishError> {
-        let size = event.encoded_len().map_err(PublishError::Encode)?;
-        if size > max_bytes {
-            return Err(PublishError::TooLarge {
-                size,
-                limit: max_bytes,
-            });
-        }
+        PublishError::check_size(event.encoded_len().map_err(PublishError::Encode)?, max_bytes)?;
         self.publish(subject, event).await
     }
 

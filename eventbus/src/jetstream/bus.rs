@@ -314,13 +314,8 @@ impl Bus for JetStreamBus {
         max_bytes: usize,
     ) -> Result<PublishAck, PublishError> {
         let payload = event.to_json().map_err(PublishError::Encode)?;
-        if payload.len() > max_bytes {
-            // Why refuse before sending: the server would refuse it on every retry.
-            return Err(PublishError::TooLarge {
-                size: payload.len(),
-                limit: max_bytes,
-            });
-        }
+        // Why refuse before sending: the server would refuse it on every retry.
+        PublishError::check_size(payload.len(), max_bytes)?;
         let inner = &self.inner;
         if inner.closed.load(Ordering::Acquire) {
             return Err(PublishError::Closed);
