@@ -10,8 +10,9 @@
 //! them to `target/bench/jetstream.json`.
 //!
 //! Runs: `raw` — async-nats directly, pre-encoded payloads with `Nats-Msg-Id`, plain (unconfirmed)
-//! acks; `sluice` — `JetStreamBus` with its defaults (encode + decode of the CloudEvent included,
-//! confirmed acks); `sluice, unconfirmed acks` — the same with `confirm_acks: false`. All use a pull
+//! acks; `sluice` — `JetStreamBus` (encode + decode of the CloudEvent included) with confirmed acks
+//! (`confirm_acks: true`); `sluice, unconfirmed acks` — the same with the bus's default,
+//! `confirm_acks: false`. All use a pull
 //! batch of 64 and max_ack_pending 256. Numbers are for comparing runs on one machine, not
 //! assertions.
 
