@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sluice_eventbus::{Bus, Event, PublishAck, PublishError, Subject};
+use sluice_eventbus::{Bus, Event, EventBuilder, PublishAck, PublishError, Subject};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{EventLabels, RejectLabels, SourceMetrics};
@@ -227,6 +227,30 @@ pub async fn publish(p: &Publisher<'_>, subject: &Subject, event: &Event, retry:
             _ = tokio::time::sleep(wait) => {}
         }
         wait = (wait * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// The event of a pull source whose data is `data` and whose attributes come from `labels` and
+/// `kind`. `None` only when the builder refuses those attributes — names checked when the
+/// EventSource was built, so not in practice; then the data is lost, which is logged and counted
+/// in `processing_failed` here, once for every source.
+pub fn build_event(
+    kind: &'static str,
+    labels: &EventLabels,
+    data: serde_json::Value,
+    metrics: &SourceMetrics,
+) -> Option<Event> {
+    match EventBuilder::new(&labels.eventsource_name, &labels.event_name, kind)
+        .data_json(data)
+        .build()
+    {
+        Ok(event) => Some(event),
+        Err(error) => {
+            tracing::warn!(eventsource = %labels.eventsource_name, event_name = %labels.event_name, kind,
+                error = %error, "failed to build an event; its data is lost");
+            metrics.processing_failed.get_or_create(labels).inc();
+            None
+        }
     }
 }
 

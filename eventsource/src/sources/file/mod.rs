@@ -21,11 +21,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::sender::build_event;
 use async_trait::async_trait;
 use notify::{PollWatcher, RecommendedWatcher, RecursiveMode, Watcher};
 use serde_json::json;
 use sluice_crds::eventsource::FileEventSource;
-use sluice_eventbus::{EventBuilder, Subject};
+use sluice_eventbus::Subject;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -139,17 +140,9 @@ impl FileSource {
     /// Publishes until the bus stored the event; `false` when cancelled first.
     async fn publish(&self, name: String, labels: &EventLabels, cancel: &CancellationToken) -> bool {
         let data = json!({"name": name, "op": self.op.number(), "metadata": self.metadata});
-        let event = match EventBuilder::new(&self.event_source, &self.event_name, SOURCE_TYPE)
-            .data_json(data)
-            .build()
-        {
-            Ok(e) => e,
-            Err(e) => {
-                // Cannot happen with these attributes; the change is not published (logged).
-                warn!(eventsource = %self.event_source, event_name = %self.event_name, error = %e, file = %name, "failed to build a file event; the change is lost");
-                self.metrics.processing_failed.get_or_create(labels).inc();
-                return true;
-            }
+        // Why `true` without an event (settled): see `build_event`; retrying cannot build it either.
+        let Some(event) = build_event(SOURCE_TYPE, labels, data, &self.metrics) else {
+            return true;
         };
         let subject = Subject::new(&self.event_source, &self.event_name);
         let publisher = Publisher {

@@ -32,12 +32,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::sender::build_event;
 use async_trait::async_trait;
 use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 use russh_sftp::client::SftpSession;
 use serde_json::json;
 use sluice_crds::eventsource::SFTPEventSource;
-use sluice_eventbus::{EventBuilder, Subject};
+use sluice_eventbus::Subject;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -334,17 +335,9 @@ impl SftpSource {
     /// Publishes until the bus stored the event; `false` when cancelled first.
     async fn publish(&self, name: &str, labels: &EventLabels, cancel: &CancellationToken) -> bool {
         let data = json!({"name": name, "op": self.op.number(), "metadata": self.metadata});
-        let event = match EventBuilder::new(&self.event_source, &self.event_name, SOURCE_TYPE)
-            .data_json(data)
-            .build()
-        {
-            Ok(e) => e,
-            Err(e) => {
-                // Cannot happen with these attributes; the change is not published (logged).
-                warn!(eventsource = %self.event_source, event_name = %self.event_name, error = %e, file = %name, "failed to build an sftp event; the change is lost");
-                self.metrics.processing_failed.get_or_create(labels).inc();
-                return true;
-            }
+        // Why `true` without an event (settled): see `build_event`; retrying cannot build it either.
+        let Some(event) = build_event(SOURCE_TYPE, labels, data, &self.metrics) else {
+            return true;
         };
         let subject = Subject::new(&self.event_source, &self.event_name);
         crate::sender::publish_until_stored(&*self.sender, &subject, &event, &self.metrics, labels, cancel)

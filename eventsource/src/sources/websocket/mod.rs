@@ -23,11 +23,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::sender::build_event;
 use async_trait::async_trait;
 use futures::StreamExt;
 use serde_json::{json, Value};
 use sluice_crds::eventsource::WebSocketEventSource;
-use sluice_eventbus::{EventBuilder, Subject};
+use sluice_eventbus::Subject;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{header, HeaderValue, Request};
 use tokio_tungstenite::tungstenite::Message;
@@ -132,17 +133,9 @@ impl WebSocketSource {
     /// the server cannot redeliver it).
     async fn publish(&self, body: Value, labels: &EventLabels, cancel: &CancellationToken) -> bool {
         let data = json!({"body": body, "metadata": self.metadata});
-        let event = match EventBuilder::new(&self.event_source, &self.event_name, SOURCE_TYPE)
-            .data_json(data)
-            .build()
-        {
-            Ok(e) => e,
-            Err(e) => {
-                // Cannot happen with these attributes; the message is lost (logged and counted).
-                warn!(eventsource = %self.event_source, event_name = %self.event_name, error = %e, "failed to build a websocket event; dropped");
-                self.metrics.processing_failed.get_or_create(labels).inc();
-                return true;
-            }
+        // Why `true` without an event (settled): see `build_event`; retrying cannot build it either.
+        let Some(event) = build_event(SOURCE_TYPE, labels, data, &self.metrics) else {
+            return true;
         };
         let subject = Subject::new(&self.event_source, &self.event_name);
         crate::sender::publish_until_stored(&*self.sender, &subject, &event, &self.metrics, labels, cancel)
