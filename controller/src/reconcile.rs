@@ -2,11 +2,13 @@
 //! then write status conditions when they changed. A CR that fails validation or asks for privileges
 //! gets a condition saying why; nothing else is affected because each object reconciles alone.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -18,6 +20,7 @@ use prometheus_client::metrics::family::Family;
 use serde_json::{json, Value};
 use sluice_crds::common::Status;
 use sluice_crds::eventbus::{BusConfig, EventBusStatus, JetStreamConfig};
+use sluice_crds::refs::{references, RefKind, Reference};
 use sluice_crds::validate::{Problems, Validate};
 use sluice_crds::{EventBus, EventSource, Sensor};
 
@@ -54,6 +57,14 @@ pub enum ReconcileError {
     /// Building the EventBus's auth Secrets failed.
     #[error("failed to build the EventBus's auth Secrets")]
     BuildSecrets(#[source] BuildError),
+    /// A child's name is taken by an object Sluice did not create (no controller reference to this
+    /// CR): applying would take it over and the garbage collector would later delete it.
+    #[error("{kind} {name} exists and is not owned by this {owner}; Sluice does not adopt it (rename or delete it)")]
+    RefuseAdoption {
+        kind: String,
+        name: String,
+        owner: String,
+    },
     /// The EventBus finalizer failed (or deletion is blocked while the bus is in use).
     #[error("failed to finalize the EventBus: {0}")]
     Finalize(String),
@@ -134,6 +145,23 @@ where
         .unwrap_or_default()
         .to_string();
     let api: Api<K> = Api::namespaced(client.clone(), ns);
+    // Server-side apply with force would take over an object of the same name that someone else
+    // made, and the garbage collector would delete it with the CR: only objects this CR controls
+    // (or none) are written.
+    let existing = api
+        .get_opt(&name)
+        .await
+        .map_err(apply_err(format!("read {} {ns}/{name}", K::kind(&()))))?;
+    if let Some(existing) = existing {
+        let owner = &object["metadata"]["ownerReferences"][0];
+        if !controlled_by(existing.meta(), owner["uid"].as_str().unwrap_or_default()) {
+            return Err(ReconcileError::RefuseAdoption {
+                kind: K::kind(&()).to_string(),
+                name: format!("{ns}/{name}"),
+                owner: owner["kind"].as_str().unwrap_or("custom resource").to_string(),
+            });
+        }
+    }
     api.patch(
         &name,
         &PatchParams::apply(FIELD_MANAGER).force(),
@@ -142,6 +170,16 @@ where
     .await
     .map_err(apply_err(format!("apply {} {ns}/{name}", K::kind(&()))))?;
     Ok(())
+}
+
+/// Whether `meta` carries a controller reference to the object with `uid`.
+fn controlled_by(meta: &kube::api::ObjectMeta, uid: &str) -> bool {
+    !uid.is_empty()
+        && meta
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|r| r.uid == uid && r.controller == Some(true))
 }
 
 async fn apply_workload(client: &Client, ns: &str, c: &WorkloadChildren) -> Result<(), ReconcileError> {
@@ -215,11 +253,65 @@ fn problems_of(validate: impl FnOnce(&mut Problems)) -> Vec<String> {
         .collect()
 }
 
+/// The references (Secrets, ConfigMaps) that cannot be mounted: the object or its key does not
+/// exist. Optional references are skipped. Each is described with the field that names it.
+async fn missing_references(
+    client: &Client,
+    ns: &str,
+    refs: &[Reference],
+) -> Result<Vec<String>, ReconcileError> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    // Keys of each object read, so an object named twice is read once; None: it does not exist.
+    let mut keys: BTreeMap<(RefKind, String), Option<BTreeSet<String>>> = BTreeMap::new();
+    let mut missing = Vec::new();
+    for r in refs.iter().filter(|r| !r.optional) {
+        let slot = (r.kind, r.name.clone());
+        if !keys.contains_key(&slot) {
+            let found = match r.kind {
+                RefKind::Secret => secrets
+                    .get_opt(&r.name)
+                    .await
+                    .map_err(apply_err(format!("read Secret {ns}/{}", r.name)))?
+                    .map(|s| s.data.unwrap_or_default().into_keys().collect()),
+                RefKind::ConfigMap => config_maps
+                    .get_opt(&r.name)
+                    .await
+                    .map_err(apply_err(format!("read ConfigMap {ns}/{}", r.name)))?
+                    .map(|c| {
+                        let mut keys: BTreeSet<String> = c.data.unwrap_or_default().into_keys().collect();
+                        keys.extend(c.binary_data.unwrap_or_default().into_keys());
+                        keys
+                    }),
+            };
+            keys.insert(slot.clone(), found);
+        }
+        match keys.get(&slot) {
+            Some(None) => missing.push(format!(
+                "{} {:?} named at spec.{} does not exist",
+                r.kind.kind(),
+                r.name,
+                r.path
+            )),
+            Some(Some(present)) if !present.contains(&r.key) => missing.push(format!(
+                "{} {:?} named at spec.{} has no key {:?}",
+                r.kind.kind(),
+                r.name,
+                r.path,
+                r.key
+            )),
+            _ => {}
+        }
+    }
+    Ok(missing)
+}
+
 /// Deploys children once the spec is valid and the bus configured; returns the `Deployed` condition.
 async fn deploy(
     ctx: &Context,
     ns: &str,
     bus_name: &str,
+    refs: Vec<Reference>,
     build: impl FnOnce(&str) -> Result<WorkloadChildren, BuildError>,
 ) -> Result<(bool, String, String, Option<Duration>), ReconcileError> {
     let Some(config) = bus_config(&ctx.client, ns, bus_name).await? else {
@@ -230,16 +322,35 @@ async fn deploy(
             Some(Duration::from_secs(5)),
         ));
     };
+    let mut refs = refs;
+    // As above: use_bus_manifest encodes the same config and reports a failure.
+    if let Ok(bus_refs) = references(&config) {
+        refs.extend(bus_refs);
+    }
+    let missing = missing_references(&ctx.client, ns, &refs).await?;
+    if !missing.is_empty() {
+        // Pods would wait in ContainerCreating for a volume that never comes, saying nothing the
+        // CR's owner looks at. The controller does not watch Secrets, so it looks again later.
+        return Ok((
+            false,
+            "MissingReference".into(),
+            missing.join("; "),
+            Some(Duration::from_secs(15)),
+        ));
+    }
     let url = config.url.clone().unwrap_or_default();
     let built = build(&url).and_then(|mut children| {
         children::use_bus_manifest(&mut children, bus_name, &config)?;
         Ok(children)
     });
     match built {
-        Ok(children) => {
-            apply_workload(&ctx.client, ns, &children).await?;
-            Ok((true, "Deployed".into(), String::new(), None))
-        }
+        Ok(children) => match apply_workload(&ctx.client, ns, &children).await {
+            Ok(()) => Ok((true, "Deployed".into(), String::new(), None)),
+            Err(e @ ReconcileError::RefuseAdoption { .. }) => {
+                Ok((false, "AdoptionRefused".into(), e.to_string(), None))
+            }
+            Err(e) => Err(e),
+        },
         Err(e @ BuildError::RejectPrivileged { .. }) => {
             Ok((false, "PrivilegedTemplate".into(), e.to_string(), None))
         }
@@ -269,7 +380,9 @@ pub async fn reconcile_eventsource(
         conditions::set(&mut status, "SourcesProvided", true, "", "", &now);
         let bus = es.spec.event_bus_name.clone().unwrap_or_else(|| "default".into());
         let build = &ctx.build;
-        let deployed = deploy(&ctx, &ns, &bus, |url| {
+        // An encoding failure here fails the build below too, which reports it (BuildFailed).
+        let refs = references(&es.spec).unwrap_or_default();
+        let deployed = deploy(&ctx, &ns, &bus, refs, |url| {
             children::eventsource_children(&es, url, build)
         })
         .await;
@@ -352,7 +465,9 @@ pub async fn reconcile_sensor(sensor: Arc<Sensor>, ctx: Arc<Context>) -> Result<
             .clone()
             .unwrap_or_else(|| "default".into());
         let build = &ctx.build;
-        let deployed = deploy(&ctx, &ns, &bus, |url| {
+        // An encoding failure here fails the build below too, which reports it (BuildFailed).
+        let refs = references(&sensor.spec).unwrap_or_default();
+        let deployed = deploy(&ctx, &ns, &bus, refs, |url| {
             children::sensor_children(&sensor, url, build)
         })
         .await;
@@ -439,6 +554,17 @@ async fn ensure_bus_credentials(
         .get_opt(&c.client_secret)
         .await
         .map_err(apply_err(format!("read Secret {ns}/{}", c.client_secret)))?;
+    // Credentials someone else wrote under the bus's names would be whoever wrote them's to read.
+    let uid = bus.metadata.uid.as_deref().unwrap_or_default();
+    for (secret, name) in [(&server, &c.server_secret), (&client, &c.client_secret)] {
+        if secret.as_ref().is_some_and(|s| !controlled_by(&s.metadata, uid)) {
+            return Err(ReconcileError::RefuseAdoption {
+                kind: "Secret".into(),
+                name: format!("{ns}/{name}"),
+                owner: "EventBus".into(),
+            });
+        }
+    }
     if has_key(server, children::JS_SERVER_AUTH_KEY) && has_key(client, children::JS_CLIENT_AUTH_KEY) {
         return Ok(());
     }
@@ -452,6 +578,54 @@ async fn ensure_bus_credentials(
     apply::<Secret>(&ctx.client, ns, &client).await?;
     tracing::info!(eventbus = %bus.name_any(), namespace = %ns, "generated the bus's client credentials");
     Ok(())
+}
+
+/// Makes sure the bus's cluster Secret holds a route password and the route configuration for the
+/// current replicas. The password is generated once and kept (a new one would split a running
+/// cluster until every pod restarted); the routes are re-rendered on every reconcile, which
+/// server-side apply turns into no write when nothing changed. Values are never logged.
+async fn ensure_route_credentials(
+    ctx: &Context,
+    bus: &EventBus,
+    ns: &str,
+    c: &children::BusChildren,
+) -> Result<(), ReconcileError> {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let existing = api
+        .get_opt(&c.cluster_secret)
+        .await
+        .map_err(apply_err(format!("read Secret {ns}/{}", c.cluster_secret)))?;
+    let kept = existing
+        .and_then(|s| s.data)
+        .and_then(|d| d.get(children::JS_ROUTE_PASSWORD_KEY).cloned())
+        .and_then(|v| String::from_utf8(v.0).ok())
+        .filter(|p| children::usable_route_password(p));
+    let password = match kept {
+        Some(password) => password,
+        None => {
+            tracing::info!(eventbus = %bus.name_any(), namespace = %ns, "generated the bus's route credentials");
+            children::generate_route_password()
+        }
+    };
+    let secret = children::jetstream_cluster_secret(bus, &c.routes, &password)
+        .map_err(ReconcileError::BuildSecrets)?;
+    apply::<Secret>(&ctx.client, ns, &secret).await
+}
+
+/// Applies a `jetstream` bus's children, credentials first (the pods mount them).
+async fn apply_bus_children(
+    ctx: &Context,
+    bus: &EventBus,
+    ns: &str,
+    c: &children::BusChildren,
+) -> Result<(), ReconcileError> {
+    ensure_bus_credentials(ctx, bus, ns, c).await?;
+    ensure_route_credentials(ctx, bus, ns, c).await?;
+    apply::<ConfigMap>(&ctx.client, ns, &c.config_map).await?;
+    apply::<NetworkPolicy>(&ctx.client, ns, &c.network_policy).await?;
+    apply::<Service>(&ctx.client, ns, &c.headless_service).await?;
+    apply::<Service>(&ctx.client, ns, &c.client_service).await?;
+    apply::<StatefulSet>(&ctx.client, ns, &c.stateful_set).await
 }
 
 async fn apply_eventbus(bus: &EventBus, ctx: &Context) -> Result<Action, ReconcileError> {
@@ -476,41 +650,49 @@ async fn apply_eventbus(bus: &EventBus, ctx: &Context) -> Result<Action, Reconci
         }
     } else if let Some(js) = &bus.spec.jetstream {
         match children::jetstream_children(bus, js, &ctx.build) {
-            Ok(c) => {
-                ensure_bus_credentials(ctx, bus, &ns, &c).await?;
-                apply::<ConfigMap>(&ctx.client, &ns, &c.config_map).await?;
-                apply::<Service>(&ctx.client, &ns, &c.headless_service).await?;
-                apply::<Service>(&ctx.client, &ns, &c.client_service).await?;
-                apply::<StatefulSet>(&ctx.client, &ns, &c.stateful_set).await?;
-                status.config = Some(BusConfig {
-                    jetstream: Some(sluice_crds::eventbus::JetStreamConfig {
-                        url: Some(c.url),
-                        // EventSource and Sensor pods get this Secret mounted and connect with it
-                        // (`use_bus_manifest`), as upstream's pods do.
-                        access_secret: Some(k8s_openapi::api::core::v1::SecretKeySelector {
-                            name: c.client_secret.clone(),
-                            key: children::JS_CLIENT_AUTH_KEY.into(),
-                            optional: None,
+            Ok(c) => match apply_bus_children(ctx, bus, &ns, &c).await {
+                Err(e @ ReconcileError::RefuseAdoption { .. }) => {
+                    let message = e.to_string();
+                    if conditions::set(
+                        &mut status.status,
+                        "Deployed",
+                        false,
+                        "AdoptionRefused",
+                        &message,
+                        &now,
+                    ) {
+                        warn_event(ctx, bus, "AdoptionRefused", &message).await;
+                    }
+                }
+                Err(e) => return Err(e),
+                Ok(()) => {
+                    status.config = Some(BusConfig {
+                        jetstream: Some(sluice_crds::eventbus::JetStreamConfig {
+                            url: Some(c.url),
+                            // EventSource and Sensor pods get this Secret mounted and connect with it
+                            // (`use_bus_manifest`), as upstream's pods do.
+                            access_secret: Some(k8s_openapi::api::core::v1::SecretKeySelector {
+                                name: c.client_secret.clone(),
+                                key: children::JS_CLIENT_AUTH_KEY.into(),
+                                optional: None,
+                            }),
+                            stream_config: js.stream_config.clone(),
+                            ..Default::default()
                         }),
-                        stream_config: js.stream_config.clone(),
                         ..Default::default()
-                    }),
-                    ..Default::default()
-                });
-                conditions::set(&mut status.status, "Configured", true, "", "", &now);
-                conditions::set(&mut status.status, "Deployed", true, "Succeeded", "", &now);
-            }
+                    });
+                    conditions::set(&mut status.status, "Configured", true, "", "", &now);
+                    conditions::set(&mut status.status, "Deployed", true, "Succeeded", "", &now);
+                }
+            },
             Err(e) => {
                 let message = e.to_string();
-                if conditions::set(
-                    &mut status.status,
-                    "Deployed",
-                    false,
-                    "BuildFailed",
-                    &message,
-                    &now,
-                ) {
-                    warn_event(ctx, bus, "BuildFailed", &message).await;
+                let reason = match e {
+                    BuildError::RejectPrivileged { .. } => "PrivilegedTemplate",
+                    _ => "BuildFailed",
+                };
+                if conditions::set(&mut status.status, "Deployed", false, reason, &message, &now) {
+                    warn_event(ctx, bus, reason, &message).await;
                 }
             }
         }

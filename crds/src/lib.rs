@@ -6,6 +6,7 @@ pub mod common;
 pub mod duration;
 pub mod eventbus;
 pub mod eventsource;
+pub mod refs;
 pub mod sensor;
 pub mod validate;
 

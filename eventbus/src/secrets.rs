@@ -38,6 +38,15 @@ pub enum SecretError {
         /// Why it could not be read.
         source: std::io::Error,
     },
+    /// The Secret's value is empty or only whitespace. A webhook secret or token that is empty
+    /// would sign with an empty key or match a missing header: an open door, so never accepted.
+    #[error("failed to resolve secret {name}/{key}: the value is empty")]
+    EmptySecret {
+        /// The Secret's name.
+        name: String,
+        /// The key inside it.
+        key: String,
+    },
     /// The name or key is not a plain file name (`..`, `/`), so it could escape the directory.
     #[error("failed to resolve {name}/{key}: name and key must be plain file names")]
     InvalidReference {
@@ -114,12 +123,13 @@ impl SecretResolver for FileSecretResolver {
     fn resolve_secret(&self, selector: &SecretKeySelector) -> Result<String, SecretError> {
         let (name, key) = (selector.name.as_str(), selector.key.as_str());
         let (path, value) = read_value(&self.secrets_dir, name, key)?;
-        value.map_err(|source| SecretError::ResolveSecret {
+        let value = value.map_err(|source| SecretError::ResolveSecret {
             name: name.into(),
             key: key.into(),
             path,
             source,
-        })
+        })?;
+        non_empty(selector, value)
     }
 
     fn resolve_config_map(&self, selector: &ConfigMapKeySelector) -> Result<String, SecretError> {
@@ -161,6 +171,18 @@ impl MapSecretResolver {
     }
 }
 
+/// `value`, unless it is empty or only whitespace (one trailing newline was already dropped, so a
+/// file holding only a newline lands here too).
+pub fn non_empty(selector: &SecretKeySelector, value: String) -> Result<String, SecretError> {
+    if value.trim().is_empty() {
+        return Err(SecretError::EmptySecret {
+            name: selector.name.clone(),
+            key: selector.key.clone(),
+        });
+    }
+    Ok(value)
+}
+
 fn not_in_memory() -> std::io::Error {
     std::io::Error::from(std::io::ErrorKind::NotFound)
 }
@@ -169,7 +191,7 @@ impl SecretResolver for MapSecretResolver {
     fn resolve_secret(&self, selector: &SecretKeySelector) -> Result<String, SecretError> {
         let (name, key) = (selector.name.clone(), selector.key.clone());
         match self.secrets.get(&(name, key)) {
-            Some(v) => Ok(v.clone()),
+            Some(v) => non_empty(selector, v.clone()),
             None => Err(SecretError::ResolveSecret {
                 name: selector.name.clone(),
                 key: selector.key.clone(),
@@ -215,6 +237,32 @@ mod tests {
         let missing = resolver.resolve_secret(&secret("auth", "nope"));
         assert!(matches!(missing, Err(SecretError::ResolveSecret { ref key, .. }) if key == "nope"));
         std::fs::remove_dir_all(&dir)?;
+        Ok(())
+    }
+
+    #[test]
+    fn an_empty_secret_is_refused_naming_it() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        std::fs::create_dir_all(dir.path().join("hook"))?;
+        std::fs::write(dir.path().join("hook").join("secret"), "\n")?;
+        std::fs::write(dir.path().join("hook").join("blank"), " \t\n")?;
+        std::fs::write(dir.path().join("hook").join("none"), "")?;
+        let resolver = FileSecretResolver::new(dir.path());
+        for key in ["secret", "blank", "none"] {
+            let err = resolver
+                .resolve_secret(&secret("hook", key))
+                .expect_err("empty is refused");
+            assert!(matches!(err, SecretError::EmptySecret { .. }), "{err:?}");
+            assert_eq!(
+                err.to_string(),
+                format!("failed to resolve secret hook/{key}: the value is empty")
+            );
+        }
+        let in_memory = MapSecretResolver::new().with_secret("hook", "secret", "");
+        assert!(matches!(
+            in_memory.resolve_secret(&secret("hook", "secret")),
+            Err(SecretError::EmptySecret { .. })
+        ));
         Ok(())
     }
 

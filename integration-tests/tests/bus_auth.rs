@@ -145,3 +145,221 @@ async fn check(
     assert_eq!(es.terminate()?, Some(0));
     Ok(())
 }
+
+/// A nats-server started from files in `dir`, killed on drop, its log kept for failure messages.
+struct Server {
+    child: std::process::Child,
+    log: std::path::PathBuf,
+}
+
+impl Server {
+    fn start(dir: &std::path::Path, args: &[String], pod_name: &str) -> Result<Self> {
+        let log = dir.join("nats.log");
+        let child = Command::new(nats_server_bin()?)
+            .args(args)
+            .env("POD_NAME", pod_name)
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()?;
+        Ok(Self { child, log })
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The names of the servers `monitor`'s server has a route to.
+async fn route_peers(monitor: u16) -> Result<std::collections::BTreeSet<String>> {
+    let routez: serde_json::Value = reqwest::get(format!("http://127.0.0.1:{monitor}/routez"))
+        .await?
+        .json()
+        .await?;
+    Ok(routez["routes"]
+        .as_array()
+        .map(|routes| {
+            routes
+                .iter()
+                .filter_map(|r| r["remote_name"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// Polls until `done` holds for the peers of `monitor`, or the deadline passes.
+async fn wait_peers(
+    monitor: u16,
+    within: Duration,
+    done: impl Fn(&std::collections::BTreeSet<String>) -> bool,
+) -> Result<std::collections::BTreeSet<String>> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let peers = route_peers(monitor).await.unwrap_or_default();
+        if done(&peers) || std::time::Instant::now() > deadline {
+            return Ok(peers);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The high finding of the security review: with more than one replica the bus's route port took
+/// any server that named the cluster, so a rogue pod could join, read every event and inject
+/// forged ones. The three servers the controller's files describe must form their cluster, and a
+/// rogue server must not join it, neither anonymously nor with a guessed password; the same rogue
+/// with the generated credentials does join, which shows the refusal is the credentials' doing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rogue_server_cannot_join_the_generated_cluster() -> Result<()> {
+    let bus: EventBus = serde_json::from_value(json!({
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "EventBus",
+        "metadata": {"name": "routes", "namespace": "team", "uid": "5678"},
+        "spec": {"jetstream": {"replicas": 3}},
+    }))?;
+    let js = bus.spec.jetstream.clone().context("jetstream")?;
+    let built = children::jetstream_children(&bus, &js, &BuildConfig::default())?;
+    assert_eq!(built.routes.len(), 3);
+    let (server_secret, _) = children::jetstream_auth_secrets(&bus, &BusCredentials::generate())?;
+    let password = children::generate_route_password();
+    let cluster_secret = children::jetstream_cluster_secret(&bus, &built.routes, &password)?;
+
+    // The controller's files, as each pod sees them; only addresses change: every server on
+    // loopback with ports of its own, and each pod's DNS name in the routes replaced by the
+    // loopback port its server listens for routes on.
+    let root = tempfile::tempdir()?;
+    let ports: Vec<(u16, u16, u16)> = (0..3)
+        .map(|_| Ok((free_port()?, free_port()?, free_port()?)))
+        .collect::<Result<_>>()?;
+    let mut cluster_conf = String::from_utf8(secret_value(&cluster_secret, children::JS_CLUSTER_AUTH_KEY)?)?;
+    for (route, (_, route_port, _)) in built.routes.iter().zip(&ports) {
+        assert!(
+            cluster_conf.contains(route.as_str()),
+            "{route} missing from the routes"
+        );
+        cluster_conf = cluster_conf.replace(route.as_str(), &format!("127.0.0.1:{route_port}"));
+    }
+    let base_conf = built.config_map["data"]["nats-js.conf"]
+        .as_str()
+        .context("nats-js.conf")?;
+    assert!(base_conf.contains("include ./cluster-auth.conf"), "{base_conf}");
+    let mut servers = Vec::new();
+    for (i, (client, route_port, monitor)) in ports.iter().enumerate() {
+        let dir = root.path().join(format!("pod-{i}"));
+        std::fs::create_dir_all(&dir)?;
+        let conf = base_conf
+            .replace("port: 4222", &format!("port: {client}\nhost: 127.0.0.1"))
+            .replace("http: 8222", &format!("http: 127.0.0.1:{monitor}"))
+            .replace(
+                "  port: 6222",
+                &format!("  port: {route_port}\n  host: 127.0.0.1"),
+            )
+            .replace("/data/jetstream", &dir.join("store").display().to_string());
+        std::fs::write(dir.join("nats-js.conf"), conf)?;
+        std::fs::write(
+            dir.join("auth.conf"),
+            secret_value(&server_secret, children::JS_SERVER_AUTH_KEY)?,
+        )?;
+        std::fs::write(dir.join("cluster-auth.conf"), &cluster_conf)?;
+        let args = vec![
+            "--config".to_string(),
+            dir.join("nats-js.conf").display().to_string(),
+        ];
+        servers.push(Server::start(&dir, &args, &format!("eventbus-routes-js-{i}"))?);
+    }
+    let logs = |servers: &[Server]| {
+        servers
+            .iter()
+            .enumerate()
+            .map(|(i, s)| format!("--- server {i}\n{}", s.log_text()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let others = |i: usize| -> std::collections::BTreeSet<String> {
+        (0..3)
+            .filter(|j| *j != i)
+            .map(|j| format!("eventbus-routes-js-{j}"))
+            .collect()
+    };
+    for (i, (_, _, monitor)) in ports.iter().enumerate() {
+        let peers = wait_peers(*monitor, Duration::from_secs(30), |p| *p == others(i)).await?;
+        assert_eq!(
+            peers,
+            others(i),
+            "server {i} did not form the cluster\n{}",
+            logs(&servers)
+        );
+    }
+
+    let (_, first_route, first_monitor) = ports[0];
+    let rogue = |dir: &std::path::Path, route_url: String| -> Result<Server> {
+        std::fs::create_dir_all(dir)?;
+        let args: Vec<String> = [
+            "-a",
+            "127.0.0.1",
+            "-p",
+            &free_port()?.to_string(),
+            "--name",
+            "rogue",
+            "--cluster_name",
+            "routes",
+            "--cluster",
+            &format!("nats://127.0.0.1:{}", free_port()?),
+            "--routes",
+            &route_url,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        Server::start(dir, &args, "rogue")
+    };
+    for (name, url) in [
+        ("anonymous", format!("nats://127.0.0.1:{first_route}")),
+        (
+            "guessed",
+            format!(
+                "nats://route:{}@127.0.0.1:{first_route}",
+                children::generate_route_password()
+            ),
+        ),
+    ] {
+        let server = rogue(&root.path().join(name), url)?;
+        // The refusal is logged by the rogue once its route was turned away; only then is the
+        // absence of the rogue among the peers a result rather than a race.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !server.log_text().contains("Authorization Violation") {
+            if std::time::Instant::now() > deadline {
+                bail!(
+                    "the {name} rogue was not refused; its log:\n{}",
+                    server.log_text()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for (i, (_, _, monitor)) in ports.iter().enumerate() {
+            assert_eq!(
+                route_peers(*monitor).await?,
+                others(i),
+                "the {name} rogue joined server {i}\n{}",
+                logs(&servers)
+            );
+        }
+    }
+    // The control: the same rogue with the generated credentials is taken in.
+    let insider = rogue(
+        &root.path().join("insider"),
+        format!("nats://route:{password}@127.0.0.1:{first_route}"),
+    )?;
+    let peers = wait_peers(first_monitor, Duration::from_secs(30), |p| p.contains("rogue")).await?;
+    assert!(
+        peers.contains("rogue"),
+        "a server with the credentials did not join: {peers:?}\n{}",
+        insider.log_text()
+    );
+    Ok(())
+}

@@ -119,6 +119,72 @@ async fn controller_turns_resources_into_workloads_and_reports_status() -> Resul
     // An empty eventSourceName fails validation; the other objects must still be reconciled.
     apply(&client, &ns, "Sensor", "sensors", sensor("bad", "")).await?;
 
+    // The EventSource names a Secret that does not exist yet: no Deployment (its pods would wait
+    // for the volume without a word), a condition naming it and the field, and a Warning Event.
+    let missing = wait_for(WAIT, || {
+        let c = client.clone();
+        let ns = ns.clone();
+        async move {
+            let deployed = condition(&c, &ns, "EventSource", "eventsources", "webhook", "Deployed").await?;
+            Ok(deployed.filter(|d| d["reason"] == "MissingReference"))
+        }
+    })
+    .await?;
+    assert_eq!(missing["status"], "False");
+    assert_eq!(
+        missing["message"],
+        "Secret \"hook-token\" named at spec.webhook.example.authSecret does not exist"
+    );
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &ns);
+    wait_for(WAIT, || {
+        let events = events.clone();
+        async move {
+            Ok(events
+                .list(&Default::default())
+                .await?
+                .items
+                .into_iter()
+                .find(|e| {
+                    e.reason.as_deref() == Some("MissingReference")
+                        && e.type_.as_deref() == Some("Warning")
+                        && e.note.as_deref().is_some_and(|n| n.contains("hook-token"))
+                }))
+        }
+    })
+    .await?;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    assert!(deployments.get_opt("webhook-eventsource").await?.is_none());
+    // A Secret without the key is still missing something, and says which key.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let hook_secret = |data: Value| -> Result<Secret> {
+        Ok(serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "hook-token"}, "stringData": data,
+        }))?)
+    };
+    secrets
+        .create(&Default::default(), &hook_secret(json!({"other": "x"}))?)
+        .await?;
+    wait_for(WAIT, || {
+        let c = client.clone();
+        let ns = ns.clone();
+        async move {
+            let deployed = condition(&c, &ns, "EventSource", "eventsources", "webhook", "Deployed").await?;
+            Ok(deployed.filter(|d| {
+                d["message"] == "Secret \"hook-token\" named at spec.webhook.example.authSecret has no key \"token\""
+            }))
+        }
+    })
+    .await?;
+    // Once it is there, the controller finds it on its own (it does not watch Secrets; it looks
+    // again while one is missing) and deploys.
+    secrets
+        .replace(
+            "hook-token",
+            &Default::default(),
+            &hook_secret(json!({"token": "s3cret"}))?,
+        )
+        .await?;
+
     let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
     let sts = wait_for(WAIT, || {
         let sts = sts.clone();
@@ -137,8 +203,35 @@ async fn controller_turns_resources_into_workloads_and_reports_status() -> Resul
     );
     let services: Api<Service> = Api::namespaced(client.clone(), &ns);
     let headless = services.get("eventbus-default-js-svc").await?;
-    assert_eq!(headless.spec.and_then(|s| s.cluster_ip).as_deref(), Some("None"));
+    let headless_spec = headless.spec.context("headless spec")?;
+    assert_eq!(headless_spec.cluster_ip.as_deref(), Some("None"));
+    let headless_ports = headless_spec.ports.unwrap_or_default();
     services.get("eventbus-default-js-client-svc").await?;
+    // The monitoring port is not published; routes authenticate with the cluster Secret, and only
+    // the bus's own pods may reach the route and monitoring ports.
+    let published: Vec<i32> = headless_ports.iter().map(|p| p.port).collect();
+    assert_eq!(published, vec![4222, 6222]);
+    let policies: Api<k8s_openapi::api::networking::v1::NetworkPolicy> = Api::namespaced(client.clone(), &ns);
+    let policy = policies.get("eventbus-default-js").await?;
+    let ingress = policy.spec.context("policy spec")?.ingress.unwrap_or_default();
+    assert_eq!(ingress.len(), 2);
+    assert!(ingress[0].from.is_none(), "clients come from anywhere");
+    assert!(
+        ingress[1].from.is_some(),
+        "routes and monitoring from the bus's pods only"
+    );
+    let cluster_secret: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let cluster_secret = cluster_secret.get("eventbus-default-js-cluster").await?;
+    let cluster_data = cluster_secret.data.clone().context("cluster data")?;
+    let route_password = String::from_utf8(cluster_data["password"].0.clone())?;
+    assert!(route_password.len() >= 32);
+    let cluster_auth = String::from_utf8(cluster_data["cluster-auth"].0.clone())?;
+    assert!(
+        cluster_auth.contains(&format!(
+            "nats://route:{route_password}@eventbus-default-js-2.eventbus-default-js-svc.{ns}.svc:6222"
+        )),
+        "three routes with the credentials"
+    );
 
     // Generated client auth, as upstream: two Secrets owned by the bus, the server half projected
     // next to the NATS configuration (which includes it), the client half in the status.
@@ -545,5 +638,101 @@ async fn controller_turns_resources_into_workloads_and_reports_status() -> Resul
 
     cancel.cancel();
     controller.await??;
+    Ok(())
+}
+
+/// Every pod the controller generates (EventSource, leader-elected EventSource, Sensor, NATS) is
+/// admitted by the API server's own Pod Security admission in a namespace that enforces the
+/// *restricted* profile; a pod without the hardening is refused there, so the check is live.
+#[tokio::test]
+async fn generated_pods_are_admitted_under_the_restricted_pod_security_standard() -> Result<()> {
+    use k8s_openapi::api::core::v1::{Namespace, Pod};
+    use sluice_controller::children;
+    let client = admin_client().await?;
+    let ns = namespace(&client, "restricted").await?;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .patch(
+            &ns,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {
+                "pod-security.kubernetes.io/enforce": "restricted",
+                "pod-security.kubernetes.io/enforce-version": "latest",
+            }}})),
+        )
+        .await?;
+    let meta = |kind: &str, name: &str| {
+        json!({"apiVersion": "argoproj.io/v1alpha1", "kind": kind,
+        "metadata": {"name": name, "namespace": ns, "uid": format!("uid-{name}")}})
+    };
+    let with_spec = |mut object: Value, spec: Value| {
+        object["spec"] = spec;
+        object
+    };
+    let cfg = BuildConfig::default();
+    let webhook: sluice_crds::EventSource = serde_json::from_value(with_spec(
+        meta("EventSource", "hooks"),
+        json!({"webhook": {"example": {"port": "12000", "endpoint": "/e", "method": "POST",
+            "authSecret": {"name": "hook", "key": "token"}}}}),
+    ))?;
+    let calendar: sluice_crds::EventSource = serde_json::from_value(with_spec(
+        meta("EventSource", "ticks"),
+        json!({"calendar": {"tick": {"interval": "10s"}}}),
+    ))?;
+    let sensor: sluice_crds::Sensor = serde_json::from_value(with_spec(
+        meta("Sensor", "fire"),
+        json!({"dependencies": [{"name": "d", "eventSourceName": "hooks", "eventName": "example"}],
+               "triggers": [{"template": {"name": "l", "log": {}}}]}),
+    ))?;
+    let bus: sluice_crds::EventBus = serde_json::from_value(with_spec(
+        meta("EventBus", "default"),
+        json!({"jetstream": {"replicas": 3}}),
+    ))?;
+    let js = bus.spec.jetstream.clone().context("jetstream")?;
+    let ticks = children::eventsource_children(&calendar, "nats://bus:4222", &cfg)?;
+    // The leader-elected source runs as a ServiceAccount of its own, which must exist first.
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
+    for account in ticks.rbac.iter().filter(|o| o["kind"] == "ServiceAccount") {
+        let mut account: ServiceAccount = serde_json::from_value(account.clone())?;
+        account.metadata.owner_references = None;
+        accounts.create(&Default::default(), &account).await?;
+    }
+    let templates = [
+        (
+            "hooks",
+            children::eventsource_children(&webhook, "nats://bus:4222", &cfg)?.deployment,
+        ),
+        ("ticks", ticks.deployment),
+        (
+            "fire",
+            children::sensor_children(&sensor, "nats://bus:4222", &cfg)?.deployment,
+        ),
+        (
+            "nats",
+            children::jetstream_children(&bus, &js, &cfg)?.stateful_set,
+        ),
+    ];
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    for (name, workload) in templates {
+        let pod: Pod = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name},
+            "spec": workload["spec"]["template"]["spec"],
+        }))?;
+        pods.create(&Default::default(), &pod)
+            .await
+            .with_context(|| format!("the {name} pod was refused under the restricted profile"))?;
+    }
+    // The control: the same kind of pod without the hardening is refused.
+    let bare: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "bare"},
+        "spec": {"containers": [{"name": "main", "image": "sluice:test"}]},
+    }))?;
+    let refused = pods.create(&Default::default(), &bare).await;
+    assert!(
+        matches!(&refused, Err(kube::Error::Api(e)) if e.code == 403 && e.message.contains("restricted")),
+        "{refused:?}"
+    );
+    namespaces.delete(&ns, &DeleteParams::default()).await?;
     Ok(())
 }

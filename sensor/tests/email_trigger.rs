@@ -38,6 +38,8 @@ class Handler:
                                 "data": envelope.content.decode("utf8", "replace")}) + "\n")
         return "250 OK"
 def authenticate(server, session, envelope, mechanism, auth_data):
+    with open(out + ".auth", "a") as f:
+        f.write(auth_data.login.decode() + "\n")
     ok = auth_data.login.decode() == user and auth_data.password.decode() == password
     return AuthResult(success=ok, handled=False,
                       message=None if ok else "535 5.7.8 Authentication credentials invalid")
@@ -88,6 +90,15 @@ impl SmtpServer {
         })
     }
 
+    /// The logins of every AUTH attempt the server saw.
+    fn auth_attempts(&self) -> Vec<String> {
+        std::fs::read_to_string(self.mailbox.with_extension("jsonl.auth"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
     fn messages(&self) -> Vec<Value> {
         std::fs::read_to_string(&self.mailbox)
             .unwrap_or_default()
@@ -136,6 +147,8 @@ fn email(server: &SmtpServer, to: &str, password_key: &str) -> Value {
     json!({
         "host": "127.0.0.1", "port": server.port, "username": "sluice",
         "smtpPassword": {"name": "smtp", "key": password_key},
+        // The test server offers no TLS: sending the credentials anyway must be asked for.
+        "plaintextAuth": true,
         "from": "Sluice <sluice@example.test>", "to": [to], "subject": "Pushed",
         "body": "placeholder",
         "parameters": [{"src": {"dependencyName": "push", "dataKey": "body.head_commit.message"}, "dest": "body"}]
@@ -226,4 +239,32 @@ fn bad_specs_are_build_errors_naming_the_field() {
             .unwrap_or_default();
         assert!(err.contains(fragment), "{email}: {err}");
     }
+}
+
+/// With credentials and a server that offers no STARTTLS, nothing is sent and the password never
+/// leaves: a man in the middle who strips STARTTLS from the server's answer gets nothing.
+#[tokio::test]
+async fn credentials_are_never_sent_without_tls_unless_asked() -> anyhow::Result<()> {
+    let server = SmtpServer::start("sluice", "hunter2")?;
+    let mut spec = email(&server, "ops@example.test", "password");
+    spec.as_object_mut().context("spec")?.remove("plaintextAuth");
+    let (t, f) = trigger(spec)?;
+    let err = t
+        .execute(&f)
+        .await
+        .err()
+        .ok_or_else(|| anyhow::anyhow!("sent without TLS"))?;
+    assert_eq!(err.kind(), ErrorKind::Permanent, "{err}");
+    assert!(
+        err.to_string()
+            .contains("TLS is required because credentials are set"),
+        "{err}"
+    );
+    assert!(server.auth_attempts().is_empty(), "{:?}", server.auth_attempts());
+    assert!(server.messages().is_empty());
+    // The explicit opt-out sends them (the other tests rely on it).
+    let (t, f) = trigger(email(&server, "ops@example.test", "password"))?;
+    assert_eq!(t.execute(&f).await?, Outcome::Published { sequence: None });
+    assert_eq!(server.auth_attempts(), vec!["sluice".to_string()]);
+    Ok(())
 }

@@ -290,4 +290,10 @@ pub struct EmailTrigger {
     /// The message body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
+    /// Send `username`/`smtpPassword` even when the server offers no TLS (Sluice extension).
+    /// Default false: with credentials set, the connection must be TLS (port 465) or upgraded
+    /// with STARTTLS, so a man in the middle who strips STARTTLS never sees the password.
+    /// Without credentials, TLS is used when the server offers it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plaintext_auth: Option<bool>,
 }

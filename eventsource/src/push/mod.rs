@@ -420,12 +420,21 @@ pub fn canonical_header_name(name: &str) -> String {
     out
 }
 
+/// Headers whose value is a credential in its own right: the shared secret GitLab sends as is
+/// (`X-Gitlab-Token`), proxy credentials and cookies. They never reach the bus, so no sensor,
+/// trigger payload or log can leak them (upstream publishes them). `Authorization` stays, masked,
+/// as upstream shows it. Signature headers (`X-Hub-Signature-256`, …) are digests, not secrets,
+/// and stay.
+pub const DROPPED_HEADERS: [&str; 3] = ["x-gitlab-token", "proxy-authorization", "cookie"];
+
 /// The headers object of upstream's event data: canonical names, every value, `Authorization`
-/// masked, `Host` left out (Go's server moves it out of the header map too).
+/// masked, `Host` left out (Go's server moves it out of the header map too), and the
+/// [`DROPPED_HEADERS`] left out.
 pub fn header_object(headers: &HeaderMap) -> Value {
     let mut map: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for (name, value) in headers {
-        if name == header::HOST {
+        // `HeaderName`s are lowercase, so the comparison is exact.
+        if name == header::HOST || DROPPED_HEADERS.contains(&name.as_str()) {
             continue;
         }
         let text = if name == header::AUTHORIZATION {

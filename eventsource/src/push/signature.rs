@@ -6,6 +6,16 @@ use sha1::Sha1;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
+/// True when a signed request's `timestamp` (Unix seconds) is at most `max_skew` seconds from
+/// `now`, either way. Checked arithmetic: a hostile timestamp such as `-9223372036854775808`
+/// would overflow the difference (a panic in a debug build; in a release build `i64::MIN.abs()`
+/// stays negative and would pass the check).
+pub fn within_skew(now: i64, timestamp: i64, max_skew: i64) -> bool {
+    now.checked_sub(timestamp)
+        .and_then(i64::checked_abs)
+        .is_some_and(|skew| skew <= max_skew)
+}
+
 /// The digest of an HMAC signature.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Digest {
@@ -84,6 +94,19 @@ pub fn token_eq(given: &str, expected: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn skew_is_checked_without_overflow() {
+        assert!(within_skew(1_000, 1_000, 300));
+        assert!(within_skew(1_000, 700, 300));
+        assert!(within_skew(1_000, 1_300, 300));
+        assert!(!within_skew(1_000, 1_301, 300));
+        assert!(!within_skew(1_000, 699, 300));
+        for hostile in [i64::MIN, i64::MIN + 1, i64::MAX, -1] {
+            assert!(!within_skew(1_700_000_000, hostile, 300), "{hostile}");
+        }
+        assert!(!within_skew(i64::MIN, i64::MAX, 300));
+    }
 
     #[test]
     fn hmac_round_trip_and_flips() {

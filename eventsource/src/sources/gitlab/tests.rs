@@ -89,6 +89,41 @@ async fn good_token_publishes_the_body_as_sent() {
         events[0].1.data().map(|d| d["headers"]["X-Gitlab-Event"].clone()),
         Some(json!(["Push Hook"]))
     );
+    // The shared secret GitLab sends as is never travels on the bus (upstream publishes it).
+    for (_, e) in &events {
+        let text = serde_json::to_string(&e.data().cloned().unwrap_or(Value::Null)).expect("encodes");
+        assert!(!text.contains(TOKEN), "the token leaked into the event: {text}");
+        assert!(e
+            .data()
+            .is_some_and(|d| d["headers"].get("X-Gitlab-Token").is_none()));
+    }
+}
+
+#[tokio::test]
+async fn credentials_in_headers_never_reach_the_event() {
+    let headers: axum::http::HeaderMap = [
+        ("x-gitlab-token", "t0ken"),
+        ("cookie", "session=abc"),
+        ("proxy-authorization", "Basic cHJveHk="),
+        ("authorization", "Bearer xyz"),
+        ("x-hub-signature-256", "sha256=00"),
+    ]
+    .into_iter()
+    .map(|(k, v)| {
+        (
+            axum::http::HeaderName::from_static(k),
+            axum::http::HeaderValue::from_static(v),
+        )
+    })
+    .collect();
+    let object = crate::push::header_object(&headers);
+    assert_eq!(
+        object,
+        json!({
+            "Authorization": [crate::push::MASKED_AUTHORIZATION],
+            "X-Hub-Signature-256": ["sha256=00"],
+        })
+    );
 }
 
 #[tokio::test]

@@ -86,7 +86,7 @@ impl SlackAdapter {
             .trim()
             .parse()
             .map_err(|_| Rejection::unauthorized("X-Slack-Request-Timestamp is not a number"))?;
-        if (self.clock.now().timestamp() - seconds).abs() > MAX_SKEW_SECONDS {
+        if !crate::push::signature::within_skew(self.clock.now().timestamp(), seconds, MAX_SKEW_SECONDS) {
             return Err(Rejection::unauthorized(
                 "X-Slack-Request-Timestamp is more than 5 minutes from now (replayed?)",
             ));

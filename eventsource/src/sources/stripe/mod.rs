@@ -74,7 +74,7 @@ impl StripeAdapter {
         let seconds: i64 = t
             .parse()
             .map_err(|_| Rejection::unauthorized("the Stripe-Signature timestamp is not a number"))?;
-        if (self.clock.now().timestamp() - seconds).abs() > TOLERANCE_SECONDS {
+        if !crate::push::signature::within_skew(self.clock.now().timestamp(), seconds, TOLERANCE_SECONDS) {
             return Err(Rejection::unauthorized(
                 "the Stripe-Signature timestamp is outside the 5-minute tolerance (replayed?)",
             ));

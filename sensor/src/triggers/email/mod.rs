@@ -176,8 +176,14 @@ impl Trigger for EmailTrigger {
         let message = self.message(&spec, firing)?;
         let tls_parameters = TlsParameters::new(host.clone())
             .map_err(|e| failed(format!("failed to set up TLS: {e}"), false))?;
+        let credentials = spec.username.is_some() && spec.smtp_password.is_some();
+        let tls_required = port != 465 && credentials && spec.plaintext_auth != Some(true);
         let tls = if port == 465 {
             Tls::Wrapper(tls_parameters)
+        } else if tls_required {
+            // Opportunistic TLS would send the password in clear to whoever stripped the
+            // server's STARTTLS offer; with credentials, no TLS means no mail.
+            Tls::Required(tls_parameters)
         } else {
             Tls::Opportunistic(tls_parameters)
         };
@@ -198,6 +204,14 @@ impl Trigger for EmailTrigger {
         }
         debug!(sensor = %self.sensor, trigger = %self.name, firing = %firing.id, server = %target, "sending email");
         let response = transport.build().send(message).await.map_err(|e| {
+            if tls_required && (e.is_tls() || e.is_client()) {
+                // The server did not offer STARTTLS (lettre's client error) or the handshake
+                // failed: the same next time.
+                return failed(
+                    format!("{e}: TLS is required because credentials are set (the server offers no STARTTLS, or its certificate is not trusted); set plaintextAuth: true to send them without TLS"),
+                    false,
+                );
+            }
             // 5xx answers will repeat; 4xx answers and connection trouble may not.
             let retryable = !e.is_permanent();
             failed(format!("{e}"), retryable)
