@@ -31,6 +31,15 @@ pub struct ControllerArgs {
     /// capabilities (GHSA-hmp7-x699-cvhq).
     #[arg(long, env = "SLUICE_ALLOW_PRIVILEGED")]
     pub allow_privileged: bool,
+    /// Egress rules passed to every Sensor pod as `--egress-deny` (CIDRs, repeatable or
+    /// comma-separated): trigger requests may not go there, on top of the default denial of
+    /// link-local and cloud metadata addresses.
+    #[arg(long, value_delimiter = ',')]
+    pub egress_deny: Vec<sluice_sensor::triggers::http::egress::Cidr>,
+    /// Egress rules passed to every Sensor pod as `--egress-allow` (CIDRs): exceptions inside a
+    /// denied network.
+    #[arg(long, value_delimiter = ',')]
+    pub egress_allow: Vec<sluice_sensor::triggers::http::egress::Cidr>,
     /// Hold a Lease before reconciling (run several controller replicas).
     #[arg(long, env = "SLUICE_LEADER_ELECT")]
     pub leader_elect: bool,
@@ -78,6 +87,8 @@ async fn run(args: ControllerArgs) -> i32 {
             nats_image: args.nats_image,
             nats_version: args.nats_version,
             allow_privileged: args.allow_privileged,
+            egress_deny: args.egress_deny.iter().map(ToString::to_string).collect(),
+            egress_allow: args.egress_allow.iter().map(ToString::to_string).collect(),
         },
         leader_election: args.leader_elect.then(|| LeaseConfig {
             namespace: lease_namespace,

@@ -67,8 +67,10 @@ pub struct ProcessArgs {
     #[arg(long, env = "SLUICE_EGRESS_DENY", value_delimiter = ',')]
     pub egress_deny: Vec<Cidr>,
     /// Trigger requests may go to these networks even inside a denied one (e.g. one link-local
-    /// service), CIDRs, repeatable or comma-separated.
-    #[arg(long, env = "SLUICE_EGRESS_ALLOW", value_delimiter = ',')]
+    /// service), CIDRs, repeatable or comma-separated. Command line only: an allow rule opens a
+    /// door, and a pod's environment is partly the CR author's (`envFrom`), the command line only
+    /// the controller's.
+    #[arg(long, value_delimiter = ',')]
     pub egress_allow: Vec<Cidr>,
     /// Base URL of Slack's Web API for `slack` triggers (a Slack-compatible server or a proxy).
     #[arg(long, env = "SLUICE_SLACK_API_URL", default_value = sluice_sensor::triggers::slack::DEFAULT_API_URL)]

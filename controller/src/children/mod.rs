@@ -59,6 +59,10 @@ pub struct BuildConfig {
     /// Allow hostPath volumes, privileged containers, privilege escalation and added capabilities in
     /// CR pod templates (GHSA-hmp7-x699-cvhq).
     pub allow_privileged: bool,
+    /// Egress rules (CIDRs) every Sensor pod gets as `--egress-deny`.
+    pub egress_deny: Vec<String>,
+    /// Egress exceptions (CIDRs) every Sensor pod gets as `--egress-allow`.
+    pub egress_allow: Vec<String>,
 }
 
 impl Default for BuildConfig {
@@ -68,6 +72,8 @@ impl Default for BuildConfig {
             nats_image: "nats".into(),
             nats_version: "2.15.1".into(),
             allow_privileged: false,
+            egress_deny: Vec::new(),
+            egress_allow: Vec::new(),
         }
     }
 }

@@ -76,6 +76,7 @@ pub fn check_template(template: Option<&Template>, allow_privileged: bool) -> Re
         template.security_context.as_ref(),
         "spec.template.securityContext",
     )?;
+    check_environment(template)?;
     check_container_security(
         template
             .container
@@ -83,6 +84,22 @@ pub fn check_template(template: Option<&Template>, allow_privileged: bool) -> Re
             .and_then(|c| c.security_context.as_ref()),
         "spec.template.container.securityContext",
     )
+}
+
+/// Environment variables a template may not set: `SLUICE_*` (the process's own settings, egress
+/// rules among them) and `*_PROXY` (a proxy would be handed requests the egress guard never saw).
+fn check_environment(template: &Template) -> Result<(), BuildError> {
+    let env = template.container.as_ref().and_then(|c| c.env.as_ref());
+    for (i, var) in env.into_iter().flatten().enumerate() {
+        let name = var.name.to_ascii_uppercase();
+        if name.starts_with("SLUICE_") || name.ends_with("_PROXY") {
+            return reject(
+                format!("spec.template.container.env[{i}].name"),
+                format!("{} is the controller's to set, not a template's", var.name),
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The same rules for a `jetstream` EventBus's pod settings and its container templates.

@@ -503,3 +503,45 @@ fn a_template_overrides_the_hardened_defaults_field_by_field() {
     assert_eq!(container["capabilities"]["drop"], json!(["ALL"]));
     assert_eq!(container["allowPrivilegeEscalation"], false);
 }
+
+#[test]
+fn egress_rules_reach_sensor_pods_as_flags_and_templates_may_not_set_them() {
+    let cfg = BuildConfig {
+        egress_deny: vec!["10.0.0.0/8".into(), "192.168.0.0/16".into()],
+        egress_allow: vec!["10.1.2.0/24".into()],
+        ..BuildConfig::default()
+    };
+    let sensor: Sensor = parse(&format!(
+        "{}spec:\n  dependencies:\n    - {{name: d, eventSourceName: demo, eventName: example}}\n  triggers:\n    - template: {{name: l, log: {{}}}}\n",
+        meta_fixture("Sensor")
+    ));
+    let c = sensor_children(&sensor, "nats://bus:4222", &cfg).expect("builds");
+    let args = c.deployment["spec"]["template"]["spec"]["containers"][0]["args"].clone();
+    let args: Vec<&str> = args
+        .as_array()
+        .expect("args")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        args.windows(2)
+            .any(|w| w == ["--egress-deny", "10.0.0.0/8,192.168.0.0/16"]),
+        "{args:?}"
+    );
+    assert!(
+        args.windows(2).any(|w| w == ["--egress-allow", "10.1.2.0/24"]),
+        "{args:?}"
+    );
+    for name in ["SLUICE_EGRESS_ALLOW", "https_proxy", "HTTP_PROXY", "NO_PROXY"] {
+        let es = eventsource(&format!(
+            "  template:\n    container:\n      env: [{{name: A, value: b}}, {{name: {name}, value: x}}]\n"
+        ));
+        assert!(
+            matches!(
+                eventsource_children(&es, "nats://bus:4222", &BuildConfig::default()),
+                Err(BuildError::RejectPrivileged { path, .. }) if path == "spec.template.container.env[1].name"
+            ),
+            "{name}"
+        );
+    }
+}

@@ -350,6 +350,21 @@ fn workload(
         "readinessProbe": probe("/readyz"),
         "securityContext": container_security_defaults(),
     });
+    // The operator's egress rules reach sensor pods as flags: a flag beats the environment,
+    // which a template may shape.
+    if matches!(role, Role::Sensor) {
+        if let Some(args) = container["args"].as_array_mut() {
+            for (flag, rules) in [
+                ("--egress-deny", &cfg.egress_deny),
+                ("--egress-allow", &cfg.egress_allow),
+            ] {
+                if !rules.is_empty() {
+                    args.push(json!(flag));
+                    args.push(json!(rules.join(",")));
+                }
+            }
+        }
+    }
     let mut pod_spec = json!({"containers": [], "securityContext": pod_security_defaults()});
     let mut pod_meta = json!({"labels": labels, "annotations": {SPEC_HASH_ANNOTATION: spec_hash}});
     if let Some(t) = template {

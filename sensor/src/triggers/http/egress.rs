@@ -236,6 +236,58 @@ impl reqwest::dns::Resolve for GuardedResolver {
     }
 }
 
+/// Which redirects a guarded client follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Origin {
+    /// Any origin (every hop still passes the egress rules).
+    Any,
+    /// Only the origin (scheme, host, port) of the request itself.
+    Same,
+}
+
+/// Redirects a guarded client follows: at most 10, each to an allowed address. A redirect to a
+/// literal IP never reaches the resolver, so it is checked here; a named host is checked when it
+/// is resolved for the next hop. A 307/308 keeps the method and body, so an unchecked hop would
+/// replay the request to wherever the redirect says.
+fn redirect_policy(policy: Arc<EgressPolicy>, origin: Origin) -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(move |attempt| {
+        if attempt.previous().len() >= 10 {
+            return attempt.error(RedirectRefused("too many redirects (10)".to_owned()));
+        }
+        if let Err(denied) = check_literal(&policy, attempt.url()) {
+            return attempt.error(denied);
+        }
+        if origin == Origin::Same {
+            let first = attempt.previous().first().map(|u| u.origin());
+            if first.as_ref() != Some(&attempt.url().origin()) {
+                let to = attempt.url().origin().ascii_serialization();
+                return attempt.error(RedirectRefused(format!(
+                    "a redirect to another origin ({to}) would carry the trigger's secure headers there"
+                )));
+            }
+        }
+        attempt.follow()
+    })
+}
+
+/// Why a redirect was not followed (the egress rules' refusals are [`EgressDenied`]).
+#[derive(Debug, thiserror::Error)]
+#[error("redirect refused: {0}")]
+pub struct RedirectRefused(String);
+
+/// The literal IP of `url`'s host, checked against `policy` (IPv4-mapped IPv6 addresses count as
+/// their IPv4 address); a named host passes here.
+fn check_literal(policy: &EgressPolicy, url: &reqwest::Url) -> Result<(), EgressDenied> {
+    let host = url.host_str().unwrap_or_default();
+    // An IPv6 literal is written in brackets; the URL parser has already normalised every IPv4
+    // spelling (`0x7f.1`, `2130706433`) to dotted decimal.
+    let literal = host.trim_start_matches('[').trim_end_matches(']');
+    match literal.parse::<IpAddr>() {
+        Ok(address) => policy.check(host, address),
+        Err(_) => Ok(()),
+    }
+}
+
 /// The HTTP clients of a sensor's request-style triggers, all under one egress policy.
 #[derive(Clone)]
 pub struct HttpClients {
@@ -249,7 +301,7 @@ impl HttpClients {
     /// A shared client whose DNS resolution enforces `policy`.
     pub fn new(policy: EgressPolicy) -> Result<Self, reqwest::Error> {
         let policy = Arc::new(policy);
-        let shared = Self::builder_for(&policy).build()?;
+        let shared = Self::builder_for(&policy, Origin::Any).build()?;
         Ok(Self {
             shared,
             policy,
@@ -269,13 +321,31 @@ impl HttpClients {
         &self.slack_api_url
     }
 
-    fn builder_for(policy: &Arc<EgressPolicy>) -> reqwest::ClientBuilder {
-        reqwest::Client::builder().dns_resolver(Arc::new(GuardedResolver::new(policy.clone())))
+    fn builder_for(policy: &Arc<EgressPolicy>, origin: Origin) -> reqwest::ClientBuilder {
+        reqwest::Client::builder()
+            .dns_resolver(Arc::new(GuardedResolver::new(policy.clone())))
+            // A proxy from the environment (`HTTP_PROXY`, …, which a pod template could set) would
+            // be sent the unresolved host, and the guard would never see where the request goes.
+            .no_proxy()
+            .redirect(redirect_policy(policy.clone(), origin))
     }
 
     /// A builder with the egress guard, for a trigger that needs its own client (custom TLS).
     pub fn builder(&self) -> reqwest::ClientBuilder {
-        Self::builder_for(&self.policy)
+        Self::builder_for(&self.policy, Origin::Any)
+    }
+
+    /// A builder with the egress guard whose client follows redirects within the request's
+    /// origin only: for requests carrying secure headers, which reqwest would forward to any host
+    /// a redirect names (it strips only `Authorization`, `Cookie` and their kin).
+    pub fn same_origin_builder(&self) -> reqwest::ClientBuilder {
+        Self::builder_for(&self.policy, Origin::Same)
+    }
+
+    /// `Ok` when `url` may be requested: a literal IP host (which skips DNS, and so the guarded
+    /// resolver) is checked against the rules; a name is checked when the client resolves it.
+    pub fn check_url(&self, url: &reqwest::Url) -> Result<(), EgressDenied> {
+        check_literal(&self.policy, url)
     }
 
     /// The client shared by triggers without their own TLS settings.

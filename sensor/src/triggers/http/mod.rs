@@ -62,9 +62,17 @@ impl HttpTrigger {
             field: field.to_owned(),
             reason,
         };
-        let client = match &http.tls {
-            Some(tls) => tls_client(name, tls, ctx)?,
-            None => ctx.http.shared().clone(),
+        // Secure headers must not follow a redirect to another origin: such a trigger gets a
+        // client of its own that stays within the request's origin.
+        let same_origin = !http.secure_headers.is_empty();
+        let client = match (&http.tls, same_origin) {
+            (Some(tls), _) => tls_client(name, tls, ctx, same_origin)?,
+            (None, true) => ctx
+                .http
+                .same_origin_builder()
+                .build()
+                .map_err(|e| invalid("http.secureHeaders", format!("failed to build the client: {e}")))?,
+            (None, false) => ctx.http.shared().clone(),
         };
         // Parameters may fill in the URL or method per firing; check them only when nothing can.
         let parameterized = !spec.parameters.is_empty() || !http.parameters.is_empty();
@@ -235,6 +243,7 @@ fn tls_client(
     name: &str,
     tls: &sluice_crds::common::TLSConfig,
     ctx: &BuildContext,
+    same_origin: bool,
 ) -> Result<reqwest::Client, BuildError> {
     let secret = |selector| {
         ctx.secrets
@@ -249,7 +258,11 @@ fn tls_client(
         field: field.to_owned(),
         reason,
     };
-    let mut builder = ctx.http.builder();
+    let mut builder = if same_origin {
+        ctx.http.same_origin_builder()
+    } else {
+        ctx.http.builder()
+    };
     if let Some(ca) = &tls.ca_cert_secret {
         let pem = secret(ca)?;
         let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())

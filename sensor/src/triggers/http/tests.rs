@@ -698,3 +698,141 @@ async fn tls_insecure_skip_verify_accepts_an_unknown_issuer() -> anyhow::Result<
     let _ = server.wait();
     result
 }
+
+/// A recording listener on 127.0.0.2 (a loopback address the tests deny, standing in for a
+/// metadata address no test may ever contact) and the guarded context that denies it.
+async fn denied_listener() -> anyhow::Result<(std::net::SocketAddr, Arc<Mutex<Vec<Seen>>>, BuildContext)> {
+    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+    let store = seen.clone();
+    let app = axum::Router::new().fallback(move |req: Request| {
+        let store = store.clone();
+        async move {
+            let (parts, _) = req.into_parts();
+            if let Ok(mut v) = store.lock() {
+                v.push(Seen {
+                    method: parts.method.to_string(),
+                    path: parts.uri.path().to_owned(),
+                    headers: parts.headers,
+                    body: Bytes::new(),
+                });
+            }
+            StatusCode::OK
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.2:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let ctx = BuildContext {
+        http: egress::HttpClients::new(egress::EgressPolicy::with_rules(&["127.0.0.2/32".parse()?], &[]))?,
+        ..ctx()
+    };
+    Ok((addr, seen, ctx))
+}
+
+/// A server on 127.0.0.1 answering every request with a 307 to `location`.
+async fn redirector(location: String) -> anyhow::Result<String> {
+    let app = axum::Router::new().fallback(move || {
+        let location = location.clone();
+        async move {
+            (
+                StatusCode::TEMPORARY_REDIRECT,
+                [(axum::http::header::LOCATION, location)],
+            )
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(format!("http://{addr}"))
+}
+
+fn guarded(spec: &TriggerSpec, ctx: &BuildContext) -> anyhow::Result<HttpTrigger> {
+    let http = spec
+        .template
+        .as_ref()
+        .and_then(|t| t.http.as_ref())
+        .ok_or_else(|| anyhow::anyhow!("http"))?;
+    Ok(HttpTrigger::build("t", http, spec, ctx)?)
+}
+
+#[tokio::test]
+async fn a_redirect_to_a_denied_address_is_not_followed() -> anyhow::Result<()> {
+    let (denied, seen, ctx) = denied_listener().await?;
+    for location in [
+        format!("http://{denied}/stolen"),
+        format!("http://[::ffff:127.0.0.2]:{}/stolen", denied.port()),
+    ] {
+        let start = redirector(location.clone()).await?;
+        // A POST: a 307 keeps the method and body, so following it would replay the request.
+        let s = spec(
+            HTTPTrigger {
+                url: format!("{start}/hook"),
+                method: Some("POST".into()),
+                ..HTTPTrigger::default()
+            },
+            &[],
+        );
+        let err = guarded(&s, &ctx)?.execute(&firing(&s)).await.err();
+        let err = err.ok_or_else(|| anyhow::anyhow!("{location}: the redirect was followed"))?;
+        assert!(format!("{err:?}").contains("127.0.0.2"), "{location}: {err:?}");
+    }
+    assert_eq!(
+        seen.lock().map(|v| v.len()).unwrap_or_default(),
+        0,
+        "the denied listener was reached"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_ipv4_mapped_ipv6_literal_of_a_denied_address_is_refused() -> anyhow::Result<()> {
+    let (denied, seen, ctx) = denied_listener().await?;
+    let s = get(&format!("http://[::ffff:127.0.0.2]:{}/x", denied.port()));
+    let err = guarded(&s, &ctx)?.execute(&firing(&s)).await.err();
+    assert!(matches!(err, Some(TriggerError::EgressDenied { .. })), "{err:?}");
+    assert_eq!(seen.lock().map(|v| v.len()).unwrap_or_default(), 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn secure_headers_never_follow_a_redirect_to_another_origin() -> anyhow::Result<()> {
+    let (base, seen) = sink().await?;
+    // Another origin that the egress rules allow: the sink on localhost instead of 127.0.0.1.
+    let other = base.replace("127.0.0.1", "localhost");
+    let start = redirector(format!("{other}/landed")).await?;
+    let with_secure = spec(
+        HTTPTrigger {
+            url: format!("{start}/hook"),
+            method: Some("GET".into()),
+            secure_headers: vec![SecureHeader {
+                name: "X-Api-Key".into(),
+                value_from: Some(ValueFromSource {
+                    secret_key_ref: Some(SecretKeySelector {
+                        name: "auth".into(),
+                        key: "token".into(),
+                        optional: None,
+                    }),
+                    config_map_key_ref: None,
+                }),
+            }],
+            ..HTTPTrigger::default()
+        },
+        &[],
+    );
+    let open = BuildContext {
+        http: egress::HttpClients::new(egress::EgressPolicy::default())?,
+        ..ctx()
+    };
+    let err = guarded(&with_secure, &open)?
+        .execute(&firing(&with_secure))
+        .await
+        .err();
+    let err = err.ok_or_else(|| anyhow::anyhow!("followed a cross-origin redirect with secure headers"))?;
+    assert!(format!("{err:?}").contains("another origin"), "{err:?}");
+    assert_eq!(seen.lock().map(|v| v.len()).unwrap_or_default(), 0);
+    // Without secure headers the same redirect is followed.
+    let plain = get(&format!("{start}/hook"));
+    guarded(&plain, &open)?.execute(&firing(&plain)).await?;
+    assert_eq!(seen.lock().map(|v| v.len()).unwrap_or_default(), 1);
+    Ok(())
+}

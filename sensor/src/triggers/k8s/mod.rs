@@ -207,7 +207,7 @@ pub(crate) fn policy_and_source(
             reason: e.to_string(),
         }
     })?;
-    let source = SourceCache::build(name, field, source, &*ctx.secrets, ctx.http.shared().clone())?;
+    let source = SourceCache::build(name, field, source, &*ctx.secrets, ctx.http.clone())?;
     Ok((policy, source))
 }
 

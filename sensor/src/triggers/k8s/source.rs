@@ -17,6 +17,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use crate::triggers::http::egress::HttpClients;
+
 use serde_json::Value;
 use sluice_crds::sensor::ArtifactLocation;
 
@@ -36,7 +38,8 @@ struct Cached {
 
 /// Reads and remembers trigger sources.
 pub struct SourceCache {
-    http: reqwest::Client,
+    /// Under the sensor's egress rules: `source.url` is often filled from event data.
+    http: HttpClients,
     cache: Mutex<HashMap<String, Cached>>,
 }
 
@@ -60,8 +63,9 @@ impl SourceCache {
         field: &str,
         source: Option<&ArtifactLocation>,
         secrets: &dyn SecretResolver,
-        http: reqwest::Client,
+        http: impl Into<HttpClients>,
     ) -> Result<Self, BuildError> {
+        let http = http.into();
         let invalid = |reason: String| BuildError::InvalidField {
             trigger: trigger.to_owned(),
             field: field.to_owned(),
@@ -231,9 +235,16 @@ impl SourceCache {
             reason,
             retryable,
         };
+        let parsed = reqwest::Url::parse(url).map_err(|e| fail(format!("not a URL: {e}"), false))?;
+        // A literal IP skips DNS and so the guarded resolver: checked here; a name is checked
+        // when the client resolves it.
+        self.http
+            .check_url(&parsed)
+            .map_err(|denied| fail(denied.to_string(), false))?;
         let response = self
             .http
-            .get(url)
+            .shared()
+            .get(parsed)
             .send()
             .await
             .map_err(|e| fail(e.to_string(), true))?;

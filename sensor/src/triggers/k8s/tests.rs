@@ -263,3 +263,55 @@ async fn a_url_source_is_downloaded_once_and_a_configmap_source_read_at_build() 
     );
     Ok(())
 }
+
+/// `source.url` is often filled from event data: it goes through the sensor's egress rules, a
+/// literal IP included (which skips the guarded resolver). 127.0.0.2 stands in for a metadata
+/// address; its listener must see nothing.
+#[tokio::test]
+async fn a_url_source_at_a_denied_address_is_refused() -> anyhow::Result<()> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    let app = axum::Router::new().fallback(move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async { "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: stolen}\n" }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.2:0").await?;
+    let addr = listener.local_addr()?;
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let http = crate::triggers::http::egress::HttpClients::new(
+        crate::triggers::http::egress::EgressPolicy::with_rules(&["127.0.0.2/32".parse()?], &[]),
+    )?;
+    for url in [
+        format!("http://{addr}/cm.yaml"),
+        format!("http://[::ffff:127.0.0.2]:{}/cm.yaml", addr.port()),
+    ] {
+        let location = ArtifactLocation {
+            url: Some(sluice_crds::sensor::URLArtifact {
+                path: url.clone(),
+                verify_cert: false,
+            }),
+            ..Default::default()
+        };
+        let cache = SourceCache::build(
+            "t",
+            "k8s.source",
+            Some(&location),
+            &FileSecretResolver::new("/x"),
+            http.clone(),
+        )?;
+        let err = cache
+            .object(Some(&location))
+            .await
+            .err()
+            .ok_or_else(|| anyhow::anyhow!("{url} was fetched"))?;
+        assert!(err.to_string().contains("egress rules"), "{url}: {err}");
+        assert!(
+            !err.is_retryable(),
+            "{url}: a refusal does not get better with retries"
+        );
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "the denied listener was reached");
+    server.abort();
+    Ok(())
+}
