@@ -160,22 +160,15 @@ fn check_pod_security(sc: Option<&PodSecurityContext>, path: &str) -> Result<(),
             );
         }
     }
-    check_selinux(sc.se_linux_options.as_ref(), path)?;
-    check_profile(
-        sc.seccomp_profile.as_ref().map(|p| p.type_.as_str()),
-        &format!("{path}.seccompProfile.type"),
-    )?;
-    check_profile(
-        sc.app_armor_profile.as_ref().map(|p| p.type_.as_str()),
-        &format!("{path}.appArmorProfile.type"),
-    )?;
-    if sc.windows_options.as_ref().and_then(|w| w.host_process) == Some(true) {
-        return reject(
-            format!("{path}.windowsOptions.hostProcess"),
-            "host processes are not allowed",
-        );
-    }
-    Ok(())
+    check_confinement(
+        Confinement {
+            selinux: sc.se_linux_options.as_ref(),
+            seccomp: sc.seccomp_profile.as_ref().map(|p| p.type_.as_str()),
+            app_armor: sc.app_armor_profile.as_ref().map(|p| p.type_.as_str()),
+            host_process: sc.windows_options.as_ref().and_then(|w| w.host_process),
+        },
+        path,
+    )
 }
 
 fn check_container_security(sc: Option<&SecurityContext>, path: &str) -> Result<(), BuildError> {
@@ -211,16 +204,30 @@ fn check_container_security(sc: Option<&SecurityContext>, path: &str) -> Result<
             "only the Default proc mount is allowed",
         );
     }
-    check_selinux(sc.se_linux_options.as_ref(), path)?;
-    check_profile(
-        sc.seccomp_profile.as_ref().map(|p| p.type_.as_str()),
-        &format!("{path}.seccompProfile.type"),
-    )?;
-    check_profile(
-        sc.app_armor_profile.as_ref().map(|p| p.type_.as_str()),
-        &format!("{path}.appArmorProfile.type"),
-    )?;
-    if sc.windows_options.as_ref().and_then(|w| w.host_process) == Some(true) {
+    check_confinement(
+        Confinement {
+            selinux: sc.se_linux_options.as_ref(),
+            seccomp: sc.seccomp_profile.as_ref().map(|p| p.type_.as_str()),
+            app_armor: sc.app_armor_profile.as_ref().map(|p| p.type_.as_str()),
+            host_process: sc.windows_options.as_ref().and_then(|w| w.host_process),
+        },
+        path,
+    )
+}
+
+/// The settings a pod and a container security context share: how the container is confined.
+struct Confinement<'a> {
+    selinux: Option<&'a k8s_openapi::api::core::v1::SELinuxOptions>,
+    seccomp: Option<&'a str>,
+    app_armor: Option<&'a str>,
+    host_process: Option<bool>,
+}
+
+fn check_confinement(c: Confinement<'_>, path: &str) -> Result<(), BuildError> {
+    check_selinux(c.selinux, path)?;
+    check_profile(c.seccomp, &format!("{path}.seccompProfile.type"))?;
+    check_profile(c.app_armor, &format!("{path}.appArmorProfile.type"))?;
+    if c.host_process == Some(true) {
         return reject(
             format!("{path}.windowsOptions.hostProcess"),
             "host processes are not allowed",
