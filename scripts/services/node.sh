@@ -292,6 +292,10 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   # Pods' network namespaces under the state directory, not /var/run/netns: stop_node finds them.
   netns_mounts_under_state_dir = true
   stream_server_address = "127.0.0.1"
+  # This machine's root lacks CAP_SYS_RESOURCE, so no process may lower its oom_score_adj; the
+  # kubelet asks for negative ones (-998 for every sandbox) and runc would fail. Clamp them at
+  # containerd's own (0) instead.
+  restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
@@ -299,6 +303,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
+        # runc's container state with the rest of the node's (default: /run/containerd/runc).
+        Root = "$dir/containerd/runc"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "$tools/cni"
     conf_dir = "$dir/cni/net.d"
