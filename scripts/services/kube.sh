@@ -19,6 +19,7 @@ KUBE_NOBODY_TOKEN="${SLUICE_KUBE_DENIED_TOKEN:-sluice-nobody-token}"
 # veth, forwarded to 127.0.0.1), and its pods through the `kubernetes` Service's cluster IP: both are
 # in the serving certificate.
 KUBE_NODE_ACCESS_IP=10.250.250.1
+KUBE_SERVICE_CIDR=10.96.0.0/16
 KUBE_SERVICE_IP=10.96.0.1
 
 kube_bin_dir() {
@@ -178,7 +179,7 @@ start_kube() {
       --authorization-mode RBAC \
       --service-account-issuer https://kubernetes.default.svc.cluster.local \
       --service-account-key-file "$dir/pki/sa.pub" --service-account-signing-key-file "$dir/pki/sa.key" \
-      --service-cluster-ip-range 10.96.0.0/16 \
+      --service-cluster-ip-range "$KUBE_SERVICE_CIDR" \
       --allow-privileged=true \
       --endpoint-reconciler-type none \
       --kubelet-preferred-address-types InternalIP \
@@ -198,7 +199,7 @@ start_kube() {
       --leader-elect=false \
       --service-account-private-key-file "$dir/pki/sa.key" --root-ca-file "$dir/pki/ca.crt" \
       --use-service-account-credentials=false \
-      --service-cluster-ip-range 10.96.0.0/16 \
+      --service-cluster-ip-range "$KUBE_SERVICE_CIDR" \
       >"$dir/controller-manager.log" 2>&1 &
     echo $! >"$dir/controller-manager.pid"
     wait_port 127.0.0.1 "$KUBE_CM_PORT" 60 || kube_fail kube-controller-manager "$dir/controller-manager.log"

@@ -225,6 +225,10 @@ node_network() {
   # settings of this namespace only; the host's stay as they are. No default route is ever added,
   # so a pod's packet to any other address has nowhere to go.
   node_exec sysctl -qw net.ipv4.ip_forward=1 net.bridge.bridge-nf-call-iptables=1
+  # Service addresses from the namespace itself (`ip netns exec … curl http://svc.ns.svc…`): without
+  # a route the connect fails before kube-proxy's rules get to rewrite the destination. A Service
+  # address nobody rewrote goes to the host end of the veth, which does not forward it.
+  node_exec ip route replace "$KUBE_SERVICE_CIDR" dev eth0 src "$NODE_IP"
   # The resolver of `ip netns exec $NODE_NETNS …` commands: the cluster DNS.
   mkdir -p "/etc/netns/$NODE_NETNS"
   printf 'nameserver %s\nsearch default.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n' \
