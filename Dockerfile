@@ -6,6 +6,11 @@
 #   docker build -t ghcr.io/sluice-dev/sluice:0.1.0 .
 
 FROM rust:1.95-bookworm AS build
+# The native build dependencies scripts/setup installs (rdkafka's bundled librdkafka and OpenSSL).
+RUN apt-get update -qq \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      cmake pkg-config libssl-dev libsasl2-dev zlib1g-dev libzstd-dev libcurl4-openssl-dev binutils \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 # rust-toolchain.toml pins the toolchain; cargo --locked builds exactly Cargo.lock.
