@@ -505,7 +505,11 @@ stop_node() {
   fi
   for name in kube-scheduler forwarder; do
     if running "$dir/$name.pid"; then
-      node_kill TERM "$(cat "$dir/$name.pid")"
+      pid="$(cat "$dir/$name.pid")"
+      # socat forks a child per connection; those children go with it.
+      local children=()
+      mapfile -t children < <(pgrep -P "$pid" 2>/dev/null)
+      node_kill TERM "$pid" "${children[@]}"
       log "stopped $name"
     fi
   done
