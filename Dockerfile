@@ -14,7 +14,7 @@ RUN apt-get update -qq \
 WORKDIR /src
 COPY . .
 # rust-toolchain.toml pins the toolchain; cargo --locked builds exactly Cargo.lock.
-RUN cargo build --locked --release -p sluice --bin sluice \
+RUN cargo build --locked --release --bin sluice \
  && scripts/image-rootfs target/release/sluice /rootfs
 
 FROM scratch
