@@ -4,8 +4,8 @@
 # and only see that namespace: it has no default route and no NAT to the outside; a veth pair joins
 # it to the host, where a forwarder on the host end passes the API server's port to 127.0.0.1.
 # Every image is built here and imported into containerd, never pulled: a pause image from
-# Kubernetes' pause.c, Sluice's image (scripts/image), and a NATS image around the nats-server of
-# nats.sh. Sourced by scripts/services.sh. Defines start_node, stop_node, env_node.
+# Kubernetes' pause.c, Sluice's image (scripts/image), a NATS image around the nats-server of
+# nats.sh, and a busybox image for test clients. Sourced by scripts/services.sh. Defines start_node, stop_node, env_node.
 #
 # Builds (kubelet, kube-proxy and kube-scheduler from integration-tests/kube, the CNI plugins and a
 # trimmed CoreDNS from integration-tests/node) are cached under $CACHE like kube.sh's.
@@ -23,11 +23,28 @@ NODE_CNI_VERSION=v1.10.0
 NODE_COREDNS_VERSION=v1.15.0
 NODE_PAUSE_IMAGE="localhost/sluice/pause:v$KUBE_VERSION"
 NODE_NATS_IMAGE="docker.io/library/nats:$NATS_VERSION"
+# For tests that need a client inside a pod: Debian's static busybox (sh, wget, nslookup, nc, …).
+NODE_TOOLS_IMAGE=localhost/sluice/busybox:debian12
 # `dev` packs the debug binary the test suite builds anyway; `release` costs a release build.
 NODE_SLUICE_PROFILE="${SLUICE_NODE_IMAGE_PROFILE:-dev}"
 
 node_dir() {
   echo "$STATE/node"
+}
+
+# Debian packages the node runs (containerd 1.6 and runc 1.1 start pods here), kube-proxy's and the
+# CNI plugins' iptables and conntrack, the forwarder, gcc and a static libc for pause, and a static
+# busybox for the tools image (and ip, curl, nsenter). Installed only when one is missing.
+node_packages() {
+  local p missing=()
+  for p in containerd runc socat iptables conntrack iproute2 curl gcc libc6-dev busybox-static util-linux; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  ((${#missing[@]})) || return 0
+  [[ "$(id -u)" == 0 ]] || { log "node: needs root (network namespace, mounts, cgroups)"; exit 1; }
+  log "node: installing ${missing[*]} (apt)"
+  apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 }
 
 node_kube_bin_dir() {
@@ -133,10 +150,19 @@ node_images() {
       --entrypoint '["/nats-server"]' --cmd '["--config","nats-server.conf"]' \
       --output "$images/nats-$NATS_VERSION.oci.tar" >/dev/null
   fi
+  if [[ ! -f "$images/busybox-debian12.oci.tar" ]]; then
+    rm -rf "$dir/rootfs" && mkdir -p "$dir/rootfs/bin" "$dir/rootfs/tmp" && chmod 1777 "$dir/rootfs/tmp"
+    cp /bin/busybox "$dir/rootfs/bin/busybox"
+    local applet
+    for applet in sh ls cat echo env sleep wget nslookup nc ping; do ln -s busybox "$dir/rootfs/bin/$applet"; done
+    python3 "$ROOT/scripts/oci-archive" --rootfs "$dir/rootfs" --ref "$NODE_TOOLS_IMAGE" \
+      --entrypoint '["/bin/sh"]' --output "$images/busybox-debian12.oci.tar" >/dev/null
+  fi
   rm -rf "$dir/rootfs"
   "$ROOT/scripts/image" --profile "$NODE_SLUICE_PROFILE" --output "$dir/sluice.oci.tar" >"$dir/sluice-image.env"
   local archive
-  for archive in "$images/pause-v$KUBE_VERSION.oci.tar" "$images/nats-$NATS_VERSION.oci.tar" "$dir/sluice.oci.tar"; do
+  for archive in "$images/pause-v$KUBE_VERSION.oci.tar" "$images/nats-$NATS_VERSION.oci.tar" \
+    "$images/busybox-debian12.oci.tar" "$dir/sluice.oci.tar"; do
     ctr --address "$dir/containerd/containerd.sock" -n k8s.io images import "$archive" >/dev/null ||
       { log "node: importing $archive into containerd failed"; exit 1; }
   done
@@ -399,14 +425,13 @@ env_node() {
   echo "NODE_NAME=$NODE_NAME"
   echo "SLUICE_IMAGE=$(node_sluice_image)"
   echo "NATS_IMAGE=$NODE_NATS_IMAGE"
+  echo "NODE_TOOLS_IMAGE=$NODE_TOOLS_IMAGE"
 }
 
 start_node() {
   local dir kbin tools started=$SECONDS
   dir="$(node_dir)"
-  for tool in nsenter socat iptables conntrack containerd runc ctr gcc; do
-    command -v "$tool" >/dev/null || { log "node: $tool is missing (apt-get install containerd runc socat iptables conntrack gcc libc6-dev)"; exit 1; }
-  done
+  node_packages
   start_kube >/dev/null
   node_build_kube
   node_build_tools
