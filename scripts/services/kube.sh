@@ -78,9 +78,10 @@ kube_credentials() {
   local ext
   ext="$(printf 'subjectAltName=IP:127.0.0.1,IP:%s,IP:%s,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' \
     "$KUBE_NODE_ACCESS_IP" "$KUBE_SERVICE_IP")"
-  # A certificate made with other names (an older version of this script) is made again; a running
-  # kube-apiserver picks the new files up by itself.
-  if [[ ! -f "$pki/apiserver.crt" || "$(cat "$pki/apiserver.ext" 2>/dev/null)" != "$ext" ]]; then
+  # A certificate made with other names (an older version of this script) or by another CA is made
+  # again; a running kube-apiserver picks the new files up by itself.
+  if [[ ! -f "$pki/apiserver.crt" || "$pki/ca.crt" -nt "$pki/apiserver.crt" ||
+    "$(cat "$pki/apiserver.ext" 2>/dev/null)" != "$ext" ]]; then
     openssl req -newkey rsa:2048 -nodes -subj "/CN=kube-apiserver" \
       -keyout "$pki/apiserver.key" -out "$pki/apiserver.csr" 2>/dev/null
     printf '%s\n' "$ext" >"$pki/apiserver.ext"
