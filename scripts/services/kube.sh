@@ -43,7 +43,7 @@ kube_build() {
     local tmp started=$SECONDS v=k8s.io/component-base/version
     tmp="$(mktemp -d "$CACHE/go/kube-bin.XXXXXX")"
     (
-      cd "$ROOT/integration-tests/kube"
+      cd "$ROOT/integration-tests/kube" || exit 1
       export GOMODCACHE="$CACHE/go/mod" GOCACHE="$CACHE/go/build" GOFLAGS=-mod=readonly
       # Version stamps as the release build sets them, so clients see v1.X.Y, not v0.0.0-master.
       nice go build -trimpath \
