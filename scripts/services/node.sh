@@ -27,6 +27,8 @@ NODE_NATS_IMAGE="docker.io/library/nats:$NATS_VERSION"
 NODE_TOOLS_IMAGE=localhost/sluice/busybox:debian12
 # `dev` packs the debug binary the test suite builds anyway; `release` costs a release build.
 NODE_SLUICE_PROFILE="${SLUICE_NODE_IMAGE_PROFILE:-dev}"
+# Or pack this binary as is (another checkout's build, a release binary) and build nothing.
+NODE_SLUICE_BINARY="${SLUICE_NODE_BINARY:-}"
 
 node_dir() {
   echo "$STATE/node"
@@ -159,7 +161,9 @@ node_images() {
       --entrypoint '["/bin/sh"]' --output "$images/busybox-debian12.oci.tar" >/dev/null
   fi
   rm -rf "$dir/rootfs"
-  "$ROOT/scripts/image" --profile "$NODE_SLUICE_PROFILE" --output "$dir/sluice.oci.tar" >"$dir/sluice-image.env"
+  local from=(--profile "$NODE_SLUICE_PROFILE")
+  [[ -z "$NODE_SLUICE_BINARY" ]] || from=(--binary "$NODE_SLUICE_BINARY")
+  "$ROOT/scripts/image" "${from[@]}" --output "$dir/sluice.oci.tar" >"$dir/sluice-image.env"
   local archive
   for archive in "$images/pause-v$KUBE_VERSION.oci.tar" "$images/nats-$NATS_VERSION.oci.tar" \
     "$images/busybox-debian12.oci.tar" "$dir/sluice.oci.tar"; do
