@@ -565,6 +565,9 @@ stop_node() {
   fi
   ip link del "$NODE_VETH_HOST" 2>/dev/null || true
   rm -rf "/etc/netns/$NODE_NETNS"
+  # Directories made on the way that are left empty: /etc/netns, and containerd 1.6's fixed place for
+  # its shims' sockets (not configurable; the sockets go with the shims). rmdir keeps anything in use.
+  rmdir /etc/netns /run/containerd/s /run/containerd 2>/dev/null || true
   # The Node object goes too, so the pods bound to it are garbage-collected if the control plane
   # keeps running; a later start registers the node afresh.
   if [[ -f "$(kube_dir)/pki/ca.crt" ]] && running "$(kube_dir)/apiserver.pid"; then
