@@ -5,7 +5,12 @@
 # it to the host, where a forwarder on the host end passes the API server's port to 127.0.0.1.
 # Every image is built here and imported into containerd, never pulled: a pause image from
 # Kubernetes' pause.c, Sluice's image (scripts/image), a NATS image around the nats-server of
-# nats.sh, and a busybox image for test clients. Sourced by scripts/services.sh. Defines start_node, stop_node, env_node.
+# nats.sh, and a busybox image for test clients. Sourced by scripts/services.sh. Defines start_node,
+# stop_node, env_node.
+#
+# The kubelet is the API server's release (1.37) with failCgroupV1: false: this machine mounts the
+# cgroup v1 controllers (cgroup2 only at /sys/fs/cgroup/unified, without them), and Debian's
+# containerd 1.6 is still accepted (the kubelet falls back to its own cgroupDriver setting).
 #
 # Builds (kubelet, kube-proxy and kube-scheduler from integration-tests/kube, the CNI plugins and a
 # trimmed CoreDNS from integration-tests/node) are cached under $CACHE like kube.sh's.
@@ -449,7 +454,9 @@ start_node() {
   node_containerd_config "$dir"
   node_kubelet_config "$dir"
 
-  # containerd finds the runc shim and runc on PATH; CNI plugins need iptables.
+  # containerd finds the runc shim and runc on PATH; CNI plugins need iptables. A socket left by a
+  # containerd that died would pass for a live one below.
+  running "$dir/containerd.pid" || rm -f "$dir/containerd/containerd.sock"
   node_daemon containerd "$dir/containerd.log" \
     nsenter --net="/var/run/netns/$NODE_NETNS" -- containerd --config "$dir/containerd/config.toml"
   node_wait_socket "$dir/containerd/containerd.sock" 30 || node_fail containerd "$dir/containerd.log"
