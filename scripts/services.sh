@@ -26,7 +26,12 @@ wait_port() { # host port seconds
 }
 
 running() { # pidfile
-  [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null
+  [[ -f "$1" ]] || return 1
+  local pid state; pid="$(cat "$1")"
+  kill -0 "$pid" 2>/dev/null || return 1
+  # A killed server whose parent has not reaped it yet still answers kill -0: not running.
+  state="$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | cut -c1)"
+  [[ "$state" != Z ]]
 }
 
 # ---- dispatch ---------------------------------------------------------------------------------

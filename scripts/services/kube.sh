@@ -15,6 +15,12 @@ KUBE_CM_PORT="${SLUICE_KUBE_CM_PORT:-20257}"
 # Fixed test tokens: the server only listens on loopback and lives as long as the test run.
 KUBE_ADMIN_TOKEN="${SLUICE_KUBE_TOKEN:-sluice-admin-token}"
 KUBE_NOBODY_TOKEN="${SLUICE_KUBE_DENIED_TOKEN:-sluice-nobody-token}"
+# The node of scripts/services/node.sh reaches the API server at this address (the host end of its
+# veth, forwarded to 127.0.0.1), and its pods through the `kubernetes` Service's cluster IP: both are
+# in the serving certificate.
+KUBE_NODE_ACCESS_IP=10.250.250.1
+KUBE_SERVICE_CIDR=10.96.0.0/16
+KUBE_SERVICE_IP=10.96.0.1
 
 kube_bin_dir() {
   echo "$CACHE/kube-v$KUBE_VERSION/bin"
@@ -37,7 +43,7 @@ kube_build() {
     local tmp started=$SECONDS v=k8s.io/component-base/version
     tmp="$(mktemp -d "$CACHE/go/kube-bin.XXXXXX")"
     (
-      cd "$ROOT/integration-tests/kube"
+      cd "$ROOT/integration-tests/kube" || exit 1
       export GOMODCACHE="$CACHE/go/mod" GOCACHE="$CACHE/go/build" GOFLAGS=-mod=readonly
       # Version stamps as the release build sets them, so clients see v1.X.Y, not v0.0.0-master.
       nice go build -trimpath \
@@ -65,13 +71,20 @@ kube_dir() {
 kube_credentials() {
   local dir="$1" pki="$1/pki"
   mkdir -p "$pki"
-  if [[ ! -f "$pki/apiserver.crt" ]]; then
+  if [[ ! -f "$pki/ca.crt" ]]; then
     openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=sluice-test-ca" \
       -keyout "$pki/ca.key" -out "$pki/ca.crt" 2>/dev/null
+  fi
+  local ext
+  ext="$(printf 'subjectAltName=IP:127.0.0.1,IP:%s,IP:%s,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' \
+    "$KUBE_NODE_ACCESS_IP" "$KUBE_SERVICE_IP")"
+  # A certificate made with other names (an older version of this script) or by another CA is made
+  # again; a running kube-apiserver picks the new files up by itself.
+  if [[ ! -f "$pki/apiserver.crt" || "$pki/ca.crt" -nt "$pki/apiserver.crt" ||
+    "$(cat "$pki/apiserver.ext" 2>/dev/null)" != "$ext" ]]; then
     openssl req -newkey rsa:2048 -nodes -subj "/CN=kube-apiserver" \
       -keyout "$pki/apiserver.key" -out "$pki/apiserver.csr" 2>/dev/null
-    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default.svc\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' \
-      >"$pki/apiserver.ext"
+    printf '%s\n' "$ext" >"$pki/apiserver.ext"
     openssl x509 -req -in "$pki/apiserver.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial \
       -days 3650 -extfile "$pki/apiserver.ext" -out "$pki/apiserver.crt" 2>/dev/null
   fi
@@ -155,8 +168,9 @@ start_kube() {
     log "kube-apiserver already running (pid $(cat "$dir/apiserver.pid"))"
   else
     log "starting kube-apiserver on 127.0.0.1:$KUBE_API_PORT"
-    # The service CIDR is bookkeeping only (no kube-proxy, no traffic to it). No endpoint reconciler:
-    # it refuses a loopback advertise address, and no test talks to the `kubernetes` Service.
+    # The service CIDR is bookkeeping only unless scripts/services/node.sh runs a node. No endpoint
+    # reconciler: it refuses a loopback advertise address; node.sh writes the `kubernetes` Service's
+    # endpoints itself. Kubelets are reached at their InternalIP (a node name does not resolve here).
     nohup "$bin/kube-apiserver" \
       --etcd-servers "http://127.0.0.1:$KUBE_ETCD_PORT" \
       --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$KUBE_API_PORT" \
@@ -166,9 +180,10 @@ start_kube() {
       --authorization-mode RBAC \
       --service-account-issuer https://kubernetes.default.svc.cluster.local \
       --service-account-key-file "$dir/pki/sa.pub" --service-account-signing-key-file "$dir/pki/sa.key" \
-      --service-cluster-ip-range 10.96.0.0/16 \
+      --service-cluster-ip-range "$KUBE_SERVICE_CIDR" \
       --allow-privileged=true \
       --endpoint-reconciler-type none \
+      --kubelet-preferred-address-types InternalIP \
       >"$dir/apiserver.log" 2>&1 &
     echo $! >"$dir/apiserver.pid"
   fi
@@ -185,7 +200,7 @@ start_kube() {
       --leader-elect=false \
       --service-account-private-key-file "$dir/pki/sa.key" --root-ca-file "$dir/pki/ca.crt" \
       --use-service-account-credentials=false \
-      --service-cluster-ip-range 10.96.0.0/16 \
+      --service-cluster-ip-range "$KUBE_SERVICE_CIDR" \
       >"$dir/controller-manager.log" 2>&1 &
     echo $! >"$dir/controller-manager.pid"
     wait_port 127.0.0.1 "$KUBE_CM_PORT" 60 || kube_fail kube-controller-manager "$dir/controller-manager.log"
