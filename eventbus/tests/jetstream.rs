@@ -91,6 +91,14 @@ impl NatsServer {
         self.spawn()
     }
 
+    /// Starts the server again on the same port with an empty store, as a NATS pod without a
+    /// persistent volume comes back: every stream and durable is gone.
+    fn restart_empty(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        std::fs::remove_dir_all(self.store.path().join("data"))?;
+        self.spawn()
+    }
+
     fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
     }
@@ -497,6 +505,51 @@ async fn a_subscription_survives_a_server_restart() -> anyhow::Result<()> {
     // state lazily, and a killed server may not have written this delivery yet.
     assert!(got.contains_key("before"), "{got:?}");
     assert_quiet(&mut deliveries, Duration::from_secs(3)).await?;
+    Ok(())
+}
+
+/// A server that comes back without its store (a NATS pod on emptyDir, an EventBus scaled from
+/// one replica to three) has no stream: the publisher makes it again, and the subscriber's durable
+/// is made again reading the new stream from its start (its old ack floor means nothing there),
+/// so an event published after the loss arrives.
+#[tokio::test]
+async fn the_stream_is_made_again_after_a_server_comes_back_empty() -> anyhow::Result<()> {
+    init_logs();
+    let mut server = NatsServer::start()?;
+    let bus = connect(server.config("emptied")).await?;
+    let mut deliveries = bus
+        .subscribe(
+            "emptied-d",
+            filter_of(&subject()),
+            options(Duration::from_secs(2)),
+        )
+        .await?;
+    for id in ["a", "b", "c"] {
+        bus.publish(&subject(), &event(id)).await?;
+        next(&mut deliveries).await?.ack().await?;
+    }
+
+    server.restart_empty()?;
+    let deadline = Instant::now() + EVENTUALLY;
+    let mut refused = 0;
+    let ack = loop {
+        match bus.publish(&subject(), &event("after")).await {
+            Ok(ack) => break ack,
+            Err(err) if Instant::now() < deadline => {
+                refused += 1;
+                println!("publish after the empty restart not yet accepted: {err}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(err) => return Err(err.into()),
+        }
+    };
+    assert_eq!(ack.sequence, 1, "a new stream (refused {refused} times first)");
+    let delivery = tokio::time::timeout(Duration::from_secs(60), deliveries.next())
+        .await
+        .context("no delivery from the new stream")?
+        .context("the deliveries ended")?;
+    assert_eq!(delivery.event.id(), "after");
+    delivery.ack().await?;
     Ok(())
 }
 

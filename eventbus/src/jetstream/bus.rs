@@ -54,6 +54,11 @@ pub(super) struct Inner {
     in_flight: Semaphore,
     /// `max_publishes_in_flight`, as the permit count `close` takes.
     permits: u32,
+    /// The stream's settings, to create it again when it is gone.
+    pub(super) stream_config: stream::Config,
+    /// When the stream was last looked for after a publish found it missing: one try a second,
+    /// however many publishes fail meanwhile.
+    stream_checked: tokio::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
 impl JetStreamBus {
@@ -108,7 +113,7 @@ impl JetStreamBus {
 
         let stream_config = stream_config(&config);
         let stream = context
-            .get_or_create_stream(stream_config)
+            .get_or_create_stream(stream_config.clone())
             .await
             .map_err(|source| ConnectError::CreateStream {
                 stream: config.stream.clone(),
@@ -141,6 +146,8 @@ impl JetStreamBus {
                 in_flight: Semaphore::new(permits as usize),
                 permits,
                 config,
+                stream_config,
+                stream_checked: tokio::sync::Mutex::new(None),
             }),
         })
     }
@@ -164,6 +171,35 @@ impl JetStreamBus {
     /// The NATS subject events of `subject` are published on.
     pub fn nats_subject(&self, subject: &Subject) -> String {
         names::subject_for(&self.inner.config.stream, subject)
+    }
+
+    /// Gets or creates the stream after a publish found no stream, at most once a second.
+    async fn recreate_stream(&self) {
+        let mut checked = self.inner.stream_checked.lock().await;
+        let now = tokio::time::Instant::now();
+        if checked.is_some_and(|at| now.duration_since(at) < STREAM_CHECK_INTERVAL) {
+            return;
+        }
+        *checked = Some(now);
+        let stream = &self.inner.config.stream;
+        // `get_stream` asks the server (`get_stream_no_info` would not).
+        match self.inner.context.get_stream(stream).await {
+            // Still there (no responders while JetStream was starting, say): nothing to do.
+            Ok(_) => {}
+            Err(_) => match self
+                .inner
+                .context
+                .get_or_create_stream(self.inner.stream_config.clone())
+                .await
+            {
+                Ok(_) => {
+                    warn!(stream = %stream, "the stream was gone (a server restarted without its store?); created it again")
+                }
+                Err(error) => {
+                    debug!(stream = %stream, error = %error, "failed to create the stream again; retrying on a later publish")
+                }
+            },
+        }
     }
 
     async fn publish_acked(
@@ -196,9 +232,15 @@ impl JetStreamBus {
                 PublishErrorKind::TimedOut => PublishError::Timeout(timeout),
                 // No responders (stream gone or JetStream not ready), connection lost, too many
                 // acks pending: the bus is not accepting right now.
-                PublishErrorKind::StreamNotFound
-                | PublishErrorKind::BrokenPipe
-                | PublishErrorKind::MaxAckPending => {
+                PublishErrorKind::StreamNotFound => {
+                    debug!(subject = %nats_subject, error = %err, "publish not accepted");
+                    // A server without persistent storage that restarted has no stream: make it
+                    // again, or every later publish is refused too. This one is still refused
+                    // (its sender retries).
+                    self.recreate_stream().await;
+                    PublishError::Unavailable
+                }
+                PublishErrorKind::BrokenPipe | PublishErrorKind::MaxAckPending => {
                     debug!(subject = %nats_subject, error = %err, "publish not accepted");
                     PublishError::Unavailable
                 }
@@ -272,6 +314,9 @@ async fn connect_options(config: &JetStreamConfig) -> Result<ConnectOptions, Con
             }
         }))
 }
+
+/// How often a publish that found no stream may look for it again.
+const STREAM_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 fn stream_config(config: &JetStreamConfig) -> stream::Config {
     let settings = &config.stream_settings;

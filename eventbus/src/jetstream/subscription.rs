@@ -87,6 +87,7 @@ pub(super) async fn subscribe(
     let mut subscription = Subscription {
         context: inner.context.clone(),
         cancel: inner.cancel.clone(),
+        stream_config: inner.stream_config.clone(),
         stream,
         subject,
         consumer_config,
@@ -131,6 +132,9 @@ struct Subscription {
     context: jetstream::Context,
     /// The bus's token: cancelled by `close`, which ends this stream.
     cancel: CancellationToken,
+    /// The bus's stream, created again when it is gone (a NATS server without persistent storage
+    /// restarted): without it the durable could never be made again.
+    stream_config: jetstream::stream::Config,
     stream: String,
     /// Every delivery's subject: the filter is one exact subject.
     subject: Subject,
@@ -161,9 +165,9 @@ impl Subscription {
             durable: durable.clone(),
             source,
         };
-        let stream = self
+        let mut stream = self
             .context
-            .get_stream_no_info(&self.stream)
+            .get_or_create_stream(self.stream_config.clone())
             .await
             .map_err(|err| {
                 create(async_nats::jetstream::stream::ConsumerError::with_source(
@@ -171,13 +175,33 @@ impl Subscription {
                     err,
                 ))
             })?;
+        let last_sequence = stream
+            .info()
+            .await
+            .map(|info| info.state.last_sequence)
+            .map_err(|err| {
+                create(async_nats::jetstream::stream::ConsumerError::with_source(
+                    async_nats::jetstream::stream::ConsumerErrorKind::Other,
+                    err,
+                ))
+            })?;
         let mut config = self.consumer_config.clone();
-        if let Some(floor) = self.ack_floor {
+        match self.ack_floor {
+            // The stream is younger than our floor: it was lost and made again, and its sequences
+            // started over. Everything in it is new to us; starting after the old floor would skip
+            // it all.
+            Some(floor) if last_sequence < floor => {
+                warn!(durable = %self.durable(), floor, last_sequence, "the stream was recreated; reading it from its start");
+                config.deliver_policy = DeliverPolicy::All;
+            }
             // Only used if the durable is gone: recreate it where it was, not at "new" (which
             // would skip what was published meanwhile) nor at "all" (the whole stream again).
-            config.deliver_policy = DeliverPolicy::ByStartSequence {
-                start_sequence: floor.saturating_add(1),
-            };
+            Some(floor) => {
+                config.deliver_policy = DeliverPolicy::ByStartSequence {
+                    start_sequence: floor.saturating_add(1),
+                };
+            }
+            None => {}
         }
         let consumer: PullConsumer = stream
             .get_or_create_consumer(&durable, config)
