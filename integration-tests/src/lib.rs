@@ -70,6 +70,24 @@ impl SluiceProcess {
         Ok(Self { child, log })
     }
 
+    /// Starts `sluice ARGS…` like [`start`](Self::start), with `env` added to its environment.
+    pub fn start_with_env(
+        args: &[&str],
+        log: PathBuf,
+        secrets_dir: &Path,
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
+        let file = std::fs::File::create(&log)?;
+        let child = Command::new(sluice_bin()?)
+            .args(args)
+            .env("SLUICE_SECRETS_DIR", secrets_dir)
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()?;
+        Ok(Self { child, log })
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()

@@ -736,3 +736,82 @@ async fn generated_pods_are_admitted_under_the_restricted_pod_security_standard(
     namespaces.delete(&ns, &DeleteParams::default()).await?;
     Ok(())
 }
+
+/// A child's name already taken by an object the CR does not control is never taken over: the
+/// CR reports `AdoptionRefused` naming it, and the object is left exactly as it was.
+#[tokio::test]
+async fn an_object_sluice_did_not_create_is_never_adopted() -> Result<()> {
+    let client = admin_client().await?;
+    install_crds(&client).await?;
+    let ns = namespace(&client, "adopt").await?;
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let theirs: ConfigMap = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "webhook-eventsource-spec", "labels": {"owner": "someone-else"}},
+        "data": {"theirs": "keep me"},
+    }))?;
+    config_maps.create(&Default::default(), &theirs).await?;
+    let cancel = CancellationToken::new();
+    let config = ControllerConfig {
+        namespace: Some(ns.clone()),
+        build: BuildConfig {
+            image: "sluice:test".into(),
+            ..BuildConfig::default()
+        },
+        leader_election: None,
+    };
+    let controller = tokio::spawn(sluice_controller::run(
+        client.clone(),
+        config,
+        sluice_controller::Metrics::default(),
+        cancel.clone(),
+    ));
+    apply(
+        &client,
+        &ns,
+        "EventBus",
+        "eventbus",
+        json!({
+            "apiVersion": "argoproj.io/v1alpha1", "kind": "EventBus",
+            "metadata": {"name": "default"},
+            "spec": {"jetstreamExotic": {"url": "nats://nats.example:4222"}},
+        }),
+    )
+    .await?;
+    let mut source = eventsource(1);
+    source["spec"]["webhook"]["example"]
+        .as_object_mut()
+        .context("event")?
+        .remove("authSecret");
+    apply(&client, &ns, "EventSource", "eventsources", source).await?;
+    let refused = wait_for(WAIT, || {
+        let c = client.clone();
+        let ns = ns.clone();
+        async move {
+            let deployed = condition(&c, &ns, "EventSource", "eventsources", "webhook", "Deployed").await?;
+            Ok(deployed.filter(|d| d["reason"] == "AdoptionRefused"))
+        }
+    })
+    .await?;
+    assert_eq!(refused["status"], "False");
+    let message = refused["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&format!(
+            "ConfigMap {ns}/webhook-eventsource-spec exists and is not owned"
+        )),
+        "{message}"
+    );
+    let kept = config_maps.get("webhook-eventsource-spec").await?;
+    assert_eq!(
+        kept.data.unwrap_or_default().get("theirs").map(String::as_str),
+        Some("keep me")
+    );
+    assert!(kept.metadata.owner_references.is_none());
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    assert!(deployments.get_opt("webhook-eventsource").await?.is_none());
+    cancel.cancel();
+    controller.await??;
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    namespaces.delete(&ns, &DeleteParams::default()).await?;
+    Ok(())
+}

@@ -152,3 +152,56 @@ async fn quickstart_as_shipped_chains_webhook_http_trigger_and_log_trigger() -> 
     assert_eq!(sluice.terminate()?, Some(0));
     Ok(())
 }
+
+/// Trigger requests never go through a proxy named by the environment (`HTTP_PROXY` and kin,
+/// which a pod's environment could carry): a proxy is handed the unresolved host, so the egress
+/// guard would never see where the request goes. The proxy here records every request it gets;
+/// it must get none, and the sink must get the firing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trigger_requests_ignore_proxy_environment_variables() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let sink = Sink::start().await?;
+    let proxy = Sink::start().await?;
+    let port = free_port()?;
+    quickstart_copy(dir.path(), port, sink.port)?;
+    let proxy_url = format!("http://127.0.0.1:{}", proxy.port);
+    let sluice = SluiceProcess::start_with_env(
+        &[
+            "run",
+            dir.path().to_str().context("path")?,
+            "--log-format",
+            "json",
+            "--metrics-address",
+            "127.0.0.1:0",
+        ],
+        dir.path().join("sluice.log"),
+        &dir.path().join("secrets"),
+        &[
+            ("HTTP_PROXY", proxy_url.as_str()),
+            ("http_proxy", proxy_url.as_str()),
+            ("ALL_PROXY", proxy_url.as_str()),
+            ("NO_PROXY", ""),
+        ],
+    )?;
+    sluice.wait_healthy(port).await?;
+    let r = reqwest::Client::builder()
+        .no_proxy()
+        .build()?
+        .post(format!("http://127.0.0.1:{port}/example"))
+        .json(&json!({"type": "deploy", "service": "checkout", "version": "1.4.2", "user": "ada"}))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        sink.wait_for(1, Duration::from_secs(30)).await,
+        1,
+        "log:\n{}",
+        sluice.log_text()
+    );
+    assert!(
+        proxy.received().is_empty(),
+        "the proxy was used: {:?}",
+        proxy.received()
+    );
+    Ok(())
+}
