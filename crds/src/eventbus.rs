@@ -182,8 +182,9 @@ pub struct NATSConfig {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct JetStreamBus {
-    /// The JetStream version to run, one the controller's configuration lists, e.g. `2.10.10` or
-    /// `latest`. Required.
+    /// The NATS version to run, the tag of the controller's NATS image, e.g. `2.10.10` or
+    /// `latest`. Default: the controller's `--nats-version` (the chart's `nats.version`); upstream
+    /// requires it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
     /// Number of server pods: 1, or 3 and more (Raft needs a majority). Default 3.

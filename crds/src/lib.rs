@@ -128,6 +128,29 @@ pub fn slim_crd(crd: &mut CustomResourceDefinition) {
         }
     }
 
+    /// Drops `format`s the API server does not know (schemars writes `uint64`, `uint32`, … for
+    /// unsigned fields, and every `helm install` then warned about them); the `minimum: 0` schemars
+    /// writes beside them keeps the meaning.
+    fn drop_unknown_formats(node: &mut JSONSchemaProps) {
+        use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+            JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
+        };
+        if node.format.as_deref().is_some_and(|f| f.starts_with("uint")) {
+            node.format = None;
+        }
+        for c in node.properties.iter_mut().flat_map(|p| p.values_mut()) {
+            drop_unknown_formats(c);
+        }
+        match node.items.as_mut() {
+            Some(JSONSchemaPropsOrArray::Schema(s)) => drop_unknown_formats(s),
+            Some(JSONSchemaPropsOrArray::Schemas(list)) => list.iter_mut().for_each(drop_unknown_formats),
+            None => {}
+        }
+        if let Some(JSONSchemaPropsOrBool::Schema(s)) = node.additional_properties.as_mut() {
+            drop_unknown_formats(s);
+        }
+    }
+
     for version in &mut crd.spec.versions {
         let Some(root) = version
             .schema
@@ -136,6 +159,7 @@ pub fn slim_crd(crd: &mut CustomResourceDefinition) {
         else {
             continue;
         };
+        drop_unknown_formats(root);
         for path in UNDOCUMENTED_SUBTREES {
             let mut node = Some(&mut *root);
             for name in *path {

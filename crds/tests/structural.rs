@@ -104,3 +104,41 @@ fn crds_fit_in_a_client_side_apply_annotation() {
         );
     }
 }
+
+#[test]
+fn crds_use_only_formats_the_api_server_knows() {
+    // The API server warns on every apply about a format it does not recognise (schemars writes
+    // `uint64` for unsigned fields).
+    const KNOWN: [&str; 8] = [
+        "int32",
+        "int64",
+        "float",
+        "double",
+        "byte",
+        "date",
+        "date-time",
+        "int-or-string",
+    ];
+    fn walk(node: &serde_json::Value, path: &str, bad: &mut Vec<String>) {
+        match node {
+            serde_json::Value::Object(map) => {
+                if let Some(serde_json::Value::String(format)) = map.get("format") {
+                    if !KNOWN.contains(&format.as_str()) {
+                        bad.push(format!("{path}: {format}"));
+                    }
+                }
+                for (k, v) in map {
+                    walk(v, &format!("{path}.{k}"), bad);
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| walk(v, path, bad)),
+            _ => {}
+        }
+    }
+    let mut bad = Vec::new();
+    for crd in sluice_crds::crds() {
+        let value = serde_json::to_value(&crd).expect("CRD serializes");
+        walk(&value, &crd.spec.names.kind, &mut bad);
+    }
+    assert!(bad.is_empty(), "unknown formats: {bad:?}");
+}

@@ -1,5 +1,5 @@
 //! Offline checks of an EventBus, following upstream's rules (one kind; `native` or `exotic` for
-//! NATS; a version for JetStream; URLs for the exotic kinds and Kafka; a JetStream quorum) plus
+//! NATS; URLs for the exotic kinds and Kafka; a JetStream quorum) plus
 //! checks that durations and the stream settings parse.
 
 use super::{EventBus, EventBusSpec};
@@ -59,12 +59,8 @@ impl Validate for EventBusSpec {
         }
         if let Some(js) = &self.jetstream {
             let p = Problems::at(path, "jetstream");
-            if js.version.as_deref().unwrap_or("").is_empty() {
-                problems.error(
-                    Problems::at(&p, "version"),
-                    "the JetStream version is required, e.g. \"latest\" or \"2.10.10\"",
-                );
-            }
+            // No `version` error (upstream requires one): the controller's `--nats-version` (the
+            // chart's `nats.version`) is the default, so a bus runs the image the node has.
             if let Some(r) = js.replicas {
                 if r <= 0 || r == 2 {
                     problems.error(
@@ -289,8 +285,8 @@ spec:
 
     #[test]
     fn required_fields() {
-        assert_eq!(problems(&parse("spec:\n  jetstream: {}\n")).len(), 1);
-        assert!(problems(&parse("spec:\n  jetstream: {}\n"))[0].starts_with("spec.jetstream.version"));
+        // A bus without a version runs the controller's default (a Sluice extension).
+        assert!(problems(&parse("spec:\n  jetstream: {}\n")).is_empty());
         assert!(problems(&parse("spec:\n  jetstreamExotic: {}\n"))[0].starts_with("spec.jetstreamExotic.url"));
         assert!(problems(&parse("spec:\n  kafka: {}\n"))[0].starts_with("spec.kafka.url"));
         assert!(problems(&parse("spec:\n  nats: {}\n"))[0].contains("native or exotic"));
