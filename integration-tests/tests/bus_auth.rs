@@ -233,9 +233,17 @@ async fn a_rogue_server_cannot_join_the_generated_cluster() -> Result<()> {
     // loopback with ports of its own, and each pod's DNS name in the routes replaced by the
     // loopback port its server listens for routes on.
     let root = tempfile::tempdir()?;
-    let ports: Vec<(u16, u16, u16)> = (0..3)
-        .map(|_| Ok((free_port()?, free_port()?, free_port()?)))
-        .collect::<Result<_>>()?;
+    // Nine ports, all different: free_port releases each at once, so two calls may name the
+    // same one (seen once: two servers got the same route port and the cluster never formed).
+    let mut distinct = std::collections::BTreeSet::new();
+    let mut picked = Vec::new();
+    while picked.len() < 9 {
+        let port = free_port()?;
+        if distinct.insert(port) {
+            picked.push(port);
+        }
+    }
+    let ports: Vec<(u16, u16, u16)> = picked.chunks(3).map(|p| (p[0], p[1], p[2])).collect();
     let mut cluster_conf = String::from_utf8(secret_value(&cluster_secret, children::JS_CLUSTER_AUTH_KEY)?)?;
     for (route, (_, route_port, _)) in built.routes.iter().zip(&ports) {
         assert!(
@@ -299,17 +307,22 @@ async fn a_rogue_server_cannot_join_the_generated_cluster() -> Result<()> {
     let (_, first_route, first_monitor) = ports[0];
     let rogue = |dir: &std::path::Path, route_url: String| -> Result<Server> {
         std::fs::create_dir_all(dir)?;
+        let client_port = free_port()?;
+        let mut cluster_port = free_port()?;
+        while cluster_port == client_port {
+            cluster_port = free_port()?;
+        }
         let args: Vec<String> = [
             "-a",
             "127.0.0.1",
             "-p",
-            &free_port()?.to_string(),
+            &client_port.to_string(),
             "--name",
             "rogue",
             "--cluster_name",
             "routes",
             "--cluster",
-            &format!("nats://127.0.0.1:{}", free_port()?),
+            &format!("nats://127.0.0.1:{cluster_port}"),
             "--routes",
             &route_url,
         ]
