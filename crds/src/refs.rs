@@ -10,7 +10,9 @@
 //! `ConfigMapKeySelector` the value is taken. So a new selector field in the types is found
 //! without touching this module, and [`selector_paths`] lists every place the types allow one.
 
-use std::collections::BTreeSet;
+use std::any::TypeId;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use schemars::{JsonSchema, SchemaGenerator};
 use serde::Serialize;
@@ -62,9 +64,9 @@ pub enum RefsError {
 
 /// Every Secret and ConfigMap reference in `value`, sorted by kind, name and key, found through
 /// `T`'s schema.
-pub fn references<T: JsonSchema + Serialize>(value: &T) -> Result<Vec<Reference>, RefsError> {
+pub fn references<T: JsonSchema + Serialize + 'static>(value: &T) -> Result<Vec<Reference>, RefsError> {
     let json = serde_json::to_value(value).map_err(RefsError::Encode)?;
-    let schema = Schemas::of::<T>();
+    let schema = Schemas::cached::<T>();
     let mut out = BTreeSet::new();
     schema.walk(&json, &schema.root, String::new(), &mut out, 0);
     Ok(out.into_iter().collect())
@@ -92,6 +94,25 @@ struct Schemas {
 }
 
 impl Schemas {
+    /// `T`'s schemas, generated once per type: the controller lists references on every
+    /// reconcile, and generating the whole Sensor schema each time is most of that work.
+    fn cached<T: JsonSchema + 'static>() -> Arc<Self> {
+        static CACHE: OnceLock<Mutex<HashMap<TypeId, Arc<Schemas>>>> = OnceLock::new();
+        let cache = CACHE.get_or_init(Mutex::default);
+        let id = TypeId::of::<T>();
+        // A poisoned lock only means another thread panicked mid-insert; the map is still whole.
+        if let Some(hit) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&id) {
+            return hit.clone();
+        }
+        let fresh = Arc::new(Self::of::<T>());
+        cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(id)
+            .or_insert(fresh)
+            .clone()
+    }
+
     fn of<T: JsonSchema>() -> Self {
         let mut generator = SchemaGenerator::default();
         let root = generator.root_schema_for::<T>().to_value();
