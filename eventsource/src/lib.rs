@@ -9,6 +9,7 @@
 
 pub mod aws;
 pub mod checkpoint;
+pub mod clients;
 pub mod clock;
 pub mod filter;
 pub mod http;

@@ -8,7 +8,7 @@ use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
 use lapin::BasicProperties;
 use serde_json::{json, Value};
 
-use super::super::jetstream::body_value;
+use crate::clients::body::body_value;
 
 /// Go's `time.Time.String()` in UTC, as upstream renders the AMQP `timestamp` property
 /// (`2024-05-01 12:00:00 +0000 UTC`); an absent timestamp is Go's zero time.

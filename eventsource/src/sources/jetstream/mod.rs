@@ -29,7 +29,6 @@ use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsum
 use async_nats::jetstream::{self, AckKind};
 use async_nats::ConnectOptions;
 use async_trait::async_trait;
-use base64::Engine;
 use futures::StreamExt;
 use serde_json::{json, Value};
 use sluice_crds::eventsource::JetStreamEventSource;
@@ -255,15 +254,7 @@ enum Settle {
     Stop,
 }
 
-/// The body of an event: JSON when asked for and the payload is JSON, base64 otherwise.
-pub fn body_value(payload: &[u8], json_body: bool) -> Value {
-    if json_body {
-        if let Ok(v) = serde_json::from_slice::<Value>(payload) {
-            return v;
-        }
-    }
-    Value::String(base64::engine::general_purpose::STANDARD.encode(payload))
-}
+use crate::clients::body::body_value;
 
 impl JetStreamSource {
     async fn connect(&self) -> Result<PullConsumer, ConsumeError> {

@@ -40,7 +40,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::jetstream::body_value;
+use crate::clients::body::body_value;
 use crate::metrics::{EventLabels, SourceMetrics};
 use crate::reconnect::Backoff;
 use crate::sender::{publish, EventSender, Outcome, Publisher, Retry, FIRST_BACKOFF};

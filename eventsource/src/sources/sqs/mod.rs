@@ -21,13 +21,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use base64::Engine;
 use serde_json::{Map, Value};
 use sluice_crds::eventsource::SQSEventSource;
 use sluice_eventbus::{EventBuilder, Subject};
 use tokio_util::sync::CancellationToken;
 
 use crate::aws::{AwsClient, Credentials, CredentialsProvider, SqsMessage};
+use crate::clients::body::body_value;
 use crate::metrics::{EventLabels, SourceMetrics};
 use crate::push::metadata_value;
 use crate::sender::EventSender;
@@ -192,17 +192,6 @@ pub fn client(
     Ok(AwsClient::new(provider, region))
 }
 
-/// The `body` of an event: parsed JSON with `jsonBody` when it parses, else base64 (upstream marshals
-/// the raw bytes, which Go encodes as base64).
-pub fn body_value(body: &str, json_body: bool) -> Value {
-    if json_body {
-        if let Ok(v) = serde_json::from_str::<Value>(body) {
-            return v;
-        }
-    }
-    Value::String(base64::engine::general_purpose::STANDARD.encode(body.as_bytes()))
-}
-
 /// The event data of one message, as upstream.
 pub fn event_data(
     message: &SqsMessage,
@@ -212,7 +201,7 @@ pub fn event_data(
     let mut data = Map::new();
     data.insert("messageId".into(), Value::String(message.message_id.clone()));
     data.insert("messageAttributes".into(), message.message_attributes.clone());
-    data.insert("body".into(), body_value(&message.body, json_body));
+    data.insert("body".into(), body_value(message.body.as_bytes(), json_body));
     if let Some(m) = metadata_value(metadata) {
         data.insert("metadata".into(), m);
     }
@@ -397,7 +386,7 @@ mod tests {
 
     #[test]
     fn non_json_body_with_json_body_is_base64_like_upstream() {
-        assert_eq!(body_value("not json", true), json!("bm90IGpzb24="));
-        assert_eq!(body_value("{\"a\":1}", false), json!("eyJhIjoxfQ=="));
+        assert_eq!(body_value(b"not json", true), json!("bm90IGpzb24="));
+        assert_eq!(body_value(b"{\"a\":1}", false), json!("eyJhIjoxfQ=="));
     }
 }
