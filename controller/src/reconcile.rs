@@ -676,7 +676,7 @@ async fn apply_eventbus(bus: &EventBus, ctx: &Context) -> Result<Action, Reconci
                                 key: children::JS_CLIENT_AUTH_KEY.into(),
                                 optional: None,
                             }),
-                            stream_config: js.stream_config.clone(),
+                            stream_config: Some(c.stream_config.clone()),
                             ..Default::default()
                         }),
                         ..Default::default()

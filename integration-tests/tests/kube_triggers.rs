@@ -85,11 +85,13 @@ fn argo_spec(argo: ArgoSpec) -> TriggerSpec {
 }
 
 fn firing(spec: &TriggerSpec, repository: &str) -> Result<Firing> {
-    let events: BTreeMap<_, _> = [(
-        "push".to_owned(),
-        github_push("delivery-1", repository, "abc123")?,
-    )]
-    .into();
+    firing_of(spec, "delivery-1", repository)
+}
+
+/// A firing for the push with GitHub delivery id `delivery` (which makes the event's id, and so the
+/// firing's).
+fn firing_of(spec: &TriggerSpec, delivery: &str, repository: &str) -> Result<Firing> {
+    let events: BTreeMap<_, _> = [("push".to_owned(), github_push(delivery, repository, "abc123")?)].into();
     let trigger = spec.template.as_ref().map(|t| t.name.clone()).unwrap_or_default();
     Ok(Firing {
         id: FiringId::new(&trigger, &events),
@@ -198,6 +200,69 @@ async fn k8s_create_applies_parameters_labels_and_the_sensor_namespace() -> Resu
     assert!(labels
         .get("events.argoproj.io/action-timestamp")
         .is_some_and(|t| t.parse::<i64>().is_ok()));
+    Ok(())
+}
+
+/// A firing of `create` makes its object once: run again (a sensor restarted before the ack, the
+/// event redelivered, another replica), it finds the object it made; another firing makes another;
+/// a name that something else took is still the API's `AlreadyExists`.
+#[tokio::test]
+async fn k8s_create_makes_one_object_per_firing_however_often_it_runs() -> Result<()> {
+    let (client, ns) = setup("k8s-once").await?;
+    let api = config_maps(&client, &ns);
+    let manifest = |meta: Value| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": {"repo": "unset"}});
+    let spec = k8s_spec(
+        StandardK8STrigger {
+            source: resource(manifest(json!({"generateName": "push-"}))),
+            ..Default::default()
+        },
+        None,
+    );
+    let trigger = k8s_trigger(&client, &ns, &spec)?;
+    let first = firing(&spec, "sluice")?;
+    let name = object_name(&trigger.execute(&first).await?);
+    assert_eq!(
+        name,
+        format!("push-{}", &first.id.as_str()[..16]),
+        "a generateName object is named after its firing"
+    );
+    assert_eq!(object_name(&trigger.execute(&first).await?), name);
+    let made = api.list(&ListParams::default()).await?;
+    let pushes: Vec<_> = made
+        .items
+        .iter()
+        .filter_map(|o| o.metadata.name.clone())
+        .filter(|n| n.starts_with("push-"))
+        .collect();
+    assert_eq!(pushes, vec![name.clone()], "the repeat made no second object");
+    let annotations = api.get(&name).await?.metadata.annotations.unwrap_or_default();
+    assert_eq!(
+        annotations.get("sluice.dev/firing-id"),
+        Some(&first.id.to_string())
+    );
+
+    let other = firing_of(&spec, "delivery-2", "sluice")?;
+    let second = object_name(&trigger.execute(&other).await?);
+    assert_ne!(second, name, "another firing makes another object");
+
+    // An explicit name taken by an object no firing made stays an error (as upstream).
+    create(&api, manifest(json!({"name": "taken"}))).await?;
+    let spec = k8s_spec(
+        StandardK8STrigger {
+            source: resource(manifest(json!({"name": "taken"}))),
+            ..Default::default()
+        },
+        None,
+    );
+    let err = k8s_trigger(&client, &ns, &spec)?
+        .execute(&firing(&spec, "sluice")?)
+        .await
+        .expect_err("the name is taken");
+    assert!(
+        matches!(&err, TriggerError::KubernetesApi { status: 409, reason, .. } if reason == "AlreadyExists"),
+        "{err:?}"
+    );
+    assert_eq!(err.kind(), ErrorKind::Permanent);
     Ok(())
 }
 
@@ -455,7 +520,8 @@ async fn k8s_api_errors_name_the_object_and_say_whether_to_retry() -> Result<()>
     assert!(text.contains("a lowercase RFC 1123 subdomain"), "{text}");
     assert_eq!(err.kind(), ErrorKind::Permanent);
 
-    // 409 AlreadyExists: a fixed name created twice; permanent (a retry would fail the same way).
+    // 409 AlreadyExists: a fixed name created by two firings; permanent (a retry would fail the
+    // same way). (The same firing twice finds its own object: see k8s_create_makes_one_object_….)
     let spec = k8s_spec(
         StandardK8STrigger {
             source: resource(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "once"}})),
@@ -466,7 +532,7 @@ async fn k8s_api_errors_name_the_object_and_say_whether_to_retry() -> Result<()>
     let trigger = k8s_trigger(&client, &ns, &spec)?;
     trigger.execute(&firing(&spec, "r")?).await?;
     let err = trigger
-        .execute(&firing(&spec, "r")?)
+        .execute(&firing_of(&spec, "delivery-2", "r")?)
         .await
         .err()
         .context("second create must fail")?;

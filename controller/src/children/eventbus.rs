@@ -42,6 +42,9 @@ pub struct BusChildren {
     /// Lets clients reach 4222 from anywhere, and only the bus's own pods reach the route (6222)
     /// and monitoring (8222) ports.
     pub network_policy: Value,
+    /// The stream settings clients create the bus's stream with (`streamConfig` YAML), see
+    /// [`stream_settings`].
+    pub stream_config: String,
 }
 
 /// The children of a `jetstream` EventBus: NATS with JetStream enabled, clustered when replicas > 1.
@@ -266,5 +269,34 @@ pub fn jetstream_children(
         cluster_secret,
         routes,
         network_policy,
+        stream_config: stream_settings(js.stream_config.as_deref(), replicas)?,
     })
+}
+
+/// The stream settings for a bus of `replicas` servers: the manifest's `streamConfig`, with
+/// `replicas: min(servers, 3)` added when it names none, as upstream's controller configuration
+/// does. Without it the first client would create the stream with one replica, and losing the one
+/// server that holds it (a pod deleted, its volume gone) would lose every event not yet consumed.
+pub fn stream_settings(stream_config: Option<&str>, replicas: i32) -> Result<String, BuildError> {
+    let mut settings = match stream_config.map(str::trim).filter(|s| !s.is_empty()) {
+        None => serde_yaml::Mapping::new(),
+        Some(text) => match serde_yaml::from_str::<serde_yaml::Value>(text) {
+            Ok(serde_yaml::Value::Mapping(m)) => m,
+            Ok(_) => {
+                return Err(BuildError::EncodeSpec(
+                    "spec.jetstream.streamConfig: not a YAML mapping".into(),
+                ))
+            }
+            Err(e) => {
+                return Err(BuildError::EncodeSpec(format!(
+                    "spec.jetstream.streamConfig: {e}"
+                )))
+            }
+        },
+    };
+    let key = serde_yaml::Value::from("replicas");
+    if !settings.contains_key(&key) {
+        settings.insert(key, serde_yaml::Value::from(replicas.clamp(1, 3)));
+    }
+    serde_yaml::to_string(&settings).map_err(|e| BuildError::EncodeSpec(e.to_string()))
 }

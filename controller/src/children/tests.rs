@@ -545,3 +545,24 @@ fn egress_rules_reach_sensor_pods_as_flags_and_templates_may_not_set_them() {
         );
     }
 }
+
+#[test]
+fn the_stream_is_replicated_on_up_to_three_servers_unless_the_manifest_says_otherwise() {
+    let replicas = |text: &str| -> serde_yaml::Value {
+        let parsed: serde_yaml::Value = parse(text);
+        parsed["replicas"].clone()
+    };
+    let one = eventbus::stream_settings(None, 1).expect("settings");
+    assert_eq!(replicas(&one), serde_yaml::Value::from(1));
+    let five = eventbus::stream_settings(None, 5).expect("settings");
+    assert_eq!(replicas(&five), serde_yaml::Value::from(3));
+    // The manifest's other settings are kept, and its own `replicas` wins.
+    let own = eventbus::stream_settings(Some("maxAge: 1h\n"), 3).expect("settings");
+    assert_eq!(replicas(&own), serde_yaml::Value::from(3));
+    let own: serde_yaml::Value = parse(&own);
+    assert_eq!(own["maxAge"], serde_yaml::Value::from("1h"));
+    let pinned = eventbus::stream_settings(Some("replicas: 1\n"), 3).expect("settings");
+    assert_eq!(replicas(&pinned), serde_yaml::Value::from(1));
+    let err = eventbus::stream_settings(Some("[1, 2]"), 3).expect_err("a list is refused");
+    assert!(err.to_string().contains("streamConfig"), "{err}");
+}

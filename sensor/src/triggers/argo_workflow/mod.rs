@@ -31,14 +31,14 @@
 //! the Workflow acted on.
 
 use async_trait::async_trait;
-use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use serde_json::{json, Map, Value};
 use sluice_crds::sensor::{ArgoWorkflowTrigger as ArgoWorkflowSpec, Trigger as TriggerSpec};
 use tracing::info;
 
 use super::k8s::client::{api_error, KubeAccess};
-use super::k8s::object::{add_labels, creation_labels, describe_object, meta_str, now_millis};
+use super::k8s::object::{add_labels, creation_labels, describe_object, mark_firing, meta_str, now_millis};
 use super::k8s::policy::LabelPolicy;
 use super::k8s::source::SourceCache;
 use super::{BuildContext, BuildError, Outcome, Trigger, TriggerError};
@@ -375,6 +375,7 @@ impl Trigger for ArgoWorkflowTrigger {
                     &mut object,
                     &creation_labels(&self.sensor, &firing.trigger, now_millis()),
                 );
+                mark_firing(&mut object, firing.id.as_str());
                 json!({"operation": op.as_str(), "workflow": object})
             }
             Operation::SubmitFrom | Operation::Resubmit => json!({
@@ -404,20 +405,9 @@ impl Trigger for ArgoWorkflowTrigger {
         );
         let ns = Some(namespace.as_str());
         let name = name.unwrap_or_default();
-        let create = |wf: Value, shown: String| {
-            let workflows = workflows.clone();
-            async move {
-                let dynamic: DynamicObject =
-                    serde_json::from_value(wf).map_err(|e| TriggerError::InvalidObject {
-                        reason: format!("the Workflow is not a Kubernetes object: {e}"),
-                    })?;
-                workflows
-                    .create(&PostParams::default(), &dynamic)
-                    .await
-                    .map(|created| created.metadata.name.unwrap_or_default())
-                    .map_err(|e| api_error("create", "Workflow", ns, &shown, e))
-            }
-        };
+        // Every Workflow is created once per firing (see `create_once`): a repeated firing finds
+        // the Workflow it submitted before instead of submitting a second run.
+        let create = |wf: Value| super::k8s::create_once(&workflows, "Workflow", ns, wf, firing);
         let (action, acted_on) = match self.operation {
             Operation::Submit => {
                 add_labels(
@@ -425,12 +415,7 @@ impl Trigger for ArgoWorkflowTrigger {
                     &creation_labels(&self.sensor, &firing.trigger, now_millis()),
                 );
                 super::k8s::object::set_namespace(&mut object, Some(&namespace));
-                let shown = if name.is_empty() {
-                    meta_str(&object, "generateName").unwrap_or_default().to_owned()
-                } else {
-                    name.clone()
-                };
-                ("submitted", create(object, shown).await?)
+                ("submitted", create(object).await?)
             }
             Operation::SubmitFrom => {
                 let kind = object.get("kind").and_then(Value::as_str).unwrap_or_default();
@@ -448,7 +433,7 @@ impl Trigger for ArgoWorkflowTrigger {
                     .map_err(|e| api_error("read", from.kind(), from_ns, &name, e))?;
                 let template = serde_json::to_value(&template).unwrap_or_default();
                 let wf = workflow_from(from, &name, &namespace, &template, &object);
-                ("submitted", create(wf, format!("{name}-")).await?)
+                ("submitted", create(wf).await?)
             }
             Operation::Resubmit => {
                 let old = workflows
@@ -456,10 +441,7 @@ impl Trigger for ArgoWorkflowTrigger {
                     .await
                     .map_err(|e| api_error("read", "Workflow", ns, &name, e))?;
                 let old = serde_json::to_value(&old).unwrap_or_default();
-                (
-                    "resubmitted",
-                    create(resubmitted(&old, &name, &namespace), format!("{name}-")).await?,
-                )
+                ("resubmitted", create(resubmitted(&old, &name, &namespace)).await?)
             }
             op @ (Operation::Suspend | Operation::Resume | Operation::Terminate | Operation::Stop) => {
                 let patch = op.spec_patch().unwrap_or_default();

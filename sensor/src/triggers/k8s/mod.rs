@@ -38,7 +38,10 @@ use sluice_crds::sensor::{StandardK8STrigger, Trigger as TriggerSpec};
 use tracing::info;
 
 use self::client::{api_error, api_for, Discovery, KubeAccess, ObjectKind};
-use self::object::{add_labels, creation_labels, merge_override, meta_str, now_millis, set_namespace};
+use self::object::{
+    add_labels, created_by_firing, creation_labels, mark_firing, merge_override, meta_str, now_millis,
+    set_namespace,
+};
 use self::policy::LabelPolicy;
 use self::source::SourceCache;
 use super::{BuildContext, BuildError, Outcome, Trigger, TriggerError};
@@ -225,22 +228,41 @@ fn to_dynamic(object: &Value) -> Result<DynamicObject, TriggerError> {
     })
 }
 
-/// Creates `object` (labels already set) and returns the created object's name.
-async fn create(
+/// Creates `object` (labels already set) once per firing and returns the object's name.
+///
+/// The object is marked with the firing's id ([`mark_firing`]; a `generateName` becomes a name
+/// derived from it). When the name is taken by an object that the same firing created — this
+/// firing ran before, and the sensor restarted or the event was redelivered before its ack — that
+/// object is the result, and nothing is created twice. A name taken by anything else is the
+/// API's `AlreadyExists` error, as upstream.
+pub(crate) async fn create_once(
     api: &Api<DynamicObject>,
     kind: &str,
     namespace: Option<&str>,
-    object: &Value,
+    mut object: Value,
+    firing: &Firing,
 ) -> Result<String, TriggerError> {
-    let shown = meta_str(object, "name")
-        .or_else(|| meta_str(object, "generateName"))
-        .unwrap_or("<unnamed>")
-        .to_owned();
-    let created = api
-        .create(&PostParams::default(), &to_dynamic(object)?)
-        .await
-        .map_err(|e| api_error("create", kind, namespace, &shown, e))?;
-    Ok(created.metadata.name.unwrap_or(shown))
+    let named = mark_firing(&mut object, firing.id.as_str());
+    let shown = named.clone().unwrap_or_else(|| "<unnamed>".to_owned());
+    let error = match api.create(&PostParams::default(), &to_dynamic(&object)?).await {
+        Ok(created) => return Ok(created.metadata.name.unwrap_or(shown)),
+        Err(e) => e,
+    };
+    let taken =
+        matches!(&error, kube::Error::Api(status) if status.code == 409 && status.reason == "AlreadyExists");
+    if let (true, Some(name)) = (taken, named) {
+        let existing = api
+            .get_opt(&name)
+            .await
+            .map_err(|e| api_error("read", kind, namespace, &name, e))?;
+        let existing = existing.and_then(|o| serde_json::to_value(o).ok());
+        if existing.as_ref().and_then(created_by_firing) == Some(firing.id.as_str()) {
+            info!(sensor = %firing.sensor, trigger = %firing.trigger, firing = %firing.id, kind, object = %name,
+                "repeated firing: the object it creates exists already");
+            return Ok(name);
+        }
+    }
+    Err(api_error("create", kind, namespace, &shown, error))
 }
 
 #[async_trait]
@@ -258,6 +280,7 @@ impl Trigger for K8sTrigger {
                 &mut object,
                 &creation_labels(&self.sensor, &firing.trigger, now_millis()),
             );
+            mark_firing(&mut object, firing.id.as_str());
         }
         Ok(serde_json::json!({
             "operation": self.operation.as_str(),
@@ -313,7 +336,7 @@ impl Trigger for K8sTrigger {
                     &mut object,
                     &creation_labels(&self.sensor, &firing.trigger, now_millis()),
                 );
-                ("created", create(&api, k, ns, &object).await?)
+                ("created", create_once(&api, k, ns, object, firing).await?)
             }
             Operation::Update => {
                 let name = required_name(&object, op)?;
@@ -322,7 +345,7 @@ impl Trigger for K8sTrigger {
                     .await
                     .map_err(|e| api_error("read", k, ns, &name, e))?
                 {
-                    None => ("created", create(&api, k, ns, &object).await?),
+                    None => ("created", create_once(&api, k, ns, object, firing).await?),
                     Some(existing) => {
                         let mut merged =
                             serde_json::to_value(&existing).map_err(|e| TriggerError::InvalidObject {
@@ -344,7 +367,7 @@ impl Trigger for K8sTrigger {
                     .map_err(|e| api_error("read", k, ns, &name, e))?
                     .is_some();
                 if !exists && self.patch_strategy != PatchStrategy::Json {
-                    ("created", create(&api, k, ns, &object).await?)
+                    ("created", create_once(&api, k, ns, object, firing).await?)
                 } else {
                     let params = match self.patch_strategy {
                         PatchStrategy::Apply => PatchParams::apply(FIELD_MANAGER).force(),

@@ -12,6 +12,16 @@ pub const LABEL_TRIGGER: &str = "events.argoproj.io/trigger";
 /// Label with the creation time in Unix milliseconds (upstream's name).
 pub const LABEL_ACTION_TIMESTAMP: &str = "events.argoproj.io/action-timestamp";
 
+/// Annotation with the id of the firing that created an object (a Sluice extension): a repeated
+/// firing recognises the object it created before by it.
+pub const ANNOTATION_FIRING_ID: &str = "sluice.dev/firing-id";
+/// Hex characters of the firing id a `generateName` object's name ends with (64 bits: a collision
+/// between two firings' names is negligible even over millions of objects).
+const NAME_SUFFIX_LEN: usize = 16;
+/// The longest name built from `generateName`: a DNS label, which every kind accepts (the API
+/// server also keeps generated names to 63 characters).
+const MAX_GENERATED_NAME: usize = 63;
+
 /// A string field of `metadata`, if set and not empty.
 pub fn meta_str<'a>(object: &'a Value, field: &str) -> Option<&'a str> {
     object
@@ -57,6 +67,51 @@ pub fn add_labels(object: &mut Value, labels: &BTreeMap<String, String>) {
             map.insert(k.clone(), Value::String(v.clone()));
         }
     }
+}
+
+/// Sets `metadata.annotations[key]`, replacing an annotation of the same key.
+pub fn add_annotation(object: &mut Value, key: &str, value: &str) {
+    let Some(meta) = metadata_mut(object) else { return };
+    let existing = meta
+        .entry("annotations")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !existing.is_object() {
+        *existing = Value::Object(Map::new());
+    }
+    if let Some(map) = existing.as_object_mut() {
+        map.insert(key.to_owned(), Value::String(value.to_owned()));
+    }
+}
+
+/// Marks `object` as created by firing `firing_id`: the [`ANNOTATION_FIRING_ID`] annotation, and
+/// for a manifest with `generateName` and no `name`, a name derived from the firing id (the prefix,
+/// cut so the whole stays a DNS label, plus 16 hex characters of the id) in place of the API
+/// server's 5 random characters. Returns the name the object will have, if it has one. So the same
+/// firing — after a sensor restart, a redelivery, on another replica — names the same object, and
+/// its second create finds the first instead of making a duplicate.
+pub fn mark_firing(object: &mut Value, firing_id: &str) -> Option<String> {
+    add_annotation(object, ANNOTATION_FIRING_ID, firing_id);
+    if let Some(name) = meta_str(object, "name") {
+        return Some(name.to_owned());
+    }
+    let prefix = meta_str(object, "generateName")?;
+    let suffix: String = firing_id.chars().take(NAME_SUFFIX_LEN).collect();
+    let keep = MAX_GENERATED_NAME.saturating_sub(suffix.len());
+    let prefix: String = prefix.chars().take(keep).collect();
+    let name = format!("{prefix}{suffix}");
+    let meta = metadata_mut(object)?;
+    meta.remove("generateName");
+    meta.insert("name".into(), Value::String(name.clone()));
+    Some(name)
+}
+
+/// The firing id an existing object was created by, if a sensor created it.
+pub fn created_by_firing(object: &Value) -> Option<&str> {
+    object
+        .get("metadata")?
+        .get("annotations")?
+        .get(ANNOTATION_FIRING_ID)?
+        .as_str()
 }
 
 /// The labels upstream puts on an object a sensor creates.
@@ -136,6 +191,32 @@ pub fn now_millis() -> i64 {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_firing_names_a_generate_name_object_and_marks_every_object() {
+        let id = "0123456789abcdef".repeat(4);
+        let mut object = json!({"metadata": {"generateName": "build-"}});
+        assert_eq!(
+            mark_firing(&mut object, &id).as_deref(),
+            Some("build-0123456789abcdef")
+        );
+        assert_eq!(object["metadata"]["name"], "build-0123456789abcdef");
+        assert!(object["metadata"].get("generateName").is_none());
+        assert_eq!(created_by_firing(&object), Some(id.as_str()));
+        // A long prefix is cut so the name stays a DNS label.
+        let mut long = json!({"metadata": {"generateName": "x".repeat(80)}});
+        let name = mark_firing(&mut long, &id).unwrap_or_default();
+        assert_eq!(name.len(), 63);
+        assert!(name.ends_with("0123456789abcdef"));
+        // A fixed name stays; no name at all stays unnamed (the API will say so).
+        let mut fixed = json!({"metadata": {"name": "settings", "annotations": {"a": "b"}}});
+        assert_eq!(mark_firing(&mut fixed, &id).as_deref(), Some("settings"));
+        assert_eq!(fixed["metadata"]["annotations"]["a"], "b");
+        assert_eq!(created_by_firing(&fixed), Some(id.as_str()));
+        let mut bare = json!({"kind": "ConfigMap"});
+        assert_eq!(mark_firing(&mut bare, &id), None);
+        assert_eq!(created_by_firing(&json!({"metadata": {}})), None);
+    }
 
     #[test]
     fn merge_overrides_scalars_and_lists_and_keeps_what_the_overlay_leaves_empty() {
