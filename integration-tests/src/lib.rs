@@ -210,8 +210,14 @@ pub struct Sink {
 }
 
 impl Sink {
-    /// Starts the sink.
+    /// Starts the sink on a free loopback port.
     pub async fn start() -> Result<Self> {
+        Self::start_on("127.0.0.1:0").await
+    }
+
+    /// Starts the sink on `addr` (`ip:0` for a free port). Its server task runs on the calling
+    /// runtime, so on a [`NetnsRuntime`] it listens inside that network namespace.
+    pub async fn start_on(addr: &str) -> Result<Self> {
         let received: Arc<Mutex<Vec<Received>>> = Arc::default();
         let store = received.clone();
         let app = axum::Router::new().fallback(
@@ -230,7 +236,7 @@ impl Sink {
                 }
             },
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let listener = tokio::net::TcpListener::bind(addr).await?;
         let port = listener.local_addr()?.port();
         tokio::spawn(async move { axum::serve(listener, app).await });
         Ok(Self { port, received })
@@ -325,5 +331,79 @@ impl NatsServer {
 impl Drop for NatsServer {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A single-threaded tokio runtime whose thread lives in another network namespace (one that the
+/// test run created, such as the test node's `NODE_NETNS`). Every socket a task on it opens —
+/// listeners, client connections — is in that namespace, so a test can serve pods at an address
+/// inside it and reach Services' cluster IPs, while the rest of the test stays on the host.
+/// Stopped on drop.
+pub struct NetnsRuntime {
+    handle: tokio::runtime::Handle,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl NetnsRuntime {
+    /// Starts the runtime in the namespace `/var/run/netns/<netns>` (`ip netns` names; needs root).
+    pub fn enter(netns: &str) -> Result<Self> {
+        let path = format!("/var/run/netns/{netns}");
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name(format!("netns-{netns}"))
+            .spawn(move || {
+                let runtime = (|| -> Result<tokio::runtime::Runtime> {
+                    let file = std::fs::File::open(&path).with_context(|| format!("open {path}"))?;
+                    // Only this thread moves; threads it starts later (the runtime's blocking pool)
+                    // inherit the namespace.
+                    nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+                        .with_context(|| format!("enter the network namespace {path}"))?;
+                    Ok(tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?)
+                })();
+                match runtime {
+                    Ok(runtime) => {
+                        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+                        if ready_tx.send(Ok((runtime.handle().clone(), stop_tx))).is_ok() {
+                            runtime.block_on(async {
+                                let _ = stop_rx.await;
+                            });
+                        }
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                }
+            })?;
+        let (handle, stop) = ready_rx
+            .recv()
+            .context("the network namespace thread ended before it started")??;
+        Ok(Self {
+            handle,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// Runs `task` on the namespace's thread; await the handle from any runtime.
+    pub fn spawn<F>(&self, task: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.handle.spawn(task)
+    }
+}
+
+impl Drop for NetnsRuntime {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
