@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::eval::EvalPool;
 use crate::filters::DependencyFilter;
 use crate::params::unsupported_template_fields;
 use crate::retry::{RetryConfigError, RetryPolicy};
@@ -202,6 +203,7 @@ pub struct SensorRunner {
     triggers: Vec<Arc<TriggerRuntime>>,
     subscriptions: Mutex<Option<Vec<TriggerSubscriptions>>>,
     stats: Arc<SensorStats>,
+    eval: EvalPool,
 }
 
 impl SensorRunner {
@@ -273,7 +275,15 @@ impl SensorRunner {
             triggers,
             subscriptions: Mutex::new(None),
             stats,
+            eval: EvalPool::default(),
         })
+    }
+
+    /// Runs the sensor's scripts and jq programs on `pool` (under its limits) instead of a pool of
+    /// its own with the default limits; share one pool between the sensors of a process.
+    pub fn with_eval_pool(mut self, pool: EvalPool) -> Self {
+        self.eval = pool;
+        self
     }
 
     /// The sensor's name.
@@ -350,7 +360,8 @@ impl SensorRunner {
             let trigger = trigger.clone();
             let token = cancel.child_token();
             let background = tracker.clone();
-            tracker.spawn(async move { trigger.run(subs, token, background).await });
+            let eval = self.eval.clone();
+            tracker.spawn(async move { trigger.run(subs, token, background, eval).await });
         }
         info!(sensor = %self.name, triggers = self.triggers.len(), "sensor started");
         tracker.close();
@@ -479,7 +490,7 @@ fn build_trigger(
                 trigger: name.clone(),
                 dependency: dep_name.to_owned(),
             })?;
-        let filter = DependencyFilter::new(dep);
+        let filter = Arc::new(DependencyFilter::new(dep));
         for problem in filter.static_problems() {
             warn!(sensor = %sensor_name, dependency = %dep_name, error = %problem, "dependency filter will not pass");
         }
