@@ -308,7 +308,7 @@ impl PullSource for Subscriber {
             match attempt {
                 Ok(arn) => {
                     self.ready.set(true);
-                    tracing::info!(eventsource = %self.event_source, event_name = %self.event_name, topic = %c.topic_arn, url = %self.url, subscription = %arn, "subscribed to the SNS topic");
+                    tracing::info!(eventsource = %self.event_source, event_name = %self.event_name, topic = %c.topic_arn, url = %sluice_eventbus::redact_url(&self.url), subscription = %arn, "subscribed to the SNS topic");
                     return Ok(());
                 }
                 Err(error) => {
