@@ -616,6 +616,36 @@ fn start_error(spec: Value) -> anyhow::Result<SensorError> {
 }
 
 #[test]
+fn an_empty_trigger_secret_refuses_to_start_naming_the_field() -> anyhow::Result<()> {
+    let spec = json!({"dependencies": deps(&["d"]), "triggers": [
+        {"template": {"name": "first", "log": {}}},
+        {"template": {"name": "hook", "http": {"url": "http://127.0.0.1:1/x",
+            "basicAuth": {"username": {"name": "creds", "key": "user"},
+                          "password": {"name": "creds", "key": "password"}}}}}]});
+    let secrets = crate::secrets::MapSecretResolver::new()
+        .with_secret("creds", "user", "ann")
+        .with_secret("creds", "password", "");
+    let bus: Arc<dyn Bus> = Arc::new(EmbeddedBus::default());
+    let error = match SensorRunner::new(
+        sensor(spec)?,
+        bus,
+        Arc::new(secrets),
+        reqwest::Client::new(),
+        crate::metrics::SensorMetrics::default(),
+    ) {
+        Ok(_) => anyhow::bail!("the sensor should not start"),
+        Err(e) => e,
+    };
+    assert!(
+        error.to_string().contains(
+            "spec.triggers[1].template.http.basicAuth.password of trigger `hook` names Secret \"creds\" key \"password\""
+        ),
+        "{error}"
+    );
+    Ok(())
+}
+
+#[test]
 fn unsupported_features_refuse_to_start_with_a_clear_error() -> anyhow::Result<()> {
     let pulsar = json!({"dependencies": deps(&["d"]), "triggers": [{"template": {"name": "k", "pulsar": {"topic": "t"}}}]});
     let e = start_error(pulsar)?;
