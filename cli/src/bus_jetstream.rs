@@ -73,7 +73,7 @@ async fn connect(config: JetStreamConfig) -> Result<OpenedBus, OpenBusError> {
     loop {
         match JetStreamBus::connect(config.clone()).await {
             Ok(bus) => {
-                tracing::info!(urls = %config.urls.join(","), stream = %config.stream, "connected to the JetStream bus");
+                tracing::info!(urls = %config.urls.iter().map(|u| sluice_eventbus::redact_url(u)).collect::<Vec<_>>().join(","), stream = %config.stream, "connected to the JetStream bus");
                 let context = bus.context().clone();
                 return Ok(OpenedBus {
                     bus: Arc::new(bus),

@@ -20,6 +20,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::bus::OpenedBus;
 use crate::observe::Observability;
+use sluice_sensor::eval::{EvalLimits, EvalPool};
 use sluice_sensor::state::{KvStateConfig, KvStateFactory};
 use sluice_sensor::triggers::http::egress::{Cidr, EgressPolicy, HttpClients};
 use sluice_sensor::SensorRunner;
@@ -75,6 +76,11 @@ pub struct ProcessArgs {
     /// Base URL of Slack's Web API for `slack` triggers (a Slack-compatible server or a proxy).
     #[arg(long, env = "SLUICE_SLACK_API_URL", default_value = sluice_sensor::triggers::slack::DEFAULT_API_URL)]
     pub slack_api_url: String,
+    /// The longest one Lua script or jq program of a Sensor (`filters.script`, `transform.script`,
+    /// `transform.jq`) may run on one event before it is stopped; the event then counts as a filter
+    /// error. Scripts run off the async runtime, as many at once as the machine has cores.
+    #[arg(long, env = "SLUICE_SCRIPT_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
+    pub script_timeout: Duration,
 }
 
 /// Parses a Go duration (`30s`, `1m`).
@@ -284,6 +290,10 @@ async fn start_inner(
             return 1;
         }
     };
+    // One pool for every sensor of the process: the bound on script threads is per process.
+    let eval_pool = EvalPool::new(EvalLimits {
+        timeout: args.script_timeout,
+    });
     for sensor in sensors {
         let name = sensor.metadata.name.clone().unwrap_or_default();
         let built = match &opened.jetstream {
@@ -318,7 +328,7 @@ async fn start_inner(
             ),
         };
         let runner = match built {
-            Ok(r) => r,
+            Ok(r) => r.with_eval_pool(eval_pool.clone()),
             Err(error) => {
                 tracing::error!(sensor = %name, error = %error_chain(&error), "failed to start sensor");
                 return 1;

@@ -10,6 +10,7 @@ pub mod embedded;
 pub mod event;
 pub mod jetstream;
 pub mod readiness;
+pub mod redact;
 pub mod secrets;
 
 use std::time::Duration;
@@ -22,6 +23,7 @@ pub use event::{Event, EventBuilder, EventError};
 pub use embedded::{EmbeddedBus, EmbeddedConfig};
 pub use event::deterministic_id;
 pub use jetstream::{JetStreamBus, JetStreamConfig};
+pub use redact::redact_url;
 
 /// An error and its sources joined for a log line: "failed to X: failed to Y: reason". Shared by every
 /// process (the bus crate is the one runtime crate all of them depend on).

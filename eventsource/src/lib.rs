@@ -58,9 +58,72 @@ pub enum BuildError {
         #[source]
         source: Box<SecretError>,
     },
+    /// A secret reference resolved to an empty value (a webhook secret or token that is empty
+    /// would sign with an empty key or match a missing header: an open door).
+    #[error("failed to build EventSource {event_source} event {event}: {field} names Secret {name:?} key {key:?}, whose value is empty; put the value in the Secret (an empty secret would leave the endpoint open)")]
+    EmptySecret {
+        event_source: String,
+        event: String,
+        /// The field path(s) naming the Secret, e.g. `spec.github.example.webhookSecret`.
+        field: String,
+        /// The Secret's name.
+        name: String,
+        /// The key inside it.
+        key: String,
+    },
     /// The EventSource has no name.
     #[error("failed to build an EventSource: metadata.name is empty")]
     MissingName,
+}
+
+/// `error` with the field path of an empty secret filled in from `spec`'s references (the
+/// resolver knows only the Secret's name and key, the spec knows where it is named).
+fn name_empty_secret_field(
+    error: BuildError,
+    spec: &sluice_crds::eventsource::EventSourceSpec,
+) -> BuildError {
+    let BuildError::ResolveSecret {
+        event_source,
+        event,
+        source,
+    } = error
+    else {
+        return error;
+    };
+    let SecretError::EmptySecret { name, key } = source.as_ref() else {
+        return BuildError::ResolveSecret {
+            event_source,
+            event,
+            source,
+        };
+    };
+    let references = sluice_crds::refs::references(spec).unwrap_or_default();
+    let matching: Vec<&sluice_crds::refs::Reference> = references
+        .iter()
+        .filter(|r| r.kind == sluice_crds::refs::RefKind::Secret && &r.name == name && &r.key == key)
+        .collect();
+    // The event's own fields first; a Secret named by several fields of it lists them all.
+    let of_event: Vec<&&sluice_crds::refs::Reference> = matching
+        .iter()
+        .filter(|r| r.path.split('.').nth(1) == Some(event.as_str()))
+        .collect();
+    let paths: Vec<String> = if of_event.is_empty() {
+        matching.iter().map(|r| format!("spec.{}", r.path)).collect()
+    } else {
+        of_event.iter().map(|r| format!("spec.{}", r.path)).collect()
+    };
+    let field = if paths.is_empty() {
+        "a field".to_owned()
+    } else {
+        paths.join(" and ")
+    };
+    BuildError::EmptySecret {
+        event_source,
+        event,
+        field,
+        name: name.clone(),
+        key: key.clone(),
+    }
 }
 
 /// Resolves one secret reference of `event_source/event`.
@@ -246,7 +309,7 @@ pub fn build(es: &EventSource, ctx: &SourceContext) -> Result<BuiltEventSource, 
         running: 0,
     };
     for kind in EventSourceKind::ALL {
-        sources::dispatch(kind, &es.spec, &mut adder)?;
+        sources::dispatch(kind, &es.spec, &mut adder).map_err(|e| name_empty_secret_field(e, &es.spec))?;
     }
     let running = adder.running;
     ctx.metrics
@@ -297,6 +360,29 @@ mod tests {
         assert_eq!(
             err.as_deref(),
             Some("failed to build EventSource ticks event every: the nsq event source kind is not supported yet")
+        );
+    }
+
+    #[test]
+    fn an_empty_secret_is_refused_naming_the_field() {
+        let es = event_source(
+            "apiVersion: argoproj.io/v1alpha1\nkind: EventSource\nmetadata: {name: gh}\nspec:\n  github:\n    \
+             example:\n      webhook: {port: \"12000\", endpoint: /push, method: POST}\n      \
+             webhookSecret: {name: github-access, key: secret}\n",
+        );
+        // A file holding only a newline resolves to an empty value.
+        let ctx = SourceContext {
+            secrets: Arc::new(sluice_eventbus::secrets::MapSecretResolver::new().with_secret(
+                "github-access",
+                "secret",
+                "",
+            )),
+            ..context()
+        };
+        let err = build(&es, &ctx).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            err.contains("event example: spec.github.example.webhookSecret names Secret \"github-access\" key \"secret\""),
+            "{err}"
         );
     }
 

@@ -167,6 +167,10 @@ async fn chart_lints_validates_and_applies() -> Result<()> {
     // Secrets are read by name only: never listed or watched (no cache of every Secret).
     assert!(!allowed(&client, &ns, "list", "", "secrets", &ns).await?);
     assert!(!allowed(&client, &ns, "watch", "", "secrets", &ns).await?);
+    assert!(!allowed(&client, &ns, "update", "", "secrets", &ns).await?);
+    assert!(!allowed(&client, &ns, "delete", "", "secrets", &ns).await?);
+    // Namespaced by default: no Secret of another namespace.
+    assert!(!allowed(&client, &ns, "get", "", "secrets", "kube-system").await?);
     assert!(!allowed(&client, &ns, "bind", "rbac.authorization.k8s.io", "roles", &ns).await?);
     assert!(
         !allowed(

@@ -12,6 +12,7 @@
 //! runner.run(cancel.child_token()).await?;
 //! ```
 
+pub mod eval;
 pub mod filters;
 pub mod firing;
 pub mod jsonpath;

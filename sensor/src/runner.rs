@@ -32,10 +32,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::eval::EvalPool;
 use crate::filters::DependencyFilter;
 use crate::params::unsupported_template_fields;
 use crate::retry::{RetryConfigError, RetryPolicy};
-use crate::secrets::SecretResolver;
+use crate::secrets::{SecretError, SecretResolver};
 use crate::state::{InMemoryStateFactory, StateError, StateFactory, TriggerScope, TriggerState};
 use crate::triggers::http::egress::HttpClients;
 use crate::triggers::http::request::DEFAULT_TIMEOUT;
@@ -79,6 +80,20 @@ pub enum SensorError {
         sensor: String,
         /// Why.
         source: Box<BuildError>,
+    },
+    /// A secret a trigger needs resolved to an empty value.
+    #[error("failed to start sensor `{sensor}`: {field} of trigger `{trigger}` names Secret {name:?} key {key:?}, whose value is empty; put the value in the Secret")]
+    EmptySecret {
+        /// The sensor's name.
+        sensor: String,
+        /// The trigger's name.
+        trigger: String,
+        /// The field path(s) naming the Secret, e.g. `spec.triggers[0].template.http.basicAuth.password`.
+        field: String,
+        /// The Secret's name.
+        name: String,
+        /// The key inside it.
+        key: String,
     },
     /// A trigger's `conditions` did not parse.
     #[error("failed to start sensor `{sensor}`: invalid spec.triggers[].template.conditions of trigger `{trigger}`")]
@@ -202,6 +217,7 @@ pub struct SensorRunner {
     triggers: Vec<Arc<TriggerRuntime>>,
     subscriptions: Mutex<Option<Vec<TriggerSubscriptions>>>,
     stats: Arc<SensorStats>,
+    eval: EvalPool,
 }
 
 impl SensorRunner {
@@ -256,8 +272,9 @@ impl SensorRunner {
         let stats = Arc::new(SensorStats::default());
         let mut triggers = Vec::with_capacity(spec.triggers.len());
         let mut trigger_names = BTreeSet::new();
-        for trigger in &spec.triggers {
-            let runtime = build_trigger(&name, &sensor, trigger, &ctx, &stats, &metrics, states)?;
+        for (index, trigger) in spec.triggers.iter().enumerate() {
+            let runtime = build_trigger(&name, &sensor, trigger, &ctx, &stats, &metrics, states)
+                .map_err(|e| name_empty_secret_field(e, &sensor, index))?;
             if !trigger_names.insert(runtime.name.clone()) {
                 return Err(SensorError::DuplicateName {
                     sensor: name,
@@ -273,7 +290,15 @@ impl SensorRunner {
             triggers,
             subscriptions: Mutex::new(None),
             stats,
+            eval: EvalPool::default(),
         })
+    }
+
+    /// Runs the sensor's scripts and jq programs on `pool` (under its limits) instead of a pool of
+    /// its own with the default limits; share one pool between the sensors of a process.
+    pub fn with_eval_pool(mut self, pool: EvalPool) -> Self {
+        self.eval = pool;
+        self
     }
 
     /// The sensor's name.
@@ -350,7 +375,8 @@ impl SensorRunner {
             let trigger = trigger.clone();
             let token = cancel.child_token();
             let background = tracker.clone();
-            tracker.spawn(async move { trigger.run(subs, token, background).await });
+            let eval = self.eval.clone();
+            tracker.spawn(async move { trigger.run(subs, token, background, eval).await });
         }
         info!(sensor = %self.name, triggers = self.triggers.len(), "sensor started");
         tracker.close();
@@ -359,6 +385,40 @@ impl SensorRunner {
         info!(sensor = %self.name, fired = s.fired, failed = s.failed, dead_lettered = s.dead_lettered,
             filtered_out = s.filtered_out, replaced = s.replaced, "sensor stopped");
         Ok(())
+    }
+}
+
+/// `error` with the field path of an empty secret filled in from the references of trigger `index`
+/// of `sensor` (the resolver knows only the Secret's name and key).
+fn name_empty_secret_field(error: SensorError, sensor: &Sensor, index: usize) -> SensorError {
+    let SensorError::BuildTrigger { sensor: name, source } = error else {
+        return error;
+    };
+    let BuildError::ResolveSecret {
+        trigger,
+        source: SecretError::EmptySecret { name: secret, key },
+    } = source.as_ref()
+    else {
+        return SensorError::BuildTrigger { sensor: name, source };
+    };
+    let prefix = format!("triggers[{index}].");
+    let paths: Vec<String> = sluice_crds::refs::references(&sensor.spec)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| r.kind == sluice_crds::refs::RefKind::Secret && &r.name == secret && &r.key == key)
+        .filter(|r| r.path.starts_with(&prefix))
+        .map(|r| format!("spec.{}", r.path))
+        .collect();
+    SensorError::EmptySecret {
+        sensor: name,
+        trigger: trigger.clone(),
+        field: if paths.is_empty() {
+            "a field".to_owned()
+        } else {
+            paths.join(" and ")
+        },
+        name: secret.clone(),
+        key: key.clone(),
     }
 }
 
@@ -479,7 +539,7 @@ fn build_trigger(
                 trigger: name.clone(),
                 dependency: dep_name.to_owned(),
             })?;
-        let filter = DependencyFilter::new(dep);
+        let filter = Arc::new(DependencyFilter::new(dep));
         for problem in filter.static_problems() {
             warn!(sensor = %sensor_name, dependency = %dep_name, error = %problem, "dependency filter will not pass");
         }

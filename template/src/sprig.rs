@@ -190,8 +190,18 @@ fn trim_all(args: &[Value]) -> Result<Value, FuncError> {
 fn replace(args: &[Value]) -> Result<Value, FuncError> {
     exactly("replace", args, 3)?;
     let (old, new, s) = (text(&args[0]), text(&args[1]), text(&args[2]));
-    if !old.is_empty() && s.len() / old.len() * new.len() > MAX_OUTPUT {
-        return Err(FuncError::Generic("replace: the result is too large".into()));
+    // The exact size before building it: an empty `old` (as Go's strings.Replace) inserts `new`
+    // before every character and at the end, so a small input can ask for a huge result.
+    let count = if old.is_empty() {
+        s.chars().count() + 1
+    } else {
+        s.matches(old.as_str()).count()
+    };
+    let size = (s.len() - count * old.len()).saturating_add(count.saturating_mul(new.len()));
+    if size > MAX_OUTPUT {
+        return Err(FuncError::Generic(format!(
+            "replace: the result would be {size} bytes, more than {MAX_OUTPUT}"
+        )));
     }
     Ok(Value::String(s.replace(&old, &new)))
 }

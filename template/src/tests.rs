@@ -102,6 +102,20 @@ fn errors_are_values() {
     assert!(render("{{ repeat 100000000 \"xxxxxxxx\" }}", json!({})).is_err());
 }
 
+#[test]
+fn replace_is_bounded_before_it_builds_its_result() {
+    // An empty `old` inserts `new` around every character: 8 KiB × 1 KiB is 8 MiB, over the bound,
+    // even though `trunc` would shrink it again.
+    let input = json!({"s": "x".repeat(8 * 1024), "new": "y".repeat(1024)});
+    let bomb = render("{{ replace \"\" .Input.new .Input.s | trunc 1 }}", input.clone());
+    assert!(bomb.is_err(), "{bomb:?}");
+    let bomb = render("{{ replace \"x\" .Input.new .Input.s | trunc 1 }}", input);
+    assert!(bomb.is_err(), "{bomb:?}");
+    // Go's strings.Replace with an empty old, within the bound.
+    assert_eq!(ok("{{ replace \"\" \"-\" \"ab\" }}", json!({})), "-a-b-");
+    assert_eq!(ok("{{ replace \"aa\" \"b\" \"aaaaa\" }}", json!({})), "bba");
+}
+
 proptest! {
     #[test]
     fn random_templates_never_panic(source in "[-a-z .|(){}\"$=:0-9A-Z]{0,40}") {

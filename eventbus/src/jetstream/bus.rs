@@ -16,9 +16,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::config::{JetStreamAuth, JetStreamConfig};
-use super::error::{redact_url, ConnectError, JetStreamError};
+use super::error::{ConnectError, JetStreamError};
 use super::names;
 use super::subscription;
+use crate::redact::redact_url;
 use crate::{
     deterministic_id, Bus, Deliveries, Event, PublishAck, PublishError, Subject, SubjectFilter,
     SubscribeError, SubscribeOptions,

@@ -5,7 +5,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::error::redact_url;
+use crate::redact::redact_url;
 
 /// The stream name when none is given, as upstream Argo Events.
 pub const DEFAULT_STREAM: &str = "default";

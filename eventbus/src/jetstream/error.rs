@@ -147,36 +147,3 @@ pub(crate) fn chain(err: &(dyn std::error::Error + 'static)) -> String {
     }
     text
 }
-
-/// `url` without user info (`nats://user:secret@host` → `nats://***@host`), so it can be logged.
-pub(crate) fn redact_url(url: &str) -> String {
-    let (scheme, rest) = match url.split_once("://") {
-        Some((scheme, rest)) => (Some(scheme), rest),
-        None => (None, url),
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let redacted = match rest[..authority_end].rfind('@') {
-        Some(at) => format!("***{}", &rest[at..]),
-        None => rest.to_owned(),
-    };
-    match scheme {
-        Some(scheme) => format!("{scheme}://{redacted}"),
-        None => redacted,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_are_redacted() {
-        assert_eq!(redact_url("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
-        assert_eq!(
-            redact_url("nats://user:p@ss@host:4222/x"),
-            "nats://***@host:4222/x"
-        );
-        assert_eq!(redact_url("token@host"), "***@host");
-        assert_eq!(redact_url("tls://h/a@b"), "tls://h/a@b");
-    }
-}

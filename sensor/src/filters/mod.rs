@@ -28,6 +28,7 @@ use serde::Serialize;
 use sluice_crds::sensor::{EventContext, EventDependency, EventDependencyFilter};
 use sluice_eventbus::Event;
 
+use crate::eval::EvalLimits;
 use crate::transform::{Transform, TransformError};
 
 pub use self::cel::CompiledCelFilter;
@@ -181,6 +182,13 @@ pub enum FilterError {
     /// The dependency's transform failed, so no filter ran (the event does not count).
     #[error("failed to transform the event before filtering: {reason}")]
     Transform {
+        /// Why.
+        reason: String,
+    },
+    /// The evaluation of the dependency's script or jq program did not finish normally (see
+    /// [`crate::eval::EvalPool`]); no decision was made.
+    #[error("failed to evaluate the dependency's filters: {reason}")]
+    Evaluate {
         /// Why.
         reason: String,
     },
@@ -372,6 +380,12 @@ impl DependencyFilter {
         out
     }
 
+    /// True when evaluating runs code (a Lua script filter, or a jq or Lua transform), which
+    /// [`crate::eval::EvalPool`] then runs off the async runtime.
+    pub fn runs_code(&self) -> bool {
+        self.script.is_some() || matches!(&self.transform, Some(Ok(t)) if !t.is_identity())
+    }
+
     /// The compiled transform (identity when there is none or it failed to compile).
     pub fn transform(&self) -> Option<&Result<Transform, TransformError>> {
         self.transform.as_ref()
@@ -380,27 +394,32 @@ impl DependencyFilter {
     /// Transforms `event` (see [`crate::transform`]) and decides whether the result counts. Call
     /// this once per delivery; hold [`Applied::event`], not the original.
     pub fn apply(&self, event: &Event) -> Applied {
-        self.apply_with(event, false)
+        self.apply_with(event, false, &EvalLimits::default())
+    }
+
+    /// [`Self::apply`] with scripts and jq running under `limits`.
+    pub fn apply_limited(&self, event: &Event, limits: &EvalLimits) -> Applied {
+        self.apply_with(event, false, limits)
     }
 
     /// [`Self::apply`] recording per-filter verdicts (for `sluice sensor test`).
     pub fn apply_explained(&self, event: &Event) -> Applied {
-        self.apply_with(event, true)
+        self.apply_with(event, true, &EvalLimits::default())
     }
 
-    fn apply_with(&self, event: &Event, explain: bool) -> Applied {
+    fn apply_with(&self, event: &Event, explain: bool, limits: &EvalLimits) -> Applied {
         let transformed = match &self.transform {
             None => Ok(event.clone()),
-            Some(Ok(t)) => t.apply(event),
+            Some(Ok(t)) => t.apply_limited(event, limits),
             Some(Err(e)) => Err(e.clone()),
         };
         match transformed {
             Ok(event) => {
-                let outcome = if explain {
-                    self.explain(&event)
-                } else {
-                    self.evaluate(&event)
-                };
+                let view = event.data().map(DataView::new);
+                let mut outcome = self.decide(&event, view.as_ref(), limits);
+                if explain {
+                    outcome.verdicts = self.verdicts(&event, view.as_ref(), limits);
+                }
                 Applied {
                     event: Some(event),
                     outcome,
@@ -423,18 +442,19 @@ impl DependencyFilter {
     /// transform).
     pub fn evaluate(&self, event: &Event) -> FilterOutcome {
         let view = event.data().map(DataView::new);
-        self.decide(event, view.as_ref())
+        self.decide(event, view.as_ref(), &EvalLimits::default())
     }
 
     /// [`Self::evaluate`] plus the verdict of each filter with the value it saw.
     pub fn explain(&self, event: &Event) -> FilterOutcome {
         let view = event.data().map(DataView::new);
-        let mut outcome = self.decide(event, view.as_ref());
-        outcome.verdicts = self.verdicts(event, view.as_ref());
+        let limits = EvalLimits::default();
+        let mut outcome = self.decide(event, view.as_ref(), &limits);
+        outcome.verdicts = self.verdicts(event, view.as_ref(), &limits);
         outcome
     }
 
-    fn decide(&self, event: &Event, data: Option<&DataView<'_>>) -> FilterOutcome {
+    fn decide(&self, event: &Event, data: Option<&DataView<'_>>, limits: &EvalLimits) -> FilterOutcome {
         let or = self.operator == LogicalOperator::Or;
         let mut errors = Vec::new();
         let fail = |errors: Vec<FilterError>| FilterOutcome {
@@ -487,7 +507,7 @@ impl DependencyFilter {
         let script = match self
             .script
             .as_ref()
-            .map(|s| s.evaluate_seen(event.data(), &mut None))
+            .map(|s| s.evaluate_seen(event.data(), &mut None, limits))
         {
             // Upstream fails the event on a script error even under `or`.
             Some(Err(e)) => {
@@ -526,7 +546,12 @@ impl DependencyFilter {
         }
     }
 
-    fn verdicts(&self, event: &Event, data: Option<&DataView<'_>>) -> Vec<FilterVerdict> {
+    fn verdicts(
+        &self,
+        event: &Event,
+        data: Option<&DataView<'_>>,
+        limits: &EvalLimits,
+    ) -> Vec<FilterVerdict> {
         fn verdict(
             kind: FilterKind,
             index: Option<usize>,
@@ -605,7 +630,7 @@ impl DependencyFilter {
         }
         if let Some(s) = &self.script {
             let mut seen = None;
-            let result = s.evaluate_seen(event.data(), &mut seen).map(Some);
+            let result = s.evaluate_seen(event.data(), &mut seen, limits).map(Some);
             out.push(verdict(FilterKind::Script, None, "lua".to_owned(), seen, result));
         }
         if let Some(c) = &self.cel {

@@ -1,8 +1,9 @@
 //! `filters.script`: a Lua script that sees the event data as `event` and passes the event by
 //! returning `true` (any other result is false). An event without data passes; a script error is
 //! an error, even under `filtersLogicalOperator: or` (upstream's rule). Sandbox:
-//! [`crate::transform::lua`].
+//! [`crate::transform::lua`]; bounds: [`crate::eval`] (a script past a limit is an error).
 
+use crate::eval::EvalLimits;
 use crate::transform::lua::{self, Returned, ScriptError};
 
 use super::FilterError;
@@ -30,17 +31,18 @@ impl CompiledScriptFilter {
         })
     }
 
-    /// Runs the script on `data`; `seen` receives what it returned.
+    /// Runs the script on `data` under `limits`; `seen` receives what it returned.
     pub fn evaluate_seen(
         &self,
         data: Option<&serde_json::Value>,
         seen: &mut Option<String>,
+        limits: &EvalLimits,
     ) -> Result<bool, FilterError> {
         let Some(data) = data else { return Ok(true) };
         self.compiled.as_ref().map_err(|e| FilterError::Script {
             reason: e.to_string(),
         })?;
-        let returned = lua::run(&self.source, data).map_err(|e| FilterError::Script {
+        let returned = lua::run(&self.source, data, limits).map_err(|e| FilterError::Script {
             reason: e.to_string(),
         })?;
         let (passed, what) = match returned {

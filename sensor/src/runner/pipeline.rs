@@ -27,6 +27,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
 use super::SensorStats;
+use crate::eval::EvalPool;
 use crate::filters::DependencyFilter;
 use crate::firing::{Firing, FiringId};
 use crate::params::{apply_template_parameters, EventsByDependency};
@@ -42,7 +43,8 @@ pub(super) struct DependencyRuntime {
     pub(super) name: String,
     pub(super) event_source_name: String,
     pub(super) event_name: String,
-    pub(super) filter: DependencyFilter,
+    /// Shared with the blocking thread a script evaluation runs on.
+    pub(super) filter: Arc<DependencyFilter>,
     /// `sluice_sensor_filter_results_total` counters of this dependency (passed, filtered, error),
     /// looked up once at build so the per-event path neither allocates labels nor hashes them.
     pub(super) filter_results: [Counter; 3],
@@ -165,6 +167,7 @@ impl TriggerRuntime {
         subscriptions: Vec<(String, Deliveries)>,
         cancel: CancellationToken,
         background: TaskTracker,
+        eval: EvalPool,
     ) {
         self.take_over(&cancel).await;
         let mut sweep = tokio::time::interval_at(Instant::now() + self.ack_wait, self.ack_wait);
@@ -205,15 +208,18 @@ impl TriggerRuntime {
                 break;
             };
             if self.concurrency <= 1 {
-                self.handle(&dependency, delivery, &cancel, &background).await;
+                self.handle(&dependency, delivery, &cancel, &background, &eval)
+                    .await;
                 drop(permit);
                 continue;
             }
             let runtime = self.clone();
-            let (cancel, background) = (cancel.clone(), background.clone());
+            let (cancel, background, eval) = (cancel.clone(), background.clone(), eval.clone());
             in_flight.spawn(async move {
                 let _permit = permit;
-                runtime.handle(&dependency, delivery, &cancel, &background).await;
+                runtime
+                    .handle(&dependency, delivery, &cancel, &background, &eval)
+                    .await;
             });
         }
         resets_stop.cancel();
@@ -298,6 +304,7 @@ impl TriggerRuntime {
         delivery: Delivery,
         cancel: &CancellationToken,
         background: &TaskTracker,
+        eval: &EvalPool,
     ) {
         let (sensor, trigger) = (&self.sensor, &self.name);
         let event_id = delivery.event.id().to_owned();
@@ -307,8 +314,9 @@ impl TriggerRuntime {
             return;
         };
         // The transform (jq or Lua) runs before the filters, as upstream; the transformed event is
-        // the one filters see, the state holds and parameters read.
-        let applied = dep.filter.apply(&delivery.event);
+        // the one filters see, the state holds and parameters read. Scripts and jq run on the
+        // evaluation pool, off this worker, under its limits (a script past them is a filter error).
+        let applied = eval.apply(&dep.filter, &delivery.event).await;
         let outcome = applied.outcome;
         let result = match (outcome.passed, outcome.errors.is_empty()) {
             (true, _) => 0,

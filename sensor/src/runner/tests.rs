@@ -327,6 +327,58 @@ async fn a_failing_transform_discards_the_event_as_a_filter_error() -> anyhow::R
     run.stop().await
 }
 
+#[tokio::test]
+async fn a_runaway_script_is_a_filter_error_and_the_sensor_keeps_working() -> anyhow::Result<()> {
+    let (base, sink) = sink().await?;
+    let spec = json!({
+        "dependencies": [{"name": "d", "eventSourceName": "es", "eventName": "d",
+            "filters": {"script": "return string.find(event.body.text, '(.-)(.-)(.-)(.-)x') ~= nil"}}],
+        "triggers": [{"template": http_trigger("t", &format!("{base}/hook"), &["d"]), "atLeastOnce": true}]
+    });
+    let run = Running::start(sensor(spec)?).await?;
+    // This test runs on a current-thread runtime: a script on the runtime's only thread would stop
+    // this ticker (and the bus, and the HTTP sink) for as long as it runs.
+    let ticks = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = ticks.clone();
+    let ticker = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    let started = tokio::time::Instant::now();
+    run.publish("d", "slow", json!({"body": {"text": "a".repeat(60_000)}}))
+        .await?;
+    run.publish("d", "fine", json!({"body": {"text": "ax"}})).await?;
+    assert!(
+        eventually(|| sink.seen("/hook").len() == 1).await,
+        "the next event fires"
+    );
+    let took = started.elapsed();
+    ticker.abort();
+    assert!(
+        took < crate::eval::DEFAULT_EVAL_TIMEOUT + crate::eval::WATCHDOG_SLACK + Duration::from_secs(1),
+        "the runaway script ended at its limit: {took:?}"
+    );
+    assert!(
+        ticks.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        "the runtime ran other tasks meanwhile"
+    );
+    assert_eq!(sink.seen("/hook")[0].body, json!({"d": "fine"}));
+    let errors = run
+        .metrics
+        .filter_results
+        .get_or_create(&crate::metrics::FilterLabels {
+            sensor: "s".into(),
+            dependency: "d".into(),
+            result: "error",
+        })
+        .get();
+    assert_eq!(errors, 1, "the stopped script counts as a filter error");
+    assert_eq!(run.stats.snapshot().filtered_out, 1);
+    run.stop().await
+}
+
 impl Running {
     /// Publishes to dependency `dep` and waits until trigger `trigger` settled the delivery.
     async fn publish_settled(&self, trigger: &str, dep: &str, id: &str, data: Value) -> anyhow::Result<()> {
@@ -561,6 +613,36 @@ fn start_error(spec: Value) -> anyhow::Result<SensorError> {
         Ok(_) => anyhow::bail!("the sensor should not start"),
         Err(e) => Ok(e),
     }
+}
+
+#[test]
+fn an_empty_trigger_secret_refuses_to_start_naming_the_field() -> anyhow::Result<()> {
+    let spec = json!({"dependencies": deps(&["d"]), "triggers": [
+        {"template": {"name": "first", "log": {}}},
+        {"template": {"name": "hook", "http": {"url": "http://127.0.0.1:1/x",
+            "basicAuth": {"username": {"name": "creds", "key": "user"},
+                          "password": {"name": "creds", "key": "password"}}}}}]});
+    let secrets = crate::secrets::MapSecretResolver::new()
+        .with_secret("creds", "user", "ann")
+        .with_secret("creds", "password", "");
+    let bus: Arc<dyn Bus> = Arc::new(EmbeddedBus::default());
+    let error = match SensorRunner::new(
+        sensor(spec)?,
+        bus,
+        Arc::new(secrets),
+        reqwest::Client::new(),
+        crate::metrics::SensorMetrics::default(),
+    ) {
+        Ok(_) => anyhow::bail!("the sensor should not start"),
+        Err(e) => e,
+    };
+    assert!(
+        error.to_string().contains(
+            "spec.triggers[1].template.http.basicAuth.password of trigger `hook` names Secret \"creds\" key \"password\""
+        ),
+        "{error}"
+    );
+    Ok(())
 }
 
 #[test]

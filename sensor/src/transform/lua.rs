@@ -4,19 +4,29 @@
 //! fresh gopher-lua state per event, so no state leaks between events. The state loads only the
 //! `table`, `string`, `math` and `utf8` libraries — no `os`, `io`, `package`/`require` or `debug` —
 //! and the base library's `load`, `loadfile`, `dofile`, `loadstring`, `require`, `collectgarbage` and
-//! `print` are removed. A run is cut off after [`MAX_INSTRUCTIONS`] VM instructions or
-//! [`MAX_DURATION`], whichever comes first, and may allocate at most [`MEMORY_LIMIT`] bytes. The
-//! event data is the global `event` (JSON objects and arrays as tables, `null` as `nil`).
+//! `print` are removed. The event data is the global `event` (JSON objects and arrays as tables,
+//! `null` as `nil`).
+//!
+//! Bounds (see [`crate::eval`]): a run is cut off after [`MAX_INSTRUCTIONS`] VM instructions or its
+//! [`EvalLimits::timeout`], whichever comes first, and may allocate at most [`MEMORY_LIMIT`] bytes.
+//! The pattern functions (`string.find`, `match`, `gmatch`, `gsub`) are Sluice's own (see
+//! `lua_patterns`): Lua's run in C, out of the hook's reach, and backtrack for hours on a long
+//! string; these count their steps against the same deadline and refuse subjects longer than
+//! [`MAX_PATTERN_SUBJECT`]. `pcall` and `xpcall` rethrow a limit error instead of catching it, so a
+//! script cannot swallow its own stop.
 
-use std::time::{Duration, Instant};
+use std::rc::Rc;
 
-use mlua::{HookTriggers, Lua, LuaOptions, StdLib, VmState};
+use mlua::{HookTriggers, Lua, LuaOptions, MultiValue, StdLib, VmState};
 use serde_json::Value;
+
+use super::lua_patterns;
+use crate::eval::{EvalLimits, Exceeded, Meter};
+
+pub use super::lua_patterns::MAX_SUBJECT as MAX_PATTERN_SUBJECT;
 
 /// The most VM instructions one run may execute.
 pub const MAX_INSTRUCTIONS: u64 = 10_000_000;
-/// The longest one run may take.
-pub const MAX_DURATION: Duration = Duration::from_secs(1);
 /// The most memory one run may allocate, in bytes.
 pub const MEMORY_LIMIT: usize = 32 * 1024 * 1024;
 /// How deeply nested a table returned by a script may be (tables can refer to themselves).
@@ -47,7 +57,12 @@ pub enum ScriptError {
     },
 }
 
-fn sandbox() -> Result<Lua, ScriptError> {
+/// The Lua error for a run that reached a limit.
+pub(super) fn limit_error(e: Exceeded) -> mlua::Error {
+    mlua::Error::runtime(format!("the script {e}"))
+}
+
+fn sandbox(limits: &EvalLimits) -> Result<Lua, ScriptError> {
     let run_error = |e: mlua::Error| ScriptError::Run {
         reason: e.to_string(),
     };
@@ -69,23 +84,28 @@ fn sandbox() -> Result<Lua, ScriptError> {
     ] {
         globals.raw_set(name, mlua::Value::Nil).map_err(run_error)?;
     }
-    let started = Instant::now();
-    let counter = std::cell::Cell::new(0u64);
+    let meter = Rc::new(Meter::new(limits, MAX_INSTRUCTIONS));
+    lua_patterns::install(&lua, &meter).map_err(run_error)?;
+    for name in ["pcall", "xpcall"] {
+        let original: mlua::Function = globals.get(name).map_err(run_error)?;
+        let m = meter.clone();
+        let guarded = lua
+            .create_function(move |_, args: MultiValue| {
+                let results: MultiValue = original.call(args)?;
+                // Why: once a limit is reached the run must end; a caught limit error would let
+                // `while true do pcall(f) end` go on for ever.
+                match m.exceeded() {
+                    Some(e) => Err(limit_error(e)),
+                    None => Ok(results),
+                }
+            })
+            .map_err(run_error)?;
+        globals.raw_set(name, guarded).map_err(run_error)?;
+    }
     lua.set_hook(
         HookTriggers::new().every_nth_instruction(HOOK_EVERY),
         move |_lua, _debug| {
-            let n = counter.get() + u64::from(HOOK_EVERY);
-            counter.set(n);
-            if n > MAX_INSTRUCTIONS {
-                return Err(mlua::Error::runtime(format!(
-                    "the script ran more than {MAX_INSTRUCTIONS} instructions"
-                )));
-            }
-            if started.elapsed() > MAX_DURATION {
-                return Err(mlua::Error::runtime(format!(
-                    "the script ran longer than {MAX_DURATION:?}"
-                )));
-            }
+            meter.steps_taken(HOOK_EVERY).map_err(limit_error)?;
             Ok(VmState::Continue)
         },
     )
@@ -95,7 +115,7 @@ fn sandbox() -> Result<Lua, ScriptError> {
 
 /// Checks that `script` parses (nothing runs).
 pub fn check(script: &str) -> Result<(), ScriptError> {
-    let lua = sandbox()?;
+    let lua = sandbox(&EvalLimits::default())?;
     lua.load(script)
         .set_name("script")
         .into_function()
@@ -115,9 +135,9 @@ pub enum Returned {
     Other(&'static str),
 }
 
-/// Runs `script` with the global `event` set to `data`.
-pub fn run(script: &str, data: &Value) -> Result<Returned, ScriptError> {
-    let lua = sandbox()?;
+/// Runs `script` with the global `event` set to `data`, under `limits`.
+pub fn run(script: &str, data: &Value, limits: &EvalLimits) -> Result<Returned, ScriptError> {
+    let lua = sandbox(limits)?;
     let run_error = |e: mlua::Error| ScriptError::Run {
         reason: e.to_string(),
     };

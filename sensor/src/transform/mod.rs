@@ -8,13 +8,17 @@
 //!   JSON) becomes the data. See [`lua`] for the sandbox.
 //!
 //! Any failure is a [`TransformError`]; upstream then drops the event for this dependency (the
-//! runner logs it and counts it as filtered out).
+//! runner logs it and counts it as filtered out). Both kinds run under [`EvalLimits`] (see
+//! [`crate::eval`]): past a limit the transform fails like any other error.
 
 pub mod jq;
 pub mod lua;
+mod lua_patterns;
 
 use sluice_crds::sensor::EventDependencyTransformer;
 use sluice_eventbus::Event;
+
+use crate::eval::EvalLimits;
 
 pub use jq::{JqError, JqProgram};
 pub use lua::ScriptError;
@@ -90,8 +94,13 @@ impl Transform {
         matches!(self, Transform::Identity)
     }
 
-    /// The event with its data transformed.
+    /// The event with its data transformed, under the default [`EvalLimits`].
     pub fn apply(&self, event: &Event) -> Result<Event, TransformError> {
+        self.apply_limited(event, &EvalLimits::default())
+    }
+
+    /// The event with its data transformed, the jq program or script running under `limits`.
+    pub fn apply_limited(&self, event: &Event, limits: &EvalLimits) -> Result<Event, TransformError> {
         let Some(data) = event.data() else {
             return Ok(event.clone());
         };
@@ -103,7 +112,7 @@ impl Transform {
                         found: json_type(data),
                     });
                 }
-                let out = program.first_output(data)?;
+                let out = program.first_output(data, limits)?;
                 if !out.is_object() {
                     return Err(TransformError::BadOutput(
                         "the jq program's first output must be a JSON object",
@@ -111,7 +120,7 @@ impl Transform {
                 }
                 out
             }
-            Transform::Script(script) => match lua::run(script, data)? {
+            Transform::Script(script) => match lua::run(script, data, limits)? {
                 lua::Returned::Table(table) => table,
                 _ => {
                     return Err(TransformError::BadOutput(

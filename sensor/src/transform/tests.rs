@@ -136,7 +136,7 @@ fn lua_sandbox_has_no_files_os_or_loaders() {
         "return package.path",
         "return debug.getinfo(1)",
     ] {
-        let result = lua::run(script, &json!({}));
+        let result = lua::run(script, &json!({}), &crate::eval::EvalLimits::default());
         assert!(
             matches!(result, Err(ScriptError::Run { .. })),
             "{script} should fail to run"
@@ -151,8 +151,12 @@ fn lua_sandbox_stops_endless_loops_and_memory_hogs() {
         "local function f() return f() end return f()",
         "local t = {} for i = 1, 1e9 do t[i] = i end",
         "local s = 'x' while true do s = s .. s end",
+        // A caught limit error is raised again: the script cannot swallow its own stop.
+        "while true do pcall(function() while true do end end) end",
+        "local s = string.rep('a', 60000) while true do pcall(string.find, s, '(.-)(.-)(.-)x') end",
+        "while true do xpcall(function() while true do end end, function(e) return e end) end",
     ] {
-        let result = lua::run(script, &json!({}));
+        let result = lua::run(script, &json!({}), &crate::eval::EvalLimits::default());
         assert!(
             matches!(result, Err(ScriptError::Run { .. })),
             "{script} should be stopped"
@@ -164,7 +168,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
     #[test]
     fn random_lua_never_panics(script in "[a-z0-9 =(){}.,'\"+*#-]{0,40}") {
-        let _ = lua::run(&script, &json!({"a": [1, {"b": null}]}));
+        let _ = lua::run(&script, &json!({"a": [1, {"b": null}]}), &crate::eval::EvalLimits::default());
     }
 
     #[test]

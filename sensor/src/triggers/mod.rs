@@ -118,7 +118,7 @@ pub enum TriggerError {
     /// The request could not be built (bad URL, method or header).
     #[error("failed to build the request to `{url}`: {reason}")]
     BuildRequest {
-        /// The URL.
+        /// The URL, for messages: credentials masked ([`sluice_eventbus::redact_url`]).
         url: String,
         /// What is wrong.
         reason: String,
@@ -126,7 +126,7 @@ pub enum TriggerError {
     /// The request could not be sent or no response arrived (connect error, timeout).
     #[error("failed to send the request to `{url}`")]
     SendRequest {
-        /// The URL.
+        /// The URL, for messages: credentials masked ([`sluice_eventbus::redact_url`]).
         url: String,
         /// Why.
         source: reqwest::Error,
@@ -134,7 +134,7 @@ pub enum TriggerError {
     /// The response status is not allowed by `policy.status.allow`.
     #[error("failed to get an allowed response from `{url}`: status {status} is not in policy.status.allow")]
     StatusNotAllowed {
-        /// The URL.
+        /// The URL, for messages: credentials masked ([`sluice_eventbus::redact_url`]).
         url: String,
         /// The response status.
         status: u16,

@@ -10,7 +10,10 @@
 //! - `UnsubscribeConfirmation`: acknowledged with 200, nothing published.
 //!
 //! `validateSignature`: the message's signature is checked before anything else (SignatureVersion 1,
-//! SHA1withRSA, and 2, SHA256withRSA, over AWS's canonical string, see [`verify`]). The signing
+//! SHA1withRSA, and 2, SHA256withRSA, over AWS's canonical string, see [`verify`]); a message whose
+//! signed `Timestamp` is over an hour old (a replay) is refused, and the published `body` holds only
+//! the signed fields (`Message`, `MessageId`, `Subject`, `Timestamp`, `TopicArn`, `Type`): the others
+//! (`MessageAttributes`, `UnsubscribeURL`, …) can be changed by whoever replays a signed message. The signing
 //! certificate is fetched only from a URL matching upstream's allow-list
 //! (`https://sns.<region>.amazonaws.com[.cn]/…`) and cached per URL. Sluice extension: the process
 //! environment variable `SLUICE_SNS_SIGNING_CERT_URL_PATTERN` replaces the allow-list with another
@@ -64,6 +67,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// Turns an (already verified) notification into its event.
 pub struct NotificationAdapter {
     metadata: Option<BTreeMap<String, String>>,
+    /// With `validateSignature`: publish only the fields the signature covers.
+    signed_only: bool,
 }
 
 impl PushAdapter for NotificationAdapter {
@@ -72,7 +77,15 @@ impl PushAdapter for NotificationAdapter {
     }
 
     fn accept(&self, req: &Incoming<'_>) -> Result<Accepted, Rejection> {
-        let body = parse_json(req.body)?;
+        let mut body = parse_json(req.body)?;
+        if self.signed_only {
+            // Why: an unsigned field (MessageAttributes, UnsubscribeURL, anything added) can be
+            // changed by whoever replays a signed message; a sensor must not act on it as if SNS
+            // had sent it.
+            if let Some(fields) = body.as_object_mut() {
+                fields.retain(|name, _| verify::NOTIFICATION_SIGNED_FIELDS.contains(&name.as_str()));
+            }
+        }
         let key = body["MessageId"]
             .as_str()
             .filter(|id| !id.is_empty())
@@ -126,7 +139,10 @@ impl SnsRoute {
             event_name,
             "sns",
             endpoint.clone(),
-            Arc::new(NotificationAdapter { metadata }),
+            Arc::new(NotificationAdapter {
+                metadata,
+                signed_only: verifier.is_some(),
+            }),
             ctx.sender.clone(),
             ctx.metrics.clone(),
         );
@@ -184,10 +200,13 @@ impl SnsRoute {
             if let Err(error) = verifier.verify(&message).await {
                 let status = match error {
                     VerifyError::FetchCert { .. } => StatusCode::SERVICE_UNAVAILABLE,
-                    VerifyError::BadSignature | VerifyError::CertUrlNotAllowed(_) => StatusCode::UNAUTHORIZED,
+                    VerifyError::BadSignature
+                    | VerifyError::CertUrlNotAllowed(_)
+                    | VerifyError::Stale { .. } => StatusCode::UNAUTHORIZED,
                     VerifyError::UnsupportedVersion(_)
                     | VerifyError::SignatureEncoding
                     | VerifyError::ParseCert { .. }
+                    | VerifyError::Timestamp(_)
                     | VerifyError::UnknownType(_) => StatusCode::BAD_REQUEST,
                 };
                 return self.reject(status, error.to_string(), &id);
@@ -289,7 +308,7 @@ impl PullSource for Subscriber {
             match attempt {
                 Ok(arn) => {
                     self.ready.set(true);
-                    tracing::info!(eventsource = %self.event_source, event_name = %self.event_name, topic = %c.topic_arn, url = %self.url, subscription = %arn, "subscribed to the SNS topic");
+                    tracing::info!(eventsource = %self.event_source, event_name = %self.event_name, topic = %c.topic_arn, url = %sluice_eventbus::redact_url(&self.url), subscription = %arn, "subscribed to the SNS topic");
                     return Ok(());
                 }
                 Err(error) => {

@@ -53,8 +53,15 @@ fn message(v: &Value) -> SnsMessage {
     serde_json::from_value(v.clone()).unwrap_or_default()
 }
 
+/// Ten minutes after the fixtures were signed (their `Timestamp`).
+fn fixtures_clock() -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp(1_767_225_600 + 600, 0).unwrap_or_default()
+}
+
 async fn verifier() -> Verifier {
-    let v = Verifier::new(verify::DEFAULT_CERT_URL_PATTERN).unwrap_or_else(|e| panic!("{e}"));
+    let v = Verifier::new(verify::DEFAULT_CERT_URL_PATTERN)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .with_clock(fixtures_clock);
     v.preload(CERT_URL, CERT).await.unwrap_or_else(|e| panic!("{e}"));
     v
 }
@@ -131,17 +138,21 @@ async fn certificates_come_only_from_allowed_urls() {
     }
 }
 
-/// A local server standing in for the SNS certificate host, counting requests.
+/// A local server standing in for the SNS certificate host, counting requests (any path; only
+/// `/cert.pem` exists).
 async fn cert_server() -> (String, Arc<AtomicUsize>, tokio_util::sync::CancellationToken) {
     let hits = Arc::new(AtomicUsize::new(0));
     let counter = hits.clone();
-    let app = axum::Router::new().route(
-        "/cert.pem",
-        axum::routing::get(move || {
-            counter.fetch_add(1, Ordering::SeqCst);
-            async { CERT.to_vec() }
-        }),
-    );
+    let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async move {
+            if uri.path() == "/cert.pem" {
+                (StatusCode::OK, CERT.to_vec())
+            } else {
+                (StatusCode::NOT_FOUND, Vec::new())
+            }
+        }
+    });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -159,7 +170,9 @@ async fn cert_server() -> (String, Arc<AtomicUsize>, tokio_util::sync::Cancellat
 #[tokio::test]
 async fn a_fetched_certificate_is_cached() {
     let (url, hits, stop) = cert_server().await;
-    let v = Verifier::new(r"^http://127\.0\.0\.1:\d+/").unwrap_or_else(|e| panic!("{e}"));
+    let v = Verifier::new(r"^http://127\.0\.0\.1:\d+/")
+        .unwrap_or_else(|e| panic!("{e}"))
+        .with_clock(fixtures_clock);
     for _ in 0..3 {
         assert_eq!(
             v.verify(&message(&notification("1", NOTIFICATION_V1, &url)))
@@ -170,13 +183,65 @@ async fn a_fetched_certificate_is_cached() {
     assert_eq!(hits.load(Ordering::SeqCst), 1, "fetched once, then cached");
     // An allowed host that does not answer: 503 material, not a signature verdict.
     stop.cancel();
-    let v = Verifier::new(r"^http://127\.0\.0\.1:\d+/").unwrap_or_else(|e| panic!("{e}"));
+    let v = Verifier::new(r"^http://127\.0\.0\.1:\d+/")
+        .unwrap_or_else(|e| panic!("{e}"))
+        .with_clock(fixtures_clock);
     let unreachable = format!("http://127.0.0.1:{}/cert.pem", free_port());
     assert!(matches!(
         v.verify(&message(&notification("1", NOTIFICATION_V1, &unreachable)))
             .await,
         Err(VerifyError::FetchCert { .. })
     ));
+}
+
+#[tokio::test]
+async fn a_failed_certificate_fetch_is_not_repeated_for_a_while() {
+    let (url, hits, _stop) = cert_server().await;
+    let missing = url.replace("/cert.pem", "/missing.pem");
+    let v = Verifier::new(r"^http://127\.0\.0\.1:\d+/")
+        .expect("a valid pattern")
+        .with_clock(fixtures_clock);
+    for _ in 0..3 {
+        assert!(matches!(
+            v.verify(&message(&notification("1", NOTIFICATION_V1, &missing)))
+                .await,
+            Err(VerifyError::FetchCert { .. })
+        ));
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "the failure is remembered");
+    // Per URL: a good certificate on the same host is still fetched.
+    assert_eq!(
+        v.verify(&message(&notification("1", NOTIFICATION_V1, &url)))
+            .await,
+        Ok(())
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn stale_and_future_timestamps_are_refused() {
+    fn two_hours_later() -> chrono::DateTime<chrono::Utc> {
+        chrono::DateTime::from_timestamp(1_767_225_600 + 7200, 0).unwrap_or_default()
+    }
+    fn an_hour_before() -> chrono::DateTime<chrono::Utc> {
+        chrono::DateTime::from_timestamp(1_767_225_600 - 3600, 0).unwrap_or_default()
+    }
+    for clock in [two_hours_later as fn() -> _, an_hour_before] {
+        let v = verifier().await.with_clock(clock);
+        assert_eq!(
+            v.verify(&message(&notification("2", NOTIFICATION_V2, CERT_URL)))
+                .await,
+            Err(VerifyError::Stale {
+                timestamp: "2026-01-01T00:00:00.000Z".into()
+            })
+        );
+    }
+    let mut garbled = notification("2", NOTIFICATION_V2, CERT_URL);
+    garbled["Timestamp"] = json!("yesterday");
+    assert_eq!(
+        verifier().await.verify(&message(&garbled)).await,
+        Err(VerifyError::Timestamp("yesterday".into()))
+    );
 }
 
 fn free_port() -> u16 {
@@ -249,7 +314,19 @@ async fn a_signed_notification_is_published_once_with_upstreams_shape() {
     let (_, event) = &events[0];
     assert_eq!(event.ty(), "sns");
     let data: Value = event.data().cloned().unwrap_or_default();
-    assert_eq!(data["body"], notification("2", NOTIFICATION_V2, CERT_URL));
+    // Only the signed fields: UnsubscribeURL, the signature material and anything a replayer adds
+    // are not published.
+    assert_eq!(
+        data["body"],
+        json!({
+            "Type": "Notification",
+            "MessageId": "6b0e71fd-7a1c-4a2e-9d2a-0000000000a1",
+            "TopicArn": TOPIC,
+            "Subject": "greeting",
+            "Message": "hello from sns",
+            "Timestamp": "2026-01-01T00:00:00.000Z",
+        })
+    );
     assert_eq!(data["header"]["X-Amz-Sns-Message-Type"], json!(["Notification"]));
     assert_eq!(data["metadata"], json!({"team": "data"}));
 }

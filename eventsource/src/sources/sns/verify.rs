@@ -1,9 +1,17 @@
 //! SNS message signatures: the canonical string AWS signs, SignatureVersion 1 (SHA1withRSA) and 2
 //! (SHA256withRSA), and the signing certificates, fetched only from allow-listed URLs and cached.
+//!
+//! A signed message is also refused when its (signed) `Timestamp` is more than [`MAX_AGE`] old or
+//! more than [`MAX_CLOCK_SKEW`] in the future: SNS gives up retrying an HTTP delivery within an
+//! hour, so an older message is a replay. A certificate that could not be fetched or read is not
+//! fetched again for [`FAILED_FETCH_TTL`] (each URL; at most [`MAX_FAILED_URLS`] remembered), so a
+//! stream of messages naming a missing certificate does not turn into a stream of outbound requests.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
 
 use base64::Engine as _;
 use regex::Regex;
@@ -19,6 +27,20 @@ pub const CERT_URL_PATTERN_ENV: &str = "SLUICE_SNS_SIGNING_CERT_URL_PATTERN";
 
 /// The largest certificate document read (as upstream).
 const MAX_CERT_BYTES: usize = 65 * 1024;
+
+/// The oldest `Timestamp` accepted: SNS's longest HTTP delivery retry period.
+pub const MAX_AGE: Duration = Duration::from_secs(3600);
+/// How far in the future a `Timestamp` may be (clocks differ).
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(300);
+/// How long a failed certificate fetch is remembered (and answered without fetching again).
+pub const FAILED_FETCH_TTL: Duration = Duration::from_secs(30);
+/// How many failed certificate URLs are remembered at most.
+pub const MAX_FAILED_URLS: usize = 256;
+
+/// The fields of a notification the signature covers (see [`canonical_string`]); with
+/// `validateSignature` only these are published.
+pub const NOTIFICATION_SIGNED_FIELDS: [&str; 6] =
+    ["Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"];
 
 /// One SNS HTTP(S) delivery: a notification or a (un)subscription confirmation, in AWS's JSON.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -103,7 +125,7 @@ pub fn canonical_string(m: &SnsMessage) -> Option<String> {
 }
 
 /// Why a message's signature was not accepted.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum VerifyError {
     /// The message is not signed in a way this verifier knows (a caller error: 400).
     #[error("unsupported SignatureVersion {0:?} (1 and 2 are supported)")]
@@ -126,6 +148,15 @@ pub enum VerifyError {
     /// The message type is unknown.
     #[error("unknown message Type {0:?}")]
     UnknownType(String),
+    /// `Timestamp` is not an RFC 3339 time.
+    #[error("the Timestamp {0:?} is not an RFC 3339 time")]
+    Timestamp(String),
+    /// `Timestamp` is too old (a replay) or too far in the future.
+    #[error("the Timestamp {timestamp} is outside the accepted window ({MAX_AGE:?} old to {MAX_CLOCK_SKEW:?} ahead)")]
+    Stale {
+        /// The message's time.
+        timestamp: String,
+    },
 }
 
 /// Verifies signatures, fetching certificates from allowed URLs only and keeping their keys.
@@ -135,6 +166,9 @@ pub struct Verifier {
     http: reqwest::Client,
     /// Certificate URL → the RSA public key (PKCS#1 DER) of its certificate.
     keys: Arc<Mutex<HashMap<String, Arc<Vec<u8>>>>>,
+    /// Certificate URL → when fetching or reading it failed, and how.
+    failed: Arc<Mutex<HashMap<String, (Instant, VerifyError)>>>,
+    clock: fn() -> DateTime<Utc>,
 }
 
 impl Verifier {
@@ -149,7 +183,15 @@ impl Verifier {
                 .build()
                 .unwrap_or_default(),
             keys: Arc::default(),
+            failed: Arc::default(),
+            clock: Utc::now,
         })
+    }
+
+    /// The same verifier reading the time from `clock` (tests with fixed, signed timestamps).
+    pub fn with_clock(mut self, clock: fn() -> DateTime<Utc>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The process's verifier: [`CERT_URL_PATTERN_ENV`] when set, else upstream's allow-list.
@@ -175,6 +217,36 @@ impl Verifier {
         if let Some(k) = self.keys.lock().await.get(url) {
             return Ok(k.clone());
         }
+        if let Some((at, error)) = self.failed.lock().await.get(url) {
+            if at.elapsed() < FAILED_FETCH_TTL {
+                return Err(error.clone());
+            }
+        }
+        match self.fetch(url).await {
+            Ok(key) => {
+                self.keys.lock().await.insert(url.to_string(), key.clone());
+                Ok(key)
+            }
+            Err(error) => {
+                let mut failed = self.failed.lock().await;
+                failed.retain(|_, (at, _)| at.elapsed() < FAILED_FETCH_TTL);
+                if failed.len() >= MAX_FAILED_URLS {
+                    // Full of fresh failures (many URLs at once): forget the oldest.
+                    if let Some(oldest) = failed
+                        .iter()
+                        .min_by_key(|(_, (at, _))| *at)
+                        .map(|(u, _)| u.clone())
+                    {
+                        failed.remove(&oldest);
+                    }
+                }
+                failed.insert(url.to_string(), (Instant::now(), error.clone()));
+                Err(error)
+            }
+        }
+    }
+
+    async fn fetch(&self, url: &str) -> Result<Arc<Vec<u8>>, VerifyError> {
         let fetch_err = |reason: String| VerifyError::FetchCert {
             url: url.to_string(),
             reason,
@@ -192,9 +264,24 @@ impl Verifier {
         if body.len() > MAX_CERT_BYTES {
             return Err(fetch_err(format!("larger than {MAX_CERT_BYTES} bytes")));
         }
-        let key = Arc::new(rsa_key_of(url, &body)?);
-        self.keys.lock().await.insert(url.to_string(), key.clone());
-        Ok(key)
+        Ok(Arc::new(rsa_key_of(url, &body)?))
+    }
+
+    /// Refuses a message whose `Timestamp` is outside [`MAX_AGE`] / [`MAX_CLOCK_SKEW`] of now.
+    fn check_timestamp(&self, m: &SnsMessage) -> Result<(), VerifyError> {
+        let at = DateTime::parse_from_rfc3339(m.timestamp.trim())
+            .map_err(|_| VerifyError::Timestamp(m.timestamp.clone()))?
+            .with_timezone(&Utc);
+        let now = (self.clock)();
+        let age = now.signed_duration_since(at);
+        let too_old = age.to_std().is_ok_and(|age| age > MAX_AGE);
+        let too_new = (-age).to_std().is_ok_and(|ahead| ahead > MAX_CLOCK_SKEW);
+        if too_old || too_new {
+            return Err(VerifyError::Stale {
+                timestamp: m.timestamp.clone(),
+            });
+        }
+        Ok(())
     }
 
     /// Verifies `m`'s signature.
@@ -206,6 +293,8 @@ impl Verifier {
                 other => return Err(VerifyError::UnsupportedVersion(other.to_string())),
             };
         let canonical = canonical_string(m).ok_or_else(|| VerifyError::UnknownType(m.kind.clone()))?;
+        // Before the certificate: a replayed message costs no fetch.
+        self.check_timestamp(m)?;
         let signature = base64::engine::general_purpose::STANDARD
             .decode(m.signature.trim())
             .map_err(|_| VerifyError::SignatureEncoding)?;

@@ -105,7 +105,7 @@ impl QueuePoller {
                 }
             }
         };
-        tracing::info!(eventsource = %self.event_source, event_name = %self.event_name, queue = %queue_url, "polling SQS queue");
+        tracing::info!(eventsource = %self.event_source, event_name = %self.event_name, queue = %sluice_eventbus::redact_url(&queue_url), "polling SQS queue");
         delay = Duration::from_millis(500);
         loop {
             let received = tokio::select! {
@@ -121,7 +121,7 @@ impl QueuePoller {
                 }
                 Err(error) => {
                     self.ready.set(false);
-                    tracing::error!(eventsource = %self.event_source, event_name = %self.event_name, queue = %queue_url, error = %sluice_eventbus::error_chain(&error), retry_in_ms = delay.as_millis() as u64, "failed to receive from SQS");
+                    tracing::error!(eventsource = %self.event_source, event_name = %self.event_name, queue = %sluice_eventbus::redact_url(&queue_url), error = %sluice_eventbus::error_chain(&error), retry_in_ms = delay.as_millis() as u64, "failed to receive from SQS");
                     if !self.backoff(&mut delay, &cancel).await {
                         return;
                     }

@@ -163,7 +163,7 @@ impl PullSource for WebSocketSource {
             };
             match connected {
                 Ok(Ok((mut socket, _response))) => {
-                    info!(eventsource = %self.event_source, event_name = %self.event_name, url = %self.url, "connected");
+                    info!(eventsource = %self.event_source, event_name = %self.event_name, url = %sluice_eventbus::redact_url(&self.url), "connected");
                     self.ready.set(true);
                     backoff.reset();
                     loop {
@@ -179,11 +179,11 @@ impl PullSource for WebSocketSource {
                         let message = match next {
                             Some(Ok(m)) => m,
                             Some(Err(e)) => {
-                                warn!(eventsource = %self.event_source, event_name = %self.event_name, url = %self.url, error = %e, "websocket connection failed; reconnecting");
+                                warn!(eventsource = %self.event_source, event_name = %self.event_name, url = %sluice_eventbus::redact_url(&self.url), error = %e, "websocket connection failed; reconnecting");
                                 break;
                             }
                             None => {
-                                warn!(eventsource = %self.event_source, event_name = %self.event_name, url = %self.url, "websocket server closed the connection; reconnecting");
+                                warn!(eventsource = %self.event_source, event_name = %self.event_name, url = %sluice_eventbus::redact_url(&self.url), "websocket server closed the connection; reconnecting");
                                 break;
                             }
                         };
@@ -198,10 +198,10 @@ impl PullSource for WebSocketSource {
                     self.ready.set(false);
                 }
                 Ok(Err(e)) => {
-                    warn!(eventsource = %self.event_source, event_name = %self.event_name, url = %self.url, error = %e, retry_in = ?backoff.wait(), "failed to connect to the websocket server; retrying");
+                    warn!(eventsource = %self.event_source, event_name = %self.event_name, url = %sluice_eventbus::redact_url(&self.url), error = %e, retry_in = ?backoff.wait(), "failed to connect to the websocket server; retrying");
                 }
                 Err(_) => {
-                    warn!(eventsource = %self.event_source, event_name = %self.event_name, url = %self.url, timeout = ?CONNECT_TIMEOUT, retry_in = ?backoff.wait(), "connecting to the websocket server timed out; retrying");
+                    warn!(eventsource = %self.event_source, event_name = %self.event_name, url = %sluice_eventbus::redact_url(&self.url), timeout = ?CONNECT_TIMEOUT, retry_in = ?backoff.wait(), "connecting to the websocket server timed out; retrying");
                 }
             }
             if !backoff.sleep(&cancel).await {

@@ -167,7 +167,8 @@ impl Trigger for HttpTrigger {
 
     async fn execute(&self, firing: &Firing) -> Result<Outcome, TriggerError> {
         let plan = self.plan(firing)?;
-        let url = plan.url.to_string();
+        // For logs and errors only: user info, query values and fragment masked.
+        let url = sluice_eventbus::redact_url(plan.url.as_str());
         // Literal IP URLs skip DNS, so the resolver's guard never sees them: check them here.
         if let Some(address) = literal_ip(&plan.url) {
             self.egress
@@ -193,7 +194,8 @@ impl Trigger for HttpTrigger {
                 },
                 None => TriggerError::SendRequest {
                     url: url.clone(),
-                    source,
+                    // reqwest's message repeats the whole URL; `url` has the redacted one.
+                    source: source.without_url(),
                 },
             })?;
         let status = response.status().as_u16();

@@ -70,7 +70,7 @@ impl RequestPlan {
 
 fn build_error(url: &str, reason: impl Into<String>) -> TriggerError {
     TriggerError::BuildRequest {
-        url: url.to_owned(),
+        url: sluice_eventbus::redact_url(url),
         reason: reason.into(),
     }
 }

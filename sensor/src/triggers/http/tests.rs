@@ -286,6 +286,26 @@ async fn allow_policy_decides_success_and_retryability() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+async fn errors_show_the_url_without_credentials() -> anyhow::Result<()> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let url = format!("http://user:hunter2@127.0.0.1:{port}/x?token=s3cr3t");
+    let error = match send(url, &[]).await? {
+        Err(e @ TriggerError::SendRequest { .. }) => e,
+        other => panic!("expected a send error, got {other:?}"),
+    };
+    let text = sluice_eventbus::error_chain(&error);
+    assert!(!text.contains("hunter2") && !text.contains("s3cr3t"), "{text}");
+    assert!(text.contains("127.0.0.1") && text.contains("token=***"), "{text}");
+    let (base, _seen) = sink().await?;
+    let error = match send(format!("{base}/status/404?sig=abc"), &[200]).await? {
+        Err(e @ TriggerError::StatusNotAllowed { .. }) => e,
+        other => panic!("expected a disallowed 404, got {other:?}"),
+    };
+    assert!(!error.to_string().contains("abc"), "{error}");
+    Ok(())
+}
+
+#[tokio::test]
 async fn connection_errors_are_retryable() -> anyhow::Result<()> {
     // Bind then drop a listener: the port is (almost certainly) closed now.
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
