@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::finalizer::{finalizer, Event as Finalizer};
@@ -57,6 +58,9 @@ pub enum ReconcileError {
     /// Building the EventBus's auth Secrets failed.
     #[error("failed to build the EventBus's auth Secrets")]
     BuildSecrets(#[source] BuildError),
+    /// The EventSource's Lease did not decode as a Lease (a builder bug).
+    #[error("failed to build the EventSource's Lease")]
+    BuildLease(#[source] serde_json::Error),
     /// A child's name is taken by an object Sluice did not create (no controller reference to this
     /// CR): applying would take it over and the garbage collector would later delete it.
     #[error("{kind} {name} exists and is not owned by this {owner}; Sluice does not adopt it (rename or delete it)")]
@@ -182,6 +186,25 @@ fn controlled_by(meta: &kube::api::ObjectMeta, uid: &str) -> bool {
             .any(|r| r.uid == uid && r.controller == Some(true))
 }
 
+/// Creates the EventSource's Lease when it is missing, and otherwise leaves it alone: its spec is
+/// the leader's (it renews it), and a Lease that pods of an earlier version made without an owner
+/// is kept as it is rather than refused.
+async fn ensure_lease(client: &Client, ns: &str, object: &Value) -> Result<(), ReconcileError> {
+    let name = object["metadata"]["name"].as_str().unwrap_or_default();
+    let api: Api<Lease> = Api::namespaced(client.clone(), ns);
+    let read = apply_err(format!("read Lease {ns}/{name}"));
+    if api.get_opt(name).await.map_err(read)?.is_some() {
+        return Ok(());
+    }
+    let lease: Lease = serde_json::from_value(object.clone()).map_err(ReconcileError::BuildLease)?;
+    match api.create(&PostParams::default(), &lease).await {
+        Ok(_) => Ok(()),
+        // A pod of the EventSource made it meanwhile: the leader owns it now.
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+        Err(e) => Err(apply_err(format!("create Lease {ns}/{name}"))(e)),
+    }
+}
+
 async fn apply_workload(client: &Client, ns: &str, c: &WorkloadChildren) -> Result<(), ReconcileError> {
     // RBAC first: pods that start before their Role exists fail their first Lease attempts.
     for object in &c.rbac {
@@ -189,7 +212,8 @@ async fn apply_workload(client: &Client, ns: &str, c: &WorkloadChildren) -> Resu
             Some("ServiceAccount") => apply::<ServiceAccount>(client, ns, object).await?,
             Some("Role") => apply::<Role>(client, ns, object).await?,
             Some("RoleBinding") => apply::<RoleBinding>(client, ns, object).await?,
-            // The builders make only these three kinds.
+            Some("Lease") => ensure_lease(client, ns, object).await?,
+            // The builders make only these four kinds.
             _ => {}
         }
     }

@@ -454,9 +454,22 @@ async fn controller_turns_resources_into_workloads_and_reports_status() -> Resul
     assert!(rules
         .iter()
         .all(|r| r.resources.as_deref() == Some(&["leases".to_string()][..])));
+    // Only reading and renewing that one Lease: the controller makes it, owned by the EventSource
+    // (so it goes with it); the pods cannot create Leases.
     assert!(rules
         .iter()
-        .any(|r| r.resource_names.as_deref() == Some(&["ticks-eventsource".to_string()][..])));
+        .all(|r| r.resource_names.as_deref() == Some(&["ticks-eventsource".to_string()][..])));
+    assert!(rules.iter().all(|r| !r.verbs.contains(&"create".to_string())));
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(client.clone(), &ns);
+    let lease = leases.get("ticks-eventsource").await?;
+    let owners = lease.metadata.owner_references.unwrap_or_default();
+    assert_eq!(
+        owners
+            .iter()
+            .map(|o| (o.kind.as_str(), o.name.as_str()))
+            .collect::<Vec<_>>(),
+        vec![("EventSource", "ticks")]
+    );
     let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), &ns);
     let binding = bindings.get("ticks-eventsource-leader").await?;
     assert_eq!(binding.subjects.unwrap_or_default()[0].name, "ticks-eventsource");

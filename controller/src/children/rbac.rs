@@ -9,18 +9,23 @@ pub fn eventsource_lease_name(name: &str) -> String {
     format!("{name}-eventsource")
 }
 
-/// A Role allowing exactly what leader election needs on the EventSource's Lease (create cannot
-/// be limited to one name in RBAC; read and renew can), bound to the pods' ServiceAccount.
-pub(super) fn leader_rbac(owner: &Owner<'_>, account: &str) -> [Value; 2] {
+/// The EventSource's Lease, made by the controller with the EventSource as its owner (so it goes
+/// with the EventSource, as every other child), and a Role allowing only reading and renewing that
+/// one Lease — no `create`, which RBAC cannot limit to one name — bound to the pods' ServiceAccount.
+pub(super) fn leader_rbac(owner: &Owner<'_>, account: &str) -> [Value; 3] {
     let labels = labels("eventsource", "eventsource-name", owner.name);
     let role = format!("{}-eventsource-leader", owner.name);
     [
+        json!({
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": owner.meta(&eventsource_lease_name(owner.name), &labels),
+        }),
         json!({
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "Role",
             "metadata": owner.meta(&role, &labels),
             "rules": [
-                {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
                 {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "update"],
                  "resourceNames": [eventsource_lease_name(owner.name)]},
             ],

@@ -40,6 +40,9 @@ fn typed(children: &WorkloadChildren) {
             Some("RoleBinding") => {
                 serde_json::from_value::<k8s_openapi::api::rbac::v1::RoleBinding>(object.clone()).map(drop)
             }
+            Some("Lease") => {
+                serde_json::from_value::<k8s_openapi::api::coordination::v1::Lease>(object.clone()).map(drop)
+            }
             other => panic!("unexpected child {other:?}"),
         }
         .expect("typed RBAC object");
@@ -308,8 +311,13 @@ fn kinds_that_must_not_run_twice_elect_a_leader_with_their_own_rbac() {
         children.deployment["spec"]["template"]["spec"]["serviceAccountName"],
         "mine"
     );
-    assert_eq!(children.rbac.len(), 2);
-    assert_eq!(children.rbac[1]["subjects"][0]["name"], "mine");
+    assert_eq!(children.rbac.len(), 3);
+    assert_eq!(children.rbac[0]["kind"], "Lease");
+    assert_eq!(
+        children.rbac[0]["metadata"]["ownerReferences"][0]["kind"],
+        "EventSource"
+    );
+    assert_eq!(children.rbac[2]["subjects"][0]["name"], "mine");
     // Push kinds run active-active without any of it.
     let webhook = eventsource("");
     let children = eventsource_children(&webhook, "nats://bus:4222", &BuildConfig::default())
