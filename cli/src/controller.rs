@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use sluice_controller::children::{AllowList, NamePattern};
 use sluice_controller::leader::LeaseConfig;
 use sluice_controller::{BuildConfig, ControllerConfig};
 use tokio_util::sync::CancellationToken;
@@ -40,6 +41,18 @@ pub struct ControllerArgs {
     /// denied network.
     #[arg(long, value_delimiter = ',')]
     pub egress_allow: Vec<sluice_sensor::triggers::http::egress::Cidr>,
+    /// ServiceAccounts that EventSource, Sensor and EventBus pod templates may name (repeatable or
+    /// comma-separated; a trailing `*` allows a prefix, as in `team-*`). Unset: any. A CR naming
+    /// another is not deployed (condition `Deployed=False`, reason `NotAllowed`). A template that
+    /// names none runs as the namespace's `default` account, which stays allowed.
+    #[arg(long, value_delimiter = ',', value_name = "NAME")]
+    pub allowed_service_accounts: Option<Vec<NamePattern>>,
+    /// Secrets that EventSource and Sensor pods may read: named anywhere in the spec, in the
+    /// template's volumes, env or envFrom, or by the EventBus connection (repeatable or
+    /// comma-separated; a trailing `*` allows a prefix). Unset: any. The client credentials the
+    /// controller generates for a `jetstream` EventBus are always allowed.
+    #[arg(long, value_delimiter = ',', value_name = "NAME")]
+    pub allowed_secrets: Option<Vec<NamePattern>>,
     /// Hold a Lease before reconciling (run several controller replicas).
     #[arg(long, env = "SLUICE_LEADER_ELECT")]
     pub leader_elect: bool,
@@ -89,6 +102,8 @@ async fn run(args: ControllerArgs) -> i32 {
             allow_privileged: args.allow_privileged,
             egress_deny: args.egress_deny.iter().map(ToString::to_string).collect(),
             egress_allow: args.egress_allow.iter().map(ToString::to_string).collect(),
+            allowed_service_accounts: args.allowed_service_accounts.map(AllowList::from_iter),
+            allowed_secrets: args.allowed_secrets.map(AllowList::from_iter),
         },
         leader_election: args.leader_elect.then(|| LeaseConfig {
             namespace: lease_namespace,
@@ -151,4 +166,50 @@ async fn wait_for_signal() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::ControllerArgs;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ControllerArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<ControllerArgs, clap::Error> {
+        Cli::try_parse_from(std::iter::once("controller").chain(args.iter().copied())).map(|c| c.args)
+    }
+
+    #[test]
+    fn allow_lists_are_unset_by_default_and_take_repeated_or_comma_separated_names() {
+        let unset = parse(&[]).expect("no flags parse");
+        assert!(unset.allowed_service_accounts.is_none());
+        assert!(unset.allowed_secrets.is_none());
+        let set = parse(&[
+            "--allowed-secrets",
+            "hook-token,team-*",
+            "--allowed-secrets=db",
+            "--allowed-service-accounts",
+            "runner",
+        ])
+        .expect("lists parse");
+        let secrets: Vec<String> = set
+            .allowed_secrets
+            .expect("secrets set")
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(secrets, ["hook-token", "team-*", "db"]);
+        assert_eq!(set.allowed_service_accounts.expect("accounts set").len(), 1);
+    }
+
+    #[test]
+    fn a_misplaced_wildcard_stops_the_start() {
+        let error = parse(&["--allowed-secrets", "a*b"]).expect_err("refused");
+        assert!(error.to_string().contains("`*` may only end it"), "{error}");
+    }
 }

@@ -1,6 +1,7 @@
 //! The reconcilers: turn each CR into its children (server-side apply, field manager `sluice`),
-//! then write status conditions when they changed. A CR that fails validation or asks for privileges
-//! gets a condition saying why; nothing else is affected because each object reconciles alone.
+//! then write status conditions when they changed. A CR that fails validation, asks for privileges
+//! or uses a ServiceAccount or Secret outside the operator's allow-lists gets a condition saying why;
+//! nothing else is affected because each object reconciles alone.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -25,7 +26,7 @@ use sluice_crds::refs::{references, RefKind, Reference};
 use sluice_crds::validate::{Problems, Validate};
 use sluice_crds::{EventBus, EventSource, Sensor};
 
-use crate::children::{self, BuildConfig, BuildError, WorkloadChildren};
+use crate::children::{self, BuildConfig, BuildError, PodUses, WorkloadChildren};
 use crate::conditions;
 
 /// Field manager of every server-side apply.
@@ -248,22 +249,38 @@ where
     Ok(())
 }
 
+/// How pods reach an EventBus.
+struct BusConnection {
+    /// The connection settings from the bus's status (with a URL).
+    config: JetStreamConfig,
+    /// The client Secret the controller generated, when it runs the bus (`jetstream`).
+    generated_secret: Option<String>,
+}
+
 /// The connection settings of EventBus `name` (with a URL), once it is configured.
-async fn bus_config(
-    client: &Client,
-    ns: &str,
-    name: &str,
-) -> Result<Option<JetStreamConfig>, ReconcileError> {
+async fn bus_config(client: &Client, ns: &str, name: &str) -> Result<Option<BusConnection>, ReconcileError> {
     let api: Api<EventBus> = Api::namespaced(client.clone(), ns);
-    let bus = api
+    let Some(bus) = api
         .get_opt(name)
         .await
-        .map_err(apply_err(format!("read EventBus {ns}/{name}")))?;
+        .map_err(apply_err(format!("read EventBus {ns}/{name}")))?
+    else {
+        return Ok(None);
+    };
+    let generated_secret = bus
+        .spec
+        .jetstream
+        .is_some()
+        .then(|| children::jetstream_client_secret_name(name));
     Ok(bus
-        .and_then(|b| b.status)
+        .status
         .and_then(|s| s.config)
         .and_then(|c| c.jetstream)
-        .filter(|j| j.url.is_some()))
+        .filter(|j| j.url.is_some())
+        .map(|config| BusConnection {
+            config,
+            generated_secret,
+        }))
 }
 
 fn problems_of(validate: impl FnOnce(&mut Problems)) -> Vec<String> {
@@ -330,15 +347,31 @@ async fn missing_references(
     Ok(missing)
 }
 
-/// Deploys children once the spec is valid and the bus configured; returns the `Deployed` condition.
+/// `Deployed=False`, reason `NotAllowed`, when `uses` falls outside the operator's allow-lists.
+/// Not requeued: the lists change only with a restart of the controller, which reconciles every
+/// object again.
+fn not_allowed(ctx: &Context, uses: &PodUses) -> Option<(bool, String, String, Option<Duration>)> {
+    children::check_allowed(&ctx.build, uses)
+        .err()
+        .map(|e| (false, "NotAllowed".into(), e.to_string(), None))
+}
+
+/// Deploys children once the spec is valid, its pods keep to the allow-lists and the bus is
+/// configured; returns the `Deployed` condition.
 async fn deploy(
     ctx: &Context,
     ns: &str,
     bus_name: &str,
     refs: Vec<Reference>,
+    uses: PodUses,
     build: impl FnOnce(&str) -> Result<WorkloadChildren, BuildError>,
 ) -> Result<(bool, String, String, Option<Duration>), ReconcileError> {
-    let Some(config) = bus_config(&ctx.client, ns, bus_name).await? else {
+    // Before anything is read: a Secret outside the list is neither mounted nor looked at (a
+    // MissingReference message would tell whether it exists and which keys it has).
+    if let Some(refused) = not_allowed(ctx, &uses) {
+        return Ok(refused);
+    }
+    let Some(bus) = bus_config(&ctx.client, ns, bus_name).await? else {
         return Ok((
             false,
             "EventBusNotReady".into(),
@@ -346,9 +379,14 @@ async fn deploy(
             Some(Duration::from_secs(5)),
         ));
     };
+    let config = bus.config;
     let mut refs = refs;
     // As above: use_bus_manifest encodes the same config and reports a failure.
     if let Ok(bus_refs) = references(&config) {
+        let uses = PodUses::of_bus_connection(bus_name, &bus_refs, bus.generated_secret.as_deref());
+        if let Some(refused) = not_allowed(ctx, &uses) {
+            return Ok(refused);
+        }
         refs.extend(bus_refs);
     }
     let missing = missing_references(&ctx.client, ns, &refs).await?;
@@ -406,7 +444,8 @@ pub async fn reconcile_eventsource(
         let build = &ctx.build;
         // An encoding failure here fails the build below too, which reports it (BuildFailed).
         let refs = references(&es.spec).unwrap_or_default();
-        let deployed = deploy(&ctx, &ns, &bus, refs, |url| {
+        let uses = PodUses::of_workload(es.spec.template.as_ref(), &refs);
+        let deployed = deploy(&ctx, &ns, &bus, refs, uses, |url| {
             children::eventsource_children(&es, url, build)
         })
         .await;
@@ -491,7 +530,8 @@ pub async fn reconcile_sensor(sensor: Arc<Sensor>, ctx: Arc<Context>) -> Result<
         let build = &ctx.build;
         // An encoding failure here fails the build below too, which reports it (BuildFailed).
         let refs = references(&sensor.spec).unwrap_or_default();
-        let deployed = deploy(&ctx, &ns, &bus, refs, |url| {
+        let uses = PodUses::of_workload(sensor.spec.template.as_ref(), &refs);
+        let deployed = deploy(&ctx, &ns, &bus, refs, uses, |url| {
             children::sensor_children(&sensor, url, build)
         })
         .await;
@@ -673,7 +713,9 @@ async fn apply_eventbus(bus: &EventBus, ctx: &Context) -> Result<Action, Reconci
             warn_event(ctx, bus, "InvalidSpec", &message).await;
         }
     } else if let Some(js) = &bus.spec.jetstream {
-        match children::jetstream_children(bus, js, &ctx.build) {
+        let built = children::check_allowed(&ctx.build, &PodUses::of_bus(js))
+            .and_then(|()| children::jetstream_children(bus, js, &ctx.build));
+        match built {
             Ok(c) => match apply_bus_children(ctx, bus, &ns, &c).await {
                 Err(e @ ReconcileError::RefuseAdoption { .. }) => {
                     let message = e.to_string();
@@ -713,6 +755,7 @@ async fn apply_eventbus(bus: &EventBus, ctx: &Context) -> Result<Action, Reconci
                 let message = e.to_string();
                 let reason = match e {
                     BuildError::RejectPrivileged { .. } => "PrivilegedTemplate",
+                    BuildError::RejectNotAllowed { .. } => "NotAllowed",
                     _ => "BuildFailed",
                 };
                 if conditions::set(&mut status.status, "Deployed", false, reason, &message, &now) {

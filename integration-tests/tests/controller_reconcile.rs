@@ -4,7 +4,8 @@
 //! volumes, probes and owner references; updates roll through; deletion garbage-collects; an
 //! invalid Sensor gets a condition naming the field and the others are unaffected; a
 //! `jetstreamExotic` bus deploys nothing and reports its URL; the EventBus finalizer holds the bus
-//! (with a `DeletionBlocked` Event) until the Sensors naming it are gone.
+//! (with a `DeletionBlocked` Event) until the Sensors naming it are gone; with the operator's
+//! allow-lists on, CRs naming a ServiceAccount or Secret outside them are refused (`NotAllowed`).
 
 mod kube_support;
 
@@ -822,6 +823,195 @@ async fn an_object_sluice_did_not_create_is_never_adopted() -> Result<()> {
     assert!(kept.metadata.owner_references.is_none());
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
     assert!(deployments.get_opt("webhook-eventsource").await?.is_none());
+    cancel.cancel();
+    controller.await??;
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    namespaces.delete(&ns, &DeleteParams::default()).await?;
+    Ok(())
+}
+
+/// With the operator's allow-lists on, a Sensor whose template names a ServiceAccount outside
+/// them, an EventSource naming a Secret outside them (one that does not even exist: the list is
+/// checked first) and an EventBus naming a ServiceAccount outside them are not deployed
+/// (`Deployed=False`, reason `NotAllowed`, the field and the name, a Warning Event); a Sensor
+/// keeping to them deploys, with the bus's generated client Secret mounted although the Secret
+/// list does not name it.
+#[tokio::test]
+async fn the_allow_lists_refuse_service_accounts_and_secrets_outside_them() -> Result<()> {
+    use sluice_controller::children::{AllowList, NamePattern};
+    let client = admin_client().await?;
+    install_crds(&client).await?;
+    let ns = namespace(&client, "allowlist").await?;
+    let list = |names: &[&str]| -> Result<Option<AllowList>> {
+        Ok(Some(
+            names
+                .iter()
+                .map(|n| n.parse::<NamePattern>())
+                .collect::<Result<AllowList, _>>()?,
+        ))
+    };
+    let cancel = CancellationToken::new();
+    let config = ControllerConfig {
+        namespace: Some(ns.clone()),
+        build: BuildConfig {
+            image: "sluice:test".into(),
+            allowed_service_accounts: list(&["sensor-*"])?,
+            allowed_secrets: list(&["hook-*"])?,
+            ..BuildConfig::default()
+        },
+        leader_election: None,
+    };
+    let controller = tokio::spawn(sluice_controller::run(
+        client.clone(),
+        config,
+        sluice_controller::Metrics::default(),
+        cancel.clone(),
+    ));
+    let bus = |name: &str, jetstream: Value| {
+        json!({
+            "apiVersion": "argoproj.io/v1alpha1", "kind": "EventBus",
+            "metadata": {"name": name},
+            "spec": {"jetstream": jetstream},
+        })
+    };
+    apply(
+        &client,
+        &ns,
+        "EventBus",
+        "eventbus",
+        bus("default", json!({"replicas": 1})),
+    )
+    .await?;
+    apply(
+        &client,
+        &ns,
+        "EventBus",
+        "eventbus",
+        bus(
+            "locked",
+            json!({"replicas": 1, "serviceAccountName": "nats-admin"}),
+        ),
+    )
+    .await?;
+    let with_account = |name: &str, account: &str| {
+        let mut s = sensor(name, "hooks");
+        s["spec"]["template"] = json!({"serviceAccountName": account});
+        s
+    };
+    apply(
+        &client,
+        &ns,
+        "Sensor",
+        "sensors",
+        with_account("outsider", "cluster-admin"),
+    )
+    .await?;
+    apply(
+        &client,
+        &ns,
+        "Sensor",
+        "sensors",
+        with_account("insider", "sensor-runner"),
+    )
+    .await?;
+    let mut peeker = eventsource(1);
+    peeker["metadata"]["name"] = json!("peeker");
+    peeker["spec"]["webhook"]["example"]["authSecret"] = json!({"name": "db-password", "key": "token"});
+    apply(&client, &ns, "EventSource", "eventsources", peeker).await?;
+
+    let refused = |kind: &'static str, plural: &'static str, name: &'static str| {
+        let c = client.clone();
+        let ns = ns.clone();
+        wait_for(WAIT, move || {
+            let c = c.clone();
+            let ns = ns.clone();
+            async move {
+                let deployed = condition(&c, &ns, kind, plural, name, "Deployed").await?;
+                Ok(deployed.filter(|d| d["reason"] == "NotAllowed"))
+            }
+        })
+    };
+    let outsider = refused("Sensor", "sensors", "outsider").await?;
+    assert_eq!(outsider["status"], "False");
+    assert_eq!(
+        outsider["message"],
+        "spec.template.serviceAccountName: ServiceAccount \"cluster-admin\" is not in the \
+         controller's allow-list (--allowed-service-accounts)"
+    );
+    let peeker = refused("EventSource", "eventsources", "peeker").await?;
+    assert_eq!(peeker["status"], "False");
+    assert_eq!(
+        peeker["message"],
+        "spec.webhook.example.authSecret: Secret \"db-password\" is not in the controller's \
+         allow-list (--allowed-secrets)"
+    );
+    let locked = refused("EventBus", "eventbus", "locked").await?;
+    let message = locked["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("spec.jetstream.serviceAccountName: ServiceAccount \"nats-admin\""),
+        "{message}"
+    );
+
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &ns);
+    wait_for(WAIT, || {
+        let events = events.clone();
+        async move {
+            Ok(events
+                .list(&Default::default())
+                .await?
+                .items
+                .into_iter()
+                .find(|e| {
+                    e.reason.as_deref() == Some("NotAllowed")
+                        && e.type_.as_deref() == Some("Warning")
+                        && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("outsider")
+                        && e.note.as_deref().is_some_and(|n| n.contains("cluster-admin"))
+                }))
+        }
+    })
+    .await?;
+
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let insider = wait_for(WAIT, || {
+        let d = deployments.clone();
+        async move { Ok(d.get_opt("insider-sensor").await?) }
+    })
+    .await?;
+    let pod = insider.spec.template.spec.context("pod spec")?;
+    assert_eq!(pod.service_account_name.as_deref(), Some("sensor-runner"));
+    assert!(
+        pod.volumes.unwrap_or_default().iter().any(|v| v
+            .secret
+            .as_ref()
+            .and_then(|s| s.secret_name.as_deref())
+            == Some("eventbus-default-js-client-auth")),
+        "the generated bus credentials are mounted though the list does not name them"
+    );
+    for refused in ["outsider-sensor", "peeker-eventsource"] {
+        assert!(deployments.get_opt(refused).await?.is_none(), "{refused}");
+    }
+    let stateful_sets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    assert!(stateful_sets.get_opt("eventbus-locked-js").await?.is_none());
+
+    // Cleared up while the controller runs, so the buses' finalizer lets them go.
+    let sensors: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &argo("Sensor", "sensors"));
+    sensors.delete("outsider", &DeleteParams::default()).await?;
+    sensors.delete("insider", &DeleteParams::default()).await?;
+    let sources: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), &ns, &argo("EventSource", "eventsources"));
+    sources.delete("peeker", &DeleteParams::default()).await?;
+    let buses: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &argo("EventBus", "eventbus"));
+    for name in ["default", "locked"] {
+        buses.delete(name, &DeleteParams::default()).await?;
+    }
+    wait_for(WAIT, || {
+        let buses = buses.clone();
+        async move {
+            let left = buses.list(&Default::default()).await?.items.len();
+            Ok((left == 0).then_some(()))
+        }
+    })
+    .await?;
     cancel.cancel();
     controller.await??;
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());

@@ -5,8 +5,9 @@
 //!
 //! Layout: [`workload`] (EventSource and Sensor Deployments, Services, spec ConfigMaps),
 //! [`eventbus`] (the NATS StatefulSet of a `jetstream` bus), [`secrets`] (generated bus
-//! credentials), [`rbac`] (leader election rights) and
-//! [`policy`] (what a CR's pod template may ask for).
+//! credentials), [`rbac`] (leader election rights),
+//! [`policy`] (what a CR's pod template may ask for) and [`allow`] (the operator's allow-lists of
+//! ServiceAccounts and Secrets).
 
 use std::collections::BTreeMap;
 
@@ -14,12 +15,14 @@ use kube::api::ObjectMeta;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
+mod allow;
 mod eventbus;
 mod policy;
 mod rbac;
 mod secrets;
 mod workload;
 
+pub use allow::{check_allowed, AllowList, NamePattern, ParsePatternError, PodUses, Refusal, Use};
 pub use eventbus::{jetstream_children, BusChildren, NATS_CLUSTER_PORT, NATS_MONITOR_PORT};
 pub use policy::{check_bus, check_template, RUN_AS_ID};
 pub use rbac::eventsource_lease_name;
@@ -63,6 +66,11 @@ pub struct BuildConfig {
     pub egress_deny: Vec<String>,
     /// Egress exceptions (CIDRs) every Sensor pod gets as `--egress-allow`.
     pub egress_allow: Vec<String>,
+    /// The ServiceAccounts CR pod templates may name (`--allowed-service-accounts`); `None` allows
+    /// every one. See [`allow`].
+    pub allowed_service_accounts: Option<AllowList>,
+    /// The Secrets CR pods may read (`--allowed-secrets`); `None` allows every one. See [`allow`].
+    pub allowed_secrets: Option<AllowList>,
 }
 
 impl Default for BuildConfig {
@@ -74,6 +82,8 @@ impl Default for BuildConfig {
             allow_privileged: false,
             egress_deny: Vec::new(),
             egress_allow: Vec::new(),
+            allowed_service_accounts: None,
+            allowed_secrets: None,
         }
     }
 }
@@ -84,12 +94,23 @@ pub enum BuildError {
     /// The pod template asks for something only `--allow-privileged` permits.
     #[error("{path}: {reason} (the controller runs without --allow-privileged)")]
     RejectPrivileged { path: String, reason: String },
+    /// The pods would run as a ServiceAccount or read a Secret outside the operator's allow-lists.
+    #[error("{}", refusals(.refused))]
+    RejectNotAllowed { refused: Vec<Refusal> },
     /// The object has no name, namespace or uid (it was not read from the API server).
     #[error("failed to build children: the object has no {field}")]
     MissingMetadata { field: &'static str },
     /// Serializing the spec for the mounted file failed.
     #[error("failed to encode the spec: {0}")]
     EncodeSpec(String),
+}
+
+fn refusals(refused: &[Refusal]) -> String {
+    refused
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 struct Owner<'a> {
