@@ -153,20 +153,15 @@ where
     // Server-side apply with force would take over an object of the same name that someone else
     // made, and the garbage collector would delete it with the CR: only objects this CR controls
     // (or none) are written.
-    let existing = api
-        .get_opt(&name)
-        .await
-        .map_err(apply_err(format!("read {} {ns}/{name}", K::kind(&()))))?;
-    if let Some(existing) = existing {
-        let owner = &object["metadata"]["ownerReferences"][0];
-        if !controlled_by(existing.meta(), owner["uid"].as_str().unwrap_or_default()) {
-            return Err(ReconcileError::RefuseAdoption {
-                kind: K::kind(&()).to_string(),
-                name: format!("{ns}/{name}"),
-                owner: owner["kind"].as_str().unwrap_or("custom resource").to_string(),
-            });
-        }
-    }
+    let owner = &object["metadata"]["ownerReferences"][0];
+    read_child(
+        &api,
+        ns,
+        &name,
+        owner["uid"].as_str().unwrap_or_default(),
+        owner["kind"].as_str().unwrap_or("custom resource"),
+    )
+    .await?;
     api.patch(
         &name,
         &PatchParams::apply(FIELD_MANAGER).force(),
@@ -175,6 +170,32 @@ where
     .await
     .map_err(apply_err(format!("apply {} {ns}/{name}", K::kind(&()))))?;
     Ok(())
+}
+
+/// Reads child `name`, if it exists; one that the CR (`owner_uid`, of kind `owner_kind`) does not
+/// control is refused (`RefuseAdoption`): it is someone else's, to neither read nor overwrite.
+async fn read_child<K>(
+    api: &Api<K>,
+    ns: &str,
+    name: &str,
+    owner_uid: &str,
+    owner_kind: &str,
+) -> Result<Option<K>, ReconcileError>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let existing = api
+        .get_opt(name)
+        .await
+        .map_err(apply_err(format!("read {} {ns}/{name}", K::kind(&()))))?;
+    match existing {
+        Some(existing) if !controlled_by(existing.meta(), owner_uid) => Err(ReconcileError::RefuseAdoption {
+            kind: K::kind(&()).to_string(),
+            name: format!("{ns}/{name}"),
+            owner: owner_kind.to_string(),
+        }),
+        existing => Ok(existing),
+    }
 }
 
 /// Whether `meta` carries a controller reference to the object with `uid`.
@@ -610,25 +631,10 @@ async fn ensure_bus_credentials(
             .and_then(|s| s.data)
             .is_some_and(|d| d.get(key).is_some_and(|v| !v.0.is_empty()))
     };
-    let server = api
-        .get_opt(&c.server_secret)
-        .await
-        .map_err(apply_err(format!("read Secret {ns}/{}", c.server_secret)))?;
-    let client = api
-        .get_opt(&c.client_secret)
-        .await
-        .map_err(apply_err(format!("read Secret {ns}/{}", c.client_secret)))?;
     // Credentials someone else wrote under the bus's names would be whoever wrote them's to read.
     let uid = bus.metadata.uid.as_deref().unwrap_or_default();
-    for (secret, name) in [(&server, &c.server_secret), (&client, &c.client_secret)] {
-        if secret.as_ref().is_some_and(|s| !controlled_by(&s.metadata, uid)) {
-            return Err(ReconcileError::RefuseAdoption {
-                kind: "Secret".into(),
-                name: format!("{ns}/{name}"),
-                owner: "EventBus".into(),
-            });
-        }
-    }
+    let server = read_child(&api, ns, &c.server_secret, uid, "EventBus").await?;
+    let client = read_child(&api, ns, &c.client_secret, uid, "EventBus").await?;
     if has_key(server, children::JS_SERVER_AUTH_KEY) && has_key(client, children::JS_CLIENT_AUTH_KEY) {
         return Ok(());
     }
@@ -655,10 +661,8 @@ async fn ensure_route_credentials(
     c: &children::BusChildren,
 ) -> Result<(), ReconcileError> {
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
-    let existing = api
-        .get_opt(&c.cluster_secret)
-        .await
-        .map_err(apply_err(format!("read Secret {ns}/{}", c.cluster_secret)))?;
+    let uid = bus.metadata.uid.as_deref().unwrap_or_default();
+    let existing = read_child(&api, ns, &c.cluster_secret, uid, "EventBus").await?;
     let kept = existing
         .and_then(|s| s.data)
         .and_then(|d| d.get(children::JS_ROUTE_PASSWORD_KEY).cloned())

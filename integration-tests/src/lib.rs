@@ -34,6 +34,38 @@ pub fn sluice_bin() -> Result<PathBuf> {
     Ok(bin)
 }
 
+/// Polls `check` every 100 ms until it returns `Some`, up to `within`.
+pub async fn wait_for<T, F, Fut>(within: Duration, check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>>>,
+{
+    wait_for_every(within, Duration::from_millis(100), check).await
+}
+
+/// Polls `check` every `every` until it returns `Some`, up to `within`. An error from `check` is
+/// taken as "not yet"; the timeout's error carries the last one.
+pub async fn wait_for_every<T, F, Fut>(within: Duration, every: Duration, mut check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    let mut last_error = None;
+    while tokio::time::Instant::now() < deadline {
+        match check().await {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(e) => last_error = Some(e),
+        }
+        tokio::time::sleep(every).await;
+    }
+    match last_error {
+        Some(e) => Err(e.context(format!("condition not met within {within:?}"))),
+        None => bail!("condition not met within {within:?}"),
+    }
+}
+
 /// A free loopback port (bound and released; a small race with other processes is accepted).
 pub fn free_port() -> Result<u16> {
     Ok(StdListener::bind("127.0.0.1:0")?.local_addr()?.port())

@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::Client;
@@ -77,31 +78,83 @@ fn sensor(name: &str, dependency_source: &str) -> Value {
     })
 }
 
-#[tokio::test]
-async fn controller_turns_resources_into_workloads_and_reports_status() -> Result<()> {
-    let client = admin_client().await?;
-    install_crds(&client).await?;
-    let ns = namespace(&client, "controller").await?;
+/// The controller running in a test's namespace, until [`Running::stop`].
+struct Running {
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), sluice_controller::leader::LeaderError>>,
+}
+
+/// Starts the controller on namespace `ns` with `build` (image `sluice:test` unless set) and,
+/// with `lease`, leader election on that Lease.
+fn start_controller(client: &Client, ns: &str, build: BuildConfig, lease: Option<&str>) -> Running {
     let cancel = CancellationToken::new();
     let config = ControllerConfig {
-        namespace: Some(ns.clone()),
-        build: BuildConfig {
-            image: "sluice:test".into(),
-            ..BuildConfig::default()
-        },
-        leader_election: Some(sluice_controller::leader::LeaseConfig {
-            namespace: ns.clone(),
-            name: "sluice-controller".into(),
+        namespace: Some(ns.to_owned()),
+        build,
+        leader_election: lease.map(|name| sluice_controller::leader::LeaseConfig {
+            namespace: ns.to_owned(),
+            name: name.to_owned(),
             identity: "test".into(),
             duration: Duration::from_secs(15),
         }),
     };
-    let controller = tokio::spawn(sluice_controller::run(
+    let task = tokio::spawn(sluice_controller::run(
         client.clone(),
         config,
         sluice_controller::Metrics::default(),
         cancel.clone(),
     ));
+    Running { cancel, task }
+}
+
+impl Running {
+    async fn stop(self) -> Result<()> {
+        self.cancel.cancel();
+        self.task.await??;
+        Ok(())
+    }
+}
+
+fn test_build() -> BuildConfig {
+    BuildConfig {
+        image: "sluice:test".into(),
+        ..BuildConfig::default()
+    }
+}
+
+/// Waits for a Warning Event with `reason` in `ns` that `matches`.
+async fn warning_event(
+    client: &Client,
+    ns: &str,
+    reason: &str,
+    matches: impl Fn(&Event) -> bool + Clone,
+) -> Result<Event> {
+    let events: Api<Event> = Api::namespaced(client.clone(), ns);
+    wait_for(WAIT, || {
+        let (events, matches) = (events.clone(), matches.clone());
+        let reason = reason.to_owned();
+        async move {
+            Ok(events
+                .list(&Default::default())
+                .await?
+                .items
+                .into_iter()
+                .find(|e| {
+                    e.reason.as_deref() == Some(reason.as_str())
+                        && e.type_.as_deref() == Some("Warning")
+                        && matches(e)
+                }))
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn controller_turns_resources_into_workloads_and_reports_status() -> Result<()> {
+    let client = admin_client().await?;
+    install_crds(&client).await?;
+    let ns = namespace(&client, "controller").await?;
+    let controller = start_controller(&client, &ns, test_build(), Some("sluice-controller"));
 
     apply(
         &client,
@@ -136,21 +189,8 @@ async fn controller_turns_resources_into_workloads_and_reports_status() -> Resul
         missing["message"],
         "Secret \"hook-token\" named at spec.webhook.example.authSecret does not exist"
     );
-    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &ns);
-    wait_for(WAIT, || {
-        let events = events.clone();
-        async move {
-            Ok(events
-                .list(&Default::default())
-                .await?
-                .items
-                .into_iter()
-                .find(|e| {
-                    e.reason.as_deref() == Some("MissingReference")
-                        && e.type_.as_deref() == Some("Warning")
-                        && e.note.as_deref().is_some_and(|n| n.contains("hook-token"))
-                }))
-        }
+    warning_event(&client, &ns, "MissingReference", |e| {
+        e.note.as_deref().is_some_and(|n| n.contains("hook-token"))
     })
     .await?;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
@@ -614,20 +654,8 @@ async fn controller_turns_resources_into_workloads_and_reports_status() -> Resul
 
     // The finalizer keeps the default bus while the Sensors name it, and says so in an Event.
     buses.delete("default", &DeleteParams::default()).await?;
-    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &ns);
-    let blocked = wait_for(WAIT, || {
-        let events = events.clone();
-        async move {
-            Ok(events
-                .list(&Default::default())
-                .await?
-                .items
-                .into_iter()
-                .find(|e| {
-                    e.reason.as_deref() == Some("DeletionBlocked")
-                        && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("default")
-                }))
-        }
+    let blocked = warning_event(&client, &ns, "DeletionBlocked", |e| {
+        e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("default")
     })
     .await?;
     let note = blocked.note.unwrap_or_default();
@@ -650,8 +678,7 @@ async fn controller_turns_resources_into_workloads_and_reports_status() -> Resul
     })
     .await?;
 
-    cancel.cancel();
-    controller.await??;
+    controller.stop().await?;
     Ok(())
 }
 
@@ -765,21 +792,7 @@ async fn an_object_sluice_did_not_create_is_never_adopted() -> Result<()> {
         "data": {"theirs": "keep me"},
     }))?;
     config_maps.create(&Default::default(), &theirs).await?;
-    let cancel = CancellationToken::new();
-    let config = ControllerConfig {
-        namespace: Some(ns.clone()),
-        build: BuildConfig {
-            image: "sluice:test".into(),
-            ..BuildConfig::default()
-        },
-        leader_election: None,
-    };
-    let controller = tokio::spawn(sluice_controller::run(
-        client.clone(),
-        config,
-        sluice_controller::Metrics::default(),
-        cancel.clone(),
-    ));
+    let controller = start_controller(&client, &ns, test_build(), None);
     apply(
         &client,
         &ns,
@@ -823,8 +836,7 @@ async fn an_object_sluice_did_not_create_is_never_adopted() -> Result<()> {
     assert!(kept.metadata.owner_references.is_none());
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
     assert!(deployments.get_opt("webhook-eventsource").await?.is_none());
-    cancel.cancel();
-    controller.await??;
+    controller.stop().await?;
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
     namespaces.delete(&ns, &DeleteParams::default()).await?;
     Ok(())
@@ -850,23 +862,12 @@ async fn the_allow_lists_refuse_service_accounts_and_secrets_outside_them() -> R
                 .collect::<Result<AllowList, _>>()?,
         ))
     };
-    let cancel = CancellationToken::new();
-    let config = ControllerConfig {
-        namespace: Some(ns.clone()),
-        build: BuildConfig {
-            image: "sluice:test".into(),
-            allowed_service_accounts: list(&["sensor-*"])?,
-            allowed_secrets: list(&["hook-*"])?,
-            ..BuildConfig::default()
-        },
-        leader_election: None,
+    let build = BuildConfig {
+        allowed_service_accounts: list(&["sensor-*"])?,
+        allowed_secrets: list(&["hook-*"])?,
+        ..test_build()
     };
-    let controller = tokio::spawn(sluice_controller::run(
-        client.clone(),
-        config,
-        sluice_controller::Metrics::default(),
-        cancel.clone(),
-    ));
+    let controller = start_controller(&client, &ns, build, None);
     let bus = |name: &str, jetstream: Value| {
         json!({
             "apiVersion": "argoproj.io/v1alpha1", "kind": "EventBus",
@@ -952,22 +953,9 @@ async fn the_allow_lists_refuse_service_accounts_and_secrets_outside_them() -> R
         "{message}"
     );
 
-    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &ns);
-    wait_for(WAIT, || {
-        let events = events.clone();
-        async move {
-            Ok(events
-                .list(&Default::default())
-                .await?
-                .items
-                .into_iter()
-                .find(|e| {
-                    e.reason.as_deref() == Some("NotAllowed")
-                        && e.type_.as_deref() == Some("Warning")
-                        && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("outsider")
-                        && e.note.as_deref().is_some_and(|n| n.contains("cluster-admin"))
-                }))
-        }
+    warning_event(&client, &ns, "NotAllowed", |e| {
+        e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("outsider")
+            && e.note.as_deref().is_some_and(|n| n.contains("cluster-admin"))
     })
     .await?;
 
@@ -1012,8 +1000,7 @@ async fn the_allow_lists_refuse_service_accounts_and_secrets_outside_them() -> R
         }
     })
     .await?;
-    cancel.cancel();
-    controller.await??;
+    controller.stop().await?;
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
     namespaces.delete(&ns, &DeleteParams::default()).await?;
     Ok(())

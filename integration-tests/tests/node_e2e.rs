@@ -30,8 +30,9 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::Json;
+use base64::Engine as _;
 use serde_json::{json, Value};
-use sluice_integration_tests::{NetnsRuntime, Received, Sink};
+use sluice_integration_tests::{wait_for_every, NetnsRuntime, Received, Sink};
 
 const NS: &str = "sluice-e2e";
 const GITHUB_TOKEN: &str = "e2e-github-api-token";
@@ -174,26 +175,16 @@ impl Node {
     }
 }
 
-/// Polls `check` once a second until it gives `Some`, or fails after `within` naming `what` and the
-/// last state seen.
+/// Polls `check` once a second (each poll runs kubectl) until it gives `Some`, or fails after
+/// `within` naming `what` and the last error seen.
 async fn wait_for<T>(
     what: &str,
     within: Duration,
     mut check: impl FnMut() -> Result<Option<T>>,
 ) -> Result<T> {
-    let deadline = Instant::now() + within;
-    let mut last = String::new();
-    loop {
-        match check() {
-            Ok(Some(v)) => return Ok(v),
-            Ok(None) => {}
-            Err(e) => last = format!("{e:#}"),
-        }
-        if Instant::now() > deadline {
-            bail!("timed out after {within:?} waiting for {what} (last error: {last})");
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    wait_for_every(within, Duration::from_secs(1), || std::future::ready(check()))
+        .await
+        .with_context(|| format!("waiting for {what}"))
 }
 
 /// What the fake GitHub API saw: every request's method, path and `Authorization`, and its hooks.
@@ -361,7 +352,7 @@ async fn post_events(
 fn hook_deliveries(received: &[Received]) -> Result<(BTreeMap<String, BTreeSet<String>>, usize)> {
     let basic = format!(
         "Basic {}",
-        base64_encode(format!("{SINK_USER}:{SINK_PASSWORD}").as_bytes())
+        base64::engine::general_purpose::STANDARD.encode(format!("{SINK_USER}:{SINK_PASSWORD}"))
     );
     let mut by_seq: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut count = 0;
@@ -387,23 +378,6 @@ fn hook_deliveries(received: &[Received]) -> Result<(BTreeMap<String, BTreeSet<S
         by_seq.entry(seq).or_default().insert(key);
     }
     Ok((by_seq, count))
-}
-
-fn base64_encode(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// The seq argument of every Workflow the sensor submitted.
@@ -598,35 +572,34 @@ async fn time_to(
     Ok(started.elapsed().as_secs_f64())
 }
 
-/// Whether `what` has `want` ready, updated replicas. While it does not exist yet, the error names
-/// the owning CR's False conditions, if any (a spec the controller refused shows in the timeout).
+/// Whether `what` (`kind/name`) has `want` ready, updated replicas (false while it does not exist).
 fn ready_replicas(node: &Node, what: &str, want: i64) -> Result<bool> {
-    let o = match node.json(&["get", what, "-n", NS]) {
-        Ok(o) => o,
-        Err(e) => {
-            let owner = match what.split_once('/') {
-                Some((_, name)) if name.ends_with("-eventsource") => {
-                    format!("eventsource/{}", name.trim_end_matches("-eventsource"))
-                }
-                Some((_, name)) if name.ends_with("-sensor") => {
-                    format!("sensor/{}", name.trim_end_matches("-sensor"))
-                }
-                _ => return Err(e),
-            };
-            let cr = node.json(&["get", &owner, "-n", NS])?;
-            let refused: Vec<String> = cr["status"]["conditions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|c| c["status"] == "False")
-                .map(|c| format!("{}: {}", c["type"], c["message"]))
-                .collect();
-            bail!("{e:#}; {owner} conditions: {refused:?}");
-        }
+    let Ok(o) = node.json(&["get", what, "-n", NS]) else {
+        return Ok(false);
     };
     let ready = o["status"]["readyReplicas"].as_i64().unwrap_or(0);
     let updated = o["status"]["updatedReplicas"].as_i64().unwrap_or(0);
     Ok(ready == want && updated == want && o["status"]["replicas"].as_i64() == Some(want))
+}
+
+/// [`ready_replicas`] of the workload of CR `cr` (`kind/name`); while it is not ready, a False
+/// condition of the CR (a spec the controller refused) is the error, so a timeout names it.
+fn cr_ready(node: &Node, cr: &str, workload: &str, want: i64) -> Result<bool> {
+    if ready_replicas(node, workload, want)? {
+        return Ok(true);
+    }
+    let status = node.json(&["get", cr, "-n", NS])?;
+    let refused: Vec<String> = status["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["status"] == "False")
+        .map(|c| format!("{}: {}", c["type"], c["message"]))
+        .collect();
+    if !refused.is_empty() {
+        bail!("{cr} is not deployed: {refused:?}");
+    }
+    Ok(false)
 }
 
 /// The memory of each pod in the namespace, from the kubelet's summary: (RSS — anonymous memory —,
@@ -741,7 +714,7 @@ async fn run(node: &Node) -> Result<()> {
         "the EventBus's 3 NATS pods",
         started,
         Duration::from_secs(240),
-        || ready_replicas(node, "statefulset/eventbus-default-js", 3),
+        || cr_ready(node, "eventbus/default", "statefulset/eventbus-default-js", 3),
     )
     .await?;
     numbers["apply_to_ready_seconds"]["EventBus (jetstream, 3 replicas)"] = json!(t);
@@ -756,7 +729,7 @@ async fn run(node: &Node) -> Result<()> {
     let started = Instant::now();
     node.apply(&eventsource)?;
     let t = time_to("the EventSource's pod", started, Duration::from_secs(180), || {
-        ready_replicas(node, "deployment/e2e-eventsource", 1)
+        cr_ready(node, "eventsource/e2e", "deployment/e2e-eventsource", 1)
     })
     .await?;
     numbers["apply_to_ready_seconds"]["EventSource (webhook + github)"] = json!(t);
@@ -764,7 +737,7 @@ async fn run(node: &Node) -> Result<()> {
     let started = Instant::now();
     node.apply(&sensor)?;
     let t = time_to("the Sensor's 2 pods", started, Duration::from_secs(180), || {
-        ready_replicas(node, "deployment/e2e-sensor", 2)
+        cr_ready(node, "sensor/e2e", "deployment/e2e-sensor", 2)
     })
     .await?;
     numbers["apply_to_ready_seconds"]["Sensor (2 replicas)"] = json!(t);
@@ -990,17 +963,16 @@ async fn run(node: &Node) -> Result<()> {
         "repeats_same_key": requests - total,
         "retried_posts": retried,
     });
-    for what in ["deployment/e2e-sensor", "deployment/e2e-eventsource"] {
-        let want = if what.ends_with("sensor") { 2 } else { 1 };
+    for (what, want) in [
+        ("deployment/e2e-sensor", 2),
+        ("deployment/e2e-eventsource", 1),
+        ("statefulset/eventbus-default-js", 3),
+    ] {
         wait_for(what, Duration::from_secs(120), || {
             Ok(ready_replicas(node, what, want)?.then_some(()))
         })
         .await?;
     }
-    wait_for("3 NATS pods", Duration::from_secs(120), || {
-        Ok(ready_replicas(node, "statefulset/eventbus-default-js", 3)?.then_some(()))
-    })
-    .await?;
 
     // ---- a change of the EventSource's spec rolls its pod
     let old_pods = node.pod_names("eventsource-name=e2e")?;

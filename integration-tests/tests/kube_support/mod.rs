@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::GroupVersionKind;
@@ -138,27 +138,7 @@ fn uuid_like() -> String {
     format!("{:016x}", h.finish())
 }
 
-/// Polls `check` every 100 ms until it returns `Some`, up to `within`.
-pub async fn wait_for<T, F, Fut>(within: Duration, mut check: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<Option<T>>>,
-{
-    let deadline = tokio::time::Instant::now() + within;
-    let mut last_error = None;
-    while tokio::time::Instant::now() < deadline {
-        match check().await {
-            Ok(Some(v)) => return Ok(v),
-            Ok(None) => {}
-            Err(e) => last_error = Some(e),
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    match last_error {
-        Some(e) => Err(e.context(format!("condition not met within {within:?}"))),
-        None => bail!("condition not met within {within:?}"),
-    }
-}
+pub use sluice_integration_tests::wait_for;
 
 /// A GitHub `push` delivery as the github/webhook event sources put it on the bus.
 pub fn github_push(id: &str, repository: &str, sha: &str) -> Result<Event> {

@@ -252,16 +252,7 @@ async fn filtered_out_event_is_acked_and_not_fired() -> anyhow::Result<()> {
         json!({"d": "deploy-1"}),
         "only the deploy fired"
     );
-    let count = |result| {
-        run.metrics
-            .filter_results
-            .get_or_create(&crate::metrics::FilterLabels {
-                sensor: "s".into(),
-                dependency: "d".into(),
-                result,
-            })
-            .get()
-    };
+    let count = |result| run.filter_results("d", result);
     assert_eq!((count("passed"), count("filtered"), count("error")), (1, 1, 0));
     run.stop().await
 }
@@ -313,15 +304,7 @@ async fn a_failing_transform_discards_the_event_as_a_filter_error() -> anyhow::R
         eventually(|| run.bus.pending("s-t-d") == 0).await,
         "the discarded delivery is acked, not redelivered forever"
     );
-    let errors = run
-        .metrics
-        .filter_results
-        .get_or_create(&crate::metrics::FilterLabels {
-            sensor: "s".into(),
-            dependency: "d".into(),
-            result: "error",
-        })
-        .get();
+    let errors = run.filter_results("d", "error");
     assert_eq!(errors, 1);
     assert!(sink.seen("/hook").is_empty());
     run.stop().await
@@ -365,21 +348,25 @@ async fn a_runaway_script_is_a_filter_error_and_the_sensor_keeps_working() -> an
         "the runtime ran other tasks meanwhile"
     );
     assert_eq!(sink.seen("/hook")[0].body, json!({"d": "fine"}));
-    let errors = run
-        .metrics
-        .filter_results
-        .get_or_create(&crate::metrics::FilterLabels {
-            sensor: "s".into(),
-            dependency: "d".into(),
-            result: "error",
-        })
-        .get();
+    let errors = run.filter_results("d", "error");
     assert_eq!(errors, 1, "the stopped script counts as a filter error");
     assert_eq!(run.stats.snapshot().filtered_out, 1);
     run.stop().await
 }
 
 impl Running {
+    /// `sluice_sensor_filter_results_total` of sensor `s`'s dependency `dependency` for `result`.
+    fn filter_results(&self, dependency: &str, result: &'static str) -> u64 {
+        self.metrics
+            .filter_results
+            .get_or_create(&crate::metrics::FilterLabels {
+                sensor: "s".into(),
+                dependency: dependency.into(),
+                result,
+            })
+            .get()
+    }
+
     /// Publishes to dependency `dep` and waits until trigger `trigger` settled the delivery.
     async fn publish_settled(&self, trigger: &str, dep: &str, id: &str, data: Value) -> anyhow::Result<()> {
         self.publish(dep, id, data).await?;
