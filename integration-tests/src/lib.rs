@@ -92,14 +92,7 @@ pub struct SluiceProcess {
 impl SluiceProcess {
     /// Starts `sluice ARGS…`, logging to `log`.
     pub fn start(args: &[&str], log: PathBuf, secrets_dir: &Path) -> Result<Self> {
-        let file = std::fs::File::create(&log)?;
-        let child = Command::new(sluice_bin()?)
-            .args(args)
-            .env("SLUICE_SECRETS_DIR", secrets_dir)
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()?;
-        Ok(Self { child, log })
+        Self::start_with_env(args, log, secrets_dir, &[])
     }
 
     /// Starts `sluice ARGS…` like [`start`](Self::start), with `env` added to its environment.

@@ -95,14 +95,20 @@ kube_credentials() {
   # token,user,uid,"group1,group2"
   printf '%s,sluice-admin,sluice-admin,"system:masters"\n%s,sluice-nobody,sluice-nobody\n' \
     "$KUBE_ADMIN_TOKEN" "$KUBE_NOBODY_TOKEN" >"$pki/tokens.csv"
-  cat >"$dir/kubeconfig" <<EOF
+  kube_write_kubeconfig "$dir/kubeconfig" "https://127.0.0.1:$KUBE_API_PORT" "$pki/ca.crt"
+}
+
+# A kubeconfig for the administrator at SERVER (the API server's URL as the client reaches it),
+# trusting the CA certificate CA.
+kube_write_kubeconfig() { # file server ca
+  cat >"$1" <<EOF
 apiVersion: v1
 kind: Config
 clusters:
 - name: sluice-test
   cluster:
-    server: https://127.0.0.1:$KUBE_API_PORT
-    certificate-authority: $pki/ca.crt
+    server: $2
+    certificate-authority: $3
 users:
 - name: sluice-admin
   user:

@@ -183,24 +183,7 @@ node_sluice_image() {
 
 # The API server as seen from the node (through the veth), with the admin token.
 node_kubeconfig() {
-  local dir="$1" pki; pki="$(kube_dir)/pki"
-  cat >"$dir/kubeconfig" <<EOF
-apiVersion: v1
-kind: Config
-clusters:
-- name: sluice-test
-  cluster:
-    server: https://$KUBE_NODE_ACCESS_IP:$KUBE_API_PORT
-    certificate-authority: $pki/ca.crt
-users:
-- name: sluice-admin
-  user:
-    token: $KUBE_ADMIN_TOKEN
-contexts:
-- name: sluice-test
-  context: {cluster: sluice-test, user: sluice-admin, namespace: default}
-current-context: sluice-test
-EOF
+  kube_write_kubeconfig "$1/kubeconfig" "https://$KUBE_NODE_ACCESS_IP:$KUBE_API_PORT" "$(kube_dir)/pki/ca.crt"
 }
 
 # curl against the API server on 127.0.0.1 as the administrator: METHOD PATH [curl args…]
