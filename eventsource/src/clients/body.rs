@@ -1,4 +1,5 @@
-//! The `body` of a message-broker event (nats, jetstream, mqtt, amqp, sqs, …), as upstream builds it.
+//! The `body` of a message-broker event (nats, jetstream, mqtt, amqp, sqs, redis, websocket, …), as
+//! upstream builds it.
 
 use base64::Engine as _;
 use serde_json::Value;
@@ -13,6 +14,19 @@ pub fn body_value(payload: &[u8], json_body: bool) -> Value {
         }
     }
     Value::String(base64::engine::general_purpose::STANDARD.encode(payload))
+}
+
+/// As [`body_value`], except that without `jsonBody` the payload is its text (invalid UTF-8
+/// replaced), not base64: upstream's `redis` kind publishes its string payloads so, and the
+/// `websocket` kind its text messages. With `jsonBody`, parsed JSON, else base64 of the raw bytes.
+pub fn text_body_value(payload: &[u8], json_body: bool) -> Value {
+    if json_body {
+        if let Ok(v) = serde_json::from_slice::<Value>(payload) {
+            return v;
+        }
+        return Value::String(base64::engine::general_purpose::STANDARD.encode(payload));
+    }
+    Value::String(String::from_utf8_lossy(payload).into_owned())
 }
 
 #[cfg(test)]

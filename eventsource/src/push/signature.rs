@@ -6,6 +6,8 @@ use sha1::Sha1;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
+use super::{Incoming, Rejection};
+
 /// True when a signed request's `timestamp` (Unix seconds) is at most `max_skew` seconds from
 /// `now`, either way. Checked arithmetic: a hostile timestamp such as `-9223372036854775808`
 /// would overflow the difference (a panic in a debug build; in a release build `i64::MIN.abs()`
@@ -83,6 +85,22 @@ pub fn verify_prefixed(digest: Digest, secret: &[u8], body: &[u8], header: &str)
     match header.trim().strip_prefix(prefix) {
         Some(hex) => verify_hmac_hex(digest, secret, body, hex),
         None => false,
+    }
+}
+
+/// Verifies `X-Hub-Signature: sha256=…` when a secret is set (the bitbucket and bitbucketserver
+/// kinds).
+pub fn verify_hub_signature(secret: Option<&str>, req: &Incoming<'_>) -> Result<(), Rejection> {
+    let Some(secret) = secret else {
+        return Ok(());
+    };
+    let sig = req
+        .header("x-hub-signature")
+        .ok_or_else(|| Rejection::unauthorized("missing X-Hub-Signature"))?;
+    if verify_prefixed(Digest::Sha256, secret.as_bytes(), req.body, sig) {
+        Ok(())
+    } else {
+        Err(Rejection::unauthorized("invalid X-Hub-Signature"))
     }
 }
 

@@ -22,11 +22,11 @@ use serde_json::json;
 use sluice_crds::eventsource::BitbucketEventSource;
 
 use crate::push::hooks::{join_url, ApiAuth, HookTask, JsonHooks};
+use crate::push::signature::verify_hub_signature;
 use crate::push::{
     header_text, headers_body_metadata, mount, parse_json, require_webhook, resolve_endpoint, Accepted,
     Incoming, Outgoing, PushAdapter, Rejection,
 };
-use crate::sources::bitbucketserver::verify_hub_signature;
 use crate::{BuildError, BuiltEventSource, SourceContext};
 
 /// Bitbucket Cloud's API.

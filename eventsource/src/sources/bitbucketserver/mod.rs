@@ -24,7 +24,7 @@ use serde_json::json;
 use sluice_crds::eventsource::BitbucketServerEventSource;
 
 use crate::push::hooks::{join_url, ApiAuth, HookTask, JsonHooks};
-use crate::push::signature::{verify_prefixed, Digest};
+use crate::push::signature::verify_hub_signature;
 use crate::push::{
     header_text, headers_body_metadata, mount, parse_json, require_webhook, resolve_endpoint, Accepted,
     Incoming, Outgoing, PushAdapter, Rejection,
@@ -50,21 +50,6 @@ impl BitbucketServerAdapter {
             one_event_per_change,
             metadata,
         }
-    }
-}
-
-/// Verifies `X-Hub-Signature: sha256=…` when a secret is set (shared with the bitbucket kind).
-pub fn verify_hub_signature(secret: Option<&str>, req: &Incoming<'_>) -> Result<(), Rejection> {
-    let Some(secret) = secret else {
-        return Ok(());
-    };
-    let sig = req
-        .header("x-hub-signature")
-        .ok_or_else(|| Rejection::unauthorized("missing X-Hub-Signature"))?;
-    if verify_prefixed(Digest::Sha256, secret.as_bytes(), req.body, sig) {
-        Ok(())
-    } else {
-        Err(Rejection::unauthorized("invalid X-Hub-Signature"))
     }
 }
 

@@ -13,8 +13,6 @@
 //!
 //! A missing directory is retried with backoff (it may be a volume not mounted yet), not an error.
 
-mod ops;
-
 use crate::{BuiltEventSource, SourceContext};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -31,8 +29,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-pub use ops::{FileOp, PathMatch};
-
+use crate::clients::files::{FileOp, PathMatch};
 use crate::metrics::{EventLabels, SourceMetrics};
 use crate::reconnect::Backoff;
 use crate::sender::{publish, EventSender, Publisher, Retry, FIRST_BACKOFF};

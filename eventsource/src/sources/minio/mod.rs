@@ -24,8 +24,8 @@ use sluice_crds::eventsource::S3Artifact;
 use sluice_eventbus::{deterministic_id, EventBuilder, Subject};
 use tokio_util::sync::CancellationToken;
 
-use super::s3::records;
 use crate::aws::AwsClient;
+use crate::clients::s3_records;
 use crate::metrics::{EventLabels, SourceMetrics};
 use crate::push::metadata_value;
 use crate::sender::EventSender;
@@ -45,7 +45,7 @@ pub fn drain_documents(buffer: &mut Vec<u8>) -> Vec<Result<Value, String>> {
             continue;
         }
         match serde_json::from_str::<Value>(text) {
-            Ok(doc) if !records::records(&doc).is_empty() => out.push(Ok(doc)),
+            Ok(doc) if !s3_records::records(&doc).is_empty() => out.push(Ok(doc)),
             Ok(_) => {}
             Err(e) => out.push(Err(e.to_string())),
         }
@@ -55,9 +55,9 @@ pub fn drain_documents(buffer: &mut Vec<u8>) -> Vec<Result<Value, String>> {
 
 /// The event id of one notification document.
 pub fn document_id(doc: &Value) -> String {
-    let ids: Vec<String> = records::records(doc)
+    let ids: Vec<String> = s3_records::records(doc)
         .iter()
-        .map(|r| records::event_id(r).unwrap_or_else(|| r.to_string()))
+        .map(|r| s3_records::event_id(r).unwrap_or_else(|| r.to_string()))
         .collect();
     let parts: Vec<&str> = ids.iter().map(String::as_str).collect();
     deterministic_id(&parts)
@@ -66,7 +66,7 @@ pub fn document_id(doc: &Value) -> String {
 /// The event data of one document, as upstream.
 pub fn event_data(doc: &Value, metadata: Option<&BTreeMap<String, String>>) -> Value {
     let mut data = Map::new();
-    data.insert("notification".into(), Value::Array(records::records(doc)));
+    data.insert("notification".into(), Value::Array(s3_records::records(doc)));
     if let Some(m) = metadata_value(metadata) {
         data.insert("metadata".into(), m);
     }
@@ -110,7 +110,7 @@ impl MinioSource {
             .clone()
             .filter(|r| !r.is_empty())
             .unwrap_or_else(|| "us-east-1".into());
-        let client = super::sqs::client(
+        let client = crate::clients::sqs::client(
             event_source,
             event_name,
             ctx,

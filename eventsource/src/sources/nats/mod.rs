@@ -29,8 +29,8 @@ use sluice_eventbus::{EventBuilder, Subject};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::jetstream::{connect, resolve_auth, Auth};
 use crate::clients::body::body_value;
+use crate::clients::nats::{connect, resolve_auth, Auth};
 use crate::metrics::{EventLabels, SourceMetrics};
 use crate::reconnect::Backoff;
 use crate::sender::{publish, EventSender, Publisher, Retry, FIRST_BACKOFF};

@@ -15,22 +15,22 @@
 //!
 //! TLS: with a `tls` block (`caCertSecret`, `clientCertSecret` + `clientKeySecret`,
 //! `insecureSkipVerify`; checked by [`crate::tls`]) the source speaks TLS to `hostAddress`, as
-//! upstream; see [`super::redis_stream::redis_client`].
+//! upstream; see [`crate::clients::redis::redis_client`].
 
 use crate::{BuiltEventSource, SourceContext};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use base64::Engine;
 use futures::StreamExt;
-use serde_json::{json, Value};
+use serde_json::json;
 use sluice_crds::eventsource::RedisEventSource;
 use sluice_eventbus::{EventBuilder, Subject};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::redis_stream::redis_client;
+use crate::clients::body::text_body_value;
+use crate::clients::redis::redis_client;
 use crate::metrics::{EventLabels, SourceMetrics};
 use crate::reconnect::Backoff;
 use crate::sender::{publish, EventSender, Publisher, Retry, FIRST_BACKOFF};
@@ -39,17 +39,6 @@ use sluice_eventbus::readiness::ReadyFlag;
 
 /// The CloudEvent `type` of this kind.
 pub const SOURCE_TYPE: &str = "redis";
-
-/// The event body of a payload.
-pub fn body(payload: &[u8], json_body: bool) -> Value {
-    if json_body {
-        if let Ok(v) = serde_json::from_slice::<Value>(payload) {
-            return v;
-        }
-        return Value::String(base64::engine::general_purpose::STANDARD.encode(payload));
-    }
-    Value::String(String::from_utf8_lossy(payload).into_owned())
-}
 
 /// Builds a pull source per `redis` event of EventSource `es_name`.
 pub fn build(
@@ -121,7 +110,7 @@ impl RedisSource {
         let mut data = json!({
             "channel": m.get_channel_name(),
             "pattern": pattern,
-            "body": body(m.get_payload_bytes(), self.spec.json_body),
+            "body": text_body_value(m.get_payload_bytes(), self.spec.json_body),
         });
         if let Some(md) = &self.spec.metadata {
             data["metadata"] = json!(md);

@@ -19,7 +19,7 @@
 //!
 //! TLS: with a `tls` block (`caCertSecret`, `clientCertSecret` + `clientKeySecret`,
 //! `insecureSkipVerify`; checked by [`crate::tls`]) the source speaks TLS to `hostAddress`, as
-//! upstream; see [`redis_client`].
+//! upstream; see [`crate::clients::redis::redis_client`].
 
 use crate::{BuiltEventSource, SourceContext};
 use std::collections::BTreeMap;
@@ -35,6 +35,7 @@ use sluice_eventbus::{EventBuilder, Subject};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::clients::redis::redis_client;
 use crate::metrics::{EventLabels, SourceMetrics};
 use crate::reconnect::Backoff;
 use crate::sender::{publish, EventSender, Outcome, Publisher, Retry, FIRST_BACKOFF};
@@ -49,79 +50,6 @@ pub const DEFAULT_GROUP: &str = "argo-events-cg";
 pub const CLAIM_MIN_IDLE: Duration = Duration::from_secs(30);
 /// How long one XREADGROUP blocks (short, so cancellation is seen promptly).
 const BLOCK: Duration = Duration::from_millis(500);
-
-/// A `redis://` URL for `host:port`, with credentials percent-encoded and a database number.
-pub fn redis_url(host: &str, username: Option<&str>, password: Option<&str>, db: i32) -> String {
-    fn encode(s: &str) -> String {
-        s.bytes()
-            .map(|b| {
-                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                    (b as char).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
-            })
-            .collect()
-    }
-    let creds = match (username, password) {
-        (Some(u), Some(p)) => format!("{}:{}@", encode(u), encode(p)),
-        (None, Some(p)) => format!(":{}@", encode(p)),
-        (Some(u), None) => format!("{}@", encode(u)),
-        (None, None) => String::new(),
-    };
-    format!("redis://{creds}{host}/{db}")
-}
-
-/// The client of a `redis` or `redisStream` event (`kind` as spelled in the manifest): `hostAddress`
-/// with the credentials and database, over TLS when the event has a `tls` block (as upstream,
-/// whose client then dials TLS to `hostAddress`). The block is checked with [`crate::tls`]; its
-/// PEM texts go to the redis client, which builds its own rustls configuration from them (on the
-/// process's one provider, ring).
-#[allow(
-    clippy::too_many_arguments,
-    reason = "the fields of two spec types with no common type"
-)]
-pub(crate) fn redis_client(
-    kind: &str,
-    es_name: &str,
-    event_name: &str,
-    host: &str,
-    username: Option<&str>,
-    password: Option<&str>,
-    db: i32,
-    tls: Option<&sluice_crds::common::TLSConfig>,
-    secrets: &dyn crate::SecretResolver,
-) -> Result<redis::Client, BuildError> {
-    let invalid = |reason: String| BuildError::InvalidSpec {
-        event_source: es_name.into(),
-        event: event_name.into(),
-        reason,
-    };
-    // The URL holds the password: errors name the field, never the URL.
-    let url = redis_url(host, username, password, db);
-    let Some(block) = tls else {
-        return redis::Client::open(url)
-            .map_err(|_| invalid(format!("spec.{kind}.{event_name}.hostAddress: not host:port")));
-    };
-    let material = crate::tls::Tls::build(kind, es_name, event_name, block, secrets)?.material;
-    let mut url = format!("rediss://{}", &url["redis://".len()..]);
-    if material.insecure_skip_verify {
-        // The redis client's spelling of "do not verify the server's certificate".
-        url.push_str("#insecure");
-    }
-    let certificates = redis::TlsCertificates {
-        client_tls: material.client.map(|(cert, key)| redis::ClientTlsConfig {
-            client_cert: cert.into_bytes(),
-            client_key: key.into_bytes(),
-        }),
-        root_cert: material.ca_cert.map(String::into_bytes),
-    };
-    redis::Client::build_with_tls(url, certificates).map_err(|_| {
-        invalid(format!(
-            "spec.{kind}.{event_name}.tls: the redis client refused the TLS settings"
-        ))
-    })
-}
 
 /// Builds a pull source per `redisStream` event of EventSource `es_name`.
 pub fn build(

@@ -3,9 +3,10 @@
 //!
 //! Modes:
 //! - `notifications`: the bucket sends S3 event notifications to the SQS queue `queue`; each message
-//!   is long-polled ([`super::sqs::QueuePoller`]) and each of its records that passes
-//!   `prefix`/`suffix`/`events` becomes one event. The message is deleted only after every one of
-//!   its events was stored by the bus; otherwise it reappears after the visibility timeout.
+//!   is long-polled ([`crate::clients::sqs::QueuePoller`]) and each of its records
+//!   ([`crate::clients::s3_records`]) that passes `prefix`/`suffix`/`events` becomes one event. The
+//!   message is deleted only after every one of its events was stored by the bus; otherwise it
+//!   reappears after the visibility timeout.
 //!   Messages without records (the `s3:TestEvent` S3 sends when notifications are configured) are
 //!   deleted. A body that is not JSON is logged, counted as `processing_failed` and deleted.
 //! - `list`: every `interval` (default 10s) the bucket is listed with ListObjectsV2 (path-style,
@@ -23,8 +24,6 @@
 //! notifications), the same in both modes, plus `metadata` when set. Event id: a hash of bucket,
 //! key, versionId-or-ETag, the notification `sequencer` when present, and the change kind.
 
-pub mod records;
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,9 +34,10 @@ use sluice_crds::eventsource::{S3EventSource, S3Mode, S3ObjectEvent};
 use sluice_eventbus::{Event, EventBuilder, Subject};
 use tokio_util::sync::CancellationToken;
 
-use super::sqs::{Disposition, MessageHandler, QueuePoller};
 use crate::aws::{AwsClient, SqsMessage};
 use crate::checkpoint::CheckpointStore;
+use crate::clients::s3_records;
+use crate::clients::sqs::{Disposition, MessageHandler, QueuePoller};
 use crate::metrics::{EventLabels, SourceMetrics};
 use crate::push::metadata_value;
 use crate::sender::EventSender;
@@ -58,7 +58,7 @@ struct Publisher {
 
 impl Publisher {
     fn event(&self, record: &Value) -> Option<Event> {
-        let id = records::event_id(record)?;
+        let id = s3_records::event_id(record)?;
         let mut data = record.clone();
         if let (Some(m), Some(obj)) = (metadata_value(self.metadata.as_ref()), data.as_object_mut()) {
             obj.insert("metadata".into(), m);
@@ -118,7 +118,7 @@ struct Filters {
 
 impl Filters {
     fn wanted(&self, record: &Value) -> bool {
-        records::wanted(
+        s3_records::wanted(
             record,
             self.prefix.as_deref(),
             self.suffix.as_deref(),
@@ -144,7 +144,7 @@ impl MessageHandler for NotificationHandler {
                 return Disposition::Delete;
             }
         };
-        for record in records::records(&document) {
+        for record in s3_records::records(&document) {
             if !self.filters.wanted(&record) {
                 continue;
             }
@@ -223,7 +223,7 @@ impl Lister {
             if seen.get(&o.key) == Some(&o.etag) {
                 continue;
             }
-            let record = records::listed_record(
+            let record = s3_records::listed_record(
                 &region,
                 &self.bucket,
                 &o.key,
@@ -236,7 +236,7 @@ impl Lister {
         }
         for (key, etag) in seen.iter() {
             if !present.contains(key) {
-                let record = records::listed_record(
+                let record = s3_records::listed_record(
                     &region,
                     &self.bucket,
                     key,
@@ -337,7 +337,7 @@ impl S3Source {
             .filter(|r| !r.trim().is_empty())
             .or_else(|| std::env::var("AWS_REGION").ok().filter(|r| !r.is_empty()))
             .unwrap_or_else(|| "us-east-1".into());
-        let client = super::sqs::client(
+        let client = crate::clients::sqs::client(
             event_source,
             event_name,
             ctx,

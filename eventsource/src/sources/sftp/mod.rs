@@ -44,7 +44,7 @@ use tracing::{debug, info, warn};
 
 pub use poll::{diff, Listing, Stat};
 
-use super::file::{FileOp, PathMatch};
+use crate::clients::files::{FileOp, PathMatch};
 use crate::metrics::{EventLabels, SourceMetrics};
 use crate::reconnect::Backoff;
 use crate::sender::EventSender;

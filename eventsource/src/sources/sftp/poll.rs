@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::sources::file::FileOp;
+use crate::clients::files::FileOp;
 
 /// What a listing records of one file: enough to tell a changed file from the same one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

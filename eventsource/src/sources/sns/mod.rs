@@ -350,7 +350,7 @@ pub fn build(
         } else {
             spec.region.trim()
         };
-        let client = super::sqs::client(
+        let client = crate::clients::sqs::client(
             es_name,
             event_name,
             ctx,

@@ -52,7 +52,7 @@ const CLOSE_TIMEOUT: Duration = Duration::from_millis(200);
 /// The event body of one message (see the module docs).
 pub fn body(message: &Message, json_body: bool) -> Option<Value> {
     match message {
-        Message::Text(text) => Some(super::redis::body(text.as_bytes(), json_body)),
+        Message::Text(text) => Some(crate::clients::body::text_body_value(text.as_bytes(), json_body)),
         Message::Binary(bytes) => Some(crate::clients::body::body_value(bytes, json_body)),
         Message::Ping(_) | Message::Pong(_) | Message::Close(_) | Message::Frame(_) => None,
     }

@@ -1,6 +1,7 @@
-//! S3 event records: decoding notifications (`{"Records": [...]}` as S3 sends them to SQS, SNS or
-//! MinIO's listen API), building the same record shape from a bucket listing, event ids, and the
-//! prefix/suffix/event-kind filters. Pure functions, no I/O.
+//! S3 event records, shared by the `s3` and `minio` kinds: decoding notifications
+//! (`{"Records": [...]}` as S3 sends them to SQS, SNS or MinIO's listen API), building the same
+//! record shape from a bucket listing, event ids, and the prefix/suffix/event-kind filters. Pure
+//! functions, no I/O.
 
 use serde_json::{json, Value};
 use sluice_crds::eventsource::S3ObjectEvent;

@@ -1,5 +1,6 @@
-//! Pure mapping of file-system notifications to upstream's file event: the operation names and
-//! numbers of upstream's `fsevent.Op` and the path matching of `watchPathConfig`. No I/O.
+//! Upstream's file event, shared by the `file` and `sftp` kinds: the operation names and numbers of
+//! upstream's `fsevent.Op` (and the mapping of file-system notifications to them) and the path
+//! matching of `watchPathConfig`. Pure, no I/O.
 
 use std::path::Path;
 
