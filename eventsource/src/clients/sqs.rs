@@ -1,15 +1,12 @@
-//! SQS and the AWS signing client, shared by the `sqs` and `s3` kinds (a [`QueuePoller`] long-polls
-//! a queue and deletes a message once its [`MessageHandler`] says so) and by `minio` and `sns`
-//! ([`client`] builds the signing client from a source's secret references).
+//! The SQS poller shared by the `sqs` and `s3` kinds: a [`QueuePoller`] long-polls a queue and
+//! deletes a message once its [`MessageHandler`] says so.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
-use crate::aws::{AwsClient, Credentials, CredentialsProvider, SqsMessage};
-use crate::{resolve_secret, BuildError, SourceContext};
+use crate::aws::{AwsClient, SqsMessage};
 
 /// The longest wait between two failed SQS calls.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -127,45 +124,4 @@ impl QueuePoller {
             }
         }
     }
-}
-
-/// Builds the signing client of an AWS source from its secret references; `role` is
-/// (`roleARN`, STS endpoint) when the source assumes a role.
-#[allow(clippy::too_many_arguments)] // reason: the three secret references and their context
-pub fn client(
-    event_source: &str,
-    event_name: &str,
-    ctx: &SourceContext,
-    access_key: Option<&sluice_crds::common::SecretKeySelector>,
-    secret_key: Option<&sluice_crds::common::SecretKeySelector>,
-    session_token: Option<&sluice_crds::common::SecretKeySelector>,
-    region: &str,
-    role: Option<(&str, &str)>,
-) -> Result<AwsClient, BuildError> {
-    let provider =
-        match (access_key, secret_key) {
-            (Some(a), Some(s)) => CredentialsProvider::Static(Credentials {
-                access_key: resolve_secret(ctx.secrets.as_ref(), event_source, event_name, a)?,
-                secret_key: resolve_secret(ctx.secrets.as_ref(), event_source, event_name, s)?,
-                session_token: session_token
-                    .map(|t| resolve_secret(ctx.secrets.as_ref(), event_source, event_name, t))
-                    .transpose()?,
-            }),
-            (None, None) => CredentialsProvider::default_chain(),
-            _ => return Err(BuildError::InvalidSpec {
-                event_source: event_source.into(),
-                event: event_name.into(),
-                reason:
-                    "set both accessKey and secretKey, or neither (to use the AWS default credential chain)"
-                        .into(),
-            }),
-        };
-    // `roleARN`: the keys above only call STS AssumeRole; the source uses the role's credentials.
-    let provider = match role {
-        Some((role_arn, sts)) if !role_arn.trim().is_empty() => CredentialsProvider::Assumed(Arc::new(
-            crate::aws::credentials::AssumedRole::new(provider, role_arn.trim(), sts),
-        )),
-        _ => provider,
-    };
-    Ok(AwsClient::new(provider, region))
 }

@@ -110,7 +110,7 @@ impl MinioSource {
             .clone()
             .filter(|r| !r.is_empty())
             .unwrap_or_else(|| "us-east-1".into());
-        let client = crate::clients::sqs::client(
+        let client = crate::clients::aws::aws_client(
             event_source,
             event_name,
             ctx,

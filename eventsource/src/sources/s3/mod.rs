@@ -337,7 +337,7 @@ impl S3Source {
             .filter(|r| !r.trim().is_empty())
             .or_else(|| std::env::var("AWS_REGION").ok().filter(|r| !r.is_empty()))
             .unwrap_or_else(|| "us-east-1".into());
-        let client = crate::clients::sqs::client(
+        let client = crate::clients::aws::aws_client(
             event_source,
             event_name,
             ctx,

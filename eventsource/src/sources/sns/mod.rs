@@ -350,7 +350,7 @@ pub fn build(
         } else {
             spec.region.trim()
         };
-        let client = crate::clients::sqs::client(
+        let client = crate::clients::aws::aws_client(
             es_name,
             event_name,
             ctx,

@@ -26,8 +26,9 @@ use sluice_eventbus::{EventBuilder, Subject};
 use tokio_util::sync::CancellationToken;
 
 use crate::aws::SqsMessage;
+use crate::clients::aws::aws_client;
 use crate::clients::body::body_value;
-use crate::clients::sqs::{client, Disposition, MessageHandler, QueuePoller};
+use crate::clients::sqs::{Disposition, MessageHandler, QueuePoller};
 use crate::metrics::{EventLabels, SourceMetrics};
 use crate::push::metadata_value;
 use crate::sender::EventSender;
@@ -130,7 +131,7 @@ impl SqsSource {
         } else {
             spec.region.trim()
         };
-        let client = client(
+        let client = aws_client(
             event_source,
             event_name,
             ctx,

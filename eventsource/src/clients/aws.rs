@@ -1,0 +1,47 @@
+//! The AWS signing client of a source (sqs, s3, minio, sns), built from its secret references.
+
+use std::sync::Arc;
+
+use crate::aws::{AwsClient, Credentials, CredentialsProvider};
+use crate::{resolve_secret, BuildError, SourceContext};
+
+/// Builds the signing client of an AWS source from its secret references; `role` is
+/// (`roleARN`, STS endpoint) when the source assumes a role.
+#[allow(clippy::too_many_arguments)] // reason: the three secret references and their context
+pub fn aws_client(
+    event_source: &str,
+    event_name: &str,
+    ctx: &SourceContext,
+    access_key: Option<&sluice_crds::common::SecretKeySelector>,
+    secret_key: Option<&sluice_crds::common::SecretKeySelector>,
+    session_token: Option<&sluice_crds::common::SecretKeySelector>,
+    region: &str,
+    role: Option<(&str, &str)>,
+) -> Result<AwsClient, BuildError> {
+    let provider =
+        match (access_key, secret_key) {
+            (Some(a), Some(s)) => CredentialsProvider::Static(Credentials {
+                access_key: resolve_secret(ctx.secrets.as_ref(), event_source, event_name, a)?,
+                secret_key: resolve_secret(ctx.secrets.as_ref(), event_source, event_name, s)?,
+                session_token: session_token
+                    .map(|t| resolve_secret(ctx.secrets.as_ref(), event_source, event_name, t))
+                    .transpose()?,
+            }),
+            (None, None) => CredentialsProvider::default_chain(),
+            _ => return Err(BuildError::InvalidSpec {
+                event_source: event_source.into(),
+                event: event_name.into(),
+                reason:
+                    "set both accessKey and secretKey, or neither (to use the AWS default credential chain)"
+                        .into(),
+            }),
+        };
+    // `roleARN`: the keys above only call STS AssumeRole; the source uses the role's credentials.
+    let provider = match role {
+        Some((role_arn, sts)) if !role_arn.trim().is_empty() => CredentialsProvider::Assumed(Arc::new(
+            crate::aws::credentials::AssumedRole::new(provider, role_arn.trim(), sts),
+        )),
+        _ => provider,
+    };
+    Ok(AwsClient::new(provider, region))
+}
