@@ -7,6 +7,8 @@
 //! or yields a non-boolean drops that event with a log line, as upstream. The language is
 //! [`sluice_expr`]'s: expr-lang's operators and member access, without function calls (a compile
 //! error at build time, never a silent difference). Filters are keyed by event name, as upstream.
+//! A spec whose filters cannot be read fails the build like a malformed expression: the process
+//! never starts publishing, unfiltered, events a filter was meant to drop.
 //!
 //! A dropped event is acknowledged to its sender like a published one: the drop is the user's
 //! intent, not a failure, and a nack would only make the sender redeliver an event that would be
@@ -31,13 +33,28 @@ struct Compiled {
     labels: EventLabels,
 }
 
-/// Every declared `filter` of `es`: `(event name, field path, compiled program or why not)`.
-fn each(es: &EventSource) -> Vec<(String, String, Result<sluice_expr::Program, String>)> {
+/// One declared filter: `(event name, field path, compiled program or why not)`.
+type Declared = (String, String, Result<sluice_expr::Program, String>);
+
+/// Why the declared filters of `es` could not be found: its spec did not serialise to JSON. Which
+/// events are filtered is then unknown, so this is an error, never "no filters" (which would
+/// publish unfiltered every event the user meant to filter).
+const UNREADABLE_SPEC: &str =
+    "spec: failed to read the filter.expression fields (the spec did not serialise to JSON)";
+
+/// Every declared `filter` of `es`, or [`UNREADABLE_SPEC`] with the serialiser's error.
+fn each(es: &EventSource) -> Result<Vec<Declared>, String> {
     // Every kind's spec carries `filter` under the same name, so the JSON form finds them all
     // without a match arm per kind (and kinds added later are covered).
-    let Ok(spec) = serde_json::to_value(&es.spec) else {
-        return Vec::new();
-    };
+    declared(serde_json::to_value(&es.spec), es)
+}
+
+/// [`each`] on `spec`, the JSON form of `es.spec` (a parameter so the failure is testable).
+fn declared(
+    spec: Result<serde_json::Value, serde_json::Error>,
+    es: &EventSource,
+) -> Result<Vec<Declared>, String> {
+    let spec = spec.map_err(|e| format!("{UNREADABLE_SPEC}: {e}"))?;
     let mut out = Vec::new();
     for (kind, event) in es.spec.event_names() {
         if !has_expression_filter(kind) {
@@ -63,7 +80,7 @@ fn each(es: &EventSource) -> Vec<(String, String, Result<sluice_expr::Program, S
         };
         out.push((event.to_string(), path, program));
     }
-    out
+    Ok(out)
 }
 
 /// Whether the kind's `filter` is upstream's `EventSourceFilter` (`expression`). A few kinds use the
@@ -110,18 +127,38 @@ fn has_expression_filter(kind: EventSourceKind) -> bool {
 
 /// Problems of `es`'s filters as `(field path, reason)`, for `sluice validate`.
 pub fn problems(es: &EventSource) -> Vec<(String, String)> {
-    each(es)
-        .into_iter()
-        .filter_map(|(_, path, program)| program.err().map(|reason| (path, reason)))
-        .collect()
+    problems_of(each(es))
+}
+
+fn problems_of(declared: Result<Vec<Declared>, String>) -> Vec<(String, String)> {
+    match declared {
+        Ok(declared) => declared
+            .into_iter()
+            .filter_map(|(_, path, program)| program.err().map(|reason| (path, reason)))
+            .collect(),
+        Err(reason) => vec![("spec".to_string(), reason)],
+    }
 }
 
 /// Compiles every `filter.expression` of `es`, keyed by event name. An empty or malformed
-/// expression is a build error naming its field path.
+/// expression is a build error naming its field path; so is a spec whose filters cannot be read,
+/// because starting without them would publish the events they were meant to drop.
 pub fn compile(es: &EventSource) -> Result<HashMap<String, sluice_expr::Program>, BuildError> {
+    compile_declared(es, each(es))
+}
+
+fn compile_declared(
+    es: &EventSource,
+    declared: Result<Vec<Declared>, String>,
+) -> Result<HashMap<String, sluice_expr::Program>, BuildError> {
     let name = es.metadata.name.clone().unwrap_or_default();
+    let declared = declared.map_err(|reason| BuildError::InvalidSpec {
+        event_source: name.clone(),
+        event: "(all events)".to_string(),
+        reason,
+    })?;
     let mut out = HashMap::new();
-    for (event, path, program) in each(es) {
+    for (event, path, program) in declared {
         match program {
             Ok(program) => {
                 out.insert(event, program);

@@ -164,3 +164,30 @@ spec:
     assert!(super::problems(&es).is_empty());
     assert!(super::compile(&es).map(|m| m.is_empty()).unwrap_or(false));
 }
+
+#[test]
+fn a_spec_whose_filters_cannot_be_read_fails_the_build_instead_of_dropping_them() {
+    // Before, a spec that did not serialise yielded no filters at all: the build succeeded and
+    // every event the user meant to filter was published unfiltered.
+    let es = webhook_source(r#"filter: {expression: "body.id == 4"}"#);
+    let unreadable = || serde_json::from_str::<serde_json::Value>("{");
+    assert!(unreadable().is_err(), "the stand-in serialiser error");
+
+    let error = match super::compile_declared(&es, super::declared(unreadable(), &es)) {
+        Err(e @ BuildError::InvalidSpec { .. }) => e.to_string(),
+        Err(other) => panic!("expected InvalidSpec, got {other}"),
+        Ok(programs) => panic!("expected the build to fail, got {} filters", programs.len()),
+    };
+    assert!(
+        error.contains("failed to read the filter.expression fields"),
+        "{error}"
+    );
+
+    let problems = super::problems_of(super::declared(unreadable(), &es));
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].0, "spec");
+
+    // The same spec, readable, compiles its one filter as before.
+    let readable = super::declared(serde_json::to_value(&es.spec), &es).expect("the spec serialises");
+    assert_eq!(readable.len(), 1);
+}
