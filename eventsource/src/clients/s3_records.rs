@@ -61,9 +61,63 @@ pub fn encode_key(key: &str) -> String {
     out
 }
 
-/// The records of a notification document; an S3 test event or any other document has none.
-pub fn records(document: &Value) -> Vec<Value> {
-    document["Records"].as_array().cloned().unwrap_or_default()
+/// Why a document is not an S3 notification. Each caller logs it (with its message id, never the
+/// body) and counts it in `argo_events_events_processing_failed_total`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MalformedNotification {
+    /// `Records` is there but is not a list.
+    #[error("failed to read the S3 notification: `Records` is {found}, not an array")]
+    RecordsNotAnArray {
+        /// The JSON type found instead.
+        found: &'static str,
+    },
+    /// A record is not a JSON object.
+    #[error("failed to read the S3 notification: record {index} is {found}, not an object")]
+    RecordNotAnObject {
+        /// The record's position in `Records`.
+        index: usize,
+        /// The JSON type found instead.
+        found: &'static str,
+    },
+    /// Neither `Records` nor an S3 test event.
+    #[error("failed to read the S3 notification: the document has no `Records` and is not an s3:TestEvent")]
+    NoRecords,
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// The records of a notification document. Documents that carry no change on purpose have none:
+/// the `s3:TestEvent` S3 sends when notifications are configured, and `"Records": []` or `null`
+/// (what MinIO's Go encoder writes for an empty list). Anything else without a list of record
+/// objects is an error, so a malformed notification is reported instead of becoming zero events.
+pub fn records(document: &Value) -> Result<Vec<Value>, MalformedNotification> {
+    let list = match document.get("Records") {
+        Some(Value::Array(list)) => list,
+        Some(Value::Null) => return Ok(Vec::new()),
+        Some(other) => {
+            return Err(MalformedNotification::RecordsNotAnArray {
+                found: json_type(other),
+            })
+        }
+        None if document["Event"] == "s3:TestEvent" => return Ok(Vec::new()),
+        None => return Err(MalformedNotification::NoRecords),
+    };
+    if let Some((index, record)) = list.iter().enumerate().find(|(_, r)| !r.is_object()) {
+        return Err(MalformedNotification::RecordNotAnObject {
+            index,
+            found: json_type(record),
+        });
+    }
+    Ok(list.clone())
 }
 
 /// Bucket name and decoded key of a record.
@@ -164,7 +218,7 @@ mod tests {
 
     #[test]
     fn decodes_keys_kinds_and_ids() {
-        let recs = records(&notification());
+        let recs = records(&notification()).expect("a notification");
         assert_eq!(recs.len(), 3);
         assert_eq!(
             bucket_and_key(&recs[0]),
@@ -178,12 +232,14 @@ mod tests {
         assert_eq!(a, event_id(&recs[0].clone()));
         assert_ne!(a, event_id(&recs[1]));
         assert_eq!(event_id(&recs[2]), None);
-        assert!(records(&json!({"Event": "s3:TestEvent"})).is_empty());
+        assert!(records(&json!({"Event": "s3:TestEvent"}))
+            .expect("a test event")
+            .is_empty());
     }
 
     #[test]
     fn filters_on_prefix_suffix_and_kind() {
-        let recs = records(&notification());
+        let recs = records(&notification()).expect("a notification");
         assert!(wanted(&recs[0], Some("holiday/"), Some(".jpg"), &[]));
         assert!(!wanted(&recs[0], Some("work/"), None, &[]));
         assert!(!wanted(&recs[0], None, Some(".png"), &[]));
@@ -210,9 +266,38 @@ mod tests {
         );
         assert_eq!(object_event(&listed), Some(S3ObjectEvent::Created));
         // Same bucket, key and ETag as the notification, without the notification's sequencer.
-        let mut from_notification = records(&notification())[0].clone();
+        let mut from_notification = records(&notification()).expect("a notification")[0].clone();
         from_notification["s3"]["object"]["sequencer"] = Value::Null;
         assert_eq!(event_id(&listed), event_id(&from_notification));
+    }
+
+    #[test]
+    fn malformed_notifications_are_errors_not_zero_records() {
+        for empty in [
+            json!({"Records": []}),
+            json!({"Records": null}),
+            json!({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": "photos"}),
+        ] {
+            assert_eq!(records(&empty), Ok(Vec::new()), "{empty}");
+        }
+        assert_eq!(
+            records(&json!({"Records": "oops"})),
+            Err(MalformedNotification::RecordsNotAnArray { found: "a string" })
+        );
+        assert_eq!(
+            records(&json!({"Records": [{"eventName": "ObjectCreated:Put"}, 7]})),
+            Err(MalformedNotification::RecordNotAnObject {
+                index: 1,
+                found: "a number"
+            })
+        );
+        // An SNS envelope delivered to SQS without raw message delivery: the records are inside
+        // `Message` as text, so this is not a notification this decoder can read.
+        assert_eq!(
+            records(&json!({"Type": "Notification", "Message": "{\"Records\":[]}"})),
+            Err(MalformedNotification::NoRecords)
+        );
+        assert_eq!(records(&json!([1, 2])), Err(MalformedNotification::NoRecords));
     }
 
     #[test]

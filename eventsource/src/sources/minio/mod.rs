@@ -25,7 +25,7 @@ use sluice_eventbus::{deterministic_id, EventBuilder, Subject};
 use tokio_util::sync::CancellationToken;
 
 use crate::aws::AwsClient;
-use crate::clients::s3_records;
+use crate::clients::s3_records::{self, MalformedNotification};
 use crate::metrics::{EventLabels, SourceMetrics};
 use crate::push::metadata_value;
 use crate::sender::EventSender;
@@ -34,7 +34,8 @@ use crate::{BuildError, BuiltEventSource, PullSource, SourceContext, SourceError
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Splits complete lines off `buffer` and returns the notification documents among them (blank
-/// keep-alive lines and documents without records are skipped; an unreadable line is an `Err`).
+/// keep-alive lines and documents with an empty `Records` are skipped; a line that is not JSON, or
+/// not a notification, is an `Err` with the reason, which the caller logs and counts).
 pub fn drain_documents(buffer: &mut Vec<u8>) -> Vec<Result<Value, String>> {
     let mut out = Vec::new();
     while let Some(pos) = buffer.iter().position(|b| *b == b'\n') {
@@ -45,8 +46,11 @@ pub fn drain_documents(buffer: &mut Vec<u8>) -> Vec<Result<Value, String>> {
             continue;
         }
         match serde_json::from_str::<Value>(text) {
-            Ok(doc) if !s3_records::records(&doc).is_empty() => out.push(Ok(doc)),
-            Ok(_) => {}
+            Ok(doc) => match s3_records::records(&doc) {
+                Ok(records) if records.is_empty() => {}
+                Ok(_) => out.push(Ok(doc)),
+                Err(e) => out.push(Err(e.to_string())),
+            },
             Err(e) => out.push(Err(e.to_string())),
         }
     }
@@ -54,23 +58,26 @@ pub fn drain_documents(buffer: &mut Vec<u8>) -> Vec<Result<Value, String>> {
 }
 
 /// The event id of one notification document.
-pub fn document_id(doc: &Value) -> String {
-    let ids: Vec<String> = s3_records::records(doc)
+pub fn document_id(doc: &Value) -> Result<String, MalformedNotification> {
+    let ids: Vec<String> = s3_records::records(doc)?
         .iter()
         .map(|r| s3_records::event_id(r).unwrap_or_else(|| r.to_string()))
         .collect();
     let parts: Vec<&str> = ids.iter().map(String::as_str).collect();
-    deterministic_id(&parts)
+    Ok(deterministic_id(&parts))
 }
 
 /// The event data of one document, as upstream.
-pub fn event_data(doc: &Value, metadata: Option<&BTreeMap<String, String>>) -> Value {
+pub fn event_data(
+    doc: &Value,
+    metadata: Option<&BTreeMap<String, String>>,
+) -> Result<Value, MalformedNotification> {
     let mut data = Map::new();
-    data.insert("notification".into(), Value::Array(s3_records::records(doc)));
+    data.insert("notification".into(), Value::Array(s3_records::records(doc)?));
     if let Some(m) = metadata_value(metadata) {
         data.insert("metadata".into(), m);
     }
-    Value::Object(data)
+    Ok(Value::Object(data))
 }
 
 /// One `minio` event, resolved.
@@ -153,9 +160,19 @@ impl MinioSource {
 
     /// Publishes one document, retrying until the bus stores it; `false` when cancelled first.
     async fn publish(&self, doc: &Value, cancel: &CancellationToken) -> bool {
+        let decoded = document_id(doc).and_then(|id| Ok((id, event_data(doc, self.metadata.as_ref())?)));
+        let (id, data) = match decoded {
+            Ok(decoded) => decoded,
+            Err(error) => {
+                // Not reached for documents from `drain_documents`, which already refused them.
+                self.metrics.processing_failed.get_or_create(&self.labels).inc();
+                tracing::error!(eventsource = %self.event_source, event_name = %self.event_name, %error, "skipping a MinIO line that is not a notification");
+                return true;
+            }
+        };
         let event = match EventBuilder::new(&self.event_source, &self.event_name, "minio")
-            .id(document_id(doc))
-            .data_json(event_data(doc, self.metadata.as_ref()))
+            .id(id)
+            .data_json(data)
             .build()
         {
             Ok(e) => e,
@@ -208,7 +225,7 @@ impl MinioSource {
                     }
                     Err(error) => {
                         self.metrics.processing_failed.get_or_create(&self.labels).inc();
-                        tracing::error!(eventsource = %self.event_source, event_name = %self.event_name, %error, "skipping an unreadable MinIO notification line");
+                        tracing::error!(eventsource = %self.event_source, event_name = %self.event_name, %error, "skipping a MinIO line that is not a notification (MinIO sends no message id)");
                     }
                 }
             }
@@ -275,8 +292,25 @@ mod tests {
         assert_eq!(docs[0].as_ref().ok(), Some(&doc));
         assert!(docs[1].is_err());
         assert!(buffer.is_empty());
-        let data = event_data(&doc, None);
+        let data = event_data(&doc, None).expect("a notification");
         assert_eq!(data["notification"][0]["s3"]["object"]["key"], "a%2Fb.txt");
         assert_eq!(document_id(&doc), document_id(&doc.clone()));
+    }
+
+    #[test]
+    fn a_line_that_is_not_a_notification_is_reported_not_skipped() {
+        // Before, JSON without a `Records` list was skipped like a keep-alive, without a log line.
+        let mut buffer =
+            b"{\"Records\": \"oops\"}\n{\"Records\": [1]}\n{\"hello\": 1}\n{\"Records\": null}\n".to_vec();
+        let docs = drain_documents(&mut buffer);
+        let reasons: Vec<String> = docs
+            .into_iter()
+            .map(|d| d.expect_err("each malformed line is an error"))
+            .collect();
+        assert_eq!(reasons.len(), 3, "{reasons:?}");
+        assert!(reasons[0].contains("`Records` is a string"), "{reasons:?}");
+        assert!(reasons[1].contains("record 0 is a number"), "{reasons:?}");
+        assert!(reasons[2].contains("no `Records`"), "{reasons:?}");
+        assert!(document_id(&serde_json::json!({"Records": 1})).is_err());
     }
 }

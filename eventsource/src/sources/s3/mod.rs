@@ -8,7 +8,8 @@
 //!   message is deleted only after every one of its events was stored by the bus; otherwise it
 //!   reappears after the visibility timeout.
 //!   Messages without records (the `s3:TestEvent` S3 sends when notifications are configured) are
-//!   deleted. A body that is not JSON is logged, counted as `processing_failed` and deleted.
+//!   deleted. A body that is not JSON, or JSON that is not a notification (no `Records` list of
+//!   objects), is logged with its message id, counted as `processing_failed` and deleted.
 //! - `list`: every `interval` (default 10s) the bucket is listed with ListObjectsV2 (path-style,
 //!   under `prefix`). A key not seen before, or seen with another ETag, is `created`; a key seen
 //!   before and now gone is `removed`. What was seen (key → ETag) is kept in the process's
@@ -144,7 +145,17 @@ impl MessageHandler for NotificationHandler {
                 return Disposition::Delete;
             }
         };
-        for record in s3_records::records(&document) {
+        let records = match s3_records::records(&document) {
+            Ok(records) => records,
+            Err(error) => {
+                p.metrics.processing_failed.get_or_create(&p.labels).inc();
+                tracing::error!(eventsource = %p.event_source, event_name = %p.event_name, message_id = %message.message_id, %error, "deleting an SQS message that is not an S3 notification");
+                // Why delete: the body will not change on redelivery; keeping it would only bring
+                // it back after every visibility timeout. The log line and the counter report it.
+                return Disposition::Delete;
+            }
+        };
+        for record in records {
             if !self.filters.wanted(&record) {
                 continue;
             }
@@ -438,4 +449,78 @@ pub fn build(
             .push(Box::new(S3Source::build(es_name, event_name, spec, ctx)?));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::Recorder;
+
+    fn handler(rec: Arc<Recorder>) -> NotificationHandler {
+        NotificationHandler {
+            publisher: Publisher {
+                event_source: "store".into(),
+                event_name: "uploads".into(),
+                metadata: None,
+                sender: rec,
+                metrics: SourceMetrics::default(),
+                labels: SourceMetrics::labels("store", "uploads"),
+            },
+            filters: Filters {
+                prefix: None,
+                suffix: None,
+                kinds: Vec::new(),
+            },
+        }
+    }
+
+    fn message(body: &str) -> SqsMessage {
+        SqsMessage {
+            message_id: "m-1".into(),
+            receipt_handle: "r-1".into(),
+            body: body.into(),
+            message_attributes: Value::Null,
+        }
+    }
+
+    fn failed(h: &NotificationHandler) -> u64 {
+        h.publisher
+            .metrics
+            .processing_failed
+            .get_or_create(&h.publisher.labels)
+            .get()
+    }
+
+    #[tokio::test]
+    async fn a_malformed_notification_is_counted_and_deleted_not_dropped_silently() {
+        let rec = Arc::new(Recorder::default());
+        let h = handler(rec.clone());
+        let cancel = CancellationToken::new();
+
+        // The S3 test event carries no change: deleted, not an error.
+        let test_event = message(r#"{"Service": "Amazon S3", "Event": "s3:TestEvent"}"#);
+        assert_eq!(h.handle(&test_event, &cancel).await, Disposition::Delete);
+        assert_eq!(failed(&h), 0);
+
+        // Before, each of these became zero records: deleted with no log line and no count.
+        for body in [
+            r#"{"Records": "oops"}"#,
+            r#"{"Records": [42]}"#,
+            r#"{"Type": "Notification"}"#,
+        ] {
+            assert_eq!(
+                h.handle(&message(body), &cancel).await,
+                Disposition::Delete,
+                "{body}"
+            );
+        }
+        assert_eq!(failed(&h), 3, "every malformed notification is counted");
+        assert!(rec.events().is_empty());
+
+        let good = r#"{"Records": [{"eventName": "ObjectCreated:Put",
+            "s3": {"bucket": {"name": "b"}, "object": {"key": "k", "eTag": "e", "sequencer": "01"}}}]}"#;
+        assert_eq!(h.handle(&message(good), &cancel).await, Disposition::Delete);
+        assert_eq!(rec.events().len(), 1);
+        assert_eq!(failed(&h), 3);
+    }
 }
