@@ -127,8 +127,18 @@ pub fn bucket_and_key(record: &Value) -> Option<(String, String)> {
     Some((bucket, key))
 }
 
-/// The event id of a record: bucket / key / versionId-or-eTag (/ sequencer when present), and the
-/// change kind, hashed into a stable id. A notification delivered twice has one id on the bus.
+/// The event id of a record, a stable hash of what tells one change from another, so a
+/// notification delivered twice has one id on the bus:
+/// - bucket, key and change kind, with the object's version: its `versionId`, else its `eTag`;
+/// - the notification's `sequencer` (which orders the changes of one key), when present.
+///
+/// A listed record has no sequencer, so it gets the id of a notification for the same object state
+/// without one. When a record has neither a version nor a sequencer (an unversioned removal from a
+/// store that sends no sequencer), nothing in those fields tells two changes of the key apart, and
+/// empty strings in their place would give both one id, merging them on the bus. The id is then a
+/// hash of the whole record, under its own `s3-record` prefix so it never equals an id of the
+/// first form: a redelivered record keeps its id, and records that differ anywhere (`eventTime`,
+/// request ids) get different ones.
 pub fn event_id(record: &Value) -> Option<String> {
     let (bucket, key) = bucket_and_key(record)?;
     let kind = match object_event(record)? {
@@ -136,13 +146,20 @@ pub fn event_id(record: &Value) -> Option<String> {
         S3ObjectEvent::Removed => "removed",
     };
     let object = &record["s3"]["object"];
-    let version = object["versionId"]
-        .as_str()
-        .filter(|v| !v.is_empty())
-        .or(object["eTag"].as_str())
-        .unwrap_or_default();
-    let sequencer = object["sequencer"].as_str().unwrap_or_default();
-    Some(deterministic_id(&["s3", &bucket, &key, version, sequencer, kind]))
+    let present = |field: &str| object[field].as_str().filter(|v| !v.is_empty());
+    let version = present("versionId").or_else(|| present("eTag"));
+    let sequencer = present("sequencer");
+    if version.is_none() && sequencer.is_none() {
+        return Some(deterministic_id(&["s3-record", &record.to_string()]));
+    }
+    Some(deterministic_id(&[
+        "s3",
+        &bucket,
+        &key,
+        version.unwrap_or(""),
+        sequencer.unwrap_or(""),
+        kind,
+    ]))
 }
 
 /// True when the record passes `prefix`, `suffix` and the wanted change kinds.
@@ -298,6 +315,37 @@ mod tests {
             Err(MalformedNotification::NoRecords)
         );
         assert_eq!(records(&json!([1, 2])), Err(MalformedNotification::NoRecords));
+    }
+
+    #[test]
+    fn a_record_without_version_or_sequencer_gets_an_id_of_its_own() {
+        // Two deletions of one key in an unversioned bucket, from a store that sends no sequencer.
+        // Before, both ids hashed `""` for the version and the sequencer, so the bus kept one.
+        let delete = |time: &str| {
+            json!({"eventName": "ObjectRemoved:Delete", "eventTime": time,
+                   "s3": {"bucket": {"name": "photos"}, "object": {"key": "old.txt", "eTag": ""}}})
+        };
+        let first = event_id(&delete("2026-03-01T10:00:00.000Z")).expect("an id");
+        let second = event_id(&delete("2026-03-01T11:00:00.000Z")).expect("an id");
+        assert_ne!(first, second, "two different removals must not merge");
+        assert_eq!(
+            event_id(&delete("2026-03-01T10:00:00.000Z")),
+            Some(first.clone()),
+            "a redelivered record keeps its id"
+        );
+
+        // The same fields with a sequencer (or a version) take the usual form, and differ.
+        let mut sequenced = delete("2026-03-01T10:00:00.000Z");
+        sequenced["s3"]["object"]["sequencer"] = json!("17A");
+        let sequenced_id = event_id(&sequenced).expect("an id");
+        assert_ne!(sequenced_id, first);
+        let mut other = sequenced.clone();
+        other["eventTime"] = json!("2026-03-01T11:00:00.000Z");
+        assert_eq!(
+            event_id(&other),
+            Some(sequenced_id),
+            "the sequencer, not the time, tells changes apart"
+        );
     }
 
     #[test]

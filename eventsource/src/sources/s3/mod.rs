@@ -23,7 +23,9 @@
 //! Event: `type` s3, data = one S3 event record in AWS's shape (`eventName`, `eventTime`,
 //! `s3.bucket.name`, `s3.object.key` URL-encoded as S3 does, `eTag`, `size`, `sequencer` in
 //! notifications), the same in both modes, plus `metadata` when set. Event id: a hash of bucket,
-//! key, versionId-or-ETag, the notification `sequencer` when present, and the change kind.
+//! key, versionId-or-ETag, the notification `sequencer` when present, and the change kind; a record
+//! with neither a version nor a sequencer is identified by a hash of the whole record
+//! ([`s3_records::event_id`]), so two such changes of one key never share an id.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
