@@ -570,8 +570,8 @@ fn build_trigger(
         None => None,
     };
     // Upstream keeps state (and ANDs events) only when the condition has an `&&`; otherwise every
-    // event that passes its filters fires on its own.
-    let stateful = condition.to_string().contains("&&");
+    // event that passes its filters fires on its own (see `Expr::has_and`).
+    let stateful = condition.has_and();
     let worst = worst_case(&main).saturating_add(dlq.as_ref().map(worst_case).unwrap_or_default());
     // The claim lease of the trigger state covers the worst case of one firing (all attempts), so a
     // live replica's claim is never taken over. The bus's ack wait stays short: while an action runs

@@ -131,6 +131,30 @@ impl Expr {
         out
     }
 
+    /// True when the condition has an `&&` anywhere in its tree: `a && b`, `a && (b || c)` and
+    /// `(a && b) || c` have one, `a` and `a || b` do not.
+    ///
+    /// This is what decides whether a trigger keeps state (upstream's rule, which checks the text
+    /// for `&&`). Without an `&&`, the event of any one dependency the condition names satisfies it
+    /// on its own, so each event fires the trigger by itself; with one, some way of satisfying it
+    /// needs events of several dependencies, so events are held until the condition is true. (A
+    /// condition such as `a && a`, which one event satisfies, is held too; holding evaluates it
+    /// at once, so it still fires on that event.)
+    pub fn has_and(&self) -> bool {
+        let mut stack = vec![self];
+        while let Some(e) = stack.pop() {
+            match e {
+                Expr::Dep(_) => {}
+                Expr::And(..) => return true,
+                Expr::Or(l, r) => {
+                    stack.push(r);
+                    stack.push(l);
+                }
+            }
+        }
+        false
+    }
+
     /// Evaluates the expression; `has_event(name)` says whether a dependency is satisfied.
     /// Short-circuits left to right.
     pub fn eval(&self, has_event: &dyn Fn(&str) -> bool) -> bool {
@@ -414,7 +438,38 @@ mod tests {
         move |name| NAMES.iter().position(|n| *n == name).is_some_and(|i| values[i])
     }
 
+    #[test]
+    fn has_and_answers_from_the_tree() {
+        let has = |text: &str| parse(text).expect("must parse").has_and();
+        assert!(has("a && b"));
+        assert!(!has("a || b"));
+        assert!(has("a && (b || c)"), "a needs b or c: events are held");
+        assert!(has("(a && b) || c"), "a alone does not fire: events are held");
+        assert!(has("a || (b || c && d)"), "an && at any depth counts");
+        assert!(!has("a"));
+        assert!(!has("(a || b) || (c || d)"));
+        assert!(!Expr::all_of(["a"]).expect("one dependency").has_and());
+        assert!(Expr::all_of(["a", "b"]).expect("two dependencies").has_and());
+    }
+
     proptest! {
+        #[test]
+        fn has_and_matches_the_text_rule_it_replaces(e in arb_expr()) {
+            // Names cannot contain `&`, so the old `to_string().contains("&&")` agreed with the
+            // tree; this pins that the switch changes no trigger's behaviour.
+            prop_assert_eq!(e.has_and(), e.to_string().contains("&&"));
+        }
+
+        #[test]
+        fn without_and_any_one_dependency_satisfies_the_condition(e in arb_expr()) {
+            // Why a trigger without `&&` needs no state: each event fires it on its own.
+            if !e.has_and() {
+                for dep in e.deps() {
+                    prop_assert!(e.eval(&|d| d == dep), "{} alone must satisfy {}", dep, e);
+                }
+            }
+        }
+
         #[test]
         fn print_parse_round_trip(e in arb_expr()) {
             let text = e.to_string();
