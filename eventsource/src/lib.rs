@@ -14,6 +14,7 @@ pub mod clock;
 pub mod filter;
 pub mod http;
 pub mod metrics;
+pub mod pull;
 pub mod push;
 pub mod reconnect;
 pub use sluice_eventbus::secrets;

@@ -44,6 +44,27 @@ impl Backoff {
         }
     }
 
+    /// The backoff a spec's `connectionBackoff` asks for (`duration` the first wait, `factor` its
+    /// growth), or `default` when the spec has none. The error names the field.
+    pub fn from_spec(spec: Option<&sluice_crds::common::Backoff>, default: Backoff) -> Result<Self, String> {
+        let Some(b) = spec else {
+            return Ok(default);
+        };
+        let first = match &b.duration {
+            Some(d) => d
+                .to_duration()
+                .map_err(|e| format!("connectionBackoff.duration: {e}"))?,
+            None => Duration::from_secs(1),
+        };
+        let factor = match &b.factor {
+            Some(f) => f
+                .as_f64()
+                .ok_or_else(|| format!("connectionBackoff.factor: {f:?} is not a number"))?,
+            None => 1.0,
+        };
+        Ok(Self::new(first, factor))
+    }
+
     /// The wait the next [`Backoff::sleep`] takes (what a source logs as `retry_in`).
     pub fn wait(&self) -> Duration {
         self.next
@@ -95,6 +116,29 @@ mod tests {
         let before = tokio::time::Instant::now();
         assert!(!Backoff::new(Duration::from_secs(10), 1.5).sleep(&cancel).await);
         assert_eq!(before.elapsed(), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_spec_sets_the_first_wait_and_factor_and_none_keeps_the_default() {
+        let spec: sluice_crds::common::Backoff =
+            serde_json::from_value(serde_json::json!({"duration": "2s", "factor": 1.5}))
+                .expect("a valid backoff");
+        let b = Backoff::from_spec(Some(&spec), Backoff::default()).expect("accepted");
+        assert_eq!((b.wait(), b.factor), (Duration::from_secs(2), 1.5));
+        let nanos: sluice_crds::common::Backoff =
+            serde_json::from_value(serde_json::json!({"duration": 500_000_000})).expect("a valid backoff");
+        let b = Backoff::from_spec(Some(&nanos), Backoff::default()).expect("accepted");
+        assert_eq!((b.wait(), b.factor), (Duration::from_millis(500), 1.0));
+        assert_eq!(
+            Backoff::from_spec(None, Backoff::default())
+                .expect("no spec")
+                .wait(),
+            FIRST_WAIT
+        );
+        let bad: sluice_crds::common::Backoff =
+            serde_json::from_value(serde_json::json!({"duration": "soon"})).expect("parses as a string");
+        let error = Backoff::from_spec(Some(&bad), Backoff::default()).expect_err("not a duration");
+        assert!(error.starts_with("connectionBackoff.duration"), "{error}");
     }
 
     #[test]

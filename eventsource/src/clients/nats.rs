@@ -101,3 +101,22 @@ pub(crate) async fn connect(
         .connect(url)
         .await?)
 }
+
+/// The headers of a NATS message as upstream publishes them: each name to the list of its values,
+/// or `null` when the message has none.
+pub(crate) fn headers_value(headers: Option<&async_nats::HeaderMap>) -> serde_json::Value {
+    let Some(headers) = headers else {
+        return serde_json::Value::Null;
+    };
+    let map = headers
+        .iter()
+        .map(|(name, values)| {
+            let values = values
+                .iter()
+                .map(|v| serde_json::Value::String(v.to_string()))
+                .collect();
+            (name.to_string(), serde_json::Value::Array(values))
+        })
+        .collect();
+    serde_json::Value::Object(map)
+}

@@ -20,35 +20,30 @@
 //! TLS: as the `nats` kind, a `tls` block (`caCertSecret`, `clientCertSecret` + `clientKeySecret`,
 //! `insecureSkipVerify`; built by [`crate::tls`]) makes TLS required whatever the URL's scheme.
 
-use crate::{BuiltEventSource, SourceContext};
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer};
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::{self, AckKind};
 use async_trait::async_trait;
 use futures::StreamExt;
-use serde_json::{json, Value};
+use serde_json::json;
 use sluice_crds::eventsource::JetStreamEventSource;
 use sluice_eventbus::event::deterministic_id;
-use sluice_eventbus::{EventBuilder, Subject};
-use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
 
-use crate::clients::nats::{connect, resolve_auth, Auth};
-use crate::metrics::{EventLabels, SourceMetrics};
+use crate::clients::body::body_value;
+use crate::clients::nats::{connect, headers_value, resolve_auth, Auth};
+use crate::pull::{Draft, Malformed, Names, Pull, Settle, Upstream, UpstreamError};
 use crate::reconnect::Backoff;
-use crate::sender::{publish, EventSender, Outcome, Publisher, Retry};
-use crate::{BuildError, PullSource, SourceError};
-use sluice_eventbus::readiness::ReadyFlag;
+use crate::sender::Retry;
+use crate::{BuildError, BuiltEventSource, SourceContext};
 
 /// The CloudEvent `type` of this kind.
 pub const SOURCE_TYPE: &str = "jetstream";
-/// The longest wait between connection attempts and the longest nak delay.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// The first nak delay / reconnect wait.
-const MIN_BACKOFF: Duration = Duration::from_millis(200);
+/// The longest nak delay.
+const MAX_NAK_DELAY: Duration = Duration::from_secs(30);
+/// The first nak delay.
+const MIN_NAK_DELAY: Duration = Duration::from_millis(200);
 
 /// Builds a pull source per `jetstream` event of EventSource `es_name`.
 pub fn build(
@@ -58,7 +53,6 @@ pub fn build(
     out: &mut BuiltEventSource,
 ) -> Result<(), BuildError> {
     let secrets = ctx.secrets.as_ref();
-    let (sender, metrics) = (&ctx.sender, &ctx.metrics);
     for (event_name, spec) in events {
         let invalid = |reason: String| BuildError::InvalidSpec {
             event_source: es_name.into(),
@@ -90,8 +84,9 @@ pub fn build(
             .clone()
             .filter(|c| !c.is_empty())
             .unwrap_or_else(|| format!("sluice-{es_name}-{event_name}"));
-        out.tasks.push(Box::new(JetStreamSource {
-            ready: ctx.readiness.flag(format!("{es_name}/{event_name}")),
+        let backoff =
+            Backoff::from_spec(spec.connection_backoff.as_ref(), Backoff::default()).map_err(invalid)?;
+        let upstream = JetStreamUpstream {
             event_source: es_name.to_owned(),
             event_name: event_name.clone(),
             spec: spec.clone(),
@@ -99,9 +94,10 @@ pub fn build(
             deliver_policy,
             auth,
             tls,
-            sender: sender.clone(),
-            metrics: metrics.clone(),
-        }));
+            backoff,
+        };
+        out.tasks
+            .push(Box::new(Pull::new(es_name, event_name, upstream, ctx)));
     }
     Ok(())
 }
@@ -133,7 +129,7 @@ enum ConsumeError {
 }
 
 /// One `jetstream` event: a durable pull consumer.
-pub struct JetStreamSource {
+pub struct JetStreamUpstream {
     event_source: String,
     event_name: String,
     spec: JetStreamEventSource,
@@ -142,34 +138,65 @@ pub struct JetStreamSource {
     auth: Auth,
     /// The `tls` block, resolved.
     tls: Option<crate::tls::Tls>,
-    sender: Arc<dyn EventSender>,
-    metrics: SourceMetrics,
-    /// Set while connected with the consumer bound.
-    ready: ReadyFlag,
+    /// Between connection attempts (`connectionBackoff`).
+    backoff: Backoff,
 }
 
-/// How one message is settled with JetStream.
-enum Settle {
-    /// The bus stored it (or the filter dropped it, or it has no JetStream metadata).
-    Ack,
-    /// The bus refused it: redeliver after a delay.
-    Nak,
-    /// It can never be stored (too large): JetStream must not redeliver it.
-    Term,
-    /// Cancelled mid-publish: leave it un-acked.
-    Stop,
+/// A bound consumer's message stream, and the delay of the next nak.
+pub struct Session {
+    messages: pull::Stream,
+    /// Doubles with each nak in a row, up to [`MAX_NAK_DELAY`]; an ack resets it.
+    nak_delay: Duration,
 }
 
-use crate::clients::body::body_value;
+impl JetStreamUpstream {
+    /// Upstream's `nats` data plus the stream and its sequence; the id is derived from
+    /// `stream/sequence`, so a redelivered message dedupes on the bus.
+    pub fn draft(&self, message: &async_nats::Message, stream: &str, sequence: u64) -> Draft {
+        let data = json!({
+            "subject": message.subject.as_str(),
+            "body": body_value(&message.payload, self.spec.json_body),
+            "header": headers_value(message.headers.as_ref()),
+            "metadata": self.spec.metadata,
+            "stream": stream,
+            "sequence": sequence,
+        });
+        let id = deterministic_id(&[
+            SOURCE_TYPE,
+            &self.event_source,
+            &self.event_name,
+            stream,
+            &sequence.to_string(),
+        ]);
+        Draft::new(data).with_id(id)
+    }
+}
 
-impl JetStreamSource {
-    async fn connect(&self) -> Result<PullConsumer, ConsumeError> {
+#[async_trait]
+impl Upstream for JetStreamUpstream {
+    type Session = Session;
+    type Message = jetstream::Message;
+
+    fn kind(&self) -> &'static str {
+        SOURCE_TYPE
+    }
+
+    /// Why once: JetStream redelivers a nak'ed message, so the stream keeps it, not this process.
+    fn retry(&self) -> Retry {
+        Retry::Once
+    }
+
+    fn backoff(&self) -> Backoff {
+        self.backoff.clone()
+    }
+
+    async fn connect(&self, names: &Names) -> Result<Session, UpstreamError> {
         let client = connect(
             &self.spec.url,
             &self.auth,
             self.tls.as_ref(),
-            format!("sluice-{}-{}", self.event_source, self.event_name),
-            &self.ready,
+            names.client_name(),
+            &names.ready,
         )
         .await
         .map_err(ConsumeError::Connect)?;
@@ -188,186 +215,120 @@ impl JetStreamSource {
             ack_policy: AckPolicy::Explicit,
             ..Default::default()
         };
-        stream
-            .get_or_create_consumer(&self.consumer, config)
+        let consumer = stream
+            .get_or_create_consumer::<pull::Config>(&self.consumer, config)
             .await
             .map_err(|e| ConsumeError::Consumer {
                 stream: self.spec.stream.clone(),
                 consumer: self.consumer.clone(),
                 source: Box::new(e),
-            })
-    }
-
-    /// Publishes one message once; how to settle it.
-    async fn publish(
-        &self,
-        message: &jetstream::Message,
-        labels: &EventLabels,
-        cancel: &CancellationToken,
-    ) -> Settle {
-        let (stream, sequence) = match message.info() {
-            Ok(info) => (info.stream.to_owned(), info.stream_sequence),
-            Err(e) => {
-                // Why ack: a message without metadata is not from a stream consumer; nothing to keep.
-                warn!(eventsource = %self.event_source, event_name = %self.event_name, error = %e, "skipped a message without JetStream metadata");
-                return Settle::Ack;
-            }
-        };
-        let header: Value = match &message.headers {
-            None => Value::Null,
-            Some(h) => {
-                let mut map = serde_json::Map::new();
-                for (k, vs) in h.iter() {
-                    let values: Vec<Value> = vs.iter().map(|v| Value::String(v.to_string())).collect();
-                    map.insert(k.to_string(), Value::Array(values));
-                }
-                Value::Object(map)
-            }
-        };
-        let data = json!({
-            "subject": message.subject.as_str(),
-            "body": body_value(&message.payload, self.spec.json_body),
-            "header": header,
-            "metadata": self.spec.metadata,
-            "stream": stream,
-            "sequence": sequence,
-        });
-        let id = deterministic_id(&[
-            SOURCE_TYPE,
-            &self.event_source,
-            &self.event_name,
-            &stream,
-            &sequence.to_string(),
-        ]);
-        let event = match EventBuilder::new(&self.event_source, &self.event_name, SOURCE_TYPE)
-            .id(id)
-            .data_json(data)
-            .build()
-        {
-            Ok(e) => e,
-            Err(e) => {
-                // Cannot happen with these attributes; treated as a bus refusal so it is not lost.
-                warn!(eventsource = %self.event_source, event_name = %self.event_name, error = %e, "failed to build a jetstream event");
-                self.metrics.processing_failed.get_or_create(labels).inc();
-                return Settle::Nak;
-            }
-        };
-        let subject = Subject::new(&self.event_source, &self.event_name);
-        let p = Publisher {
-            sender: &*self.sender,
-            metrics: &self.metrics,
-            labels,
-            cancel,
-        };
-        match publish(&p, &subject, &event, Retry::Once).await {
-            Outcome::Stored(_) | Outcome::Filtered => {
-                debug!(eventsource = %self.event_source, event_name = %self.event_name, event = %event.id(), sequence, "published");
-                Settle::Ack
-            }
-            Outcome::Rejected(_) => Settle::Term,
-            Outcome::Refused(_) => Settle::Nak,
-            Outcome::Cancelled => Settle::Stop,
-        }
-    }
-
-    /// Consumes until cancelled (`Ok`) or the connection fails (`Err`, the caller reconnects).
-    async fn consume(
-        &self,
-        consumer: PullConsumer,
-        cancel: &CancellationToken,
-        labels: &EventLabels,
-        nak_delay: &mut Duration,
-    ) -> Result<(), ConsumeError> {
-        let mut messages = consumer.messages().await.map_err(|e| ConsumeError::Pull {
+            })?;
+        let messages = consumer.messages().await.map_err(|e| ConsumeError::Pull {
             consumer: self.consumer.clone(),
             source: Box::new(e),
         })?;
-        loop {
-            let next = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return Ok(()),
-                n = messages.next() => n,
-            };
-            let message = match next {
-                Some(Ok(m)) => m,
-                Some(Err(e)) => {
-                    return Err(ConsumeError::Pull {
-                        consumer: self.consumer.clone(),
-                        source: Box::new(e),
-                    })
-                }
-                None => {
-                    return Err(ConsumeError::Pull {
-                        consumer: self.consumer.clone(),
-                        source: "the message stream ended".into(),
-                    })
-                }
-            };
-            let settle = match self.publish(&message, labels, cancel).await {
-                // Why no ack here: the message is still un-acked, JetStream redelivers it after
-                // the ack wait, so cancelling mid-publish loses nothing.
-                Settle::Stop => return Ok(()),
-                Settle::Ack => {
-                    *nak_delay = MIN_BACKOFF;
-                    // Why ack now: the bus stored the event, so JetStream may forget the message.
-                    message.ack_with(AckKind::Ack).await
-                }
-                Settle::Nak => {
-                    // Why nak: the bus refused; JetStream redelivers after the delay, nothing lost.
-                    let delay = *nak_delay;
-                    *nak_delay = (*nak_delay * 2).min(MAX_BACKOFF);
-                    message.ack_with(AckKind::Nak(Some(delay))).await
-                }
-                // Why term (the message is dropped): it is bigger than the bus takes, so every
-                // redelivery would be refused again; the helper logged its size and counted it.
-                Settle::Term => message.ack_with(AckKind::Term).await,
-            };
-            if let Err(e) = settle {
-                // An ack that did not arrive means a redelivery, deduped on the bus by its id.
-                warn!(eventsource = %self.event_source, event_name = %self.event_name, error = %e, "failed to settle a jetstream message; it will be redelivered");
+        Ok(Session {
+            messages,
+            nak_delay: MIN_NAK_DELAY,
+        })
+    }
+
+    async fn next(&self, session: &mut Session) -> Result<Option<Self::Message>, UpstreamError> {
+        match session.messages.next().await {
+            Some(Ok(m)) => Ok(Some(m)),
+            Some(Err(e)) => Err(ConsumeError::Pull {
+                consumer: self.consumer.clone(),
+                source: Box::new(e),
             }
+            .into()),
+            None => Ok(None),
         }
+    }
+
+    fn decode(&self, message: &Self::Message) -> Result<Vec<Draft>, Malformed> {
+        // A message without metadata did not come from a stream consumer: nothing to keep.
+        let info = message
+            .info()
+            .map_err(|e| Malformed(format!("a message without JetStream metadata: {e}")))?;
+        Ok(vec![self.draft(message, info.stream, info.stream_sequence)])
+    }
+
+    async fn settle(
+        &self,
+        session: &mut Session,
+        message: Self::Message,
+        settle: Settle,
+    ) -> Result<(), UpstreamError> {
+        let kind = match settle {
+            Settle::Ack => {
+                session.nak_delay = MIN_NAK_DELAY;
+                // Why ack now: the bus stored the event, so JetStream may forget the message.
+                AckKind::Ack
+            }
+            Settle::Nak => {
+                // Why nak: the bus refused; JetStream redelivers after the delay, nothing lost.
+                let delay = session.nak_delay;
+                session.nak_delay = (delay * 2).min(MAX_NAK_DELAY);
+                AckKind::Nak(Some(delay))
+            }
+            // Why term (the message is dropped): it is bigger than the bus takes or not a stream
+            // message, so every redelivery would fail again; it was logged and counted.
+            Settle::Term => AckKind::Term,
+        };
+        message.ack_with(kind).await
+    }
+
+    fn locate(&self, message: &Self::Message) -> String {
+        format!("subject {}", message.subject)
     }
 }
 
-#[async_trait]
-impl PullSource for JetStreamSource {
-    fn describe(&self) -> String {
-        format!("{}/{}", self.event_source, self.event_name)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstream(json_body: bool) -> JetStreamUpstream {
+        JetStreamUpstream {
+            event_source: "es".into(),
+            event_name: "orders".into(),
+            spec: JetStreamEventSource {
+                url: "nats://127.0.0.1:4222".into(),
+                stream: "ORDERS".into(),
+                json_body,
+                ..Default::default()
+            },
+            consumer: "sluice-es-orders".into(),
+            deliver_policy: DeliverPolicy::All,
+            auth: Auth::None,
+            tls: None,
+            backoff: Backoff::default(),
+        }
     }
 
-    async fn run(self: Box<Self>, cancel: CancellationToken) -> Result<(), SourceError> {
-        let labels = EventLabels {
-            eventsource_name: self.event_source.clone(),
-            event_name: self.event_name.clone(),
-        };
-        let mut backoff = Backoff::default();
-        let mut nak_delay = MIN_BACKOFF;
-        loop {
-            let attempt = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return Ok(()),
-                c = self.connect() => c,
-            };
-            let result = match attempt {
-                Ok(consumer) => {
-                    info!(eventsource = %self.event_source, event_name = %self.event_name, stream = %self.spec.stream, consumer = %self.consumer, "consuming");
-                    self.ready.set(true);
-                    backoff.reset();
-                    self.consume(consumer, &cancel, &labels, &mut nak_delay).await
-                }
-                Err(e) => Err(e),
-            };
-            match result {
-                Ok(()) => return Ok(()),
-                Err(e) => {
-                    self.ready.set(false);
-                    warn!(eventsource = %self.event_source, event_name = %self.event_name, error = %e, retry_in = ?backoff.wait(), "jetstream consumer failed; reconnecting");
-                }
-            }
-            if !backoff.sleep(&cancel).await {
-                return Ok(());
-            }
+    fn message(payload: &'static [u8]) -> async_nats::Message {
+        async_nats::Message {
+            subject: "orders.created".into(),
+            reply: None,
+            payload: bytes::Bytes::from_static(payload),
+            headers: None,
+            status: None,
+            description: None,
+            length: payload.len(),
         }
+    }
+
+    #[test]
+    fn a_stream_message_carries_its_stream_and_sequence_and_a_stable_id() {
+        let u = upstream(true);
+        let draft = u.draft(&message(br#"{"id":7}"#), "ORDERS", 42);
+        assert_eq!(
+            draft.data,
+            json!({"subject": "orders.created", "body": {"id": 7}, "header": null, "metadata": null, "stream": "ORDERS", "sequence": 42})
+        );
+        let again = u.draft(&message(br#"{"id":7}"#), "ORDERS", 42);
+        assert_eq!(draft.id, again.id, "a redelivery has the id it had");
+        assert!(draft.id.is_some());
+        assert_ne!(draft.id, u.draft(&message(br#"{"id":7}"#), "ORDERS", 43).id);
+        assert_ne!(draft.id, u.draft(&message(br#"{"id":7}"#), "OTHER", 42).id);
     }
 }

@@ -17,25 +17,19 @@
 //! `insecureSkipVerify`; built by [`crate::tls`]) makes TLS required, whatever the URL's scheme (as
 //! upstream's `nats.Secure`); a `tls://` URL without it uses the system's roots.
 
-use crate::{BuiltEventSource, SourceContext};
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::StreamExt;
 use serde_json::{json, Value};
 use sluice_crds::eventsource::NATSEventsSource;
-use sluice_eventbus::{EventBuilder, Subject};
-use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
 
 use crate::clients::body::body_value;
-use crate::clients::nats::{connect, resolve_auth, Auth};
-use crate::metrics::{EventLabels, SourceMetrics};
+use crate::clients::nats::{connect, headers_value, resolve_auth, Auth};
+use crate::pull::{Draft, Malformed, Names, Pull, Upstream, UpstreamError};
 use crate::reconnect::Backoff;
-use crate::sender::{publish, EventSender, Publisher, Retry, FIRST_BACKOFF};
-use crate::{BuildError, PullSource, SourceError};
-use sluice_eventbus::readiness::ReadyFlag;
+use crate::sender::{Retry, FIRST_BACKOFF};
+use crate::{BuildError, BuiltEventSource, SourceContext};
 
 /// The CloudEvent `type` of this kind.
 pub const SOURCE_TYPE: &str = "nats";
@@ -48,7 +42,6 @@ pub fn build(
     out: &mut BuiltEventSource,
 ) -> Result<(), BuildError> {
     let secrets = ctx.secrets.as_ref();
-    let (sender, metrics) = (&ctx.sender, &ctx.metrics);
     for (event_name, spec) in events {
         if spec.url.is_empty() || spec.subject.is_empty() {
             return Err(BuildError::InvalidSpec {
@@ -63,143 +56,152 @@ pub fn build(
             .as_ref()
             .map(|t| crate::tls::Tls::build("nats", es_name, event_name, t, secrets))
             .transpose()?;
-        out.tasks.push(Box::new(NatsSource {
-            ready: ctx.readiness.flag(format!("{es_name}/{event_name}")),
-            event_source: es_name.to_owned(),
-            event_name: event_name.clone(),
+        let backoff =
+            Backoff::from_spec(spec.connection_backoff.as_ref(), Backoff::default()).map_err(|reason| {
+                BuildError::InvalidSpec {
+                    event_source: es_name.into(),
+                    event: event_name.clone(),
+                    reason,
+                }
+            })?;
+        let upstream = NatsUpstream {
             spec: spec.clone(),
             auth,
             tls,
-            sender: sender.clone(),
-            metrics: metrics.clone(),
-        }));
+            backoff,
+        };
+        out.tasks
+            .push(Box::new(Pull::new(es_name, event_name, upstream, ctx)));
     }
     Ok(())
 }
 
 /// One `nats` event: a core NATS subscription.
-pub struct NatsSource {
-    event_source: String,
-    event_name: String,
+pub struct NatsUpstream {
     spec: NATSEventsSource,
     auth: Auth,
     /// The `tls` block, resolved.
     tls: Option<crate::tls::Tls>,
-    sender: Arc<dyn EventSender>,
-    metrics: SourceMetrics,
-    /// Set while subscribed and connected.
-    ready: ReadyFlag,
+    /// Between connection attempts (`connectionBackoff`).
+    backoff: Backoff,
 }
 
-impl NatsSource {
-    /// Publishes until the bus stored it; `false` when cancelled first (the message is lost: core
-    /// NATS cannot redeliver).
-    async fn publish(
-        &self,
-        m: &async_nats::Message,
-        labels: &EventLabels,
-        cancel: &CancellationToken,
-    ) -> bool {
-        let header: Value = match &m.headers {
-            None => Value::Null,
-            Some(h) => {
-                let mut map = serde_json::Map::new();
-                for (k, vs) in h.iter() {
-                    let values: Vec<Value> = vs.iter().map(|v| Value::String(v.to_string())).collect();
-                    map.insert(k.to_string(), Value::Array(values));
-                }
-                Value::Object(map)
-            }
-        };
-        let data = json!({
-            "subject": m.subject.as_str(),
-            "body": body_value(&m.payload, self.spec.json_body),
-            "header": header,
-            "metadata": self.spec.metadata,
-        });
-        let event = match EventBuilder::new(&self.event_source, &self.event_name, SOURCE_TYPE)
-            .data_json(data)
-            .build()
-        {
-            Ok(e) => e,
-            Err(e) => {
-                // Cannot happen with these attributes; the message is lost (logged and counted).
-                warn!(eventsource = %self.event_source, event_name = %self.event_name, error = %e, "failed to build a nats event; dropped");
-                self.metrics.processing_failed.get_or_create(labels).inc();
-                return true;
-            }
-        };
-        let subject = Subject::new(&self.event_source, &self.event_name);
-        let p = Publisher {
-            sender: &*self.sender,
-            metrics: &self.metrics,
-            labels,
-            cancel,
-        };
-        let retry = Retry::UntilStored { first: FIRST_BACKOFF };
-        // Settled includes a rejected (too large) message: dropped after the helper's error log,
-        // as core NATS cannot be told no. Not settled means cancelled: the message is lost.
-        publish(&p, &subject, &event, retry).await.settled()
-    }
+/// Upstream's event data of one message.
+pub fn event_data(m: &async_nats::Message, spec: &NATSEventsSource) -> Value {
+    json!({
+        "subject": m.subject.as_str(),
+        "body": body_value(&m.payload, spec.json_body),
+        "header": headers_value(m.headers.as_ref()),
+        "metadata": spec.metadata,
+    })
 }
 
 #[async_trait]
-impl PullSource for NatsSource {
-    fn describe(&self) -> String {
-        format!("{}/{}", self.event_source, self.event_name)
+impl Upstream for NatsUpstream {
+    type Session = async_nats::Subscriber;
+    type Message = async_nats::Message;
+
+    fn kind(&self) -> &'static str {
+        SOURCE_TYPE
     }
 
-    async fn run(self: Box<Self>, cancel: CancellationToken) -> Result<(), SourceError> {
-        let labels = EventLabels {
-            eventsource_name: self.event_source.clone(),
-            event_name: self.event_name.clone(),
-        };
-        let mut backoff = Backoff::default();
-        loop {
-            let client = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return Ok(()),
-                c = connect(&self.spec.url, &self.auth, self.tls.as_ref(), format!("sluice-{}-{}", self.event_source, self.event_name), &self.ready) => c,
-            };
-            let subscribed = match client {
-                Ok(client) => {
-                    let subject = self.spec.subject.clone();
-                    match self.spec.queue.clone() {
-                        Some(q) => client.queue_subscribe(subject, q).await,
-                        None => client.subscribe(subject).await,
-                    }
-                    .map_err(|e| e.to_string())
-                }
-                Err(e) => Err(e.to_string()),
-            };
-            match subscribed {
-                Ok(mut sub) => {
-                    info!(eventsource = %self.event_source, event_name = %self.event_name, subject = %self.spec.subject, "subscribed");
-                    self.ready.set(true);
-                    backoff.reset();
-                    // async-nats reconnects by itself and keeps the subscription.
-                    loop {
-                        let m = tokio::select! {
-                            biased;
-                            _ = cancel.cancelled() => return Ok(()),
-                            m = sub.next() => m,
-                        };
-                        let Some(m) = m else { break };
-                        if !self.publish(&m, &labels, &cancel).await {
-                            return Ok(());
-                        }
-                    }
-                    self.ready.set(false);
-                    warn!(eventsource = %self.event_source, event_name = %self.event_name, "nats subscription ended; resubscribing");
-                }
-                Err(e) => {
-                    self.ready.set(false);
-                    warn!(eventsource = %self.event_source, event_name = %self.event_name, error = %e, retry_in = ?backoff.wait(), "failed to subscribe to nats; retrying");
-                }
-            }
-            if !backoff.sleep(&cancel).await {
-                return Ok(());
-            }
+    /// Why retry in hand: core NATS cannot redeliver, so giving up would lose the message; a
+    /// rejected (too large) one is dropped after the sender's error log.
+    fn retry(&self) -> Retry {
+        Retry::UntilStored { first: FIRST_BACKOFF }
+    }
+
+    fn backoff(&self) -> Backoff {
+        self.backoff.clone()
+    }
+
+    async fn connect(&self, names: &Names) -> Result<Self::Session, UpstreamError> {
+        let client = connect(
+            &self.spec.url,
+            &self.auth,
+            self.tls.as_ref(),
+            names.client_name(),
+            &names.ready,
+        )
+        .await?;
+        let subject = self.spec.subject.clone();
+        // async-nats reconnects by itself and keeps the subscription.
+        Ok(match self.spec.queue.clone() {
+            Some(q) => client.queue_subscribe(subject, q).await?,
+            None => client.subscribe(subject).await?,
+        })
+    }
+
+    async fn next(&self, session: &mut Self::Session) -> Result<Option<Self::Message>, UpstreamError> {
+        Ok(session.next().await)
+    }
+
+    fn decode(&self, m: &Self::Message) -> Result<Vec<Draft>, Malformed> {
+        Ok(vec![Draft::new(event_data(m, &self.spec))])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(json_body: bool) -> NATSEventsSource {
+        NATSEventsSource {
+            url: "nats://127.0.0.1:4222".into(),
+            subject: "orders.>".into(),
+            json_body,
+            metadata: Some([("team".to_owned(), "billing".to_owned())].into()),
+            ..Default::default()
         }
+    }
+
+    fn message(payload: &'static [u8], headers: Option<async_nats::HeaderMap>) -> async_nats::Message {
+        async_nats::Message {
+            subject: "orders.created".into(),
+            reply: None,
+            payload: bytes::Bytes::from_static(payload),
+            headers,
+            status: None,
+            description: None,
+            length: payload.len(),
+        }
+    }
+
+    #[test]
+    fn a_message_becomes_upstreams_data_with_headers_and_metadata() {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.append("X-Trace", "a");
+        headers.append("X-Trace", "b");
+        let data = event_data(&message(br#"{"id":7}"#, Some(headers)), &spec(true));
+        assert_eq!(
+            data,
+            json!({
+                "subject": "orders.created",
+                "body": {"id": 7},
+                "header": {"X-Trace": ["a", "b"]},
+                "metadata": {"team": "billing"},
+            })
+        );
+    }
+
+    #[test]
+    fn without_json_body_or_headers_the_body_is_base64_and_the_header_null() {
+        let data = event_data(&message(b"plain", None), &spec(false));
+        assert_eq!(data["body"], json!("cGxhaW4="));
+        assert_eq!(data["header"], Value::Null);
+        let upstream = NatsUpstream {
+            spec: spec(false),
+            auth: Auth::None,
+            tls: None,
+            backoff: Backoff::default(),
+        };
+        let drafts = upstream
+            .decode(&message(b"plain", None))
+            .expect("a core NATS message always decodes");
+        assert_eq!(drafts.len(), 1);
+        assert_eq!(
+            drafts[0].id, None,
+            "core NATS has no message id: a random event id"
+        );
     }
 }

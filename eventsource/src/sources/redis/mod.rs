@@ -17,25 +17,19 @@
 //! `insecureSkipVerify`; checked by [`crate::tls`]) the source speaks TLS to `hostAddress`, as
 //! upstream; see [`crate::clients::redis::redis_client`].
 
-use crate::{BuiltEventSource, SourceContext};
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::pin::Pin;
 
 use async_trait::async_trait;
-use futures::StreamExt;
-use serde_json::json;
+use futures::{Stream, StreamExt};
+use serde_json::{json, Value};
 use sluice_crds::eventsource::RedisEventSource;
-use sluice_eventbus::{EventBuilder, Subject};
-use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
 
 use crate::clients::body::text_body_value;
 use crate::clients::redis::redis_client;
-use crate::metrics::{EventLabels, SourceMetrics};
-use crate::reconnect::Backoff;
-use crate::sender::{publish, EventSender, Publisher, Retry, FIRST_BACKOFF};
-use crate::{BuildError, PullSource, SourceError};
-use sluice_eventbus::readiness::ReadyFlag;
+use crate::pull::{Draft, Malformed, Names, Pull, Upstream, UpstreamError};
+use crate::sender::{Retry, FIRST_BACKOFF};
+use crate::{BuildError, BuiltEventSource, SourceContext};
 
 /// The CloudEvent `type` of this kind.
 pub const SOURCE_TYPE: &str = "redis";
@@ -48,7 +42,6 @@ pub fn build(
     out: &mut BuiltEventSource,
 ) -> Result<(), BuildError> {
     let secrets = ctx.secrets.as_ref();
-    let (sender, metrics) = (&ctx.sender, &ctx.metrics);
     for (event_name, spec) in events {
         let invalid = |reason: String| BuildError::InvalidSpec {
             event_source: es_name.into(),
@@ -58,14 +51,11 @@ pub fn build(
         if spec.host_address.is_empty() || spec.channels.is_empty() {
             return Err(invalid("`hostAddress` and `channels` are required".into()));
         }
-        let password = match &spec.password {
-            Some(s) => Some(secrets.resolve_secret(s).map_err(|e| BuildError::ResolveSecret {
-                event_source: es_name.into(),
-                event: event_name.clone(),
-                source: Box::new(e),
-            })?),
-            None => None,
-        };
+        let password = spec
+            .password
+            .as_ref()
+            .map(|s| crate::resolve_secret(secrets, es_name, event_name, s))
+            .transpose()?;
         let client = redis_client(
             "redis",
             es_name,
@@ -77,120 +67,113 @@ pub fn build(
             spec.tls.as_ref(),
             secrets,
         )?;
-        out.tasks.push(Box::new(RedisSource {
-            ready: ctx.readiness.flag(format!("{es_name}/{event_name}")),
-            event_source: es_name.to_owned(),
-            event_name: event_name.clone(),
+        let upstream = RedisUpstream {
             spec: spec.clone(),
             client,
-            sender: sender.clone(),
-            metrics: metrics.clone(),
-        }));
+        };
+        out.tasks
+            .push(Box::new(Pull::new(es_name, event_name, upstream, ctx)));
     }
     Ok(())
 }
 
 /// One `redis` event: a pattern subscription.
-pub struct RedisSource {
-    event_source: String,
-    event_name: String,
+pub struct RedisUpstream {
     spec: RedisEventSource,
     client: redis::Client,
-    sender: Arc<dyn EventSender>,
-    metrics: SourceMetrics,
-    /// Set while subscribed.
-    ready: ReadyFlag,
 }
 
-impl RedisSource {
-    /// Publishes until the bus stored it; `false` when cancelled first (then the message is lost:
-    /// pub/sub cannot redeliver).
-    async fn publish(&self, m: &redis::Msg, labels: &EventLabels, cancel: &CancellationToken) -> bool {
-        let pattern: String = m.get_pattern().unwrap_or_default();
-        let mut data = json!({
-            "channel": m.get_channel_name(),
-            "pattern": pattern,
-            "body": text_body_value(m.get_payload_bytes(), self.spec.json_body),
-        });
-        if let Some(md) = &self.spec.metadata {
-            data["metadata"] = json!(md);
-        }
-        let event = match EventBuilder::new(&self.event_source, &self.event_name, SOURCE_TYPE)
-            .data_json(data)
-            .build()
-        {
-            Ok(e) => e,
-            Err(e) => {
-                // Cannot happen with these attributes; the message is lost (logged and counted).
-                warn!(eventsource = %self.event_source, event_name = %self.event_name, error = %e, "failed to build a redis event; dropped");
-                self.metrics.processing_failed.get_or_create(labels).inc();
-                return true;
-            }
-        };
-        let subject = Subject::new(&self.event_source, &self.event_name);
-        let p = Publisher {
-            sender: &*self.sender,
-            metrics: &self.metrics,
-            labels,
-            cancel,
-        };
-        let retry = Retry::UntilStored { first: FIRST_BACKOFF };
-        // Settled includes a rejected (too large) message: dropped after the helper's error log, as
-        // pub/sub cannot be told no. Not settled means cancelled: the message is lost.
-        publish(&p, &subject, &event, retry).await.settled()
+/// The messages of one subscription.
+type Messages = Pin<Box<dyn Stream<Item = redis::Msg> + Send>>;
+
+/// Upstream's event data of one message on `channel` (matched by `pattern`).
+pub fn event_data(channel: &str, pattern: &str, payload: &[u8], spec: &RedisEventSource) -> Value {
+    let mut data = json!({
+        "channel": channel,
+        "pattern": pattern,
+        "body": text_body_value(payload, spec.json_body),
+    });
+    if let Some(md) = &spec.metadata {
+        data["metadata"] = json!(md);
     }
+    data
 }
 
 #[async_trait]
-impl PullSource for RedisSource {
-    fn describe(&self) -> String {
-        format!("{}/{}", self.event_source, self.event_name)
+impl Upstream for RedisUpstream {
+    type Session = Messages;
+    type Message = redis::Msg;
+
+    fn kind(&self) -> &'static str {
+        SOURCE_TYPE
     }
 
-    async fn run(self: Box<Self>, cancel: CancellationToken) -> Result<(), SourceError> {
-        let labels = EventLabels {
-            eventsource_name: self.event_source.clone(),
-            event_name: self.event_name.clone(),
-        };
-        let mut backoff = Backoff::default();
-        loop {
-            let subscribed = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return Ok(()),
-                s = async {
-                    let mut pubsub = self.client.get_async_pubsub().await?;
-                    pubsub.psubscribe(&self.spec.channels).await?;
-                    Ok::<_, redis::RedisError>(pubsub)
-                } => s,
-            };
-            match subscribed {
-                Ok(pubsub) => {
-                    info!(eventsource = %self.event_source, event_name = %self.event_name, channels = ?self.spec.channels, "subscribed");
-                    self.ready.set(true);
-                    backoff.reset();
-                    let mut messages = pubsub.into_on_message();
-                    loop {
-                        let m = tokio::select! {
-                            biased;
-                            _ = cancel.cancelled() => return Ok(()),
-                            m = messages.next() => m,
-                        };
-                        let Some(m) = m else { break };
-                        if !self.publish(&m, &labels, &cancel).await {
-                            return Ok(());
-                        }
-                    }
-                    self.ready.set(false);
-                    warn!(eventsource = %self.event_source, event_name = %self.event_name, "redis connection lost; resubscribing");
-                }
-                Err(e) => {
-                    self.ready.set(false);
-                    warn!(eventsource = %self.event_source, event_name = %self.event_name, error = %e, retry_in = ?backoff.wait(), "failed to subscribe to redis; retrying");
-                }
-            }
-            if !backoff.sleep(&cancel).await {
-                return Ok(());
-            }
+    /// Why retry in hand: pub/sub cannot redeliver, so giving up would lose the message; a
+    /// rejected (too large) one is dropped after the sender's error log.
+    fn retry(&self) -> Retry {
+        Retry::UntilStored { first: FIRST_BACKOFF }
+    }
+
+    async fn connect(&self, _: &Names) -> Result<Self::Session, UpstreamError> {
+        let mut pubsub = self.client.get_async_pubsub().await?;
+        pubsub.psubscribe(&self.spec.channels).await?;
+        Ok(Box::pin(pubsub.into_on_message()))
+    }
+
+    async fn next(&self, session: &mut Self::Session) -> Result<Option<Self::Message>, UpstreamError> {
+        Ok(session.next().await)
+    }
+
+    fn decode(&self, m: &Self::Message) -> Result<Vec<Draft>, Malformed> {
+        // A PSUBSCRIBE delivery always names its pattern; an empty one is what upstream publishes
+        // for a plain SUBSCRIBE delivery.
+        let pattern: String = m.get_pattern().unwrap_or_default();
+        Ok(vec![Draft::new(event_data(
+            m.get_channel_name(),
+            &pattern,
+            m.get_payload_bytes(),
+            &self.spec,
+        ))])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(json_body: bool) -> RedisEventSource {
+        RedisEventSource {
+            host_address: "127.0.0.1:6379".into(),
+            channels: vec!["orders.*".into()],
+            json_body,
+            metadata: Some([("team".to_owned(), "billing".to_owned())].into()),
+            ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_message_becomes_upstreams_data() {
+        assert_eq!(
+            event_data("orders.created", "orders.*", br#"{"id":7}"#, &spec(true)),
+            json!({"channel": "orders.created", "pattern": "orders.*", "body": {"id": 7}, "metadata": {"team": "billing"}})
+        );
+    }
+
+    #[test]
+    fn the_body_is_text_without_json_body_and_base64_when_json_body_cannot_parse() {
+        assert_eq!(
+            event_data("c", "c*", b"plain text", &spec(false))["body"],
+            json!("plain text")
+        );
+        assert_eq!(
+            event_data("c", "c*", b"plain", &spec(true))["body"],
+            json!("cGxhaW4=")
+        );
+        let mut bare = spec(false);
+        bare.metadata = None;
+        assert!(
+            event_data("c", "c*", b"x", &bare).get("metadata").is_none(),
+            "no metadata key without metadata"
+        );
     }
 }
