@@ -132,20 +132,18 @@ impl PullSource for HookTask {
         let mut registered: Vec<(String, String)> = Vec::new();
         for target in self.registrar.targets() {
             let mut backoff = Duration::from_secs(1);
-            loop {
-                let attempt = tokio::select! {
-                    biased;
-                    _ = cancel.cancelled() => None,
-                    r = self.registrar.ensure(&target) => Some(r),
-                };
+            while !cancel.is_cancelled() {
+                // Why an attempt under way is not cancelled: the remote may already have created
+                // the hook; finishing the call (bounded by the API timeout) learns its id, so
+                // `deleteHookOnFinish` removes it too instead of leaving it behind.
+                let attempt = self.registrar.ensure(&target).await;
                 match attempt {
-                    None => break,
-                    Some(Ok(id)) => {
+                    Ok(id) => {
                         tracing::info!(owner = %self.owner, target = %target, hook = %id, "hook registered");
                         registered.push((target.clone(), id));
                         break;
                     }
-                    Some(Err(error)) => {
+                    Err(error) => {
                         // Why retry: the remote API may be briefly down; without the hook no event
                         // arrives, so keep trying until it works or the process stops.
                         tracing::error!(owner = %self.owner, target = %target, error = %sluice_eventbus::error_chain(&error), retry_in_secs = backoff.as_secs(), "failed to register hook");

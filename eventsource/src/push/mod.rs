@@ -18,7 +18,6 @@ pub mod signature;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
@@ -28,10 +27,11 @@ use serde_json::{Map, Value};
 use sluice_crds::eventsource::WebhookContext;
 use sluice_eventbus::event::deterministic_id;
 use sluice_eventbus::{EventBuilder, Subject};
+use tokio_util::sync::CancellationToken;
 
 use crate::http::Route;
 use crate::metrics::{EventLabels, SourceMetrics};
-use crate::sender::EventSender;
+use crate::sender::{publish, EventSender, Outcome, Publisher, Retry};
 use crate::BuildError;
 
 /// Upstream's default `maxPayloadSize`: 1 MiB.
@@ -212,6 +212,9 @@ pub struct PushRoute {
     sender: Arc<dyn EventSender>,
     metrics: SourceMetrics,
     labels: EventLabels,
+    /// Never cancelled: a request in flight gets its answer (the server's graceful shutdown waits
+    /// for it), and one publish attempt is bounded by the sender's timeout.
+    cancel: CancellationToken,
 }
 
 impl PushRoute {
@@ -234,6 +237,7 @@ impl PushRoute {
             sender,
             metrics,
             labels: SourceMetrics::labels(event_source, event_name),
+            cancel: CancellationToken::new(),
         }
     }
 
@@ -254,7 +258,6 @@ impl PushRoute {
 
     /// Handles one request: check, read, adapt, publish, answer.
     pub async fn handle(&self, req: Request<Body>) -> Response {
-        let started = Instant::now();
         let (parts, body) = req.into_parts();
         let delivery = self.adapter.delivery_id(&parts.headers);
         let delivery = delivery.as_deref().unwrap_or("");
@@ -290,7 +293,7 @@ impl PushRoute {
         };
         let traceparent = parts.headers.get("traceparent").and_then(|v| v.to_str().ok());
         for out in outgoing {
-            if let Err(res) = self.publish(out, traceparent, delivery, started).await {
+            if let Err(res) = self.publish(out, traceparent, delivery).await {
                 return res;
             }
         }
@@ -313,7 +316,6 @@ impl PushRoute {
         out: Outgoing,
         traceparent: Option<&str>,
         delivery: &str,
-        started: Instant,
     ) -> Result<(), Response> {
         let mut builder =
             EventBuilder::new(&self.event_source, &self.event_name, self.source_type).data_json(out.data);
@@ -337,41 +339,31 @@ impl PushRoute {
             }
         };
         let subject = Subject::new(&self.event_source, &self.event_name);
-        match self.sender.send(&subject, &event).await {
-            Ok(ack) if ack.filtered => {
-                // Why 200: filter.expression dropped the event on purpose (see `crate::filter`).
-                tracing::debug!(eventsource = %self.event_source, event_name = %self.event_name, event = %event.id(), delivery, "filtered out");
-                Ok(())
-            }
-            Ok(ack) => {
+        let p = Publisher {
+            sender: &*self.sender,
+            metrics: &self.metrics,
+            labels: &self.labels,
+            cancel: &self.cancel,
+        };
+        // Why one attempt: the sender is waiting for the answer and retries on a 503 itself; the
+        // request must not hang while the bus is away.
+        match publish(&p, &subject, &event, Retry::Once).await {
+            Outcome::Stored(ack) => {
                 // Why the sender may now hear 200: the bus has stored the event.
-                self.metrics.sent.get_or_create(&self.labels).inc();
-                self.metrics
-                    .processing_duration
-                    .get_or_create(&self.labels)
-                    .observe(started.elapsed().as_secs_f64() * 1000.0);
                 tracing::info!(eventsource = %self.event_source, event_name = %self.event_name, event = %event.id(), delivery, duplicate = ack.duplicate, "published");
                 Ok(())
             }
-            Err(sluice_eventbus::PublishError::TooLarge { size, limit }) => {
-                // Why 413 and not 503: the event can never be stored, so a retry cannot help.
-                self.metrics.processing_failed.get_or_create(&self.labels).inc();
-                self.metrics
-                    .rejected
-                    .get_or_create(&crate::metrics::RejectLabels {
-                        eventsource_name: self.event_source.clone(),
-                        event_name: self.event_name.clone(),
-                        reason: crate::sender::Rejection::TooLarge { size, limit }.reason().into(),
-                    })
-                    .inc();
-                tracing::error!(eventsource = %self.event_source, event_name = %self.event_name, event = %event.id(), delivery, size, limit, "rejected an event bigger than the bus takes; answered 413");
+            // Why 200: filter.expression dropped the event on purpose (see `crate::filter`).
+            Outcome::Filtered => Ok(()),
+            // Why 413 and not 503: the event can never be stored, so a retry cannot help (the
+            // sender logged its size and counted it).
+            Outcome::Rejected(_) => {
                 Err((StatusCode::PAYLOAD_TOO_LARGE, "event larger than the bus takes").into_response())
             }
-            Err(error) => {
-                // Why 503 + Retry-After: the event was not stored; the sender must retry or it is lost.
-                self.metrics.sent_failed.get_or_create(&self.labels).inc();
-                self.metrics.processing_failed.get_or_create(&self.labels).inc();
-                tracing::error!(eventsource = %self.event_source, event_name = %self.event_name, event = %event.id(), delivery, %error, "failed to publish; answered 503");
+            Outcome::Refused(_) | Outcome::Cancelled => {
+                // Why 503 + Retry-After: the event was not stored; the sender must retry or it is
+                // lost.
+                tracing::error!(eventsource = %self.event_source, event_name = %self.event_name, event = %event.id(), delivery, "failed to publish; answered 503");
                 let mut res = (StatusCode::SERVICE_UNAVAILABLE, "failed to record event").into_response();
                 res.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
