@@ -19,8 +19,8 @@ pub mod reconnect;
 pub use sluice_eventbus::secrets;
 pub mod sender;
 pub mod sources;
-#[cfg(test)]
-pub(crate) mod testing;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
 pub mod tls;
 
 use std::sync::Arc;
@@ -326,24 +326,10 @@ mod tests {
     use super::*;
 
     fn context() -> SourceContext {
-        struct NoSender;
-        #[async_trait]
-        impl EventSender for NoSender {
-            async fn send(
-                &self,
-                _: &sluice_eventbus::Subject,
-                _: &sluice_eventbus::Event,
-            ) -> Result<sluice_eventbus::PublishAck, sluice_eventbus::PublishError> {
-                Err(sluice_eventbus::PublishError::Unavailable)
-            }
-        }
-        SourceContext {
-            secrets: Arc::new(FileSecretResolver::new("/nonexistent")),
-            sender: Arc::new(NoSender),
-            metrics: metrics::SourceMetrics::default(),
-            checkpoints: None,
-            readiness: Readiness::default(),
-        }
+        SourceContext::new(
+            Arc::new(FileSecretResolver::new("/nonexistent")),
+            Arc::new(testing::Recorder::refusing()),
+        )
     }
 
     fn event_source(yaml: &str) -> EventSource {

@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use sluice_eventsource::aws::credentials::AssumedRole;
 use sluice_eventsource::aws::{Credentials, CredentialsProvider};
+use sluice_eventsource::testing::setting;
 
 #[tokio::test]
 async fn assumes_the_role_and_caches_its_temporary_credentials() {
-    let endpoint = std::env::var("S3_ENDPOINT")
-        .unwrap_or_else(|_| panic!("S3_ENDPOINT is not set: start moto with scripts/services.sh start s3"));
+    let endpoint = setting("S3_ENDPOINT");
     let base = CredentialsProvider::Static(Credentials {
         access_key: "testing".into(),
         secret_key: "testing".into(),

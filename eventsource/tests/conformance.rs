@@ -11,54 +11,23 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::Request;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use sluice_crds::eventsource::{EventSource, EventSourceKind};
-use sluice_eventbus::{Event, PublishAck, PublishError, Subject};
+use sluice_eventbus::Event;
 use sluice_eventsource::checkpoint::FileCheckpointStore;
 use sluice_eventsource::http::RouteTable;
 use sluice_eventsource::metrics::SourceMetrics;
-use sluice_eventsource::{build, sources, EventSender, FileSecretResolver, SourceContext};
+use sluice_eventsource::testing::{setting, Recorder};
+use sluice_eventsource::{build, sources, FileSecretResolver, SourceContext};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
-
-/// Stores events by id, as the bus does (a repeated id is a duplicate, not a second event).
-#[derive(Default)]
-struct Bus {
-    events: Mutex<Vec<Event>>,
-    sends: Mutex<usize>,
-}
-
-#[async_trait]
-impl EventSender for Bus {
-    async fn send(&self, _: &Subject, event: &Event) -> Result<PublishAck, PublishError> {
-        if let Ok(mut n) = self.sends.lock() {
-            *n += 1;
-        }
-        let mut events = self.events.lock().map_err(|_| PublishError::Closed)?;
-        let duplicate = events.iter().any(|e| e.id() == event.id());
-        if !duplicate {
-            events.push(event.clone());
-        }
-        Ok(PublishAck::stored(events.len() as u64, duplicate))
-    }
-}
-
-impl Bus {
-    fn events(&self) -> Vec<Event> {
-        self.events.lock().map(|e| e.clone()).unwrap_or_default()
-    }
-    fn sends(&self) -> usize {
-        self.sends.lock().map(|n| *n).unwrap_or(0)
-    }
-}
 
 fn hmac_hex(secret: &str, data: &[u8]) -> String {
     let mut mac = match Hmac::<Sha256>::new_from_slice(secret.as_bytes()) {
@@ -81,12 +50,6 @@ struct Case {
     /// For pull kinds reading a real server: produces a message on it (called until an event
     /// arrives, as a subscription starts asynchronously). `None` for kinds producing on their own.
     produce: Option<Produce>,
-}
-
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: run `scripts/services.sh start nats redis mosquitto rabbitmq kafka s3`")
-    })
 }
 
 const SECRET: &str = "conformance-secret";
@@ -253,8 +216,7 @@ fn cases(port: u16) -> Vec<Case> {
 /// message, and a bucket holding an object (list mode). Each run owns its queue and bucket. moto does
 /// not check signatures, so the setup requests here are unsigned (SQS ones name the service in a dummy Authorization header, which moto routes by).
 async fn aws_cases() -> Vec<Case> {
-    let endpoint = std::env::var("S3_ENDPOINT")
-        .unwrap_or_else(|_| panic!("S3_ENDPOINT is not set: start moto with scripts/services.sh start s3"));
+    let endpoint = setting("S3_ENDPOINT");
     let http = reqwest::Client::new();
     let unique = uuid::Uuid::new_v4().simple().to_string();
     let queue = format!("conf-{unique}");
@@ -362,7 +324,7 @@ async fn check(case: Case, dir: &std::path::Path) {
     let kind = case.kind.field_name();
     let es: EventSource =
         serde_yaml::from_str(&case.yaml).unwrap_or_else(|e| panic!("{kind}: {e}\n{}", case.yaml));
-    let bus = Arc::new(Bus::default());
+    let bus = Arc::new(Recorder::default());
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = SourceMetrics::register(&mut registry);
     let ctx = SourceContext {
@@ -390,7 +352,7 @@ async fn check(case: Case, dir: &std::path::Path) {
                 .unwrap_or_else(|e| match e {});
             assert_eq!(res.status(), 200, "{kind}: a valid delivery is accepted");
         }
-        assert_eq!(bus.sends(), 2, "{kind}");
+        assert_eq!(bus.sent().len(), 2, "{kind}");
         assert_eq!(bus.events().len(), 1, "{kind}: a redelivery has the same id");
     }
     for task in built.tasks {
@@ -426,14 +388,14 @@ async fn check(case: Case, dir: &std::path::Path) {
     );
     assert!(!bus.events().is_empty(), "{kind}: the source produced events");
     // 1: CloudEvents.
-    for event in bus.events() {
+    for (_, event) in bus.events() {
         assert_cloudevent(&event, kind);
     }
     // 3: metrics with upstream names and labels.
     let text = metrics_text(&registry);
     let sent = format!(
         "argo_events_events_sent_total{{eventsource_name=\"conf-{kind}\",event_name=\"hook\"}} {}",
-        bus.sends()
+        bus.sent().len()
     );
     assert!(text.contains(&sent), "{kind}: {sent} in\n{text}");
     assert!(
@@ -493,7 +455,7 @@ fn pull_header(kind: &str, body: &str) -> String {
 
 /// `redis://host:port` → `host:port`.
 fn redis_host() -> String {
-    env("REDIS_URL")
+    setting("REDIS_URL")
         .trim_start_matches("redis://")
         .trim_end_matches('/')
         .to_owned()
@@ -502,7 +464,7 @@ fn redis_host() -> String {
 /// The broker-backed kinds, each against its real server (names unique to this run).
 fn pull_cases(dir: &std::path::Path) -> Vec<Case> {
     let run = uuid::Uuid::new_v4().simple().to_string();
-    let nats_url = env("NATS_URL");
+    let nats_url = setting("NATS_URL");
     let (nats_subject, js_subject, stream) = (
         format!("conf.nats.{run}"),
         format!("conf.js.{run}"),
@@ -513,10 +475,10 @@ fn pull_cases(dir: &std::path::Path) -> Vec<Case> {
     let (exchange, key) = (format!("conf-x-{run}"), "conf.key".to_string());
     let files = dir.join("watched");
     std::fs::create_dir_all(&files).unwrap_or_else(|e| panic!("{e}"));
-    let redis_url = env("REDIS_URL");
-    let amqp_url = env("AMQP_URL");
-    let mqtt_url = env("MQTT_URL");
-    let brokers = env("KAFKA_BROKERS");
+    let redis_url = setting("REDIS_URL");
+    let amqp_url = setting("AMQP_URL");
+    let mqtt_url = setting("MQTT_URL");
+    let brokers = setting("KAFKA_BROKERS");
     let kafka_topic = format!("conf-{run}");
     vec![
         Case {
@@ -715,16 +677,16 @@ async fn websocket_and_sftp_cases(dir: &std::path::Path) -> Vec<Case> {
     });
 
     let run = uuid::Uuid::new_v4().simple().to_string();
-    let watched = std::path::Path::new(&env("SFTP_DIR")).join(format!("conf-{run}"));
+    let watched = std::path::Path::new(&setting("SFTP_DIR")).join(format!("conf-{run}"));
     std::fs::create_dir_all(&watched).unwrap_or_else(|e| panic!("{e}"));
     std::fs::set_permissions(&watched, std::fs::Permissions::from_mode(0o777))
         .unwrap_or_else(|e| panic!("{e}"));
     let secrets = dir.join("secrets/conf-sftp");
     std::fs::create_dir_all(&secrets).unwrap_or_else(|e| panic!("{e}"));
-    let key = std::fs::read_to_string(env("SFTP_KEY_FILE")).unwrap_or_else(|e| panic!("{e}"));
+    let key = std::fs::read_to_string(setting("SFTP_KEY_FILE")).unwrap_or_else(|e| panic!("{e}"));
     for (name, value) in [
-        ("address", env("SFTP_ADDRESS")),
-        ("username", env("SFTP_USER")),
+        ("address", setting("SFTP_ADDRESS")),
+        ("username", setting("SFTP_USER")),
         ("key", key),
     ] {
         std::fs::write(secrets.join(name), value).unwrap_or_else(|e| panic!("{e}"));

@@ -12,33 +12,8 @@ use sluice_crds::eventsource::{WebhookContext, WebhookEventSource};
 use sluice_eventbus::Subject;
 
 use crate::http::RouteTable;
-use crate::secrets::{SecretError, SecretResolver};
 
-use crate::testing::{send, Recorder};
-
-struct Secrets;
-
-impl SecretResolver for Secrets {
-    fn resolve_config_map(
-        &self,
-        selector: &sluice_crds::common::ConfigMapKeySelector,
-    ) -> Result<String, SecretError> {
-        Err(SecretError::InvalidReference {
-            name: selector.name.clone(),
-            key: selector.key.clone(),
-        })
-    }
-
-    fn resolve_secret(&self, selector: &SecretKeySelector) -> Result<String, SecretError> {
-        match (selector.name.as_str(), selector.key.as_str()) {
-            ("hook", "token") => Ok("t0ken".into()),
-            (n, k) => Err(SecretError::InvalidReference {
-                name: n.into(),
-                key: k.into(),
-            }),
-        }
-    }
-}
+use crate::testing::{send, Recorder, Secrets};
 
 fn context(method: &str) -> WebhookContext {
     WebhookContext {
@@ -55,7 +30,7 @@ fn build_routes(
     sender: Arc<Recorder>,
 ) -> Result<Vec<crate::http::Route>, crate::BuildError> {
     let ctx = crate::SourceContext {
-        secrets: Arc::new(Secrets),
+        secrets: Arc::new(Secrets::default().with("hook", "token", "t0ken")),
         sender,
         metrics: crate::metrics::SourceMetrics::default(),
         checkpoints: None,
