@@ -5,7 +5,6 @@
 //!
 //! `RUST_LOG=sluice_eventbus=debug cargo test -p sluice-eventbus --test jetstream` shows the bus's
 //! logs.
-#![allow(clippy::unwrap_used, reason = "tests")]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{TcpListener, TcpStream};
@@ -163,7 +162,7 @@ fn event(id: &str) -> Event {
         .id(id)
         .data_json(json!({"body": {"id": id, "n": 1.5, "s": "ü"}, "header": {"X-A": ["1"]}}))
         .build()
-        .unwrap()
+        .expect("a test event with an id and JSON data builds")
 }
 
 async fn next(deliveries: &mut Deliveries) -> anyhow::Result<Delivery> {

@@ -333,7 +333,7 @@ mod tests {
     }
 
     fn event_source(yaml: &str) -> EventSource {
-        serde_yaml::from_str(yaml).unwrap_or_else(|e| panic!("{e}"))
+        serde_yaml::from_str(yaml).expect("the test manifest parses")
     }
 
     #[test]
@@ -378,7 +378,7 @@ mod tests {
             "apiVersion: argoproj.io/v1alpha1\nkind: EventSource\nmetadata: {name: hooks}\nspec:\n  webhook:\n    \
              a: {port: \"1\", endpoint: /a, method: POST}\n    b: {port: \"2\", endpoint: /b, method: get}\n",
         );
-        let built = build(&es, &context()).unwrap_or_else(|e| panic!("{e}"));
+        let built = build(&es, &context()).expect("two webhook events on two ports build");
         let routes: Vec<(u16, String, String)> = built
             .routes
             .iter()

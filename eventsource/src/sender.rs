@@ -314,7 +314,7 @@ mod tests {
         EventBuilder::new("es", "ev", "test")
             .data_json(serde_json::json!({"a": 1}))
             .build()
-            .unwrap_or_else(|e| panic!("{e}"))
+            .expect("a test event with JSON data builds")
     }
 
     async fn run(sender: Scripted, retry: Retry, cancel: &CancellationToken) -> (Outcome, SourceMetrics) {

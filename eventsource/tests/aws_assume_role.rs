@@ -25,7 +25,7 @@ async fn assumes_the_role_and_caches_its_temporary_credentials() {
     let first = provider
         .get(&http, "us-east-1")
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("moto's STS hands out the role's credentials");
     assert_ne!(first.access_key, "testing", "the role's keys, not the base keys");
     assert!(
         first.session_token.as_deref().is_some_and(|t| !t.is_empty()),
@@ -34,7 +34,7 @@ async fn assumes_the_role_and_caches_its_temporary_credentials() {
     let second = provider
         .get(&http, "us-east-1")
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the cached credentials are handed out again");
     assert_eq!(
         first.access_key, second.access_key,
         "cached until shortly before they expire"

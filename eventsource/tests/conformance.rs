@@ -30,10 +30,7 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 fn hmac_hex(secret: &str, data: &[u8]) -> String {
-    let mut mac = match Hmac::<Sha256>::new_from_slice(secret.as_bytes()) {
-        Ok(m) => m,
-        Err(e) => panic!("{e}"),
-    };
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes a key of any length");
     mac.update(data);
     hex::encode(mac.finalize().into_bytes())
 }
@@ -67,7 +64,8 @@ fn cases(port: u16) -> Vec<Case> {
         for (k, v) in extra {
             b = b.header(k, v);
         }
-        b.body(Body::from(body)).unwrap_or_else(|e| panic!("{e}"))
+        b.body(Body::from(body))
+            .expect("the conformance request is well-formed")
     };
     vec![
         Case {
@@ -231,10 +229,10 @@ async fn aws_cases() -> Vec<Case> {
     };
     let created: serde_json::Value = sqs("CreateQueue", serde_json::json!({"QueueName": queue}))
         .await
-        .unwrap_or_else(|e| panic!("CreateQueue: {e}"))
+        .expect("moto answers CreateQueue")
         .json()
         .await
-        .unwrap_or_else(|e| panic!("CreateQueue answer: {e}"));
+        .expect("CreateQueue answers JSON");
     let url = created["QueueUrl"]
         .as_str()
         .unwrap_or_else(|| panic!("no QueueUrl in {created}"))
@@ -244,7 +242,7 @@ async fn aws_cases() -> Vec<Case> {
         serde_json::json!({"QueueUrl": url, "MessageBody": "{\"a\":1}"}),
     )
     .await
-    .unwrap_or_else(|e| panic!("SendMessage: {e}"));
+    .expect("moto answers SendMessage");
     assert!(sent.status().is_success(), "SendMessage: {}", sent.status());
     let bucket = format!("conf-{unique}");
     for (url, body) in [
@@ -256,7 +254,7 @@ async fn aws_cases() -> Vec<Case> {
             .body(body)
             .send()
             .await
-            .unwrap_or_else(|e| panic!("PUT: {e}"));
+            .expect("moto answers the bucket and object PUTs");
         assert!(put.status().is_success(), "PUT: {}", put.status());
     }
     let creds = "accessKey: {name: conf, key: secret}, secretKey: {name: conf, key: secret}";
@@ -410,14 +408,15 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("a free loopback port can be bound")
 }
 
 #[tokio::test]
 async fn every_runnable_kind_conforms() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    std::fs::create_dir_all(dir.path().join("secrets/conf")).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(dir.path().join("secrets/conf/secret"), SECRET).unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().expect("a temporary directory can be made");
+    std::fs::create_dir_all(dir.path().join("secrets/conf")).expect("the secrets directory can be made");
+    std::fs::write(dir.path().join("secrets/conf/secret"), SECRET)
+        .expect("the conformance secret can be written");
     let mut cases = cases(free_port());
     cases.extend(aws_cases().await);
     cases.extend(pull_cases(dir.path()));
@@ -474,7 +473,7 @@ fn pull_cases(dir: &std::path::Path) -> Vec<Case> {
     let mqtt_topic = format!("conf/{run}");
     let (exchange, key) = (format!("conf-x-{run}"), "conf.key".to_string());
     let files = dir.join("watched");
-    std::fs::create_dir_all(&files).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(&files).expect("the watched directory can be made");
     let redis_url = setting("REDIS_URL");
     let amqp_url = setting("AMQP_URL");
     let mqtt_url = setting("MQTT_URL");
@@ -499,14 +498,14 @@ fn pull_cases(dir: &std::path::Path) -> Vec<Case> {
                         let producer: FutureProducer = rdkafka::ClientConfig::new()
                             .set("bootstrap.servers", &brokers)
                             .create()
-                            .unwrap_or_else(|e| panic!("{e}"));
+                            .expect("a Kafka producer for KAFKA_BROKERS can be made");
                         producer
                             .send(
                                 FutureRecord::to(&topic).key("k").payload("{\"a\":1}"),
                                 Duration::from_secs(10),
                             )
                             .await
-                            .unwrap_or_else(|(e, _)| panic!("produce: {e}"));
+                            .expect("Kafka takes the record");
                     })
                 })
             }),
@@ -520,9 +519,9 @@ fn pull_cases(dir: &std::path::Path) -> Vec<Case> {
                 Box::new(move || {
                     let (url, subject) = (url.clone(), subject.clone());
                     Box::pin(async move {
-                        let c = async_nats::connect(url).await.unwrap_or_else(|e| panic!("{e}"));
-                        c.publish(subject, "{\"a\":1}".into()).await.unwrap_or_else(|e| panic!("{e}"));
-                        c.flush().await.unwrap_or_else(|e| panic!("{e}"));
+                        let c = async_nats::connect(url).await.expect("the NATS_URL server accepts a connection");
+                        c.publish(subject, "{\"a\":1}".into()).await.expect("core NATS takes the publish");
+                        c.flush().await.expect("core NATS flushes");
                     })
                 })
             }),
@@ -536,7 +535,7 @@ fn pull_cases(dir: &std::path::Path) -> Vec<Case> {
                 Box::new(move || {
                     let (url, subject, stream) = (url.clone(), subject.clone(), stream.clone());
                     Box::pin(async move {
-                        let c = async_nats::connect(url).await.unwrap_or_else(|e| panic!("{e}"));
+                        let c = async_nats::connect(url).await.expect("the NATS_URL server accepts a connection");
                         let js = async_nats::jetstream::new(c);
                         js.get_or_create_stream(async_nats::jetstream::stream::Config {
                             name: stream,
@@ -544,12 +543,12 @@ fn pull_cases(dir: &std::path::Path) -> Vec<Case> {
                             ..Default::default()
                         })
                         .await
-                        .unwrap_or_else(|e| panic!("{e}"));
+                        .expect("the conformance stream can be made on JetStream");
                         js.publish(subject, "{\"a\":1}".into())
                             .await
-                            .unwrap_or_else(|e| panic!("{e}"))
+                            .expect("JetStream takes the publish")
                             .await
-                            .unwrap_or_else(|e| panic!("{e}"));
+                            .expect("JetStream stores the message");
                     })
                 })
             }),
@@ -563,9 +562,9 @@ fn pull_cases(dir: &std::path::Path) -> Vec<Case> {
                 Box::new(move || {
                     let (url, channel) = (url.clone(), channel.clone());
                     Box::pin(async move {
-                        let client = redis::Client::open(url).unwrap_or_else(|e| panic!("{e}"));
-                        let mut con = client.get_multiplexed_async_connection().await.unwrap_or_else(|e| panic!("{e}"));
-                        let _: i64 = redis::cmd("PUBLISH").arg(&channel).arg("{\"a\":1}").query_async(&mut con).await.unwrap_or_else(|e| panic!("{e}"));
+                        let client = redis::Client::open(url).expect("REDIS_URL is a redis URL");
+                        let mut con = client.get_multiplexed_async_connection().await.expect("the REDIS_URL server accepts a connection");
+                        let _: i64 = redis::cmd("PUBLISH").arg(&channel).arg("{\"a\":1}").query_async(&mut con).await.expect("redis takes the PUBLISH");
                     })
                 })
             }),
@@ -579,9 +578,9 @@ fn pull_cases(dir: &std::path::Path) -> Vec<Case> {
                 Box::new(move || {
                     let (url, stream) = (url.clone(), stream.clone());
                     Box::pin(async move {
-                        let client = redis::Client::open(url).unwrap_or_else(|e| panic!("{e}"));
-                        let mut con = client.get_multiplexed_async_connection().await.unwrap_or_else(|e| panic!("{e}"));
-                        let _: String = redis::cmd("XADD").arg(&stream).arg("*").arg("a").arg("1").query_async(&mut con).await.unwrap_or_else(|e| panic!("{e}"));
+                        let client = redis::Client::open(url).expect("REDIS_URL is a redis URL");
+                        let mut con = client.get_multiplexed_async_connection().await.expect("the REDIS_URL server accepts a connection");
+                        let _: String = redis::cmd("XADD").arg(&stream).arg("*").arg("a").arg("1").query_async(&mut con).await.expect("redis takes the XADD");
                     })
                 })
             }),
@@ -595,12 +594,12 @@ fn pull_cases(dir: &std::path::Path) -> Vec<Case> {
                 Box::new(move || {
                     let (url, topic) = (url.clone(), topic.clone());
                     Box::pin(async move {
-                        let (host, port) = sources::mqtt::parse_url(&url).unwrap_or_else(|e| panic!("{e}"));
+                        let (host, port) = sources::mqtt::parse_url(&url).expect("MQTT_URL is an mqtt URL");
                         let id = format!("conf-pub-{}", uuid::Uuid::new_v4().simple());
                         let (client, mut eventloop) = rumqttc::AsyncClient::new(rumqttc::MqttOptions::new(id, host, port), 10);
-                        client.publish(topic, rumqttc::QoS::AtLeastOnce, false, b"{\"a\":1}".to_vec()).await.unwrap_or_else(|e| panic!("{e}"));
+                        client.publish(topic, rumqttc::QoS::AtLeastOnce, false, b"{\"a\":1}".to_vec()).await.expect("mosquitto takes the QoS 1 publish");
                         loop {
-                            match eventloop.poll().await.unwrap_or_else(|e| panic!("{e}")) {
+                            match eventloop.poll().await.expect("the mosquitto connection stays up until the PUBACK") {
                                 rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_)) => break,
                                 _ => continue,
                             }
@@ -619,16 +618,16 @@ fn pull_cases(dir: &std::path::Path) -> Vec<Case> {
                     let (url, exchange, key) = (url.clone(), exchange.clone(), key.clone());
                     Box::pin(async move {
                         use lapin::options::{BasicPublishOptions, ExchangeDeclareOptions};
-                        let conn = lapin::Connection::connect(&url, lapin::ConnectionProperties::default()).await.unwrap_or_else(|e| panic!("{e}"));
-                        let ch = conn.create_channel().await.unwrap_or_else(|e| panic!("{e}"));
+                        let conn = lapin::Connection::connect(&url, lapin::ConnectionProperties::default()).await.expect("the AMQP_URL broker accepts a connection");
+                        let ch = conn.create_channel().await.expect("RabbitMQ opens a channel");
                         // As the source declares it (upstream's default: durable).
                         let options = ExchangeDeclareOptions { durable: true, ..Default::default() };
-                        ch.exchange_declare(exchange.as_str(), lapin::ExchangeKind::Topic, options, Default::default()).await.unwrap_or_else(|e| panic!("{e}"));
+                        ch.exchange_declare(exchange.as_str(), lapin::ExchangeKind::Topic, options, Default::default()).await.expect("the exchange is declared as the source declares it");
                         ch.basic_publish(exchange.as_str(), key.as_str(), BasicPublishOptions::default(), b"{\"a\":1}", Default::default())
                             .await
-                            .unwrap_or_else(|e| panic!("{e}"))
+                            .expect("RabbitMQ takes the publish")
                             .await
-                            .unwrap_or_else(|e| panic!("{e}"));
+                            .expect("RabbitMQ confirms the publish");
                         let _ = conn.close(200, "done").await;
                     })
                 })
@@ -643,7 +642,7 @@ fn pull_cases(dir: &std::path::Path) -> Vec<Case> {
                 Box::new(move || {
                     let path = files.join(format!("{}.json", uuid::Uuid::new_v4().simple()));
                     Box::pin(async move {
-                        std::fs::write(path, "{}").unwrap_or_else(|e| panic!("{e}"));
+                        std::fs::write(path, "{}").expect("the watched directory is writable");
                     })
                 })
             }),
@@ -660,8 +659,11 @@ async fn websocket_and_sftp_cases(dir: &std::path::Path) -> Vec<Case> {
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let ws_port = listener.local_addr().unwrap_or_else(|e| panic!("{e}")).port();
+        .expect("a free loopback port can be bound");
+    let ws_port = listener
+        .local_addr()
+        .expect("a bound listener has an address")
+        .port();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             tokio::spawn(async move {
@@ -678,18 +680,18 @@ async fn websocket_and_sftp_cases(dir: &std::path::Path) -> Vec<Case> {
 
     let run = uuid::Uuid::new_v4().simple().to_string();
     let watched = std::path::Path::new(&setting("SFTP_DIR")).join(format!("conf-{run}"));
-    std::fs::create_dir_all(&watched).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(&watched).expect("the conformance directory under SFTP_DIR can be made");
     std::fs::set_permissions(&watched, std::fs::Permissions::from_mode(0o777))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the conformance directory under SFTP_DIR can be opened to the SFTP user");
     let secrets = dir.join("secrets/conf-sftp");
-    std::fs::create_dir_all(&secrets).unwrap_or_else(|e| panic!("{e}"));
-    let key = std::fs::read_to_string(setting("SFTP_KEY_FILE")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(&secrets).expect("the sftp secrets directory can be made");
+    let key = std::fs::read_to_string(setting("SFTP_KEY_FILE")).expect("SFTP_KEY_FILE is readable");
     for (name, value) in [
         ("address", setting("SFTP_ADDRESS")),
         ("username", setting("SFTP_USER")),
         ("key", key),
     ] {
-        std::fs::write(secrets.join(name), value).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(secrets.join(name), value).expect("the sftp secret can be written");
     }
     let selector = |key: &str| format!("{{name: conf-sftp, key: {key}}}");
     vec![
@@ -717,7 +719,7 @@ async fn websocket_and_sftp_cases(dir: &std::path::Path) -> Vec<Case> {
                 Box::new(move || {
                     let path = watched.join(format!("{}.json", uuid::Uuid::new_v4().simple()));
                     Box::pin(async move {
-                        std::fs::write(path, "{}").unwrap_or_else(|e| panic!("{e}"));
+                        std::fs::write(path, "{}").expect("the watched SFTP directory is writable");
                     })
                 })
             }),

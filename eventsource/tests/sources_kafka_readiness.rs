@@ -41,7 +41,7 @@ async fn not_ready_while_the_brokers_are_unreachable_ready_on_the_real_broker() 
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("a free loopback port can be bound");
     assert_eq!(
         unmet_after(&format!("127.0.0.1:{closed}"), &topic, Duration::from_secs(3)).await,
         vec!["ready-it/orders"],

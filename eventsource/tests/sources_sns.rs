@@ -57,7 +57,7 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("a free loopback port can be bound")
 }
 
 fn context(dir: &std::path::Path, bus: Arc<Recorder>, readiness: &Readiness) -> SourceContext {
@@ -75,10 +75,12 @@ fn manifest(topic: &str, port: u16, sns_endpoint: &str) -> EventSource {
 
 #[tokio::test]
 async fn subscribes_at_start_and_publishes_what_moto_delivers() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    std::fs::create_dir_all(dir.path().join("secrets/aws")).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(dir.path().join("secrets/aws/id"), "testing").unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(dir.path().join("secrets/aws/secret"), "testing").unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().expect("a temporary directory can be made");
+    std::fs::create_dir_all(dir.path().join("secrets/aws")).expect("the secrets directory can be made");
+    std::fs::write(dir.path().join("secrets/aws/id"), "testing")
+        .expect("the access key secret can be written");
+    std::fs::write(dir.path().join("secrets/aws/secret"), "testing")
+        .expect("the secret key secret can be written");
     let name = format!("orders-{}", uuid::Uuid::new_v4().simple());
     let created = sns("CreateTopic", &[("Name", &name)]).await;
     let topic = between(&created, "<TopicArn>", "</TopicArn>");
@@ -102,17 +104,17 @@ async fn subscribes_at_start_and_publishes_what_moto_delivers() {
         &manifest(&topic, port, &endpoint()),
         &context(dir.path(), bus.clone(), &readiness),
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("the sns EventSource builds against moto");
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
     let mut table = RouteTable::new();
     for r in built.routes {
-        table.add(r).unwrap_or_else(|e| panic!("{e}"));
+        table.add(r).expect("the sns route is the only route");
     }
     table
         .serve(IpAddr::V4(Ipv4Addr::LOCALHOST), cancel.child_token(), &tracker)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the sns webhook port can be served");
     for task in built.tasks {
         let token = cancel.child_token();
         tracker.spawn(async move {

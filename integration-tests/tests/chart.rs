@@ -68,9 +68,7 @@ async fn allowed(
 #[tokio::test]
 async fn chart_lints_validates_and_applies() -> Result<()> {
     for var in ["HELM_BIN", "KUBECONFORM_BIN", "KUBECTL_BIN", "KUBE_SCHEMAS_DIR"] {
-        std::env::var(var).with_context(|| {
-            format!("{var} is not set: run `scripts/services.sh start helm` and export its settings")
-        })?;
+        setting(var)?;
     }
     setting("KUBECONFIG")?;
     let client = admin_client().await?;

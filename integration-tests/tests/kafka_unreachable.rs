@@ -15,6 +15,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use serde_json::Value;
+use sluice_eventsource::testing::try_setting;
 use sluice_integration_tests::{free_port, Sink, SluiceProcess};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -22,9 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 const WAIT: Duration = Duration::from_secs(120);
 
 fn brokers() -> Result<String> {
-    std::env::var("KAFKA_BROKERS").context(
-        "KAFKA_BROKERS is not set: start Kafka with `scripts/services.sh start kafka` (scripts/test does)",
-    )
+    Ok(try_setting("KAFKA_BROKERS")?)
 }
 
 /// `/readyz`'s status and body, or `None` while the process does not listen yet.

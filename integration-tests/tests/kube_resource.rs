@@ -54,9 +54,10 @@ fn start(
     let cancel = CancellationToken::new();
     let token = cancel.clone();
     let task = tokio::spawn(async move {
-        if let Err(e) = source.run(token).await {
-            panic!("resource source failed: {e}");
-        }
+        source
+            .run(token)
+            .await
+            .expect("the resource source runs until it is cancelled");
     });
     Ok((cancel, task))
 }

@@ -15,11 +15,11 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
+use sluice_eventsource::testing::try_setting;
 use sluice_integration_tests::{NatsServer, Sink, SluiceProcess};
 
 fn endpoint() -> Result<String> {
-    std::env::var("S3_ENDPOINT")
-        .context("S3_ENDPOINT is not set: start moto with scripts/services.sh start s3")
+    Ok(try_setting("S3_ENDPOINT")?)
 }
 
 fn unique(prefix: &str) -> String {
@@ -134,8 +134,7 @@ const CREDS: &str = "accessKey: {name: aws, key: key}, secretKey: {name: aws, ke
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notifications_mode_fires_the_sensor_with_the_object_key() -> Result<()> {
     let endpoint = endpoint()?;
-    let python = std::env::var("S3_PYTHON")
-        .context("S3_PYTHON is not set: start moto with scripts/services.sh start s3")?;
+    let python = try_setting("S3_PYTHON")?;
     let http = reqwest::Client::new();
     let queue = unique("notify");
     let bucket = unique("notified");
