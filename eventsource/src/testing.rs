@@ -530,6 +530,7 @@ pub fn try_setting(name: &str) -> Result<String, MissingSetting> {
 /// The setting `name`, as [`try_setting`]; fails the test, naming the variable and the command to
 /// start its server, when it is not set. Tests that call this are `#[ignore]`d with the server they
 /// need, so plain `cargo test` skips them and `scripts/test` runs them.
+#[track_caller]
 pub fn setting(name: &str) -> String {
     match try_setting(name) {
         Ok(value) => value,

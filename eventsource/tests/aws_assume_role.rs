@@ -9,6 +9,7 @@ use sluice_eventsource::aws::{Credentials, CredentialsProvider};
 use sluice_eventsource::testing::setting;
 
 #[tokio::test]
+#[ignore = "needs moto: scripts/test starts it and runs ignored tests"]
 async fn assumes_the_role_and_caches_its_temporary_credentials() {
     let endpoint = setting("S3_ENDPOINT");
     let base = CredentialsProvider::Static(Credentials {

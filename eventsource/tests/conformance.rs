@@ -7,9 +7,10 @@
 //! 3. count what it published in the upstream-named metrics;
 //! 4. stop within 1 s of cancellation (its HTTP server or its task).
 //!
-//! Adding a kind means adding a [`Case`]; the suite fails for a runnable kind without one.
+//! Adding a kind means adding a [`Case`] and listing its kind in [`LOCAL_KINDS`] or [`SERVER_KINDS`];
+//! the suite fails for a runnable kind without one. The kinds on real servers run only when asked
+//! for (`--include-ignored`, as `scripts/test` does).
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -411,17 +412,58 @@ fn free_port() -> u16 {
         .expect("a free loopback port can be bound")
 }
 
-#[tokio::test]
-async fn every_runnable_kind_conforms() {
+/// The kinds whose cases need nothing but this process (push kinds through the router, the
+/// calendar, `file` on a temporary directory, `websocket` on a server of the test's own).
+const LOCAL_KINDS: [EventSourceKind; 11] = [
+    EventSourceKind::Webhook,
+    EventSourceKind::Github,
+    EventSourceKind::Gitlab,
+    EventSourceKind::Slack,
+    EventSourceKind::Stripe,
+    EventSourceKind::BitbucketServer,
+    EventSourceKind::Bitbucket,
+    EventSourceKind::Calendar,
+    EventSourceKind::Sns,
+    EventSourceKind::File,
+    EventSourceKind::WebSocket,
+];
+
+/// The kinds whose cases run against the real servers of `scripts/services.sh`.
+const SERVER_KINDS: [EventSourceKind; 10] = [
+    EventSourceKind::Sqs,
+    EventSourceKind::S3,
+    EventSourceKind::Kafka,
+    EventSourceKind::Nats,
+    EventSourceKind::Jetstream,
+    EventSourceKind::Redis,
+    EventSourceKind::RedisStream,
+    EventSourceKind::Mqtt,
+    EventSourceKind::Amqp,
+    EventSourceKind::Sftp,
+];
+
+/// A temporary directory holding the Secret `conf` (`secret`) that the push kinds verify with.
+fn conformance_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("a temporary directory can be made");
     std::fs::create_dir_all(dir.path().join("secrets/conf")).expect("the secrets directory can be made");
     std::fs::write(dir.path().join("secrets/conf/secret"), SECRET)
         .expect("the conformance secret can be written");
-    let mut cases = cases(free_port());
-    cases.extend(aws_cases().await);
-    cases.extend(pull_cases(dir.path()));
-    cases.extend(websocket_and_sftp_cases(dir.path()).await);
+    dir
+}
+
+/// Checks each case, after checking that the cases are exactly those of `kinds`.
+async fn check_all(cases: Vec<Case>, kinds: &[EventSourceKind], dir: &std::path::Path) {
     let covered: Vec<EventSourceKind> = cases.iter().map(|c| c.kind).collect();
+    assert_eq!(covered, kinds, "one case per listed kind, in order");
+    for case in cases {
+        check(case, dir).await;
+    }
+}
+
+/// Every runnable kind has a case among [`LOCAL_KINDS`] or [`SERVER_KINDS`] (whose tests check that
+/// each listed kind has one), or is conformance-tested elsewhere.
+#[test]
+fn every_runnable_kind_has_a_conformance_case() {
     // Kinds whose server cannot run inside this crate's tests; each has its conformance checks
     // (CloudEvents, deterministic ids, stop on cancel) against its real server in integration-tests.
     let elsewhere = [
@@ -433,17 +475,37 @@ async fn every_runnable_kind_conforms() {
     ];
     for kind in EventSourceKind::ALL {
         assert!(
-            !sources::is_runnable(kind) || covered.contains(&kind) || elsewhere.contains(&kind),
+            !sources::is_runnable(kind)
+                || LOCAL_KINDS.contains(&kind)
+                || SERVER_KINDS.contains(&kind)
+                || elsewhere.contains(&kind),
             "runnable kind {} has no conformance case",
             kind.field_name()
         );
     }
-    let mut by_kind = BTreeMap::new();
-    for case in cases {
-        by_kind.insert(case.kind.field_name(), ());
-        check(case, dir.path()).await;
-    }
-    assert_eq!(by_kind.len(), 21);
+    assert!(
+        LOCAL_KINDS.iter().all(|k| !SERVER_KINDS.contains(k)),
+        "a kind is listed once"
+    );
+}
+
+#[tokio::test]
+async fn kinds_that_need_no_server_conform() {
+    let dir = conformance_dir();
+    let mut cases = cases(free_port());
+    cases.push(file_case(dir.path()));
+    cases.push(websocket_case().await);
+    check_all(cases, &LOCAL_KINDS, dir.path()).await;
+}
+
+#[tokio::test]
+#[ignore = "needs moto, Kafka, nats-server, Redis, Mosquitto, RabbitMQ and sshd: scripts/test starts them and runs ignored tests"]
+async fn kinds_on_real_servers_conform() {
+    let dir = conformance_dir();
+    let mut cases = aws_cases().await;
+    cases.extend(pull_cases());
+    cases.push(sftp_case(dir.path()));
+    check_all(cases, &SERVER_KINDS, dir.path()).await;
 }
 
 fn pull_header(kind: &str, body: &str) -> String {
@@ -461,7 +523,7 @@ fn redis_host() -> String {
 }
 
 /// The broker-backed kinds, each against its real server (names unique to this run).
-fn pull_cases(dir: &std::path::Path) -> Vec<Case> {
+fn pull_cases() -> Vec<Case> {
     let run = uuid::Uuid::new_v4().simple().to_string();
     let nats_url = setting("NATS_URL");
     let (nats_subject, js_subject, stream) = (
@@ -472,8 +534,6 @@ fn pull_cases(dir: &std::path::Path) -> Vec<Case> {
     let (channel, redis_stream) = (format!("conf-ch-{run}"), format!("conf-st-{run}"));
     let mqtt_topic = format!("conf/{run}");
     let (exchange, key) = (format!("conf-x-{run}"), "conf.key".to_string());
-    let files = dir.join("watched");
-    std::fs::create_dir_all(&files).expect("the watched directory can be made");
     let redis_url = setting("REDIS_URL");
     let amqp_url = setting("AMQP_URL");
     let mqtt_url = setting("MQTT_URL");
@@ -633,29 +693,33 @@ fn pull_cases(dir: &std::path::Path) -> Vec<Case> {
                 })
             }),
         },
-        Case {
-            kind: EventSourceKind::File,
-            yaml: pull_header("file", &format!("      eventType: CREATE\n      watchPathConfig:\n        directory: {}/\n        pathRegexp: \"\\\\.json$\"\n", files.display())),
-            request: None,
-            produce: Some({
-                let files = files.clone();
-                Box::new(move || {
-                    let path = files.join(format!("{}.json", uuid::Uuid::new_v4().simple()));
-                    Box::pin(async move {
-                        std::fs::write(path, "{}").expect("the watched directory is writable");
-                    })
-                })
-            }),
-        },
     ]
 }
 
+/// `file` on a directory of this test's own, where each production is a new file.
+fn file_case(dir: &std::path::Path) -> Case {
+    let files = dir.join("watched");
+    std::fs::create_dir_all(&files).expect("the watched directory can be made");
+    Case {
+        kind: EventSourceKind::File,
+        yaml: pull_header("file", &format!("      eventType: CREATE\n      watchPathConfig:\n        directory: {}/\n        pathRegexp: \"\\\\.json$\"\n", files.display())),
+        request: None,
+        produce: Some({
+            let files = files.clone();
+            Box::new(move || {
+                let path = files.join(format!("{}.json", uuid::Uuid::new_v4().simple()));
+                Box::pin(async move {
+                    std::fs::write(path, "{}").expect("the watched directory is writable");
+                })
+            })
+        }),
+    }
+}
+
 /// `websocket` against a WebSocket server of this test's own that sends `{"a":1}` every 100 ms on
-/// each connection, and `sftp` against the sshd of `scripts/services.sh start sftp` (`SFTP_*`),
-/// where each production is a new file in a directory of this run's own.
-async fn websocket_and_sftp_cases(dir: &std::path::Path) -> Vec<Case> {
+/// each connection.
+async fn websocket_case() -> Case {
     use futures::SinkExt;
-    use std::os::unix::fs::PermissionsExt;
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -678,6 +742,22 @@ async fn websocket_and_sftp_cases(dir: &std::path::Path) -> Vec<Case> {
         }
     });
 
+    Case {
+        kind: EventSourceKind::WebSocket,
+        yaml: pull_header(
+            "websocket",
+            &format!("      url: ws://127.0.0.1:{ws_port}/feed\n      jsonBody: true\n"),
+        ),
+        request: None,
+        produce: None,
+    }
+}
+
+/// `sftp` against the sshd of `scripts/services.sh start sftp` (`SFTP_*`), where each production
+/// is a new file in a directory of this run's own.
+fn sftp_case(dir: &std::path::Path) -> Case {
+    use std::os::unix::fs::PermissionsExt;
+
     let run = uuid::Uuid::new_v4().simple().to_string();
     let watched = std::path::Path::new(&setting("SFTP_DIR")).join(format!("conf-{run}"));
     std::fs::create_dir_all(&watched).expect("the conformance directory under SFTP_DIR can be made");
@@ -694,35 +774,27 @@ async fn websocket_and_sftp_cases(dir: &std::path::Path) -> Vec<Case> {
         std::fs::write(secrets.join(name), value).expect("the sftp secret can be written");
     }
     let selector = |key: &str| format!("{{name: conf-sftp, key: {key}}}");
-    vec![
-        Case {
-            kind: EventSourceKind::WebSocket,
-            yaml: pull_header("websocket", &format!("      url: ws://127.0.0.1:{ws_port}/feed\n      jsonBody: true\n")),
-            request: None,
-            produce: None,
-        },
-        Case {
-            kind: EventSourceKind::Sftp,
-            yaml: pull_header(
-                "sftp",
-                &format!(
-                    "      eventType: CREATE\n      watchPathConfig:\n        directory: {}/\n        pathRegexp: \"\\\\.json$\"\n      pollIntervalDuration: 200ms\n      address: {}\n      username: {}\n      sshKeySecret: {}\n",
-                    watched.display(),
-                    selector("address"),
-                    selector("username"),
-                    selector("key"),
-                ),
+    Case {
+        kind: EventSourceKind::Sftp,
+        yaml: pull_header(
+            "sftp",
+            &format!(
+                "      eventType: CREATE\n      watchPathConfig:\n        directory: {}/\n        pathRegexp: \"\\\\.json$\"\n      pollIntervalDuration: 200ms\n      address: {}\n      username: {}\n      sshKeySecret: {}\n",
+                watched.display(),
+                selector("address"),
+                selector("username"),
+                selector("key"),
             ),
-            request: None,
-            produce: Some({
-                let watched = watched.clone();
-                Box::new(move || {
-                    let path = watched.join(format!("{}.json", uuid::Uuid::new_v4().simple()));
-                    Box::pin(async move {
-                        std::fs::write(path, "{}").expect("the watched SFTP directory is writable");
-                    })
+        ),
+        request: None,
+        produce: Some({
+            let watched = watched.clone();
+            Box::new(move || {
+                let path = watched.join(format!("{}.json", uuid::Uuid::new_v4().simple()));
+                Box::pin(async move {
+                    std::fs::write(path, "{}").expect("the watched SFTP directory is writable");
                 })
-            }),
-        },
-    ]
+            })
+        }),
+    }
 }

@@ -43,6 +43,7 @@ fn source(stream: &str, sender: Arc<Recorder>, json_body: bool) -> Box<dyn PullS
 }
 
 #[tokio::test]
+#[ignore = "needs nats-server: scripts/test starts it and runs ignored tests"]
 async fn payloads_round_trip_exactly_with_stream_and_sequence() {
     let name = format!("JSRT{}", uuid::Uuid::new_v4().simple());
     let subject = format!("{name}.orders");
@@ -75,6 +76,7 @@ async fn payloads_round_trip_exactly_with_stream_and_sequence() {
 }
 
 #[tokio::test]
+#[ignore = "needs nats-server: scripts/test starts it and runs ignored tests"]
 async fn a_message_the_bus_refused_is_not_acked_and_is_delivered_after_a_restart() {
     let name = format!("JSNACK{}", uuid::Uuid::new_v4().simple());
     let js = stream(&name, &format!("{name}.>")).await;

@@ -82,6 +82,7 @@ fn brokers_manifest(name: &str, nats: &str, redis: &str, mqtt: &str, amqp: &str)
 }
 
 #[tokio::test]
+#[ignore = "needs nats-server, Redis, Mosquitto and RabbitMQ: scripts/test starts them and runs ignored tests"]
 async fn readiness_is_true_once_every_broker_source_is_connected() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ctx = context(dir.path());
@@ -138,6 +139,7 @@ type PendingSummary = (i64, Option<String>, Option<String>, Option<Vec<(String, 
 const TWO_MIB: usize = 2 * 1024 * 1024;
 
 #[tokio::test]
+#[ignore = "needs Redis: scripts/test starts it and runs ignored tests"]
 async fn an_oversized_redis_stream_entry_is_rejected_acknowledged_and_the_next_published() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ctx = context(dir.path());
@@ -192,6 +194,7 @@ async fn an_oversized_redis_stream_entry_is_rejected_acknowledged_and_the_next_p
 }
 
 #[tokio::test]
+#[ignore = "needs Mosquitto: scripts/test starts it and runs ignored tests"]
 async fn an_oversized_mqtt_message_is_rejected_acknowledged_and_the_next_published() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ctx = context(dir.path());
@@ -293,6 +296,7 @@ fn amqp_manifest(url: &str, exchange: &str, queue: &str, tls: &str) -> EventSour
 }
 
 #[tokio::test]
+#[ignore = "needs RabbitMQ: scripts/test starts it and runs ignored tests"]
 async fn an_oversized_amqp_message_is_nacked_without_requeue_and_the_next_published() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ctx = context(dir.path());
@@ -348,6 +352,7 @@ async fn amqp_over_tls(tls: &str, secrets: &[(&str, &str, String)]) {
 }
 
 #[tokio::test]
+#[ignore = "needs RabbitMQ with TLS: scripts/test starts it and runs ignored tests"]
 async fn the_amqp_source_verifies_the_broker_with_the_ca_of_its_tls_block() {
     let ca = std::fs::read_to_string(setting("AMQPS_CA_FILE")).expect("read AMQPS_CA_FILE");
     amqp_over_tls(
@@ -358,11 +363,13 @@ async fn the_amqp_source_verifies_the_broker_with_the_ca_of_its_tls_block() {
 }
 
 #[tokio::test]
+#[ignore = "needs RabbitMQ with TLS: scripts/test starts it and runs ignored tests"]
 async fn the_amqp_source_connects_with_insecure_skip_verify() {
     amqp_over_tls("      tls: {insecureSkipVerify: true}\n", &[]).await;
 }
 
 #[tokio::test]
+#[ignore = "needs RabbitMQ with TLS: scripts/test starts it and runs ignored tests"]
 async fn the_amqp_source_does_not_trust_an_unknown_broker_certificate() {
     // System roots only: the test CA is not among them, so the source never becomes ready.
     let dir = tempfile::tempdir().expect("tempdir");

@@ -34,6 +34,7 @@ async fn run(task: Box<dyn PullSource>, recorder: &Recorder, mut publish: impl A
 }
 
 #[tokio::test]
+#[ignore = "needs nats-server: scripts/test starts it and runs ignored tests"]
 async fn nats_messages_round_trip_with_headers() {
     let subject = format!("sluice.test.{}", uuid::Uuid::new_v4().simple());
     let spec = NATSEventsSource {
@@ -66,6 +67,7 @@ async fn nats_messages_round_trip_with_headers() {
 }
 
 #[tokio::test]
+#[ignore = "needs Redis: scripts/test starts it and runs ignored tests"]
 async fn redis_messages_round_trip_with_channel_and_pattern() {
     let url = setting("REDIS_URL");
     let host = url

@@ -289,51 +289,61 @@ async fn never_ready(target: Target, tls: &str) {
 }
 
 #[tokio::test]
+#[ignore = "needs nats-server's TLS listener and the test certificates: scripts/test starts them and runs ignored tests"]
 async fn nats_over_tls_with_the_ca_of_its_tls_block() {
     arrives_over_tls(Target::new(Kind::Nats).await, WITH_CA).await;
 }
 
 #[tokio::test]
+#[ignore = "needs nats-server's TLS listener and the test certificates: scripts/test starts them and runs ignored tests"]
 async fn nats_does_not_trust_a_server_signed_by_another_ca() {
     never_ready(Target::new(Kind::Nats).await, WITH_OTHER_CA).await;
 }
 
 #[tokio::test]
+#[ignore = "needs nats-server's TLS listener and the test certificates: scripts/test starts them and runs ignored tests"]
 async fn nats_connects_with_insecure_skip_verify() {
     arrives_over_tls(Target::new(Kind::Nats).await, INSECURE).await;
 }
 
 #[tokio::test]
+#[ignore = "needs nats-server's TLS listener and the test certificates: scripts/test starts them and runs ignored tests"]
 async fn jetstream_over_tls_with_the_ca_of_its_tls_block() {
     arrives_over_tls(Target::new(Kind::JetStream).await, WITH_CA).await;
 }
 
 #[tokio::test]
+#[ignore = "needs nats-server's TLS listener and the test certificates: scripts/test starts them and runs ignored tests"]
 async fn jetstream_does_not_trust_a_server_signed_by_another_ca() {
     never_ready(Target::new(Kind::JetStream).await, WITH_OTHER_CA).await;
 }
 
 #[tokio::test]
+#[ignore = "needs nats-server's TLS listener and the test certificates: scripts/test starts them and runs ignored tests"]
 async fn jetstream_connects_with_insecure_skip_verify() {
     arrives_over_tls(Target::new(Kind::JetStream).await, INSECURE).await;
 }
 
 #[tokio::test]
+#[ignore = "needs Mosquitto's TLS listeners and the test certificates: scripts/test starts them and runs ignored tests"]
 async fn mqtt_over_tls_with_the_ca_of_its_tls_block() {
     arrives_over_tls(Target::new(Kind::Mqtt).await, WITH_CA).await;
 }
 
 #[tokio::test]
+#[ignore = "needs Mosquitto's TLS listeners and the test certificates: scripts/test starts them and runs ignored tests"]
 async fn mqtt_does_not_trust_a_broker_signed_by_another_ca() {
     never_ready(Target::new(Kind::Mqtt).await, WITH_OTHER_CA).await;
 }
 
 #[tokio::test]
+#[ignore = "needs Mosquitto's TLS listeners and the test certificates: scripts/test starts them and runs ignored tests"]
 async fn mqtt_connects_with_insecure_skip_verify() {
     arrives_over_tls(Target::new(Kind::Mqtt).await, INSECURE).await;
 }
 
 #[tokio::test]
+#[ignore = "needs Mosquitto's TLS listeners and the test certificates: scripts/test starts them and runs ignored tests"]
 async fn mqtt_mutual_tls_presents_the_client_certificate() {
     let mut target = Target::new(Kind::Mqtt).await;
     target.url = setting("MQTTS_MTLS_URL");
@@ -341,6 +351,7 @@ async fn mqtt_mutual_tls_presents_the_client_certificate() {
 }
 
 #[tokio::test]
+#[ignore = "needs Mosquitto's TLS listeners and the test certificates: scripts/test starts them and runs ignored tests"]
 async fn mqtt_without_a_client_certificate_is_refused_by_a_broker_requiring_one() {
     let mut target = Target::new(Kind::Mqtt).await;
     target.url = setting("MQTTS_MTLS_URL");
@@ -348,36 +359,43 @@ async fn mqtt_without_a_client_certificate_is_refused_by_a_broker_requiring_one(
 }
 
 #[tokio::test]
+#[ignore = "needs Redis's TLS listener and the test certificates: scripts/test starts them and runs ignored tests"]
 async fn redis_over_tls_with_the_ca_of_its_tls_block() {
     arrives_over_tls(Target::new(Kind::Redis).await, WITH_CA).await;
 }
 
 #[tokio::test]
+#[ignore = "needs Redis's TLS listener and the test certificates: scripts/test starts them and runs ignored tests"]
 async fn redis_does_not_trust_a_server_signed_by_another_ca() {
     never_ready(Target::new(Kind::Redis).await, WITH_OTHER_CA).await;
 }
 
 #[tokio::test]
+#[ignore = "needs Redis's TLS listener and the test certificates: scripts/test starts them and runs ignored tests"]
 async fn redis_connects_with_insecure_skip_verify() {
     arrives_over_tls(Target::new(Kind::Redis).await, INSECURE).await;
 }
 
 #[tokio::test]
+#[ignore = "needs Redis's TLS listener and the test certificates: scripts/test starts them and runs ignored tests"]
 async fn redis_stream_over_tls_with_the_ca_of_its_tls_block() {
     arrives_over_tls(Target::new(Kind::RedisStream).await, WITH_CA).await;
 }
 
 #[tokio::test]
+#[ignore = "needs Redis's TLS listener and the test certificates: scripts/test starts them and runs ignored tests"]
 async fn redis_stream_does_not_trust_a_server_signed_by_another_ca() {
     never_ready(Target::new(Kind::RedisStream).await, WITH_OTHER_CA).await;
 }
 
 #[tokio::test]
+#[ignore = "needs Redis's TLS listener and the test certificates: scripts/test starts them and runs ignored tests"]
 async fn redis_stream_connects_with_insecure_skip_verify() {
     arrives_over_tls(Target::new(Kind::RedisStream).await, INSECURE).await;
 }
 
 #[tokio::test]
+#[ignore = "needs Redis's TLS listener and the test certificates: scripts/test starts them and runs ignored tests"]
 async fn redis_stream_presents_a_client_certificate_the_server_accepts() {
     arrives_over_tls(Target::new(Kind::RedisStream).await, MUTUAL).await;
 }
@@ -420,6 +438,7 @@ async fn a_tls_secret_that_is_not_pem_fails_the_build_naming_the_field_not_the_c
 }
 
 #[tokio::test]
+#[ignore = "needs Mosquitto's TLS listeners and the test certificates: scripts/test starts them and runs ignored tests"]
 async fn mqtt_with_a_tls_block_and_a_tcp_url_connects_over_tls() {
     // Upstream's example writes tcp:// with a `tls` block; the block means TLS.
     let mut target = Target::new(Kind::Mqtt).await;

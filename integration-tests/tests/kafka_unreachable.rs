@@ -74,6 +74,7 @@ fn forward(listener: TcpListener, target: String) -> tokio::task::JoinHandle<()>
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Kafka: scripts/test starts it and runs ignored tests"]
 async fn unreachable_brokers_keep_the_source_unready_until_they_answer() -> Result<()> {
     let brokers = brokers()?;
     let run = format!(

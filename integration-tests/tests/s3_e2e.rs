@@ -132,6 +132,7 @@ fn start(
 const CREDS: &str = "accessKey: {name: aws, key: key}, secretKey: {name: aws, key: key}";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs moto: scripts/test starts it and runs ignored tests"]
 async fn notifications_mode_fires_the_sensor_with_the_object_key() -> Result<()> {
     let endpoint = endpoint()?;
     let python = try_setting("S3_PYTHON")?;
@@ -207,6 +208,7 @@ spec:
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs moto and the nats-server binary: scripts/test starts and installs them and runs ignored tests"]
 async fn list_mode_reports_each_of_500_objects_once_across_a_restart() -> Result<()> {
     let endpoint = endpoint()?;
     let nats = NatsServer::start()?;
@@ -276,6 +278,7 @@ spec:
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs moto and the nats-server binary: scripts/test starts and installs them and runs ignored tests"]
 async fn sqs_message_stays_while_the_bus_is_down_and_is_delivered_after() -> Result<()> {
     let endpoint = endpoint()?;
     let mut nats = NatsServer::start()?;

@@ -77,6 +77,7 @@ where
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs nats-server: scripts/test starts it and runs ignored tests"]
 async fn nats() -> Result<()> {
     let (url, subject) = (setting("NATS_URL"), format!("rt.nats.{}", run_id()));
     let spec = format!("      url: {url}\n      subject: {subject}\n      jsonBody: true\n");
@@ -93,6 +94,7 @@ async fn nats() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs nats-server: scripts/test starts it and runs ignored tests"]
 async fn jetstream() -> Result<()> {
     let run = run_id();
     let (url, subject, stream) = (setting("NATS_URL"), format!("rt.js.{run}"), format!("RT_{run}"));
@@ -130,6 +132,7 @@ async fn redis_con() -> redis::aio::MultiplexedConnection {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Redis: scripts/test starts it and runs ignored tests"]
 async fn redis_pub_sub() -> Result<()> {
     let channel = format!("rt-{}", run_id());
     let spec = format!(
@@ -151,6 +154,7 @@ async fn redis_pub_sub() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Redis: scripts/test starts it and runs ignored tests"]
 async fn redis_stream() -> Result<()> {
     let stream = format!("rt-{}", run_id());
     let spec = format!("      hostAddress: {}\n      streams: [{stream}]\n", redis_host());
@@ -171,6 +175,7 @@ async fn redis_stream() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Mosquitto: scripts/test starts it and runs ignored tests"]
 async fn mqtt() -> Result<()> {
     let run = run_id();
     let (url, topic) = (setting("MQTT_URL"), format!("rt/{run}/orders"));
@@ -206,6 +211,7 @@ async fn mqtt() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ: scripts/test starts it and runs ignored tests"]
 async fn amqp() -> Result<()> {
     let run = run_id();
     let (url, exchange) = (setting("AMQP_URL"), format!("rt-x-{run}"));
