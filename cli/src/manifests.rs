@@ -374,11 +374,11 @@ spec:
         let Some(Manifest::EventSource(es)) = &doc.manifest else {
             panic!("not loaded: {:?}", doc.problems)
         };
-        let github = es.spec.github.as_ref().unwrap_or_else(|| panic!("no github"));
+        let github = es.spec.github.as_ref().expect("the manifest has github events");
         let flat = github["flat"]
             .webhook
             .as_ref()
-            .unwrap_or_else(|| panic!("not lifted"));
+            .expect("a flat webhook is lifted into place");
         assert_eq!(
             (flat.port.as_str(), flat.endpoint.as_str(), flat.method.as_str()),
             ("12000", "/gh", "POST")
@@ -387,7 +387,7 @@ spec:
         let nested = github["nested"]
             .webhook
             .as_ref()
-            .unwrap_or_else(|| panic!("lost"));
+            .expect("a nested webhook is kept");
         assert_eq!(nested.endpoint, "/gh2");
         let warnings: Vec<(&str, &str)> = doc
             .problems
@@ -422,7 +422,7 @@ mod example_tests {
     /// Every file under examples/ parses, validates with no error and no warning, and survives a round trip.
     #[test]
     fn every_example_is_valid_and_round_trips() {
-        let docs = load(&[examples_dir()]).unwrap_or_else(|e| panic!("{e}"));
+        let docs = load(&[examples_dir()]).expect("examples/ loads");
         assert!(
             docs.len() >= 3,
             "expected the quickstart's manifests, found {}",
@@ -442,18 +442,20 @@ mod example_tests {
                 .unwrap_or_else(|| panic!("{}: not typed", doc.file.display()));
             match manifest {
                 Manifest::EventSource(m) => {
-                    let text = serde_yaml::to_string(m).unwrap_or_else(|e| panic!("{e}"));
-                    let back: EventSource = serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
+                    let text = serde_yaml::to_string(m).expect("a loaded EventSource serializes");
+                    let back: EventSource =
+                        serde_yaml::from_str(&text).expect("a serialized EventSource parses back");
                     assert_eq!(&back, m.as_ref());
                 }
                 Manifest::Sensor(m) => {
-                    let text = serde_yaml::to_string(m).unwrap_or_else(|e| panic!("{e}"));
-                    let back: Sensor = serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
+                    let text = serde_yaml::to_string(m).expect("a loaded Sensor serializes");
+                    let back: Sensor = serde_yaml::from_str(&text).expect("a serialized Sensor parses back");
                     assert_eq!(&back, m.as_ref());
                 }
                 Manifest::EventBus(m) => {
-                    let text = serde_yaml::to_string(m).unwrap_or_else(|e| panic!("{e}"));
-                    let back: EventBus = serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
+                    let text = serde_yaml::to_string(m).expect("a loaded EventBus serializes");
+                    let back: EventBus =
+                        serde_yaml::from_str(&text).expect("a serialized EventBus parses back");
                     assert_eq!(&back, m.as_ref());
                 }
             }

@@ -142,7 +142,7 @@ mod tests {
     async fn get_text(router: Router, uri: &str) -> (StatusCode, String) {
         let req = Request::get(uri)
             .body(Body::empty())
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("the test request is well-formed");
         let res = router.oneshot(req).await.unwrap_or_else(|e| match e {});
         let status = res.status();
         let body = res

@@ -5,17 +5,15 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn sluice(args: &[&str]) -> Output {
-    match Command::new(env!("CARGO_BIN_EXE_sluice")).args(args).output() {
-        Ok(o) => o,
-        Err(e) => panic!("failed to start sluice: {e}"),
-    }
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .output()
+        .expect("the sluice binary cargo built for this test starts")
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> String {
     let path = dir.join(name);
-    if let Err(e) = std::fs::write(&path, text) {
-        panic!("failed to write {}: {e}", path.display());
-    }
+    std::fs::write(&path, text).expect("the test's temporary directory is writable");
     path.display().to_string()
 }
 

@@ -5,17 +5,15 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn sluice(args: &[&str]) -> Output {
-    match Command::new(env!("CARGO_BIN_EXE_sluice")).args(args).output() {
-        Ok(o) => o,
-        Err(e) => panic!("failed to start sluice: {e}"),
-    }
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .output()
+        .expect("the sluice binary cargo built for this test starts")
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> String {
     let path = dir.join(name);
-    if let Err(e) = std::fs::write(&path, text) {
-        panic!("failed to write {}: {e}", path.display());
-    }
+    std::fs::write(&path, text).expect("the test's temporary directory is writable");
     path.display().to_string()
 }
 
@@ -50,7 +48,7 @@ spec:
 
 #[test]
 fn valid_multi_document_file_exits_0_and_prints_nothing() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().expect("a temporary directory can be made");
     let f = write(dir.path(), "all.yaml", &format!("{GOOD_SOURCE}\n---\n{GOOD_SENSOR}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: x}}\n"));
     let out = sluice(&["validate", &f]);
     assert_eq!(
@@ -65,7 +63,7 @@ fn valid_multi_document_file_exits_0_and_prints_nothing() {
 
 #[test]
 fn unknown_field_is_a_warning_with_its_path_and_exit_0() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().expect("a temporary directory can be made");
     let f = write(
         dir.path(),
         "s.yaml",
@@ -82,7 +80,7 @@ fn unknown_field_is_a_warning_with_its_path_and_exit_0() {
 
 #[test]
 fn semantic_error_names_file_document_kind_name_and_path_and_exits_1() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().expect("a temporary directory can be made");
     let bad = GOOD_SENSOR.replace(
         "        log: {}\n",
         "        conditions: dep && missing\n        log: {}\n",
@@ -103,7 +101,7 @@ fn semantic_error_names_file_document_kind_name_and_path_and_exits_1() {
 
 #[test]
 fn type_error_keeps_the_field_path() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().expect("a temporary directory can be made");
     let f = write(
         dir.path(),
         "s.yaml",
@@ -120,7 +118,7 @@ fn type_error_keeps_the_field_path() {
 
 #[test]
 fn broken_yaml_is_an_error_not_a_panic() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().expect("a temporary directory can be made");
     let f = write(
         dir.path(),
         "s.yaml",
@@ -141,8 +139,8 @@ fn missing_path_is_a_usage_error() {
 
 #[test]
 fn directories_are_walked_and_json_output_is_parseable() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    std::fs::create_dir_all(dir.path().join("sub")).unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().expect("a temporary directory can be made");
+    std::fs::create_dir_all(dir.path().join("sub")).expect("a subdirectory can be made");
     write(dir.path(), "a.yaml", GOOD_SOURCE);
     write(
         &dir.path().join("sub"),
@@ -152,7 +150,7 @@ fn directories_are_walked_and_json_output_is_parseable() {
     write(dir.path(), "notes.txt", "not a manifest");
     let out = sluice(&["validate", "--output", "json", &dir.path().display().to_string()]);
     assert_eq!(out.status.code(), Some(1));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("--output json prints JSON");
     let problems = v.as_array().cloned().unwrap_or_default();
     assert!(!problems.is_empty());
     assert_eq!(problems[0]["kind"], "Sensor");

@@ -5,7 +5,6 @@
 //!
 //! `RUST_LOG=sluice_eventbus=debug cargo test -p sluice-eventbus --test jetstream` shows the bus's
 //! logs.
-#![allow(clippy::unwrap_used, reason = "tests")]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{TcpListener, TcpStream};
@@ -163,7 +162,7 @@ fn event(id: &str) -> Event {
         .id(id)
         .data_json(json!({"body": {"id": id, "n": 1.5, "s": "ü"}, "header": {"X-A": ["1"]}}))
         .build()
-        .unwrap()
+        .expect("a test event with an id and JSON data builds")
 }
 
 async fn next(deliveries: &mut Deliveries) -> anyhow::Result<Delivery> {
@@ -182,6 +181,7 @@ async fn assert_quiet(deliveries: &mut Deliveries, quiet: Duration) -> anyhow::R
 }
 
 #[tokio::test]
+#[ignore = "needs the nats-server binary: scripts/test installs it and runs ignored tests"]
 async fn publish_subscribe_ack_round_trips() -> anyhow::Result<()> {
     init_logs();
     let server = NatsServer::start()?;
@@ -209,6 +209,7 @@ async fn publish_subscribe_ack_round_trips() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+#[ignore = "needs the nats-server binary: scripts/test installs it and runs ignored tests"]
 async fn names_with_subject_characters_are_encoded_and_recovered() -> anyhow::Result<()> {
     init_logs();
     let server = NatsServer::start()?;
@@ -255,6 +256,7 @@ async fn names_with_subject_characters_are_encoded_and_recovered() -> anyhow::Re
 }
 
 #[tokio::test]
+#[ignore = "needs the nats-server binary: scripts/test installs it and runs ignored tests"]
 async fn the_same_event_id_is_stored_once() -> anyhow::Result<()> {
     init_logs();
     let server = NatsServer::start()?;
@@ -276,6 +278,7 @@ async fn the_same_event_id_is_stored_once() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+#[ignore = "needs the nats-server binary: scripts/test installs it and runs ignored tests"]
 async fn two_durables_each_get_every_event() -> anyhow::Result<()> {
     init_logs();
     let server = NatsServer::start()?;
@@ -303,6 +306,7 @@ async fn two_durables_each_get_every_event() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+#[ignore = "needs the nats-server binary: scripts/test installs it and runs ignored tests"]
 async fn two_subscribers_of_one_durable_share_its_events() -> anyhow::Result<()> {
     init_logs();
     let server = NatsServer::start()?;
@@ -343,6 +347,7 @@ async fn two_subscribers_of_one_durable_share_its_events() -> anyhow::Result<()>
 }
 
 #[tokio::test]
+#[ignore = "needs the nats-server binary: scripts/test installs it and runs ignored tests"]
 async fn nak_redelivers_with_the_next_attempt() -> anyhow::Result<()> {
     init_logs();
     let server = NatsServer::start()?;
@@ -362,6 +367,7 @@ async fn nak_redelivers_with_the_next_attempt() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+#[ignore = "needs the nats-server binary: scripts/test installs it and runs ignored tests"]
 async fn an_unsettled_delivery_comes_back_after_ack_wait() -> anyhow::Result<()> {
     init_logs();
     let server = NatsServer::start()?;
@@ -384,6 +390,7 @@ async fn an_unsettled_delivery_comes_back_after_ack_wait() -> anyhow::Result<()>
 }
 
 #[tokio::test]
+#[ignore = "needs the nats-server binary: scripts/test installs it and runs ignored tests"]
 async fn a_termed_delivery_never_comes_back() -> anyhow::Result<()> {
     init_logs();
     let server = NatsServer::start()?;
@@ -405,6 +412,7 @@ async fn a_termed_delivery_never_comes_back() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+#[ignore = "needs the nats-server binary: scripts/test installs it and runs ignored tests"]
 async fn a_poison_payload_is_terminated_and_the_stream_goes_on() -> anyhow::Result<()> {
     init_logs();
     let server = NatsServer::start()?;
@@ -437,6 +445,7 @@ async fn a_poison_payload_is_terminated_and_the_stream_goes_on() -> anyhow::Resu
 }
 
 #[tokio::test]
+#[ignore = "needs the nats-server binary: scripts/test installs it and runs ignored tests"]
 async fn publishing_to_a_dead_server_fails_within_the_timeout() -> anyhow::Result<()> {
     init_logs();
     let mut server = NatsServer::start()?;
@@ -458,6 +467,7 @@ async fn publishing_to_a_dead_server_fails_within_the_timeout() -> anyhow::Resul
 }
 
 #[tokio::test]
+#[ignore = "needs the nats-server binary: scripts/test installs it and runs ignored tests"]
 async fn a_subscription_survives_a_server_restart() -> anyhow::Result<()> {
     init_logs();
     let mut server = NatsServer::start()?;
@@ -513,6 +523,7 @@ async fn a_subscription_survives_a_server_restart() -> anyhow::Result<()> {
 /// is made again reading the new stream from its start (its old ack floor means nothing there),
 /// so an event published after the loss arrives.
 #[tokio::test]
+#[ignore = "needs the nats-server binary: scripts/test installs it and runs ignored tests"]
 async fn the_stream_is_made_again_after_a_server_comes_back_empty() -> anyhow::Result<()> {
     init_logs();
     let mut server = NatsServer::start()?;
@@ -554,6 +565,7 @@ async fn the_stream_is_made_again_after_a_server_comes_back_empty() -> anyhow::R
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs the nats-server binary: scripts/test installs it and runs ignored tests"]
 async fn ten_thousand_concurrent_publishes_are_all_acked() -> anyhow::Result<()> {
     init_logs();
     let server = NatsServer::start()?;
@@ -604,6 +616,7 @@ async fn ten_thousand_concurrent_publishes_are_all_acked() -> anyhow::Result<()>
 }
 
 #[tokio::test]
+#[ignore = "needs the nats-server binary: scripts/test installs it and runs ignored tests"]
 async fn close_refuses_publishes_and_ends_subscriptions() -> anyhow::Result<()> {
     init_logs();
     let server = NatsServer::start()?;
@@ -633,6 +646,7 @@ async fn close_refuses_publishes_and_ends_subscriptions() -> anyhow::Result<()> 
 }
 
 #[tokio::test]
+#[ignore = "needs the nats-server binary: scripts/test installs it and runs ignored tests"]
 async fn an_existing_durable_keeps_its_filter_and_position() -> anyhow::Result<()> {
     init_logs();
     let server = NatsServer::start()?;
@@ -711,6 +725,7 @@ async fn connect_errors_name_the_failed_action() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+#[ignore = "needs the nats-server binary: scripts/test installs it and runs ignored tests"]
 async fn an_ack_through_an_outdated_delivery_settles_the_event() -> anyhow::Result<()> {
     init_logs();
     let server = NatsServer::start()?;
@@ -730,6 +745,7 @@ async fn an_ack_through_an_outdated_delivery_settles_the_event() -> anyhow::Resu
 }
 
 #[tokio::test]
+#[ignore = "needs the nats-server binary: scripts/test installs it and runs ignored tests"]
 async fn max_deliver_ends_redelivery() -> anyhow::Result<()> {
     init_logs();
     let server = NatsServer::start()?;
@@ -756,6 +772,7 @@ async fn max_deliver_ends_redelivery() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+#[ignore = "needs the nats-server binary: scripts/test installs it and runs ignored tests"]
 async fn publishes_beyond_the_in_flight_bound_wait_within_the_timeout() -> anyhow::Result<()> {
     init_logs();
     let mut server = NatsServer::start()?;
@@ -791,6 +808,7 @@ async fn publishes_beyond_the_in_flight_bound_wait_within_the_timeout() -> anyho
 }
 
 #[tokio::test]
+#[ignore = "needs the nats-server binary: scripts/test installs it and runs ignored tests"]
 async fn a_deleted_durable_is_recreated_and_the_subscription_goes_on() -> anyhow::Result<()> {
     init_logs();
     let server = NatsServer::start()?;
@@ -830,6 +848,7 @@ async fn a_deleted_durable_is_recreated_and_the_subscription_goes_on() -> anyhow
 }
 
 #[tokio::test]
+#[ignore = "needs the nats-server binary: scripts/test installs it and runs ignored tests"]
 async fn a_subscription_survives_a_long_outage() -> anyhow::Result<()> {
     init_logs();
     let mut server = NatsServer::start()?;
@@ -869,6 +888,7 @@ async fn a_subscription_survives_a_long_outage() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+#[ignore = "needs the nats-server binary: scripts/test installs it and runs ignored tests"]
 async fn progress_keeps_a_delivery_from_coming_back() -> anyhow::Result<()> {
     init_logs();
     let server = NatsServer::start()?;

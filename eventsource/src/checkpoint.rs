@@ -155,7 +155,7 @@ mod tests {
 
     #[tokio::test]
     async fn file_store_round_trip() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().expect("a temporary directory can be made");
         let store = FileCheckpointStore::new(dir.path().join("state"));
         assert_eq!(store.load("cal/every").await.ok().flatten(), None);
         assert!(store.save("cal/every", "2026-01-01T00:00:00Z").await.is_ok());

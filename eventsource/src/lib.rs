@@ -20,8 +20,8 @@ pub mod reconnect;
 pub use sluice_eventbus::secrets;
 pub mod sender;
 pub mod sources;
-#[cfg(test)]
-pub(crate) mod testing;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
 pub mod tls;
 
 use std::sync::Arc;
@@ -327,28 +327,14 @@ mod tests {
     use super::*;
 
     fn context() -> SourceContext {
-        struct NoSender;
-        #[async_trait]
-        impl EventSender for NoSender {
-            async fn send(
-                &self,
-                _: &sluice_eventbus::Subject,
-                _: &sluice_eventbus::Event,
-            ) -> Result<sluice_eventbus::PublishAck, sluice_eventbus::PublishError> {
-                Err(sluice_eventbus::PublishError::Unavailable)
-            }
-        }
-        SourceContext {
-            secrets: Arc::new(FileSecretResolver::new("/nonexistent")),
-            sender: Arc::new(NoSender),
-            metrics: metrics::SourceMetrics::default(),
-            checkpoints: None,
-            readiness: Readiness::default(),
-        }
+        SourceContext::new(
+            Arc::new(FileSecretResolver::new("/nonexistent")),
+            Arc::new(testing::Recorder::refusing()),
+        )
     }
 
     fn event_source(yaml: &str) -> EventSource {
-        serde_yaml::from_str(yaml).unwrap_or_else(|e| panic!("{e}"))
+        serde_yaml::from_str(yaml).expect("the test manifest parses")
     }
 
     #[test]
@@ -393,7 +379,7 @@ mod tests {
             "apiVersion: argoproj.io/v1alpha1\nkind: EventSource\nmetadata: {name: hooks}\nspec:\n  webhook:\n    \
              a: {port: \"1\", endpoint: /a, method: POST}\n    b: {port: \"2\", endpoint: /b, method: get}\n",
         );
-        let built = build(&es, &context()).unwrap_or_else(|e| panic!("{e}"));
+        let built = build(&es, &context()).expect("two webhook events on two ports build");
         let routes: Vec<(u16, String, String)> = built
             .routes
             .iter()

@@ -4,7 +4,7 @@
 //! Pull sources (brokers, watches, schedules) publish through one helper, [`publish`], so counting
 //! `sent`/`sent_failed`, ignoring filtered acks and refusing oversized events live in one place:
 //!
-//! ```ignore
+//! ```text
 //! let publisher = Publisher { sender: &*self.sender, metrics: &self.metrics, labels: &labels, cancel: &cancel };
 //! match publish(&publisher, &subject, &event, Retry::UntilStored { first: FIRST_BACKOFF }).await {
 //!     Outcome::Stored(_) | Outcome::Filtered => { /* ack upstream: the bus has it, or the filter dropped it on purpose */ }
@@ -314,7 +314,7 @@ mod tests {
         EventBuilder::new("es", "ev", "test")
             .data_json(serde_json::json!({"a": 1}))
             .build()
-            .unwrap_or_else(|e| panic!("{e}"))
+            .expect("a test event with JSON data builds")
     }
 
     async fn run(sender: Scripted, retry: Retry, cancel: &CancellationToken) -> (Outcome, SourceMetrics) {

@@ -6,11 +6,12 @@ use std::sync::Arc;
 
 use sluice_eventsource::aws::credentials::AssumedRole;
 use sluice_eventsource::aws::{Credentials, CredentialsProvider};
+use sluice_eventsource::testing::setting;
 
 #[tokio::test]
+#[ignore = "needs moto: scripts/test starts it and runs ignored tests"]
 async fn assumes_the_role_and_caches_its_temporary_credentials() {
-    let endpoint = std::env::var("S3_ENDPOINT")
-        .unwrap_or_else(|_| panic!("S3_ENDPOINT is not set: start moto with scripts/services.sh start s3"));
+    let endpoint = setting("S3_ENDPOINT");
     let base = CredentialsProvider::Static(Credentials {
         access_key: "testing".into(),
         secret_key: "testing".into(),
@@ -25,7 +26,7 @@ async fn assumes_the_role_and_caches_its_temporary_credentials() {
     let first = provider
         .get(&http, "us-east-1")
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("moto's STS hands out the role's credentials");
     assert_ne!(first.access_key, "testing", "the role's keys, not the base keys");
     assert!(
         first.session_token.as_deref().is_some_and(|t| !t.is_empty()),
@@ -34,7 +35,7 @@ async fn assumes_the_role_and_caches_its_temporary_credentials() {
     let second = provider
         .get(&http, "us-east-1")
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the cached credentials are handed out again");
     assert_eq!(
         first.access_key, second.access_key,
         "cached until shortly before they expire"

@@ -7,64 +7,31 @@
 //! 3. count what it published in the upstream-named metrics;
 //! 4. stop within 1 s of cancellation (its HTTP server or its task).
 //!
-//! Adding a kind means adding a [`Case`]; the suite fails for a runnable kind without one.
+//! Adding a kind means adding a [`Case`] and listing its kind in [`LOCAL_KINDS`] or [`SERVER_KINDS`];
+//! the suite fails for a runnable kind without one. The kinds on real servers run only when asked
+//! for (`--include-ignored`, as `scripts/test` does).
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::Request;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use sluice_crds::eventsource::{EventSource, EventSourceKind};
-use sluice_eventbus::{Event, PublishAck, PublishError, Subject};
+use sluice_eventbus::Event;
 use sluice_eventsource::checkpoint::FileCheckpointStore;
 use sluice_eventsource::http::RouteTable;
 use sluice_eventsource::metrics::SourceMetrics;
-use sluice_eventsource::{build, sources, EventSender, FileSecretResolver, SourceContext};
+use sluice_eventsource::testing::{setting, Recorder};
+use sluice_eventsource::{build, sources, FileSecretResolver, SourceContext};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
-/// Stores events by id, as the bus does (a repeated id is a duplicate, not a second event).
-#[derive(Default)]
-struct Bus {
-    events: Mutex<Vec<Event>>,
-    sends: Mutex<usize>,
-}
-
-#[async_trait]
-impl EventSender for Bus {
-    async fn send(&self, _: &Subject, event: &Event) -> Result<PublishAck, PublishError> {
-        if let Ok(mut n) = self.sends.lock() {
-            *n += 1;
-        }
-        let mut events = self.events.lock().map_err(|_| PublishError::Closed)?;
-        let duplicate = events.iter().any(|e| e.id() == event.id());
-        if !duplicate {
-            events.push(event.clone());
-        }
-        Ok(PublishAck::stored(events.len() as u64, duplicate))
-    }
-}
-
-impl Bus {
-    fn events(&self) -> Vec<Event> {
-        self.events.lock().map(|e| e.clone()).unwrap_or_default()
-    }
-    fn sends(&self) -> usize {
-        self.sends.lock().map(|n| *n).unwrap_or(0)
-    }
-}
-
 fn hmac_hex(secret: &str, data: &[u8]) -> String {
-    let mut mac = match Hmac::<Sha256>::new_from_slice(secret.as_bytes()) {
-        Ok(m) => m,
-        Err(e) => panic!("{e}"),
-    };
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes a key of any length");
     mac.update(data);
     hex::encode(mac.finalize().into_bytes())
 }
@@ -83,12 +50,6 @@ struct Case {
     produce: Option<Produce>,
 }
 
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: run `scripts/services.sh start nats redis mosquitto rabbitmq kafka s3`")
-    })
-}
-
 const SECRET: &str = "conformance-secret";
 
 fn cases(port: u16) -> Vec<Case> {
@@ -104,7 +65,8 @@ fn cases(port: u16) -> Vec<Case> {
         for (k, v) in extra {
             b = b.header(k, v);
         }
-        b.body(Body::from(body)).unwrap_or_else(|e| panic!("{e}"))
+        b.body(Body::from(body))
+            .expect("the conformance request is well-formed")
     };
     vec![
         Case {
@@ -253,8 +215,7 @@ fn cases(port: u16) -> Vec<Case> {
 /// message, and a bucket holding an object (list mode). Each run owns its queue and bucket. moto does
 /// not check signatures, so the setup requests here are unsigned (SQS ones name the service in a dummy Authorization header, which moto routes by).
 async fn aws_cases() -> Vec<Case> {
-    let endpoint = std::env::var("S3_ENDPOINT")
-        .unwrap_or_else(|_| panic!("S3_ENDPOINT is not set: start moto with scripts/services.sh start s3"));
+    let endpoint = setting("S3_ENDPOINT");
     let http = reqwest::Client::new();
     let unique = uuid::Uuid::new_v4().simple().to_string();
     let queue = format!("conf-{unique}");
@@ -269,10 +230,10 @@ async fn aws_cases() -> Vec<Case> {
     };
     let created: serde_json::Value = sqs("CreateQueue", serde_json::json!({"QueueName": queue}))
         .await
-        .unwrap_or_else(|e| panic!("CreateQueue: {e}"))
+        .expect("moto answers CreateQueue")
         .json()
         .await
-        .unwrap_or_else(|e| panic!("CreateQueue answer: {e}"));
+        .expect("CreateQueue answers JSON");
     let url = created["QueueUrl"]
         .as_str()
         .unwrap_or_else(|| panic!("no QueueUrl in {created}"))
@@ -282,7 +243,7 @@ async fn aws_cases() -> Vec<Case> {
         serde_json::json!({"QueueUrl": url, "MessageBody": "{\"a\":1}"}),
     )
     .await
-    .unwrap_or_else(|e| panic!("SendMessage: {e}"));
+    .expect("moto answers SendMessage");
     assert!(sent.status().is_success(), "SendMessage: {}", sent.status());
     let bucket = format!("conf-{unique}");
     for (url, body) in [
@@ -294,7 +255,7 @@ async fn aws_cases() -> Vec<Case> {
             .body(body)
             .send()
             .await
-            .unwrap_or_else(|e| panic!("PUT: {e}"));
+            .expect("moto answers the bucket and object PUTs");
         assert!(put.status().is_success(), "PUT: {}", put.status());
     }
     let creds = "accessKey: {name: conf, key: secret}, secretKey: {name: conf, key: secret}";
@@ -362,7 +323,7 @@ async fn check(case: Case, dir: &std::path::Path) {
     let kind = case.kind.field_name();
     let es: EventSource =
         serde_yaml::from_str(&case.yaml).unwrap_or_else(|e| panic!("{kind}: {e}\n{}", case.yaml));
-    let bus = Arc::new(Bus::default());
+    let bus = Arc::new(Recorder::default());
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = SourceMetrics::register(&mut registry);
     let ctx = SourceContext {
@@ -390,7 +351,7 @@ async fn check(case: Case, dir: &std::path::Path) {
                 .unwrap_or_else(|e| match e {});
             assert_eq!(res.status(), 200, "{kind}: a valid delivery is accepted");
         }
-        assert_eq!(bus.sends(), 2, "{kind}");
+        assert_eq!(bus.sent().len(), 2, "{kind}");
         assert_eq!(bus.events().len(), 1, "{kind}: a redelivery has the same id");
     }
     for task in built.tasks {
@@ -426,14 +387,14 @@ async fn check(case: Case, dir: &std::path::Path) {
     );
     assert!(!bus.events().is_empty(), "{kind}: the source produced events");
     // 1: CloudEvents.
-    for event in bus.events() {
+    for (_, event) in bus.events() {
         assert_cloudevent(&event, kind);
     }
     // 3: metrics with upstream names and labels.
     let text = metrics_text(&registry);
     let sent = format!(
         "argo_events_events_sent_total{{eventsource_name=\"conf-{kind}\",event_name=\"hook\"}} {}",
-        bus.sends()
+        bus.sent().len()
     );
     assert!(text.contains(&sent), "{kind}: {sent} in\n{text}");
     assert!(
@@ -448,19 +409,61 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("a free loopback port can be bound")
 }
 
-#[tokio::test]
-async fn every_runnable_kind_conforms() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    std::fs::create_dir_all(dir.path().join("secrets/conf")).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(dir.path().join("secrets/conf/secret"), SECRET).unwrap_or_else(|e| panic!("{e}"));
-    let mut cases = cases(free_port());
-    cases.extend(aws_cases().await);
-    cases.extend(pull_cases(dir.path()));
-    cases.extend(websocket_and_sftp_cases(dir.path()).await);
+/// The kinds whose cases need nothing but this process (push kinds through the router, the
+/// calendar, `file` on a temporary directory, `websocket` on a server of the test's own).
+const LOCAL_KINDS: [EventSourceKind; 11] = [
+    EventSourceKind::Webhook,
+    EventSourceKind::Github,
+    EventSourceKind::Gitlab,
+    EventSourceKind::Slack,
+    EventSourceKind::Stripe,
+    EventSourceKind::BitbucketServer,
+    EventSourceKind::Bitbucket,
+    EventSourceKind::Calendar,
+    EventSourceKind::Sns,
+    EventSourceKind::File,
+    EventSourceKind::WebSocket,
+];
+
+/// The kinds whose cases run against the real servers of `scripts/services.sh`.
+const SERVER_KINDS: [EventSourceKind; 10] = [
+    EventSourceKind::Sqs,
+    EventSourceKind::S3,
+    EventSourceKind::Kafka,
+    EventSourceKind::Nats,
+    EventSourceKind::Jetstream,
+    EventSourceKind::Redis,
+    EventSourceKind::RedisStream,
+    EventSourceKind::Mqtt,
+    EventSourceKind::Amqp,
+    EventSourceKind::Sftp,
+];
+
+/// A temporary directory holding the Secret `conf` (`secret`) that the push kinds verify with.
+fn conformance_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("a temporary directory can be made");
+    std::fs::create_dir_all(dir.path().join("secrets/conf")).expect("the secrets directory can be made");
+    std::fs::write(dir.path().join("secrets/conf/secret"), SECRET)
+        .expect("the conformance secret can be written");
+    dir
+}
+
+/// Checks each case, after checking that the cases are exactly those of `kinds`.
+async fn check_all(cases: Vec<Case>, kinds: &[EventSourceKind], dir: &std::path::Path) {
     let covered: Vec<EventSourceKind> = cases.iter().map(|c| c.kind).collect();
+    assert_eq!(covered, kinds, "one case per listed kind, in order");
+    for case in cases {
+        check(case, dir).await;
+    }
+}
+
+/// Every runnable kind has a case among [`LOCAL_KINDS`] or [`SERVER_KINDS`] (whose tests check that
+/// each listed kind has one), or is conformance-tested elsewhere.
+#[test]
+fn every_runnable_kind_has_a_conformance_case() {
     // Kinds whose server cannot run inside this crate's tests; each has its conformance checks
     // (CloudEvents, deterministic ids, stop on cancel) against its real server in integration-tests.
     let elsewhere = [
@@ -472,17 +475,37 @@ async fn every_runnable_kind_conforms() {
     ];
     for kind in EventSourceKind::ALL {
         assert!(
-            !sources::is_runnable(kind) || covered.contains(&kind) || elsewhere.contains(&kind),
+            !sources::is_runnable(kind)
+                || LOCAL_KINDS.contains(&kind)
+                || SERVER_KINDS.contains(&kind)
+                || elsewhere.contains(&kind),
             "runnable kind {} has no conformance case",
             kind.field_name()
         );
     }
-    let mut by_kind = BTreeMap::new();
-    for case in cases {
-        by_kind.insert(case.kind.field_name(), ());
-        check(case, dir.path()).await;
-    }
-    assert_eq!(by_kind.len(), 21);
+    assert!(
+        LOCAL_KINDS.iter().all(|k| !SERVER_KINDS.contains(k)),
+        "a kind is listed once"
+    );
+}
+
+#[tokio::test]
+async fn kinds_that_need_no_server_conform() {
+    let dir = conformance_dir();
+    let mut cases = cases(free_port());
+    cases.push(file_case(dir.path()));
+    cases.push(websocket_case().await);
+    check_all(cases, &LOCAL_KINDS, dir.path()).await;
+}
+
+#[tokio::test]
+#[ignore = "needs moto, Kafka, nats-server, Redis, Mosquitto, RabbitMQ and sshd: scripts/test starts them and runs ignored tests"]
+async fn kinds_on_real_servers_conform() {
+    let dir = conformance_dir();
+    let mut cases = aws_cases().await;
+    cases.extend(pull_cases());
+    cases.push(sftp_case(dir.path()));
+    check_all(cases, &SERVER_KINDS, dir.path()).await;
 }
 
 fn pull_header(kind: &str, body: &str) -> String {
@@ -493,16 +516,16 @@ fn pull_header(kind: &str, body: &str) -> String {
 
 /// `redis://host:port` → `host:port`.
 fn redis_host() -> String {
-    env("REDIS_URL")
+    setting("REDIS_URL")
         .trim_start_matches("redis://")
         .trim_end_matches('/')
         .to_owned()
 }
 
 /// The broker-backed kinds, each against its real server (names unique to this run).
-fn pull_cases(dir: &std::path::Path) -> Vec<Case> {
+fn pull_cases() -> Vec<Case> {
     let run = uuid::Uuid::new_v4().simple().to_string();
-    let nats_url = env("NATS_URL");
+    let nats_url = setting("NATS_URL");
     let (nats_subject, js_subject, stream) = (
         format!("conf.nats.{run}"),
         format!("conf.js.{run}"),
@@ -511,12 +534,10 @@ fn pull_cases(dir: &std::path::Path) -> Vec<Case> {
     let (channel, redis_stream) = (format!("conf-ch-{run}"), format!("conf-st-{run}"));
     let mqtt_topic = format!("conf/{run}");
     let (exchange, key) = (format!("conf-x-{run}"), "conf.key".to_string());
-    let files = dir.join("watched");
-    std::fs::create_dir_all(&files).unwrap_or_else(|e| panic!("{e}"));
-    let redis_url = env("REDIS_URL");
-    let amqp_url = env("AMQP_URL");
-    let mqtt_url = env("MQTT_URL");
-    let brokers = env("KAFKA_BROKERS");
+    let redis_url = setting("REDIS_URL");
+    let amqp_url = setting("AMQP_URL");
+    let mqtt_url = setting("MQTT_URL");
+    let brokers = setting("KAFKA_BROKERS");
     let kafka_topic = format!("conf-{run}");
     vec![
         Case {
@@ -537,14 +558,14 @@ fn pull_cases(dir: &std::path::Path) -> Vec<Case> {
                         let producer: FutureProducer = rdkafka::ClientConfig::new()
                             .set("bootstrap.servers", &brokers)
                             .create()
-                            .unwrap_or_else(|e| panic!("{e}"));
+                            .expect("a Kafka producer for KAFKA_BROKERS can be made");
                         producer
                             .send(
                                 FutureRecord::to(&topic).key("k").payload("{\"a\":1}"),
                                 Duration::from_secs(10),
                             )
                             .await
-                            .unwrap_or_else(|(e, _)| panic!("produce: {e}"));
+                            .expect("Kafka takes the record");
                     })
                 })
             }),
@@ -558,9 +579,9 @@ fn pull_cases(dir: &std::path::Path) -> Vec<Case> {
                 Box::new(move || {
                     let (url, subject) = (url.clone(), subject.clone());
                     Box::pin(async move {
-                        let c = async_nats::connect(url).await.unwrap_or_else(|e| panic!("{e}"));
-                        c.publish(subject, "{\"a\":1}".into()).await.unwrap_or_else(|e| panic!("{e}"));
-                        c.flush().await.unwrap_or_else(|e| panic!("{e}"));
+                        let c = async_nats::connect(url).await.expect("the NATS_URL server accepts a connection");
+                        c.publish(subject, "{\"a\":1}".into()).await.expect("core NATS takes the publish");
+                        c.flush().await.expect("core NATS flushes");
                     })
                 })
             }),
@@ -574,7 +595,7 @@ fn pull_cases(dir: &std::path::Path) -> Vec<Case> {
                 Box::new(move || {
                     let (url, subject, stream) = (url.clone(), subject.clone(), stream.clone());
                     Box::pin(async move {
-                        let c = async_nats::connect(url).await.unwrap_or_else(|e| panic!("{e}"));
+                        let c = async_nats::connect(url).await.expect("the NATS_URL server accepts a connection");
                         let js = async_nats::jetstream::new(c);
                         js.get_or_create_stream(async_nats::jetstream::stream::Config {
                             name: stream,
@@ -582,12 +603,12 @@ fn pull_cases(dir: &std::path::Path) -> Vec<Case> {
                             ..Default::default()
                         })
                         .await
-                        .unwrap_or_else(|e| panic!("{e}"));
+                        .expect("the conformance stream can be made on JetStream");
                         js.publish(subject, "{\"a\":1}".into())
                             .await
-                            .unwrap_or_else(|e| panic!("{e}"))
+                            .expect("JetStream takes the publish")
                             .await
-                            .unwrap_or_else(|e| panic!("{e}"));
+                            .expect("JetStream stores the message");
                     })
                 })
             }),
@@ -601,9 +622,9 @@ fn pull_cases(dir: &std::path::Path) -> Vec<Case> {
                 Box::new(move || {
                     let (url, channel) = (url.clone(), channel.clone());
                     Box::pin(async move {
-                        let client = redis::Client::open(url).unwrap_or_else(|e| panic!("{e}"));
-                        let mut con = client.get_multiplexed_async_connection().await.unwrap_or_else(|e| panic!("{e}"));
-                        let _: i64 = redis::cmd("PUBLISH").arg(&channel).arg("{\"a\":1}").query_async(&mut con).await.unwrap_or_else(|e| panic!("{e}"));
+                        let client = redis::Client::open(url).expect("REDIS_URL is a redis URL");
+                        let mut con = client.get_multiplexed_async_connection().await.expect("the REDIS_URL server accepts a connection");
+                        let _: i64 = redis::cmd("PUBLISH").arg(&channel).arg("{\"a\":1}").query_async(&mut con).await.expect("redis takes the PUBLISH");
                     })
                 })
             }),
@@ -617,9 +638,9 @@ fn pull_cases(dir: &std::path::Path) -> Vec<Case> {
                 Box::new(move || {
                     let (url, stream) = (url.clone(), stream.clone());
                     Box::pin(async move {
-                        let client = redis::Client::open(url).unwrap_or_else(|e| panic!("{e}"));
-                        let mut con = client.get_multiplexed_async_connection().await.unwrap_or_else(|e| panic!("{e}"));
-                        let _: String = redis::cmd("XADD").arg(&stream).arg("*").arg("a").arg("1").query_async(&mut con).await.unwrap_or_else(|e| panic!("{e}"));
+                        let client = redis::Client::open(url).expect("REDIS_URL is a redis URL");
+                        let mut con = client.get_multiplexed_async_connection().await.expect("the REDIS_URL server accepts a connection");
+                        let _: String = redis::cmd("XADD").arg(&stream).arg("*").arg("a").arg("1").query_async(&mut con).await.expect("redis takes the XADD");
                     })
                 })
             }),
@@ -633,12 +654,12 @@ fn pull_cases(dir: &std::path::Path) -> Vec<Case> {
                 Box::new(move || {
                     let (url, topic) = (url.clone(), topic.clone());
                     Box::pin(async move {
-                        let (host, port) = sources::mqtt::parse_url(&url).unwrap_or_else(|e| panic!("{e}"));
+                        let (host, port) = sources::mqtt::parse_url(&url).expect("MQTT_URL is an mqtt URL");
                         let id = format!("conf-pub-{}", uuid::Uuid::new_v4().simple());
                         let (client, mut eventloop) = rumqttc::AsyncClient::new(rumqttc::MqttOptions::new(id, host, port), 10);
-                        client.publish(topic, rumqttc::QoS::AtLeastOnce, false, b"{\"a\":1}".to_vec()).await.unwrap_or_else(|e| panic!("{e}"));
+                        client.publish(topic, rumqttc::QoS::AtLeastOnce, false, b"{\"a\":1}".to_vec()).await.expect("mosquitto takes the QoS 1 publish");
                         loop {
-                            match eventloop.poll().await.unwrap_or_else(|e| panic!("{e}")) {
+                            match eventloop.poll().await.expect("the mosquitto connection stays up until the PUBACK") {
                                 rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_)) => break,
                                 _ => continue,
                             }
@@ -657,31 +678,17 @@ fn pull_cases(dir: &std::path::Path) -> Vec<Case> {
                     let (url, exchange, key) = (url.clone(), exchange.clone(), key.clone());
                     Box::pin(async move {
                         use lapin::options::{BasicPublishOptions, ExchangeDeclareOptions};
-                        let conn = lapin::Connection::connect(&url, lapin::ConnectionProperties::default()).await.unwrap_or_else(|e| panic!("{e}"));
-                        let ch = conn.create_channel().await.unwrap_or_else(|e| panic!("{e}"));
+                        let conn = lapin::Connection::connect(&url, lapin::ConnectionProperties::default()).await.expect("the AMQP_URL broker accepts a connection");
+                        let ch = conn.create_channel().await.expect("RabbitMQ opens a channel");
                         // As the source declares it (upstream's default: durable).
                         let options = ExchangeDeclareOptions { durable: true, ..Default::default() };
-                        ch.exchange_declare(exchange.as_str(), lapin::ExchangeKind::Topic, options, Default::default()).await.unwrap_or_else(|e| panic!("{e}"));
+                        ch.exchange_declare(exchange.as_str(), lapin::ExchangeKind::Topic, options, Default::default()).await.expect("the exchange is declared as the source declares it");
                         ch.basic_publish(exchange.as_str(), key.as_str(), BasicPublishOptions::default(), b"{\"a\":1}", Default::default())
                             .await
-                            .unwrap_or_else(|e| panic!("{e}"))
+                            .expect("RabbitMQ takes the publish")
                             .await
-                            .unwrap_or_else(|e| panic!("{e}"));
+                            .expect("RabbitMQ confirms the publish");
                         let _ = conn.close(200, "done").await;
-                    })
-                })
-            }),
-        },
-        Case {
-            kind: EventSourceKind::File,
-            yaml: pull_header("file", &format!("      eventType: CREATE\n      watchPathConfig:\n        directory: {}/\n        pathRegexp: \"\\\\.json$\"\n", files.display())),
-            request: None,
-            produce: Some({
-                let files = files.clone();
-                Box::new(move || {
-                    let path = files.join(format!("{}.json", uuid::Uuid::new_v4().simple()));
-                    Box::pin(async move {
-                        std::fs::write(path, "{}").unwrap_or_else(|e| panic!("{e}"));
                     })
                 })
             }),
@@ -689,17 +696,38 @@ fn pull_cases(dir: &std::path::Path) -> Vec<Case> {
     ]
 }
 
+/// `file` on a directory of this test's own, where each production is a new file.
+fn file_case(dir: &std::path::Path) -> Case {
+    let files = dir.join("watched");
+    std::fs::create_dir_all(&files).expect("the watched directory can be made");
+    Case {
+        kind: EventSourceKind::File,
+        yaml: pull_header("file", &format!("      eventType: CREATE\n      watchPathConfig:\n        directory: {}/\n        pathRegexp: \"\\\\.json$\"\n", files.display())),
+        request: None,
+        produce: Some({
+            let files = files.clone();
+            Box::new(move || {
+                let path = files.join(format!("{}.json", uuid::Uuid::new_v4().simple()));
+                Box::pin(async move {
+                    std::fs::write(path, "{}").expect("the watched directory is writable");
+                })
+            })
+        }),
+    }
+}
+
 /// `websocket` against a WebSocket server of this test's own that sends `{"a":1}` every 100 ms on
-/// each connection, and `sftp` against the sshd of `scripts/services.sh start sftp` (`SFTP_*`),
-/// where each production is a new file in a directory of this run's own.
-async fn websocket_and_sftp_cases(dir: &std::path::Path) -> Vec<Case> {
+/// each connection.
+async fn websocket_case() -> Case {
     use futures::SinkExt;
-    use std::os::unix::fs::PermissionsExt;
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let ws_port = listener.local_addr().unwrap_or_else(|e| panic!("{e}")).port();
+        .expect("a free loopback port can be bound");
+    let ws_port = listener
+        .local_addr()
+        .expect("a bound listener has an address")
+        .port();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             tokio::spawn(async move {
@@ -714,51 +742,59 @@ async fn websocket_and_sftp_cases(dir: &std::path::Path) -> Vec<Case> {
         }
     });
 
+    Case {
+        kind: EventSourceKind::WebSocket,
+        yaml: pull_header(
+            "websocket",
+            &format!("      url: ws://127.0.0.1:{ws_port}/feed\n      jsonBody: true\n"),
+        ),
+        request: None,
+        produce: None,
+    }
+}
+
+/// `sftp` against the sshd of `scripts/services.sh start sftp` (`SFTP_*`), where each production
+/// is a new file in a directory of this run's own.
+fn sftp_case(dir: &std::path::Path) -> Case {
+    use std::os::unix::fs::PermissionsExt;
+
     let run = uuid::Uuid::new_v4().simple().to_string();
-    let watched = std::path::Path::new(&env("SFTP_DIR")).join(format!("conf-{run}"));
-    std::fs::create_dir_all(&watched).unwrap_or_else(|e| panic!("{e}"));
+    let watched = std::path::Path::new(&setting("SFTP_DIR")).join(format!("conf-{run}"));
+    std::fs::create_dir_all(&watched).expect("the conformance directory under SFTP_DIR can be made");
     std::fs::set_permissions(&watched, std::fs::Permissions::from_mode(0o777))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the conformance directory under SFTP_DIR can be opened to the SFTP user");
     let secrets = dir.join("secrets/conf-sftp");
-    std::fs::create_dir_all(&secrets).unwrap_or_else(|e| panic!("{e}"));
-    let key = std::fs::read_to_string(env("SFTP_KEY_FILE")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(&secrets).expect("the sftp secrets directory can be made");
+    let key = std::fs::read_to_string(setting("SFTP_KEY_FILE")).expect("SFTP_KEY_FILE is readable");
     for (name, value) in [
-        ("address", env("SFTP_ADDRESS")),
-        ("username", env("SFTP_USER")),
+        ("address", setting("SFTP_ADDRESS")),
+        ("username", setting("SFTP_USER")),
         ("key", key),
     ] {
-        std::fs::write(secrets.join(name), value).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(secrets.join(name), value).expect("the sftp secret can be written");
     }
     let selector = |key: &str| format!("{{name: conf-sftp, key: {key}}}");
-    vec![
-        Case {
-            kind: EventSourceKind::WebSocket,
-            yaml: pull_header("websocket", &format!("      url: ws://127.0.0.1:{ws_port}/feed\n      jsonBody: true\n")),
-            request: None,
-            produce: None,
-        },
-        Case {
-            kind: EventSourceKind::Sftp,
-            yaml: pull_header(
-                "sftp",
-                &format!(
-                    "      eventType: CREATE\n      watchPathConfig:\n        directory: {}/\n        pathRegexp: \"\\\\.json$\"\n      pollIntervalDuration: 200ms\n      address: {}\n      username: {}\n      sshKeySecret: {}\n",
-                    watched.display(),
-                    selector("address"),
-                    selector("username"),
-                    selector("key"),
-                ),
+    Case {
+        kind: EventSourceKind::Sftp,
+        yaml: pull_header(
+            "sftp",
+            &format!(
+                "      eventType: CREATE\n      watchPathConfig:\n        directory: {}/\n        pathRegexp: \"\\\\.json$\"\n      pollIntervalDuration: 200ms\n      address: {}\n      username: {}\n      sshKeySecret: {}\n",
+                watched.display(),
+                selector("address"),
+                selector("username"),
+                selector("key"),
             ),
-            request: None,
-            produce: Some({
-                let watched = watched.clone();
-                Box::new(move || {
-                    let path = watched.join(format!("{}.json", uuid::Uuid::new_v4().simple()));
-                    Box::pin(async move {
-                        std::fs::write(path, "{}").unwrap_or_else(|e| panic!("{e}"));
-                    })
+        ),
+        request: None,
+        produce: Some({
+            let watched = watched.clone();
+            Box::new(move || {
+                let path = watched.join(format!("{}.json", uuid::Uuid::new_v4().simple()));
+                Box::pin(async move {
+                    std::fs::write(path, "{}").expect("the watched SFTP directory is writable");
                 })
-            }),
-        },
-    ]
+            })
+        }),
+    }
 }

@@ -3,41 +3,15 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use serde_json::json;
 use sluice_crds::eventsource::{FileEventSource, WatchPathConfig};
-use sluice_eventbus::{Event, PublishAck, PublishError, Subject};
 use sluice_eventsource::sources::file;
-use sluice_eventsource::{EventSender, PullSource};
-use sluice_eventsource::{FileSecretResolver, SourceContext};
+use sluice_eventsource::testing::{one_source, Recorder};
+use sluice_eventsource::{FileSecretResolver, PullSource, SourceContext};
 use tokio_util::sync::CancellationToken;
-
-#[derive(Default)]
-struct Recorder {
-    seen: Mutex<Vec<Event>>,
-}
-
-#[async_trait]
-impl EventSender for Recorder {
-    async fn send(&self, _: &Subject, event: &Event) -> Result<PublishAck, PublishError> {
-        self.seen.lock().expect("lock").push(event.clone());
-        Ok(PublishAck::stored(1, false))
-    }
-}
-
-impl Recorder {
-    fn data(&self) -> Vec<serde_json::Value> {
-        self.seen
-            .lock()
-            .expect("lock")
-            .iter()
-            .filter_map(|e| e.data().cloned())
-            .collect()
-    }
-}
 
 fn source(
     dir: &Path,
@@ -58,16 +32,7 @@ fn source(
         metadata: Some(BTreeMap::from([("team".into(), "ops".into())])),
         ..Default::default()
     };
-    sluice_eventsource::build_kind(
-        "es",
-        &BTreeMap::from([("files".to_string(), spec)]),
-        file::build,
-        &SourceContext::new(Arc::new(FileSecretResolver::new("/nonexistent")), rec),
-    )
-    .expect("build")
-    .tasks
-    .pop()
-    .expect("one source")
+    one_source("files", spec, file::build, rec)
 }
 
 /// Runs the source, doing `act` repeatedly (a watch starts asynchronously) until `n` events came.
@@ -80,7 +45,7 @@ async fn run(
     let cancel = CancellationToken::new();
     let handle = tokio::spawn(task.run(cancel.clone()));
     for i in 0..100 {
-        if rec.data().len() >= n {
+        if rec.sent().len() >= n {
             break;
         }
         act(i);
@@ -88,7 +53,7 @@ async fn run(
     }
     cancel.cancel();
     handle.await.expect("join").expect("run");
-    rec.data()
+    rec.sent_data()
 }
 
 #[tokio::test]

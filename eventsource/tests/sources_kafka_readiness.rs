@@ -5,21 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use sluice_crds::eventsource::EventSource;
-use sluice_eventbus::{Event, PublishAck, PublishError, Subject};
-use sluice_eventsource::{build, EventSender, FileSecretResolver, Readiness, SourceContext};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-
-struct Stored;
-
-#[async_trait]
-impl EventSender for Stored {
-    async fn send(&self, _: &Subject, _: &Event) -> Result<PublishAck, PublishError> {
-        Ok(PublishAck::stored(1, false))
-    }
-}
+use sluice_eventsource::testing::{setting, start, Recorder};
+use sluice_eventsource::{FileSecretResolver, Readiness, SourceContext};
 
 fn manifest(brokers: &str, topic: &str) -> EventSource {
     let yaml = format!(
@@ -33,39 +21,28 @@ async fn unmet_after(brokers: &str, topic: &str, within: Duration) -> Vec<String
     let readiness = Readiness::default();
     let mut ctx = SourceContext::new(
         Arc::new(FileSecretResolver::new(std::env::temp_dir())),
-        Arc::new(Stored),
+        Arc::new(Recorder::default()),
     );
     ctx.readiness = readiness.clone();
-    let built = build(&manifest(brokers, topic), &ctx).unwrap_or_else(|e| panic!("{e}"));
-    let cancel = CancellationToken::new();
-    let tracker = TaskTracker::new();
-    for task in built.tasks {
-        let token = cancel.child_token();
-        tracker.spawn(async move {
-            let _ = task.run(token).await;
-        });
-    }
+    let running = start(&manifest(brokers, topic), &ctx);
     let deadline = tokio::time::Instant::now() + within;
     while tokio::time::Instant::now() < deadline && !readiness.is_ready() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let unmet = readiness.unmet();
-    cancel.cancel();
-    tracker.close();
-    tracker.wait().await;
+    running.stop().await;
     unmet
 }
 
 #[tokio::test]
+#[ignore = "needs Kafka: scripts/test starts it and runs ignored tests"]
 async fn not_ready_while_the_brokers_are_unreachable_ready_on_the_real_broker() {
-    let brokers = std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| {
-        panic!("KAFKA_BROKERS is not set: start Kafka with `scripts/services.sh start kafka`")
-    });
+    let brokers = setting("KAFKA_BROKERS");
     let topic = format!("ready-{}", uuid::Uuid::new_v4().simple());
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("a free loopback port can be bound");
     assert_eq!(
         unmet_after(&format!("127.0.0.1:{closed}"), &topic, Duration::from_secs(3)).await,
         vec!["ready-it/orders"],

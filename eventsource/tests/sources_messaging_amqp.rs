@@ -4,59 +4,19 @@
 //! restart; `consume.autoAck: true` is honoured.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
-use async_trait::async_trait;
 use lapin::options::{BasicPublishOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use serde_json::json;
 use sluice_crds::eventsource::{AMQPConsumeConfig, AMQPEventSource, AMQPQueueDeclareConfig};
-use sluice_eventbus::{Event, PublishAck, PublishError, Subject};
 use sluice_eventsource::sources::amqp;
-use sluice_eventsource::SourceContext;
-use sluice_eventsource::{EventSender, FileSecretResolver, PullSource};
-use tokio_util::sync::CancellationToken;
+use sluice_eventsource::testing::{one_source, run_until, setting, Recorder};
+use sluice_eventsource::{FileSecretResolver, PullSource, SourceContext};
 
 fn amqp_url() -> String {
-    std::env::var("AMQP_URL").expect("AMQP_URL is not set: run `scripts/services.sh start rabbitmq`")
-}
-
-/// Records every event; refuses them all (as a bus that is down) when `refuse`.
-#[derive(Default)]
-struct Recorder {
-    refuse: bool,
-    seen: Mutex<Vec<Event>>,
-}
-
-#[async_trait]
-impl EventSender for Recorder {
-    async fn send(&self, _: &Subject, event: &Event) -> Result<PublishAck, PublishError> {
-        self.seen.lock().expect("lock").push(event.clone());
-        if self.refuse {
-            Err(PublishError::Unavailable)
-        } else {
-            Ok(PublishAck::stored(1, false))
-        }
-    }
-}
-
-impl Recorder {
-    fn events(&self) -> Vec<Event> {
-        self.seen.lock().expect("lock").clone()
-    }
-
-    async fn wait_for(&self, n: usize) -> Vec<Event> {
-        for _ in 0..300 {
-            let events = self.events();
-            if events.len() >= n {
-                return events;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("expected {n} events, got {:?}", self.events());
-    }
+    setting("AMQP_URL")
 }
 
 /// A durable named queue bound to a topic exchange, declared as the source declares them, so
@@ -143,25 +103,7 @@ fn source(
         consume,
         ..Default::default()
     };
-    sluice_eventsource::build_kind(
-        "es",
-        &BTreeMap::from([("orders".to_string(), spec)]),
-        amqp::build,
-        &SourceContext::new(Arc::new(FileSecretResolver::new("/nonexistent")), sender),
-    )
-    .expect("build")
-    .tasks
-    .pop()
-    .expect("one source")
-}
-
-async fn run_until(task: Box<dyn PullSource>, recorder: &Recorder, n: usize) -> Vec<Event> {
-    let cancel = CancellationToken::new();
-    let handle = tokio::spawn(task.run(cancel.clone()));
-    let events = recorder.wait_for(n).await;
-    cancel.cancel();
-    handle.await.expect("join").expect("run");
-    events
+    one_source("orders", spec, amqp::build, sender)
 }
 
 fn names() -> (String, String) {
@@ -170,6 +112,7 @@ fn names() -> (String, String) {
 }
 
 #[tokio::test]
+#[ignore = "needs RabbitMQ: scripts/test starts it and runs ignored tests"]
 async fn messages_round_trip_with_their_properties() {
     let (exchange, queue) = names();
     let (_conn, ch) = channel(&exchange, &queue, "order.*").await;
@@ -219,15 +162,13 @@ async fn messages_round_trip_with_their_properties() {
 }
 
 #[tokio::test]
+#[ignore = "needs RabbitMQ: scripts/test starts it and runs ignored tests"]
 async fn a_message_the_bus_refused_stays_queued_and_is_delivered_after_a_restart() {
     let (exchange, queue) = names();
     let (_conn, ch) = channel(&exchange, &queue, "k").await;
     publish(&ch, &exchange, "k", br#"{"n":1}"#, BasicProperties::default()).await;
 
-    let refusing = Arc::new(Recorder {
-        refuse: true,
-        ..Default::default()
-    });
+    let refusing = Arc::new(Recorder::refusing());
     // Refused twice: nacked with requeue, handed out again.
     run_until(
         source(&exchange, &queue, "k", None, refusing.clone()),
@@ -248,6 +189,7 @@ async fn a_message_the_bus_refused_stays_queued_and_is_delivered_after_a_restart
 }
 
 #[tokio::test]
+#[ignore = "needs RabbitMQ: scripts/test starts it and runs ignored tests"]
 async fn auto_ack_is_honoured() {
     let (exchange, queue) = names();
     let (_conn, ch) = channel(&exchange, &queue, "k").await;

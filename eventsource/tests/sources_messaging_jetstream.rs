@@ -2,57 +2,18 @@
 //! nats`): exact payloads round-trip, and a message the bus refused is neither acked nor lost.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use serde_json::{json, Value};
 use sluice_crds::eventsource::JetStreamEventSource;
-use sluice_eventbus::{Event, PublishAck, PublishError, Subject};
 use sluice_eventsource::sources::jetstream;
-use sluice_eventsource::SourceContext;
-use sluice_eventsource::{EventSender, FileSecretResolver, PullSource};
+use sluice_eventsource::testing::{one_source, setting, Recorder};
+use sluice_eventsource::PullSource;
 use tokio_util::sync::CancellationToken;
 
 fn nats_url() -> String {
-    std::env::var("NATS_URL").expect("NATS_URL is not set: run `scripts/services.sh start nats`")
-}
-
-/// Records every event; refuses them all (as a bus that is down) when `refuse`.
-#[derive(Default)]
-struct Recorder {
-    refuse: bool,
-    seen: Mutex<Vec<Event>>,
-}
-
-#[async_trait]
-impl EventSender for Recorder {
-    async fn send(&self, _: &Subject, event: &Event) -> Result<PublishAck, PublishError> {
-        self.seen.lock().expect("lock").push(event.clone());
-        if self.refuse {
-            Err(PublishError::Unavailable)
-        } else {
-            Ok(PublishAck::stored(1, false))
-        }
-    }
-}
-
-impl Recorder {
-    fn events(&self) -> Vec<Event> {
-        self.seen.lock().expect("lock").clone()
-    }
-
-    /// Waits (bounded, so a broken source fails instead of hanging) until `n` events arrived.
-    async fn wait_for(&self, n: usize) -> Vec<Event> {
-        for _ in 0..300 {
-            let events = self.events();
-            if events.len() >= n {
-                return events;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("expected {n} events, got {:?}", self.events());
-    }
+    setting("NATS_URL")
 }
 
 async fn stream(name: &str, subject: &str) -> async_nats::jetstream::Context {
@@ -78,17 +39,11 @@ fn source(stream: &str, sender: Arc<Recorder>, json_body: bool) -> Box<dyn PullS
         metadata: Some(BTreeMap::from([("team".into(), "ops".into())])),
         ..Default::default()
     };
-    let mut built = sluice_eventsource::build_kind(
-        "es",
-        &BTreeMap::from([("orders".to_string(), spec)]),
-        jetstream::build,
-        &SourceContext::new(Arc::new(FileSecretResolver::new("/nonexistent")), sender),
-    )
-    .expect("build");
-    built.tasks.pop().expect("one source")
+    one_source("orders", spec, jetstream::build, sender)
 }
 
 #[tokio::test]
+#[ignore = "needs nats-server: scripts/test starts it and runs ignored tests"]
 async fn payloads_round_trip_exactly_with_stream_and_sequence() {
     let name = format!("JSRT{}", uuid::Uuid::new_v4().simple());
     let subject = format!("{name}.orders");
@@ -103,7 +58,7 @@ async fn payloads_round_trip_exactly_with_stream_and_sequence() {
     let recorder = Arc::new(Recorder::default());
     let cancel = CancellationToken::new();
     let task = tokio::spawn(source(&name, recorder.clone(), true).run(cancel.clone()));
-    let events = recorder.wait_for(2).await;
+    let events = recorder.wait_sent(2).await;
     cancel.cancel();
     task.await.expect("join").expect("run");
 
@@ -121,6 +76,7 @@ async fn payloads_round_trip_exactly_with_stream_and_sequence() {
 }
 
 #[tokio::test]
+#[ignore = "needs nats-server: scripts/test starts it and runs ignored tests"]
 async fn a_message_the_bus_refused_is_not_acked_and_is_delivered_after_a_restart() {
     let name = format!("JSNACK{}", uuid::Uuid::new_v4().simple());
     let js = stream(&name, &format!("{name}.>")).await;
@@ -131,13 +87,10 @@ async fn a_message_the_bus_refused_is_not_acked_and_is_delivered_after_a_restart
         .expect("stored");
 
     // The bus refuses: the source sees the message but must not ack it.
-    let refusing = Arc::new(Recorder {
-        refuse: true,
-        ..Default::default()
-    });
+    let refusing = Arc::new(Recorder::refusing());
     let cancel = CancellationToken::new();
     let task = tokio::spawn(source(&name, refusing.clone(), false).run(cancel.clone()));
-    let refused = refusing.wait_for(1).await;
+    let refused = refusing.wait_sent(1).await;
     cancel.cancel();
     task.await.expect("join").expect("run");
     let mut stream = js.get_stream(&name).await.expect("stream");
@@ -151,7 +104,7 @@ async fn a_message_the_bus_refused_is_not_acked_and_is_delivered_after_a_restart
     let recorder = Arc::new(Recorder::default());
     let cancel = CancellationToken::new();
     let task = tokio::spawn(source(&name, recorder.clone(), false).run(cancel.clone()));
-    let events = recorder.wait_for(1).await;
+    let events = recorder.wait_sent(1).await;
     assert_eq!(events[0].id(), refused[0].id());
     assert_eq!(events[0].data().expect("data")["body"], json!("a2VwdA=="));
     // Acked once stored: the ack floor moves to the message.

@@ -14,15 +14,8 @@ use sluice_crds::eventsource::EventSource;
 use sluice_eventbus::embedded::{EmbeddedBus, EmbeddedConfig};
 use sluice_eventsource::metrics::{RejectLabels, SourceMetrics};
 use sluice_eventsource::sources::mqtt;
+use sluice_eventsource::testing::{setting, start};
 use sluice_eventsource::{build, BusSender, FileSecretResolver, SourceContext};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: run `scripts/services.sh start nats redis mosquitto rabbitmq` and export its output")
-    })
-}
 
 fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
@@ -40,26 +33,6 @@ fn context(secrets_dir: &std::path::Path) -> SourceContext {
         Arc::new(FileSecretResolver::new(secrets_dir)),
         Arc::new(BusSender::new(bus, Duration::from_secs(5))),
     )
-}
-
-/// Builds `es` and runs its tasks until the returned token is cancelled.
-fn start(es: &EventSource, ctx: &SourceContext) -> (CancellationToken, TaskTracker) {
-    let built = build(es, ctx).unwrap_or_else(|e| panic!("{e}"));
-    let cancel = CancellationToken::new();
-    let tracker = TaskTracker::new();
-    for task in built.tasks {
-        let c = cancel.clone();
-        tracker.spawn(async move {
-            let _ = task.run(c).await;
-        });
-    }
-    tracker.close();
-    (cancel, tracker)
-}
-
-async fn stop((cancel, tracker): (CancellationToken, TaskTracker)) {
-    cancel.cancel();
-    tracker.wait().await;
 }
 
 fn host_port(url: &str, scheme: &str) -> String {
@@ -109,15 +82,16 @@ fn brokers_manifest(name: &str, nats: &str, redis: &str, mqtt: &str, amqp: &str)
 }
 
 #[tokio::test]
+#[ignore = "needs nats-server, Redis, Mosquitto and RabbitMQ: scripts/test starts them and runs ignored tests"]
 async fn readiness_is_true_once_every_broker_source_is_connected() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ctx = context(dir.path());
     let es = event_source(&brokers_manifest(
         "ready",
-        &env("NATS_URL"),
-        &host_port(&env("REDIS_URL"), "redis://"),
-        &env("MQTT_URL"),
-        &env("AMQP_URL"),
+        &setting("NATS_URL"),
+        &host_port(&setting("REDIS_URL"), "redis://"),
+        &setting("MQTT_URL"),
+        &setting("AMQP_URL"),
     ));
     let running = start(&es, &ctx);
     let mut unmet = ctx.readiness.unmet();
@@ -131,7 +105,7 @@ async fn readiness_is_true_once_every_broker_source_is_connected() {
         unmet.is_empty()
     })
     .await;
-    stop(running).await;
+    running.stop().await;
 }
 
 #[tokio::test]
@@ -156,7 +130,7 @@ async fn readiness_names_every_source_whose_broker_is_unreachable() {
     let mut unmet = ctx.readiness.unmet();
     unmet.sort();
     assert_eq!(unmet, ["down/a", "down/m", "down/n", "down/r", "down/rs"]);
-    stop(running).await;
+    running.stop().await;
 }
 
 /// The XPENDING summary: count, lowest id, highest id, per-consumer counts.
@@ -165,11 +139,12 @@ type PendingSummary = (i64, Option<String>, Option<String>, Option<Vec<(String, 
 const TWO_MIB: usize = 2 * 1024 * 1024;
 
 #[tokio::test]
+#[ignore = "needs Redis: scripts/test starts it and runs ignored tests"]
 async fn an_oversized_redis_stream_entry_is_rejected_acknowledged_and_the_next_published() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ctx = context(dir.path());
     let stream = unique("big");
-    let host = host_port(&env("REDIS_URL"), "redis://");
+    let host = host_port(&setting("REDIS_URL"), "redis://");
     let mut con = redis::Client::open(format!("redis://{host}"))
         .expect("client")
         .get_multiplexed_async_connection()
@@ -215,10 +190,11 @@ async fn an_oversized_redis_stream_entry_is_rejected_acknowledged_and_the_next_p
         pending, 0,
         "the rejected entry was acknowledged, not left pending"
     );
-    stop(running).await;
+    running.stop().await;
 }
 
 #[tokio::test]
+#[ignore = "needs Mosquitto: scripts/test starts it and runs ignored tests"]
 async fn an_oversized_mqtt_message_is_rejected_acknowledged_and_the_next_published() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ctx = context(dir.path());
@@ -227,12 +203,12 @@ async fn an_oversized_mqtt_message_is_rejected_acknowledged_and_the_next_publish
     let es = event_source(&format!(
         "apiVersion: argoproj.io/v1alpha1\nkind: EventSource\nmetadata: {{name: limits}}\nspec:\n  \
          mqtt: {{m: {{url: \"{}\", topic: \"{topic}\", clientId: \"{id}\"}}}}\n",
-        env("MQTT_URL")
+        setting("MQTT_URL")
     ));
     let running = start(&es, &ctx);
     eventually("the mqtt source to subscribe", || ctx.readiness.is_ready()).await;
 
-    let (host, port) = mqtt::parse_url(&env("MQTT_URL")).expect("MQTT_URL");
+    let (host, port) = mqtt::parse_url(&setting("MQTT_URL")).expect("MQTT_URL");
     let mut options = MqttOptions::new(unique("pub"), host, port);
     options.set_max_packet_size(TWO_MIB * 2, TWO_MIB * 2);
     let (client, mut eventloop) = AsyncClient::new(options, 10);
@@ -255,12 +231,12 @@ async fn an_oversized_mqtt_message_is_rejected_acknowledged_and_the_next_publish
     })
     .await;
     assert_eq!(rejected(&ctx.metrics, "limits", "m"), 1);
-    stop(running).await;
+    running.stop().await;
 }
 
 /// A durable queue bound to a topic exchange, declared as the source declares them.
 async fn amqp_queue(exchange: &str, queue: &str) -> (Connection, Channel) {
-    let conn = Connection::connect(&env("AMQP_URL"), ConnectionProperties::default())
+    let conn = Connection::connect(&setting("AMQP_URL"), ConnectionProperties::default())
         .await
         .expect("connect");
     let ch = conn.create_channel().await.expect("channel");
@@ -320,6 +296,7 @@ fn amqp_manifest(url: &str, exchange: &str, queue: &str, tls: &str) -> EventSour
 }
 
 #[tokio::test]
+#[ignore = "needs RabbitMQ: scripts/test starts it and runs ignored tests"]
 async fn an_oversized_amqp_message_is_nacked_without_requeue_and_the_next_published() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ctx = context(dir.path());
@@ -327,13 +304,13 @@ async fn an_oversized_amqp_message_is_nacked_without_requeue_and_the_next_publis
     let (_conn, ch) = amqp_queue(&exchange, &queue).await;
     amqp_publish(&ch, &exchange, &vec![b'x'; TWO_MIB]).await;
     amqp_publish(&ch, &exchange, b"small").await;
-    let running = start(&amqp_manifest(&env("AMQP_URL"), &exchange, &queue, ""), &ctx);
+    let running = start(&amqp_manifest(&setting("AMQP_URL"), &exchange, &queue, ""), &ctx);
     eventually("the small message to be published", || {
         sent(&ctx.metrics, "limits", "a") == 1
     })
     .await;
     assert_eq!(rejected(&ctx.metrics, "limits", "a"), 1);
-    stop(running).await;
+    running.stop().await;
     let left = ch
         .queue_declare(
             &queue,
@@ -361,19 +338,23 @@ async fn amqp_over_tls(tls: &str, secrets: &[(&str, &str, String)]) {
     let ctx = context(dir.path());
     let (exchange, queue) = (unique("ex"), unique("q"));
     let (_conn, ch) = amqp_queue(&exchange, &queue).await;
-    let running = start(&amqp_manifest(&env("AMQPS_URL"), &exchange, &queue, tls), &ctx);
+    let running = start(
+        &amqp_manifest(&setting("AMQPS_URL"), &exchange, &queue, tls),
+        &ctx,
+    );
     eventually("the amqp source to consume over TLS", || ctx.readiness.is_ready()).await;
     amqp_publish(&ch, &exchange, b"{\"over\":\"tls\"}").await;
     eventually("the message to be published", || {
         sent(&ctx.metrics, "limits", "a") == 1
     })
     .await;
-    stop(running).await;
+    running.stop().await;
 }
 
 #[tokio::test]
+#[ignore = "needs RabbitMQ with TLS: scripts/test starts it and runs ignored tests"]
 async fn the_amqp_source_verifies_the_broker_with_the_ca_of_its_tls_block() {
-    let ca = std::fs::read_to_string(env("AMQPS_CA_FILE")).expect("read AMQPS_CA_FILE");
+    let ca = std::fs::read_to_string(setting("AMQPS_CA_FILE")).expect("read AMQPS_CA_FILE");
     amqp_over_tls(
         "      tls: {caCertSecret: {name: rabbit, key: ca.pem}}\n",
         &[("rabbit", "ca.pem", ca)],
@@ -382,17 +363,19 @@ async fn the_amqp_source_verifies_the_broker_with_the_ca_of_its_tls_block() {
 }
 
 #[tokio::test]
+#[ignore = "needs RabbitMQ with TLS: scripts/test starts it and runs ignored tests"]
 async fn the_amqp_source_connects_with_insecure_skip_verify() {
     amqp_over_tls("      tls: {insecureSkipVerify: true}\n", &[]).await;
 }
 
 #[tokio::test]
+#[ignore = "needs RabbitMQ with TLS: scripts/test starts it and runs ignored tests"]
 async fn the_amqp_source_does_not_trust_an_unknown_broker_certificate() {
     // System roots only: the test CA is not among them, so the source never becomes ready.
     let dir = tempfile::tempdir().expect("tempdir");
     let ctx = context(dir.path());
     let es = amqp_manifest(
-        &env("AMQPS_URL"),
+        &setting("AMQPS_URL"),
         &unique("ex"),
         &unique("q"),
         "      tls: {enabled: true}\n",
@@ -400,7 +383,7 @@ async fn the_amqp_source_does_not_trust_an_unknown_broker_certificate() {
     let running = start(&es, &ctx);
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(ctx.readiness.unmet(), vec!["limits/a".to_string()]);
-    stop(running).await;
+    running.stop().await;
 }
 
 #[test]

@@ -4,56 +4,18 @@
 //! redelivered after a restart.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
-use async_trait::async_trait;
 use rumqttc::{AsyncClient, Event as MqttEvent, MqttOptions, Outgoing, Packet, QoS};
 use serde_json::json;
 use sluice_crds::eventsource::MQTTEventSource;
-use sluice_eventbus::{Event, PublishAck, PublishError, Subject};
+use sluice_eventbus::Event;
 use sluice_eventsource::sources::mqtt;
-use sluice_eventsource::SourceContext;
-use sluice_eventsource::{EventSender, FileSecretResolver, PullSource};
-use tokio_util::sync::CancellationToken;
+use sluice_eventsource::testing::{self, one_source, setting, Recorder};
+use sluice_eventsource::PullSource;
 
 fn mqtt_url() -> String {
-    std::env::var("MQTT_URL").expect("MQTT_URL is not set: run `scripts/services.sh start mosquitto`")
-}
-
-#[derive(Default)]
-struct Recorder {
-    refuse: bool,
-    seen: Mutex<Vec<Event>>,
-}
-
-#[async_trait]
-impl EventSender for Recorder {
-    async fn send(&self, _: &Subject, event: &Event) -> Result<PublishAck, PublishError> {
-        self.seen.lock().expect("lock").push(event.clone());
-        if self.refuse {
-            Err(PublishError::Unavailable)
-        } else {
-            Ok(PublishAck::stored(1, false))
-        }
-    }
-}
-
-impl Recorder {
-    fn events(&self) -> Vec<Event> {
-        self.seen.lock().expect("lock").clone()
-    }
-
-    async fn wait_for(&self, n: usize) -> Vec<Event> {
-        for _ in 0..300 {
-            let events = self.events();
-            if events.len() >= n {
-                return events;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("expected {n} events, got {:?}", self.events());
-    }
+    setting("MQTT_URL")
 }
 
 fn options(client_id: &str, clean: bool) -> MqttOptions {
@@ -110,28 +72,15 @@ fn source(client_id: &str, topic: &str, sender: Arc<Recorder>) -> Box<dyn PullSo
         metadata: Some(BTreeMap::from([("team".into(), "ops".into())])),
         ..Default::default()
     };
-    sluice_eventsource::build_kind(
-        "es",
-        &BTreeMap::from([("telemetry".to_string(), spec)]),
-        mqtt::build,
-        &SourceContext::new(Arc::new(FileSecretResolver::new("/nonexistent")), sender),
-    )
-    .expect("build")
-    .tasks
-    .pop()
-    .expect("one source")
+    one_source("telemetry", spec, mqtt::build, sender)
 }
 
 async fn run_until(client_id: &str, topic: &str, recorder: Arc<Recorder>, n: usize) -> Vec<Event> {
-    let cancel = CancellationToken::new();
-    let task = tokio::spawn(source(client_id, topic, recorder.clone()).run(cancel.clone()));
-    let events = recorder.wait_for(n).await;
-    cancel.cancel();
-    task.await.expect("join").expect("run");
-    events
+    testing::run_until(source(client_id, topic, recorder.clone()), &recorder, n).await
 }
 
 #[tokio::test]
+#[ignore = "needs Mosquitto: scripts/test starts it and runs ignored tests"]
 async fn messages_published_while_down_arrive_exactly() {
     let run = uuid::Uuid::new_v4().simple().to_string();
     let (client_id, filter) = (format!("sluice-{run}"), format!("sluice/{run}/#"));
@@ -152,16 +101,14 @@ async fn messages_published_while_down_arrive_exactly() {
 }
 
 #[tokio::test]
+#[ignore = "needs Mosquitto: scripts/test starts it and runs ignored tests"]
 async fn a_message_the_bus_refused_is_not_acked_and_is_redelivered_after_a_restart() {
     let run = uuid::Uuid::new_v4().simple().to_string();
     let (client_id, filter) = (format!("sluice-{run}"), format!("sluice/{run}/#"));
     open_session(&client_id, &filter).await;
     publish(&format!("sluice/{run}/a"), br#"{"n":1}"#).await;
 
-    let refusing = Arc::new(Recorder {
-        refuse: true,
-        ..Default::default()
-    });
+    let refusing = Arc::new(Recorder::refusing());
     run_until(&client_id, &filter, refusing, 1).await;
 
     // No PUBACK was sent, so the broker redelivers the message to the resumed session.

@@ -2,40 +2,16 @@
 //! (`REDIS_URL`). Exact payloads round-trip with upstream's data shapes.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use serde_json::json;
 use sluice_crds::eventsource::{NATSEventsSource, RedisEventSource};
-use sluice_eventbus::{Event, PublishAck, PublishError, Subject};
+use sluice_eventbus::Event;
 use sluice_eventsource::sources::{nats, redis as redis_source};
-use sluice_eventsource::SourceContext;
-use sluice_eventsource::{EventSender, FileSecretResolver, PullSource};
+use sluice_eventsource::testing::{one_source, setting, Recorder};
+use sluice_eventsource::PullSource;
 use tokio_util::sync::CancellationToken;
-
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run `scripts/services.sh start`"))
-}
-
-#[derive(Default)]
-struct Recorder {
-    seen: Mutex<Vec<Event>>,
-}
-
-#[async_trait]
-impl EventSender for Recorder {
-    async fn send(&self, _: &Subject, event: &Event) -> Result<PublishAck, PublishError> {
-        self.seen.lock().expect("lock").push(event.clone());
-        Ok(PublishAck::stored(1, false))
-    }
-}
-
-impl Recorder {
-    fn events(&self) -> Vec<Event> {
-        self.seen.lock().expect("lock").clone()
-    }
-}
 
 fn metadata() -> Option<BTreeMap<String, String>> {
     Some(BTreeMap::from([("team".into(), "ops".into())]))
@@ -46,7 +22,7 @@ async fn run(task: Box<dyn PullSource>, recorder: &Recorder, mut publish: impl A
     let handle = tokio::spawn(task.run(cancel.clone()));
     // Pub/sub keeps nothing for a subscriber that is not there yet: publish until it is.
     for _ in 0..300 {
-        if let Some(e) = recorder.events().first() {
+        if let Some(e) = recorder.sent().first() {
             cancel.cancel();
             handle.await.expect("join").expect("run");
             return e.clone();
@@ -58,30 +34,19 @@ async fn run(task: Box<dyn PullSource>, recorder: &Recorder, mut publish: impl A
 }
 
 #[tokio::test]
+#[ignore = "needs nats-server: scripts/test starts it and runs ignored tests"]
 async fn nats_messages_round_trip_with_headers() {
     let subject = format!("sluice.test.{}", uuid::Uuid::new_v4().simple());
     let spec = NATSEventsSource {
-        url: env("NATS_URL"),
+        url: setting("NATS_URL"),
         subject: format!("{subject}.>"),
         json_body: true,
         metadata: metadata(),
         ..Default::default()
     };
     let recorder = Arc::new(Recorder::default());
-    let task = sluice_eventsource::build_kind(
-        "es",
-        &BTreeMap::from([("n".to_string(), spec)]),
-        nats::build,
-        &SourceContext::new(
-            Arc::new(FileSecretResolver::new("/nonexistent")),
-            recorder.clone(),
-        ),
-    )
-    .expect("build")
-    .tasks
-    .pop()
-    .expect("one");
-    let client = async_nats::connect(env("NATS_URL")).await.expect("connect");
+    let task = one_source("n", spec, nats::build, recorder.clone());
+    let client = async_nats::connect(setting("NATS_URL")).await.expect("connect");
     let to = format!("{subject}.x");
     let event = run(task, &recorder, async || {
         let mut headers = async_nats::HeaderMap::new();
@@ -102,8 +67,9 @@ async fn nats_messages_round_trip_with_headers() {
 }
 
 #[tokio::test]
+#[ignore = "needs Redis: scripts/test starts it and runs ignored tests"]
 async fn redis_messages_round_trip_with_channel_and_pattern() {
-    let url = env("REDIS_URL");
+    let url = setting("REDIS_URL");
     let host = url
         .trim_start_matches("redis://")
         .trim_end_matches('/')
@@ -116,19 +82,7 @@ async fn redis_messages_round_trip_with_channel_and_pattern() {
         ..Default::default()
     };
     let recorder = Arc::new(Recorder::default());
-    let task = sluice_eventsource::build_kind(
-        "es",
-        &BTreeMap::from([("r".to_string(), spec)]),
-        redis_source::build,
-        &SourceContext::new(
-            Arc::new(FileSecretResolver::new("/nonexistent")),
-            recorder.clone(),
-        ),
-    )
-    .expect("build")
-    .tasks
-    .pop()
-    .expect("one");
+    let task = one_source("r", spec, redis_source::build, recorder.clone());
     let mut con = redis::Client::open(url)
         .expect("client")
         .get_multiplexed_async_connection()

@@ -8,64 +8,33 @@
 //! mosquitto's second TLS listener requires a client certificate. A `tls` block whose Secret is
 //! not PEM fails the build naming the field path, never the content.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use rumqttc::{AsyncClient, Event as MqttEvent, MqttOptions, Packet, QoS};
 use serde_json::{json, Value};
 use sluice_crds::eventsource::EventSource;
-use sluice_eventbus::{Event, PublishAck, PublishError, Subject};
 use sluice_eventsource::sources::mqtt;
+use sluice_eventsource::testing::{setting, start, Recorder};
 use sluice_eventsource::tls::{client_config, TlsMaterial};
-use sluice_eventsource::{build, EventSender, FileSecretResolver, SourceContext};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+use sluice_eventsource::{build, FileSecretResolver, SourceContext};
 
 const ES: &str = "tls";
 const EVENT: &str = "e";
 
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!(
-            "{name} is not set: run `scripts/services.sh start nats mosquitto redis` and export its output"
-        )
-    })
-}
-
 fn read(var: &str) -> String {
-    std::fs::read_to_string(env(var)).unwrap_or_else(|e| panic!("read {var}: {e}"))
+    std::fs::read_to_string(setting(var)).unwrap_or_else(|e| panic!("read {var}: {e}"))
 }
 
 fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
 }
 
-/// Records every event the source publishes.
-#[derive(Default)]
-struct Recorder(Mutex<Vec<Event>>);
-
-#[async_trait]
-impl EventSender for Recorder {
-    async fn send(&self, _: &Subject, event: &Event) -> Result<PublishAck, PublishError> {
-        self.0.lock().expect("lock").push(event.clone());
-        Ok(PublishAck::stored(1, false))
-    }
-}
-
-impl Recorder {
-    fn data(&self) -> Vec<Value> {
-        let events = self.0.lock().expect("lock");
-        events.iter().filter_map(|e| e.data().cloned()).collect()
-    }
-}
-
 /// A secrets directory with Secret `tls`: `ca.pem`, `other-ca.pem`, `client.pem`, `client.key`
 /// (the services' test certificates) and `garbage` (not PEM).
 fn secrets() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = garbage_secret();
     let tls = dir.path().join("tls");
-    std::fs::create_dir_all(&tls).expect("mkdir");
     for (key, var) in [
         ("ca.pem", "TLS_CA_FILE"),
         ("other-ca.pem", "TLS_OTHER_CA_FILE"),
@@ -74,6 +43,15 @@ fn secrets() -> tempfile::TempDir {
     ] {
         std::fs::write(tls.join(key), read(var)).expect("write secret");
     }
+    dir
+}
+
+/// A secrets directory with Secret `tls`: `garbage` (not PEM); the other keys are added by
+/// [`secrets`].
+fn garbage_secret() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tls = dir.path().join("tls");
+    std::fs::create_dir_all(&tls).expect("mkdir");
     std::fs::write(tls.join("garbage"), "hunter2 is not a certificate").expect("write secret");
     dir
 }
@@ -126,13 +104,13 @@ async fn nats_tls_client() -> async_nats::Client {
     async_nats::ConnectOptions::new()
         .require_tls(true)
         .tls_client_config(config.as_ref().clone())
-        .connect(env("NATS_TLS_URL"))
+        .connect(setting("NATS_TLS_URL"))
         .await
         .expect("connect to NATS_TLS_URL")
 }
 
 async fn redis_plain() -> redis::aio::MultiplexedConnection {
-    redis::Client::open(env("REDIS_URL"))
+    redis::Client::open(setting("REDIS_URL"))
         .expect("REDIS_URL")
         .get_multiplexed_async_connection()
         .await
@@ -164,9 +142,9 @@ impl Target {
                 .expect("create stream");
         }
         let url = match kind {
-            Kind::Nats | Kind::JetStream => env("NATS_TLS_URL"),
-            Kind::Mqtt => env("MQTTS_URL"),
-            Kind::Redis | Kind::RedisStream => env("REDISS_URL")
+            Kind::Nats | Kind::JetStream => setting("NATS_TLS_URL"),
+            Kind::Mqtt => setting("MQTTS_URL"),
+            Kind::Redis | Kind::RedisStream => setting("REDISS_URL")
                 .trim_start_matches("rediss://")
                 .trim_end_matches('/')
                 .to_string(),
@@ -214,7 +192,7 @@ impl Target {
                     .expect("stored");
             }
             Kind::Mqtt => {
-                let (host, port) = mqtt::parse_url(&env("MQTT_URL")).expect("MQTT_URL");
+                let (host, port) = mqtt::parse_url(&setting("MQTT_URL")).expect("MQTT_URL");
                 let (client, mut eventloop) =
                     AsyncClient::new(MqttOptions::new(unique("pub"), host, port), 10);
                 client
@@ -249,26 +227,6 @@ impl Target {
     }
 }
 
-/// Builds `es` and runs its tasks until the returned token is cancelled.
-fn start(es: &EventSource, ctx: &SourceContext) -> (CancellationToken, TaskTracker) {
-    let built = build(es, ctx).unwrap_or_else(|e| panic!("{e}"));
-    let cancel = CancellationToken::new();
-    let tracker = TaskTracker::new();
-    for task in built.tasks {
-        let c = cancel.clone();
-        tracker.spawn(async move {
-            let _ = task.run(c).await;
-        });
-    }
-    tracker.close();
-    (cancel, tracker)
-}
-
-async fn stop((cancel, tracker): (CancellationToken, TaskTracker)) {
-    cancel.cancel();
-    tracker.wait().await;
-}
-
 /// A message published to `target` arrives as an event through a source with `tls`. Core NATS
 /// and redis pub/sub keep nothing for a subscriber not yet in place, and a redis stream's group is
 /// created at `$` when the source first connects: publish until one arrives.
@@ -279,7 +237,7 @@ async fn arrives_over_tls(target: Target, tls: &str) {
     let running = start(&target.manifest(tls), &ctx);
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut n = 0;
-    while recorder.data().is_empty() {
+    while recorder.sent_data().is_empty() {
         assert!(
             Instant::now() < deadline,
             "{:?}: nothing arrived over TLS within 60s (unmet: {:?})",
@@ -292,7 +250,7 @@ async fn arrives_over_tls(target: Target, tls: &str) {
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let data = recorder.data().remove(0);
+    let data = recorder.sent_data().remove(0);
     let body = match target.kind {
         Kind::RedisStream => {
             serde_json::from_str::<Value>(data["values"]["body"].as_str().unwrap_or_default())
@@ -301,7 +259,7 @@ async fn arrives_over_tls(target: Target, tls: &str) {
         _ => data["body"].clone(),
     };
     assert_eq!(body["over"], "tls", "{:?}: {data}", target.kind);
-    stop(running).await;
+    running.stop().await;
 }
 
 /// The source never becomes ready with `tls` (its server's certificate is not trusted, or the
@@ -321,112 +279,130 @@ async fn never_ready(target: Target, tls: &str) {
         target.kind
     );
     assert_eq!(
-        running.1.len(),
+        running.running_tasks(),
         1,
         "{:?}: the source ended instead of retrying",
         target.kind
     );
-    assert!(recorder.data().is_empty());
-    stop(running).await;
+    assert!(recorder.sent_data().is_empty());
+    running.stop().await;
 }
 
 #[tokio::test]
+#[ignore = "needs nats-server's TLS listener and the test certificates: scripts/test starts them and runs ignored tests"]
 async fn nats_over_tls_with_the_ca_of_its_tls_block() {
     arrives_over_tls(Target::new(Kind::Nats).await, WITH_CA).await;
 }
 
 #[tokio::test]
+#[ignore = "needs nats-server's TLS listener and the test certificates: scripts/test starts them and runs ignored tests"]
 async fn nats_does_not_trust_a_server_signed_by_another_ca() {
     never_ready(Target::new(Kind::Nats).await, WITH_OTHER_CA).await;
 }
 
 #[tokio::test]
+#[ignore = "needs nats-server's TLS listener and the test certificates: scripts/test starts them and runs ignored tests"]
 async fn nats_connects_with_insecure_skip_verify() {
     arrives_over_tls(Target::new(Kind::Nats).await, INSECURE).await;
 }
 
 #[tokio::test]
+#[ignore = "needs nats-server's TLS listener and the test certificates: scripts/test starts them and runs ignored tests"]
 async fn jetstream_over_tls_with_the_ca_of_its_tls_block() {
     arrives_over_tls(Target::new(Kind::JetStream).await, WITH_CA).await;
 }
 
 #[tokio::test]
+#[ignore = "needs nats-server's TLS listener and the test certificates: scripts/test starts them and runs ignored tests"]
 async fn jetstream_does_not_trust_a_server_signed_by_another_ca() {
     never_ready(Target::new(Kind::JetStream).await, WITH_OTHER_CA).await;
 }
 
 #[tokio::test]
+#[ignore = "needs nats-server's TLS listener and the test certificates: scripts/test starts them and runs ignored tests"]
 async fn jetstream_connects_with_insecure_skip_verify() {
     arrives_over_tls(Target::new(Kind::JetStream).await, INSECURE).await;
 }
 
 #[tokio::test]
+#[ignore = "needs Mosquitto's TLS listeners and the test certificates: scripts/test starts them and runs ignored tests"]
 async fn mqtt_over_tls_with_the_ca_of_its_tls_block() {
     arrives_over_tls(Target::new(Kind::Mqtt).await, WITH_CA).await;
 }
 
 #[tokio::test]
+#[ignore = "needs Mosquitto's TLS listeners and the test certificates: scripts/test starts them and runs ignored tests"]
 async fn mqtt_does_not_trust_a_broker_signed_by_another_ca() {
     never_ready(Target::new(Kind::Mqtt).await, WITH_OTHER_CA).await;
 }
 
 #[tokio::test]
+#[ignore = "needs Mosquitto's TLS listeners and the test certificates: scripts/test starts them and runs ignored tests"]
 async fn mqtt_connects_with_insecure_skip_verify() {
     arrives_over_tls(Target::new(Kind::Mqtt).await, INSECURE).await;
 }
 
 #[tokio::test]
+#[ignore = "needs Mosquitto's TLS listeners and the test certificates: scripts/test starts them and runs ignored tests"]
 async fn mqtt_mutual_tls_presents_the_client_certificate() {
     let mut target = Target::new(Kind::Mqtt).await;
-    target.url = env("MQTTS_MTLS_URL");
+    target.url = setting("MQTTS_MTLS_URL");
     arrives_over_tls(target, MUTUAL).await;
 }
 
 #[tokio::test]
+#[ignore = "needs Mosquitto's TLS listeners and the test certificates: scripts/test starts them and runs ignored tests"]
 async fn mqtt_without_a_client_certificate_is_refused_by_a_broker_requiring_one() {
     let mut target = Target::new(Kind::Mqtt).await;
-    target.url = env("MQTTS_MTLS_URL");
+    target.url = setting("MQTTS_MTLS_URL");
     never_ready(target, WITH_CA).await;
 }
 
 #[tokio::test]
+#[ignore = "needs Redis's TLS listener and the test certificates: scripts/test starts them and runs ignored tests"]
 async fn redis_over_tls_with_the_ca_of_its_tls_block() {
     arrives_over_tls(Target::new(Kind::Redis).await, WITH_CA).await;
 }
 
 #[tokio::test]
+#[ignore = "needs Redis's TLS listener and the test certificates: scripts/test starts them and runs ignored tests"]
 async fn redis_does_not_trust_a_server_signed_by_another_ca() {
     never_ready(Target::new(Kind::Redis).await, WITH_OTHER_CA).await;
 }
 
 #[tokio::test]
+#[ignore = "needs Redis's TLS listener and the test certificates: scripts/test starts them and runs ignored tests"]
 async fn redis_connects_with_insecure_skip_verify() {
     arrives_over_tls(Target::new(Kind::Redis).await, INSECURE).await;
 }
 
 #[tokio::test]
+#[ignore = "needs Redis's TLS listener and the test certificates: scripts/test starts them and runs ignored tests"]
 async fn redis_stream_over_tls_with_the_ca_of_its_tls_block() {
     arrives_over_tls(Target::new(Kind::RedisStream).await, WITH_CA).await;
 }
 
 #[tokio::test]
+#[ignore = "needs Redis's TLS listener and the test certificates: scripts/test starts them and runs ignored tests"]
 async fn redis_stream_does_not_trust_a_server_signed_by_another_ca() {
     never_ready(Target::new(Kind::RedisStream).await, WITH_OTHER_CA).await;
 }
 
 #[tokio::test]
+#[ignore = "needs Redis's TLS listener and the test certificates: scripts/test starts them and runs ignored tests"]
 async fn redis_stream_connects_with_insecure_skip_verify() {
     arrives_over_tls(Target::new(Kind::RedisStream).await, INSECURE).await;
 }
 
 #[tokio::test]
+#[ignore = "needs Redis's TLS listener and the test certificates: scripts/test starts them and runs ignored tests"]
 async fn redis_stream_presents_a_client_certificate_the_server_accepts() {
     arrives_over_tls(Target::new(Kind::RedisStream).await, MUTUAL).await;
 }
 
 #[tokio::test]
 async fn a_tls_secret_that_is_not_pem_fails_the_build_naming_the_field_not_the_content() {
-    let dir = secrets();
+    let dir = garbage_secret();
     let ctx = SourceContext::new(
         Arc::new(FileSecretResolver::new(dir.path())),
         Arc::new(Recorder::default()),
@@ -462,6 +438,7 @@ async fn a_tls_secret_that_is_not_pem_fails_the_build_naming_the_field_not_the_c
 }
 
 #[tokio::test]
+#[ignore = "needs Mosquitto's TLS listeners and the test certificates: scripts/test starts them and runs ignored tests"]
 async fn mqtt_with_a_tls_block_and_a_tcp_url_connects_over_tls() {
     // Upstream's example writes tcp:// with a `tls` block; the block means TLS.
     let mut target = Target::new(Kind::Mqtt).await;

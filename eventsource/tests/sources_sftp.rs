@@ -7,70 +7,39 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use serde_json::{json, Value};
 use sluice_crds::common::SecretKeySelector;
 use sluice_crds::eventsource::{SFTPEventSource, WatchPathConfig};
-use sluice_eventbus::{Event, PublishAck, PublishError, Subject};
 use sluice_eventsource::sources::sftp;
-use sluice_eventsource::{build_kind, EventSender, FileSecretResolver, SourceContext};
+use sluice_eventsource::testing::{setting, Recorder};
+use sluice_eventsource::{build_kind, FileSecretResolver, SourceContext};
 use tokio_util::sync::CancellationToken;
-
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run `scripts/services.sh start sftp`"))
-}
-
-#[derive(Default)]
-struct Recorder {
-    seen: Mutex<Vec<Event>>,
-}
-
-#[async_trait]
-impl EventSender for Recorder {
-    async fn send(&self, _: &Subject, event: &Event) -> Result<PublishAck, PublishError> {
-        self.seen.lock().expect("lock").push(event.clone());
-        Ok(PublishAck::stored(1, false))
-    }
-}
-
-impl Recorder {
-    fn data(&self) -> Vec<Value> {
-        let seen = self.seen.lock().expect("lock");
-        seen.iter().filter_map(|e| e.data().cloned()).collect()
-    }
-
-    /// Waits (bounded, so a broken source fails instead of hanging) until `n` events arrived.
-    async fn wait_for(&self, n: usize) -> Vec<Value> {
-        for _ in 0..600 {
-            let data = self.data();
-            if data.len() >= n {
-                return data;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("expected {n} events, got {:?}", self.data());
-    }
-}
 
 /// A directory of this test's own under `SFTP_DIR`, writable by the SFTP user.
 fn test_dir(tag: &str) -> PathBuf {
-    let dir = Path::new(&env("SFTP_DIR")).join(format!("{tag}-{}", uuid::Uuid::new_v4().simple()));
+    let dir = Path::new(&setting("SFTP_DIR")).join(format!("{tag}-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).expect("mkdir");
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
     dir
 }
 
-/// Secrets `sftp/{address,username,key}` for `address` in a temporary secrets directory.
+/// Secrets `sftp/{address,username,key}` for `address` in a temporary secrets directory, with the
+/// user and key of `scripts/services.sh start sftp`.
 fn secrets(address: &str) -> tempfile::TempDir {
+    let key = std::fs::read_to_string(setting("SFTP_KEY_FILE")).expect("read SFTP_KEY_FILE");
+    secrets_with(address, &setting("SFTP_USER"), &key)
+}
+
+/// Secrets `sftp/{address,username,key}` in a temporary secrets directory.
+fn secrets_with(address: &str, username: &str, key: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     let s = dir.path().join("sftp");
     std::fs::create_dir_all(&s).expect("mkdir");
     std::fs::write(s.join("address"), address).expect("write");
-    std::fs::write(s.join("username"), format!("{}\n", env("SFTP_USER"))).expect("write");
-    let key = std::fs::read_to_string(env("SFTP_KEY_FILE")).expect("read SFTP_KEY_FILE");
+    std::fs::write(s.join("username"), format!("{username}\n")).expect("write");
     std::fs::write(s.join("key"), key).expect("write");
     dir
 }
@@ -121,13 +90,13 @@ impl russh::client::Handler for AnyHostKey {
 
 impl Client {
     async fn connect() -> Self {
-        let key = russh::keys::load_secret_key(env("SFTP_KEY_FILE"), None).expect("key");
-        let mut ssh = russh::client::connect(Arc::default(), env("SFTP_ADDRESS"), AnyHostKey)
+        let key = russh::keys::load_secret_key(setting("SFTP_KEY_FILE"), None).expect("key");
+        let mut ssh = russh::client::connect(Arc::default(), setting("SFTP_ADDRESS"), AnyHostKey)
             .await
             .expect("connect");
         let auth = ssh
             .authenticate_publickey(
-                env("SFTP_USER"),
+                setting("SFTP_USER"),
                 russh::keys::PrivateKeyWithHashAlg::new(Arc::new(key), None),
             )
             .await
@@ -157,11 +126,12 @@ impl Client {
 }
 
 #[tokio::test]
+#[ignore = "needs sshd: scripts/test starts it and runs ignored tests"]
 async fn files_created_and_removed_over_sftp_are_events_after_the_baseline() {
     let dir = test_dir("crud");
     // Already there at start: the baseline, never reported.
     std::fs::write(dir.join("old.csv"), "a,b").expect("write");
-    let secrets = secrets(&env("SFTP_ADDRESS"));
+    let secrets = secrets(&setting("SFTP_ADDRESS"));
     let recorder = Arc::new(Recorder::default());
     let ctx = SourceContext::new(
         Arc::new(FileSecretResolver::new(secrets.path())),
@@ -194,12 +164,12 @@ async fn files_created_and_removed_over_sftp_are_events_after_the_baseline() {
         .remove_file(dir.join("old.csv").display().to_string())
         .await
         .expect("remove over sftp");
-    let data = recorder.wait_for(2).await;
+    recorder.wait_sent(2).await;
     cancel.cancel();
     for t in tasks {
         t.await.expect("join").expect("run");
     }
-    let mut data: Vec<String> = data.iter().map(Value::to_string).collect();
+    let mut data: Vec<String> = recorder.sent_data().iter().map(Value::to_string).collect();
     data.sort();
     let mut want = vec![
         json!({"name": "new.csv", "op": 1, "metadata": {"team": "ops"}}).to_string(),
@@ -207,8 +177,7 @@ async fn files_created_and_removed_over_sftp_are_events_after_the_baseline() {
     ];
     want.sort();
     assert_eq!(data, want);
-    let seen = recorder.seen.lock().expect("lock").clone();
-    assert!(seen.iter().all(|e| e.ty() == "sftp"));
+    assert!(recorder.sent().iter().all(|e| e.ty() == "sftp"));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -220,7 +189,7 @@ struct Sshd(Child);
 impl Sshd {
     fn start(port: u16) -> Self {
         use std::os::unix::process::CommandExt;
-        let mut child = Command::new(env("SFTP_SSHD"))
+        let mut child = Command::new(setting("SFTP_SSHD"))
             .args(["-d", "-p", &port.to_string()])
             // Its own process group: sshd forks a child for the authenticated session, which a
             // kill of sshd alone would leave serving the connection.
@@ -257,6 +226,7 @@ impl Drop for Sshd {
 }
 
 #[tokio::test]
+#[ignore = "needs sshd: scripts/test starts it and runs ignored tests"]
 async fn a_restarted_server_is_reconnected_to_and_changes_made_meanwhile_are_reported() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -285,8 +255,9 @@ async fn a_restarted_server_is_reconnected_to_and_changes_made_meanwhile_are_rep
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     std::fs::write(dir.join("first"), "x").expect("write");
+    recorder.wait_sent(1).await;
     assert_eq!(
-        recorder.wait_for(1).await,
+        recorder.sent_data(),
         [json!({"name": "first", "op": 1, "metadata": {"team": "ops"}})]
     );
 
@@ -302,14 +273,14 @@ async fn a_restarted_server_is_reconnected_to_and_changes_made_meanwhile_are_rep
     // Created while the server is down: reported after the reconnect (the baseline is kept).
     std::fs::write(dir.join("while-down"), "x").expect("write");
     let _sshd = Sshd::start(port);
-    let data = recorder.wait_for(2).await;
+    recorder.wait_sent(2).await;
     assert!(ctx.readiness.is_ready(), "{:?}", ctx.readiness.unmet());
     cancel.cancel();
     for t in tasks {
         t.await.expect("join").expect("run");
     }
     assert_eq!(
-        data[1..],
+        recorder.sent_data()[1..],
         [json!({"name": "while-down", "op": 1, "metadata": {"team": "ops"}})]
     );
     let _ = std::fs::remove_dir_all(&dir);
@@ -317,7 +288,9 @@ async fn a_restarted_server_is_reconnected_to_and_changes_made_meanwhile_are_rep
 
 #[test]
 fn bad_specs_are_refused_with_the_field() {
-    let secrets = secrets("127.0.0.1:1");
+    // Every refusal here comes before the key is parsed (the last one is about the key, written
+    // below), so no server's user or key is needed.
+    let secrets = secrets_with("127.0.0.1:1", "nobody", "replaced below");
     let err = |spec: SFTPEventSource| {
         build_kind(
             "es",

@@ -7,52 +7,19 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use futures::SinkExt;
-use serde_json::{json, Value};
+use serde_json::json;
 use sluice_crds::common::SecretKeySelector;
 use sluice_crds::eventsource::{EventSource, WebSocketEventSource};
-use sluice_eventbus::{Event, PublishAck, PublishError, Subject};
 use sluice_eventsource::sources::websocket;
-use sluice_eventsource::{build, build_kind, EventSender, FileSecretResolver, SourceContext};
+use sluice_eventsource::testing::Recorder;
+use sluice_eventsource::{build, build_kind, FileSecretResolver, SourceContext};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
-
-#[derive(Default)]
-struct Recorder {
-    seen: Mutex<Vec<Event>>,
-}
-
-#[async_trait]
-impl EventSender for Recorder {
-    async fn send(&self, _: &Subject, event: &Event) -> Result<PublishAck, PublishError> {
-        self.seen.lock().expect("lock").push(event.clone());
-        Ok(PublishAck::stored(1, false))
-    }
-}
-
-impl Recorder {
-    fn data(&self) -> Vec<Value> {
-        let seen = self.seen.lock().expect("lock");
-        seen.iter().filter_map(|e| e.data().cloned()).collect()
-    }
-
-    /// Waits (bounded, so a broken source fails instead of hanging) until `n` events arrived.
-    async fn wait_for(&self, n: usize) -> Vec<Value> {
-        for _ in 0..300 {
-            let data = self.data();
-            if data.len() >= n {
-                return data;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("expected {n} events, got {:?}", self.data());
-    }
-}
 
 /// One accepted connection: the request path, its `Authorization` header, the socket.
 struct Accepted {
@@ -173,13 +140,13 @@ async fn text_json_and_binary_messages_round_trip_with_the_authorization_secret(
     ] {
         conn.socket.send(m).await.expect("send");
     }
-    let data = recorder.wait_for(4).await;
+    recorder.wait_sent(4).await;
     cancel.cancel();
     for t in tasks {
         t.await.expect("join").expect("run");
     }
     assert_eq!(
-        data,
+        recorder.sent_data(),
         vec![
             json!({"body": {"order": 7, "tags": ["a"]}, "metadata": {"team": "ops"}}),
             // jsonBody with text that is not JSON: base64, as the redis kind.
@@ -188,8 +155,7 @@ async fn text_json_and_binary_messages_round_trip_with_the_authorization_secret(
             json!({"body": {"bin": true}, "metadata": {"team": "ops"}}),
         ]
     );
-    let events = recorder.seen.lock().expect("lock").clone();
-    assert!(events.iter().all(|e| e.ty() == "websocket"));
+    assert!(recorder.sent().iter().all(|e| e.ty() == "websocket"));
     server.stop().await;
 }
 
@@ -223,7 +189,7 @@ async fn the_source_reconnects_after_the_server_stopped_and_restarted_and_is_unr
         .send(Message::Text("before".into()))
         .await
         .expect("send");
-    recorder.wait_for(1).await;
+    recorder.wait_sent(1).await;
     assert!(ctx.readiness.is_ready(), "{:?}", ctx.readiness.unmet());
 
     // The server goes away mid-stream: listener and connection gone.
@@ -244,14 +210,14 @@ async fn the_source_reconnects_after_the_server_stopped_and_restarted_and_is_unr
         .send(Message::Text("after".into()))
         .await
         .expect("send");
-    let data = recorder.wait_for(2).await;
+    recorder.wait_sent(2).await;
     assert!(ctx.readiness.is_ready(), "{:?}", ctx.readiness.unmet());
     cancel.cancel();
     for t in tasks {
         t.await.expect("join").expect("run");
     }
     assert_eq!(
-        data,
+        recorder.sent_data(),
         vec![
             json!({"body": "before", "metadata": null}),
             json!({"body": "after", "metadata": null})
@@ -289,13 +255,13 @@ async fn filter_expression_drops_messages_through_the_eventsource_build() {
         conn.socket.send(Message::Text(body.into())).await.expect("send");
     }
     // Messages are handled in order, so once n=4 arrived every earlier one was decided.
-    let data = recorder.wait_for(2).await;
+    recorder.wait_sent(2).await;
     cancel.cancel();
     for t in tasks {
         t.await.expect("join").expect("run");
     }
     assert_eq!(
-        data,
+        recorder.sent_data(),
         vec![
             json!({"body": {"kind": "keep", "n": 2}, "metadata": null}),
             json!({"body": {"kind": "keep", "n": 4}, "metadata": null}),

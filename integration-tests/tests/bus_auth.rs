@@ -19,6 +19,7 @@ fn secret_value(secret: &serde_json::Value, key: &str) -> Result<Vec<u8>> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the nats-server binary: scripts/test installs it and runs ignored tests"]
 async fn generated_credentials_are_required_by_nats_and_used_by_sluice() -> Result<()> {
     let bus: EventBus = serde_json::from_value(json!({
         "apiVersion": "argoproj.io/v1alpha1", "kind": "EventBus",
@@ -216,6 +217,7 @@ async fn wait_peers(
 /// rogue server must not join it, neither anonymously nor with a guessed password; the same rogue
 /// with the generated credentials does join, which shows the refusal is the credentials' doing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the nats-server binary: scripts/test installs it and runs ignored tests"]
 async fn a_rogue_server_cannot_join_the_generated_cluster() -> Result<()> {
     let bus: EventBus = serde_json::from_value(json!({
         "apiVersion": "argoproj.io/v1alpha1", "kind": "EventBus",

@@ -180,6 +180,7 @@ fn assert_every_accepted_fired_once_per_key(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs the nats-server binary: scripts/test installs it and runs ignored tests"]
 async fn webhook_to_http_across_processes_on_jetstream() -> Result<()> {
     let s = Setup::new().await?;
     let sensor = s.start_sensor("sensor.log").await?;
@@ -195,6 +196,7 @@ async fn webhook_to_http_across_processes_on_jetstream() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs the nats-server binary: scripts/test installs it and runs ignored tests"]
 async fn sensor_killed_mid_stream_loses_nothing_after_restart() -> Result<()> {
     const EVENTS: usize = 10_000;
     // Several firings in flight when the kill comes, so it lands mid-action, not between actions.
@@ -225,6 +227,7 @@ async fn sensor_killed_mid_stream_loses_nothing_after_restart() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs the nats-server binary: scripts/test installs it and runs ignored tests"]
 async fn eventsource_killed_during_load_every_2xx_fires() -> Result<()> {
     let s = Setup::new().await?;
     let _sensor = s.start_sensor("sensor.log").await?;
@@ -244,6 +247,7 @@ async fn eventsource_killed_during_load_every_2xx_fires() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs the nats-server binary: scripts/test installs it and runs ignored tests"]
 async fn bus_outage_answers_503_and_loses_nothing_it_accepted() -> Result<()> {
     let mut s = Setup::new().await?;
     let _sensor = s.start_sensor("sensor.log").await?;
@@ -304,6 +308,7 @@ async fn bus_outage_answers_503_and_loses_nothing_it_accepted() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs the nats-server binary: scripts/test installs it and runs ignored tests"]
 async fn two_sensor_replicas_split_the_work_and_fire_each_event_once() -> Result<()> {
     let s = Setup::new().await?;
     let a = s.start_sensor("sensor-a.log").await?;
@@ -335,6 +340,7 @@ async fn two_sensor_replicas_split_the_work_and_fire_each_event_once() -> Result
 /// once: pairs are posted in rounds (a_i and b_i together), each round waits for its firing, so the
 /// expected firings are known exactly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs the nats-server binary: scripts/test installs it and runs ignored tests"]
 async fn and_condition_across_two_sources_fires_every_pair_once_with_two_replicas() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let nats = NatsServer::start()?;

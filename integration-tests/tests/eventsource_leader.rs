@@ -83,6 +83,7 @@ async fn holder(leases: &Api<Lease>) -> Result<Option<String>> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs kube-apiserver and the nats-server binary: scripts/test starts and installs them and runs ignored tests"]
 async fn only_the_lease_holder_ticks_and_a_standby_takes_over_after_kill_9() -> Result<()> {
     let client = admin_client().await?;
     let ns = namespace(&client, "leader").await?;
@@ -158,6 +159,7 @@ async fn only_the_lease_holder_ticks_and_a_standby_takes_over_after_kill_9() -> 
 /// With a Lease lasting far longer than the wait below, a standby can only take over within it
 /// because the leader released the Lease on SIGTERM.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs kube-apiserver and the nats-server binary: scripts/test starts and installs them and runs ignored tests"]
 async fn a_leader_stopped_with_sigterm_releases_the_lease_to_the_standby() -> Result<()> {
     let client = admin_client().await?;
     let ns = namespace(&client, "release").await?;

@@ -18,15 +18,14 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::{json, Value};
+use sluice_eventsource::testing::try_setting;
 use sluice_integration_tests::{NatsServer, SluiceProcess};
 
 const KEYS: usize = 20;
 const PARTITIONS: i32 = 4;
 
 fn brokers() -> Result<String> {
-    std::env::var("KAFKA_BROKERS").context(
-        "KAFKA_BROKERS is not set: start Kafka with `scripts/services.sh start kafka` (scripts/test does)",
-    )
+    Ok(try_setting("KAFKA_BROKERS")?)
 }
 
 async fn create_topics(brokers: &str, names: &[&str]) -> Result<()> {
@@ -171,6 +170,7 @@ impl Setup {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Kafka and the nats-server binary: scripts/test starts and installs them and runs ignored tests"]
 async fn ten_thousand_records_survive_a_crash_and_a_rebalance_in_key_order() -> Result<()> {
     let brokers = brokers()?;
     let run = uuid_like();

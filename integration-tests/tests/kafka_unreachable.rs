@@ -15,6 +15,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use serde_json::Value;
+use sluice_eventsource::testing::try_setting;
 use sluice_integration_tests::{free_port, Sink, SluiceProcess};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -22,9 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 const WAIT: Duration = Duration::from_secs(120);
 
 fn brokers() -> Result<String> {
-    std::env::var("KAFKA_BROKERS").context(
-        "KAFKA_BROKERS is not set: start Kafka with `scripts/services.sh start kafka` (scripts/test does)",
-    )
+    Ok(try_setting("KAFKA_BROKERS")?)
 }
 
 /// `/readyz`'s status and body, or `None` while the process does not listen yet.
@@ -75,6 +74,7 @@ fn forward(listener: TcpListener, target: String) -> tokio::task::JoinHandle<()>
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Kafka: scripts/test starts it and runs ignored tests"]
 async fn unreachable_brokers_keep_the_source_unready_until_they_answer() -> Result<()> {
     let brokers = brokers()?;
     let run = format!(

@@ -68,6 +68,7 @@ spec:
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs kube-apiserver: scripts/test starts it and runs ignored tests"]
 async fn webhook_to_sluice_run_submits_a_workflow_with_the_posted_value() -> Result<()> {
     let client = admin_client().await?;
     install_crds(&client).await?;

@@ -165,6 +165,7 @@ async fn setup(prefix: &str) -> Result<(Client, String)> {
 }
 
 #[tokio::test]
+#[ignore = "needs kube-apiserver: scripts/test starts it and runs ignored tests"]
 async fn k8s_create_applies_parameters_labels_and_the_sensor_namespace() -> Result<()> {
     let (client, ns) = setup("k8s-create").await?;
     let spec = k8s_spec(
@@ -207,6 +208,7 @@ async fn k8s_create_applies_parameters_labels_and_the_sensor_namespace() -> Resu
 /// event redelivered, another replica), it finds the object it made; another firing makes another;
 /// a name that something else took is still the API's `AlreadyExists`.
 #[tokio::test]
+#[ignore = "needs kube-apiserver: scripts/test starts it and runs ignored tests"]
 async fn k8s_create_makes_one_object_per_firing_however_often_it_runs() -> Result<()> {
     let (client, ns) = setup("k8s-once").await?;
     let api = config_maps(&client, &ns);
@@ -267,6 +269,7 @@ async fn k8s_create_makes_one_object_per_firing_however_often_it_runs() -> Resul
 }
 
 #[tokio::test]
+#[ignore = "needs kube-apiserver: scripts/test starts it and runs ignored tests"]
 async fn k8s_update_merges_into_the_live_object_or_creates_it() -> Result<()> {
     let (client, ns) = setup("k8s-update").await?;
     let api = config_maps(&client, &ns);
@@ -339,6 +342,7 @@ async fn k8s_update_merges_into_the_live_object_or_creates_it() -> Result<()> {
 }
 
 #[tokio::test]
+#[ignore = "needs kube-apiserver: scripts/test starts it and runs ignored tests"]
 async fn k8s_patch_with_each_strategy() -> Result<()> {
     let (client, ns) = setup("k8s-patch").await?;
     let api = config_maps(&client, &ns);
@@ -424,6 +428,7 @@ async fn k8s_patch_with_each_strategy() -> Result<()> {
 }
 
 #[tokio::test]
+#[ignore = "needs kube-apiserver: scripts/test starts it and runs ignored tests"]
 async fn k8s_strategic_merge_on_a_custom_resource_is_refused_by_the_api_with_its_message() -> Result<()> {
     let (client, ns) = setup("k8s-smp").await?;
     create(
@@ -457,6 +462,7 @@ async fn k8s_strategic_merge_on_a_custom_resource_is_refused_by_the_api_with_its
 }
 
 #[tokio::test]
+#[ignore = "needs kube-apiserver: scripts/test starts it and runs ignored tests"]
 async fn k8s_delete_removes_the_object_and_succeeds_when_it_is_gone() -> Result<()> {
     let (client, ns) = setup("k8s-delete").await?;
     let api = config_maps(&client, &ns);
@@ -495,6 +501,7 @@ async fn k8s_delete_removes_the_object_and_succeeds_when_it_is_gone() -> Result<
 }
 
 #[tokio::test]
+#[ignore = "needs kube-apiserver: scripts/test starts it and runs ignored tests"]
 async fn k8s_api_errors_name_the_object_and_say_whether_to_retry() -> Result<()> {
     let (client, ns) = setup("k8s-errors").await?;
     // 422: an invalid name.
@@ -573,6 +580,7 @@ async fn k8s_api_errors_name_the_object_and_say_whether_to_retry() -> Result<()>
 }
 
 #[tokio::test]
+#[ignore = "needs kube-apiserver: scripts/test starts it and runs ignored tests"]
 async fn rbac_denied_gives_a_clear_permanent_error() -> Result<()> {
     let (client, ns) = setup("k8s-rbac").await?;
     let denied = denied_client().await?;
@@ -621,6 +629,7 @@ async fn rbac_denied_gives_a_clear_permanent_error() -> Result<()> {
 }
 
 #[tokio::test]
+#[ignore = "needs kube-apiserver: scripts/test starts it and runs ignored tests"]
 async fn policy_waits_for_labels_and_errors_on_timeout_only_when_asked() -> Result<()> {
     let (client, ns) = setup("k8s-policy").await?;
     let policy = |error_on_backoff_timeout: bool, steps: i32| TriggerPolicy {
@@ -704,6 +713,7 @@ async fn policy_waits_for_labels_and_errors_on_timeout_only_when_asked() -> Resu
 }
 
 #[tokio::test]
+#[ignore = "needs kube-apiserver and kube-controller-manager: scripts/test starts them and runs ignored tests"]
 async fn controller_manager_runs_deployments_and_garbage_collection() -> Result<()> {
     let (client, ns) = setup("k8s-kcm").await?;
     let spec = k8s_spec(
@@ -780,6 +790,7 @@ fn workflow_manifest() -> Value {
 }
 
 #[tokio::test]
+#[ignore = "needs kube-apiserver: scripts/test starts it and runs ignored tests"]
 async fn argo_submit_puts_event_values_into_the_workflow_arguments() -> Result<()> {
     let (client, ns) = setup("argo-submit").await?;
     let spec = argo_spec(ArgoSpec {
@@ -813,6 +824,7 @@ async fn argo_submit_puts_event_values_into_the_workflow_arguments() -> Result<(
 }
 
 #[tokio::test]
+#[ignore = "needs kube-apiserver: scripts/test starts it and runs ignored tests"]
 async fn argo_submit_from_templates_and_cron_workflows() -> Result<()> {
     let (client, ns) = setup("argo-from").await?;
     let wf_spec = json!({"entrypoint": "main", "arguments": {"parameters": [{"name": "repo"}]},
@@ -914,6 +926,7 @@ async fn argo_submit_from_templates_and_cron_workflows() -> Result<()> {
 }
 
 #[tokio::test]
+#[ignore = "needs kube-apiserver: scripts/test starts it and runs ignored tests"]
 async fn argo_resubmit_suspend_resume_terminate_and_stop() -> Result<()> {
     let (client, ns) = setup("argo-ops").await?;
     let wfs = workflows(&client, &ns);
@@ -991,7 +1004,8 @@ async fn argo_resubmit_suspend_resume_terminate_and_stop() -> Result<()> {
 use kube::ResourceExt as _;
 
 /// Benchmark (run by hand, prints numbers, asserts only that every submit succeeded):
-/// `cargo test -p sluice-integration-tests --test kube_triggers -- --ignored --nocapture bench`.
+/// `cargo test -p sluice-integration-tests --test kube_triggers -- --ignored --nocapture bench_`.
+/// Named `bench_*`: `scripts/test` runs the ignored tests but skips every `bench_` one.
 /// Workflows submitted per second by the argoWorkflow trigger with 1, 8 and 32 firings in flight,
 /// and the same number of raw Workflow creates through the client as the API server's ceiling.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -86,6 +86,7 @@ where
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs nats-server: scripts/test starts it and runs ignored tests"]
 async fn jetstream_message_in_hand_survives_kill() -> Result<()> {
     let url = env("NATS_URL");
     let run = run_id();
@@ -143,6 +144,7 @@ async fn jetstream_message_in_hand_survives_kill() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Mosquitto and nats-server: scripts/test starts them and runs ignored tests"]
 async fn mqtt_message_in_hand_survives_kill() -> Result<()> {
     let url = env("MQTT_URL");
     let run = run_id();
@@ -165,6 +167,7 @@ async fn mqtt_message_in_hand_survives_kill() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ and nats-server: scripts/test starts them and runs ignored tests"]
 async fn amqp_message_in_hand_survives_kill() -> Result<()> {
     let url = env("AMQP_URL");
     let run = run_id();
@@ -238,6 +241,7 @@ async fn pending(url: &str, stream: &str, group: &str) -> Result<i64> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Redis and nats-server: scripts/test starts them and runs ignored tests"]
 async fn redis_stream_entry_in_hand_survives_kill() -> Result<()> {
     let url = env("REDIS_URL");
     let stream = format!("crash-{}", run_id());

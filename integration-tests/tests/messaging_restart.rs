@@ -67,6 +67,7 @@ fn assert_backoff_starts_over(first: &[Duration], second: &[Duration], what: &st
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the nats-server binary: scripts/test installs it and runs ignored tests"]
 async fn nats_resubscribes_after_server_restart() -> Result<()> {
     env("NATS_SERVER_BIN");
     let mut server = NatsServer::start()?;
@@ -109,6 +110,7 @@ async fn nats_resubscribes_after_server_restart() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the nats-server binary: scripts/test installs it and runs ignored tests"]
 async fn jetstream_resumes_after_server_restart() -> Result<()> {
     env("NATS_SERVER_BIN");
     let mut server = NatsServer::start()?;
@@ -156,6 +158,7 @@ async fn jetstream_resumes_after_server_restart() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the mosquitto binary: scripts/test installs it and runs ignored tests"]
 async fn mqtt_reconnects_with_backoff_after_broker_restart() -> Result<()> {
     let mut broker = PrivateServer::mosquitto()?;
     let url = mqtt_url(broker.port);
@@ -192,6 +195,7 @@ async fn mqtt_reconnects_with_backoff_after_broker_restart() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ: scripts/test starts it and runs ignored tests"]
 async fn amqp_reconnects_with_backoff_and_gets_what_the_queue_kept() -> Result<()> {
     let vhost = Vhost::create()?;
     let url = vhost.url();
@@ -235,6 +239,7 @@ async fn amqp_reconnects_with_backoff_and_gets_what_the_queue_kept() -> Result<(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the redis-server binary: scripts/test installs it and runs ignored tests"]
 async fn redis_pub_sub_resubscribes_with_backoff_after_restart() -> Result<()> {
     let mut server = PrivateServer::redis()?;
     let url = format!("redis://127.0.0.1:{}", server.port);
@@ -275,6 +280,7 @@ async fn redis_pub_sub_resubscribes_with_backoff_after_restart() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the redis-server binary: scripts/test installs it and runs ignored tests"]
 async fn redis_stream_reconnects_with_backoff_after_restart() -> Result<()> {
     let mut server = PrivateServer::redis()?;
     let url = format!("redis://127.0.0.1:{}", server.port);

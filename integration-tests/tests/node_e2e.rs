@@ -32,6 +32,7 @@ use axum::routing::get;
 use axum::Json;
 use base64::Engine as _;
 use serde_json::{json, Value};
+use sluice_eventsource::testing::try_setting;
 use sluice_integration_tests::{wait_for_every, NetnsRuntime, Received, Sink};
 
 const NS: &str = "sluice-e2e";
@@ -57,11 +58,7 @@ struct Node {
 }
 
 fn setting(key: &str) -> Result<String> {
-    std::env::var(key).with_context(|| {
-        format!(
-            "{key} is not set: start the node with `scripts/services.sh start node helm` (scripts/test does)"
-        )
-    })
+    Ok(try_setting(key)?)
 }
 
 impl Node {
@@ -646,6 +643,7 @@ fn save_numbers(numbers: &Value) -> Result<PathBuf> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the test node and helm (root; SLUICE_TEST_NODE=0 leaves it out): scripts/test starts them and runs ignored tests"]
 async fn the_chart_runs_a_webhook_to_workflow_pipeline_as_pods_and_loses_nothing() -> Result<()> {
     let node = Node::from_env()?;
     // A namespace left by an earlier run goes first.

@@ -15,11 +15,11 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
+use sluice_eventsource::testing::try_setting;
 use sluice_integration_tests::{NatsServer, Sink, SluiceProcess};
 
 fn endpoint() -> Result<String> {
-    std::env::var("S3_ENDPOINT")
-        .context("S3_ENDPOINT is not set: start moto with scripts/services.sh start s3")
+    Ok(try_setting("S3_ENDPOINT")?)
 }
 
 fn unique(prefix: &str) -> String {
@@ -132,10 +132,10 @@ fn start(
 const CREDS: &str = "accessKey: {name: aws, key: key}, secretKey: {name: aws, key: key}";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs moto: scripts/test starts it and runs ignored tests"]
 async fn notifications_mode_fires_the_sensor_with_the_object_key() -> Result<()> {
     let endpoint = endpoint()?;
-    let python = std::env::var("S3_PYTHON")
-        .context("S3_PYTHON is not set: start moto with scripts/services.sh start s3")?;
+    let python = try_setting("S3_PYTHON")?;
     let http = reqwest::Client::new();
     let queue = unique("notify");
     let bucket = unique("notified");
@@ -208,6 +208,7 @@ spec:
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs moto and the nats-server binary: scripts/test starts and installs them and runs ignored tests"]
 async fn list_mode_reports_each_of_500_objects_once_across_a_restart() -> Result<()> {
     let endpoint = endpoint()?;
     let nats = NatsServer::start()?;
@@ -277,6 +278,7 @@ spec:
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs moto and the nats-server binary: scripts/test starts and installs them and runs ignored tests"]
 async fn sqs_message_stays_while_the_bus_is_down_and_is_delivered_after() -> Result<()> {
     let endpoint = endpoint()?;
     let mut nats = NatsServer::start()?;

@@ -74,6 +74,7 @@ async fn catch_up_after_a_restart_fires_each_missed_tick_once() -> Result<()> {
 
 /// The same on JetStream: the checkpoint lives in the bus's key-value bucket, not in files.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the nats-server binary: scripts/test installs it and runs ignored tests"]
 async fn catch_up_on_jetstream_keeps_the_checkpoint_in_the_bus() -> Result<()> {
     let nats = NatsServer::start()?;
     let dir = tempfile::tempdir()?;

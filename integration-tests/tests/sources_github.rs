@@ -12,10 +12,8 @@ const SECRET: &str = "e2e-github-secret";
 
 fn sign(body: &[u8], secret: &str) -> String {
     use hmac::{Hmac, Mac};
-    let mut mac = match Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()) {
-        Ok(m) => m,
-        Err(e) => panic!("{e}"),
-    };
+    let mut mac =
+        Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes a key of any length");
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }

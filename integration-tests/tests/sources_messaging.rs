@@ -9,13 +9,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
+use sluice_eventsource::testing::setting;
 use sluice_integration_tests::{Sink, SluiceProcess};
-
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: run `scripts/services.sh start nats redis mosquitto rabbitmq`")
-    })
-}
 
 fn run_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
@@ -82,8 +77,9 @@ where
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs nats-server: scripts/test starts it and runs ignored tests"]
 async fn nats() -> Result<()> {
-    let (url, subject) = (env("NATS_URL"), format!("rt.nats.{}", run_id()));
+    let (url, subject) = (setting("NATS_URL"), format!("rt.nats.{}", run_id()));
     let spec = format!("      url: {url}\n      subject: {subject}\n      jsonBody: true\n");
     let got = round_trip("nats", &spec, "body", || async {
         let c = async_nats::connect(url.clone()).await.expect("connect");
@@ -98,9 +94,10 @@ async fn nats() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs nats-server: scripts/test starts it and runs ignored tests"]
 async fn jetstream() -> Result<()> {
     let run = run_id();
-    let (url, subject, stream) = (env("NATS_URL"), format!("rt.js.{run}"), format!("RT_{run}"));
+    let (url, subject, stream) = (setting("NATS_URL"), format!("rt.js.{run}"), format!("RT_{run}"));
     let js = async_nats::jetstream::new(async_nats::connect(url.clone()).await?);
     js.create_stream(async_nats::jetstream::stream::Config {
         name: stream.clone(),
@@ -120,14 +117,14 @@ async fn jetstream() -> Result<()> {
 }
 
 fn redis_host() -> String {
-    env("REDIS_URL")
+    setting("REDIS_URL")
         .trim_start_matches("redis://")
         .trim_end_matches('/')
         .to_owned()
 }
 
 async fn redis_con() -> redis::aio::MultiplexedConnection {
-    redis::Client::open(env("REDIS_URL"))
+    redis::Client::open(setting("REDIS_URL"))
         .expect("client")
         .get_multiplexed_async_connection()
         .await
@@ -135,6 +132,7 @@ async fn redis_con() -> redis::aio::MultiplexedConnection {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Redis: scripts/test starts it and runs ignored tests"]
 async fn redis_pub_sub() -> Result<()> {
     let channel = format!("rt-{}", run_id());
     let spec = format!(
@@ -156,6 +154,7 @@ async fn redis_pub_sub() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Redis: scripts/test starts it and runs ignored tests"]
 async fn redis_stream() -> Result<()> {
     let stream = format!("rt-{}", run_id());
     let spec = format!("      hostAddress: {}\n      streams: [{stream}]\n", redis_host());
@@ -176,9 +175,10 @@ async fn redis_stream() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Mosquitto: scripts/test starts it and runs ignored tests"]
 async fn mqtt() -> Result<()> {
     let run = run_id();
-    let (url, topic) = (env("MQTT_URL"), format!("rt/{run}/orders"));
+    let (url, topic) = (setting("MQTT_URL"), format!("rt/{run}/orders"));
     let spec = format!(
         "      url: {url}\n      topic: rt/{run}/#\n      clientId: rt-{run}\n      jsonBody: true\n"
     );
@@ -211,9 +211,10 @@ async fn mqtt() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ: scripts/test starts it and runs ignored tests"]
 async fn amqp() -> Result<()> {
     let run = run_id();
-    let (url, exchange) = (env("AMQP_URL"), format!("rt-x-{run}"));
+    let (url, exchange) = (setting("AMQP_URL"), format!("rt-x-{run}"));
     let spec = format!(
         "      url: \"{url}\"\n      exchangeName: {exchange}\n      exchangeType: topic\n      routingKey: \"orders.*\"\n      jsonBody: true\n"
     );

@@ -125,14 +125,11 @@ fn dependency() -> EventDependency {
 fn bench(c: &mut Criterion) {
     let payload = push_payload();
     let size = payload.to_string().len();
-    let event = match EventBuilder::new("github", "repo", "github")
+    let event = EventBuilder::new("github", "repo", "github")
         .id("bench")
         .data_json(payload)
         .build()
-    {
-        Ok(e) => e,
-        Err(e) => panic!("bench event: {e}"),
-    };
+        .expect("the benchmark event builds");
     let filter = DependencyFilter::new(&dependency());
     let outcome = filter.evaluate(&event);
     assert!(outcome.passed, "the bench event must pass: {:?}", outcome.errors);

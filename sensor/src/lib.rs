@@ -6,7 +6,7 @@
 //!
 //! Use from a binary:
 //!
-//! ```ignore
+//! ```text
 //! let runner = SensorRunner::new(sensor, bus, Arc::new(FileSecretResolver::new(dir)), reqwest::Client::new(), metrics)?;
 //! runner.subscribe().await?;     // before event sources start
 //! runner.run(cancel.child_token()).await?;

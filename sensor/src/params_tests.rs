@@ -9,15 +9,12 @@ fn event(id: &str, data: Value) -> Event {
         .with_ymd_and_hms(2024, 5, 6, 7, 8, 9)
         .single()
         .unwrap_or_default();
-    match EventBuilder::new("webhook", "example", "webhook")
+    EventBuilder::new("webhook", "example", "webhook")
         .id(id)
         .time(time)
         .data_json(data)
         .build()
-    {
-        Ok(e) => e,
-        Err(e) => panic!("test event: {e}"),
-    }
+        .expect("a test event with an id builds")
 }
 
 fn events(data: Value) -> EventsByDependency {

@@ -89,6 +89,7 @@ async fn step(
 }
 
 #[tokio::test]
+#[ignore = "needs the nats-server binary: scripts/test installs it and runs ignored tests"]
 async fn interleaved_events_fire_in_pairs() -> anyhow::Result<()> {
     let server = NatsServer::start().await?;
     let js = server.jetstream().await?;
@@ -111,6 +112,7 @@ async fn interleaved_events_fire_in_pairs() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+#[ignore = "needs the nats-server binary: scripts/test installs it and runs ignored tests"]
 async fn newer_event_replaces_the_older_unused_one() -> anyhow::Result<()> {
     let server = NatsServer::start().await?;
     let js = server.jetstream().await?;
@@ -130,6 +132,7 @@ async fn newer_event_replaces_the_older_unused_one() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+#[ignore = "needs the nats-server binary: scripts/test installs it and runs ignored tests"]
 async fn two_replicas_racing_claim_each_complete_set_exactly_once() -> anyhow::Result<()> {
     let server = NatsServer::start().await?;
     let sensor = unique_sensor("race");
@@ -186,6 +189,7 @@ async fn two_replicas_racing_claim_each_complete_set_exactly_once() -> anyhow::R
 }
 
 #[tokio::test]
+#[ignore = "needs the nats-server binary: scripts/test installs it and runs ignored tests"]
 async fn a_crashed_owners_claim_is_taken_over_with_the_same_id_and_events() -> anyhow::Result<()> {
     let server = NatsServer::start().await?;
     let js = server.jetstream().await?;
@@ -227,6 +231,7 @@ async fn a_crashed_owners_claim_is_taken_over_with_the_same_id_and_events() -> a
 }
 
 #[tokio::test]
+#[ignore = "needs the nats-server binary: scripts/test installs it and runs ignored tests"]
 async fn an_expired_claim_is_taken_over_by_exactly_one_replica() -> anyhow::Result<()> {
     let server = NatsServer::start().await?;
     let sensor = unique_sensor("lease");
@@ -250,6 +255,7 @@ async fn an_expired_claim_is_taken_over_by_exactly_one_replica() -> anyhow::Resu
 }
 
 #[tokio::test]
+#[ignore = "needs the nats-server binary: scripts/test installs it and runs ignored tests"]
 async fn done_firings_are_remembered_and_not_run_again() -> anyhow::Result<()> {
     let server = NatsServer::start().await?;
     let js = server.jetstream().await?;
@@ -281,6 +287,7 @@ async fn done_firings_are_remembered_and_not_run_again() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+#[ignore = "needs the nats-server binary: scripts/test installs it and runs ignored tests"]
 async fn state_survives_a_server_restart() -> anyhow::Result<()> {
     let mut server = NatsServer::start().await?;
     let sensor = unique_sensor("restart");
@@ -324,6 +331,7 @@ async fn state_survives_a_server_restart() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+#[ignore = "needs the nats-server binary: scripts/test installs it and runs ignored tests"]
 async fn a_factory_refuses_another_sensor() -> anyhow::Result<()> {
     let server = NatsServer::start().await?;
     let states = factory(
@@ -362,6 +370,7 @@ async fn sink() -> anyhow::Result<(String, Arc<Mutex<Vec<(String, Value)>>>)> {
 }
 
 #[tokio::test]
+#[ignore = "needs the nats-server binary: scripts/test installs it and runs ignored tests"]
 async fn two_runner_replicas_on_jetstream_fire_each_pair_once() -> anyhow::Result<()> {
     let _ = tracing_subscriber::fmt()
         .with_test_writer()

@@ -52,6 +52,7 @@ fn payload() -> Value {
 }
 
 #[tokio::test]
+#[ignore = "needs the nats-server binary: scripts/test installs it and runs ignored tests"]
 async fn core_publish_carries_the_payload_and_the_firing_id() -> anyhow::Result<()> {
     let server = NatsServer::start().await?;
     let client = async_nats::connect(server.url()).await?;
@@ -80,6 +81,7 @@ async fn core_publish_carries_the_payload_and_the_firing_id() -> anyhow::Result<
 }
 
 #[tokio::test]
+#[ignore = "needs the nats-server binary: scripts/test installs it and runs ignored tests"]
 async fn jetstream_publish_waits_for_the_stream_and_dedupes_a_repeated_firing() -> anyhow::Result<()> {
     let server = NatsServer::start().await?;
     let js = server.jetstream().await?;
@@ -119,6 +121,7 @@ async fn jetstream_publish_waits_for_the_stream_and_dedupes_a_repeated_firing() 
 }
 
 #[tokio::test]
+#[ignore = "needs the nats-server binary: scripts/test installs it and runs ignored tests"]
 async fn token_authentication_from_a_secret() -> anyhow::Result<()> {
     let server = NatsServer::start_with(vec!["--auth".into(), "s3cret-token".into()]).await?;
     let nats =

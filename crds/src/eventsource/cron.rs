@@ -202,13 +202,13 @@ mod tests {
 
     fn utc(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s)
-            .unwrap_or_else(|e| panic!("{e}"))
+            .expect("the test timestamp is RFC 3339")
             .with_timezone(&Utc)
     }
 
     fn next(spec: &str, after: &str, tz: Tz) -> String {
         CronSpec::parse(spec)
-            .unwrap_or_else(|e| panic!("{e}"))
+            .expect("the test cron spec parses")
             .next_after(utc(after), tz)
             .map(|t| t.to_rfc3339())
             .unwrap_or_default()
@@ -315,7 +315,7 @@ mod tests {
             "no second fire at 02:30 CET"
         );
         // Hourly ticks across fall back: every real hour fires once, 24+1 ticks that day.
-        let spec = CronSpec::parse("0 * * * *").unwrap_or_else(|e| panic!("{e}"));
+        let spec = CronSpec::parse("0 * * * *").expect("an hourly cron spec parses");
         let mut t = utc("2026-10-24T21:59:00Z");
         let mut n = 0;
         while let Some(next) = spec.next_after(t, berlin) {

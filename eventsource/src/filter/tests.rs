@@ -30,7 +30,7 @@ spec:
       method: POST
 "#
     );
-    serde_yaml::from_str(&yaml).unwrap_or_else(|e| panic!("{e}"))
+    serde_yaml::from_str(&yaml).expect("the test manifest parses")
 }
 
 fn build_error(es: &EventSource) -> String {
@@ -50,7 +50,7 @@ async fn publishes_only_events_the_expression_lets_through() {
     );
     let rec = Arc::new(Recorder::default());
     let ctx = context(Secrets::default(), rec.clone());
-    let built = crate::build(&es, &ctx).unwrap_or_else(|e| panic!("{e}"));
+    let built = crate::build(&es, &ctx).expect("the test EventSource builds");
     let app = router(built.routes, 12000);
     let ct = ("content-type", "application/json");
     let team = ("x-team", "infra");
@@ -122,7 +122,7 @@ fn empty_and_malformed_expressions_fail_the_build_with_their_path() {
 
 #[test]
 fn non_boolean_results_and_dashed_keys() {
-    let program = sluice_expr::compile("X_Hub_Event == 'push'").unwrap_or_else(|e| panic!("{e}"));
+    let program = sluice_expr::compile("X_Hub_Event == 'push'").expect("the test expression compiles");
     assert_eq!(
         super::passes(&program, Some(&json!({"X-Hub-Event": "push"}))),
         Ok(true)
@@ -132,7 +132,7 @@ fn non_boolean_results_and_dashed_keys() {
         Ok(false)
     );
 
-    let number = sluice_expr::compile("body.id + 1").unwrap_or_else(|e| panic!("{e}"));
+    let number = sluice_expr::compile("body.id + 1").expect("the test expression compiles");
     let err = super::passes(&number, Some(&json!({"body": {"id": 1}})))
         .err()
         .unwrap_or_default();
@@ -160,7 +160,7 @@ spec:
       filter: {prefix: web-, labels: [{key: app, value: web}]}
 "#,
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("the test manifest parses");
     assert!(super::problems(&es).is_empty());
     assert!(super::compile(&es).map(|m| m.is_empty()).unwrap_or(false));
 }

@@ -11,14 +11,13 @@ use kube::core::GroupVersionKind;
 use kube::Client;
 use serde_json::{json, Value};
 use sluice_eventbus::{Event, EventBuilder};
+use sluice_eventsource::testing::try_setting;
 use sluice_integration_tests::workspace_root;
 use tokio::sync::OnceCell;
 
 /// A setting printed by `scripts/services.sh start kube`; the test fails without it.
 pub fn setting(name: &str) -> Result<String> {
-    std::env::var(name).with_context(|| {
-        format!("{name} is not set: start the test Kubernetes API server with `scripts/services.sh start kube` and export its settings")
-    })
+    Ok(try_setting(name)?)
 }
 
 /// A client as the kubeconfig chain makes it (KUBECONFIG: the admin token).

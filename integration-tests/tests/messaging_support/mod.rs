@@ -22,9 +22,7 @@ pub const EVENT: &str = "msg";
 
 /// A setting printed by `scripts/services.sh start …`; panics (fails the test) when missing.
 pub fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: run `scripts/services.sh start nats redis mosquitto rabbitmq` and export its output")
-    })
+    sluice_eventsource::testing::setting(name)
 }
 
 /// A fresh suffix for this run's names (streams, topics, queues, vhosts).

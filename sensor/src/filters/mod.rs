@@ -672,14 +672,11 @@ mod tests {
     use sluice_eventbus::EventBuilder;
 
     fn event(data: Value) -> Event {
-        match EventBuilder::new("webhook", "example", "webhook")
+        EventBuilder::new("webhook", "example", "webhook")
             .id("e1")
             .data_json(data)
             .build()
-        {
-            Ok(e) => e,
-            Err(e) => panic!("test event: {e}"),
-        }
+            .expect("a test event with an id builds")
     }
 
     fn data_filter(path: &str, ty: &str, value: &str) -> DataFilter {

@@ -90,13 +90,13 @@ mod tests {
 
     fn schedule(criteria: serde_json::Value) -> Result<Option<ResetSchedule>, ResetError> {
         let criteria: Vec<ConditionsResetCriteria> =
-            serde_json::from_value(criteria).unwrap_or_else(|e| panic!("{e}"));
+            serde_json::from_value(criteria).expect("the test criteria deserialize");
         ResetSchedule::from_spec(&criteria)
     }
 
     fn at(text: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(text)
-            .unwrap_or_else(|e| panic!("{e}"))
+            .expect("the test timestamp is RFC 3339")
             .with_timezone(&Utc)
     }
 

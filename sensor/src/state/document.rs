@@ -257,10 +257,10 @@ mod tests {
     use sluice_eventbus::EventBuilder;
 
     fn event(id: &str) -> Event {
-        match EventBuilder::new("es", "ev", "webhook").id(id).build() {
-            Ok(e) => e,
-            Err(e) => panic!("test event: {e}"),
-        }
+        EventBuilder::new("es", "ev", "webhook")
+            .id(id)
+            .build()
+            .expect("a test event with an id builds")
     }
 
     fn ids(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {

@@ -244,10 +244,10 @@ mod tests {
     use sluice_eventbus::EventBuilder;
 
     fn event(id: &str) -> Event {
-        match EventBuilder::new("es", "ev", "webhook").id(id).build() {
-            Ok(e) => e,
-            Err(e) => panic!("test event: {e}"),
-        }
+        EventBuilder::new("es", "ev", "webhook")
+            .id(id)
+            .build()
+            .expect("a test event with an id builds")
     }
 
     #[tokio::test]

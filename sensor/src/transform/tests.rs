@@ -6,7 +6,7 @@ use sluice_eventbus::{Event, EventBuilder};
 use super::*;
 
 fn event(data: Value) -> Event {
-    match EventBuilder::new("webhook", "example", "webhook")
+    EventBuilder::new("webhook", "example", "webhook")
         .id("e1")
         .extension(
             "traceparent",
@@ -14,10 +14,7 @@ fn event(data: Value) -> Event {
         )
         .data_json(data)
         .build()
-    {
-        Ok(e) => e,
-        Err(e) => panic!("test event: {e}"),
-    }
+        .expect("a test event with an id builds")
 }
 
 fn jq(program: &str) -> Result<Transform, TransformError> {
@@ -116,10 +113,10 @@ fn lua_must_return_a_table() {
 fn identity_and_no_data_pass_unchanged() -> Result<(), TransformError> {
     let t = Transform::compile(&EventDependencyTransformer::default())?;
     assert!(t.is_identity());
-    let e = match EventBuilder::new("s", "n", "webhook").id("x").build() {
-        Ok(e) => e,
-        Err(e) => panic!("{e}"),
-    };
+    let e = EventBuilder::new("s", "n", "webhook")
+        .id("x")
+        .build()
+        .expect("a test event with an id builds");
     assert_eq!(jq(".a")?.apply(&e)?, e);
     Ok(())
 }

@@ -45,7 +45,7 @@ fn build(spec: BitbucketEventSource, rec: Arc<Recorder>, api: &str) -> crate::Bu
         &mut out,
         api,
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("the test's bitbucket spec builds");
     out
 }
 

@@ -40,7 +40,7 @@ fn build(spec: BitbucketServerEventSource, rec: Arc<Recorder>) -> crate::BuiltEv
         &context(secrets, rec),
         &mut out,
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("the test's bitbucketserver spec builds");
     out
 }
 

@@ -15,13 +15,13 @@ use crate::{PullSource, SourceContext};
 
 fn utc(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s)
-        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("the test timestamp is RFC 3339")
         .with_timezone(&Utc)
 }
 
 fn source(spec: &CalendarEventSource, ctx: &SourceContext, origin: &str) -> CalendarSource {
     CalendarSource::build("cal", "tick", spec, ctx, Arc::new(TokioClock::new(utc(origin))))
-        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("the test's calendar spec builds")
 }
 
 /// Runs `source` for `for_how_long` of (paused) time, then cancels it and waits for it to stop.

@@ -41,7 +41,7 @@ fn secrets() -> Secrets {
 fn app(spec: GithubEventSource, rec: Arc<Recorder>) -> axum::Router {
     let events = BTreeMap::from([("repo".to_string(), spec)]);
     let mut out = built("gh");
-    super::build("gh", &events, &context(secrets(), rec), &mut out).unwrap_or_else(|e| panic!("{e}"));
+    super::build("gh", &events, &context(secrets(), rec), &mut out).expect("the test's github spec builds");
     assert!(out.tasks.is_empty(), "no hook task without apiToken and url");
     router(out.routes, 12000)
 }
@@ -367,8 +367,8 @@ async fn github_api() -> (String, Arc<FakeApi>, CancellationToken) {
         .with_state(api.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        .expect("a free loopback port can be bound");
+    let addr = listener.local_addr().expect("a bound listener has an address");
     let stop = CancellationToken::new();
     let token = stop.clone();
     tokio::spawn(async move {
@@ -399,7 +399,7 @@ async fn hooks_are_created_or_updated_and_deleted_on_finish() {
     let events = BTreeMap::from([("repo".to_string(), s)]);
     let rec = Arc::new(Recorder::default());
     let mut out = built("gh");
-    super::build("gh", &events, &context(secrets(), rec), &mut out).unwrap_or_else(|e| panic!("{e}"));
+    super::build("gh", &events, &context(secrets(), rec), &mut out).expect("the test's github spec builds");
     assert_eq!(out.tasks.len(), 1);
     let task = out.tasks.remove(0);
     let cancel = CancellationToken::new();
@@ -472,7 +472,7 @@ fn a_rejection_logs_the_reason_and_delivery_id_never_the_secret() {
     tracing::subscriber::with_default(subscriber, || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("a current-thread runtime builds");
         rt.block_on(async {
             let rec = Arc::new(Recorder::default());
             let app = app(spec(), rec.clone());

@@ -40,7 +40,7 @@ fn secrets() -> Secrets {
 fn app(spec: GitlabEventSource, rec: Arc<Recorder>) -> axum::Router {
     let events = BTreeMap::from([("project".to_string(), spec)]);
     let mut out = built("gl");
-    super::build("gl", &events, &context(secrets(), rec), &mut out).unwrap_or_else(|e| panic!("{e}"));
+    super::build("gl", &events, &context(secrets(), rec), &mut out).expect("the test's gitlab spec builds");
     router(out.routes, 12000)
 }
 
@@ -270,7 +270,7 @@ async fn hooks_are_created_adopted_and_deleted_on_finish() {
         &context(secrets(), Arc::new(Recorder::default())),
         &mut out,
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("the test's gitlab spec builds");
     assert_eq!(out.tasks.len(), 1);
     let calls = run_hooks_until(out.tasks.remove(0), &calls, 3).await;
     let summary = summary(&calls);

@@ -92,7 +92,7 @@ fn ctx() -> SourceContext {
 }
 
 fn spec(yaml: &str) -> KafkaEventSource {
-    serde_yaml::from_str(yaml).unwrap_or_else(|e| panic!("{e}"))
+    serde_yaml::from_str(yaml).expect("the test spec parses")
 }
 
 #[test]
@@ -124,7 +124,7 @@ fn build_checks_fields_and_names_them() {
         &spec("{url: 'a:1, b:2', topic: t, consumerGroup: {groupName: g, oldest: true}}"),
         &ctx(),
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("a consumer group spec builds");
     assert_eq!(ok.mode, Mode::Group);
     assert_eq!(ok.settings["bootstrap.servers"], "a:1,b:2");
     assert_eq!(ok.settings["auto.offset.reset"], "earliest");

@@ -47,7 +47,7 @@ fn app(token: bool, rec: Arc<Recorder>) -> axum::Router {
         &mut out,
         Arc::new(Fixed),
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("the test's slack spec builds");
     router(out.routes, 12000)
 }
 

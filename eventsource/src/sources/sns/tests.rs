@@ -60,9 +60,11 @@ fn fixtures_clock() -> chrono::DateTime<chrono::Utc> {
 
 async fn verifier() -> Verifier {
     let v = Verifier::new(verify::DEFAULT_CERT_URL_PATTERN)
-        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("the default certificate URL pattern compiles")
         .with_clock(fixtures_clock);
-    v.preload(CERT_URL, CERT).await.unwrap_or_else(|e| panic!("{e}"));
+    v.preload(CERT_URL, CERT)
+        .await
+        .expect("the fixture certificate preloads");
     v
 }
 
@@ -155,8 +157,8 @@ async fn cert_server() -> (String, Arc<AtomicUsize>, tokio_util::sync::Cancellat
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        .expect("a free loopback port can be bound");
+    let addr = listener.local_addr().expect("a bound listener has an address");
     let stop = tokio_util::sync::CancellationToken::new();
     let token = stop.clone();
     tokio::spawn(async move {
@@ -171,7 +173,7 @@ async fn cert_server() -> (String, Arc<AtomicUsize>, tokio_util::sync::Cancellat
 async fn a_fetched_certificate_is_cached() {
     let (url, hits, stop) = cert_server().await;
     let v = Verifier::new(r"^http://127\.0\.0\.1:\d+/")
-        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("the loopback certificate URL pattern compiles")
         .with_clock(fixtures_clock);
     for _ in 0..3 {
         assert_eq!(
@@ -184,7 +186,7 @@ async fn a_fetched_certificate_is_cached() {
     // An allowed host that does not answer: 503 material, not a signature verdict.
     stop.cancel();
     let v = Verifier::new(r"^http://127\.0\.0\.1:\d+/")
-        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("the loopback certificate URL pattern compiles")
         .with_clock(fixtures_clock);
     let unreachable = format!("http://127.0.0.1:{}/cert.pem", free_port());
     assert!(matches!(
@@ -248,7 +250,7 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("a free loopback port can be bound")
 }
 
 fn spec() -> SNSEventSource {
@@ -270,8 +272,12 @@ fn spec() -> SNSEventSource {
 async fn route(rec: Arc<Recorder>, confirm_endpoint: &str) -> axum::Router {
     let ctx = context(Secrets::default(), rec);
     let s = spec();
-    let endpoint = resolve_endpoint("es", "orders", s.webhook.as_ref().unwrap_or_else(|| panic!()))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let endpoint = resolve_endpoint(
+        "es",
+        "orders",
+        s.webhook.as_ref().expect("the spec has a webhook"),
+    )
+    .expect("the spec's webhook has an endpoint");
     let confirmer = Confirmer {
         client: AwsClient::new(
             crate::aws::CredentialsProvider::Static(crate::aws::Credentials {

@@ -57,7 +57,7 @@ fn build(spec: StripeEventSource, rec: Arc<Recorder>, api: &str) -> crate::Built
         Arc::new(Fixed),
         api,
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("the test's stripe spec builds");
     out
 }
 
@@ -171,8 +171,8 @@ async fn create_webhook_registers_the_endpoint_once() {
         .with_state(calls.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        .expect("a free loopback port can be bound");
+    let addr = listener.local_addr().expect("a bound listener has an address");
     tokio::spawn(async move {
         let _ = axum::serve(listener, api).await;
     });

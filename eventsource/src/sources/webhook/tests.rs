@@ -12,33 +12,8 @@ use sluice_crds::eventsource::{WebhookContext, WebhookEventSource};
 use sluice_eventbus::Subject;
 
 use crate::http::RouteTable;
-use crate::secrets::{SecretError, SecretResolver};
 
-use crate::testing::{send, Recorder};
-
-struct Secrets;
-
-impl SecretResolver for Secrets {
-    fn resolve_config_map(
-        &self,
-        selector: &sluice_crds::common::ConfigMapKeySelector,
-    ) -> Result<String, SecretError> {
-        Err(SecretError::InvalidReference {
-            name: selector.name.clone(),
-            key: selector.key.clone(),
-        })
-    }
-
-    fn resolve_secret(&self, selector: &SecretKeySelector) -> Result<String, SecretError> {
-        match (selector.name.as_str(), selector.key.as_str()) {
-            ("hook", "token") => Ok("t0ken".into()),
-            (n, k) => Err(SecretError::InvalidReference {
-                name: n.into(),
-                key: k.into(),
-            }),
-        }
-    }
-}
+use crate::testing::{send, Recorder, Secrets};
 
 fn context(method: &str) -> WebhookContext {
     WebhookContext {
@@ -55,7 +30,7 @@ fn build_routes(
     sender: Arc<Recorder>,
 ) -> Result<Vec<crate::http::Route>, crate::BuildError> {
     let ctx = crate::SourceContext {
-        secrets: Arc::new(Secrets),
+        secrets: Arc::new(Secrets::default().with("hook", "token", "t0ken")),
         sender,
         metrics: crate::metrics::SourceMetrics::default(),
         checkpoints: None,
@@ -71,10 +46,10 @@ fn build_routes(
 }
 
 fn router(events: BTreeMap<String, WebhookEventSource>, sender: Arc<Recorder>) -> axum::Router {
-    let routes = build_routes(&events, sender).unwrap_or_else(|e| panic!("{e}"));
+    let routes = build_routes(&events, sender).expect("the test's webhook events build");
     let mut table = RouteTable::new();
     for r in routes {
-        table.add(r).unwrap_or_else(|e| panic!("{e}"));
+        table.add(r).expect("the test's routes do not collide");
     }
     table.router(12000)
 }
@@ -93,7 +68,7 @@ fn post(uri: &str, body: &str) -> Request<Body> {
     Request::post(uri)
         .header("content-type", "application/json")
         .body(Body::from(body.to_string()))
-        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("the test request is well-formed")
 }
 
 #[tokio::test]
@@ -110,7 +85,7 @@ async fn publishes_the_exact_event_and_answers_200() {
             "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
         )
         .body(Body::from(r#"{"type":"deploy","n":1}"#))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the test request is well-formed");
     let (status, _, body) = send(router(one(ctx), rec.clone()), req).await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "success"));
     let events = rec.events();
@@ -144,12 +119,12 @@ async fn idempotency_key_makes_the_id_deterministic() {
         let req = Request::post("/example")
             .header("idempotency-key", "delivery-42")
             .body(Body::from("{}"))
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("the test request is well-formed");
         assert_eq!(send(r.clone(), req).await.0, StatusCode::OK);
     }
     let req = Request::post("/example")
         .body(Body::from("{}"))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the test request is well-formed");
     assert_eq!(send(r, req).await.0, StatusCode::OK);
     // The recorder dedupes by id as the bus does: the two keyed requests are one event.
     let ids: Vec<String> = rec.events().iter().map(|(_, e)| e.id().to_string()).collect();
@@ -210,7 +185,7 @@ async fn bearer_auth_is_401_unless_the_token_matches() {
         if let Some(a) = auth {
             b = b.header("authorization", a);
         }
-        b.body(Body::from("{}")).unwrap_or_else(|e| panic!("{e}"))
+        b.body(Body::from("{}")).expect("the test request is well-formed")
     };
     assert_eq!(send(r.clone(), with(None)).await.0, StatusCode::UNAUTHORIZED);
     assert_eq!(
@@ -245,7 +220,7 @@ async fn bad_json_is_400_wrong_method_405_unknown_path_404_and_nothing_published
     );
     let put = Request::put("/example")
         .body(Body::from("{}"))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the test request is well-formed");
     assert_eq!(send(r.clone(), put).await.0, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(
         send(r.clone(), post("/elsewhere", "{}")).await.0,
@@ -253,7 +228,7 @@ async fn bad_json_is_400_wrong_method_405_unknown_path_404_and_nothing_published
     );
     let health = Request::get("/health")
         .body(Body::empty())
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the test request is well-formed");
     assert_eq!(send(r, health).await.0, StatusCode::OK);
     assert!(rec.events().is_empty());
 }
@@ -275,11 +250,11 @@ async fn form_bodies_and_get_queries_become_maps_of_lists() {
     let form = Request::post("/example")
         .header("content-type", "application/x-www-form-urlencoded; charset=utf-8")
         .body(Body::from("a=1&b=hello+world&a=%32&c"))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the test request is well-formed");
     assert_eq!(send(r.clone(), form).await.0, StatusCode::OK);
     let q = Request::get("/q?x=1&x=2&y=%41")
         .body(Body::empty())
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the test request is well-formed");
     assert_eq!(send(r, q).await.0, StatusCode::OK);
     let events = rec.events();
     assert_eq!(

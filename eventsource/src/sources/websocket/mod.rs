@@ -239,11 +239,11 @@ mod tests {
         assert!(handshake_request("ws://example.com/feed", Some("Bearer x\n")).is_ok());
         assert!(handshake_request("ws://example.com/feed", Some("bad\u{7f}value")).is_err());
         let request = handshake_request("wss://example.com:8443/feed?x=1", Some("Bearer t0k"))
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("a wss URL with a valid header value makes a request");
         let auth = request
             .headers()
             .get(header::AUTHORIZATION)
-            .unwrap_or_else(|| panic!("header"));
+            .expect("the request carries the Authorization header");
         assert_eq!(auth.to_str().ok(), Some("Bearer t0k"));
         assert!(auth.is_sensitive());
         assert_eq!(

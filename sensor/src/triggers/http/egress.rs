@@ -376,11 +376,11 @@ mod tests {
     use super::*;
 
     fn cidr(s: &str) -> Cidr {
-        s.parse().unwrap_or_else(|e| panic!("{e}"))
+        s.parse().expect("the test CIDR parses")
     }
 
     fn ip(s: &str) -> IpAddr {
-        s.parse().unwrap_or_else(|e| panic!("{e}"))
+        s.parse().expect("the test IP address parses")
     }
 
     #[test]
@@ -468,7 +468,7 @@ mod tests {
         use reqwest::dns::Resolve as _;
         let deny_loopback = EgressPolicy::with_rules(&[cidr("127.0.0.0/8"), cidr("::1/128")], &[]);
         let resolver = GuardedResolver::new(Arc::new(deny_loopback));
-        let name = reqwest::dns::Name::from_str("localhost").unwrap_or_else(|e| panic!("{e}"));
+        let name = reqwest::dns::Name::from_str("localhost").expect("localhost is a valid DNS name");
         let err = resolver
             .resolve(name)
             .await
@@ -480,7 +480,7 @@ mod tests {
             "{err}"
         );
         let open = GuardedResolver::new(Arc::new(EgressPolicy::default()));
-        let name = reqwest::dns::Name::from_str("localhost").unwrap_or_else(|e| panic!("{e}"));
+        let name = reqwest::dns::Name::from_str("localhost").expect("localhost is a valid DNS name");
         let addrs: Vec<SocketAddr> = open.resolve(name).await.map(|a| a.collect()).unwrap_or_default();
         assert!(addrs.iter().any(|a| a.ip().is_loopback()), "{addrs:?}");
     }

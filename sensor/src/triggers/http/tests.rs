@@ -74,11 +74,9 @@ fn events() -> EventsByDependency {
     let event = EventBuilder::new("webhook", "example", "webhook")
         .id("evt-1")
         .data_json(json!({"header": {}, "body": {"service": "checkout", "version": "1.4.2", "n": 3}}))
-        .build();
-    match event {
-        Ok(e) => BTreeMap::from([("d".to_owned(), e)]),
-        Err(e) => panic!("test event: {e}"),
-    }
+        .build()
+        .expect("a test event with an id builds");
+    BTreeMap::from([("d".to_owned(), event)])
 }
 
 fn param(key: &str, dest: &str) -> TriggerParameter {

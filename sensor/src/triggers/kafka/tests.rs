@@ -41,7 +41,7 @@ fn ctx() -> BuildContext {
 }
 
 fn spec(yaml: &str) -> KafkaSpec {
-    serde_yaml::from_str(yaml).unwrap_or_else(|e| panic!("{e}"))
+    serde_yaml::from_str(yaml).expect("the test spec parses")
 }
 
 fn build_error(yaml: &str) -> String {
@@ -77,15 +77,15 @@ fn settings_follow_the_spec() {
         ),
         &ctx(),
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("the test kafka trigger builds");
     assert_eq!(t.settings["acks"], "all");
     assert_eq!(t.settings["compression.type"], "snappy");
     assert_eq!(t.settings["linger.ms"], "20");
     assert_eq!(t.settings["security.protocol"], "sasl_plaintext");
     assert_eq!(t.settings["sasl.username"], "alice");
     assert_eq!(brokers("a:1, b:2"), "a:1,b:2");
-    let default =
-        KafkaTrigger::build("out", &spec("{url: 'h:1', topic: t}"), &ctx()).unwrap_or_else(|e| panic!("{e}"));
+    let default = KafkaTrigger::build("out", &spec("{url: 'h:1', topic: t}"), &ctx())
+        .expect("a minimal kafka trigger builds");
     assert_eq!(default.settings["acks"], "1");
     assert_eq!(default.settings["linger.ms"], "0");
     assert_eq!(default.settings["security.protocol"], "plaintext");

@@ -134,14 +134,12 @@ mod tests {
     fn firing() -> Firing {
         let mut events = EventsByDependency::new();
         for (dep, id) in [("b", "e2"), ("a", "e1")] {
-            match EventBuilder::new("webhook", "example", "webhook")
+            let event = EventBuilder::new("webhook", "example", "webhook")
                 .id(id)
                 .data_json(json!({"k": id}))
                 .build()
-            {
-                Ok(e) => events.insert(dep.to_owned(), e),
-                Err(e) => panic!("test event: {e}"),
-            };
+                .expect("a test event with an id builds");
+            events.insert(dep.to_owned(), event);
         }
         Firing {
             id: FiringId::new("t", &events),
