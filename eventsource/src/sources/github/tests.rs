@@ -470,6 +470,10 @@ fn a_rejection_logs_the_reason_and_delivery_id_never_the_secret() {
         .with_ansi(false)
         .finish();
     tracing::subscriber::with_default(subscriber, || {
+        // Why: another test thread may have hit these callsites with no subscriber and cached
+        // "never" for them; re-deciding now that this thread's subscriber exists keeps the log
+        // lines this test reads.
+        tracing::callsite::rebuild_interest_cache();
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("a current-thread runtime builds");
