@@ -5,9 +5,9 @@
 //!
 //! ```text
 //!   loop:  connect ──err──▶ not ready, log retry_in, backoff ──▶ connect
-//!            │ ok: ready, backoff reset
+//!            │ ok: ready
 //!            ▼
-//!          next ──None/err──▶ not ready, log, backoff ──▶ connect
+//!          next ──None/err──▶ not ready, close, log, backoff ──▶ connect
 //!            │ message
 //!            ▼
 //!          decode ──malformed──▶ log + count (rejected{reason="malformed"}) ──▶ settle(Term)
@@ -18,6 +18,9 @@
 //!            ▼
 //!          settle(Ack | Nak | Term)
 //! ```
+//!
+//! A session that ends (cancelled too) is handed to [`Upstream::close`]; the backoff starts over
+//! once a session lasted [`Upstream::steady_after`] (at once by default).
 //!
 //! Delivery: a message is settled only after every event it carries was stored by the bus, dropped
 //! on purpose by the EventSource's filter, or rejected for good (logged and counted by
@@ -31,6 +34,7 @@
 //! an event of its kind.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -184,6 +188,25 @@ pub trait Upstream: Send + Sync + 'static {
     /// the payload).
     fn locate(&self, _message: &Self::Message) -> String {
         String::new()
+    }
+
+    /// Ends a session once it ended, failed or the source was cancelled, after its last message
+    /// was settled or left unsettled: a close frame, a graceful close that hands unacknowledged
+    /// messages back, a last commit. The default drops it. Must finish in bounded time.
+    async fn close(&self, _session: Self::Session) {}
+
+    /// The message of the warning logged when a session ends or fails (with `error` and
+    /// `retry_in`); `None` keeps the skeleton's wording. For a kind whose operators (and restart
+    /// tests) search for a wording of its own.
+    fn reconnect_message(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// How long a session must have lasted for the next outage's backoff to start over from its
+    /// first wait. The default (zero) starts over after every successful connect; a longer one
+    /// keeps the waits growing at a broker that accepts connections and drops them at once.
+    fn steady_after(&self) -> Duration {
+        Duration::ZERO
     }
 }
 
@@ -343,19 +366,30 @@ impl<U: Upstream> PullSource for Pull<U> {
                 Ok(mut session) => {
                     info!(eventsource = %self.names.event_source, event_name = %self.names.event_name, kind = self.upstream.kind(), "connected");
                     self.names.ready.set(true);
-                    backoff.reset();
-                    self.consume(&mut session, &cancel).await
+                    let since = tokio::time::Instant::now();
+                    let ended = self.consume(&mut session, &cancel).await;
+                    self.names.ready.set(false);
+                    self.upstream.close(session).await;
+                    // Why reset only after a steady session: a broker that accepts and then drops
+                    // every connection must still see the waits grow (see `steady_after`).
+                    if since.elapsed() >= self.upstream.steady_after() {
+                        backoff.reset();
+                    }
+                    ended
                 }
                 Err(error) => Err(error),
             };
             self.names.ready.set(false);
+            let message = self.upstream.reconnect_message();
             match ended {
                 Ok(false) => break,
                 Ok(true) => {
-                    warn!(eventsource = %self.names.event_source, event_name = %self.names.event_name, retry_in = ?backoff.wait(), "the upstream ended the session; reconnecting");
+                    let message = message.unwrap_or("the upstream ended the session; reconnecting");
+                    warn!(eventsource = %self.names.event_source, event_name = %self.names.event_name, retry_in = ?backoff.wait(), "{message}");
                 }
                 Err(error) => {
-                    warn!(eventsource = %self.names.event_source, event_name = %self.names.event_name, error = %chain(&*error), retry_in = ?backoff.wait(), "the upstream connection failed; reconnecting");
+                    let message = message.unwrap_or("the upstream connection failed; reconnecting");
+                    warn!(eventsource = %self.names.event_source, event_name = %self.names.event_name, error = %chain(&*error), retry_in = ?backoff.wait(), "{message}");
                 }
             }
             if !backoff.sleep(&cancel).await {
@@ -389,7 +423,10 @@ mod tests {
         reads: Mutex<VecDeque<Read>>,
         retry: Retry,
         connects: Mutex<u32>,
+        closes: Mutex<u32>,
         settled: Mutex<Vec<(String, Settle)>>,
+        /// [`Upstream::steady_after`].
+        steady: Duration,
         /// Cancelled once the script is used up, so `run` returns.
         done: CancellationToken,
     }
@@ -400,7 +437,9 @@ mod tests {
                 reads: Mutex::new(reads.into()),
                 retry,
                 connects: Mutex::new(0),
+                closes: Mutex::new(0),
                 settled: Mutex::new(Vec::new()),
+                steady: Duration::ZERO,
                 done: CancellationToken::new(),
             }
         }
@@ -453,6 +492,14 @@ mod tests {
         async fn settle(&self, _: &mut (), m: String, settle: Settle) -> Result<(), UpstreamError> {
             self.settled.lock().expect("not poisoned").push((m, settle));
             Ok(())
+        }
+
+        async fn close(&self, _: ()) {
+            *self.closes.lock().expect("not poisoned") += 1;
+        }
+
+        fn steady_after(&self) -> Duration {
+            self.steady
         }
     }
 
@@ -509,6 +556,11 @@ mod tests {
             3,
             "an end and a failure each reconnect"
         );
+        assert_eq!(
+            *upstream.closes.lock().expect("not poisoned"),
+            3,
+            "every session is closed, the cancelled one too"
+        );
         assert_eq!(rejected_malformed(&ctx), 1, "the malformed message is counted");
         assert!(!ctx.readiness.is_ready(), "not ready once stopped");
     }
@@ -545,6 +597,31 @@ mod tests {
         assert!(
             upstream.settled.lock().expect("not poisoned").is_empty(),
             "left for the upstream to redeliver"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_backoff_keeps_growing_across_sessions_shorter_than_steady_after() {
+        let reads = || vec![Read::Fail, Read::Fail, Read::Fail];
+        let started = tokio::time::Instant::now();
+        run(
+            Arc::new(Scripted::new(reads(), Retry::Once)),
+            Arc::new(Recorder::default()),
+        )
+        .await;
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_millis(600),
+            "200ms after each session"
+        );
+        let mut short = Scripted::new(reads(), Retry::Once);
+        short.steady = Duration::from_secs(30);
+        let started = tokio::time::Instant::now();
+        run(Arc::new(short), Arc::new(Recorder::default())).await;
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_millis(1400),
+            "200ms, 400ms, 800ms"
         );
     }
 }

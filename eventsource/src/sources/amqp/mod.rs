@@ -5,13 +5,15 @@
 //!
 //! Delivery: **at-least-once by default**, where upstream consumes with auto-ack. Unless
 //! `consume.autoAck: true` is set, Sluice consumes with manual acknowledgement and sends
-//! `basic.ack` only after the bus stored the event; when the bus refuses, the message is nacked with
-//! requeue after a backoff, so the broker hands it out again. If the process dies first, the broker
-//! requeues every un-acknowledged message when the connection drops. The prefetch (`basic.qos`) is
-//! bounded, so at most [`PREFETCH`] messages are in flight. A redelivered message gets a new event
-//! id (AMQP gives no delivery id that survives a redelivery), so it can be a duplicate on the bus.
-//! With `consume.autoAck: true` the broker forgets a message as soon as it is sent: a crash before
-//! the bus stored it loses it, as upstream.
+//! `basic.ack` (in [`Upstream::settle`]) only after the bus stored the event; when the bus refuses,
+//! the message is nacked with requeue after a pause of [`NAK_DELAY`], so the broker hands it out
+//! again. If the process dies or stops first, the broker requeues every un-acknowledged message
+//! when the connection drops or is closed. The prefetch (`basic.qos`) is bounded, so at most
+//! [`PREFETCH`] messages are in flight. A redelivered message gets a new event id (AMQP gives no
+//! delivery id that survives a redelivery), so it can be a duplicate on the bus.
+//! With `consume.autoAck: true` the broker forgets a message as soon as it is sent: the source
+//! retries the bus in hand, and a crash or stop before the bus stored it loses it, as upstream
+//! (a stop logs the loss).
 //!
 //! Too large: a message whose event is bigger than the bus takes (`--max-event-bytes`) is logged
 //! with its size, counted in `sluice_eventsource_events_rejected_total{reason="too_large"}` and
@@ -24,7 +26,8 @@
 //! Readiness: `<eventSource>/<event>` is ready while the source consumes the queue.
 //!
 //! Connection: (re)connects with backoff (`connectionBackoff`, else 1s doubling to 30s) and
-//! re-declares everything after a broker restart.
+//! re-declares everything after a broker restart. The waits start over only after a connection
+//! that lasted [`MAX_WAIT`], so a broker that drops every connection at once still sees them grow.
 //!
 //! Body: with `jsonBody` a body that parses as JSON is embedded as JSON; any other body is a base64
 //! string (as upstream marshals bytes), never dropped.
@@ -32,38 +35,40 @@
 mod data;
 pub mod tls;
 
-use crate::{BuiltEventSource, SourceContext};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
+use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, ExchangeDeclareOptions,
     QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
 use lapin::uri::AMQPUri;
-use lapin::{Connection, ConnectionProperties, ExchangeKind};
+use lapin::{Channel, Connection, ConnectionProperties, Consumer, ExchangeKind};
 use sluice_crds::eventsource::AMQPEventSource;
-use sluice_eventbus::{EventBuilder, Subject};
-use tokio_util::sync::CancellationToken;
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 pub use data::{arguments_table, event_data, go_time_string};
 
-use crate::metrics::{EventLabels, SourceMetrics};
+use crate::pull::{Draft, Malformed, Names, Pull, Settle, Upstream, UpstreamError};
 use crate::reconnect::{Backoff, MAX_WAIT};
-use crate::sender::{publish, EventSender, Outcome, Publisher, Retry};
-use crate::{BuildError, PullSource, SourceError};
-use sluice_eventbus::readiness::ReadyFlag;
+use crate::sender::Retry;
+use crate::{BuildError, BuiltEventSource, SourceContext};
 
 /// The CloudEvent `type` of this kind.
 pub const SOURCE_TYPE: &str = "amqp";
 /// Messages delivered but not yet acknowledged (manual ack): the broker keeps the rest.
 pub const PREFETCH: u16 = 64;
-const MIN_BACKOFF: Duration = Duration::from_millis(200);
+/// How long a message the bus refused is held before it is nacked with requeue (manual ack), and
+/// the first wait of the in-hand retry (autoAck): a down bus must not make a message spin.
+pub const NAK_DELAY: Duration = Duration::from_secs(1);
+/// How long a graceful close may take before the connection is dropped.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why one connection of the source ended.
 #[derive(Debug, thiserror::Error)]
@@ -117,7 +122,7 @@ fn exchange_kind(t: &str) -> ExchangeKind {
 }
 
 /// Builds a pull source per `amqp` event of EventSource `es_name`: checks the spec, resolves the
-/// URL and credentials, parses the queue arguments. Connecting happens in `run`.
+/// URL and credentials, parses the queue arguments. Connecting happens when the source runs.
 pub fn build(
     es_name: &str,
     events: &BTreeMap<String, AMQPEventSource>,
@@ -125,7 +130,6 @@ pub fn build(
     out: &mut BuiltEventSource,
 ) -> Result<(), BuildError> {
     let secrets = ctx.secrets.as_ref();
-    let (sender, metrics) = (&ctx.sender, &ctx.metrics);
     for (event_name, spec) in events {
         let invalid = |reason: String| BuildError::InvalidSpec {
             event_source: es_name.into(),
@@ -175,58 +179,40 @@ pub fn build(
         };
         let arguments = arguments_table(spec.queue_declare.as_ref().and_then(|q| q.arguments.as_deref()))
             .map_err(invalid)?;
-        let backoff = backoff_of(spec).map_err(invalid)?;
-        out.tasks.push(Box::new(AmqpSource {
-            ready: ctx.readiness.flag(format!("{es_name}/{event_name}")),
-            tls,
+        let backoff = Backoff::from_spec(
+            spec.connection_backoff.as_ref(),
+            Backoff::new(Duration::from_secs(1), 2.0),
+        )
+        .map_err(invalid)?;
+        let upstream = AmqpUpstream {
             event_source: es_name.to_owned(),
             event_name: event_name.clone(),
+            mode: AckMode::of(spec),
             spec: spec.clone(),
             uri,
             arguments,
             backoff,
-            sender: sender.clone(),
-            metrics: metrics.clone(),
-        }));
+            tls,
+        };
+        out.tasks
+            .push(Box::new(Pull::new(es_name, event_name, upstream, ctx)));
     }
     Ok(())
 }
 
-/// The first reconnect wait and its factor, from `connectionBackoff` (default 1s, doubling).
-fn backoff_of(spec: &AMQPEventSource) -> Result<(Duration, f64), String> {
-    let Some(b) = &spec.connection_backoff else {
-        return Ok((Duration::from_secs(1), 2.0));
-    };
-    let first = match &b.duration {
-        Some(d) => d
-            .to_duration()
-            .map_err(|e| format!("connectionBackoff.duration: {e}"))?,
-        None => Duration::from_secs(1),
-    };
-    let factor = b
-        .factor
-        .as_ref()
-        .and_then(|f| f.as_f64())
-        .filter(|f| *f >= 1.0)
-        .unwrap_or(1.0);
-    Ok((first.max(MIN_BACKOFF), factor))
-}
-
 /// One `amqp` event: a consumer of one queue.
-pub struct AmqpSource {
+pub struct AmqpUpstream {
     event_source: String,
     event_name: String,
+    mode: AckMode,
     spec: AMQPEventSource,
     uri: AMQPUri,
     arguments: FieldTable,
-    backoff: (Duration, f64),
-    sender: Arc<dyn EventSender>,
-    metrics: SourceMetrics,
+    /// Between connection attempts (`connectionBackoff`).
+    backoff: Backoff,
     /// The `tls` block's client configuration; `None` leaves TLS to lapin (an `amqps://` URL is
     /// then verified against the system's roots).
     tls: Option<Arc<rustls::ClientConfig>>,
-    /// Set while consuming.
-    ready: ReadyFlag,
 }
 
 /// How messages are acknowledged.
@@ -238,36 +224,31 @@ enum AckMode {
     Auto,
 }
 
-impl AmqpSource {
-    fn ack_mode(&self) -> AckMode {
-        match &self.spec.consume {
+impl AckMode {
+    fn of(spec: &AMQPEventSource) -> Self {
+        match &spec.consume {
             Some(c) if c.auto_ack => AckMode::Auto,
             _ => AckMode::AfterBus,
         }
     }
+}
 
-    /// Connects, declares, binds and consumes until cancelled (`Ok`) or the connection fails.
-    async fn consume(&self, labels: &EventLabels, cancel: &CancellationToken) -> Result<(), ConsumeError> {
-        let properties = ConnectionProperties::default();
-        let connection = match &self.tls {
-            Some(config) => {
-                Connection::connector(self.uri.clone(), tls::connector(config.clone()), properties).await
-            }
-            None => Connection::connect_uri(self.uri.clone(), properties).await,
-        }
-        .map_err(ConsumeError::Connect)?;
-        let result = self.consume_on(&connection, labels, cancel).await;
-        // Closing hands every un-acknowledged delivery back to the queue.
-        let _ = connection.close(200, "bye").await;
-        result
-    }
+/// A consuming connection.
+pub struct Session {
+    connection: Connection,
+    /// Kept open for the consumer's deliveries.
+    _channel: Channel,
+    consumer: Consumer,
+    /// A delivery the bus refused (manual ack) and when to nack it with requeue.
+    refused: Option<(Delivery, Instant)>,
+    /// autoAck: the tag of the delivery handed out and not yet settled, lost if the source stops
+    /// now.
+    in_hand: Option<u64>,
+}
 
-    async fn consume_on(
-        &self,
-        connection: &Connection,
-        labels: &EventLabels,
-        cancel: &CancellationToken,
-    ) -> Result<(), ConsumeError> {
+impl AmqpUpstream {
+    /// Declares the exchange and the queue, binds them, sets the prefetch and starts consuming.
+    async fn open(&self, connection: &Connection) -> Result<(Channel, Consumer, String), ConsumeError> {
         let spec = &self.spec;
         let channel = connection
             .create_channel()
@@ -346,7 +327,7 @@ impl AmqpSource {
                 routing_key: spec.routing_key.clone(),
                 source,
             })?;
-        let mode = self.ack_mode();
+        let mode = self.mode;
         if mode == AckMode::AfterBus {
             // Bounded in-flight window: the broker keeps the rest until we ack.
             channel
@@ -355,7 +336,7 @@ impl AmqpSource {
                 .map_err(ConsumeError::SetQos)?;
         }
         let c = spec.consume.clone().unwrap_or_default();
-        let mut consumer = channel
+        let consumer = channel
             .basic_consume(
                 queue_name.as_str(),
                 c.consumer_tag.clone().unwrap_or_default().as_str(),
@@ -372,145 +353,163 @@ impl AmqpSource {
                 queue: queue_name.clone(),
                 source,
             })?;
-        info!(eventsource = %self.event_source, event_name = %self.event_name, queue = %queue_name, ack = ?mode, "consuming the AMQP queue");
-        self.ready.set(true);
-        loop {
-            let delivery = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return Ok(()),
-                d = consumer.next() => match d {
-                    Some(Ok(d)) => d,
-                    Some(Err(e)) => return Err(ConsumeError::Receive(e)),
-                    None => return Err(ConsumeError::ConsumerEnded),
-                },
-            };
-            let data = event_data(
-                &delivery.properties,
-                delivery.exchange.as_str(),
-                delivery.routing_key.as_str(),
-                &delivery.data,
-                spec.json_body,
-                spec.metadata.as_ref(),
-            );
-            let Some(event) = self.event(data, labels) else {
-                if mode == AckMode::AfterBus {
-                    // Cannot happen with these attributes; nacked with requeue, so the broker keeps it.
-                    nack(&delivery, true, self).await;
-                }
-                continue;
-            };
-            let subject = Subject::new(&self.event_source, &self.event_name);
-            let publisher = Publisher {
-                sender: &*self.sender,
-                metrics: &self.metrics,
-                labels,
-                cancel,
-            };
-            if mode == AckMode::Auto {
-                // The broker already forgot the message: retry in-process until the bus stores it.
-                let retry = Retry::UntilStored {
-                    first: MIN_BACKOFF * 5,
-                };
-                if !publish(&publisher, &subject, &event, retry).await.settled() {
-                    // Why this loses the message: autoAck was asked for, so the broker has already
-                    // forgotten it (as with autoAck upstream).
-                    warn!(eventsource = %self.event_source, event_name = %self.event_name, event = %event.id(), "stopped before the bus stored an auto-acked AMQP message; it is lost");
-                    return Ok(());
-                }
-                continue;
-            }
-            match publish(&publisher, &subject, &event, Retry::Once).await {
-                Outcome::Stored(_) | Outcome::Filtered => {
-                    // Why ack now: the bus stored the event, so the broker may forget the message.
-                    if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
-                        warn!(eventsource = %self.event_source, event_name = %self.event_name, error = %e, "failed to acknowledge an AMQP message; the broker redelivers it");
-                    }
-                }
-                Outcome::Refused(_) => {
-                    // Why wait, then nack with requeue: the bus did not store the event; the broker
-                    // hands the message out again (to this or another consumer), and the wait keeps
-                    // a down bus from making it spin.
-                    tokio::select! {
-                        biased;
-                        // Not acked: closing the connection requeues it.
-                        _ = cancel.cancelled() => return Ok(()),
-                        _ = tokio::time::sleep(MIN_BACKOFF * 5) => {}
-                    }
-                    nack(&delivery, true, self).await;
-                }
-                Outcome::Rejected(_) => {
-                    // Why nack without requeue (the message leaves the queue): it is bigger than
-                    // the bus takes, so a requeue would loop forever. The broker dead-letters it
-                    // when the queue has a dead-letter exchange, else drops it; the helper logged
-                    // its size and counted it.
-                    nack(&delivery, false, self).await;
-                }
-                // Not acked: closing the connection requeues it.
-                Outcome::Cancelled => return Ok(()),
-            }
-        }
+        Ok((channel, consumer, queue_name))
     }
 
-    /// The event of one message; `None` (logged, counted) when it cannot be built.
-    fn event(&self, data: serde_json::Value, labels: &EventLabels) -> Option<sluice_eventbus::Event> {
-        match EventBuilder::new(&self.event_source, &self.event_name, SOURCE_TYPE)
-            .data_json(data)
-            .build()
-        {
-            Ok(e) => Some(e),
-            Err(e) => {
-                warn!(eventsource = %self.event_source, event_name = %self.event_name, error = %e, "failed to build an amqp event");
-                self.metrics.processing_failed.get_or_create(labels).inc();
-                None
-            }
+    /// Nacks `delivery`; a failure is logged (the broker requeues it when the connection closes).
+    async fn nack(&self, delivery: &Delivery, requeue: bool) {
+        let options = BasicNackOptions {
+            multiple: false,
+            requeue,
+        };
+        if let Err(e) = delivery.nack(options).await {
+            warn!(eventsource = %self.event_source, event_name = %self.event_name, error = %e, requeue, "failed to nack an AMQP message; the broker requeues it when the connection closes");
         }
     }
 }
 
-/// `basic.nack`s one delivery; a failure is logged (the broker requeues it when the connection
-/// closes).
-async fn nack(delivery: &lapin::message::Delivery, requeue: bool, s: &AmqpSource) {
-    if let Err(e) = delivery
-        .nack(BasicNackOptions {
-            multiple: false,
-            requeue,
-        })
-        .await
-    {
-        warn!(eventsource = %s.event_source, event_name = %s.event_name, error = %e, requeue, "failed to nack an AMQP message; the broker requeues it when the connection closes");
-    }
+/// Closes `connection`, waiting at most [`CLOSE_TIMEOUT`]; closing hands every un-acknowledged
+/// delivery back to the queue (as dropping it does, later).
+async fn close(connection: Connection) {
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, connection.close(200, "bye")).await;
 }
 
 #[async_trait]
-impl PullSource for AmqpSource {
-    fn describe(&self) -> String {
-        format!("{}/{}", self.event_source, self.event_name)
+impl Upstream for AmqpUpstream {
+    type Session = Session;
+    type Message = Delivery;
+
+    fn kind(&self) -> &'static str {
+        SOURCE_TYPE
     }
 
-    async fn run(self: Box<Self>, cancel: CancellationToken) -> Result<(), SourceError> {
-        let labels = EventLabels {
-            eventsource_name: self.event_source.clone(),
-            event_name: self.event_name.clone(),
-        };
-        let (first, factor) = self.backoff;
-        let mut backoff = Backoff::new(first, factor);
-        loop {
-            let started = std::time::Instant::now();
-            match self.consume(&labels, &cancel).await {
-                Ok(()) => return Ok(()),
-                Err(e) => {
-                    self.ready.set(false);
-                    // Why only after a long connection: a broker that drops every connection at
-                    // once must still see the waits grow.
-                    if started.elapsed() > MAX_WAIT {
-                        backoff.reset();
-                    }
-                    warn!(eventsource = %self.event_source, event_name = %self.event_name, error = %e, source_error = ?std::error::Error::source(&e).map(ToString::to_string), retry_in = ?backoff.wait(), "AMQP consumer stopped; reconnecting");
-                }
+    fn retry(&self) -> Retry {
+        match self.mode {
+            // Why once: the broker redelivers a message nacked with requeue, so the queue keeps
+            // it, not this process.
+            AckMode::AfterBus => Retry::Once,
+            // Why in hand: with autoAck the broker forgot the message when it sent it; giving up
+            // would lose it.
+            AckMode::Auto => Retry::UntilStored { first: NAK_DELAY },
+        }
+    }
+
+    fn backoff(&self) -> Backoff {
+        self.backoff.clone()
+    }
+
+    fn reconnect_message(&self) -> Option<&'static str> {
+        Some("AMQP consumer stopped; reconnecting")
+    }
+
+    /// Why only after [`MAX_WAIT`]: a broker that drops every connection at once must still see
+    /// the waits grow.
+    fn steady_after(&self) -> Duration {
+        MAX_WAIT
+    }
+
+    async fn connect(&self, _: &Names) -> Result<Session, UpstreamError> {
+        let properties = ConnectionProperties::default();
+        let connection = match &self.tls {
+            Some(config) => {
+                Connection::connector(self.uri.clone(), tls::connector(config.clone()), properties).await
             }
-            if !backoff.sleep(&cancel).await {
-                return Ok(());
+            None => Connection::connect_uri(self.uri.clone(), properties).await,
+        }
+        .map_err(ConsumeError::Connect)?;
+        match self.open(&connection).await {
+            Ok((channel, consumer, queue)) => {
+                info!(eventsource = %self.event_source, event_name = %self.event_name, queue = %queue, ack = ?self.mode, "consuming the AMQP queue");
+                Ok(Session {
+                    connection,
+                    _channel: channel,
+                    consumer,
+                    refused: None,
+                    in_hand: None,
+                })
+            }
+            Err(error) => {
+                close(connection).await;
+                Err(error.into())
             }
         }
+    }
+
+    /// Nacks a refused delivery once its pause is over, then takes the next one. Cancel-safe: the
+    /// refused delivery stays in the session until it is nacked.
+    async fn next(&self, session: &mut Session) -> Result<Option<Delivery>, UpstreamError> {
+        if let Some((_, at)) = &session.refused {
+            tokio::time::sleep_until(*at).await;
+        }
+        if let Some((delivery, _)) = session.refused.take() {
+            // Why nack with requeue after the pause: the bus did not store the event; the broker
+            // hands the message out again (to this or another consumer), and the pause keeps a
+            // down bus from making it spin.
+            self.nack(&delivery, true).await;
+        }
+        let delivery = match session.consumer.next().await {
+            Some(Ok(d)) => d,
+            Some(Err(e)) => return Err(ConsumeError::Receive(e).into()),
+            None => return Err(ConsumeError::ConsumerEnded.into()),
+        };
+        if self.mode == AckMode::Auto {
+            session.in_hand = Some(delivery.delivery_tag);
+        }
+        Ok(Some(delivery))
+    }
+
+    fn decode(&self, d: &Delivery) -> Result<Vec<Draft>, Malformed> {
+        Ok(vec![Draft::new(event_data(
+            &d.properties,
+            d.exchange.as_str(),
+            d.routing_key.as_str(),
+            &d.data,
+            self.spec.json_body,
+            self.spec.metadata.as_ref(),
+        ))])
+    }
+
+    async fn settle(
+        &self,
+        session: &mut Session,
+        delivery: Delivery,
+        settle: Settle,
+    ) -> Result<(), UpstreamError> {
+        if self.mode == AckMode::Auto {
+            // Nothing to tell the broker: it forgot the message when it sent it.
+            session.in_hand = None;
+            return Ok(());
+        }
+        match settle {
+            // Why ack now: the bus stored the event (or the filter dropped it on purpose), so the
+            // broker may forget the message.
+            Settle::Ack => {
+                delivery.ack(BasicAckOptions::default()).await?;
+            }
+            // Nacked with requeue by `next` after the pause (or requeued by the close).
+            Settle::Nak => session.refused = Some((delivery, Instant::now() + NAK_DELAY)),
+            // Why nack without requeue (the message leaves the queue): it can never be stored (too
+            // large; logged and counted), so a requeue would loop forever. The broker dead-letters
+            // it when the queue has a dead-letter exchange, else drops it.
+            Settle::Term => self.nack(&delivery, false).await,
+        }
+        Ok(())
+    }
+
+    async fn close(&self, session: Session) {
+        if let Some(tag) = session.in_hand {
+            // Why this loses the message: autoAck was asked for, so the broker has already
+            // forgotten it (as with autoAck upstream).
+            warn!(eventsource = %self.event_source, event_name = %self.event_name, delivery = tag, "stopped before the bus stored an auto-acked AMQP message; it is lost");
+        }
+        // Not acked (in flight, or refused and not yet nacked): closing requeues them.
+        close(session.connection).await;
+    }
+
+    fn locate(&self, d: &Delivery) -> String {
+        format!(
+            "delivery {} (exchange {}, routing key {})",
+            d.delivery_tag, d.exchange, d.routing_key
+        )
     }
 }

@@ -1,4 +1,5 @@
-//! `kafka`: records from an Apache Kafka topic, through librdkafka (the `rdkafka` crate).
+//! `kafka`: records from an Apache Kafka topic, through librdkafka (the `rdkafka` crate), on the
+//! pull skeleton ([`crate::pull`]).
 //!
 //! Modes, as upstream: with `consumerGroup` the source joins the group and reads the partitions
 //! assigned to it (`rebalanceStrategy` range, roundrobin or sticky; `oldest` starts a group without
@@ -15,11 +16,18 @@
 //! a crash or a rebalance is the same event and dedupes on the bus.
 //!
 //! Delivery guarantee (at least once, no loss): records of a partition are published one at a time in
-//! offset order; an offset is *stored* for commit only after the bus acked its event, so the offset
+//! offset order (the skeleton handles one message at a time, and retries the bus in hand); an offset is
+//! *stored* for commit ([`Upstream::settle`]) only after the bus acked its event, so the offset
 //! committed for a partition is always the highest contiguously acked one. librdkafka commits stored
 //! offsets every `auto.commit.interval.ms`, on a partition revoke (rebalance) and when the source
 //! stops; it never commits an offset that was not stored. A crash loses at most the uncommitted
 //! tail, which is read again and deduped by id.
+//!
+//! Connection: one consumer per run. Connecting creates it and waits until the brokers answer a
+//! metadata request, logging each failed probe with `retry_in_ms` (from `connectionBackoff.duration`,
+//! default 1s, doubling to 30s); after that librdkafka reconnects on its own, receive errors are
+//! logged, and the readiness flag, cleared while librdkafka reports the brokers down, is set again
+//! once a probe every 2s answers.
 //!
 //! Not applied: `version` (librdkafka negotiates the protocol version with the broker), `config`
 //! (Sarama's YAML; a warning names it), `schemaRegistry` and `awsMskIamAuth` (refused at build).
@@ -43,18 +51,16 @@ use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde_json::{Map, Value};
 use sluice_crds::eventsource::KafkaEventSource;
-use sluice_eventbus::{deterministic_id, EventBuilder, Subject};
-use tokio_util::sync::CancellationToken;
+use sluice_eventbus::deterministic_id;
+use tokio::time::Instant;
 
-use crate::metrics::{EventLabels, SourceMetrics};
+use crate::pull::{Draft, Malformed, Names, Pull, Settle, Upstream, UpstreamError};
 use crate::push::metadata_value;
-use crate::sender::EventSender;
-use crate::{BuildError, BuiltEventSource, PullSource, ReadyFlag, SourceContext, SourceError};
+use crate::reconnect::{Backoff, MAX_WAIT};
+use crate::sender::{Retry, FIRST_BACKOFF};
+use crate::{BuildError, BuiltEventSource, ReadyFlag, SourceContext};
 
 use self::client::Settings;
-
-/// The longest wait between two attempts to reach the brokers.
-const MAX_RETRY: Duration = Duration::from_secs(30);
 
 /// How the source reads the topic.
 #[derive(Clone, Debug, PartialEq)]
@@ -81,7 +87,7 @@ pub enum KafkaSourceError {
 }
 
 /// One kafka event, resolved.
-pub struct KafkaSource {
+pub struct KafkaUpstream {
     event_source: String,
     event_name: String,
     topic: String,
@@ -89,14 +95,20 @@ pub struct KafkaSource {
     settings: Settings,
     json_body: bool,
     metadata: Option<BTreeMap<String, String>>,
+    /// The least time between two records (`limitEventsPerSecond`).
     min_interval: Option<Duration>,
+    /// The first wait between attempts to reach the brokers (`connectionBackoff.duration`).
     connect_backoff: Duration,
-    sender: Arc<dyn EventSender>,
-    metrics: SourceMetrics,
-    labels: EventLabels,
-    /// `<EventSource>/<event>` on the process's readiness: true once the brokers answered, false
-    /// while librdkafka reports them unreachable, until a metadata probe succeeds again.
+}
+
+/// The consumer of one run, and where rate limiting and readiness probing stand.
+pub struct Session {
+    consumer: Arc<StreamConsumer<LogContext>>,
     ready: ReadyFlag,
+    /// The earliest time the next record may be taken (`limitEventsPerSecond`).
+    next_allowed: Instant,
+    /// When readiness is probed next (only while it is cleared).
+    next_probe: Instant,
 }
 
 /// How often a source whose brokers were reported down probes them again (readiness recovery).
@@ -151,7 +163,7 @@ impl ClientContext for LogContext {
             )
         ) || auth
         {
-            // Not ready until a metadata probe succeeds again (see `KafkaSource::watch_brokers`).
+            // Not ready until a metadata probe succeeds again (see `KafkaUpstream::next`).
             self.ready.set(false);
         }
         if auth {
@@ -240,13 +252,13 @@ pub fn record_data(
     (Value::Object(data), not_json)
 }
 
-impl KafkaSource {
+impl KafkaUpstream {
     /// Resolves one kafka event.
     pub fn build(
         event_source: &str,
         event_name: &str,
         spec: &KafkaEventSource,
-        ctx: &SourceContext,
+        secrets: &dyn crate::SecretResolver,
     ) -> Result<Self, BuildError> {
         let invalid = |reason: String| BuildError::InvalidSpec {
             event_source: event_source.into(),
@@ -268,7 +280,7 @@ impl KafkaSource {
         if topic.is_empty() {
             return Err(invalid("topic: required".into()));
         }
-        let mut settings = client::connection_settings(event_source, event_name, spec, ctx.secrets.as_ref())?;
+        let mut settings = client::connection_settings(event_source, event_name, spec, secrets)?;
         let mode = match &spec.consumer_group {
             Some(group) => {
                 let name = group.group_name.trim();
@@ -332,18 +344,33 @@ impl KafkaSource {
             metadata: spec.metadata.clone(),
             min_interval,
             connect_backoff,
-            sender: ctx.sender.clone(),
-            metrics: ctx.metrics.clone(),
-            labels: SourceMetrics::labels(event_source, event_name),
-            ready: ctx.readiness.flag(format!("{event_source}/{event_name}")),
         })
     }
 
-    fn consumer(&self) -> Result<StreamConsumer<LogContext>, KafkaSourceError> {
+    /// The event of a record, and whether a `jsonBody` record was not JSON: the id from its
+    /// position, `time` from its timestamp (`now` when it has none).
+    pub fn draft(&self, msg: &OwnedMessage, now: DateTime<Utc>) -> (Draft, bool) {
+        let time = msg
+            .timestamp()
+            .to_millis()
+            .and_then(DateTime::<Utc>::from_timestamp_millis)
+            .unwrap_or(now);
+        let id = event_id(
+            &self.event_source,
+            &self.event_name,
+            msg.topic(),
+            msg.partition(),
+            msg.offset(),
+        );
+        let (data, not_json) = record_data(msg, self.json_body, self.metadata.as_ref(), time);
+        (Draft::new(data).with_id(id).with_time(time), not_json)
+    }
+
+    fn consumer(&self, ready: &ReadyFlag) -> Result<StreamConsumer<LogContext>, KafkaSourceError> {
         let ctx = LogContext {
             event_source: self.event_source.clone(),
             event_name: self.event_name.clone(),
-            ready: self.ready.clone(),
+            ready: ready.clone(),
         };
         let consumer: StreamConsumer<LogContext> = client::client_config(&self.settings)
             .create_with_context(ctx)
@@ -364,233 +391,159 @@ impl KafkaSource {
         Ok(consumer)
     }
 
-    /// Waits until the brokers answer a metadata request, retrying with backoff and logging each
-    /// failure; `false` when cancelled first.
-    async fn await_brokers(
+    /// Whether the brokers answer a metadata request for the topic within `timeout`.
+    async fn probe(
         &self,
         consumer: &Arc<StreamConsumer<LogContext>>,
-        cancel: &CancellationToken,
-    ) -> bool {
-        let mut wait = self.connect_backoff;
-        loop {
-            let c = consumer.clone();
-            let topic = self.topic.clone();
-            let probe = tokio::task::spawn_blocking(move || {
-                c.fetch_metadata(Some(&topic), Duration::from_secs(5)).map(|_| ())
-            });
-            let result = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return false,
-                r = probe => r,
-            };
-            match result {
-                Ok(Ok(())) => {
-                    self.ready.set(true);
-                    return true;
-                }
-                Ok(Err(error)) => {
-                    self.ready.set(false);
-                    tracing::error!(eventsource = %self.event_source, event_name = %self.event_name, brokers = %self.settings.get("bootstrap.servers").map(String::as_str).unwrap_or(""), %error, retry_in_ms = wait.as_millis() as u64, "failed to reach the kafka brokers; retrying");
-                }
-                Err(error) => {
-                    tracing::error!(eventsource = %self.event_source, event_name = %self.event_name, %error, "kafka metadata probe task failed; retrying");
-                }
-            }
-            tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return false,
-                _ = tokio::time::sleep(wait) => {}
-            }
-            wait = (wait * 2).min(MAX_RETRY);
-        }
-    }
-
-    /// While consuming: whenever librdkafka reported the brokers down (the flag cleared by
-    /// [`LogContext`]), probes them every [`READY_PROBE_EVERY`] and sets the flag again once they
-    /// answer. Runs until `cancel`.
-    async fn watch_brokers(&self, consumer: Arc<StreamConsumer<LogContext>>, cancel: CancellationToken) {
-        loop {
-            tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return,
-                _ = tokio::time::sleep(READY_PROBE_EVERY) => {}
-            }
-            if self.ready.get() {
-                continue;
-            }
-            let c = consumer.clone();
-            let topic = self.topic.clone();
-            let probe = tokio::task::spawn_blocking(move || {
-                c.fetch_metadata(Some(&topic), Duration::from_secs(2)).map(|_| ())
-            });
-            let answered = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return,
-                r = probe => matches!(r, Ok(Ok(()))),
-            };
-            if answered {
-                self.ready.set(true);
-            }
-        }
-    }
-
-    /// Publishes one record's event, retrying until the bus stores it; `false` when cancelled first.
-    async fn publish(&self, msg: &OwnedMessage, cancel: &CancellationToken) -> bool {
-        let started = tokio::time::Instant::now();
-        let time = msg
-            .timestamp()
-            .to_millis()
-            .and_then(DateTime::<Utc>::from_timestamp_millis)
-            .unwrap_or_else(Utc::now);
-        let id = event_id(
-            &self.event_source,
-            &self.event_name,
-            msg.topic(),
-            msg.partition(),
-            msg.offset(),
-        );
-        let (data, not_json) = record_data(msg, self.json_body, self.metadata.as_ref(), time);
-        if not_json {
-            tracing::warn!(eventsource = %self.event_source, event_name = %self.event_name, event = %id, partition = msg.partition(), offset = msg.offset(), "record value is not JSON although jsonBody is true; published as base64");
-        }
-        let event = match EventBuilder::new(&self.event_source, &self.event_name, "kafka")
-            .id(id.clone())
-            .time(time)
-            .data_json(data)
-            .build()
-        {
-            Ok(e) => e,
-            Err(error) => {
-                // Cannot happen with these attributes (a JSON object as data); counted and logged.
-                // The offset is still stored: retrying would fail the same way forever.
-                self.metrics.processing_failed.get_or_create(&self.labels).inc();
-                tracing::error!(eventsource = %self.event_source, event_name = %self.event_name, event = %id, %error, "failed to build the record's event; skipped");
-                return true;
-            }
-        };
-        let subject = Subject::new(&self.event_source, &self.event_name);
-        // Why retry until stored (inside the shared helper): the record's offset is not stored until
-        // then, so giving up and moving on would let a later commit skip it. Stopping while retrying
-        // leaves it uncommitted; it is read again on the next start.
-        let stored = crate::sender::publish_until_stored(
-            self.sender.as_ref(),
-            &subject,
-            &event,
-            &self.metrics,
-            &self.labels,
-            cancel,
-        )
-        .await;
-        if stored {
-            self.metrics
-                .processing_duration
-                .get_or_create(&self.labels)
-                .observe(started.elapsed().as_secs_f64() * 1000.0);
-        }
-        stored
-    }
-
-    fn fail(&self, source: KafkaSourceError) -> SourceError {
-        SourceError::Run {
-            event_source: self.event_source.clone(),
-            event: self.event_name.clone(),
-            source: Box::new(source),
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let (c, topic) = (consumer.clone(), self.topic.clone());
+        let probe = tokio::task::spawn_blocking(move || c.fetch_metadata(Some(&topic), timeout).map(|_| ()));
+        match probe.await {
+            Ok(answered) => answered.map_err(|e| e.to_string()),
+            Err(e) => Err(format!("the metadata probe task failed: {e}")),
         }
     }
 }
 
 #[async_trait]
-impl PullSource for KafkaSource {
-    fn describe(&self) -> String {
-        format!("{}/{} kafka", self.event_source, self.event_name)
+impl Upstream for KafkaUpstream {
+    type Session = Session;
+    type Message = OwnedMessage;
+
+    fn kind(&self) -> &'static str {
+        "kafka"
     }
 
-    async fn run(self: Box<Self>, cancel: CancellationToken) -> Result<(), SourceError> {
-        let consumer = Arc::new(self.consumer().map_err(|e| self.fail(e))?);
-        if !self.await_brokers(&consumer, &cancel).await {
-            return Ok(());
+    /// Why retry in hand: the record's offset is not stored until the bus stored its event, so
+    /// giving up and moving on would let a later commit skip it. Stopping while retrying leaves
+    /// it uncommitted; it is read again on the next start.
+    fn retry(&self) -> Retry {
+        Retry::UntilStored { first: FIRST_BACKOFF }
+    }
+
+    /// Only for creating the consumer (a bad setting); reaching the brokers is retried inside
+    /// `connect`, with the same waits.
+    fn backoff(&self) -> Backoff {
+        Backoff::new(self.connect_backoff, 2.0)
+    }
+
+    /// Creates the consumer and waits until the brokers answer, retrying with backoff and logging
+    /// each failure (the consumer is kept: librdkafka keeps trying to reach them meanwhile).
+    async fn connect(&self, names: &Names) -> Result<Session, UpstreamError> {
+        let consumer = Arc::new(self.consumer(&names.ready)?);
+        let mut wait = self.connect_backoff;
+        while let Err(error) = self.probe(&consumer, Duration::from_secs(5)).await {
+            names.ready.set(false);
+            tracing::error!(eventsource = %self.event_source, event_name = %self.event_name, brokers = %self.settings.get("bootstrap.servers").map(String::as_str).unwrap_or(""), %error, retry_in_ms = wait.as_millis() as u64, "failed to reach the kafka brokers; retrying");
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(MAX_WAIT);
         }
         tracing::info!(eventsource = %self.event_source, event_name = %self.event_name, topic = %self.topic, mode = ?self.mode, "consuming");
-        // The readiness watcher runs beside the consume loop and stops with it (joined below).
-        let watch_cancel = cancel.child_token();
-        let watcher = self.watch_brokers(consumer.clone(), watch_cancel.clone());
-        let consume = self.consume(&consumer, &cancel);
-        let ((), ()) = tokio::join!(watcher, async {
-            consume.await;
-            watch_cancel.cancel();
-        });
+        Ok(Session {
+            consumer,
+            ready: names.ready.clone(),
+            next_allowed: Instant::now(),
+            next_probe: Instant::now() + READY_PROBE_EVERY,
+        })
+    }
+
+    /// The next record, no sooner than `limitEventsPerSecond` allows. A receive error is logged
+    /// and the loop goes on (librdkafka reconnects on its own); while the readiness flag is
+    /// cleared, the brokers are probed every [`READY_PROBE_EVERY`] and it is set once they answer.
+    /// Cancel-safe: a record is taken from the consumer only when it is returned.
+    async fn next(&self, session: &mut Session) -> Result<Option<OwnedMessage>, UpstreamError> {
+        tokio::time::sleep_until(session.next_allowed).await;
+        loop {
+            tokio::select! {
+                biased;
+                received = session.consumer.recv() => match received {
+                    Ok(m) => {
+                        if let Some(gap) = self.min_interval {
+                            session.next_allowed = Instant::now() + gap;
+                        }
+                        return Ok(Some(m.detach()));
+                    }
+                    Err(error) => {
+                        tracing::warn!(eventsource = %self.event_source, event_name = %self.event_name, %error, "kafka consumer error");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                },
+                _ = tokio::time::sleep_until(session.next_probe) => {
+                    session.next_probe = Instant::now() + READY_PROBE_EVERY;
+                    if !session.ready.get() && self.probe(&session.consumer, Duration::from_secs(2)).await.is_ok() {
+                        session.ready.set(true);
+                    }
+                }
+            }
+        }
+    }
+
+    fn decode(&self, msg: &OwnedMessage) -> Result<Vec<Draft>, Malformed> {
+        let (draft, not_json) = self.draft(msg, Utc::now());
+        if not_json {
+            tracing::warn!(eventsource = %self.event_source, event_name = %self.event_name, event = ?draft.id, partition = msg.partition(), offset = msg.offset(), "record value is not JSON although jsonBody is true; published as base64");
+        }
+        Ok(vec![draft])
+    }
+
+    async fn settle(
+        &self,
+        session: &mut Session,
+        msg: OwnedMessage,
+        settle: Settle,
+    ) -> Result<(), UpstreamError> {
+        if self.mode != Mode::Group {
+            // Nothing is committed in partition mode (as upstream).
+            return Ok(());
+        }
+        match settle {
+            // Why store the offset here: the bus acked this record's event (or the filter dropped
+            // it on purpose) and every earlier record of the partition was settled before it (one
+            // at a time, in offset order), so this offset is the highest contiguously acked one —
+            // safe to commit.
+            Settle::Ack => {}
+            // Why store the offset of a record that can never be stored (too large; logged and
+            // counted): left unstored it would hold back every later commit of the partition.
+            Settle::Term => {}
+            // Not reached (the bus is retried in hand); left unstored, so it is read again.
+            Settle::Nak => return Ok(()),
+        }
+        if let Err(error) = session
+            .consumer
+            .store_offset(msg.topic(), msg.partition(), msg.offset())
+        {
+            // The partition was revoked while publishing: its new owner reads the record again and
+            // the bus dedupes it by id. Nothing is lost.
+            tracing::info!(eventsource = %self.event_source, event_name = %self.event_name, partition = msg.partition(), offset = msg.offset(), %error, "offset not stored (partition no longer assigned); the new owner re-reads it");
+        }
         Ok(())
     }
-}
 
-impl KafkaSource {
-    /// The consume loop: receive, publish, store the offset; commits on stop.
-    async fn consume(&self, consumer: &Arc<StreamConsumer<LogContext>>, cancel: &CancellationToken) {
-        let mut next_allowed = tokio::time::Instant::now();
-        loop {
-            let received = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => break,
-                m = consumer.recv() => m.map(|m| m.detach()),
-            };
-            let msg = match received {
-                Ok(m) => m,
-                Err(error) => {
-                    // librdkafka reconnects on its own; this is logged and the loop goes on.
-                    tracing::warn!(eventsource = %self.event_source, event_name = %self.event_name, %error, "kafka consumer error");
-                    tokio::select! {
-                        biased;
-                        _ = cancel.cancelled() => break,
-                        _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-                    }
-                    continue;
-                }
-            };
-            if let Some(gap) = self.min_interval {
-                let now = tokio::time::Instant::now();
-                if next_allowed > now {
-                    tokio::select! {
-                        biased;
-                        _ = cancel.cancelled() => break,
-                        _ = tokio::time::sleep_until(next_allowed) => {}
-                    }
-                }
-                next_allowed = next_allowed.max(now) + gap;
-            }
-            if !self.publish(&msg, cancel).await {
-                // Cancelled before the bus acked: the offset stays unstored, so the record is read
-                // again after a restart (at least once).
-                break;
-            }
-            if self.mode == Mode::Group {
-                // Why here: the bus acked this record's event and every earlier record of the
-                // partition was acked before it (one at a time, in offset order), so this offset is
-                // the highest contiguously acked one — safe to commit.
-                if let Err(error) = consumer.store_offset(msg.topic(), msg.partition(), msg.offset()) {
-                    // The partition was revoked while publishing: its new owner reads the record
-                    // again and the bus dedupes it by id. Nothing is lost.
-                    tracing::info!(eventsource = %self.event_source, event_name = %self.event_name, partition = msg.partition(), offset = msg.offset(), %error, "offset not stored (partition no longer assigned); the new owner re-reads it");
-                }
+    /// Commits what was acked before leaving, so a restart does not re-read it (re-reading would
+    /// be deduped anyway; this only saves work). Dropping the consumer then leaves the group.
+    async fn close(&self, session: Session) {
+        if self.mode != Mode::Group {
+            return;
+        }
+        let c = session.consumer.clone();
+        let committed = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::task::spawn_blocking(move || c.commit_consumer_state(CommitMode::Sync)),
+        )
+        .await;
+        if let Ok(Ok(Err(error))) = committed {
+            if !matches!(
+                error.rdkafka_error_code(),
+                Some(rdkafka::types::RDKafkaErrorCode::NoOffset)
+            ) {
+                tracing::warn!(eventsource = %self.event_source, event_name = %self.event_name, %error, "failed to commit offsets on stop; they are read again and deduped");
             }
         }
-        if self.mode == Mode::Group {
-            // Commit what was acked before leaving, so a restart does not re-read it (re-reading
-            // would be deduped anyway; this only saves work).
-            let c = consumer.clone();
-            let committed = tokio::time::timeout(
-                Duration::from_secs(5),
-                tokio::task::spawn_blocking(move || c.commit_consumer_state(CommitMode::Sync)),
-            )
-            .await;
-            if let Ok(Ok(Err(error))) = committed {
-                if !matches!(
-                    error.rdkafka_error_code(),
-                    Some(rdkafka::types::RDKafkaErrorCode::NoOffset)
-                ) {
-                    tracing::warn!(eventsource = %self.event_source, event_name = %self.event_name, %error, "failed to commit offsets on stop; they are read again and deduped");
-                }
-            }
-        }
+    }
+
+    fn locate(&self, msg: &OwnedMessage) -> String {
+        format!("{}/{}@{}", msg.topic(), msg.partition(), msg.offset())
     }
 }
 
@@ -602,8 +555,9 @@ pub fn build(
     out: &mut BuiltEventSource,
 ) -> Result<(), BuildError> {
     for (event_name, spec) in events {
-        let source = KafkaSource::build(es_name, event_name, spec, ctx)?;
-        out.tasks.push(Box::new(source));
+        let upstream = KafkaUpstream::build(es_name, event_name, spec, ctx.secrets.as_ref())?;
+        out.tasks
+            .push(Box::new(Pull::new(es_name, event_name, upstream, ctx)));
     }
     Ok(())
 }

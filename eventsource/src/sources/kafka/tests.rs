@@ -84,11 +84,8 @@ fn rebalance_strategies_map_to_librdkafka() {
     assert!(client::assignment_strategy(Some("fair")).is_err());
 }
 
-fn ctx() -> SourceContext {
-    crate::testing::context(
-        crate::testing::Secrets::default(),
-        std::sync::Arc::new(crate::testing::Recorder::default()),
-    )
+fn secrets() -> crate::testing::Secrets {
+    crate::testing::Secrets::default()
 }
 
 fn spec(yaml: &str) -> KafkaEventSource {
@@ -98,7 +95,7 @@ fn spec(yaml: &str) -> KafkaEventSource {
 #[test]
 fn build_checks_fields_and_names_them() {
     let err = |y: &str| {
-        KafkaSource::build("es", "ev", &spec(y), &ctx())
+        KafkaUpstream::build("es", "ev", &spec(y), &secrets())
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default()
@@ -118,11 +115,11 @@ fn build_checks_fields_and_names_them() {
         err("{url: 'h:1', topic: t, partition: '0', schemaRegistry: {url: 'http://r', schemaId: 1}}")
             .contains("schemaRegistry")
     );
-    let ok = KafkaSource::build(
+    let ok = KafkaUpstream::build(
         "es",
         "ev",
         &spec("{url: 'a:1, b:2', topic: t, consumerGroup: {groupName: g, oldest: true}}"),
-        &ctx(),
+        &secrets(),
     )
     .expect("a consumer group spec builds");
     assert_eq!(ok.mode, Mode::Group);
@@ -130,4 +127,32 @@ fn build_checks_fields_and_names_them() {
     assert_eq!(ok.settings["auto.offset.reset"], "earliest");
     assert_eq!(ok.settings["enable.auto.offset.store"], "false");
     assert_eq!(ok.settings["security.protocol"], "plaintext");
+}
+
+#[test]
+fn a_records_event_has_its_position_as_id_and_its_timestamp_as_time() {
+    let u = KafkaUpstream::build(
+        "es",
+        "ev",
+        &spec("{url: 'h:1', topic: orders, partition: '3', jsonBody: true}"),
+        &secrets(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let now = Utc.timestamp_opt(1_800_000_000, 0).single().unwrap_or_default();
+    let (draft, not_json) = u.draft(&message(Some(b"{\"n\":1}")), now);
+    assert!(!not_json);
+    assert_eq!(
+        draft.id.as_deref(),
+        Some(event_id("es", "ev", "orders", 3, 42).as_str())
+    );
+    assert_eq!(
+        draft.time,
+        Utc.timestamp_millis_opt(1_700_000_000_120).single(),
+        "the record's timestamp, not now"
+    );
+    assert_eq!(draft.data["body"], serde_json::json!({"n": 1}));
+    let untimed = OwnedMessage::new(None, None, "orders".into(), Timestamp::NotAvailable, 3, 43, None);
+    let (draft, _) = u.draft(&untimed, now);
+    assert_eq!(draft.time, Some(now), "now when the record has no timestamp");
+    assert_eq!(draft.data["timestamp"], "2027-01-15 08:00:00 +0000 UTC");
 }

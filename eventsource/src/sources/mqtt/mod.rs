@@ -3,16 +3,22 @@
 //!
 //! Delivery: at-least-once, where upstream subscribes at QoS 0. Sluice subscribes at **QoS 1** with a
 //! persistent session (`clean_session = false`, keyed by `clientId`) and manual acknowledgement: the
-//! PUBACK is sent only after the bus stored the event. While the bus refuses, the message is retried
-//! with backoff and not acknowledged; if the process stops first, the broker redelivers the
-//! un-acknowledged message when the same `clientId` reconnects, and keeps messages published
-//! meanwhile for the session. MQTT packet ids are reused, so event ids are random and a redelivery
-//! can be a duplicate on the bus.
+//! PUBACK is sent in [`Upstream::settle`], only after the bus stored the event. While the bus
+//! refuses, the message is retried in hand ([`Retry::UntilStored`]) and not acknowledged; if the
+//! process stops first, the broker redelivers the un-acknowledged message when the same `clientId`
+//! reconnects, and keeps messages published meanwhile for the session. MQTT packet ids are reused,
+//! so event ids are random and a redelivery can be a duplicate on the bus.
 //!
 //! Too large: a message whose event is bigger than the bus takes is logged with its size, counted
 //! in `sluice_eventsource_events_rejected_total{reason="too_large"}` and acknowledged (dropped), so
-//! the session is not blocked by it. Readiness: `<eventSource>/<event>` is ready once subscribed and
-//! not while the connection is down.
+//! the session is not blocked by it.
+//!
+//! Connection: rumqttc's event loop reconnects by itself, so one session of the pull skeleton
+//! lasts the whole run: a poller task (aborted when the session is dropped) drives the event loop,
+//! (re)subscribes on every CONNACK, forwards publishes over a bounded channel and waits
+//! `connectionBackoff` (default 200 ms doubling to 30 s, starting over once connected) between
+//! attempts. Readiness: `<eventSource>/<event>` is ready once subscribed and not while the
+//! connection is down.
 //!
 //! Body: with `jsonBody` a payload that parses as JSON is embedded as JSON; any other payload is a
 //! base64 string (as upstream marshals bytes), never dropped.
@@ -24,7 +30,6 @@
 //! in plain text. Differs from paho, which ignores the block with `tcp://` and connects in plain
 //! text although upstream's own example writes `tcp://` with a `tls` block.
 
-use crate::{BuiltEventSource, SourceContext};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,19 +38,18 @@ use async_trait::async_trait;
 use rumqttc::{
     AsyncClient, Event as MqttEvent, MqttOptions, Packet, Publish, QoS, TlsConfiguration, Transport,
 };
-use serde_json::json;
+use serde_json::{json, Value};
 use sluice_crds::eventsource::MQTTEventSource;
-use sluice_eventbus::{EventBuilder, Subject};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tokio_util::task::AbortOnDropHandle;
+use tracing::{info, warn};
 
 use crate::clients::body::body_value;
-use crate::metrics::{EventLabels, SourceMetrics};
+use crate::pull::{Draft, Malformed, Names, Pull, Settle, Upstream, UpstreamError};
 use crate::reconnect::Backoff;
-use crate::sender::{publish, EventSender, Outcome, Publisher, Retry, FIRST_BACKOFF};
-use crate::{BuildError, PullSource, SourceError};
-use sluice_eventbus::readiness::ReadyFlag;
+use crate::sender::{Retry, FIRST_BACKOFF};
+use crate::{BuildError, BuiltEventSource, SourceContext};
 
 /// The CloudEvent `type` of this kind.
 pub const SOURCE_TYPE: &str = "mqtt";
@@ -118,7 +122,6 @@ pub fn build(
     out: &mut BuiltEventSource,
 ) -> Result<(), BuildError> {
     let secrets = ctx.secrets.as_ref();
-    let (sender, metrics) = (&ctx.sender, &ctx.metrics);
     for (event_name, spec) in events {
         let invalid = |reason: String| BuildError::InvalidSpec {
             event_source: es_name.into(),
@@ -142,11 +145,7 @@ pub fn build(
             (None, false) => None,
         };
         let resolve = |s: &sluice_crds::common::SecretKeySelector| {
-            secrets.resolve_secret(s).map_err(|e| BuildError::ResolveSecret {
-                event_source: es_name.into(),
-                event: event_name.clone(),
-                source: Box::new(e),
-            })
+            crate::resolve_secret(secrets, es_name, event_name, s)
         };
         let credentials = match &spec.auth {
             Some(a) => match (&a.username, &a.password) {
@@ -155,132 +154,132 @@ pub fn build(
             },
             None => None,
         };
-        out.tasks.push(Box::new(MqttSource {
-            ready: ctx.readiness.flag(format!("{es_name}/{event_name}")),
-            event_source: es_name.to_owned(),
-            event_name: event_name.clone(),
+        let backoff =
+            Backoff::from_spec(spec.connection_backoff.as_ref(), Backoff::default()).map_err(invalid)?;
+        let upstream = MqttUpstream {
             spec: spec.clone(),
             host: url.host,
             port: url.port,
             tls,
             credentials,
-            sender: sender.clone(),
-            metrics: metrics.clone(),
-        }));
+            backoff,
+        };
+        out.tasks
+            .push(Box::new(Pull::new(es_name, event_name, upstream, ctx)));
     }
     Ok(())
 }
 
+/// Upstream's event data of one message: `{topic, messageId, body, metadata}`.
+pub fn event_data(message: &Publish, spec: &MQTTEventSource) -> Value {
+    json!({
+        "topic": message.topic,
+        "messageId": message.pkid,
+        "body": body_value(&message.payload, spec.json_body),
+        "metadata": spec.metadata,
+    })
+}
+
 /// One `mqtt` event: a persistent QoS 1 subscription.
-pub struct MqttSource {
-    event_source: String,
-    event_name: String,
+pub struct MqttUpstream {
     spec: MQTTEventSource,
     host: String,
     port: u16,
     /// The client configuration when the URL's scheme asks for TLS.
     tls: Option<Arc<rustls::ClientConfig>>,
     credentials: Option<(String, String)>,
-    sender: Arc<dyn EventSender>,
-    metrics: SourceMetrics,
-    /// Set once subscribed, cleared while the connection is down.
-    ready: ReadyFlag,
+    /// Between connection attempts (`connectionBackoff`), inside the poller.
+    backoff: Backoff,
 }
 
-impl MqttSource {
+/// A client, the publishes its poller forwards, and the poller (aborted on drop: dropping the
+/// connection without DISCONNECT keeps the broker's session and its un-acknowledged messages).
+pub struct Session {
+    client: AsyncClient,
+    messages: mpsc::Receiver<Publish>,
+    _poller: AbortOnDropHandle<()>,
+}
+
+/// What the poller needs besides the event loop.
+struct Poller {
+    client: AsyncClient,
+    topic: String,
+    messages: mpsc::Sender<Publish>,
+    /// Told on the first SUBACK, so `connect` returns once subscribed.
+    subscribed: Option<oneshot::Sender<()>>,
+    names: Names,
+    backoff: Backoff,
+}
+
+impl Poller {
     /// Drives the connection: (re)connects with backoff, (re)subscribes on every CONNACK, and
-    /// forwards publishes. Ends when `tx` is closed.
-    async fn poll(
-        mut eventloop: rumqttc::EventLoop,
-        client: AsyncClient,
-        topic: String,
-        tx: mpsc::Sender<Publish>,
-        describe: String,
-        ready: ReadyFlag,
-        cancel: CancellationToken,
-    ) {
-        let mut backoff = Backoff::default();
+    /// forwards publishes. Ends when the session's receiver is gone.
+    async fn run(mut self, mut eventloop: rumqttc::EventLoop) {
+        let (es, ev) = (&self.names.event_source, &self.names.event_name);
+        // Never cancelled: the poller stops by being aborted with its session.
+        let never = CancellationToken::new();
         loop {
             match eventloop.poll().await {
                 Ok(MqttEvent::Incoming(Packet::ConnAck(ack))) => {
-                    backoff.reset();
-                    info!(source = %describe, session_present = ack.session_present, "connected to the MQTT broker");
-                    if let Err(e) = client.try_subscribe(topic.clone(), QoS::AtLeastOnce) {
-                        warn!(source = %describe, error = %e, "failed to subscribe");
+                    self.backoff.reset();
+                    info!(eventsource = %es, event_name = %ev, session_present = ack.session_present, "connected to the MQTT broker");
+                    if let Err(e) = self.client.try_subscribe(self.topic.clone(), QoS::AtLeastOnce) {
+                        warn!(eventsource = %es, event_name = %ev, error = %e, "failed to subscribe");
                     }
                 }
-                Ok(MqttEvent::Incoming(Packet::SubAck(_))) => ready.set(true),
+                Ok(MqttEvent::Incoming(Packet::SubAck(_))) => {
+                    self.names.ready.set(true);
+                    if let Some(subscribed) = self.subscribed.take() {
+                        // Only `connect` waits on it; gone when it was cancelled.
+                        let _ = subscribed.send(());
+                    }
+                }
                 Ok(MqttEvent::Incoming(Packet::Publish(p))) => {
-                    if tx.send(p).await.is_err() {
+                    if self.messages.send(p).await.is_err() {
                         return;
                     }
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    ready.set(false);
-                    warn!(source = %describe, error = %e, retry_in = ?backoff.wait(), "MQTT connection failed; reconnecting");
-                    if tx.is_closed() || !backoff.sleep(&cancel).await {
+                    self.names.ready.set(false);
+                    warn!(eventsource = %es, event_name = %ev, error = %e, retry_in = ?self.backoff.wait(), "MQTT connection failed; reconnecting");
+                    if self.messages.is_closed() {
                         return;
                     }
+                    self.backoff.sleep(&never).await;
                 }
             }
         }
     }
-
-    /// Publishes `p` until the bus stored it; `false` when cancelled first.
-    async fn publish(&self, p: &Publish, labels: &EventLabels, cancel: &CancellationToken) -> bool {
-        let data = json!({
-            "topic": p.topic,
-            "messageId": p.pkid,
-            "body": body_value(&p.payload, self.spec.json_body),
-            "metadata": self.spec.metadata,
-        });
-        let event = match EventBuilder::new(&self.event_source, &self.event_name, SOURCE_TYPE)
-            .data_json(data)
-            .build()
-        {
-            Ok(e) => e,
-            Err(e) => {
-                // Cannot happen with these attributes; not acked, so the broker keeps it.
-                warn!(eventsource = %self.event_source, event_name = %self.event_name, error = %e, "failed to build an mqtt event");
-                self.metrics.processing_failed.get_or_create(labels).inc();
-                return false;
-            }
-        };
-        let subject = Subject::new(&self.event_source, &self.event_name);
-        let publisher = Publisher {
-            sender: &*self.sender,
-            metrics: &self.metrics,
-            labels,
-            cancel,
-        };
-        let retry = Retry::UntilStored { first: FIRST_BACKOFF };
-        // While the bus refuses, no PUBACK: the helper retries here, and the broker redelivers
-        // after a restart.
-        match publish(&publisher, &subject, &event, retry).await {
-            Outcome::Stored(_) | Outcome::Filtered => {
-                debug!(eventsource = %self.event_source, event_name = %self.event_name, event = %event.id(), topic = %p.topic, "published");
-                true
-            }
-            // Why PUBACK a rejected message (it is dropped after the helper's error log): it is
-            // bigger than the bus takes, so keeping it un-acked would block the session forever.
-            Outcome::Rejected(_) => true,
-            Outcome::Refused(_) | Outcome::Cancelled => false,
-        }
-    }
 }
 
+/// The poller ended before the first SUBACK (it does not, short of a panic).
+#[derive(Debug, thiserror::Error)]
+#[error("the MQTT poller stopped before the subscription was in place")]
+struct PollerStopped;
+
 #[async_trait]
-impl PullSource for MqttSource {
-    fn describe(&self) -> String {
-        format!("{}/{}", self.event_source, self.event_name)
+impl Upstream for MqttUpstream {
+    type Session = Session;
+    type Message = Publish;
+
+    fn kind(&self) -> &'static str {
+        SOURCE_TYPE
     }
 
-    async fn run(self: Box<Self>, cancel: CancellationToken) -> Result<(), SourceError> {
-        let labels = EventLabels {
-            eventsource_name: self.event_source.clone(),
-            event_name: self.event_name.clone(),
-        };
+    /// Why retry in hand: the message stays un-acknowledged while the bus refuses, and the broker
+    /// redelivers it only when the session reconnects, not on a nak.
+    fn retry(&self) -> Retry {
+        Retry::UntilStored { first: FIRST_BACKOFF }
+    }
+
+    fn backoff(&self) -> Backoff {
+        self.backoff.clone()
+    }
+
+    /// Starts the client and its poller and returns once subscribed; the poller logs and retries
+    /// failed connection attempts meanwhile.
+    async fn connect(&self, names: &Names) -> Result<Session, UpstreamError> {
         let mut options = MqttOptions::new(self.spec.client_id.clone(), self.host.clone(), self.port);
         options
             .set_keep_alive(Duration::from_secs(30))
@@ -296,33 +295,120 @@ impl PullSource for MqttSource {
             )));
         }
         let (client, eventloop) = AsyncClient::new(options, QUEUE);
-        let (tx, mut rx) = mpsc::channel(QUEUE);
-        let poller = tokio::spawn(Self::poll(
-            eventloop,
-            client.clone(),
-            self.spec.topic.clone(),
-            tx,
-            self.describe(),
-            self.ready.clone(),
-            cancel.clone(),
-        ));
-        loop {
-            let p = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => break,
-                p = rx.recv() => match p { Some(p) => p, None => break },
-            };
-            if !self.publish(&p, &labels, &cancel).await {
-                break;
-            }
-            // Why PUBACK now: the bus stored the event, so the broker may forget the message.
-            if let Err(e) = client.ack(&p).await {
-                warn!(eventsource = %self.event_source, event_name = %self.event_name, error = %e, "failed to acknowledge an mqtt message; the broker redelivers it");
-            }
+        let (tx, messages) = mpsc::channel(QUEUE);
+        let (subscribed, on_subscribed) = oneshot::channel();
+        let poller = Poller {
+            client: client.clone(),
+            topic: self.spec.topic.clone(),
+            messages: tx,
+            subscribed: Some(subscribed),
+            names: names.clone(),
+            backoff: self.backoff.clone(),
+        };
+        // Aborted when this future is dropped (cancelled) or the session is.
+        let poller = AbortOnDropHandle::new(tokio::spawn(poller.run(eventloop)));
+        on_subscribed.await.map_err(|_| PollerStopped)?;
+        Ok(Session {
+            client,
+            messages,
+            _poller: poller,
+        })
+    }
+
+    async fn next(&self, session: &mut Session) -> Result<Option<Publish>, UpstreamError> {
+        Ok(session.messages.recv().await)
+    }
+
+    fn decode(&self, message: &Publish) -> Result<Vec<Draft>, Malformed> {
+        Ok(vec![Draft::new(event_data(message, &self.spec))])
+    }
+
+    async fn settle(
+        &self,
+        session: &mut Session,
+        message: Publish,
+        settle: Settle,
+    ) -> Result<(), UpstreamError> {
+        match settle {
+            // Why PUBACK now: the bus stored the event (or the filter dropped it on purpose), so
+            // the broker may forget the message.
+            Settle::Ack => session.client.ack(&message).await?,
+            // Why PUBACK a message that can never be stored (too large; logged and counted): kept
+            // un-acknowledged it would block the session forever.
+            Settle::Term => session.client.ack(&message).await?,
+            // Why no PUBACK: the broker redelivers the message when the session reconnects. Not
+            // reached: the bus is retried in hand ([`Retry::UntilStored`]).
+            Settle::Nak => {}
         }
-        // Dropping the connection without DISCONNECT keeps the session and its un-acked messages.
-        poller.abort();
-        self.ready.set(false);
         Ok(())
+    }
+
+    fn locate(&self, message: &Publish) -> String {
+        format!("topic {} packet {}", message.topic, message.pkid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(json_body: bool) -> MQTTEventSource {
+        MQTTEventSource {
+            url: "tcp://127.0.0.1:1883".into(),
+            topic: "orders/#".into(),
+            client_id: "sluice-test".into(),
+            json_body,
+            metadata: Some([("team".to_owned(), "billing".to_owned())].into()),
+            ..Default::default()
+        }
+    }
+
+    fn publish(payload: &'static [u8], pkid: u16) -> Publish {
+        let mut p = Publish::new("orders/created", QoS::AtLeastOnce, payload);
+        p.pkid = pkid;
+        p
+    }
+
+    #[test]
+    fn a_message_becomes_upstreams_data() {
+        assert_eq!(
+            event_data(&publish(br#"{"id":7}"#, 3), &spec(true)),
+            json!({"topic": "orders/created", "messageId": 3, "body": {"id": 7}, "metadata": {"team": "billing"}})
+        );
+    }
+
+    #[test]
+    fn the_body_is_base64_unless_json_body_parses_and_metadata_is_null_when_unset() {
+        assert_eq!(
+            event_data(&publish(br#"{"id":7}"#, 1), &spec(false))["body"],
+            json!("eyJpZCI6N30=")
+        );
+        assert_eq!(
+            event_data(&publish(b"plain", 1), &spec(true))["body"],
+            json!("cGxhaW4=")
+        );
+        let mut bare = spec(false);
+        bare.metadata = None;
+        assert_eq!(event_data(&publish(b"x", 1), &bare)["metadata"], Value::Null);
+    }
+
+    #[test]
+    fn urls_follow_paho_schemes_and_default_ports() {
+        assert_eq!(
+            broker_url("tcp://broker").expect("plain"),
+            BrokerUrl {
+                host: "broker".into(),
+                port: 1883,
+                tls: false
+            }
+        );
+        assert_eq!(parse_url("ssl://broker").expect("tls"), ("broker".into(), 8883));
+        assert_eq!(
+            parse_url("mqtt://10.0.0.1:1999/").expect("port"),
+            ("10.0.0.1".into(), 1999)
+        );
+        assert!(broker_url("broker:1883").is_err(), "no scheme");
+        assert!(broker_url("ws://broker").is_err(), "not an MQTT scheme");
+        assert!(broker_url("tcp://:1883").is_err(), "no host");
     }
 }

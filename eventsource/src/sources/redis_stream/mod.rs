@@ -1,14 +1,16 @@
 //! `redisStream`: reads Redis streams through a consumer group (XREADGROUP) and publishes each entry
 //! as an event with upstream's data `{stream, message_id, values, metadata}`.
 //!
-//! Delivery: at-least-once. An entry is acknowledged (XACK) only after the bus stored its event;
-//! while the bus refuses, the source retries the same entry with backoff and reads nothing else, so
-//! the entry stays in the group's pending entries list (PEL). The consumer name is deterministic
-//! (`sluice-<eventSourceName>-<eventName>`), so a restarted source first re-reads its own pending
-//! entries (XREADGROUP from id `0`) and then new ones (`>`); entries left pending by another consumer
-//! of the group (a dead replica, an older name) are taken over with XAUTOCLAIM once idle for
-//! [`CLAIM_MIN_IDLE`]. The event id is derived from `stream/entry id`, so a re-read entry has the id
-//! it had and the bus drops the duplicate (within its dedupe window).
+//! Delivery: at-least-once. An entry is acknowledged (XACK, in [`Upstream::settle`]) only after the
+//! bus stored its event; while the bus refuses, the source retries the same entry in hand
+//! ([`Retry::UntilStored`]) and reads nothing else, so the entry stays in the group's pending
+//! entries list (PEL). The consumer name is deterministic (`sluice-<eventSourceName>-<eventName>`),
+//! so a restarted source first re-reads its own pending entries (XREADGROUP from id `0`, then past
+//! the last one read) and then new ones (`>`); entries left pending by another consumer of the
+//! group (a dead replica, an older name), or by this one when an XACK failed, are taken over with
+//! XAUTOCLAIM once idle for [`CLAIM_MIN_IDLE`]. The event id is derived from `stream/entry id`
+//! ([`event_id`]), so a re-read entry has the id it had and the bus drops the duplicate (within its
+//! dedupe window).
 //!
 //! Too large: an entry whose event is bigger than the bus takes is logged with its size, counted in
 //! `sluice_eventsource_events_rejected_total{reason="too_large"}` and XACKed (dropped), so it is not
@@ -21,9 +23,7 @@
 //! `insecureSkipVerify`; checked by [`crate::tls`]) the source speaks TLS to `hostAddress`, as
 //! upstream; see [`crate::clients::redis::redis_client`].
 
-use crate::{BuiltEventSource, SourceContext};
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -31,16 +31,13 @@ use redis::aio::MultiplexedConnection;
 use serde_json::{json, Map, Value};
 use sluice_crds::eventsource::RedisStreamEventSource;
 use sluice_eventbus::event::deterministic_id;
-use sluice_eventbus::{EventBuilder, Subject};
-use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tokio::time::Instant;
+use tracing::info;
 
 use crate::clients::redis::redis_client;
-use crate::metrics::{EventLabels, SourceMetrics};
-use crate::reconnect::Backoff;
-use crate::sender::{publish, EventSender, Outcome, Publisher, Retry, FIRST_BACKOFF};
-use crate::{BuildError, PullSource, SourceError};
-use sluice_eventbus::readiness::ReadyFlag;
+use crate::pull::{Draft, Malformed, Names, Pull, Settle, Upstream, UpstreamError};
+use crate::sender::{Retry, FIRST_BACKOFF};
+use crate::{BuildError, BuiltEventSource, SourceContext};
 
 /// The CloudEvent `type` of this kind.
 pub const SOURCE_TYPE: &str = "redisStream";
@@ -48,7 +45,7 @@ pub const SOURCE_TYPE: &str = "redisStream";
 pub const DEFAULT_GROUP: &str = "argo-events-cg";
 /// How long another consumer's pending entry must be idle before this source claims it.
 pub const CLAIM_MIN_IDLE: Duration = Duration::from_secs(30);
-/// How long one XREADGROUP blocks (short, so cancellation is seen promptly).
+/// How long one XREADGROUP blocks (short, so a lost connection is noticed).
 const BLOCK: Duration = Duration::from_millis(500);
 
 /// Builds a pull source per `redisStream` event of EventSource `es_name`.
@@ -59,7 +56,6 @@ pub fn build(
     out: &mut BuiltEventSource,
 ) -> Result<(), BuildError> {
     let secrets = ctx.secrets.as_ref();
-    let (sender, metrics) = (&ctx.sender, &ctx.metrics);
     for (event_name, spec) in events {
         let invalid = |reason: String| BuildError::InvalidSpec {
             event_source: es_name.into(),
@@ -70,19 +66,15 @@ pub fn build(
             return Err(invalid("`hostAddress` and `streams` are required".into()));
         }
         let count = spec.max_msg_count_per_read.unwrap_or(10);
-        if count < 1 {
-            return Err(invalid(format!(
-                "maxMsgCountPerRead must be at least 1, got {count}"
-            )));
-        }
-        let password = match &spec.password {
-            Some(s) => Some(secrets.resolve_secret(s).map_err(|e| BuildError::ResolveSecret {
-                event_source: es_name.into(),
-                event: event_name.clone(),
-                source: Box::new(e),
-            })?),
-            None => None,
-        };
+        let count = usize::try_from(count)
+            .ok()
+            .filter(|c| *c >= 1)
+            .ok_or_else(|| invalid(format!("maxMsgCountPerRead must be at least 1, got {count}")))?;
+        let password = spec
+            .password
+            .as_ref()
+            .map(|s| crate::resolve_secret(secrets, es_name, event_name, s))
+            .transpose()?;
         let client = redis_client(
             "redisStream",
             es_name,
@@ -94,8 +86,7 @@ pub fn build(
             spec.tls.as_ref(),
             secrets,
         )?;
-        out.tasks.push(Box::new(RedisStreamSource {
-            ready: ctx.readiness.flag(format!("{es_name}/{event_name}")),
+        let upstream = RedisStreamUpstream {
             event_source: es_name.to_owned(),
             event_name: event_name.clone(),
             group: spec
@@ -104,18 +95,18 @@ pub fn build(
                 .filter(|g| !g.is_empty())
                 .unwrap_or_else(|| DEFAULT_GROUP.into()),
             consumer: format!("sluice-{es_name}-{event_name}"),
-            count: usize::try_from(count).unwrap_or(10),
+            count,
             spec: spec.clone(),
             client,
-            sender: sender.clone(),
-            metrics: metrics.clone(),
-        }));
+        };
+        out.tasks
+            .push(Box::new(Pull::new(es_name, event_name, upstream, ctx)));
     }
     Ok(())
 }
 
 /// One `redisStream` event: a consumer of a group over the streams.
-pub struct RedisStreamSource {
+pub struct RedisStreamUpstream {
     event_source: String,
     event_name: String,
     group: String,
@@ -123,10 +114,6 @@ pub struct RedisStreamSource {
     count: usize,
     spec: RedisStreamEventSource,
     client: redis::Client,
-    sender: Arc<dyn EventSender>,
-    metrics: SourceMetrics,
-    /// Set while connected with the group in place.
-    ready: ReadyFlag,
 }
 
 /// One stream entry: id and field/value pairs (RESP2 shape).
@@ -134,13 +121,147 @@ type Entry = (String, Vec<Vec<u8>>);
 /// An XREADGROUP reply: per stream, its entries.
 type ReadReply = Option<Vec<(String, Vec<Entry>)>>;
 
-/// How the run loop ended.
-enum End {
-    Cancelled,
+/// One entry and the stream it was read from.
+pub struct StreamEntry {
+    /// The stream's key.
+    pub stream: String,
+    /// The entry id (`<ms>-<seq>`).
+    pub id: String,
+    /// Field/value pairs, flattened as Redis sends them.
+    pub fields: Vec<Vec<u8>>,
 }
 
-impl RedisStreamSource {
-    async fn connect(&self) -> redis::RedisResult<MultiplexedConnection> {
+/// What a session reads next, in the order a (re)started consumer must read.
+enum Phase {
+    /// This consumer's own pending entries (a previous run died before XACK), past the last id
+    /// read of each stream (`0` at first).
+    Pending(Vec<String>),
+    /// Entries left idle by any consumer of the group, stream by stream, from `start`.
+    Claim { stream: usize, start: String },
+    /// New entries (`>`).
+    New,
+}
+
+/// A connection, the entries read but not yet handed out, and where reading stands.
+pub struct Session {
+    con: MultiplexedConnection,
+    buffer: VecDeque<StreamEntry>,
+    phase: Phase,
+    /// When the last XAUTOCLAIM round started.
+    last_claim: Instant,
+}
+
+/// The event id of entry `id` of `stream`: the same on every re-read, so the bus drops repeats.
+pub fn event_id(event_source: &str, event_name: &str, stream: &str, id: &str) -> String {
+    deterministic_id(&[SOURCE_TYPE, event_source, event_name, stream, id])
+}
+
+/// Upstream's event data of one entry: its fields as strings (invalid UTF-8 replaced; a field
+/// without a value is left out), and the spec's metadata when set.
+pub fn event_data(stream: &str, id: &str, fields: &[Vec<u8>], spec: &RedisStreamEventSource) -> Value {
+    let mut values = Map::new();
+    for pair in fields.chunks(2) {
+        if let [k, v] = pair {
+            values.insert(
+                String::from_utf8_lossy(k).into_owned(),
+                Value::String(String::from_utf8_lossy(v).into_owned()),
+            );
+        }
+    }
+    let mut data = json!({"stream": stream, "message_id": id, "values": values});
+    if let Some(m) = &spec.metadata {
+        data["metadata"] = json!(m);
+    }
+    data
+}
+
+impl RedisStreamUpstream {
+    /// XREADGROUP of `ids` (one per stream: a pending entry's id to read past, or `>`); new
+    /// entries block up to [`BLOCK`].
+    async fn read(
+        &self,
+        con: &mut MultiplexedConnection,
+        ids: &[String],
+    ) -> redis::RedisResult<Vec<StreamEntry>> {
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(&self.group)
+            .arg(&self.consumer)
+            .arg("COUNT")
+            .arg(self.count);
+        if ids.iter().any(|id| id == ">") {
+            cmd.arg("BLOCK").arg(BLOCK.as_millis() as u64);
+        }
+        cmd.arg("STREAMS").arg(&self.spec.streams).arg(ids);
+        let reply: ReadReply = cmd.query_async(con).await?;
+        Ok(reply
+            .unwrap_or_default()
+            .into_iter()
+            .flat_map(|(stream, entries)| {
+                entries.into_iter().map(move |(id, fields)| StreamEntry {
+                    stream: stream.clone(),
+                    id,
+                    fields,
+                })
+            })
+            .collect())
+    }
+
+    /// One XAUTOCLAIM page of `stream` from `start`: the claimed entries and where the next page
+    /// starts (`0-0` when the pending list was scanned to its end).
+    async fn claim(
+        &self,
+        con: &mut MultiplexedConnection,
+        stream: &str,
+        start: &str,
+    ) -> redis::RedisResult<(String, Vec<StreamEntry>)> {
+        let (next, entries, _deleted): (String, Vec<Option<Entry>>, Vec<String>) = redis::cmd("XAUTOCLAIM")
+            .arg(stream)
+            .arg(&self.group)
+            .arg(&self.consumer)
+            .arg(CLAIM_MIN_IDLE.as_millis() as u64)
+            .arg(start)
+            .arg("COUNT")
+            .arg(self.count)
+            .query_async(con)
+            .await?;
+        let entries = entries
+            .into_iter()
+            .flatten()
+            .map(|(id, fields)| {
+                info!(eventsource = %self.event_source, event_name = %self.event_name, stream, entry = %id, "claimed an entry left pending by another consumer");
+                StreamEntry {
+                    stream: stream.to_owned(),
+                    id,
+                    fields,
+                }
+            })
+            .collect();
+        Ok((next, entries))
+    }
+}
+
+#[async_trait]
+impl Upstream for RedisStreamUpstream {
+    type Session = Session;
+    type Message = StreamEntry;
+
+    fn kind(&self) -> &'static str {
+        SOURCE_TYPE
+    }
+
+    /// Why retry in hand: the entry stays pending while the bus refuses and nothing else is read,
+    /// so the stream's order holds; a consumer group has no nak to redeliver it sooner.
+    fn retry(&self) -> Retry {
+        Retry::UntilStored { first: FIRST_BACKOFF }
+    }
+
+    fn reconnect_message(&self) -> Option<&'static str> {
+        Some("redis stream consumer failed; reconnecting")
+    }
+
+    /// Connects and creates the group on every stream where it is missing.
+    async fn connect(&self, _: &Names) -> Result<Session, UpstreamError> {
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(5)))
             .set_response_timeout(Some(BLOCK + Duration::from_secs(5)));
@@ -160,226 +281,162 @@ impl RedisStreamSource {
             match created {
                 Ok(()) => {}
                 Err(e) if e.code() == Some("BUSYGROUP") || e.to_string().contains("BUSYGROUP") => {}
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
         }
-        Ok(con)
+        info!(eventsource = %self.event_source, event_name = %self.event_name, group = %self.group, consumer = %self.consumer, "reading redis streams");
+        Ok(Session {
+            con,
+            buffer: VecDeque::new(),
+            phase: Phase::Pending(vec!["0".to_owned(); self.spec.streams.len()]),
+            last_claim: Instant::now(),
+        })
     }
 
-    fn data(&self, stream: &str, id: &str, fields: &[Vec<u8>]) -> Value {
-        let mut values = Map::new();
-        for pair in fields.chunks(2) {
-            if let [k, v] = pair {
-                values.insert(
-                    String::from_utf8_lossy(k).into_owned(),
-                    Value::String(String::from_utf8_lossy(v).into_owned()),
-                );
+    /// The next entry: this consumer's pending ones first, then a claim round over every stream,
+    /// then new ones, with another claim round every [`CLAIM_MIN_IDLE`]. The session's state
+    /// changes only after a command answered, so a dropped call loses nothing: an entry XREADGROUP
+    /// delivered but never handed out stays pending and is re-read by the next session.
+    async fn next(&self, session: &mut Session) -> Result<Option<StreamEntry>, UpstreamError> {
+        loop {
+            if let Some(entry) = session.buffer.pop_front() {
+                return Ok(Some(entry));
             }
-        }
-        let mut data = json!({"stream": stream, "message_id": id, "values": values});
-        if let Some(m) = &self.spec.metadata {
-            data["metadata"] = json!(m);
-        }
-        data
-    }
-
-    /// Publishes one entry, retrying while the bus refuses; then XACKs it. `false` when cancelled
-    /// before the bus stored it (the entry stays pending and is re-read after a restart).
-    async fn deliver(
-        &self,
-        con: &mut MultiplexedConnection,
-        stream: &str,
-        entry: &Entry,
-        labels: &EventLabels,
-        cancel: &CancellationToken,
-    ) -> Result<bool, redis::RedisError> {
-        let (id, fields) = entry;
-        let event = EventBuilder::new(&self.event_source, &self.event_name, SOURCE_TYPE)
-            .id(deterministic_id(&[
-                SOURCE_TYPE,
-                &self.event_source,
-                &self.event_name,
-                stream,
-                id,
-            ]))
-            .data_json(self.data(stream, id, fields))
-            .build();
-        let event = match event {
-            Ok(e) => e,
-            Err(e) => {
-                // Cannot happen with these attributes; left pending rather than acked unseen.
-                warn!(eventsource = %self.event_source, event_name = %self.event_name, stream, entry = %id, error = %e, "failed to build a redisStream event; left pending");
-                self.metrics.processing_failed.get_or_create(labels).inc();
-                return Ok(true);
-            }
-        };
-        let subject = Subject::new(&self.event_source, &self.event_name);
-        let publisher = Publisher {
-            sender: &*self.sender,
-            metrics: &self.metrics,
-            labels,
-            cancel,
-        };
-        let retry = Retry::UntilStored { first: FIRST_BACKOFF };
-        // While the bus refuses, no XACK: the helper retries the same entry here, which stays
-        // pending meanwhile.
-        match publish(&publisher, &subject, &event, retry).await {
-            Outcome::Stored(_) | Outcome::Filtered => {
-                debug!(eventsource = %self.event_source, event_name = %self.event_name, event = %event.id(), stream, entry = %id, "published");
-            }
-            Outcome::Rejected(_) => {
-                // Why XACK a rejected entry (it is dropped after the helper's error log): it is
-                // bigger than the bus takes, so leaving it pending would re-read it forever.
-            }
-            Outcome::Refused(_) | Outcome::Cancelled => return Ok(false),
-        }
-        // Why XACK now: the bus stored the event, so the group may forget the entry. A failed XACK
-        // leaves it pending: re-read later and deduped on the bus by its id.
-        let _: i64 = redis::cmd("XACK")
-            .arg(stream)
-            .arg(&self.group)
-            .arg(id)
-            .query_async(con)
-            .await?;
-        Ok(true)
-    }
-
-    /// Reads with `id` (`0`: this consumer's pending entries, `>`: new ones); the number of entries.
-    async fn read(
-        &self,
-        con: &mut MultiplexedConnection,
-        id: &str,
-        labels: &EventLabels,
-        cancel: &CancellationToken,
-    ) -> Result<Option<usize>, redis::RedisError> {
-        let mut cmd = redis::cmd("XREADGROUP");
-        cmd.arg("GROUP")
-            .arg(&self.group)
-            .arg(&self.consumer)
-            .arg("COUNT")
-            .arg(self.count);
-        if id == ">" {
-            cmd.arg("BLOCK").arg(BLOCK.as_millis() as u64);
-        }
-        cmd.arg("STREAMS").arg(&self.spec.streams);
-        for _ in &self.spec.streams {
-            cmd.arg(id);
-        }
-        let reply: ReadReply = tokio::select! {
-            biased;
-            _ = cancel.cancelled() => return Ok(None),
-            r = cmd.query_async::<ReadReply>(con) => r?,
-        };
-        let mut n = 0;
-        for (stream, entries) in reply.unwrap_or_default() {
-            for entry in &entries {
-                if !self.deliver(con, &stream, entry, labels, cancel).await? {
-                    return Ok(None);
+            match &mut session.phase {
+                Phase::Pending(ids) => {
+                    let entries = self.read(&mut session.con, ids).await?;
+                    if entries.is_empty() {
+                        session.last_claim = Instant::now();
+                        session.phase = Phase::Claim {
+                            stream: 0,
+                            start: "0-0".into(),
+                        };
+                        continue;
+                    }
+                    // Why read past the last id (not from `0` again): an entry whose XACK failed
+                    // is left to XAUTOCLAIM rather than re-read here forever.
+                    for entry in &entries {
+                        if let Some(i) = self.spec.streams.iter().position(|s| *s == entry.stream) {
+                            ids[i].clone_from(&entry.id);
+                        }
+                    }
+                    session.buffer.extend(entries);
                 }
-                n += 1;
-            }
-        }
-        Ok(Some(n))
-    }
-
-    /// Takes over other consumers' entries idle for [`CLAIM_MIN_IDLE`] and delivers them.
-    async fn claim(
-        &self,
-        con: &mut MultiplexedConnection,
-        labels: &EventLabels,
-        cancel: &CancellationToken,
-    ) -> Result<bool, redis::RedisError> {
-        for stream in &self.spec.streams {
-            let mut start = "0-0".to_string();
-            loop {
-                let (next, entries, _deleted): (String, Vec<Option<Entry>>, Vec<String>) =
-                    redis::cmd("XAUTOCLAIM")
-                        .arg(stream)
-                        .arg(&self.group)
-                        .arg(&self.consumer)
-                        .arg(CLAIM_MIN_IDLE.as_millis() as u64)
-                        .arg(&start)
-                        .arg("COUNT")
-                        .arg(self.count)
-                        .query_async(con)
+                Phase::Claim { stream, start } => {
+                    let (next, entries) = self
+                        .claim(&mut session.con, &self.spec.streams[*stream], start)
                         .await?;
-                for entry in entries.iter().flatten() {
-                    info!(eventsource = %self.event_source, event_name = %self.event_name, stream, entry = %entry.0, "claimed an entry left pending by another consumer");
-                    if !self.deliver(con, stream, entry, labels, cancel).await? {
-                        return Ok(false);
+                    session.buffer.extend(entries);
+                    if next != "0-0" {
+                        *start = next;
+                    } else if *stream + 1 < self.spec.streams.len() {
+                        *stream += 1;
+                        *start = "0-0".into();
+                    } else {
+                        session.phase = Phase::New;
                     }
                 }
-                if next == "0-0" {
-                    break;
+                Phase::New if session.last_claim.elapsed() >= CLAIM_MIN_IDLE => {
+                    session.last_claim = Instant::now();
+                    session.phase = Phase::Claim {
+                        stream: 0,
+                        start: "0-0".into(),
+                    };
                 }
-                start = next;
+                Phase::New => {
+                    let ids = vec![">".to_owned(); self.spec.streams.len()];
+                    let entries = self.read(&mut session.con, &ids).await?;
+                    session.buffer.extend(entries);
+                }
             }
         }
-        Ok(true)
     }
 
-    /// Connects and reads until cancelled; `backoff` starts over once connected.
-    async fn consume(
+    fn decode(&self, entry: &StreamEntry) -> Result<Vec<Draft>, Malformed> {
+        let data = event_data(&entry.stream, &entry.id, &entry.fields, &self.spec);
+        let id = event_id(&self.event_source, &self.event_name, &entry.stream, &entry.id);
+        Ok(vec![Draft::new(data).with_id(id)])
+    }
+
+    async fn settle(
         &self,
-        labels: &EventLabels,
-        cancel: &CancellationToken,
-        backoff: &mut Backoff,
-    ) -> Result<End, redis::RedisError> {
-        let mut con = self.connect().await?;
-        self.ready.set(true);
-        // Why reset here: the backoff is for a server that stays away; after a successful
-        // connection the next outage starts from the shortest wait again.
-        backoff.reset();
-        info!(eventsource = %self.event_source, event_name = %self.event_name, group = %self.group, consumer = %self.consumer, "reading redis streams");
-        // This consumer's own pending entries first (a previous run died before XACK).
-        loop {
-            match self.read(&mut con, "0", labels, cancel).await? {
-                None => return Ok(End::Cancelled),
-                Some(0) => break,
-                Some(_) => {}
-            }
+        session: &mut Session,
+        entry: StreamEntry,
+        settle: Settle,
+    ) -> Result<(), UpstreamError> {
+        match settle {
+            // Why XACK now: the bus stored the event (or the filter dropped it on purpose), so the
+            // group may forget the entry. A failed XACK leaves it pending: claimed again once idle
+            // and deduped on the bus by its id.
+            Settle::Ack => {}
+            // Why XACK an entry that can never be stored (too large; logged and counted): left
+            // pending it would be re-read forever.
+            Settle::Term => {}
+            // Why no XACK: the entry stays pending and is read again. Not reached: the bus is
+            // retried in hand ([`Retry::UntilStored`]).
+            Settle::Nak => return Ok(()),
         }
-        let mut last_claim = tokio::time::Instant::now();
-        if !self.claim(&mut con, labels, cancel).await? {
-            return Ok(End::Cancelled);
-        }
-        loop {
-            if last_claim.elapsed() >= CLAIM_MIN_IDLE {
-                last_claim = tokio::time::Instant::now();
-                if !self.claim(&mut con, labels, cancel).await? {
-                    return Ok(End::Cancelled);
-                }
-            }
-            if self.read(&mut con, ">", labels, cancel).await?.is_none() {
-                return Ok(End::Cancelled);
-            }
-        }
+        let _: i64 = redis::cmd("XACK")
+            .arg(&entry.stream)
+            .arg(&self.group)
+            .arg(&entry.id)
+            .query_async(&mut session.con)
+            .await?;
+        Ok(())
+    }
+
+    fn locate(&self, entry: &StreamEntry) -> String {
+        format!("stream {} entry {}", entry.stream, entry.id)
     }
 }
 
-#[async_trait]
-impl PullSource for RedisStreamSource {
-    fn describe(&self) -> String {
-        format!("{}/{}", self.event_source, self.event_name)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(metadata: bool) -> RedisStreamEventSource {
+        RedisStreamEventSource {
+            host_address: "127.0.0.1:6379".into(),
+            streams: vec!["orders".into()],
+            metadata: metadata.then(|| [("team".to_owned(), "billing".to_owned())].into()),
+            ..Default::default()
+        }
     }
 
-    async fn run(self: Box<Self>, cancel: CancellationToken) -> Result<(), SourceError> {
-        let labels = EventLabels {
-            eventsource_name: self.event_source.clone(),
-            event_name: self.event_name.clone(),
-        };
-        let mut backoff = Backoff::default();
-        loop {
-            match self.consume(&labels, &cancel, &mut backoff).await {
-                Ok(End::Cancelled) => return Ok(()),
-                Err(e) => {
-                    self.ready.set(false);
-                    warn!(eventsource = %self.event_source, event_name = %self.event_name, error = %e, retry_in = ?backoff.wait(), "redis stream consumer failed; reconnecting");
-                }
-            }
-            if !backoff.sleep(&cancel).await {
-                return Ok(());
-            }
-        }
+    fn fields(pairs: &[&str]) -> Vec<Vec<u8>> {
+        pairs.iter().map(|s| s.as_bytes().to_vec()).collect()
+    }
+
+    #[test]
+    fn an_entry_becomes_upstreams_data_with_its_fields_as_strings() {
+        assert_eq!(
+            event_data(
+                "orders",
+                "1700000000000-0",
+                &fields(&["message", "hello", "n", "1"]),
+                &spec(true)
+            ),
+            json!({"stream": "orders", "message_id": "1700000000000-0",
+                   "values": {"message": "hello", "n": "1"}, "metadata": {"team": "billing"}})
+        );
+        let odd = event_data("orders", "1-0", &fields(&["a", "1", "dangling"]), &spec(false));
+        assert_eq!(
+            odd["values"],
+            json!({"a": "1"}),
+            "a field without a value is left out"
+        );
+        assert!(odd.get("metadata").is_none(), "no metadata key without metadata");
+        let binary = event_data("s", "1-0", &[b"k".to_vec(), vec![0xff, b'x']], &spec(false));
+        assert_eq!(binary["values"]["k"], json!("\u{fffd}x"));
+    }
+
+    #[test]
+    fn the_id_is_the_same_for_a_re_read_entry_and_differs_per_stream_entry_and_event() {
+        let id = event_id("es", "ev", "orders", "1-0");
+        assert_eq!(id, event_id("es", "ev", "orders", "1-0"));
+        assert_ne!(id, event_id("es", "ev", "orders", "1-1"));
+        assert_ne!(id, event_id("es", "ev", "refunds", "1-0"));
+        assert_ne!(id, event_id("es", "other", "orders", "1-0"));
+        assert_ne!(id, event_id("other", "ev", "orders", "1-0"));
     }
 }

@@ -8,45 +8,43 @@
 //! Never dropped for its shape. Ping, pong and close frames are not events.
 //!
 //! Delivery: **at-most-once by nature.** WebSocket has no acknowledgement and no redelivery: a
-//! message the bus refuses is retried here with backoff (the socket is not read meanwhile, so the
-//! server sees backpressure), but a message sent while Sluice is disconnected or down, or in hand
-//! when the process stops, is lost. The event id is a random UUID, as for the other at-most-once
-//! kinds (`nats`, `redis`, `file`): a message carries no delivery id to derive one from.
+//! message the bus refuses is retried here with backoff ([`Retry::UntilStored`]; the socket is not
+//! read meanwhile, so the server sees backpressure), but a message sent while Sluice is
+//! disconnected or down, or in hand when the process stops, is lost. The event id is a random
+//! UUID, as for the other at-most-once kinds (`nats`, `redis`, `file`): a message carries no
+//! delivery id to derive one from.
 //!
 //! Connection: the optional `authorization` Secret is sent as the handshake's `Authorization`
 //! header (never logged). When the server closes the connection, the connection fails, or the
-//! server cannot be reached, the source reconnects after a backoff that doubles from 200 ms to
-//! 30 s and restarts at 200 ms once connected. While disconnected the process's readiness flag
-//! `<eventSourceName>/<eventName>` is cleared, so `/readyz` names it.
+//! server cannot be reached (or the handshake takes longer than 30 s), the source reconnects after
+//! a backoff that doubles from 200 ms to 30 s and restarts at 200 ms once connected. While
+//! disconnected the process's readiness flag `<eventSourceName>/<eventName>` is cleared, so
+//! `/readyz` names it. A connection that ends (the source stopping too) is closed with a close
+//! frame, waiting at most 200 ms for the server.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
-use crate::sender::build_event;
 use async_trait::async_trait;
 use futures::StreamExt;
 use serde_json::{json, Value};
 use sluice_crds::eventsource::WebSocketEventSource;
-use sluice_eventbus::Subject;
+use sluice_eventbus::redact_url;
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{header, HeaderValue, Request};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::metrics::{EventLabels, SourceMetrics};
-use crate::reconnect::Backoff;
-use crate::sender::EventSender;
-use crate::{
-    resolve_secret, BuildError, BuiltEventSource, PullSource, ReadyFlag, SourceContext, SourceError,
-};
+use crate::pull::{Draft, Malformed, Names, Pull, Upstream, UpstreamError};
+use crate::sender::{Retry, FIRST_BACKOFF};
+use crate::{resolve_secret, BuildError, BuiltEventSource, SourceContext};
 
 /// The CloudEvent `type` of this kind.
 pub const SOURCE_TYPE: &str = "websocket";
 /// How long connecting (TCP, TLS and the HTTP upgrade) may take before it counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a clean close may take when the source stops.
+/// How long a clean close may take when a connection ends.
 const CLOSE_TIMEOUT: Duration = Duration::from_millis(200);
 
 /// The event body of one message (see the module docs).
@@ -99,115 +97,109 @@ pub fn build(
                 reason,
             }
         })?;
-        out.tasks.push(Box::new(WebSocketSource {
-            event_source: es_name.to_owned(),
-            event_name: event_name.clone(),
+        let upstream = WebSocketUpstream {
             url: spec.url.trim().to_owned(),
             request,
             json_body: spec.json_body,
             metadata: spec.metadata.clone(),
-            sender: ctx.sender.clone(),
-            metrics: ctx.metrics.clone(),
-            ready: ctx.readiness.flag(format!("{es_name}/{event_name}")),
-        }));
+        };
+        out.tasks
+            .push(Box::new(Pull::new(es_name, event_name, upstream, ctx)));
     }
     Ok(())
 }
 
+/// Upstream-style event data of one message body.
+pub fn event_data(body: Value, metadata: Option<&BTreeMap<String, String>>) -> Value {
+    json!({"body": body, "metadata": metadata})
+}
+
 /// One `websocket` event: a client connection, reopened when it ends.
-pub struct WebSocketSource {
-    event_source: String,
-    event_name: String,
-    /// For logs; the request holds the same URL (and a header that is never logged).
+pub struct WebSocketUpstream {
+    /// For errors; the request holds the same URL (and a header that is never logged).
     url: String,
     request: Request<()>,
     json_body: bool,
     metadata: Option<BTreeMap<String, String>>,
-    sender: Arc<dyn EventSender>,
-    metrics: SourceMetrics,
-    ready: ReadyFlag,
 }
 
-impl WebSocketSource {
-    /// Publishes until the bus stored it; `false` when cancelled first (the message is then lost:
-    /// the server cannot redeliver it).
-    async fn publish(&self, body: Value, labels: &EventLabels, cancel: &CancellationToken) -> bool {
-        let data = json!({"body": body, "metadata": self.metadata});
-        // Why `true` without an event (settled): see `build_event`; retrying cannot build it either.
-        let Some(event) = build_event(SOURCE_TYPE, labels, data, &self.metrics) else {
-            return true;
-        };
-        let subject = Subject::new(&self.event_source, &self.event_name);
-        crate::sender::publish_until_stored(&*self.sender, &subject, &event, &self.metrics, labels, cancel)
-            .await
-    }
+/// Why a connection failed. The URL is shown without credentials.
+#[derive(Debug, thiserror::Error)]
+enum WebSocketError {
+    #[error("failed to connect to the websocket server {url}")]
+    Connect {
+        url: String,
+        #[source]
+        source: tokio_tungstenite::tungstenite::Error,
+    },
+    #[error("connecting to the websocket server {url} timed out after {after:?}")]
+    ConnectTimeout { url: String, after: Duration },
+    #[error("websocket connection to {url} failed")]
+    Read {
+        url: String,
+        #[source]
+        source: tokio_tungstenite::tungstenite::Error,
+    },
 }
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 #[async_trait]
-impl PullSource for WebSocketSource {
-    fn describe(&self) -> String {
-        format!("{}/{}", self.event_source, self.event_name)
+impl Upstream for WebSocketUpstream {
+    type Session = Socket;
+    type Message = Message;
+
+    fn kind(&self) -> &'static str {
+        SOURCE_TYPE
     }
 
-    async fn run(self: Box<Self>, cancel: CancellationToken) -> Result<(), SourceError> {
-        let labels = EventLabels {
-            eventsource_name: self.event_source.clone(),
-            event_name: self.event_name.clone(),
-        };
-        let mut backoff = Backoff::default();
-        loop {
-            let connected = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return Ok(()),
-                c = tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(self.request.clone())) => c,
-            };
-            match connected {
-                Ok(Ok((mut socket, _response))) => {
-                    info!(eventsource = %self.event_source, event_name = %self.event_name, url = %sluice_eventbus::redact_url(&self.url), "connected");
-                    self.ready.set(true);
-                    backoff.reset();
-                    loop {
-                        let next = tokio::select! {
-                            biased;
-                            _ = cancel.cancelled() => {
-                                // A polite close; the server may be gone, so bounded.
-                                let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.close(None)).await;
-                                return Ok(());
-                            }
-                            m = socket.next() => m,
-                        };
-                        let message = match next {
-                            Some(Ok(m)) => m,
-                            Some(Err(e)) => {
-                                warn!(eventsource = %self.event_source, event_name = %self.event_name, url = %sluice_eventbus::redact_url(&self.url), error = %e, "websocket connection failed; reconnecting");
-                                break;
-                            }
-                            None => {
-                                warn!(eventsource = %self.event_source, event_name = %self.event_name, url = %sluice_eventbus::redact_url(&self.url), "websocket server closed the connection; reconnecting");
-                                break;
-                            }
-                        };
-                        let Some(body) = body(&message, self.json_body) else {
-                            // Control frames: tungstenite answers pings and the close handshake.
-                            continue;
-                        };
-                        if !self.publish(body, &labels, &cancel).await {
-                            return Ok(());
-                        }
-                    }
-                    self.ready.set(false);
-                }
-                Ok(Err(e)) => {
-                    warn!(eventsource = %self.event_source, event_name = %self.event_name, url = %sluice_eventbus::redact_url(&self.url), error = %e, retry_in = ?backoff.wait(), "failed to connect to the websocket server; retrying");
-                }
-                Err(_) => {
-                    warn!(eventsource = %self.event_source, event_name = %self.event_name, url = %sluice_eventbus::redact_url(&self.url), timeout = ?CONNECT_TIMEOUT, retry_in = ?backoff.wait(), "connecting to the websocket server timed out; retrying");
-                }
+    /// Why retry in hand: the server cannot redeliver, so giving up would lose the message; a
+    /// rejected (too large) one is dropped after the sender's error log.
+    fn retry(&self) -> Retry {
+        Retry::UntilStored { first: FIRST_BACKOFF }
+    }
+
+    async fn connect(&self, _: &Names) -> Result<Socket, UpstreamError> {
+        let url = || redact_url(&self.url);
+        let connecting = tokio_tungstenite::connect_async(self.request.clone());
+        match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+            Ok(Ok((socket, _response))) => Ok(socket),
+            Ok(Err(source)) => Err(WebSocketError::Connect { url: url(), source }.into()),
+            Err(_) => Err(WebSocketError::ConnectTimeout {
+                url: url(),
+                after: CONNECT_TIMEOUT,
             }
-            if !backoff.sleep(&cancel).await {
-                return Ok(());
+            .into()),
+        }
+    }
+
+    /// The next text or binary message; control frames are skipped (tungstenite answers pings and
+    /// the close handshake). `None` when the server closed the connection.
+    async fn next(&self, socket: &mut Socket) -> Result<Option<Message>, UpstreamError> {
+        loop {
+            match socket.next().await {
+                Some(Ok(m @ (Message::Text(_) | Message::Binary(_)))) => return Ok(Some(m)),
+                Some(Ok(_control)) => continue,
+                Some(Err(source)) => {
+                    let url = redact_url(&self.url);
+                    return Err(WebSocketError::Read { url, source }.into());
+                }
+                None => return Ok(None),
             }
         }
+    }
+
+    fn decode(&self, message: &Message) -> Result<Vec<Draft>, Malformed> {
+        // A control frame carries no event (not reached: `next` skips them).
+        Ok(body(message, self.json_body)
+            .map(|b| Draft::new(event_data(b, self.metadata.as_ref())))
+            .into_iter()
+            .collect())
+    }
+
+    async fn close(&self, mut socket: Socket) {
+        // A polite close; the server may be gone, so bounded.
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.close(None)).await;
     }
 }
 
@@ -229,6 +221,19 @@ mod tests {
         assert_eq!(body(&binary(br#"[1,2]"#), false), Some(json!("WzEsMl0=")));
         assert_eq!(body(&Message::Ping(vec![1].into()), true), None);
         assert_eq!(body(&Message::Close(None), true), None);
+    }
+
+    #[test]
+    fn data_is_the_body_and_the_metadata() {
+        let meta = BTreeMap::from([("team".to_owned(), "ops".to_owned())]);
+        assert_eq!(
+            event_data(json!({"a": 1}), Some(&meta)),
+            json!({"body": {"a": 1}, "metadata": {"team": "ops"}})
+        );
+        assert_eq!(
+            event_data(json!("x"), None),
+            json!({"body": "x", "metadata": null})
+        );
     }
 
     #[test]
