@@ -260,7 +260,7 @@ async fn redis_pub_sub_resubscribes_with_backoff_after_restart() -> Result<()> {
 
     let mut outages = Vec::new();
     for round in 1..=2 {
-        outages.push(outage(&p, &mut server, "failed to subscribe to redis; retrying", 2).await?);
+        outages.push(outage(&p, &mut server, "the upstream connection failed; reconnecting", 2).await?);
         // Pub/sub keeps nothing for an absent subscriber: publish until the source is back.
         let got = pipe
             .publish_until_seen(
@@ -273,7 +273,10 @@ async fn redis_pub_sub_resubscribes_with_backoff_after_restart() -> Result<()> {
         assert_eq!(got["round"], round);
     }
     assert_backoff_starts_over(&outages[0], &outages[1], "redis");
-    assert_eq!(logged(&p, "redis connection lost; resubscribing").len(), 2);
+    assert_eq!(
+        logged(&p, "the upstream ended the session; reconnecting").len(),
+        2
+    );
     assert!(logged(&p, "subscribed").len() >= 3);
     p.terminate()?;
     Ok(())

@@ -227,6 +227,7 @@ impl Upstream for JetStreamUpstream {
             consumer: self.consumer.clone(),
             source: Box::new(e),
         })?;
+        tracing::info!(eventsource = %names.event_source, event_name = %names.event_name, stream = %self.spec.stream, consumer = %self.consumer, "consuming");
         Ok(Session {
             messages,
             nak_delay: MIN_NAK_DELAY,

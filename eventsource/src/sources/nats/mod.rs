@@ -126,10 +126,12 @@ impl Upstream for NatsUpstream {
         .await?;
         let subject = self.spec.subject.clone();
         // async-nats reconnects by itself and keeps the subscription.
-        Ok(match self.spec.queue.clone() {
+        let subscriber = match self.spec.queue.clone() {
             Some(q) => client.queue_subscribe(subject, q).await?,
             None => client.subscribe(subject).await?,
-        })
+        };
+        tracing::info!(eventsource = %names.event_source, event_name = %names.event_name, subject = %self.spec.subject, queue = ?self.spec.queue, "subscribed");
+        Ok(subscriber)
     }
 
     async fn next(&self, session: &mut Self::Session) -> Result<Option<Self::Message>, UpstreamError> {

@@ -114,9 +114,10 @@ impl Upstream for RedisUpstream {
         Retry::UntilStored { first: FIRST_BACKOFF }
     }
 
-    async fn connect(&self, _: &Names) -> Result<Self::Session, UpstreamError> {
+    async fn connect(&self, names: &Names) -> Result<Self::Session, UpstreamError> {
         let mut pubsub = self.client.get_async_pubsub().await?;
         pubsub.psubscribe(&self.spec.channels).await?;
+        tracing::info!(eventsource = %names.event_source, event_name = %names.event_name, channels = ?self.spec.channels, "subscribed");
         Ok(Box::pin(pubsub.into_on_message()))
     }
 
