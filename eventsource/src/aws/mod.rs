@@ -1,16 +1,16 @@
-//! A small AWS client shared by the `sqs`, `s3` and `sns` sources: SigV4 signing ([`sigv4`]),
-//! credentials ([`credentials`]: static secret references, else the default chain documented there),
-//! and the handful of calls the sources make — SQS `GetQueueUrl`/`ReceiveMessage`/`DeleteMessage`
-//! (the SQS JSON protocol), S3 `ListObjectsV2` and SNS `Subscribe`/`ConfirmSubscription`/`Unsubscribe`
-//! (the SNS Query protocol). Hand-written over reqwest rather than the
-//! aws-sdk crates to keep the build small; an `endpoint` override points any call at an
-//! S3/SQS-compatible server (S3 then uses path-style addressing: `<endpoint>/<bucket>?…`).
+//! A small AWS client shared by the `sqs`, `s3` and `sns` sources: SigV4 signing ([`sigv4`]: AWS's
+//! `aws-sigv4` crate with the settings these calls need), credentials ([`credentials`]: static secret
+//! references, else the default chain documented there), and the handful of calls the sources make —
+//! SQS `GetQueueUrl`/`ReceiveMessage`/`DeleteMessage` (the SQS JSON protocol), S3 `ListObjectsV2` and
+//! SNS `Subscribe`/`ConfirmSubscription`/`Unsubscribe` (the SNS Query protocol). Hand-written over
+//! reqwest rather than the aws-sdk crates to keep the build small; an `endpoint` override points any
+//! call at an S3/SQS-compatible server (S3 then uses path-style addressing: `<endpoint>/<bucket>?…`).
 
 pub mod credentials;
 pub mod sigv4;
 pub mod xml;
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
 
@@ -25,6 +25,14 @@ pub enum AwsError {
     /// The web identity exchange failed.
     #[error("failed to assume a role with the web identity token: {0}")]
     WebIdentity(String),
+    /// The request could not be signed (e.g. an `endpoint` without a scheme).
+    #[error("failed to sign {service} {action}")]
+    Sign {
+        service: &'static str,
+        action: &'static str,
+        #[source]
+        source: sigv4::SignError,
+    },
     /// The request did not complete.
     #[error("failed to call {service} {action}")]
     Send {
@@ -186,8 +194,8 @@ impl AwsClient {
         &self.region
     }
 
-    /// A request for `call`, signed with SigV4 (headers `host`, `x-amz-date`,
-    /// `x-amz-content-sha256`, the session token when there is one, and `authorization`).
+    /// A request for `call`, signed with SigV4 (headers `x-amz-date`, `x-amz-content-sha256`, the
+    /// session token when there is one, and `authorization`; see [`sigv4`]).
     async fn signed(
         &self,
         http: &reqwest::Client,
@@ -195,50 +203,31 @@ impl AwsClient {
     ) -> Result<reqwest::RequestBuilder, AwsError> {
         let creds = self.credentials.get(&self.http, &self.region).await?;
         let base = call.base.trim_end_matches('/');
-        let host = base
-            .split_once("://")
-            .map(|(_, rest)| rest)
-            .unwrap_or(base)
-            .split('/')
-            .next()
-            .unwrap_or_default()
-            .to_string();
-        let amz_date = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
-        let payload_hash = sigv4::sha256_hex(&call.body);
-        let mut signed = call.headers;
-        signed.push(("host".into(), host));
-        signed.push(("x-amz-date".into(), amz_date.clone()));
-        signed.push(("x-amz-content-sha256".into(), payload_hash.clone()));
-        if let Some(token) = &creds.session_token {
-            signed.push(("x-amz-security-token".into(), token.clone()));
-        }
-        let auth = sigv4::authorization(
-            &sigv4::SigningInput {
-                method: call.method.as_str(),
-                path: call.path,
-                query: call.query,
-                headers: &signed,
-                payload_hash: &payload_hash,
-                amz_date: &amz_date,
-                region: &self.region,
-                service: call.service,
-            },
-            &creds.access_key,
-            &creds.secret_key,
-        );
         let qs = sigv4::canonical_query(call.query);
         let url = if qs.is_empty() {
             format!("{base}{}", call.path)
         } else {
             format!("{base}{}?{qs}", call.path)
         };
-        let mut request = http.request(call.method, url).body(call.body);
-        for (k, v) in &signed {
-            if k != "host" {
-                request = request.header(k.as_str(), v.as_str());
+        let request = sigv4::Request {
+            method: call.method.as_str(),
+            url: &url,
+            headers: &call.headers,
+            body: &call.body,
+        };
+        let time = SystemTime::now();
+        let signing = sigv4::sign(&request, &creds, &self.region, call.service, time).map_err(|source| {
+            AwsError::Sign {
+                service: call.service,
+                action: call.action,
+                source,
             }
+        })?;
+        let mut request = http.request(call.method, url).body(call.body);
+        for (k, v) in call.headers.iter().chain(&signing) {
+            request = request.header(k.as_str(), v.as_str());
         }
-        Ok(request.header("authorization", auth))
+        Ok(request)
     }
 
     /// Signs and sends `call`; the answer's body on a 2xx status, else the service's error (code and
