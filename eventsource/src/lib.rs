@@ -43,6 +43,19 @@ pub enum BuildError {
         event: String,
         what: String,
     },
+    /// The spec has events of a kind this build cannot run.
+    #[error(
+        "failed to build EventSource {event_source} event {event}: the {kind} event source kind is not supported yet (supported: {supported})",
+        supported = sources::runnable_names()
+    )]
+    UnsupportedKind {
+        /// `metadata.name`.
+        event_source: String,
+        /// The first event of the kind.
+        event: String,
+        /// The kind.
+        kind: EventSourceKind,
+    },
     /// A field is invalid in a way `sluice validate` also reports.
     #[error("failed to build EventSource {event_source} event {event}: {reason}")]
     InvalidSpec {
@@ -251,10 +264,10 @@ impl sources::KindVisitor for Adder<'_> {
         // `build` returns nothing on an error, so a process never starts with part of an
         // EventSource silently missing.
         match self.spec.names_of(kind).next() {
-            Some(event) => Err(BuildError::Unsupported {
+            Some(event) => Err(BuildError::UnsupportedKind {
                 event_source: self.name.into(),
                 event: event.to_string(),
-                what: format!("the {} event source kind", kind.field_name()),
+                kind,
             }),
             None => Ok(()),
         }
@@ -359,7 +372,12 @@ mod tests {
         let err = build(&es, &context()).err().map(|e| e.to_string());
         assert_eq!(
             err.as_deref(),
-            Some("failed to build EventSource ticks event every: the nsq event source kind is not supported yet")
+            Some(
+                "failed to build EventSource ticks event every: the nsq event source kind is not supported yet \
+                 (supported: amqp, bitbucket, bitbucketserver, calendar, file, github, gitlab, jetstream, kafka, \
+                 minio, mqtt, nats, redis, redisStream, resource, s3, sftp, slack, sns, sqs, stripe, webhook, \
+                 websocket)"
+            )
         );
     }
 
