@@ -34,17 +34,17 @@ async fn build_refuses_exactly_the_kinds_not_supported() {
 
 #[tokio::test]
 async fn messages_list_the_kinds_this_build_runs() {
-    let supported = "k8s, argoWorkflow, http, kafka, nats, slack, log, email";
-    assert_eq!(supported_names(), supported);
+    let supported = supported_names();
+    assert!(supported.starts_with("k8s, argoWorkflow, http, "), "{supported}");
+    assert!(!supported.contains("pulsar"), "{supported}");
     let err = BuiltTrigger::build_offline(&spec(json!({"name": "t", "pulsar": {}})), &ctx())
         .err()
         .map(|e| e.to_string());
     assert_eq!(
         err.as_deref(),
-        Some(
-            "failed to build trigger `t`: the `pulsar` trigger is not supported yet (supported: k8s, argoWorkflow, \
-             http, kafka, nats, slack, log, email)"
-        )
+        Some(&*format!(
+            "failed to build trigger `t`: the `pulsar` trigger is not supported yet (supported: {supported})"
+        ))
     );
     let err = BuiltTrigger::build_offline(&spec(json!({"name": "t"})), &ctx())
         .err()
