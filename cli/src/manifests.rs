@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
+use sluice_crds::eventsource::{EventSourceKind, WebhookContextPlace};
 use sluice_crds::validate::{Problem, Problems, Severity, Validate};
 use sluice_crds::{EventBus, EventSource, Sensor};
 
@@ -251,18 +252,6 @@ pub fn load_value(file: &Path, index: usize, value: serde_yaml::Value) -> Option
     Some(doc)
 }
 
-/// Kinds whose events carry their HTTP endpoint under `webhook` (upstream's schema).
-const WEBHOOK_CONTEXT_KINDS: [&str; 8] = [
-    "github",
-    "gitlab",
-    "bitbucket",
-    "bitbucketserver",
-    "slack",
-    "stripe",
-    "sns",
-    "storageGrid",
-];
-
 /// The fields of a webhook context.
 const WEBHOOK_CONTEXT_FIELDS: [&str; 4] = ["port", "endpoint", "method", "url"];
 
@@ -275,7 +264,13 @@ fn lift_flat_webhook_contexts(value: &mut serde_yaml::Value) -> Vec<Problem> {
     let Some(spec) = value.get_mut("spec").and_then(|s| s.as_mapping_mut()) else {
         return problems;
     };
-    for kind in WEBHOOK_CONTEXT_KINDS {
+    // The kinds whose events carry their HTTP endpoint under `webhook` (upstream's schema), from
+    // the kind table.
+    let nested = EventSourceKind::ALL
+        .into_iter()
+        .filter(|k| k.webhook_context_place() == WebhookContextPlace::UnderWebhook)
+        .map(EventSourceKind::field_name);
+    for kind in nested {
         let Some(events) = spec.get_mut(kind).and_then(|k| k.as_mapping_mut()) else {
             continue;
         };
@@ -406,6 +401,26 @@ spec:
             "{warnings:?}"
         );
         assert!(!doc.has_errors(), "{:?}", doc.problems);
+    }
+
+    #[test]
+    fn flat_webhook_fields_are_lifted_for_every_kind_the_table_nests_them_for() {
+        // Gerrit was missing from an earlier hand-written list of these kinds.
+        let text = "apiVersion: argoproj.io/v1alpha1\nkind: EventSource\nmetadata: {name: es}\nspec:\n  gerrit:\n    \
+                    flat: {port: \"12000\", endpoint: /g, method: POST}\n";
+        let docs = load_str(Path::new("es.yaml"), text);
+        let doc = &docs[0];
+        let Some(Manifest::EventSource(es)) = &doc.manifest else {
+            panic!("not loaded: {:?}", doc.problems)
+        };
+        let gerrit = es.spec.gerrit.as_ref().unwrap_or_else(|| panic!("no gerrit"));
+        let lifted = gerrit["flat"].webhook.as_ref().map(|w| w.endpoint.as_str());
+        assert_eq!(lifted, Some("/g"));
+        assert!(
+            doc.problems.iter().any(|p| p.path == "spec.gerrit.flat"),
+            "{:?}",
+            doc.problems
+        );
     }
 }
 

@@ -44,6 +44,19 @@ pub enum BuildError {
         event: String,
         what: String,
     },
+    /// The spec has events of a kind this build cannot run.
+    #[error(
+        "failed to build EventSource {event_source} event {event}: the {kind} event source kind is not supported yet (supported: {supported})",
+        supported = sources::runnable_names()
+    )]
+    UnsupportedKind {
+        /// `metadata.name`.
+        event_source: String,
+        /// The first event of the kind.
+        event: String,
+        /// The kind.
+        kind: EventSourceKind,
+    },
     /// A field is invalid in a way `sluice validate` also reports.
     #[error("failed to build EventSource {event_source} event {event}: {reason}")]
     InvalidSpec {
@@ -252,10 +265,10 @@ impl sources::KindVisitor for Adder<'_> {
         // `build` returns nothing on an error, so a process never starts with part of an
         // EventSource silently missing.
         match self.spec.names_of(kind).next() {
-            Some(event) => Err(BuildError::Unsupported {
+            Some(event) => Err(BuildError::UnsupportedKind {
                 event_source: self.name.into(),
                 event: event.to_string(),
-                what: format!("the {} event source kind", kind.field_name()),
+                kind,
             }),
             None => Ok(()),
         }
@@ -344,10 +357,16 @@ mod tests {
              webhook: {a: {port: \"1\", endpoint: /a, method: POST}}\n  nsq: {every: {hostAddress: a, topic: t, channel: c}}\n",
         );
         let err = build(&es, &context()).err().map(|e| e.to_string());
+        let supported = sources::runnable_names();
         assert_eq!(
-            err.as_deref(),
-            Some("failed to build EventSource ticks event every: the nsq event source kind is not supported yet")
+            err,
+            Some(format!(
+                "failed to build EventSource ticks event every: the nsq event source kind is not supported yet \
+                 (supported: {supported})"
+            ))
         );
+        assert!(supported.starts_with("amqp, bitbucket, "), "{supported}");
+        assert!(!supported.contains("nsq"), "{supported}");
     }
 
     #[test]

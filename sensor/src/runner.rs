@@ -39,8 +39,7 @@ use crate::retry::{RetryConfigError, RetryPolicy};
 use crate::secrets::{SecretError, SecretResolver};
 use crate::state::{InMemoryStateFactory, StateError, StateFactory, TriggerScope, TriggerState};
 use crate::triggers::http::egress::HttpClients;
-use crate::triggers::http::request::DEFAULT_TIMEOUT;
-use crate::triggers::{BuildContext, BuildError, BuiltTrigger};
+use crate::triggers::{BuildContext, BuildError, BuiltTrigger, Trigger as _};
 use reset::ResetSchedule;
 
 use pipeline::{Action, DependencyRuntime, RateLimiter, TriggerRuntime};
@@ -485,17 +484,11 @@ fn build_action(sensor: &str, spec: &TriggerSpec, ctx: &BuildContext) -> Result<
     })
 }
 
-/// The longest a firing of `action` can take: every attempt timing out plus every wait at full jitter.
+/// The longest a firing of `action` can take: every attempt taking as long as its kind allows
+/// ([`attempt_timeout`](crate::triggers::Trigger::attempt_timeout), which every kind states) plus
+/// every wait at full jitter.
 fn worst_case(action: &Action) -> Duration {
-    let timeout = action
-        .spec
-        .template
-        .as_ref()
-        .and_then(|t| t.http.as_ref())
-        .and_then(|h| h.timeout)
-        .filter(|t| *t > 0)
-        .map(|t| Duration::from_secs(t as u64))
-        .unwrap_or(DEFAULT_TIMEOUT);
+    let timeout = action.built.attempt_timeout();
     let attempts = action.retry.attempts.min(1000);
     let waits: Duration = (1..attempts).map(|k| action.retry.delay(k, 1.0)).sum();
     timeout.saturating_mul(attempts).saturating_add(waits)

@@ -16,6 +16,7 @@ mod calendar;
 mod cloud;
 pub mod cron;
 mod git;
+mod kinds;
 mod messaging;
 mod resource;
 mod s3;
@@ -44,6 +45,7 @@ pub use git::{
     BitbucketServerRepository, GerritEventSource, GithubAppCreds, GithubEventSource, GitlabEventSource,
     OwnedRepositories,
 };
+pub use kinds::WebhookContextPlace;
 pub use messaging::{
     AMQPConsumeConfig, AMQPEventSource, AMQPExchangeDeclareConfig, AMQPQueueBindConfig,
     AMQPQueueDeclareConfig, AWSMSKIAMConfig, GenericEventSource, KafkaConsumerGroup, KafkaEventSource,
@@ -216,178 +218,123 @@ pub struct EventSourceStatus {
     pub status: crate::common::Status,
 }
 
-/// The kinds of event an EventSource can declare, named as the `spec` field that holds them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum EventSourceKind {
-    /// `spec.amqp`
-    Amqp,
-    /// `spec.azureEventsHub`
-    AzureEventsHub,
-    /// `spec.azureQueueStorage`
-    AzureQueueStorage,
-    /// `spec.azureServiceBus`
-    AzureServiceBus,
-    /// `spec.bitbucket`
-    Bitbucket,
-    /// `spec.bitbucketserver`
-    BitbucketServer,
-    /// `spec.calendar`
-    Calendar,
-    /// `spec.emitter`
-    Emitter,
-    /// `spec.file`
-    File,
-    /// `spec.generic`
-    Generic,
-    /// `spec.gerrit`
-    Gerrit,
-    /// `spec.github`
-    Github,
-    /// `spec.gitlab`
-    Gitlab,
-    /// `spec.hdfs`
-    Hdfs,
-    /// `spec.jetstream` (a Sluice extension)
-    Jetstream,
-    /// `spec.kafka`
-    Kafka,
-    /// `spec.minio`
-    Minio,
-    /// `spec.mns`
-    Mns,
-    /// `spec.mqtt`
-    Mqtt,
-    /// `spec.nats`
-    Nats,
-    /// `spec.nsq`
-    Nsq,
-    /// `spec.pubSub`
-    PubSub,
-    /// `spec.pulsar`
-    Pulsar,
-    /// `spec.redis`
-    Redis,
-    /// `spec.redisStream`
-    RedisStream,
-    /// `spec.resource`
-    Resource,
-    /// `spec.s3` (Sluice extension)
-    S3,
-    /// `spec.sftp`
-    Sftp,
-    /// `spec.slack`
-    Slack,
-    /// `spec.sns`
-    Sns,
-    /// `spec.sqs`
-    Sqs,
-    /// `spec.storageGrid`
-    StorageGrid,
-    /// `spec.stripe`
-    Stripe,
-    /// `spec.webhook`
-    Webhook,
-    /// `spec.websocket` (a Sluice extension)
-    WebSocket,
+/// Generates, from the table [`event_source_kinds!`](crate::event_source_kinds):
+/// [`EventSourceKind`] with `COUNT`, `ALL`, `field_name`, `from_field_name` and
+/// `webhook_context_place`; [`EventSourceSpec::names_of`] and [`EventSourceSpec::webhook_contexts`];
+/// and a compile-time check that every field of [`EventSourceSpec`] is either a kind with a row or
+/// one of the four settings named here.
+macro_rules! define_event_source_kinds {
+    ($( $(#[$attr:meta])* $variant:ident($field:ident, $name:literal, $place:ident) ),* $(,)?) => {
+        /// The kinds of event an EventSource can declare, named as the `spec` field that holds
+        /// them. Generated from the table [`event_source_kinds!`](crate::event_source_kinds); add a
+        /// kind there.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum EventSourceKind {
+            $(
+                #[doc = concat!("`spec.", $name, "`")]
+                $(#[$attr])*
+                $variant,
+            )*
+        }
+
+        impl EventSourceKind {
+            /// How many kinds there are.
+            pub const COUNT: usize = [$(Self::$variant),*].len();
+
+            /// Every kind, in the order of the `spec` field names.
+            pub const ALL: [EventSourceKind; Self::COUNT] = [$(Self::$variant),*];
+
+            /// The `spec` field holding this kind, e.g. `pubSub`, `bitbucketserver`.
+            pub fn field_name(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $name,)*
+                }
+            }
+
+            /// The kind held by the `spec` field `name` (as written in YAML, e.g. `redisStream`);
+            /// `None` for any other name.
+            pub fn from_field_name(name: &str) -> Option<Self> {
+                match name {
+                    $($name => Some(Self::$variant),)*
+                    _ => None,
+                }
+            }
+
+            /// Where the kind's events keep their HTTP server settings;
+            /// [`WebhookContextPlace::NotPush`] for kinds that receive no HTTP requests.
+            pub fn webhook_context_place(self) -> WebhookContextPlace {
+                match self {
+                    $(Self::$variant => WebhookContextPlace::$place,)*
+                }
+            }
+        }
+
+        impl EventSourceSpec {
+            /// The names of the events of `kind`.
+            pub fn names_of(&self, kind: EventSourceKind) -> Box<dyn Iterator<Item = &str> + '_> {
+                match kind {
+                    $(EventSourceKind::$variant => Box::new(names(&self.$field)),)*
+                }
+            }
+
+            /// Every HTTP server setting declared by push events, as `(kind, event name, context)`,
+            /// kinds in [`EventSourceKind::ALL`] order. Events of push kinds without a `webhook`
+            /// block are left out (validation reports them).
+            pub fn webhook_contexts(&self) -> Vec<(EventSourceKind, &str, &WebhookContext)> {
+                let mut out = Vec::new();
+                $(push_contexts!($place, &mut out, EventSourceKind::$variant, &self.$field);)*
+                out
+            }
+        }
+
+        // Every field of the spec is a kind with a row in the table or one of the settings named
+        // here: a field added without a row (or a row without a field) fails to compile.
+        const _: fn(&EventSourceSpec) = |spec| {
+            let EventSourceSpec {
+                event_bus_name: _,
+                template: _,
+                service: _,
+                replicas: _,
+                $($field: _,)*
+            } = spec;
+        };
+    };
+}
+
+/// Collects the webhook contexts of one kind's events, reached as its [`WebhookContextPlace`] says.
+macro_rules! push_contexts {
+    (NotPush, $out:expr, $kind:expr, $events:expr) => {};
+    (UnderWebhook, $out:expr, $kind:expr, $events:expr) => {
+        collect_contexts($out, $kind, $events, |e| e.webhook.as_ref())
+    };
+    (Inline, $out:expr, $kind:expr, $events:expr) => {
+        collect_contexts($out, $kind, $events, |e| Some(&e.webhook_context))
+    };
+}
+
+crate::event_source_kinds!(define_event_source_kinds);
+
+fn collect_contexts<'a, T>(
+    out: &mut Vec<(EventSourceKind, &'a str, &'a WebhookContext)>,
+    kind: EventSourceKind,
+    events: &'a Events<T>,
+    get: impl Fn(&'a T) -> Option<&'a WebhookContext>,
+) {
+    for (name, ev) in events.iter().flatten() {
+        if let Some(ctx) = get(ev) {
+            out.push((kind, name.as_str(), ctx));
+        }
+    }
 }
 
 impl EventSourceKind {
-    /// Every kind, in the order of the `spec` field names.
-    pub const ALL: [EventSourceKind; 35] = [
-        Self::Amqp,
-        Self::AzureEventsHub,
-        Self::AzureQueueStorage,
-        Self::AzureServiceBus,
-        Self::Bitbucket,
-        Self::BitbucketServer,
-        Self::Calendar,
-        Self::Emitter,
-        Self::File,
-        Self::Generic,
-        Self::Gerrit,
-        Self::Github,
-        Self::Gitlab,
-        Self::Hdfs,
-        Self::Jetstream,
-        Self::Kafka,
-        Self::Minio,
-        Self::Mns,
-        Self::Mqtt,
-        Self::Nats,
-        Self::Nsq,
-        Self::PubSub,
-        Self::Pulsar,
-        Self::Redis,
-        Self::RedisStream,
-        Self::Resource,
-        Self::S3,
-        Self::Sftp,
-        Self::Slack,
-        Self::Sns,
-        Self::Sqs,
-        Self::StorageGrid,
-        Self::Stripe,
-        Self::Webhook,
-        Self::WebSocket,
-    ];
-
-    /// The `spec` field holding this kind, e.g. `pubSub`, `bitbucketserver`.
-    pub fn field_name(self) -> &'static str {
-        match self {
-            Self::Amqp => "amqp",
-            Self::AzureEventsHub => "azureEventsHub",
-            Self::AzureQueueStorage => "azureQueueStorage",
-            Self::AzureServiceBus => "azureServiceBus",
-            Self::Bitbucket => "bitbucket",
-            Self::BitbucketServer => "bitbucketserver",
-            Self::Calendar => "calendar",
-            Self::Emitter => "emitter",
-            Self::File => "file",
-            Self::Generic => "generic",
-            Self::Gerrit => "gerrit",
-            Self::Github => "github",
-            Self::Gitlab => "gitlab",
-            Self::Hdfs => "hdfs",
-            Self::Jetstream => "jetstream",
-            Self::Kafka => "kafka",
-            Self::Minio => "minio",
-            Self::Mns => "mns",
-            Self::Mqtt => "mqtt",
-            Self::Nats => "nats",
-            Self::Nsq => "nsq",
-            Self::PubSub => "pubSub",
-            Self::Pulsar => "pulsar",
-            Self::Redis => "redis",
-            Self::RedisStream => "redisStream",
-            Self::Resource => "resource",
-            Self::S3 => "s3",
-            Self::Sftp => "sftp",
-            Self::Slack => "slack",
-            Self::Sns => "sns",
-            Self::Sqs => "sqs",
-            Self::StorageGrid => "storageGrid",
-            Self::Stripe => "stripe",
-            Self::Webhook => "webhook",
-            Self::WebSocket => "websocket",
-        }
-    }
-
     /// True for kinds that receive pushes over HTTP: they serve a [`WebhookContext`] and need a
-    /// Service to be reachable.
+    /// Service to be reachable. Read off the table's [`WebhookContextPlace`] column.
     pub fn is_push(self) -> bool {
-        matches!(
-            self,
-            Self::Bitbucket
-                | Self::BitbucketServer
-                | Self::Gerrit
-                | Self::Github
-                | Self::Gitlab
-                | Self::Slack
-                | Self::Sns
-                | Self::StorageGrid
-                | Self::Stripe
-                | Self::Webhook
-        )
+        match self.webhook_context_place() {
+            WebhookContextPlace::NotPush => false,
+            WebhookContextPlace::UnderWebhook | WebhookContextPlace::Inline => true,
+        }
     }
 
     /// True for kinds that must not run in two active pods at once: a second copy would read every
@@ -465,82 +412,6 @@ impl EventSourceSpec {
         for kind in EventSourceKind::ALL {
             out.extend(self.names_of(kind).map(|n| (kind, n)));
         }
-        out
-    }
-
-    /// The names of the events of `kind`.
-    pub fn names_of(&self, kind: EventSourceKind) -> Box<dyn Iterator<Item = &str> + '_> {
-        use EventSourceKind as K;
-        match kind {
-            K::Amqp => Box::new(names(&self.amqp)),
-            K::AzureEventsHub => Box::new(names(&self.azure_events_hub)),
-            K::AzureQueueStorage => Box::new(names(&self.azure_queue_storage)),
-            K::AzureServiceBus => Box::new(names(&self.azure_service_bus)),
-            K::Bitbucket => Box::new(names(&self.bitbucket)),
-            K::BitbucketServer => Box::new(names(&self.bitbucketserver)),
-            K::Calendar => Box::new(names(&self.calendar)),
-            K::Emitter => Box::new(names(&self.emitter)),
-            K::File => Box::new(names(&self.file)),
-            K::Generic => Box::new(names(&self.generic)),
-            K::Gerrit => Box::new(names(&self.gerrit)),
-            K::Github => Box::new(names(&self.github)),
-            K::Gitlab => Box::new(names(&self.gitlab)),
-            K::Hdfs => Box::new(names(&self.hdfs)),
-            K::Jetstream => Box::new(names(&self.jetstream)),
-            K::Kafka => Box::new(names(&self.kafka)),
-            K::Minio => Box::new(names(&self.minio)),
-            K::Mns => Box::new(names(&self.mns)),
-            K::Mqtt => Box::new(names(&self.mqtt)),
-            K::Nats => Box::new(names(&self.nats)),
-            K::Nsq => Box::new(names(&self.nsq)),
-            K::PubSub => Box::new(names(&self.pub_sub)),
-            K::Pulsar => Box::new(names(&self.pulsar)),
-            K::Redis => Box::new(names(&self.redis)),
-            K::RedisStream => Box::new(names(&self.redis_stream)),
-            K::Resource => Box::new(names(&self.resource)),
-            K::S3 => Box::new(names(&self.s3)),
-            K::Sftp => Box::new(names(&self.sftp)),
-            K::Slack => Box::new(names(&self.slack)),
-            K::Sns => Box::new(names(&self.sns)),
-            K::Sqs => Box::new(names(&self.sqs)),
-            K::StorageGrid => Box::new(names(&self.storage_grid)),
-            K::Stripe => Box::new(names(&self.stripe)),
-            K::Webhook => Box::new(names(&self.webhook)),
-            K::WebSocket => Box::new(names(&self.websocket)),
-        }
-    }
-
-    /// Every HTTP server setting declared by push events, as `(kind, event name, context)`.
-    /// Events of push kinds without a `webhook` block are left out.
-    pub fn webhook_contexts(&self) -> Vec<(EventSourceKind, &str, &WebhookContext)> {
-        fn collect<'a, T>(
-            out: &mut Vec<(EventSourceKind, &'a str, &'a WebhookContext)>,
-            kind: EventSourceKind,
-            events: &'a Events<T>,
-            get: impl Fn(&'a T) -> Option<&'a WebhookContext>,
-        ) {
-            for (name, ev) in events.iter().flatten() {
-                if let Some(ctx) = get(ev) {
-                    out.push((kind, name.as_str(), ctx));
-                }
-            }
-        }
-        use EventSourceKind as K;
-        let mut out = Vec::new();
-        collect(&mut out, K::Bitbucket, &self.bitbucket, |e| e.webhook.as_ref());
-        collect(&mut out, K::BitbucketServer, &self.bitbucketserver, |e| {
-            e.webhook.as_ref()
-        });
-        collect(&mut out, K::Gerrit, &self.gerrit, |e| e.webhook.as_ref());
-        collect(&mut out, K::Github, &self.github, |e| e.webhook.as_ref());
-        collect(&mut out, K::Gitlab, &self.gitlab, |e| e.webhook.as_ref());
-        collect(&mut out, K::Slack, &self.slack, |e| e.webhook.as_ref());
-        collect(&mut out, K::Sns, &self.sns, |e| e.webhook.as_ref());
-        collect(&mut out, K::StorageGrid, &self.storage_grid, |e| {
-            e.webhook.as_ref()
-        });
-        collect(&mut out, K::Stripe, &self.stripe, |e| e.webhook.as_ref());
-        collect(&mut out, K::Webhook, &self.webhook, |e| Some(&e.webhook_context));
         out
     }
 }

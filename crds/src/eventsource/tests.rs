@@ -528,14 +528,96 @@ spec:
 #[test]
 fn kind_table_is_complete() {
     let names: std::collections::BTreeSet<_> = EventSourceKind::ALL.iter().map(|k| k.field_name()).collect();
-    assert_eq!(names.len(), 35);
+    assert_eq!(names.len(), EventSourceKind::COUNT, "field names are unique");
     let schema = serde_json::to_value(schemars::schema_for!(EventSourceSpec)).expect("schema");
     let props = schema["properties"].as_object().expect("properties");
     for name in &names {
         assert!(props.contains_key(*name), "spec has no field {name}");
     }
     // Four non-kind fields: eventBusName, template, service, replicas.
-    assert_eq!(props.len(), 39);
+    assert_eq!(props.len(), EventSourceKind::COUNT + 4);
+}
+
+#[test]
+fn field_names_map_back_to_their_kinds() {
+    for kind in EventSourceKind::ALL {
+        assert_eq!(EventSourceKind::from_field_name(kind.field_name()), Some(kind));
+    }
+    assert_eq!(
+        EventSourceKind::from_field_name("redisStream"),
+        Some(EventSourceKind::RedisStream)
+    );
+    // Names are the YAML spelling, not the Rust one.
+    assert_eq!(EventSourceKind::from_field_name("redis_stream"), None);
+    assert_eq!(EventSourceKind::from_field_name("eventBusName"), None);
+}
+
+/// The table's webhook column agrees with the types: a kind is `UnderWebhook` exactly when its
+/// event type has a `webhook` field, and `Inline` exactly when it has the context's `port`.
+#[test]
+fn webhook_column_matches_the_event_types() {
+    let schema = serde_json::to_value(schemars::schema_for!(EventSourceSpec)).expect("schema");
+    let resolve = |s: &serde_json::Value| -> serde_json::Value {
+        match s.get("$ref").and_then(|r| r.as_str()) {
+            Some(r) => schema
+                .pointer(r.trim_start_matches('#'))
+                .cloned()
+                .unwrap_or_else(|| panic!("unresolved {r}")),
+            None => s.clone(),
+        }
+    };
+    for kind in EventSourceKind::ALL {
+        let field = &schema["properties"][kind.field_name()];
+        let event = resolve(&field["additionalProperties"]);
+        let props = event["properties"].as_object().expect("event properties");
+        let place = if props.contains_key("webhook") {
+            WebhookContextPlace::UnderWebhook
+        } else if props.contains_key("port") && props.contains_key("endpoint") {
+            WebhookContextPlace::Inline
+        } else {
+            WebhookContextPlace::NotPush
+        };
+        assert_eq!(kind.webhook_context_place(), place, "spec.{kind}");
+    }
+    let push: Vec<&str> = EventSourceKind::ALL
+        .into_iter()
+        .filter(|k| k.is_push())
+        .map(EventSourceKind::field_name)
+        .collect();
+    assert_eq!(
+        push,
+        [
+            "bitbucket",
+            "bitbucketserver",
+            "gerrit",
+            "github",
+            "gitlab",
+            "slack",
+            "sns",
+            "storageGrid",
+            "stripe",
+            "webhook"
+        ]
+    );
+}
+
+#[test]
+fn webhook_contexts_cover_every_push_kind() {
+    let ctx = "webhook: {port: \"12000\", endpoint: /e, method: POST}";
+    let mut yaml =
+        String::from("apiVersion: argoproj.io/v1alpha1\nkind: EventSource\nmetadata: {name: all}\nspec:\n");
+    for kind in EventSourceKind::ALL.into_iter().filter(|k| k.is_push()) {
+        let event = match kind.webhook_context_place() {
+            WebhookContextPlace::UnderWebhook => format!("{{{ctx}}}"),
+            WebhookContextPlace::Inline => "{port: \"12000\", endpoint: /e, method: POST}".to_owned(),
+            WebhookContextPlace::NotPush => unreachable!("filtered to push kinds"),
+        };
+        yaml.push_str(&format!("  {kind}:\n    e-{kind}: {event}\n"));
+    }
+    let es: EventSource = serde_yaml::from_str(&yaml).expect("parses");
+    let kinds: Vec<EventSourceKind> = es.spec.webhook_contexts().iter().map(|(k, _, _)| *k).collect();
+    let expected: Vec<EventSourceKind> = EventSourceKind::ALL.into_iter().filter(|k| k.is_push()).collect();
+    assert_eq!(kinds, expected);
 }
 
 #[test]

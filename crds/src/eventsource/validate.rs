@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use super::{
     CalendarEventSource, EventSource, EventSourceFilter, EventSourceKind, EventSourceSpec, WatchPathConfig,
-    WebhookContext,
+    WebhookContext, WebhookContextPlace,
 };
 use crate::common::{Backoff, BasicAuth};
 use crate::validate::{check_duration, check_regex, Problems, Validate};
@@ -229,10 +229,12 @@ fn check_http_routes(spec: &EventSourceSpec, path: &str, problems: &mut Problems
     let mut tls_by_port: BTreeMap<u16, (bool, String)> = BTreeMap::new();
     for (kind, name, ctx) in spec.webhook_contexts() {
         let Ok(port) = parse_port(&ctx.port) else { continue };
-        let mut at = event_path(path, kind, name);
-        if kind != EventSourceKind::Webhook {
-            at = Problems::at(&at, "webhook");
-        }
+        let event = event_path(path, kind, name);
+        let at = match kind.webhook_context_place() {
+            WebhookContextPlace::UnderWebhook => Problems::at(&event, "webhook"),
+            // `webhook_contexts` yields push kinds only; a kind that is not one has no fields to add.
+            WebhookContextPlace::Inline | WebhookContextPlace::NotPush => event,
+        };
         let tls = ctx.server_cert_secret.is_some() && ctx.server_key_secret.is_some();
         match tls_by_port.get(&port) {
             Some((other_tls, other_at)) if *other_tls != tls => problems.warning(

@@ -3,7 +3,7 @@
 //! `io.argoproj.events.v1alpha1` exactly, so upstream manifests parse unchanged.
 //!
 //! Sub-modules: [`dependency`] (dependencies, filters, transforms), [`trigger`] (trigger, template,
-//! parameters, policies), the action kinds in `triggers_*`, [`conditions`] (the `conditions`
+//! parameters, policies), the table of action kinds in `kinds`, their specs in `triggers_*`, [`conditions`] (the `conditions`
 //! expression language) and the offline checks in `validate`.
 
 use std::collections::BTreeMap;
@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod conditions;
 pub mod dependency;
+mod kinds;
 mod schema;
 mod serde_util;
 pub mod trigger;
@@ -33,7 +34,7 @@ pub use dependency::{
 };
 pub use trigger::{
     ConditionsResetByTime, ConditionsResetCriteria, K8SResourcePolicy, RateLimit, StatusPolicy, Trigger,
-    TriggerAction, TriggerParameter, TriggerParameterSource, TriggerPolicy, TriggerTemplate,
+    TriggerAction, TriggerKind, TriggerParameter, TriggerParameterSource, TriggerPolicy, TriggerTemplate,
 };
 pub use triggers_http::{
     AWSLambdaTrigger, CustomTrigger, EmailTrigger, HTTPTrigger, LogTrigger, OpenWhiskTrigger, SlackSender,

@@ -501,3 +501,36 @@ fn status_conditions_sit_at_the_top_of_status() {
     assert_eq!(status.status.conditions[0].type_, "Deployed");
     round_trip(&s);
 }
+
+#[test]
+fn trigger_kind_table_is_complete() {
+    let names: std::collections::BTreeSet<_> = TriggerKind::ALL.iter().map(|k| k.field_name()).collect();
+    assert_eq!(names.len(), TriggerKind::COUNT, "field names are unique");
+    let schema = serde_json::to_value(schemars::schema_for!(TriggerTemplate)).expect("schema");
+    let props = schema["properties"].as_object().expect("properties");
+    for name in &names {
+        assert!(props.contains_key(*name), "the template has no field {name}");
+    }
+    // Three non-kind fields: name, conditions, conditionsReset.
+    assert_eq!(props.len(), TriggerKind::COUNT + 3);
+    for kind in TriggerKind::ALL {
+        assert_eq!(TriggerKind::from_field_name(kind.field_name()), Some(kind));
+    }
+    assert_eq!(TriggerKind::from_field_name("argo_workflow"), None);
+}
+
+#[test]
+fn every_action_field_is_found_in_declaration_order() {
+    // One template setting every action, each by its YAML name from the table.
+    let actions: String = TriggerKind::ALL
+        .iter()
+        .map(|k| format!("        {k}: {{}}\n"))
+        .collect();
+    let s = sensor(&format!(
+        "metadata: {{name: every}}\nspec:\n  triggers:\n    - template:\n        name: all\n{actions}"
+    ));
+    let template = s.spec.triggers[0].template.as_ref().expect("template");
+    let kinds: Vec<TriggerKind> = template.actions().iter().map(TriggerAction::kind).collect();
+    assert_eq!(kinds, TriggerKind::ALL);
+    assert!(template.action().is_none(), "several actions are not one");
+}

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use super::kinds::{TriggerAction, TriggerKind};
 use super::serde_util::{is_false, null_as_default};
 use super::triggers_http::{
     AWSLambdaTrigger, CustomTrigger, EmailTrigger, HTTPTrigger, LogTrigger, OpenWhiskTrigger, SlackTrigger,
@@ -139,59 +140,10 @@ pub struct TriggerTemplate {
     pub email: Option<EmailTrigger>,
 }
 
-/// A borrowed view of the one action a [`TriggerTemplate`] names; match on it exhaustively so a new
-/// kind fails to compile until every place handles it.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum TriggerAction<'a> {
-    /// `k8s`
-    K8s(&'a StandardK8STrigger),
-    /// `argoWorkflow`
-    ArgoWorkflow(&'a ArgoWorkflowTrigger),
-    /// `http`
-    Http(&'a HTTPTrigger),
-    /// `awsLambda`
-    AwsLambda(&'a AWSLambdaTrigger),
-    /// `custom`
-    Custom(&'a CustomTrigger),
-    /// `kafka`
-    Kafka(&'a KafkaTrigger),
-    /// `nats`
-    Nats(&'a NATSTrigger),
-    /// `slack`
-    Slack(&'a SlackTrigger),
-    /// `openWhisk`
-    OpenWhisk(&'a OpenWhiskTrigger),
-    /// `log`
-    Log(&'a LogTrigger),
-    /// `azureEventHubs`
-    AzureEventHubs(&'a AzureEventHubsTrigger),
-    /// `pulsar`
-    Pulsar(&'a PulsarTrigger),
-    /// `azureServiceBus`
-    AzureServiceBus(&'a AzureServiceBusTrigger),
-    /// `email`
-    Email(&'a EmailTrigger),
-}
-
 impl TriggerAction<'_> {
     /// The action's field name in the template, as written in YAML (`argoWorkflow`).
     pub fn field_name(&self) -> &'static str {
-        match self {
-            TriggerAction::K8s(_) => "k8s",
-            TriggerAction::ArgoWorkflow(_) => "argoWorkflow",
-            TriggerAction::Http(_) => "http",
-            TriggerAction::AwsLambda(_) => "awsLambda",
-            TriggerAction::Custom(_) => "custom",
-            TriggerAction::Kafka(_) => "kafka",
-            TriggerAction::Nats(_) => "nats",
-            TriggerAction::Slack(_) => "slack",
-            TriggerAction::OpenWhisk(_) => "openWhisk",
-            TriggerAction::Log(_) => "log",
-            TriggerAction::AzureEventHubs(_) => "azureEventHubs",
-            TriggerAction::Pulsar(_) => "pulsar",
-            TriggerAction::AzureServiceBus(_) => "azureServiceBus",
-            TriggerAction::Email(_) => "email",
-        }
+        self.kind().field_name()
     }
 
     /// The action's own `parameters`, applied to the action spec (paths relative to it).
@@ -237,54 +189,6 @@ impl TriggerAction<'_> {
 }
 
 impl TriggerTemplate {
-    /// Every action field that is set, in declaration order. A valid template has exactly one.
-    pub fn actions(&self) -> Vec<TriggerAction<'_>> {
-        let mut out = Vec::with_capacity(1);
-        if let Some(t) = &self.k8s {
-            out.push(TriggerAction::K8s(t));
-        }
-        if let Some(t) = &self.argo_workflow {
-            out.push(TriggerAction::ArgoWorkflow(t));
-        }
-        if let Some(t) = &self.http {
-            out.push(TriggerAction::Http(t));
-        }
-        if let Some(t) = &self.aws_lambda {
-            out.push(TriggerAction::AwsLambda(t));
-        }
-        if let Some(t) = &self.custom {
-            out.push(TriggerAction::Custom(t));
-        }
-        if let Some(t) = &self.kafka {
-            out.push(TriggerAction::Kafka(t));
-        }
-        if let Some(t) = &self.nats {
-            out.push(TriggerAction::Nats(t));
-        }
-        if let Some(t) = &self.slack {
-            out.push(TriggerAction::Slack(t));
-        }
-        if let Some(t) = &self.open_whisk {
-            out.push(TriggerAction::OpenWhisk(t));
-        }
-        if let Some(t) = &self.log {
-            out.push(TriggerAction::Log(t));
-        }
-        if let Some(t) = &self.azure_event_hubs {
-            out.push(TriggerAction::AzureEventHubs(t));
-        }
-        if let Some(t) = &self.pulsar {
-            out.push(TriggerAction::Pulsar(t));
-        }
-        if let Some(t) = &self.azure_service_bus {
-            out.push(TriggerAction::AzureServiceBus(t));
-        }
-        if let Some(t) = &self.email {
-            out.push(TriggerAction::Email(t));
-        }
-        out
-    }
-
     /// The one action, when exactly one is set.
     pub fn action(&self) -> Option<TriggerAction<'_>> {
         let actions = self.actions();

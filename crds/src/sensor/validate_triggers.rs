@@ -5,14 +5,23 @@
 use std::collections::BTreeSet;
 
 use super::conditions;
-use super::trigger::{Trigger, TriggerAction, TriggerParameter, TriggerPolicy, TriggerTemplate};
+use super::trigger::{Trigger, TriggerAction, TriggerKind, TriggerParameter, TriggerPolicy, TriggerTemplate};
 use super::triggers_k8s::ArtifactLocation;
 use crate::common::Backoff;
 use crate::validate::Problems;
 
-/// The action field names, for messages.
-const ACTION_NAMES: &str = "k8s, argoWorkflow, http, awsLambda, custom, kafka, nats, slack, openWhisk, log, \
-                            azureEventHubs, pulsar, azureServiceBus or email";
+/// Every action field name, for messages: `k8s, argoWorkflow, … or email`.
+fn action_names() -> String {
+    let names: Vec<&str> = TriggerKind::ALL
+        .into_iter()
+        .map(TriggerKind::field_name)
+        .collect();
+    match names.split_last() {
+        Some((last, [])) => (*last).to_owned(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    }
+}
 
 /// Checks one trigger at `path` (`spec.triggers[0]`, or `…dlqTrigger` when `is_dlq`). `known` are the
 /// sensor's dependency names.
@@ -142,7 +151,7 @@ fn check_template(
     }
     let actions = template.actions();
     match actions.as_slice() {
-        [] => problems.error(path, format!("set one action: {ACTION_NAMES}")),
+        [] => problems.error(path, format!("set one action: {}", action_names())),
         [_] => {}
         many => {
             let names: Vec<&str> = many.iter().map(TriggerAction::field_name).collect();
@@ -264,9 +273,36 @@ fn check_backoff(b: &Backoff, path: &str, problems: &mut Problems) {
     }
 }
 
+/// Which block of `policy` judges a kind's success: upstream reads `policy.k8s` (labels on the
+/// object acted on) for the Kubernetes kinds and `policy.status` (response codes) for the
+/// request-style ones; other kinds ignore `policy`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum JudgedBy {
+    Labels,
+    Status,
+    Nothing,
+}
+
+fn judged_by(kind: TriggerKind) -> JudgedBy {
+    match kind {
+        TriggerKind::K8s | TriggerKind::ArgoWorkflow => JudgedBy::Labels,
+        TriggerKind::Http | TriggerKind::AwsLambda => JudgedBy::Status,
+        TriggerKind::Custom
+        | TriggerKind::Kafka
+        | TriggerKind::Nats
+        | TriggerKind::Slack
+        | TriggerKind::OpenWhisk
+        | TriggerKind::Log
+        | TriggerKind::AzureEventHubs
+        | TriggerKind::Pulsar
+        | TriggerKind::AzureServiceBus
+        | TriggerKind::Email => JudgedBy::Nothing,
+    }
+}
+
 fn check_policy(policy: &TriggerPolicy, template: &TriggerTemplate, path: &str, problems: &mut Problems) {
-    let k8s_kind = template.k8s.is_some() || template.argo_workflow.is_some();
-    if let (true, Some(k8s)) = (k8s_kind, &policy.k8s) {
+    let judged = |by: JudgedBy| template.actions().iter().any(|a| judged_by(a.kind()) == by);
+    if let (true, Some(k8s)) = (judged(JudgedBy::Labels), &policy.k8s) {
         if k8s.labels.is_empty() {
             problems.error(
                 Problems::at(path, "k8s.labels"),
@@ -277,8 +313,7 @@ fn check_policy(policy: &TriggerPolicy, template: &TriggerTemplate, path: &str, 
             check_backoff(b, &Problems::at(path, "k8s.backoff"), problems);
         }
     }
-    let status_kind = template.http.is_some() || template.aws_lambda.is_some();
-    if let (true, Some(status)) = (status_kind, &policy.status) {
+    if let (true, Some(status)) = (judged(JudgedBy::Status), &policy.status) {
         if status.allow.is_empty() {
             problems.error(
                 Problems::at(path, "status.allow"),

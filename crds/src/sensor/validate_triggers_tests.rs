@@ -26,7 +26,7 @@ fn exactly_one_action() {
     assert_one(
         with_trigger("    - template: {name: t}\n"),
         "spec.triggers[0].template: set one action",
-        "k8s",
+        "k8s, argoWorkflow, http, ",
     );
     let two = format!("{HTTP}        log: {{}}\n");
     assert_one(

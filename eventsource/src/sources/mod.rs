@@ -1,7 +1,8 @@
-//! The runtime side of the registry of source kinds. The kinds themselves are the closed enum
-//! [`EventSourceKind`] in `crds`; [`dispatch`] matches it exhaustively, so adding a kind fails to
-//! compile here until this build says whether it can run it. Kinds not yet runnable are refused at
-//! build time with a message naming the kind, never silently skipped.
+//! The runtime side of the registry of source kinds. The kinds themselves are the table in `crds`
+//! (`sluice_crds::event_source_kinds!`), which generates [`dispatch`] here; each kind's spec type
+//! says through [`Registered`] whether this build runs it, so adding a kind fails to compile here
+//! until that is said. Kinds not yet runnable are refused at build time with a message naming the
+//! kind and the kinds that run, never silently skipped.
 
 pub mod amqp;
 pub mod bitbucket;
@@ -42,48 +43,105 @@ pub trait KindVisitor {
     fn unsupported(&mut self, kind: EventSourceKind) -> Self::Out;
 }
 
-/// The registry: the one exhaustive match from a kind to its events and builder. A kind added to
-/// `crds` fails to compile here until this build runs it or refuses it.
-pub fn dispatch<V: KindVisitor>(kind: EventSourceKind, spec: &EventSourceSpec, v: &mut V) -> V::Out {
-    use EventSourceKind as K;
-    match kind {
-        K::Amqp => v.runnable(kind, &spec.amqp, amqp::build),
-        K::Bitbucket => v.runnable(kind, &spec.bitbucket, bitbucket::build),
-        K::BitbucketServer => v.runnable(kind, &spec.bitbucketserver, bitbucketserver::build),
-        K::Calendar => v.runnable(kind, &spec.calendar, calendar::build),
-        K::File => v.runnable(kind, &spec.file, file::build),
-        K::Github => v.runnable(kind, &spec.github, github::build),
-        K::Gitlab => v.runnable(kind, &spec.gitlab, gitlab::build),
-        K::Jetstream => v.runnable(kind, &spec.jetstream, jetstream::build),
-        K::Kafka => v.runnable(kind, &spec.kafka, kafka::build),
-        K::Minio => v.runnable(kind, &spec.minio, minio::build),
-        K::Mqtt => v.runnable(kind, &spec.mqtt, mqtt::build),
-        K::Nats => v.runnable(kind, &spec.nats, nats::build),
-        K::Redis => v.runnable(kind, &spec.redis, redis::build),
-        K::RedisStream => v.runnable(kind, &spec.redis_stream, redis_stream::build),
-        K::Resource => v.runnable(kind, &spec.resource, resource::build),
-        K::S3 => v.runnable(kind, &spec.s3, s3::build),
-        K::Sftp => v.runnable(kind, &spec.sftp, sftp::build),
-        K::Slack => v.runnable(kind, &spec.slack, slack::build),
-        K::Sns => v.runnable(kind, &spec.sns, sns::build),
-        K::Sqs => v.runnable(kind, &spec.sqs, sqs::build),
-        K::Stripe => v.runnable(kind, &spec.stripe, stripe::build),
-        K::Webhook => v.runnable(kind, &spec.webhook, webhook::build),
-        K::WebSocket => v.runnable(kind, &spec.websocket, websocket::build),
-        K::AzureEventsHub
-        | K::AzureQueueStorage
-        | K::AzureServiceBus
-        | K::Emitter
-        | K::Generic
-        | K::Gerrit
-        | K::Hdfs
-        | K::Mns
-        | K::Nsq
-        | K::PubSub
-        | K::Pulsar
-        | K::StorageGrid => v.unsupported(kind),
+/// How this build runs the events of one kind. Implemented for every kind's spec type (each kind
+/// has a type of its own) by [`runnable!`] or [`not_runnable!`] below; [`dispatch`], generated from
+/// the kind table in `crds`, asks it, so a kind added to the table fails to compile here until
+/// this build says whether it can run it.
+#[diagnostic::on_unimplemented(
+    message = "the source registry has no entry for `{Self}`",
+    label = "this kind is neither run nor refused",
+    note = "add `{Self} => <kind>::build` to `runnable!` in eventsource/src/sources/mod.rs, or `{Self}` to \
+            `not_runnable!` there until it runs"
+)]
+pub trait Registered: Sized {
+    /// The kind's builder; `None` when this build cannot run the kind.
+    const BUILD: Option<BuildFn<Self>>;
+}
+
+/// Registers each spec type with the builder of its kind.
+macro_rules! runnable {
+    ($($ty:ident => $build:path),* $(,)?) => {
+        $(
+            impl Registered for sluice_crds::eventsource::$ty {
+                const BUILD: Option<BuildFn<Self>> = Some($build);
+            }
+        )*
+    };
+}
+
+/// Registers each spec type as a kind this build refuses.
+macro_rules! not_runnable {
+    ($($ty:ident),* $(,)?) => {
+        $(
+            impl Registered for sluice_crds::eventsource::$ty {
+                const BUILD: Option<BuildFn<Self>> = None;
+            }
+        )*
+    };
+}
+
+runnable! {
+    AMQPEventSource => amqp::build,
+    BitbucketEventSource => bitbucket::build,
+    BitbucketServerEventSource => bitbucketserver::build,
+    CalendarEventSource => calendar::build,
+    FileEventSource => file::build,
+    GithubEventSource => github::build,
+    GitlabEventSource => gitlab::build,
+    JetStreamEventSource => jetstream::build,
+    KafkaEventSource => kafka::build,
+    S3Artifact => minio::build,
+    MQTTEventSource => mqtt::build,
+    NATSEventsSource => nats::build,
+    RedisEventSource => redis::build,
+    RedisStreamEventSource => redis_stream::build,
+    ResourceEventSource => resource::build,
+    S3EventSource => s3::build,
+    SFTPEventSource => sftp::build,
+    SlackEventSource => slack::build,
+    SNSEventSource => sns::build,
+    SQSEventSource => sqs::build,
+    StripeEventSource => stripe::build,
+    WebhookEventSource => webhook::build,
+    WebSocketEventSource => websocket::build,
+}
+
+not_runnable! {
+    AzureEventsHubEventSource,
+    AzureQueueStorageEventSource,
+    AzureServiceBusEventSource,
+    EmitterEventSource,
+    GenericEventSource,
+    GerritEventSource,
+    HDFSEventSource,
+    MNSEventSource,
+    NSQEventSource,
+    PubSubEventSource,
+    PulsarEventSource,
+    StorageGridEventSource,
+}
+
+fn visit<T: Registered, V: KindVisitor>(kind: EventSourceKind, events: &Events<T>, v: &mut V) -> V::Out {
+    match T::BUILD {
+        Some(build) => v.runnable(kind, events, build),
+        None => v.unsupported(kind),
     }
 }
+
+/// Generates [`dispatch`] from the kind table: one arm per kind, handing its events to [`visit`].
+macro_rules! define_dispatch {
+    ($( $(#[$attr:meta])* $variant:ident($field:ident, $name:literal, $place:ident) ),* $(,)?) => {
+        /// The registry: the one match from a kind to its events and builder, generated from the
+        /// kind table in `crds`, so it covers every kind.
+        pub fn dispatch<V: KindVisitor>(kind: EventSourceKind, spec: &EventSourceSpec, v: &mut V) -> V::Out {
+            match kind {
+                $(EventSourceKind::$variant => visit(kind, &spec.$field, v),)*
+            }
+        }
+    };
+}
+
+sluice_crds::event_source_kinds!(define_dispatch);
 
 /// True when this build of Sluice can run the kind (read off [`dispatch`], so never out of step).
 pub fn is_runnable(kind: EventSourceKind) -> bool {
@@ -98,4 +156,14 @@ pub fn is_runnable(kind: EventSourceKind) -> bool {
         }
     }
     dispatch(kind, &EventSourceSpec::default(), &mut Runnable)
+}
+
+/// The `spec` names of the kinds this build runs, comma-separated, for messages.
+pub fn runnable_names() -> String {
+    EventSourceKind::ALL
+        .into_iter()
+        .filter(|k| is_runnable(*k))
+        .map(EventSourceKind::field_name)
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -1,9 +1,11 @@
 //! Trigger kinds: what a sensor does when a trigger fires.
 //!
 //! Each kind lives in its own directory (`http/`, `log/`, `k8s/`, `argo_workflow/`) behind the [`Trigger`] trait. The registry
-//! is the closed enum [`BuiltTrigger`], built by an exhaustive `match` over the template's action:
-//! a kind without an implementation is a [`BuildError::UnsupportedKind`] naming it, so a sensor using
-//! it refuses to start with a clear message instead of ignoring the trigger.
+//! is the closed enum [`BuiltTrigger`], built by an exhaustive `match` over the template's action,
+//! and [`is_supported`], an exhaustive `match` over `crds`'s [`TriggerKind`] table saying which kinds
+//! this build runs (a test keeps the two in step). A kind without an implementation is a
+//! [`BuildError::UnsupportedKind`] naming it and the kinds that run, so a sensor using it refuses to
+//! start with a clear message instead of ignoring the trigger.
 //!
 //! A kind does one attempt: apply its own parameters (pure), act, judge the result. Retries, rate
 //! limits, the dead-letter trigger and acknowledgements are the runner's job, the same for every
@@ -17,11 +19,14 @@ pub mod kafka;
 pub mod log;
 pub mod nats;
 pub mod slack;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use sluice_crds::sensor::{Trigger as TriggerSpec, TriggerAction};
+use sluice_crds::sensor::{Trigger as TriggerSpec, TriggerAction, TriggerKind};
 
 use crate::firing::Firing;
 use crate::params::ParamError;
@@ -34,7 +39,10 @@ pub enum BuildError {
     #[error("failed to build a trigger: it has no `template`")]
     MissingTemplate,
     /// The template sets no action.
-    #[error("failed to build trigger `{trigger}`: the template sets no action (set one of http, log, nats, kafka, slack, email, k8s, argoWorkflow)")]
+    #[error(
+        "failed to build trigger `{trigger}`: the template sets no action (set one of {supported})",
+        supported = supported_names()
+    )]
     NoAction {
         /// The trigger's name.
         trigger: String,
@@ -48,7 +56,10 @@ pub enum BuildError {
         fields: String,
     },
     /// The action's kind has no implementation yet.
-    #[error("failed to build trigger `{trigger}`: the `{kind}` trigger is not supported yet (supported: http, log, nats, kafka, slack, email, k8s, argoWorkflow)")]
+    #[error(
+        "failed to build trigger `{trigger}`: the `{kind}` trigger is not supported yet (supported: {supported})",
+        supported = supported_names()
+    )]
     UnsupportedKind {
         /// The trigger's name.
         trigger: String,
@@ -287,6 +298,10 @@ impl TriggerError {
     }
 }
 
+/// How long one attempt of a kind with no bound of its own is given (for the claim lease; see
+/// [`Trigger::attempt_timeout`]).
+pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// What a successful attempt did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -343,6 +358,43 @@ pub trait Trigger: Send + Sync {
 
     /// One attempt at the action for `firing`.
     async fn execute(&self, firing: &Firing) -> Result<Outcome, TriggerError>;
+
+    /// The longest one attempt is expected to take. The runner sizes a firing's claim lease from it
+    /// (every attempt plus every retry wait), so a live replica's claim is not taken over while the
+    /// action runs: too long only delays the retry after a crash, too short risks a second
+    /// execution. A kind without a bound of its own says [`DEFAULT_ATTEMPT_TIMEOUT`].
+    fn attempt_timeout(&self) -> Duration;
+}
+
+/// Whether this build runs `kind`: the one list, read by the error messages. [`BuiltTrigger::build`]
+/// refuses exactly the kinds this says `false` for (a test checks it).
+pub fn is_supported(kind: TriggerKind) -> bool {
+    match kind {
+        TriggerKind::K8s
+        | TriggerKind::ArgoWorkflow
+        | TriggerKind::Http
+        | TriggerKind::Kafka
+        | TriggerKind::Nats
+        | TriggerKind::Slack
+        | TriggerKind::Log
+        | TriggerKind::Email => true,
+        TriggerKind::AwsLambda
+        | TriggerKind::Custom
+        | TriggerKind::OpenWhisk
+        | TriggerKind::AzureEventHubs
+        | TriggerKind::Pulsar
+        | TriggerKind::AzureServiceBus => false,
+    }
+}
+
+/// The field names of the kinds this build runs, comma-separated, for messages.
+pub fn supported_names() -> String {
+    TriggerKind::ALL
+        .into_iter()
+        .filter(|k| is_supported(*k))
+        .map(TriggerKind::field_name)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The registry: every implemented kind. Built by [`BuiltTrigger::build`].
@@ -469,5 +521,9 @@ impl Trigger for BuiltTrigger {
 
     async fn execute(&self, firing: &Firing) -> Result<Outcome, TriggerError> {
         self.inner().execute(firing).await
+    }
+
+    fn attempt_timeout(&self) -> Duration {
+        self.inner().attempt_timeout()
     }
 }

@@ -5,11 +5,13 @@
 
 use super::super::{
     AMQPEventSource, AzureEventsHubEventSource, AzureQueueStorageEventSource, AzureServiceBusEventSource,
-    EmitterEventSource, EventSourceKind as K, EventSourceSpec, Events, FileEventSource, GenericEventSource,
-    HDFSEventSource, JetStreamEventSource, KafkaEventSource, MNSEventSource, MQTTEventSource,
-    NATSEventsSource, NSQEventSource, PubSubEventSource, PulsarEventSource, RedisEventSource,
-    RedisStreamEventSource, ResourceEventSource, S3Artifact, S3EventSource, S3Mode, SFTPEventSource,
-    SQSEventSource, WebSocketEventSource,
+    BitbucketEventSource, BitbucketServerEventSource, CalendarEventSource, EmitterEventSource,
+    EventSourceKind as K, EventSourceSpec, Events, FileEventSource, GenericEventSource, GerritEventSource,
+    GithubEventSource, GitlabEventSource, HDFSEventSource, JetStreamEventSource, KafkaEventSource,
+    MNSEventSource, MQTTEventSource, NATSEventsSource, NSQEventSource, PubSubEventSource, PulsarEventSource,
+    RedisEventSource, RedisStreamEventSource, ResourceEventSource, S3Artifact, S3EventSource, S3Mode,
+    SFTPEventSource, SNSEventSource, SQSEventSource, SlackEventSource, StorageGridEventSource,
+    StripeEventSource, WebSocketEventSource, WebhookEventSource,
 };
 use super::push::{
     bitbucket, bitbucket_server, gerrit, github, gitlab, slack, sns, storage_grid, stripe, webhook,
@@ -21,57 +23,88 @@ use super::{
 use crate::common::{SASLConfig, Selector};
 use crate::validate::{check_regex, Problems};
 
-type Check<T> = fn(&T, &str, &mut Problems);
+/// The field rules of one kind's events. Every kind's spec type implements it (through
+/// [`rules!`]), and [`validate_kinds`], generated from the kind table, calls it for each event, so a
+/// kind added to the table fails to compile until its rules are written.
+#[diagnostic::on_unimplemented(
+    message = "source kind spec `{Self}` has no validation rules",
+    label = "this kind's events are not checked",
+    note = "write `fn <kind>(e: &{Self}, p: &str, pr: &mut Problems)` in crds/src/eventsource/validate/kinds.rs \
+            (push kinds: validate/push.rs) and add `{Self} => <kind>` to `rules!` there"
+)]
+pub(super) trait EventRules {
+    /// Records the problems of one event at `path` (`spec.<kind>.<event>`).
+    fn check(&self, path: &str, problems: &mut Problems);
+}
 
-fn each<T>(events: &Events<T>, spec_path: &str, kind: K, problems: &mut Problems, check: Check<T>) {
+/// Implements [`EventRules`] for each spec type with its rule function.
+macro_rules! rules {
+    ($($ty:ident => $check:path),* $(,)?) => {
+        $(
+            impl EventRules for $ty {
+                fn check(&self, path: &str, problems: &mut Problems) {
+                    $check(self, path, problems)
+                }
+            }
+        )*
+    };
+}
+
+rules! {
+    AMQPEventSource => amqp,
+    AzureEventsHubEventSource => azure_events_hub,
+    AzureQueueStorageEventSource => azure_queue_storage,
+    AzureServiceBusEventSource => azure_service_bus,
+    BitbucketEventSource => bitbucket,
+    BitbucketServerEventSource => bitbucket_server,
+    CalendarEventSource => check_calendar,
+    EmitterEventSource => emitter,
+    FileEventSource => file,
+    GenericEventSource => generic,
+    GerritEventSource => gerrit,
+    GithubEventSource => github,
+    GitlabEventSource => gitlab,
+    HDFSEventSource => hdfs,
+    JetStreamEventSource => jetstream,
+    KafkaEventSource => kafka,
+    S3Artifact => minio,
+    MNSEventSource => mns,
+    MQTTEventSource => mqtt,
+    NATSEventsSource => nats,
+    NSQEventSource => nsq,
+    PubSubEventSource => pub_sub,
+    PulsarEventSource => pulsar,
+    RedisEventSource => redis,
+    RedisStreamEventSource => redis_stream,
+    ResourceEventSource => resource,
+    S3EventSource => s3,
+    SFTPEventSource => sftp,
+    SlackEventSource => slack,
+    SNSEventSource => sns,
+    SQSEventSource => sqs,
+    StorageGridEventSource => storage_grid,
+    StripeEventSource => stripe,
+    WebhookEventSource => webhook,
+    WebSocketEventSource => websocket,
+}
+
+fn each<T: EventRules>(events: &Events<T>, spec_path: &str, kind: K, problems: &mut Problems) {
     for (name, ev) in events.iter().flatten() {
-        check(ev, &event_path(spec_path, kind, name), problems);
+        ev.check(&event_path(spec_path, kind, name), problems);
     }
 }
 
-pub(super) fn validate_kinds(s: &EventSourceSpec, p: &str, pr: &mut Problems) {
-    each(&s.amqp, p, K::Amqp, pr, amqp);
-    each(&s.azure_events_hub, p, K::AzureEventsHub, pr, azure_events_hub);
-    each(
-        &s.azure_queue_storage,
-        p,
-        K::AzureQueueStorage,
-        pr,
-        azure_queue_storage,
-    );
-    each(&s.azure_service_bus, p, K::AzureServiceBus, pr, azure_service_bus);
-    each(&s.bitbucket, p, K::Bitbucket, pr, bitbucket);
-    each(&s.bitbucketserver, p, K::BitbucketServer, pr, bitbucket_server);
-    each(&s.calendar, p, K::Calendar, pr, check_calendar);
-    each(&s.emitter, p, K::Emitter, pr, emitter);
-    each(&s.file, p, K::File, pr, file);
-    each(&s.generic, p, K::Generic, pr, generic);
-    each(&s.gerrit, p, K::Gerrit, pr, gerrit);
-    each(&s.github, p, K::Github, pr, github);
-    each(&s.gitlab, p, K::Gitlab, pr, gitlab);
-    each(&s.hdfs, p, K::Hdfs, pr, hdfs);
-    each(&s.jetstream, p, K::Jetstream, pr, jetstream);
-    each(&s.kafka, p, K::Kafka, pr, kafka);
-    each(&s.minio, p, K::Minio, pr, minio);
-    each(&s.mns, p, K::Mns, pr, mns);
-    each(&s.mqtt, p, K::Mqtt, pr, mqtt);
-    each(&s.nats, p, K::Nats, pr, nats);
-    each(&s.nsq, p, K::Nsq, pr, nsq);
-    each(&s.pub_sub, p, K::PubSub, pr, pub_sub);
-    each(&s.pulsar, p, K::Pulsar, pr, pulsar);
-    each(&s.redis, p, K::Redis, pr, redis);
-    each(&s.redis_stream, p, K::RedisStream, pr, redis_stream);
-    each(&s.resource, p, K::Resource, pr, resource);
-    each(&s.s3, p, K::S3, pr, s3);
-    each(&s.sftp, p, K::Sftp, pr, sftp);
-    each(&s.slack, p, K::Slack, pr, slack);
-    each(&s.sns, p, K::Sns, pr, sns);
-    each(&s.sqs, p, K::Sqs, pr, sqs);
-    each(&s.storage_grid, p, K::StorageGrid, pr, storage_grid);
-    each(&s.stripe, p, K::Stripe, pr, stripe);
-    each(&s.webhook, p, K::Webhook, pr, webhook);
-    each(&s.websocket, p, K::WebSocket, pr, websocket);
+/// Generates [`validate_kinds`] from the kind table: one [`each`] call per kind.
+macro_rules! define_validate_kinds {
+    ($( $(#[$attr:meta])* $variant:ident($field:ident, $name:literal, $place:ident) ),* $(,)?) => {
+        /// Checks the events of every kind of `s` with their kind's [`EventRules`].
+        pub(super) fn validate_kinds(s: &EventSourceSpec, p: &str, pr: &mut Problems) {
+            $(each(&s.$field, p, K::$variant, pr);)*
+        }
+    };
 }
+
+crate::event_source_kinds!(define_validate_kinds);
 
 fn sqs(e: &SQSEventSource, p: &str, pr: &mut Problems) {
     require(&e.region, p, "region", "\"us-east-1\"", pr);

@@ -30,6 +30,8 @@
 //! Errors and retries as the [`k8s`](crate::triggers::k8s) trigger; `policy.k8s` waits for labels on
 //! the Workflow acted on.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::core::GroupVersionKind;
@@ -363,6 +365,12 @@ impl ArgoWorkflowTrigger {
 impl Trigger for ArgoWorkflowTrigger {
     fn kind(&self) -> &'static str {
         "argoWorkflow"
+    }
+
+    fn attempt_timeout(&self) -> Duration {
+        // The API calls have no bound of their own; `policy.k8s` adds its label wait after them.
+        super::DEFAULT_ATTEMPT_TIMEOUT
+            .saturating_add(self.policy.as_ref().map_or(Duration::ZERO, LabelPolicy::max_wait))
     }
 
     fn describe(&self, firing: &Firing) -> Result<Value, TriggerError> {

@@ -149,6 +149,12 @@ impl Trigger for EmailTrigger {
         "email"
     }
 
+    fn attempt_timeout(&self) -> Duration {
+        // TIMEOUT bounds each SMTP exchange, not the whole conversation (several commands), so the
+        // default covers it.
+        super::DEFAULT_ATTEMPT_TIMEOUT.max(TIMEOUT)
+    }
+
     fn describe(&self, firing: &Firing) -> Result<serde_json::Value, TriggerError> {
         let spec = self.spec(firing)?;
         Ok(json!({

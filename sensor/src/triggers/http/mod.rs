@@ -23,6 +23,7 @@ pub mod egress;
 pub mod request;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use sluice_crds::sensor::{HTTPTrigger, Trigger as TriggerSpec};
@@ -47,6 +48,8 @@ pub struct HttpTrigger {
     secrets: Arc<dyn SecretResolver>,
     /// `policy.status.allow`; `None`: every response is a success.
     allow: Option<Vec<u16>>,
+    /// The spec's `timeout` (or the default), for [`Trigger::attempt_timeout`].
+    timeout: Duration,
 }
 
 impl HttpTrigger {
@@ -142,6 +145,7 @@ impl HttpTrigger {
             egress: Arc::new(ctx.http.policy().clone()),
             secrets: ctx.secrets.clone(),
             allow,
+            timeout: request::timeout(http),
         })
     }
 
@@ -159,6 +163,12 @@ impl HttpTrigger {
 impl Trigger for HttpTrigger {
     fn kind(&self) -> &'static str {
         "http"
+    }
+
+    fn attempt_timeout(&self) -> Duration {
+        // `timeout` as written in the spec (parameters applied per firing may change it; the
+        // spec's value is what is known when the lease is sized).
+        self.timeout
     }
 
     fn describe(&self, firing: &Firing) -> Result<serde_json::Value, TriggerError> {

@@ -26,6 +26,15 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// Shown instead of a sensitive header's value.
 pub const REDACTED: &str = "<redacted>";
 
+/// How long to wait for the response: `timeout` seconds, or [`DEFAULT_TIMEOUT`] when it is unset or
+/// not positive.
+pub fn timeout(spec: &HTTPTrigger) -> Duration {
+    match spec.timeout {
+        Some(seconds) if seconds > 0 => Duration::from_secs(seconds.unsigned_abs()),
+        _ => DEFAULT_TIMEOUT,
+    }
+}
+
 /// Everything needed to send one request.
 #[derive(Debug)]
 pub struct RequestPlan {
@@ -171,10 +180,7 @@ pub fn plan(
         let (_, value) = header(url_text, HOST.as_str(), host, false)?;
         headers.insert(HOST, value);
     }
-    let timeout = match spec.timeout {
-        Some(seconds) if seconds > 0 => Duration::from_secs(seconds as u64),
-        _ => DEFAULT_TIMEOUT,
-    };
+    let timeout = timeout(&spec);
     Ok(RequestPlan {
         method,
         url,

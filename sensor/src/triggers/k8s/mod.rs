@@ -31,6 +31,8 @@ pub mod object;
 pub mod policy;
 pub mod source;
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::Value;
@@ -269,6 +271,12 @@ pub(crate) async fn create_once(
 impl Trigger for K8sTrigger {
     fn kind(&self) -> &'static str {
         "k8s"
+    }
+
+    fn attempt_timeout(&self) -> Duration {
+        // The API calls have no bound of their own; `policy.k8s` adds its label wait after them.
+        super::DEFAULT_ATTEMPT_TIMEOUT
+            .saturating_add(self.policy.as_ref().map_or(Duration::ZERO, LabelPolicy::max_wait))
     }
 
     fn describe(&self, firing: &Firing) -> Result<Value, TriggerError> {

@@ -4,6 +4,7 @@
 //! ([`TriggerError::PolicyTimeout`], not retried: the object exists, a retry would act again).
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use kube::api::{Api, DynamicObject};
 use sluice_crds::common::Backoff;
@@ -37,6 +38,13 @@ impl LabelPolicy {
             backoff,
             error_on_timeout: spec.error_on_backoff_timeout,
         }))
+    }
+
+    /// The longest [`wait`](Self::wait) sleeps between reads: every wait of the backoff at full
+    /// jitter (the reads themselves not counted).
+    pub fn max_wait(&self) -> Duration {
+        let reads = self.backoff.attempts.min(1000);
+        (1..reads).map(|k| self.backoff.delay(k, 1.0)).sum()
     }
 
     /// Waits until the object `name` read through `api` carries the labels.

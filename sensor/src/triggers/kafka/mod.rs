@@ -280,6 +280,12 @@ impl Trigger for KafkaTrigger {
         "kafka"
     }
 
+    fn attempt_timeout(&self) -> Duration {
+        // Waiting for room in the producer queue and then for the delivery report are each bounded
+        // by DELIVERY_TIMEOUT.
+        2 * DELIVERY_TIMEOUT
+    }
+
     fn describe(&self, firing: &Firing) -> Result<serde_json::Value, TriggerError> {
         let spec = self.spec(firing)?;
         let body = construct_payload(&spec.payload, &firing.events)

@@ -91,6 +91,11 @@ impl Trigger for LogTrigger {
         "log"
     }
 
+    fn attempt_timeout(&self) -> Duration {
+        // Writing to the log has no bound of its own; it does no network I/O.
+        super::DEFAULT_ATTEMPT_TIMEOUT
+    }
+
     fn describe(&self, firing: &Firing) -> Result<serde_json::Value, TriggerError> {
         Ok(serde_json::json!({ "lines": render(firing) }))
     }

@@ -286,6 +286,12 @@ impl Trigger for NatsTrigger {
         "nats"
     }
 
+    fn attempt_timeout(&self) -> Duration {
+        // Connecting and the ack or flush are each bounded by TIMEOUT, but queueing a publish on a
+        // full client buffer is not, so no tighter bound than the default can be promised.
+        super::DEFAULT_ATTEMPT_TIMEOUT.max(2 * TIMEOUT)
+    }
+
     fn describe(&self, firing: &Firing) -> Result<serde_json::Value, TriggerError> {
         let spec = self.spec(firing)?;
         let body = construct_payload(&spec.payload, &firing.events)

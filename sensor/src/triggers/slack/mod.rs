@@ -17,6 +17,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::{json, Map, Value};
@@ -248,6 +249,11 @@ fn json_array(text: &str) -> Result<Value, String> {
 impl Trigger for SlackTrigger {
     fn kind(&self) -> &'static str {
         "slack"
+    }
+
+    fn attempt_timeout(&self) -> Duration {
+        // The Slack API calls have no timeout of their own beyond the shared HTTP client's.
+        super::DEFAULT_ATTEMPT_TIMEOUT
     }
 
     fn describe(&self, firing: &Firing) -> Result<Value, TriggerError> {
