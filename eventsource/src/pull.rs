@@ -185,6 +185,11 @@ pub trait Upstream: Send + Sync + 'static {
     fn locate(&self, _message: &Self::Message) -> String {
         String::new()
     }
+
+    /// Called with the session once it is over (the source was cancelled, or the session ended
+    /// or failed), to save what the kind holds (a checkpoint) or close the connection politely.
+    /// It must be quick: the process may be stopping. The default drops the session.
+    async fn close(&self, _session: Self::Session) {}
 }
 
 /// A pull source: the skeleton around one [`Upstream`].
@@ -344,7 +349,9 @@ impl<U: Upstream> PullSource for Pull<U> {
                     info!(eventsource = %self.names.event_source, event_name = %self.names.event_name, kind = self.upstream.kind(), "connected");
                     self.names.ready.set(true);
                     backoff.reset();
-                    self.consume(&mut session, &cancel).await
+                    let ended = self.consume(&mut session, &cancel).await;
+                    self.upstream.close(session).await;
+                    ended
                 }
                 Err(error) => Err(error),
             };
@@ -546,5 +553,64 @@ mod tests {
             upstream.settled.lock().expect("not poisoned").is_empty(),
             "left for the upstream to redeliver"
         );
+    }
+
+    /// Sessions that end at once; the third read stops the source. Counts the sessions closed.
+    #[derive(Default)]
+    struct Closing {
+        reads: Mutex<u32>,
+        closed: Mutex<u32>,
+        done: CancellationToken,
+    }
+
+    #[async_trait]
+    impl Upstream for Arc<Closing> {
+        type Session = ();
+        type Message = String;
+
+        fn kind(&self) -> &'static str {
+            "closing"
+        }
+
+        fn retry(&self) -> Retry {
+            Retry::Once
+        }
+
+        async fn connect(&self, _: &Names) -> Result<(), UpstreamError> {
+            Ok(())
+        }
+
+        async fn next(&self, _: &mut ()) -> Result<Option<String>, UpstreamError> {
+            let reads = {
+                let mut reads = self.reads.lock().expect("not poisoned");
+                *reads += 1;
+                *reads
+            };
+            if reads < 3 {
+                return Ok(None);
+            }
+            self.done.cancel();
+            std::future::pending().await
+        }
+
+        fn decode(&self, _: &String) -> Result<Vec<Draft>, Malformed> {
+            Ok(Vec::new())
+        }
+
+        async fn close(&self, _: ()) {
+            *self.closed.lock().expect("not poisoned") += 1;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_session_is_closed_when_it_ends_and_when_the_source_stops() {
+        let upstream = Arc::new(Closing::default());
+        let ctx = context(Secrets::default(), Arc::new(Recorder::default()));
+        let source = Box::new(Pull::new("es", "ev", upstream.clone(), &ctx));
+        source
+            .run(upstream.done.clone())
+            .await
+            .expect("Ok when cancelled");
+        assert_eq!(*upstream.closed.lock().expect("not poisoned"), 3);
     }
 }
