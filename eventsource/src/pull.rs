@@ -192,7 +192,8 @@ pub trait Upstream: Send + Sync + 'static {
 
     /// Ends a session once it ended, failed or the source was cancelled, after its last message
     /// was settled or left unsettled: a close frame, a graceful close that hands unacknowledged
-    /// messages back, a last commit. The default drops it. Must finish in bounded time.
+    /// messages back, a last commit, a checkpoint save. The default drops it. Must finish in
+    /// bounded time: the process may be stopping.
     async fn close(&self, _session: Self::Session) {}
 
     /// The message of the warning logged when a session ends or fails (with `error` and
@@ -623,5 +624,64 @@ mod tests {
             Duration::from_millis(1400),
             "200ms, 400ms, 800ms"
         );
+    }
+
+    /// Sessions that end at once; the third read stops the source. Counts the sessions closed.
+    #[derive(Default)]
+    struct Closing {
+        reads: Mutex<u32>,
+        closed: Mutex<u32>,
+        done: CancellationToken,
+    }
+
+    #[async_trait]
+    impl Upstream for Arc<Closing> {
+        type Session = ();
+        type Message = String;
+
+        fn kind(&self) -> &'static str {
+            "closing"
+        }
+
+        fn retry(&self) -> Retry {
+            Retry::Once
+        }
+
+        async fn connect(&self, _: &Names) -> Result<(), UpstreamError> {
+            Ok(())
+        }
+
+        async fn next(&self, _: &mut ()) -> Result<Option<String>, UpstreamError> {
+            let reads = {
+                let mut reads = self.reads.lock().expect("not poisoned");
+                *reads += 1;
+                *reads
+            };
+            if reads < 3 {
+                return Ok(None);
+            }
+            self.done.cancel();
+            std::future::pending().await
+        }
+
+        fn decode(&self, _: &String) -> Result<Vec<Draft>, Malformed> {
+            Ok(Vec::new())
+        }
+
+        async fn close(&self, _: ()) {
+            *self.closed.lock().expect("not poisoned") += 1;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_session_is_closed_when_it_ends_and_when_the_source_stops() {
+        let upstream = Arc::new(Closing::default());
+        let ctx = context(Secrets::default(), Arc::new(Recorder::default()));
+        let source = Box::new(Pull::new("es", "ev", upstream.clone(), &ctx));
+        source
+            .run(upstream.done.clone())
+            .await
+            .expect("Ok when cancelled");
+        assert_eq!(*upstream.closed.lock().expect("not poisoned"), 3);
     }
 }

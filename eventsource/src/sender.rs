@@ -1,7 +1,8 @@
 //! How adapters hand events over: an [`EventSender`] publishes and returns only once the bus has
 //! stored the event. Adapters never talk to the bus directly, so a test double is a plain channel.
 //!
-//! Pull sources (brokers, watches, schedules) publish through one helper, [`publish`], so counting
+//! Pull sources (brokers, watches, schedules; through the skeleton in [`crate::pull`]) and the push
+//! route publish through one helper, [`publish`], so counting
 //! `sent`/`sent_failed`, ignoring filtered acks and refusing oversized events live in one place:
 //!
 //! ```text
@@ -30,7 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sluice_eventbus::{Bus, Event, EventBuilder, PublishAck, PublishError, Subject};
+use sluice_eventbus::{Bus, Event, PublishAck, PublishError, Subject};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{EventLabels, RejectLabels, SourceMetrics};
@@ -228,50 +229,6 @@ pub async fn publish(p: &Publisher<'_>, subject: &Subject, event: &Event, retry:
         }
         wait = (wait * 2).min(MAX_BACKOFF);
     }
-}
-
-/// The event of a pull source whose data is `data` and whose attributes come from `labels` and
-/// `kind`. `None` only when the builder refuses those attributes — names checked when the
-/// EventSource was built, so not in practice; then the data is lost, which is logged and counted
-/// in `processing_failed` here, once for every source.
-pub fn build_event(
-    kind: &'static str,
-    labels: &EventLabels,
-    data: serde_json::Value,
-    metrics: &SourceMetrics,
-) -> Option<Event> {
-    match EventBuilder::new(&labels.eventsource_name, &labels.event_name, kind)
-        .data_json(data)
-        .build()
-    {
-        Ok(event) => Some(event),
-        Err(error) => {
-            tracing::warn!(eventsource = %labels.eventsource_name, event_name = %labels.event_name, kind,
-                error = %error, "failed to build an event; its data is lost");
-            metrics.processing_failed.get_or_create(labels).inc();
-            None
-        }
-    }
-}
-
-/// [`publish`] with [`Retry::UntilStored`] from [`FIRST_BACKOFF`]: `false` only when `cancel` fired
-/// first (kept for sources not yet moved onto [`publish`]).
-pub async fn publish_until_stored(
-    sender: &dyn EventSender,
-    subject: &Subject,
-    event: &Event,
-    metrics: &SourceMetrics,
-    labels: &EventLabels,
-    cancel: &CancellationToken,
-) -> bool {
-    let p = Publisher {
-        sender,
-        metrics,
-        labels,
-        cancel,
-    };
-    let retry = Retry::UntilStored { first: FIRST_BACKOFF };
-    !matches!(publish(&p, subject, event, retry).await, Outcome::Cancelled)
 }
 
 #[cfg(test)]

@@ -1,39 +1,26 @@
-//! The SQS poller shared by the `sqs` and `s3` kinds: a [`QueuePoller`] long-polls a queue and
-//! deletes a message once its [`MessageHandler`] says so.
+//! The SQS queue shared by the `sqs` and `s3` (notifications mode) kinds, as one pull source
+//! ([`crate::pull`]): [`QueueUpstream`] looks the queue up and receives a first batch (connect),
+//! hands out the batch one message at a time and long-polls for the next one (next), and tells SQS
+//! what became of each message (settle). The kinds differ only in what a message's events are
+//! (their [`Decode`]).
+//!
+//! Settling: `Ack` deletes the message (its events are on the bus, or it carries none); `Nak`
+//! leaves it, so SQS makes it visible again after the queue's visibility timeout and it is
+//! received and published again (same ids); `Term` deletes it, or leaves it when the queue has a
+//! dead-letter queue (`dlq`), whose redrive policy then moves it there.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio_util::sync::CancellationToken;
 
-use crate::aws::{AwsClient, SqsMessage};
+use crate::aws::{AwsClient, AwsError, SqsMessage};
+use crate::pull::{Draft, Malformed, Names, Settle, Upstream, UpstreamError};
+use crate::reconnect::Backoff;
+use crate::sender::Retry;
 
-/// The longest wait between two failed SQS calls.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
-
-/// What to do with a received message once handled.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Disposition {
-    /// Its events are on the bus (or it carries none): delete it.
-    Delete,
-    /// Leave it: it becomes visible again after the visibility timeout (publish failed, or it goes
-    /// to the dead-letter queue).
-    Keep,
-}
-
-/// Handles one received message.
-#[async_trait]
-pub trait MessageHandler: Send + Sync {
-    /// Publishes the message's events; says whether to delete it.
-    async fn handle(&self, message: &SqsMessage, cancel: &CancellationToken) -> Disposition;
-}
-
-/// A queue to poll.
-pub struct QueuePoller {
-    /// For logs.
-    pub event_source: String,
-    /// For logs.
-    pub event_name: String,
+/// A queue to receive from.
+pub struct Queue {
     /// The signing client.
     pub client: AwsClient,
     /// The SQS endpoint.
@@ -44,84 +31,131 @@ pub struct QueuePoller {
     pub account_id: Option<String>,
     /// The long-poll wait in seconds.
     pub wait_seconds: i64,
-    /// `<EventSource>/<event>` on the process's readiness: true after a successful receive, false
-    /// while the queue cannot be looked up or received from.
-    pub ready: crate::ReadyFlag,
+    /// Leave a message that can never be published (`Term`) for the queue's dead-letter queue
+    /// instead of deleting it.
+    pub dlq: bool,
 }
 
-impl QueuePoller {
-    async fn backoff(&self, delay: &mut Duration, cancel: &CancellationToken) -> bool {
-        tokio::select! {
-            biased;
-            _ = cancel.cancelled() => return false,
-            _ = tokio::time::sleep(*delay) => {}
-        }
-        *delay = (*delay * 2).min(MAX_BACKOFF);
-        true
+/// The events of one SQS message, for a kind (pure: no I/O).
+pub type Decode = Box<dyn Fn(&SqsMessage) -> Result<Vec<Draft>, Malformed> + Send + Sync>;
+
+/// One event of a kind that reads an SQS queue.
+pub struct QueueUpstream {
+    /// The CloudEvent `type`.
+    pub kind: &'static str,
+    /// Where from.
+    pub queue: Queue,
+    /// What a message's events are.
+    pub decode: Decode,
+}
+
+/// A looked-up queue and the messages received but not yet handed out.
+pub struct Inbox {
+    url: String,
+    received: VecDeque<SqsMessage>,
+    /// For logs.
+    names: Names,
+}
+
+impl Queue {
+    async fn receive(&self, url: &str) -> Result<VecDeque<SqsMessage>, AwsError> {
+        let batch = self
+            .client
+            .sqs_receive(&self.endpoint, url, self.wait_seconds)
+            .await?;
+        Ok(batch.into())
+    }
+}
+
+#[async_trait]
+impl Upstream for QueueUpstream {
+    type Session = Inbox;
+    type Message = SqsMessage;
+
+    fn kind(&self) -> &'static str {
+        self.kind
     }
 
-    /// Polls until cancelled, handing every message to `handler` and deleting it when told to.
-    pub async fn run(&self, handler: &dyn MessageHandler, cancel: CancellationToken) {
-        let mut delay = Duration::from_millis(500);
-        let queue_url = loop {
-            let attempt = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return,
-                r = self.client.sqs_queue_url(&self.endpoint, &self.queue, self.account_id.as_deref()) => r,
-            };
-            match attempt {
-                Ok(url) => break url,
-                Err(error) => {
-                    self.ready.set(false);
-                    tracing::error!(eventsource = %self.event_source, event_name = %self.event_name, queue = %self.queue, error = %sluice_eventbus::error_chain(&error), retry_in_ms = delay.as_millis() as u64, "failed to look up the SQS queue");
-                    if !self.backoff(&mut delay, &cancel).await {
-                        return;
-                    }
-                }
-            }
-        };
-        tracing::info!(eventsource = %self.event_source, event_name = %self.event_name, queue = %sluice_eventbus::redact_url(&queue_url), "polling SQS queue");
-        delay = Duration::from_millis(500);
+    /// Why once: SQS redelivers a message left undeleted (the nak), after the visibility timeout;
+    /// the events of it already published dedupe by their ids.
+    fn retry(&self) -> Retry {
+        Retry::Once
+    }
+
+    /// From 500 ms, doubling: between failed lookups or receives.
+    fn backoff(&self) -> Backoff {
+        Backoff::new(Duration::from_millis(500), 2.0)
+    }
+
+    /// Looks the queue up and receives once, so the source is ready only once it can receive.
+    async fn connect(&self, names: &Names) -> Result<Inbox, UpstreamError> {
+        let q = &self.queue;
+        let url = q
+            .client
+            .sqs_queue_url(&q.endpoint, &q.queue, q.account_id.as_deref())
+            .await?;
+        tracing::info!(eventsource = %names.event_source, event_name = %names.event_name, queue = %sluice_eventbus::redact_url(&url), "polling SQS queue");
+        let received = q.receive(&url).await?;
+        Ok(Inbox {
+            url,
+            received,
+            names: names.clone(),
+        })
+    }
+
+    /// Cancel-safe: a receive cut short loses nothing (its messages reappear after the visibility
+    /// timeout).
+    async fn next(&self, inbox: &mut Inbox) -> Result<Option<SqsMessage>, UpstreamError> {
         loop {
-            let received = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return,
-                r = self.client.sqs_receive(&self.endpoint, &queue_url, self.wait_seconds) => r,
-            };
-            let messages = match received {
-                Ok(m) => {
-                    self.ready.set(true);
-                    delay = Duration::from_millis(500);
-                    m
-                }
-                Err(error) => {
-                    self.ready.set(false);
-                    tracing::error!(eventsource = %self.event_source, event_name = %self.event_name, queue = %sluice_eventbus::redact_url(&queue_url), error = %sluice_eventbus::error_chain(&error), retry_in_ms = delay.as_millis() as u64, "failed to receive from SQS");
-                    if !self.backoff(&mut delay, &cancel).await {
-                        return;
-                    }
-                    continue;
-                }
-            };
-            for message in &messages {
-                if cancel.is_cancelled() {
-                    // Why no loss: the rest are undeleted and reappear after the visibility timeout.
-                    return;
-                }
-                if handler.handle(message, &cancel).await == Disposition::Keep {
-                    continue;
-                }
-                // Ack: the handler returned Delete only after the bus stored every event of the message.
-                if let Err(error) = self
-                    .client
-                    .sqs_delete(&self.endpoint, &queue_url, &message.receipt_handle)
-                    .await
-                {
-                    // Not a loss: the message comes back and is published again with the same id,
-                    // which the bus dedupes.
-                    tracing::warn!(eventsource = %self.event_source, event_name = %self.event_name, message_id = %message.message_id, error = %sluice_eventbus::error_chain(&error), "failed to delete a published SQS message; it will be redelivered");
-                }
+            if let Some(message) = inbox.received.pop_front() {
+                return Ok(Some(message));
+            }
+            inbox.received = self.queue.receive(&inbox.url).await?;
+        }
+    }
+
+    fn decode(&self, message: &SqsMessage) -> Result<Vec<Draft>, Malformed> {
+        (self.decode)(message)
+    }
+
+    /// Deletes the message or leaves it (see the module docs).
+    async fn settle(
+        &self,
+        inbox: &mut Inbox,
+        message: SqsMessage,
+        settle: Settle,
+    ) -> Result<(), UpstreamError> {
+        let names = &inbox.names;
+        match settle {
+            // Ack: every event of the message was stored by the bus (or it carries none).
+            Settle::Ack => {}
+            // Why keep: the bus did not store an event; the undeleted message reappears after the
+            // visibility timeout and is published again, with the same ids.
+            Settle::Nak => {
+                tracing::error!(eventsource = %names.event_source, event_name = %names.event_name, message_id = %message.message_id, "failed to publish an SQS message; leaving it on the queue");
+                return Ok(());
+            }
+            // Why: with a dead-letter queue the message is left for SQS to move there; without
+            // one, keeping it would make it come back forever, so it is dropped (the skeleton or
+            // the sender logged and counted why).
+            Settle::Term if self.queue.dlq => {
+                tracing::error!(eventsource = %names.event_source, event_name = %names.event_name, message_id = %message.message_id, "leaving an SQS message that cannot be published for the dead-letter queue");
+                return Ok(());
+            }
+            Settle::Term => {
+                tracing::error!(eventsource = %names.event_source, event_name = %names.event_name, message_id = %message.message_id, "deleting an SQS message that cannot be published");
             }
         }
+        // A failed delete is not a loss (logged by the skeleton): the message comes back and is
+        // published again with the same ids, which the bus dedupes.
+        let q = &self.queue;
+        q.client
+            .sqs_delete(&q.endpoint, &inbox.url, &message.receipt_handle)
+            .await?;
+        Ok(())
+    }
+
+    fn locate(&self, message: &SqsMessage) -> String {
+        format!("message {}", message.message_id)
     }
 }

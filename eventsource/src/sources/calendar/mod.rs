@@ -13,10 +13,15 @@
 //! Persistence (`persistence.catchup.enabled`): after each published tick its time is stored in the
 //! process's checkpoint store (a JetStream key-value bucket in cluster mode, a file under `sluice run`);
 //! on start, every tick missed since the stored one is fired, oldest first, going back at most
-//! `catchup.maxDuration`. Delivery guarantee: a tick is checkpointed only after the bus stored it; a
-//! publish that fails is retried with backoff until it succeeds or the source stops, so a tick is
-//! lost only when the source stops before the bus takes it — and with persistence it is fired on the
-//! next start.
+//! `catchup.maxDuration`.
+//!
+//! On the pull skeleton ([`crate::pull`]): `connect` loads the checkpoint (where ticking starts),
+//! `next` sleeps until the next tick (under tokio's clock, so tests run paused), `decode` builds the
+//! event, and `settle` — the tick's "ack" — saves the checkpoint. Delivery guarantee: a tick is
+//! checkpointed only after the bus stored it (or the EventSource's filter dropped it, or it was
+//! rejected for good); a publish that fails is retried with backoff until it succeeds or the source
+//! stops, so a tick is lost only when the source stops before the bus takes it — and with
+//! persistence it is fired on the next start.
 
 #[cfg(test)]
 mod tests;
@@ -29,18 +34,19 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
 use chrono_tz::Tz;
 use serde_json::{Map, Value};
+use sluice_crds::eventsource::cron::CronSpec;
 use sluice_crds::eventsource::{CalendarEventSource, CalendarSchedule};
-use sluice_eventbus::{deterministic_id, EventBuilder, Subject};
-use tokio_util::sync::CancellationToken;
+use sluice_eventbus::deterministic_id;
 
 use crate::checkpoint::CheckpointStore;
 pub use crate::clock::{Clock, SystemClock, TokioClock};
-use crate::metrics::{EventLabels, SourceMetrics};
+use crate::pull::{Draft, Malformed, Names, Pull, Settle, Upstream, UpstreamError};
 use crate::push::metadata_value;
-use crate::sender::{publish, EventSender, Outcome, Publisher, Retry};
-use crate::{BuildError, BuiltEventSource, PullSource, SourceContext, SourceError};
+use crate::sender::Retry;
+use crate::{BuildError, BuiltEventSource, SourceContext};
 
-use sluice_crds::eventsource::cron::CronSpec;
+/// The CloudEvent `type` of this kind.
+pub const SOURCE_TYPE: &str = "calendar";
 
 /// When ticks happen.
 #[derive(Clone, Debug, PartialEq)]
@@ -51,8 +57,8 @@ pub enum Timing {
     Every(Duration),
 }
 
-/// One calendar event, resolved.
-pub struct CalendarSource {
+/// One calendar event, resolved: the schedule the skeleton ticks on.
+pub struct CalendarUpstream {
     event_source: String,
     event_name: String,
     timing: Timing,
@@ -61,11 +67,11 @@ pub struct CalendarSource {
     metadata: Option<BTreeMap<String, String>>,
     catchup: Option<Option<Duration>>,
     checkpoints: Option<Arc<dyn CheckpointStore>>,
-    sender: Arc<dyn EventSender>,
-    metrics: SourceMetrics,
-    labels: EventLabels,
     clock: Arc<dyn Clock>,
 }
+
+/// Where the schedule stands: the last tick handled (fired, or skipped on an excluded day).
+pub struct Cursor(DateTime<Utc>);
 
 /// Parses `EXDATE:20260101T000000Z,…` entries into dates; entries without the prefix are ignored, as
 /// upstream.
@@ -97,7 +103,7 @@ pub fn go_time_string(t: DateTime<Utc>, zone: Tz) -> String {
         .to_string()
 }
 
-impl CalendarSource {
+impl CalendarUpstream {
     /// Resolves one calendar event.
     pub fn build(
         event_source: &str,
@@ -164,9 +170,6 @@ impl CalendarSource {
             metadata: spec.metadata.clone(),
             catchup,
             checkpoints: ctx.checkpoints.clone(),
-            sender: ctx.sender.clone(),
-            metrics: ctx.metrics.clone(),
-            labels: SourceMetrics::labels(event_source, event_name),
             clock,
         })
     }
@@ -191,72 +194,21 @@ impl CalendarSource {
     /// The id of the event of `tick`.
     pub fn event_id(&self, tick: DateTime<Utc>) -> String {
         deterministic_id(&[
-            "calendar",
+            SOURCE_TYPE,
             &self.event_source,
             &self.event_name,
             &tick.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         ])
     }
 
-    fn event_data(&self, tick: DateTime<Utc>) -> Value {
+    /// Upstream's data of the event of `tick`.
+    pub fn event_data(&self, tick: DateTime<Utc>) -> Value {
         let mut data = Map::new();
         data.insert("eventTime".into(), Value::String(go_time_string(tick, self.zone)));
         if let Some(m) = metadata_value(self.metadata.as_ref()) {
             data.insert("metadata".into(), m);
         }
         Value::Object(data)
-    }
-
-    /// Publishes the tick, retrying until the bus stores it; `false` when cancelled first.
-    async fn fire(&self, tick: DateTime<Utc>, cancel: &CancellationToken) -> bool {
-        let event = EventBuilder::new(&self.event_source, &self.event_name, "calendar")
-            .id(self.event_id(tick))
-            .time(tick)
-            .data_json(self.event_data(tick))
-            .build();
-        let event = match event {
-            Ok(e) => e,
-            Err(error) => {
-                // Cannot happen with these fixed attributes; counted and logged rather than retried.
-                self.metrics.processing_failed.get_or_create(&self.labels).inc();
-                tracing::error!(eventsource = %self.event_source, event_name = %self.event_name, tick = %tick, %error, "failed to build the tick's event");
-                return true;
-            }
-        };
-        let subject = Subject::new(&self.event_source, &self.event_name);
-        let publisher = Publisher {
-            sender: &*self.sender,
-            metrics: &self.metrics,
-            labels: &self.labels,
-            cancel,
-        };
-        // Why retry until stored: the tick exists only here; giving up would lose it. Stopping while
-        // retrying leaves it unrecorded, so catch-up fires it on the next start.
-        let retry = Retry::UntilStored {
-            first: Duration::from_millis(500),
-        };
-        match publish(&publisher, &subject, &event, retry).await {
-            Outcome::Stored(ack) => {
-                tracing::info!(eventsource = %self.event_source, event_name = %self.event_name, event = %event.id(), tick = %tick, duplicate = ack.duplicate, "published");
-                true
-            }
-            // A tick filter.expression dropped, or one rejected (logged by the helper), is done all
-            // the same (never re-fired).
-            Outcome::Filtered | Outcome::Rejected(_) => true,
-            Outcome::Refused(_) | Outcome::Cancelled => false,
-        }
-    }
-
-    async fn remember(&self, tick: DateTime<Utc>) {
-        let (Some(store), Some(_)) = (&self.checkpoints, &self.catchup) else {
-            return;
-        };
-        let value = tick.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        if let Err(error) = store.save(&self.checkpoint_key(), &value).await {
-            // Not fatal: the next checkpoint overwrites it; at worst a restart re-fires this tick,
-            // which the bus dedupes by its id.
-            tracing::warn!(eventsource = %self.event_source, event_name = %self.event_name, tick = %tick, error = %sluice_eventbus::error_chain(&error), "failed to record the last tick");
-        }
     }
 
     /// Where ticking starts: now, or (catch-up) the stored last tick, bounded by `maxDuration`.
@@ -294,44 +246,80 @@ impl CalendarSource {
 }
 
 #[async_trait]
-impl PullSource for CalendarSource {
-    fn describe(&self) -> String {
-        format!("{}/{} calendar", self.event_source, self.event_name)
+impl Upstream for CalendarUpstream {
+    type Session = Cursor;
+    /// The scheduled time of one tick.
+    type Message = DateTime<Utc>;
+
+    fn kind(&self) -> &'static str {
+        SOURCE_TYPE
     }
 
-    async fn run(self: Box<Self>, cancel: CancellationToken) -> Result<(), SourceError> {
-        let mut cursor = self.start_cursor().await;
+    /// Why retry until stored: the tick exists only here; giving up would lose it. Stopping while
+    /// retrying leaves it unrecorded, so catch-up fires it on the next start.
+    fn retry(&self) -> Retry {
+        Retry::UntilStored {
+            first: Duration::from_millis(500),
+        }
+    }
+
+    async fn connect(&self, _: &Names) -> Result<Cursor, UpstreamError> {
+        Ok(Cursor(self.start_cursor().await))
+    }
+
+    /// Cancel-safe: the cursor moves only after the sleep, with no await in between.
+    async fn next(&self, cursor: &mut Cursor) -> Result<Option<DateTime<Utc>>, UpstreamError> {
         loop {
-            let Some(tick) = self.next_tick(cursor) else {
+            let Some(tick) = self.next_tick(cursor.0) else {
                 tracing::warn!(eventsource = %self.event_source, event_name = %self.event_name, "the schedule has no further tick; stopping");
-                cancel.cancelled().await;
-                return Ok(());
+                // Not `None`: that would reconnect and ask again; nothing will ever come.
+                return std::future::pending().await;
             };
             let now = self.clock.now();
             if tick > now {
                 let wait = (tick - now).to_std().unwrap_or(Duration::ZERO);
-                tokio::select! {
-                    biased;
-                    _ = cancel.cancelled() => return Ok(()),
-                    _ = tokio::time::sleep(wait) => {}
-                }
+                tokio::time::sleep(wait).await;
                 // The clock may have moved differently from the timer (suspend, clock steps): wait
                 // again if it is still early.
                 if self.clock.now() < tick {
                     continue;
                 }
             }
+            cursor.0 = tick;
             if self.is_excluded(tick) {
                 tracing::debug!(eventsource = %self.event_source, event_name = %self.event_name, tick = %tick, "tick on an excluded date; skipped");
-                cursor = tick;
                 continue;
             }
-            if !self.fire(tick, &cancel).await {
-                return Ok(());
-            }
-            self.remember(tick).await;
-            cursor = tick;
+            return Ok(Some(tick));
         }
+    }
+
+    fn decode(&self, tick: &DateTime<Utc>) -> Result<Vec<Draft>, Malformed> {
+        Ok(vec![Draft::new(self.event_data(*tick))
+            .with_id(self.event_id(*tick))
+            .with_time(*tick)])
+    }
+
+    /// Records the tick as done: the checkpoint the next start catches up from.
+    async fn settle(&self, _: &mut Cursor, tick: DateTime<Utc>, settle: Settle) -> Result<(), UpstreamError> {
+        // Never `Nak` (retried until stored); a tick the EventSource's filter dropped or the bus
+        // rejected for good (`Term`, logged by the sender) is done all the same: never re-fired.
+        // `Ack` is also a tick the filter dropped on purpose: the skeleton does not tell them apart.
+        if settle == Settle::Ack {
+            tracing::info!(eventsource = %self.event_source, event_name = %self.event_name, event = %self.event_id(tick), tick = %tick, "published");
+        }
+        let (Some(store), Some(_)) = (&self.checkpoints, &self.catchup) else {
+            return Ok(());
+        };
+        let value = tick.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        // An error is not fatal (logged by the skeleton): the next checkpoint overwrites it; at
+        // worst a restart re-fires this tick, which the bus dedupes by its id.
+        store.save(&self.checkpoint_key(), &value).await?;
+        Ok(())
+    }
+
+    fn locate(&self, tick: &DateTime<Utc>) -> String {
+        tick.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     }
 }
 
@@ -343,8 +331,9 @@ pub fn build(
     out: &mut BuiltEventSource,
 ) -> Result<(), BuildError> {
     for (event_name, spec) in events {
-        let source = CalendarSource::build(es_name, event_name, spec, ctx, Arc::new(SystemClock))?;
-        out.tasks.push(Box::new(source));
+        let upstream = CalendarUpstream::build(es_name, event_name, spec, ctx, Arc::new(SystemClock))?;
+        out.tasks
+            .push(Box::new(Pull::new(es_name, event_name, upstream, ctx)));
     }
     Ok(())
 }

@@ -9,7 +9,8 @@ use serde_json::{json, Value};
 use sluice_crds::eventsource::{CalendarEventSource, CatchupConfiguration, EventPersistence};
 use tokio_util::sync::CancellationToken;
 
-use super::{CalendarSource, TokioClock};
+use super::{CalendarUpstream, TokioClock};
+use crate::pull::Pull;
 use crate::testing::{context, Recorder, Secrets};
 use crate::{PullSource, SourceContext};
 
@@ -19,13 +20,18 @@ fn utc(s: &str) -> DateTime<Utc> {
         .with_timezone(&Utc)
 }
 
-fn source(spec: &CalendarEventSource, ctx: &SourceContext, origin: &str) -> CalendarSource {
-    CalendarSource::build("cal", "tick", spec, ctx, Arc::new(TokioClock::new(utc(origin))))
+fn upstream(spec: &CalendarEventSource, ctx: &SourceContext, origin: &str) -> CalendarUpstream {
+    CalendarUpstream::build("cal", "tick", spec, ctx, Arc::new(TokioClock::new(utc(origin))))
         .expect("the test's calendar spec builds")
 }
 
+/// The source as `build` makes it: the schedule on the pull skeleton.
+fn source(spec: &CalendarEventSource, ctx: &SourceContext, origin: &str) -> Pull<CalendarUpstream> {
+    Pull::new("cal", "tick", upstream(spec, ctx, origin), ctx)
+}
+
 /// Runs `source` for `for_how_long` of (paused) time, then cancels it and waits for it to stop.
-async fn run_for(source: CalendarSource, for_how_long: Duration) {
+async fn run_for(source: Pull<CalendarUpstream>, for_how_long: Duration) {
     let cancel = CancellationToken::new();
     let task = tokio::spawn(Box::new(source).run(cancel.clone()));
     tokio::time::sleep(for_how_long).await;
@@ -61,9 +67,12 @@ async fn cron_ticks_with_upstream_event_data_and_tick_ids() {
         metadata: Some([("team".to_string(), "ops".to_string())].into()),
         ..Default::default()
     };
-    let s = source(&spec, &ctx, "2026-01-01T10:00:30Z");
-    let expected_id = s.event_id(utc("2026-01-01T10:02:00Z"));
-    run_for(s, Duration::from_secs(6 * 60)).await;
+    let expected_id = upstream(&spec, &ctx, "2026-01-01T10:00:30Z").event_id(utc("2026-01-01T10:02:00Z"));
+    run_for(
+        source(&spec, &ctx, "2026-01-01T10:00:30Z"),
+        Duration::from_secs(6 * 60),
+    )
+    .await;
     assert_eq!(
         times(&rec),
         [
@@ -356,7 +365,7 @@ fn bad_specs_are_build_errors() {
         ),
         (CalendarEventSource::default(), "spec.calendar.tick.schedule"),
     ] {
-        let err = CalendarSource::build("cal", "tick", &spec, &ctx, clock())
+        let err = CalendarUpstream::build("cal", "tick", &spec, &ctx, clock())
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
@@ -365,7 +374,7 @@ fn bad_specs_are_build_errors() {
     let mut no_store = context(Secrets::default(), Arc::new(Recorder::default()));
     no_store.checkpoints = None;
     assert!(matches!(
-        CalendarSource::build("cal", "tick", &persistent(None), &no_store, clock()),
+        CalendarUpstream::build("cal", "tick", &persistent(None), &no_store, clock()),
         Err(crate::BuildError::Unsupported { .. })
     ));
 }

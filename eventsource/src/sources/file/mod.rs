@@ -5,36 +5,32 @@
 //! `RENAME` 8, `CHMOD` 16); `name` is the full path with inotify and the file name when polling,
 //! as upstream reports them.
 //!
-//! Delivery: at-most-once by nature: the kernel's notification cannot be acknowledged or replayed,
-//! and changes while the process is down are not seen. A notification received is retried against
-//! the bus with backoff until it is stored or the source stops. Notifications wait in a bounded
-//! queue ([`QUEUE`]); when it is full the watcher thread waits, and the kernel's own queue absorbs
-//! the rest (an overflow there is logged by `notify` as a rescan).
+//! On the pull skeleton ([`crate::pull`]): a session is one watcher and the queue it fills; each
+//! notification is a message, and `decode` keeps the watched paths of the watched operation (zero
+//! drafts for the rest).
+//!
+//! Delivery: at-most-once by nature: the kernel's notification cannot be acknowledged or replayed
+//! (nothing to settle), and changes while the process is down are not seen. A notification
+//! received is retried against the bus with backoff until it is stored or the source stops.
+//! Notifications wait in a bounded queue ([`QUEUE`]); when it is full the watcher thread waits, and
+//! the kernel's own queue absorbs the rest (an overflow there is logged by `notify` as a rescan).
 //!
 //! A missing directory is retried with backoff (it may be a volume not mounted yet), not an error.
 
-use crate::{BuiltEventSource, SourceContext};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
-use crate::sender::build_event;
 use async_trait::async_trait;
 use notify::{PollWatcher, RecommendedWatcher, RecursiveMode, Watcher};
 use serde_json::json;
 use sluice_crds::eventsource::FileEventSource;
-use sluice_eventbus::Subject;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
 
 use crate::clients::files::{FileOp, PathMatch};
-use crate::metrics::{EventLabels, SourceMetrics};
-use crate::reconnect::Backoff;
-use crate::sender::{publish, EventSender, Publisher, Retry, FIRST_BACKOFF};
-use crate::{BuildError, PullSource, SourceError};
-use sluice_eventbus::readiness::ReadyFlag;
+use crate::pull::{Draft, Malformed, Names, Pull, Upstream, UpstreamError};
+use crate::sender::{Retry, FIRST_BACKOFF};
+use crate::{BuildError, BuiltEventSource, SourceContext};
 
 /// The CloudEvent `type` of this kind.
 pub const SOURCE_TYPE: &str = "file";
@@ -50,7 +46,6 @@ pub fn build(
     ctx: &SourceContext,
     out: &mut BuiltEventSource,
 ) -> Result<(), BuildError> {
-    let (sender, metrics) = (&ctx.sender, &ctx.metrics);
     for (event_name, spec) in events {
         let invalid = |reason: String| BuildError::InvalidSpec {
             event_source: es_name.into(),
@@ -65,35 +60,26 @@ pub fn build(
         })?;
         let (directory, path_match) =
             PathMatch::from_config(spec.watch_path_config.as_ref()).map_err(invalid)?;
-        out.tasks.push(Box::new(FileSource {
-            ready: ctx.readiness.flag(format!("{es_name}/{event_name}")),
-            event_source: es_name.to_owned(),
-            event_name: event_name.clone(),
+        let upstream = FileUpstream {
             directory: PathBuf::from(directory),
             path_match,
             op,
             polling: spec.polling,
             metadata: spec.metadata.clone(),
-            sender: sender.clone(),
-            metrics: metrics.clone(),
-        }));
+        };
+        out.tasks
+            .push(Box::new(Pull::new(es_name, event_name, upstream, ctx)));
     }
     Ok(())
 }
 
 /// One `file` event: a watch on one directory.
-pub struct FileSource {
-    event_source: String,
-    event_name: String,
+pub struct FileUpstream {
     directory: PathBuf,
     path_match: PathMatch,
     op: FileOp,
     polling: bool,
     metadata: Option<BTreeMap<String, String>>,
-    sender: Arc<dyn EventSender>,
-    metrics: SourceMetrics,
-    /// Set while the directory is watched; cleared while the watch fails (e.g. no directory yet).
-    ready: ReadyFlag,
 }
 
 /// Either watcher; kept alive while the source runs (dropping it stops the watch).
@@ -102,8 +88,59 @@ enum AnyWatcher {
     Poll(PollWatcher),
 }
 
-impl FileSource {
-    fn watch(&self, tx: mpsc::Sender<notify::Result<notify::Event>>) -> notify::Result<AnyWatcher> {
+/// A watch on the directory and the notifications it queued.
+pub struct Watch {
+    /// Held for the watch to go on.
+    _watcher: AnyWatcher,
+    notifications: mpsc::Receiver<notify::Result<notify::Event>>,
+}
+
+impl FileUpstream {
+    /// The `name` of upstream's event: the path with inotify, the file name when polling.
+    fn name_of(&self, path: &Path) -> String {
+        if self.polling {
+            path.file_name()
+                .map_or_else(|| path.to_string_lossy(), |n| n.to_string_lossy())
+                .into_owned()
+        } else {
+            path.to_string_lossy().into_owned()
+        }
+    }
+
+    /// The events of one notification: its watched paths, when its operation is the watched one.
+    pub fn drafts(&self, notification: &notify::Event) -> Vec<Draft> {
+        if FileOp::of(&notification.kind) != Some(self.op) {
+            return Vec::new();
+        }
+        notification
+            .paths
+            .iter()
+            .filter(|path| self.path_match.matches(&self.directory, path))
+            .map(|path| {
+                Draft::new(
+                    json!({"name": self.name_of(path), "op": self.op.number(), "metadata": self.metadata}),
+                )
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Upstream for FileUpstream {
+    type Session = Watch;
+    type Message = notify::Event;
+
+    fn kind(&self) -> &'static str {
+        SOURCE_TYPE
+    }
+
+    /// Why retry in hand: a file notification cannot be replayed.
+    fn retry(&self) -> Retry {
+        Retry::UntilStored { first: FIRST_BACKOFF }
+    }
+
+    async fn connect(&self, names: &Names) -> Result<Watch, UpstreamError> {
+        let (tx, notifications) = mpsc::channel(QUEUE);
         let handler = move |res: notify::Result<notify::Event>| {
             // Runs on the watcher's thread: waiting here is the backpressure.
             let _ = tx.blocking_send(res);
@@ -120,99 +157,74 @@ impl FileSource {
             AnyWatcher::Notify(w) => w.watch(&self.directory, RecursiveMode::NonRecursive)?,
             AnyWatcher::Poll(w) => w.watch(&self.directory, RecursiveMode::NonRecursive)?,
         }
-        Ok(watcher)
+        tracing::info!(eventsource = %names.event_source, event_name = %names.event_name, directory = %self.directory.display(), polling = self.polling, "watching the directory");
+        Ok(Watch {
+            _watcher: watcher,
+            notifications,
+        })
     }
 
-    /// The `name` of upstream's event: the path with inotify, the file name when polling.
-    fn name_of(&self, path: &Path) -> String {
-        if self.polling {
-            path.file_name()
-                .map_or_else(|| path.to_string_lossy(), |n| n.to_string_lossy())
-                .into_owned()
-        } else {
-            path.to_string_lossy().into_owned()
-        }
+    async fn next(&self, watch: &mut Watch) -> Result<Option<notify::Event>, UpstreamError> {
+        // A watcher error (the directory went away, a rescan) ends the session: watched again.
+        Ok(watch.notifications.recv().await.transpose()?)
     }
 
-    /// Publishes until the bus stored the event; `false` when cancelled first.
-    async fn publish(&self, name: String, labels: &EventLabels, cancel: &CancellationToken) -> bool {
-        let data = json!({"name": name, "op": self.op.number(), "metadata": self.metadata});
-        // Why `true` without an event (settled): see `build_event`; retrying cannot build it either.
-        let Some(event) = build_event(SOURCE_TYPE, labels, data, &self.metrics) else {
-            return true;
-        };
-        let subject = Subject::new(&self.event_source, &self.event_name);
-        let publisher = Publisher {
-            sender: &*self.sender,
-            metrics: &self.metrics,
-            labels,
-            cancel,
-        };
-        // Why retry in hand (the helper's UntilStored): a file notification cannot be replayed.
-        let retry = Retry::UntilStored { first: FIRST_BACKOFF };
-        let outcome = publish(&publisher, &subject, &event, retry).await;
-        debug!(eventsource = %self.event_source, event_name = %self.event_name, event = %event.id(), file = %name, ?outcome, "handled a file change");
-        // Settled includes a rejected event (cannot happen for this small data, logged if it did);
-        // not settled means cancelled.
-        outcome.settled()
+    fn decode(&self, notification: &notify::Event) -> Result<Vec<Draft>, Malformed> {
+        Ok(self.drafts(notification))
     }
 }
 
-#[async_trait]
-impl PullSource for FileSource {
-    fn describe(&self) -> String {
-        format!("{}/{}", self.event_source, self.event_name)
+#[cfg(test)]
+mod tests {
+    use notify::event::{CreateKind, EventKind, RemoveKind};
+    use regex::Regex;
+
+    use super::*;
+
+    fn upstream(op: FileOp, polling: bool) -> FileUpstream {
+        FileUpstream {
+            directory: PathBuf::from("/data/in/"),
+            path_match: PathMatch::Regexp(Regex::new(r"\.csv$").expect("a regex")),
+            op,
+            polling,
+            metadata: Some(BTreeMap::from([("team".into(), "ops".into())])),
+        }
     }
 
-    async fn run(self: Box<Self>, cancel: CancellationToken) -> Result<(), SourceError> {
-        let labels = EventLabels {
-            eventsource_name: self.event_source.clone(),
-            event_name: self.event_name.clone(),
-        };
-        let mut backoff = Backoff::default();
-        'watch: loop {
-            let (tx, mut rx) = mpsc::channel(QUEUE);
-            let watcher = match self.watch(tx) {
-                Ok(w) => w,
-                Err(e) => {
-                    self.ready.set(false);
-                    warn!(eventsource = %self.event_source, event_name = %self.event_name, directory = %self.directory.display(), error = %e, retry_in = ?backoff.wait(), "failed to watch the directory; retrying");
-                    if !backoff.sleep(&cancel).await {
-                        return Ok(());
-                    }
-                    continue 'watch;
-                }
-            };
-            backoff.reset();
-            self.ready.set(true);
-            info!(eventsource = %self.event_source, event_name = %self.event_name, directory = %self.directory.display(), polling = self.polling, "watching the directory");
-            loop {
-                let notified = tokio::select! {
-                    biased;
-                    _ = cancel.cancelled() => { drop(watcher); return Ok(()) }
-                    n = rx.recv() => n,
-                };
-                let event = match notified {
-                    Some(Ok(e)) => e,
-                    Some(Err(e)) => {
-                        self.ready.set(false);
-                        warn!(eventsource = %self.event_source, event_name = %self.event_name, error = %e, "file watcher error; watching again");
-                        continue 'watch;
-                    }
-                    None => continue 'watch,
-                };
-                if FileOp::of(&event.kind) != Some(self.op) {
-                    continue;
-                }
-                for path in &event.paths {
-                    if !self.path_match.matches(&self.directory, path) {
-                        continue;
-                    }
-                    if !self.publish(self.name_of(path), &labels, &cancel).await {
-                        return Ok(());
-                    }
-                }
-            }
+    fn notification(kind: EventKind, paths: &[&str]) -> notify::Event {
+        let mut event = notify::Event::new(kind);
+        for p in paths {
+            event = event.add_path(PathBuf::from(p));
         }
+        event
+    }
+
+    #[test]
+    fn a_notification_becomes_an_event_per_watched_path_of_the_watched_operation() {
+        let created = notification(
+            EventKind::Create(CreateKind::File),
+            &["/data/in/a.csv", "/data/in/a.txt", "/data/in/b.csv"],
+        );
+        let names: Vec<_> = upstream(FileOp::Create, false)
+            .drafts(&created)
+            .into_iter()
+            .map(|d| d.data)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                json!({"name": "/data/in/a.csv", "op": 1, "metadata": {"team": "ops"}}),
+                json!({"name": "/data/in/b.csv", "op": 1, "metadata": {"team": "ops"}}),
+            ]
+        );
+        assert!(
+            upstream(FileOp::Remove, false).drafts(&created).is_empty(),
+            "another operation: no event"
+        );
+        let removed = notification(EventKind::Remove(RemoveKind::File), &["/data/in/x.csv"]);
+        let drafts = upstream(FileOp::Remove, true).drafts(&removed);
+        assert_eq!(drafts.len(), 1);
+        assert_eq!(drafts[0].data["name"], "x.csv", "the file name when polling");
+        assert_eq!(drafts[0].id, None, "no delivery id: a random event id");
     }
 }

@@ -137,7 +137,7 @@ fn a_records_event_has_its_position_as_id_and_its_timestamp_as_time() {
         &spec("{url: 'h:1', topic: orders, partition: '3', jsonBody: true}"),
         &secrets(),
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("a partition-mode kafka spec builds");
     let now = Utc.timestamp_opt(1_800_000_000, 0).single().unwrap_or_default();
     let (draft, not_json) = u.draft(&message(Some(b"{\"n\":1}")), now);
     assert!(!not_json);

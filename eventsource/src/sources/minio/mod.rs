@@ -10,51 +10,54 @@
 //! notification document). The id is derived from the records' bucket/key/ETag/sequencer, so the same
 //! document published twice is one event on the bus.
 //!
-//! Delivery guarantee: the listen API has no acknowledgement, so a notification is published with
-//! retries (backoff, while the stream waits) until the bus stores it; notifications MinIO emits while
-//! the connection is down are not replayed by MinIO (for that, use the `s3` kind, a Sluice extension).
+//! On the pull skeleton ([`crate::pull`]): a session is one open stream and the lines it delivered
+//! but not yet handed out; each line is a message. A line that is not a notification document is
+//! reported by the skeleton (logged, counted in `processing_failed` and
+//! `rejected{reason="malformed"}`) and skipped; a document with no records is skipped quietly, as a
+//! keep-alive.
+//!
+//! Delivery guarantee: the listen API has no acknowledgement (nothing to settle), so a
+//! notification is published with retries (backoff, while the stream waits) until the bus stores
+//! it; notifications MinIO emits while the connection is down are not replayed by MinIO (for that,
+//! use the `s3` kind, a Sluice extension).
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 use sluice_crds::eventsource::S3Artifact;
-use sluice_eventbus::{deterministic_id, EventBuilder, Subject};
-use tokio_util::sync::CancellationToken;
+use sluice_eventbus::deterministic_id;
 
 use crate::aws::AwsClient;
 use crate::clients::s3_records::{self, MalformedNotification};
-use crate::metrics::{EventLabels, SourceMetrics};
+use crate::pull::{Draft, Malformed, Names, Pull, Upstream, UpstreamError};
 use crate::push::metadata_value;
-use crate::sender::EventSender;
-use crate::{BuildError, BuiltEventSource, PullSource, SourceContext, SourceError};
+use crate::reconnect::Backoff;
+use crate::sender::{Retry, FIRST_BACKOFF};
+use crate::{BuildError, BuiltEventSource, SourceContext};
 
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// The CloudEvent `type` of this kind.
+pub const SOURCE_TYPE: &str = "minio";
 
-/// Splits complete lines off `buffer` and returns the notification documents among them (blank
-/// keep-alive lines and documents with an empty `Records` are skipped; a line that is not JSON, or
-/// not a notification, is an `Err` with the reason, which the caller logs and counts).
-pub fn drain_documents(buffer: &mut Vec<u8>) -> Vec<Result<Value, String>> {
+/// Splits the complete lines off `buffer`, leaving an incomplete last one there; blank keep-alive
+/// lines are dropped.
+pub fn drain_lines(buffer: &mut Vec<u8>) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     while let Some(pos) = buffer.iter().position(|b| *b == b'\n') {
         let line: Vec<u8> = buffer.drain(..=pos).collect();
-        let text = String::from_utf8_lossy(&line);
-        let text = text.trim();
-        if text.is_empty() {
-            continue;
-        }
-        match serde_json::from_str::<Value>(text) {
-            Ok(doc) => match s3_records::records(&doc) {
-                Ok(records) if records.is_empty() => {}
-                Ok(_) => out.push(Ok(doc)),
-                Err(e) => out.push(Err(e.to_string())),
-            },
-            Err(e) => out.push(Err(e.to_string())),
+        if !line.trim_ascii().is_empty() {
+            out.push(line);
         }
     }
     out
+}
+
+/// The notification document of one line; the error is why it is not one.
+pub fn document(line: &[u8]) -> Result<Value, String> {
+    let doc: Value = serde_json::from_slice(line.trim_ascii()).map_err(|e| e.to_string())?;
+    s3_records::records(&doc).map_err(|e| e.to_string())?;
+    Ok(doc)
 }
 
 /// The event id of one notification document.
@@ -81,22 +84,23 @@ pub fn event_data(
 }
 
 /// One `minio` event, resolved.
-pub struct MinioSource {
-    event_source: String,
-    event_name: String,
+pub struct MinioUpstream {
     client: AwsClient,
     base: String,
     bucket: String,
     query: Vec<(String, String)>,
     metadata: Option<BTreeMap<String, String>>,
-    sender: Arc<dyn EventSender>,
-    metrics: SourceMetrics,
-    labels: EventLabels,
-    /// True while the notification stream is open, false while it cannot be opened.
-    ready: crate::ReadyFlag,
 }
 
-impl MinioSource {
+/// One open notification stream and the lines it delivered but not yet handed out.
+pub struct Listen {
+    response: reqwest::Response,
+    /// Bytes of a line not complete yet (a document may be split across chunks).
+    buffer: Vec<u8>,
+    lines: VecDeque<Vec<u8>>,
+}
+
+impl MinioUpstream {
     /// Resolves one `minio` event.
     pub fn build(
         event_source: &str,
@@ -144,116 +148,73 @@ impl MinioSource {
         }
         query.push(("ping".into(), "10".into()));
         Ok(Self {
-            event_source: event_source.into(),
-            event_name: event_name.into(),
             client,
             base,
             bucket,
             query,
             metadata: spec.metadata.clone(),
-            sender: ctx.sender.clone(),
-            metrics: ctx.metrics.clone(),
-            labels: SourceMetrics::labels(event_source, event_name),
-            ready: ctx.readiness.flag(format!("{event_source}/{event_name}")),
         })
-    }
-
-    /// Publishes one document, retrying until the bus stores it; `false` when cancelled first.
-    async fn publish(&self, doc: &Value, cancel: &CancellationToken) -> bool {
-        let decoded = document_id(doc).and_then(|id| Ok((id, event_data(doc, self.metadata.as_ref())?)));
-        let (id, data) = match decoded {
-            Ok(decoded) => decoded,
-            Err(error) => {
-                // Not reached for documents from `drain_documents`, which already refused them.
-                self.metrics.processing_failed.get_or_create(&self.labels).inc();
-                tracing::error!(eventsource = %self.event_source, event_name = %self.event_name, %error, "skipping a MinIO line that is not a notification");
-                return true;
-            }
-        };
-        let event = match EventBuilder::new(&self.event_source, &self.event_name, "minio")
-            .id(id)
-            .data_json(data)
-            .build()
-        {
-            Ok(e) => e,
-            Err(error) => {
-                self.metrics.processing_failed.get_or_create(&self.labels).inc();
-                tracing::error!(eventsource = %self.event_source, event_name = %self.event_name, %error, "failed to build a MinIO notification event");
-                return true;
-            }
-        };
-        let subject = Subject::new(&self.event_source, &self.event_name);
-        // Why retry until stored (the shared helper): MinIO will not send this notification again;
-        // giving up would lose it.
-        crate::sender::publish_until_stored(
-            self.sender.as_ref(),
-            &subject,
-            &event,
-            &self.metrics,
-            &self.labels,
-            cancel,
-        )
-        .await
-    }
-
-    async fn listen_once(&self, cancel: &CancellationToken) -> Result<(), String> {
-        let path = format!("/{}", crate::aws::sigv4::uri_encode(&self.bucket, false));
-        let mut response = self
-            .client
-            .stream("s3", &self.base, &path, &self.query)
-            .await
-            .map_err(|e| sluice_eventbus::error_chain(&e))?;
-        self.ready.set(true);
-        tracing::info!(eventsource = %self.event_source, event_name = %self.event_name, bucket = %self.bucket, "listening for MinIO bucket notifications");
-        let mut buffer = Vec::new();
-        loop {
-            let chunk = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return Ok(()),
-                c = response.chunk() => c.map_err(|e| e.to_string())?,
-            };
-            let Some(chunk) = chunk else {
-                return Err("the stream ended".into());
-            };
-            buffer.extend_from_slice(&chunk);
-            for doc in drain_documents(&mut buffer) {
-                match doc {
-                    Ok(doc) => {
-                        if !self.publish(&doc, cancel).await {
-                            return Ok(());
-                        }
-                    }
-                    Err(error) => {
-                        self.metrics.processing_failed.get_or_create(&self.labels).inc();
-                        tracing::error!(eventsource = %self.event_source, event_name = %self.event_name, %error, "skipping a MinIO line that is not a notification (MinIO sends no message id)");
-                    }
-                }
-            }
-        }
     }
 }
 
 #[async_trait]
-impl PullSource for MinioSource {
-    fn describe(&self) -> String {
-        format!("{}/{} minio", self.event_source, self.event_name)
+impl Upstream for MinioUpstream {
+    type Session = Listen;
+    /// One line of the stream.
+    type Message = Vec<u8>;
+
+    fn kind(&self) -> &'static str {
+        SOURCE_TYPE
     }
 
-    async fn run(self: Box<Self>, cancel: CancellationToken) -> Result<(), SourceError> {
-        let mut delay = Duration::from_millis(500);
-        while !cancel.is_cancelled() {
-            if let Err(error) = self.listen_once(&cancel).await {
-                self.ready.set(false);
-                tracing::error!(eventsource = %self.event_source, event_name = %self.event_name, %error, retry_in_ms = delay.as_millis() as u64, "MinIO notification stream failed; reconnecting");
-                tokio::select! {
-                    biased;
-                    _ = cancel.cancelled() => break,
-                    _ = tokio::time::sleep(delay) => {}
-                }
-                delay = (delay * 2).min(MAX_BACKOFF);
+    /// Why retry until stored: MinIO will not send this notification again; giving up would lose
+    /// it.
+    fn retry(&self) -> Retry {
+        Retry::UntilStored { first: FIRST_BACKOFF }
+    }
+
+    /// From 500 ms, doubling.
+    fn backoff(&self) -> Backoff {
+        Backoff::new(Duration::from_millis(500), 2.0)
+    }
+
+    async fn connect(&self, names: &Names) -> Result<Listen, UpstreamError> {
+        let path = format!("/{}", crate::aws::sigv4::uri_encode(&self.bucket, false));
+        let response = self.client.stream("s3", &self.base, &path, &self.query).await?;
+        tracing::info!(eventsource = %names.event_source, event_name = %names.event_name, bucket = %self.bucket, "listening for MinIO bucket notifications");
+        Ok(Listen {
+            response,
+            buffer: Vec::new(),
+            lines: VecDeque::new(),
+        })
+    }
+
+    /// Cancel-safe: a chunk is taken out of the response only when it is returned, and split into
+    /// lines with no await in between.
+    async fn next(&self, listen: &mut Listen) -> Result<Option<Vec<u8>>, UpstreamError> {
+        loop {
+            if let Some(line) = listen.lines.pop_front() {
+                return Ok(Some(line));
             }
+            let Some(chunk) = listen.response.chunk().await? else {
+                return Ok(None);
+            };
+            listen.buffer.extend_from_slice(&chunk);
+            listen.lines.extend(drain_lines(&mut listen.buffer));
         }
-        Ok(())
+    }
+
+    /// One event per notification document, as upstream; none for a document without records.
+    fn decode(&self, line: &Vec<u8>) -> Result<Vec<Draft>, Malformed> {
+        // MinIO sends no message id: the skeleton's log line names no position either.
+        let malformed = |reason: String| Malformed(format!("not a MinIO notification: {reason}"));
+        let doc = document(line).map_err(malformed)?;
+        let data = event_data(&doc, self.metadata.as_ref()).map_err(|e| malformed(e.to_string()))?;
+        if data["notification"].as_array().is_some_and(Vec::is_empty) {
+            return Ok(Vec::new());
+        }
+        let id = document_id(&doc).map_err(|e| malformed(e.to_string()))?;
+        Ok(vec![Draft::new(data).with_id(id)])
     }
 }
 
@@ -265,8 +226,9 @@ pub fn build(
     out: &mut BuiltEventSource,
 ) -> Result<(), BuildError> {
     for (event_name, spec) in events {
+        let upstream = MinioUpstream::build(es_name, event_name, spec, ctx)?;
         out.tasks
-            .push(Box::new(MinioSource::build(es_name, event_name, spec, ctx)?));
+            .push(Box::new(Pull::new(es_name, event_name, upstream, ctx)));
     }
     Ok(())
 }
@@ -274,7 +236,18 @@ pub fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{context, Recorder, Secrets};
     use serde_json::json;
+
+    fn upstream() -> MinioUpstream {
+        let spec = S3Artifact {
+            endpoint: "127.0.0.1:9000".into(),
+            bucket: Some(serde_json::from_value(json!({"name": "input"})).expect("a bucket")),
+            ..Default::default()
+        };
+        let ctx = context(Secrets::default(), std::sync::Arc::new(Recorder::default()));
+        MinioUpstream::build("es", "ev", &spec, &ctx).expect("a valid spec")
+    }
 
     #[test]
     fn decodes_a_stream_split_across_chunks_with_keepalives() {
@@ -284,16 +257,25 @@ mod tests {
         let mut buffer = Vec::new();
         buffer.extend_from_slice(b" \n");
         buffer.extend_from_slice(&line.as_bytes()[..10]);
-        assert!(drain_documents(&mut buffer).is_empty(), "half a line is kept");
+        assert!(drain_lines(&mut buffer).is_empty(), "half a line is kept");
         buffer.extend_from_slice(&line.as_bytes()[10..]);
         buffer.extend_from_slice(b"{\"Records\":[]}\nnot json\n");
-        let docs = drain_documents(&mut buffer);
-        assert_eq!(docs.len(), 2);
-        assert_eq!(docs[0].as_ref().ok(), Some(&doc));
-        assert!(docs[1].is_err());
+        let lines = drain_lines(&mut buffer);
         assert!(buffer.is_empty());
-        let data = event_data(&doc, None).expect("a notification");
-        assert_eq!(data["notification"][0]["s3"]["object"]["key"], "a%2Fb.txt");
+        let decoded: Vec<_> = lines.iter().map(|l| upstream().decode(l)).collect();
+        assert_eq!(decoded.len(), 3);
+        let drafts = decoded[0].as_ref().expect("a notification");
+        assert_eq!(drafts.len(), 1, "one event per document, as upstream");
+        assert_eq!(
+            drafts[0].data["notification"][0]["s3"]["object"]["key"],
+            "a%2Fb.txt"
+        );
+        assert_eq!(drafts[0].id, document_id(&doc).ok());
+        assert!(
+            decoded[1].as_ref().is_ok_and(Vec::is_empty),
+            "no records: skipped quietly"
+        );
+        assert!(decoded[2].is_err(), "not JSON: reported");
         assert_eq!(document_id(&doc), document_id(&doc.clone()));
     }
 
@@ -302,12 +284,21 @@ mod tests {
         // Before, JSON without a `Records` list was skipped like a keep-alive, without a log line.
         let mut buffer =
             b"{\"Records\": \"oops\"}\n{\"Records\": [1]}\n{\"hello\": 1}\n{\"Records\": null}\n".to_vec();
-        let docs = drain_documents(&mut buffer);
-        let reasons: Vec<String> = docs
-            .into_iter()
-            .map(|d| d.expect_err("each malformed line is an error"))
+        let results: Vec<_> = drain_lines(&mut buffer)
+            .iter()
+            .map(|l| upstream().decode(l))
             .collect();
-        assert_eq!(reasons.len(), 3, "{reasons:?}");
+        assert_eq!(results.len(), 4);
+        assert!(results[3].as_ref().is_ok_and(Vec::is_empty), "null records: none");
+        let reasons: Vec<String> = results[..3]
+            .iter()
+            .map(|d| {
+                d.as_ref()
+                    .err()
+                    .map(|m| m.0.clone())
+                    .expect("each malformed line is an error")
+            })
+            .collect();
         assert!(reasons[0].contains("`Records` is a string"), "{reasons:?}");
         assert!(reasons[1].contains("record 0 is a number"), "{reasons:?}");
         assert!(reasons[2].contains("no `Records`"), "{reasons:?}");

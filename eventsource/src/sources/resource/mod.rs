@@ -14,41 +14,46 @@
 //! `createdBy` (created before that time) and `afterStart` (created after the source started) are
 //! checked here.
 //!
+//! On the pull skeleton ([`crate::pull`]): `connect` makes the client and lists (so ready means
+//! listed), `next` hands out the list's changes and then the watch's, re-watching and re-listing as
+//! above; each change is a message, `decode` applies `eventTypes` and the filters (a change they
+//! leave out is zero events: acknowledged, not counted, as before the skeleton), and `settle`
+//! records the change as seen. What was seen lives in the source, not the session, so a reconnect
+//! re-lists against it.
+//!
 //! Delivery: the event id is derived from `uid/resourceVersion/type`, so the same change always has
 //! the same id: a restarted source re-lists and re-sends existing objects as `ADD` with the ids they
 //! had, which the bus drops as duplicates (within its dedupe window). A change counts as seen only
-//! after the bus stored its event; until then it is re-sent (with backoff), so none is lost while the
-//! bus is away. API access comes from the kubeconfig chain (`KUBECONFIG`, in-cluster).
+//! after the bus stored its event (its settle); until then it is re-sent (with backoff), so none is
+//! lost while the bus is away. API access comes from the kubeconfig chain (`KUBECONFIG`,
+//! in-cluster).
 
 pub mod filter;
 
-use crate::{BuiltEventSource, SourceContext};
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::stream::BoxStream;
 use futures::StreamExt;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, WatchEvent, WatchParams};
 use kube::Client;
 use serde_json::Value;
 use sluice_crds::eventsource::ResourceEventSource;
 use sluice_eventbus::event::deterministic_id;
-use sluice_eventbus::{EventBuilder, Subject};
-use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use self::filter::{event_data, label_selector, ChangeType, ObjectFilter};
-use crate::metrics::{EventLabels, SourceMetrics};
-use crate::sender::{publish, EventSender, Publisher, Retry, FIRST_BACKOFF};
-use crate::{BuildError, PullSource, SourceError};
+use crate::pull::{Draft, Malformed, Names, Pull, Settle, Upstream, UpstreamError};
+use crate::reconnect::Backoff;
+use crate::sender::{Retry, FIRST_BACKOFF};
+use crate::{BuildError, BuiltEventSource, SourceContext};
 
 /// The CloudEvent `type` of this kind.
 pub const SOURCE_TYPE: &str = "resource";
 /// How long one watch request stays open before it is renewed (the API server caps it anyway).
 const WATCH_TIMEOUT_SECS: u32 = 290;
-/// The longest wait between attempts to publish or to reach the API server.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Builds a pull source per `resource` event of EventSource `es_name`.
 pub fn build(
@@ -57,7 +62,6 @@ pub fn build(
     ctx: &SourceContext,
     out: &mut BuiltEventSource,
 ) -> Result<(), BuildError> {
-    let (sender, metrics) = (&ctx.sender, &ctx.metrics);
     for (event_name, spec) in events {
         let invalid = |reason: String| BuildError::InvalidSpec {
             event_source: es_name.into(),
@@ -88,7 +92,8 @@ pub fn build(
                 .unwrap_or_default(),
         )
         .map_err(invalid)?;
-        // Checked now (filters need the start time only at run; `afterStart` is re-based then).
+        // Checked now; `afterStart` is based on the first connect (the source may be built long
+        // before it runs, e.g. by a standby waiting for its Lease).
         ObjectFilter::new(spec.filter.as_ref(), chrono::Utc::now()).map_err(invalid)?;
         if let Err(kubeconfig) = kube::config::Kubeconfig::read() {
             if let Err(in_cluster) = kube::Config::incluster() {
@@ -97,48 +102,127 @@ pub fn build(
                 )));
             }
         }
-        out.tasks.push(Box::new(ResourceSource {
+        let upstream = ResourceUpstream {
             event_source: es_name.to_owned(),
             event_name: event_name.clone(),
             spec: spec.clone(),
             types,
             selector,
-            sender: sender.clone(),
-            metrics: metrics.clone(),
-            client: None,
-        }));
+            filter: OnceLock::new(),
+            seen: Mutex::new(HashMap::new()),
+        };
+        out.tasks
+            .push(Box::new(Pull::new(es_name, event_name, upstream, ctx)));
     }
     Ok(())
 }
 
+/// What the source has seen, by uid.
+type Seen = HashMap<String, Value>;
+
 /// One `resource` event: a watch.
-pub struct ResourceSource {
+pub struct ResourceUpstream {
     event_source: String,
     event_name: String,
     spec: ResourceEventSource,
     types: HashSet<ChangeType>,
     selector: String,
-    sender: Arc<dyn EventSender>,
-    metrics: SourceMetrics,
-    /// Given by tests; otherwise made from the kubeconfig chain when the source starts.
-    client: Option<Client>,
+    /// The filters, with `afterStart` based on the first connect (set there, before any change).
+    filter: OnceLock<ObjectFilter>,
+    /// The objects whose changes were handled, by uid: `oldBody` of updates, and what a re-list
+    /// compares with. Here, not in the session, so it outlives reconnects.
+    seen: Mutex<Seen>,
 }
 
-impl ResourceSource {
-    /// Uses `client` instead of the kubeconfig chain (tests, or a process that has one).
-    pub fn with_client(mut self, client: Client) -> Self {
-        self.client = Some(client);
-        self
-    }
+/// One change of an object.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Change {
+    /// ADD, UPDATE or DELETE.
+    pub change: ChangeType,
+    /// The object as it is now (as it was, for a DELETE).
+    pub object: Value,
+    /// The object before an UPDATE.
+    pub old: Option<Value>,
+}
 
-    fn run_error(&self, source: impl std::error::Error + Send + Sync + 'static) -> SourceError {
-        SourceError::Run {
-            event_source: self.event_source.clone(),
-            event: self.event_name.clone(),
-            source: Box::new(source),
+/// The watch events of one watch request.
+type Events = BoxStream<'static, Result<WatchEvent<DynamicObject>, kube::Error>>;
+
+/// One connection's list and watches.
+pub struct Watch {
+    api: Api<DynamicObject>,
+    /// Changes of the last list not yet handed out.
+    pending: VecDeque<Change>,
+    /// The resourceVersion to watch from; `None` when a list is due.
+    version: Option<String>,
+    /// The open watch request, if any.
+    events: Option<Events>,
+}
+
+fn uid(object: &Value) -> String {
+    object["metadata"]["uid"].as_str().unwrap_or_default().to_owned()
+}
+
+fn resource_version(object: &Value) -> String {
+    object["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The changes that turn `seen` into `listed` (a fresh list): ADD for new uids, UPDATE for a changed
+/// resourceVersion, DELETE for uids no longer listed. Unchanged objects give nothing. Pure.
+pub fn diff_list(seen: &Seen, listed: &[Value]) -> Vec<Change> {
+    let mut changes = Vec::new();
+    let mut present = HashSet::new();
+    for object in listed {
+        let id = uid(object);
+        present.insert(id.clone());
+        match seen.get(&id) {
+            None => changes.push(Change {
+                change: ChangeType::Add,
+                object: object.clone(),
+                old: None,
+            }),
+            Some(old) if resource_version(old) != resource_version(object) => changes.push(Change {
+                change: ChangeType::Update,
+                object: object.clone(),
+                old: Some(old.clone()),
+            }),
+            Some(_) => {}
         }
     }
+    for (id, old) in seen {
+        if !present.contains(id) {
+            changes.push(Change {
+                change: ChangeType::Delete,
+                object: old.clone(),
+                old: None,
+            });
+        }
+    }
+    changes
+}
 
+/// The change a watch event of `object` stands for, given what was seen: `changed` is the event's
+/// kind (`None` for ADDED, which is an UPDATE of an object already seen). `None` when it is
+/// nothing new: an object already seen at this resourceVersion (an ADD replayed after a re-list).
+/// Pure.
+pub fn watched_change(seen: &Seen, changed: Option<ChangeType>, object: Value) -> Option<Change> {
+    let old = seen.get(&uid(&object));
+    let change = match (changed, old) {
+        (Some(c), _) => c,
+        (None, Some(_)) => ChangeType::Update,
+        (None, None) => ChangeType::Add,
+    };
+    if change != ChangeType::Delete && old.is_some_and(|o| resource_version(o) == resource_version(&object)) {
+        return None;
+    }
+    let old = (change == ChangeType::Update).then(|| old.cloned()).flatten();
+    Some(Change { change, object, old })
+}
+
+impl ResourceUpstream {
     fn api(&self, client: Client) -> Api<DynamicObject> {
         let api_version = if self.spec.group.is_empty() {
             self.spec.version.clone()
@@ -158,287 +242,185 @@ impl ResourceSource {
             Api::namespaced_with(client, &self.spec.namespace, &resource)
         }
     }
-}
 
-/// What the source has seen, by uid.
-type Seen = HashMap<String, Value>;
-
-fn uid(object: &Value) -> String {
-    object["metadata"]["uid"].as_str().unwrap_or_default().to_owned()
-}
-
-fn resource_version(object: &Value) -> String {
-    object["metadata"]["resourceVersion"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-}
-
-/// The changes that turn `seen` into `listed` (a fresh list): ADD for new uids, UPDATE for a changed
-/// resourceVersion, DELETE for uids no longer listed. Unchanged objects give nothing. Pure.
-pub fn diff_list(seen: &Seen, listed: &[Value]) -> Vec<(ChangeType, Value, Option<Value>)> {
-    let mut changes = Vec::new();
-    let mut present = HashSet::new();
-    for object in listed {
-        let id = uid(object);
-        present.insert(id.clone());
-        match seen.get(&id) {
-            None => changes.push((ChangeType::Add, object.clone(), None)),
-            Some(old) if resource_version(old) != resource_version(object) => {
-                changes.push((ChangeType::Update, object.clone(), Some(old.clone())))
-            }
-            Some(_) => {}
-        }
-    }
-    for (id, old) in seen {
-        if !present.contains(id) {
-            changes.push((ChangeType::Delete, old.clone(), None));
-        }
-    }
-    changes
-}
-
-/// How the watch ended.
-enum WatchEnd {
-    /// Cancelled: stop.
-    Cancelled,
-    /// The resourceVersion expired or the watch failed: list again.
-    Relist,
-}
-
-struct Run<'a> {
-    source: &'a ResourceSource,
-    filter: ObjectFilter,
-    seen: Seen,
-    labels: EventLabels,
-}
-
-impl Run<'_> {
-    /// Emits one change (when its type is asked for and it passes the filters), then records it as
-    /// seen. `false` when cancelled before the bus took it.
-    async fn apply(
-        &mut self,
-        change: ChangeType,
-        object: Value,
-        old: Option<Value>,
-        cancel: &CancellationToken,
-    ) -> bool {
-        let id = uid(&object);
-        let wanted = self.source.types.contains(&change) && self.filter.passes(&object);
-        if wanted && !self.emit(change, &object, old.as_ref(), cancel).await {
-            // Not recorded as seen: the next list reports it again.
-            return false;
-        }
-        match change {
-            ChangeType::Delete => {
-                self.seen.remove(&id);
-            }
-            ChangeType::Add | ChangeType::Update => {
-                self.seen.insert(id, object);
-            }
-        }
-        true
+    fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    async fn emit(
-        &self,
-        change: ChangeType,
-        object: &Value,
-        old: Option<&Value>,
-        cancel: &CancellationToken,
-    ) -> bool {
-        let s = self.source;
-        let (u, rv) = (uid(object), resource_version(object));
-        let event = EventBuilder::new(&s.event_source, &s.event_name, SOURCE_TYPE)
-            .id(deterministic_id(&[
-                SOURCE_TYPE,
-                &s.event_source,
-                &s.event_name,
-                &u,
-                &rv,
-                change.as_str(),
-            ]))
-            .data_json(event_data(&s.spec, change, object, old))
-            .build();
-        let event = match event {
-            Ok(e) => e,
-            Err(e) => {
-                // Cannot happen with these attributes; skipping beats blocking the watch forever.
-                warn!(eventsource = %s.event_source, event = %s.event_name, error = %e, "failed to build a resource event; skipped");
-                s.metrics.processing_failed.get_or_create(&self.labels).inc();
-                return true;
-            }
-        };
-        let subject = Subject::new(&s.event_source, &s.event_name);
-        let publisher = Publisher {
-            sender: &*s.sender,
-            metrics: &s.metrics,
-            labels: &self.labels,
-            cancel,
-        };
-        // Why retry until stored: a watch cannot be nak'ed; the change is only safe once stored.
-        let retry = Retry::UntilStored { first: FIRST_BACKOFF };
-        let outcome = publish(&publisher, &subject, &event, retry).await;
-        debug!(eventsource = %s.event_source, event_name = %s.event_name, event = %event.id(), change = change.as_str(), ?outcome, "handled a change");
-        // Settled includes a rejected change (an object bigger than the bus takes, logged by the
-        // helper): skipping it beats blocking the watch forever.
-        outcome.settled()
-    }
-
-    /// Lists, reports what changed since the last list, and returns the list's resourceVersion.
-    async fn list(
-        &mut self,
-        api: &Api<DynamicObject>,
-        cancel: &CancellationToken,
-    ) -> Result<Option<String>, kube::Error> {
-        let list = api
-            .list(&ListParams::default().labels(&self.source.selector))
+    /// Lists, queues what changed since what was seen, and sets the version to watch from.
+    async fn list(&self, watch: &mut Watch) -> Result<(), UpstreamError> {
+        let list = watch
+            .api
+            .list(&ListParams::default().labels(&self.selector))
             .await?;
+        let version = list
+            .metadata
+            .resource_version
+            .ok_or("the list has no resourceVersion to watch from")?;
         let listed: Vec<Value> = list
             .items
             .iter()
             .filter_map(|o| serde_json::to_value(o).ok())
             .collect();
-        for (change, object, old) in diff_list(&self.seen, &listed) {
-            if !self.apply(change, object, old, cancel).await {
-                return Ok(None);
-            }
-        }
-        Ok(list.metadata.resource_version)
+        watch.pending.extend(diff_list(&self.seen(), &listed));
+        watch.version = Some(version);
+        watch.events = None;
+        Ok(())
     }
 
-    async fn watch(
-        &mut self,
-        api: &Api<DynamicObject>,
-        mut version: String,
-        cancel: &CancellationToken,
-    ) -> WatchEnd {
-        loop {
-            let params = WatchParams::default()
-                .labels(&self.source.selector)
-                .timeout(WATCH_TIMEOUT_SECS);
-            let stream = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return WatchEnd::Cancelled,
-                s = api.watch(&params, &version) => s,
-            };
-            let mut stream = match stream {
-                Ok(s) => s.boxed(),
-                Err(e) => {
-                    warn!(eventsource = %self.source.event_source, event_name = %self.source.event_name, error = %e, "failed to watch; listing again");
-                    return WatchEnd::Relist;
-                }
-            };
-            loop {
-                let next = tokio::select! {
-                    biased;
-                    _ = cancel.cancelled() => return WatchEnd::Cancelled,
-                    n = stream.next() => n,
-                };
-                let event = match next {
-                    // The server closed the watch (timeout): renew it from the last version.
-                    None => break,
-                    Some(Ok(e)) => e,
-                    Some(Err(e)) => {
-                        warn!(eventsource = %self.source.event_source, event_name = %self.source.event_name, error = %e, "watch failed; listing again");
-                        return WatchEnd::Relist;
-                    }
-                };
-                let (change, object) = match event {
-                    WatchEvent::Added(o) => (None, o),
-                    WatchEvent::Modified(o) => (Some(ChangeType::Update), o),
-                    WatchEvent::Deleted(o) => (Some(ChangeType::Delete), o),
-                    WatchEvent::Bookmark(b) => {
-                        version = b.metadata.resource_version;
-                        continue;
-                    }
-                    WatchEvent::Error(status) => {
-                        // 410 Gone: the version expired; anything else: start over too.
-                        debug!(eventsource = %self.source.event_source, code = status.code, message = %status.message, "watch ended with an error; listing again");
-                        return WatchEnd::Relist;
-                    }
-                };
-                let Ok(object) = serde_json::to_value(&object) else {
-                    continue;
-                };
-                let rv = resource_version(&object);
-                let old = self.seen.get(&uid(&object)).cloned();
-                let change = match (change, &old) {
-                    (Some(c), _) => c,
-                    (None, Some(_)) => ChangeType::Update,
-                    (None, None) => ChangeType::Add,
-                };
-                // Already seen at this version (e.g. an ADD replayed after a re-list): nothing new.
-                if change != ChangeType::Delete && old.as_ref().is_some_and(|o| resource_version(o) == rv) {
-                    version = rv;
-                    continue;
-                }
-                let old = (change == ChangeType::Update).then_some(old).flatten();
-                if !self.apply(change, object, old, cancel).await {
-                    return WatchEnd::Cancelled;
-                }
-                version = rv;
-            }
-        }
+    /// Whether `change` is one this event reports.
+    fn wanted(&self, change: &Change) -> bool {
+        // `connect` set the filter before any change was read.
+        self.types.contains(&change.change) && self.filter.get().is_some_and(|f| f.passes(&change.object))
     }
 }
 
 #[async_trait]
-impl PullSource for ResourceSource {
-    fn describe(&self) -> String {
-        format!("{}/{}", self.event_source, self.event_name)
+impl Upstream for ResourceUpstream {
+    type Session = Watch;
+    type Message = Change;
+
+    fn kind(&self) -> &'static str {
+        SOURCE_TYPE
     }
 
-    async fn run(self: Box<Self>, cancel: CancellationToken) -> Result<(), SourceError> {
-        let client = match &self.client {
-            Some(c) => c.clone(),
-            None => {
-                let mut config = kube::Config::infer().await.map_err(|e| self.run_error(e))?;
-                config.default_retry = false;
-                Client::try_from(config).map_err(|e| self.run_error(e))?
-            }
+    /// Why retry until stored: a watch cannot be nak'ed; the change is only safe once stored.
+    fn retry(&self) -> Retry {
+        Retry::UntilStored { first: FIRST_BACKOFF }
+    }
+
+    /// From 500 ms, doubling: between failed lists.
+    fn backoff(&self) -> Backoff {
+        Backoff::new(Duration::from_millis(500), 2.0)
+    }
+
+    async fn connect(&self, names: &Names) -> Result<Watch, UpstreamError> {
+        let mut config = kube::Config::infer().await?;
+        config.default_retry = false;
+        let client = Client::try_from(config)?;
+        let started = chrono::Utc::now();
+        if self.filter.get().is_none() {
+            let filter = ObjectFilter::new(self.spec.filter.as_ref(), started)?;
+            // Only this source's own `connect` sets it, one at a time: it is unset here.
+            let _ = self.filter.set(filter);
+        }
+        let mut watch = Watch {
+            api: self.api(client),
+            pending: VecDeque::new(),
+            version: None,
+            events: None,
         };
-        let api = self.api(client);
-        let filter = ObjectFilter::new(self.spec.filter.as_ref(), chrono::Utc::now()).map_err(|reason| {
-            self.run_error(std::io::Error::new(std::io::ErrorKind::InvalidInput, reason))
-        })?;
-        let mut run = Run {
-            source: &self,
-            filter,
-            seen: HashMap::new(),
-            labels: EventLabels {
-                eventsource_name: self.event_source.clone(),
-                event_name: self.event_name.clone(),
-            },
-        };
-        info!(eventsource = %self.event_source, event_name = %self.event_name, resource = %self.spec.resource, namespace = %self.spec.namespace, "watching");
-        let mut wait = Duration::from_millis(500);
+        self.list(&mut watch).await?;
+        info!(eventsource = %names.event_source, event_name = %names.event_name, resource = %self.spec.resource, namespace = %self.spec.namespace, "watching");
+        Ok(watch)
+    }
+
+    /// Cancel-safe: the queue, the version and the watch change only between awaits.
+    async fn next(&self, watch: &mut Watch) -> Result<Option<Change>, UpstreamError> {
         loop {
-            if cancel.is_cancelled() {
-                return Ok(());
+            if let Some(change) = watch.pending.pop_front() {
+                return Ok(Some(change));
             }
-            let version = match run.list(&api, &cancel).await {
-                Ok(Some(v)) => {
-                    wait = Duration::from_millis(500);
-                    v
-                }
-                Ok(None) => return Ok(()),
-                Err(e) => {
-                    warn!(eventsource = %self.event_source, event_name = %self.event_name, error = %e, "failed to list; retrying");
-                    tokio::select! {
-                        biased;
-                        _ = cancel.cancelled() => return Ok(()),
-                        _ = tokio::time::sleep(wait) => {}
+            let Some(version) = watch.version.clone() else {
+                // A failed list ends the session: the skeleton backs off and connects again.
+                self.list(watch).await?;
+                continue;
+            };
+            let events = match &mut watch.events {
+                Some(events) => events,
+                None => {
+                    let params = WatchParams::default()
+                        .labels(&self.selector)
+                        .timeout(WATCH_TIMEOUT_SECS);
+                    match watch.api.watch(&params, &version).await {
+                        Ok(events) => watch.events.insert(events.boxed()),
+                        Err(e) => {
+                            warn!(eventsource = %self.event_source, event_name = %self.event_name, error = %e, "failed to watch; listing again");
+                            watch.version = None;
+                            continue;
+                        }
                     }
-                    wait = (wait * 2).min(MAX_BACKOFF);
+                }
+            };
+            let event = match events.next().await {
+                // The server closed the watch (timeout): renew it from the last version.
+                None => {
+                    watch.events = None;
+                    continue;
+                }
+                Some(Ok(e)) => e,
+                Some(Err(e)) => {
+                    warn!(eventsource = %self.event_source, event_name = %self.event_name, error = %e, "watch failed; listing again");
+                    watch.version = None;
                     continue;
                 }
             };
-            match run.watch(&api, version, &cancel).await {
-                WatchEnd::Cancelled => return Ok(()),
-                WatchEnd::Relist => {}
+            let (changed, object) = match event {
+                WatchEvent::Added(o) => (None, o),
+                WatchEvent::Modified(o) => (Some(ChangeType::Update), o),
+                WatchEvent::Deleted(o) => (Some(ChangeType::Delete), o),
+                WatchEvent::Bookmark(b) => {
+                    watch.version = Some(b.metadata.resource_version);
+                    continue;
+                }
+                WatchEvent::Error(status) => {
+                    // 410 Gone: the version expired; anything else: start over too.
+                    debug!(eventsource = %self.event_source, code = status.code, message = %status.message, "watch ended with an error; listing again");
+                    watch.version = None;
+                    continue;
+                }
+            };
+            let Ok(object) = serde_json::to_value(&object) else {
+                continue;
+            };
+            watch.version = Some(resource_version(&object));
+            if let Some(change) = watched_change(&self.seen(), changed, object) {
+                return Ok(Some(change));
             }
         }
+    }
+
+    /// The change's event, or none when `eventTypes` or the filters leave it out (acknowledged and
+    /// recorded as seen all the same, as before the skeleton: not counted).
+    fn decode(&self, change: &Change) -> Result<Vec<Draft>, Malformed> {
+        if !self.wanted(change) {
+            return Ok(Vec::new());
+        }
+        let id = deterministic_id(&[
+            SOURCE_TYPE,
+            &self.event_source,
+            &self.event_name,
+            &uid(&change.object),
+            &resource_version(&change.object),
+            change.change.as_str(),
+        ]);
+        let data = event_data(&self.spec, change.change, &change.object, change.old.as_ref());
+        Ok(vec![Draft::new(data).with_id(id)])
+    }
+
+    /// Records the change as seen, only now that its event was stored (or it was left out, or
+    /// rejected for good): a change not recorded is reported again by the next list.
+    async fn settle(&self, _: &mut Watch, change: Change, _: Settle) -> Result<(), UpstreamError> {
+        let id = uid(&change.object);
+        let mut seen = self.seen();
+        match change.change {
+            ChangeType::Delete => {
+                seen.remove(&id);
+            }
+            ChangeType::Add | ChangeType::Update => {
+                seen.insert(id, change.object);
+            }
+        }
+        Ok(())
+    }
+
+    fn locate(&self, change: &Change) -> String {
+        format!(
+            "{} uid {} resourceVersion {}",
+            change.change.as_str(),
+            uid(&change.object),
+            resource_version(&change.object)
+        )
     }
 }
 
@@ -462,7 +444,7 @@ mod tests {
         let listed = vec![obj("a", "1"), obj("b", "5"), obj("d", "6")];
         let mut changes: Vec<(String, String)> = diff_list(&seen, &listed)
             .into_iter()
-            .map(|(t, o, _)| (t.as_str().to_owned(), uid(&o)))
+            .map(|c| (c.change.as_str().to_owned(), uid(&c.object)))
             .collect();
         changes.sort();
         assert_eq!(
@@ -474,5 +456,75 @@ mod tests {
             ]
         );
         assert!(diff_list(&seen, &[obj("a", "1"), obj("b", "1"), obj("c", "1")]).is_empty());
+    }
+
+    #[test]
+    fn a_watch_event_is_classified_against_what_was_seen() {
+        let seen: Seen = [("a".into(), obj("a", "1"))].into();
+        assert_eq!(watched_change(&seen, None, obj("a", "1")), None, "a replayed ADD");
+        let update = watched_change(&seen, None, obj("a", "2")).expect("a newer version");
+        assert_eq!(
+            (update.change, update.old),
+            (ChangeType::Update, Some(obj("a", "1")))
+        );
+        let add = watched_change(&seen, None, obj("b", "3")).expect("a new object");
+        assert_eq!((add.change, add.old), (ChangeType::Add, None));
+        let delete = watched_change(&seen, Some(ChangeType::Delete), obj("a", "1")).expect("a delete");
+        assert_eq!((delete.change, delete.old), (ChangeType::Delete, None));
+    }
+
+    #[test]
+    fn a_change_left_out_by_event_types_or_filters_is_no_event() {
+        let spec = ResourceEventSource {
+            version: "v1".into(),
+            resource: "configmaps".into(),
+            filter: Some(sluice_crds::eventsource::ResourceFilter {
+                prefix: Some("watched-".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let upstream = ResourceUpstream {
+            event_source: "k8s".into(),
+            event_name: "cm".into(),
+            filter: OnceLock::from(
+                ObjectFilter::new(spec.filter.as_ref(), chrono::Utc::now()).expect("a valid filter"),
+            ),
+            spec,
+            types: [ChangeType::Add].into(),
+            selector: String::new(),
+            seen: Mutex::new(Seen::new()),
+        };
+        let add = |name: &str| Change {
+            change: ChangeType::Add,
+            object: json!({"metadata": {"uid": name, "resourceVersion": "1", "name": name}}),
+            old: None,
+        };
+        let drafts = upstream
+            .decode(&add("watched-1"))
+            .expect("a change always decodes");
+        assert_eq!(drafts.len(), 1);
+        assert_eq!(drafts[0].data["type"], "ADD");
+        assert_eq!(
+            drafts[0].id,
+            upstream
+                .decode(&add("watched-1"))
+                .expect("decodes")
+                .pop()
+                .and_then(|d| d.id),
+            "the same change has the same id"
+        );
+        assert!(
+            upstream.decode(&add("other")).expect("decodes").is_empty(),
+            "filtered out"
+        );
+        let delete = Change {
+            change: ChangeType::Delete,
+            ..add("watched-1")
+        };
+        assert!(
+            upstream.decode(&delete).expect("decodes").is_empty(),
+            "not in eventTypes"
+        );
     }
 }

@@ -19,38 +19,40 @@
 //! to 30 s. The process's readiness flag `<eventSourceName>/<eventName>` is set once the directory
 //! was listed and cleared while the connection is down, so `/readyz` names it.
 //!
+//! On the pull skeleton ([`crate::pull`]): `connect` opens the connection and lists the directory
+//! once (so ready means listed), `next` hands out the changes of the newest listing one by one and
+//! lists again after `pollIntervalDuration` once they are all handed out; `decode` keeps the
+//! watched operation and names (zero drafts for the rest); `close` ends the connection politely.
+//! The baseline lives in the source, not the session, so a reconnect keeps it.
+//!
 //! Delivery: at-most-once by nature. A change is seen only by comparing listings, so changes
 //! while the process is down are not reported (each start takes a new baseline), and a file
 //! created and removed between two polls is never seen. A change that was seen is retried
-//! against the bus with backoff until it is stored or the source stops. The event id is a random
+//! against the bus with backoff until it is stored or the source stops; a listing becomes the
+//! baseline only after every change it showed was handled, so none drops out of the comparison.
+//! Nothing is settled upstream (a listing cannot be acknowledged). The event id is a random
 //! UUID, as for the `file` kind: the server gives no delivery id.
 
 mod poll;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::sender::build_event;
 use async_trait::async_trait;
 use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 use russh_sftp::client::SftpSession;
 use serde_json::json;
 use sluice_crds::eventsource::SFTPEventSource;
-use sluice_eventbus::Subject;
-use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::info;
 
 pub use poll::{diff, Listing, Stat};
 
 use crate::clients::files::{FileOp, PathMatch};
-use crate::metrics::{EventLabels, SourceMetrics};
-use crate::reconnect::Backoff;
-use crate::sender::EventSender;
-use crate::{
-    resolve_secret, BuildError, BuiltEventSource, PullSource, ReadyFlag, SourceContext, SourceError,
-};
+use crate::pull::{Draft, Malformed, Names, Pull, Upstream, UpstreamError};
+use crate::sender::{Retry, FIRST_BACKOFF};
+use crate::{resolve_secret, BuildError, BuiltEventSource, SourceContext};
 
 /// The CloudEvent `type` of this kind.
 pub const SOURCE_TYPE: &str = "sftp";
@@ -58,7 +60,7 @@ pub const SOURCE_TYPE: &str = "sftp";
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(10);
 /// How long connecting and authenticating may take before the attempt counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a clean disconnect may take when the source stops.
+/// How long a clean disconnect may take when a connection ends.
 const DISCONNECT_TIMEOUT: Duration = Duration::from_millis(200);
 
 /// Why one connection to the SFTP server ended or could not be made.
@@ -158,9 +160,7 @@ pub fn build(
             }
             (None, None) => return Err(invalid("set password or sshKeySecret".into())),
         };
-        out.tasks.push(Box::new(SftpSource {
-            event_source: es_name.to_owned(),
-            event_name: event_name.clone(),
+        let upstream = SftpUpstream {
             address,
             username,
             credential,
@@ -169,18 +169,16 @@ pub fn build(
             op,
             interval,
             metadata: spec.metadata.clone(),
-            sender: ctx.sender.clone(),
-            metrics: ctx.metrics.clone(),
-            ready: ctx.readiness.flag(format!("{es_name}/{event_name}")),
-        }));
+            baseline: Mutex::new(None),
+        };
+        out.tasks
+            .push(Box::new(Pull::new(es_name, event_name, upstream, ctx)));
     }
     Ok(())
 }
 
 /// One `sftp` event: a poller of one remote directory.
-pub struct SftpSource {
-    event_source: String,
-    event_name: String,
+pub struct SftpUpstream {
     address: String,
     username: String,
     credential: Credential,
@@ -189,9 +187,10 @@ pub struct SftpSource {
     op: FileOp,
     interval: Duration,
     metadata: Option<BTreeMap<String, String>>,
-    sender: Arc<dyn EventSender>,
-    metrics: SourceMetrics,
-    ready: ReadyFlag,
+    /// The last listing whose changes were all handled; `None` until the first listing. Here, not
+    /// in the session, so a file created or removed while the connection was down is reported once
+    /// it is back.
+    baseline: Mutex<Option<Listing>>,
 }
 
 /// Accepts the server's host key and logs its fingerprint (see the module docs for why).
@@ -216,25 +215,18 @@ impl russh::client::Handler for HostKeyLogger {
     }
 }
 
-/// An authenticated SSH connection with its SFTP session.
-struct Connection {
+/// One connection's polling: the SSH connection with its SFTP session, and the changes of the
+/// newest listing not yet handed out.
+pub struct Poll {
     ssh: russh::client::Handle<HostKeyLogger>,
     sftp: SftpSession,
+    pending: VecDeque<(FileOp, String)>,
+    /// The newest listing; the baseline once every change in `pending` was handled.
+    listed: Option<Listing>,
 }
 
-impl Connection {
-    async fn close(self) {
-        let _ = self.sftp.close().await;
-        let _ = tokio::time::timeout(
-            DISCONNECT_TIMEOUT,
-            self.ssh.disconnect(russh::Disconnect::ByApplication, "", "en"),
-        )
-        .await;
-    }
-}
-
-impl SftpSource {
-    async fn connect(&self) -> Result<Connection, SftpError> {
+impl SftpUpstream {
+    async fn open(&self, names: &Names) -> Result<Poll, SftpError> {
         let config = Arc::new(russh::client::Config {
             // A server that vanished without closing is noticed within about a minute.
             keepalive_interval: Some(Duration::from_secs(15)),
@@ -242,8 +234,8 @@ impl SftpSource {
             ..Default::default()
         });
         let handler = HostKeyLogger {
-            event_source: self.event_source.clone(),
-            event_name: self.event_name.clone(),
+            event_source: names.event_source.clone(),
+            event_name: names.event_name.clone(),
             address: self.address.clone(),
         };
         let mut ssh = russh::client::connect(config, self.address.as_str(), handler)
@@ -284,7 +276,12 @@ impl SftpSource {
         let sftp = SftpSession::new(channel.into_stream())
             .await
             .map_err(|e| SftpError::OpenSubsystem(Box::new(e)))?;
-        Ok(Connection { ssh, sftp })
+        Ok(Poll {
+            ssh,
+            sftp,
+            pending: VecDeque::new(),
+            listed: None,
+        })
     }
 
     /// The files (not directories) of the watched directory.
@@ -311,115 +308,125 @@ impl SftpSource {
             .collect())
     }
 
-    /// Publishes the changes from `before` to `after` that this event watches; `false` when
-    /// cancelled first.
-    async fn publish_changes(
-        &self,
-        before: &Listing,
-        after: &Listing,
-        labels: &EventLabels,
-        cancel: &CancellationToken,
-    ) -> bool {
-        for (op, name) in diff(before, after) {
-            if op != self.op || !self.path_match.matches(Path::new(""), Path::new(&name)) {
-                continue;
-            }
-            debug!(eventsource = %self.event_source, event_name = %self.event_name, file = %name, op = op.name(), "sftp change");
-            if !self.publish(&name, labels, cancel).await {
-                return false;
-            }
-        }
-        true
-    }
-
-    /// Publishes until the bus stored the event; `false` when cancelled first.
-    async fn publish(&self, name: &str, labels: &EventLabels, cancel: &CancellationToken) -> bool {
-        let data = json!({"name": name, "op": self.op.number(), "metadata": self.metadata});
-        // Why `true` without an event (settled): see `build_event`; retrying cannot build it either.
-        let Some(event) = build_event(SOURCE_TYPE, labels, data, &self.metrics) else {
+    /// Queues the changes from the baseline to `listed`; `true` when `listed` is the very first
+    /// listing, which becomes the baseline itself (files already there are not changes).
+    fn compare(&self, poll: &mut Poll, listed: Listing) -> bool {
+        let mut baseline = self.baseline.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(before) = baseline.as_ref() else {
+            *baseline = Some(listed);
             return true;
         };
-        let subject = Subject::new(&self.event_source, &self.event_name);
-        crate::sender::publish_until_stored(&*self.sender, &subject, &event, &self.metrics, labels, cancel)
-            .await
+        poll.pending.extend(diff(before, &listed));
+        poll.listed = Some(listed);
+        false
     }
 
-    /// Polls over one connection until it fails (`Err`) or the source is cancelled (`Ok`).
-    async fn poll(
-        &self,
-        sftp: &SftpSession,
-        baseline: &mut Option<Listing>,
-        labels: &EventLabels,
-        cancel: &CancellationToken,
-    ) -> Result<(), SftpError> {
-        loop {
-            let listed = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return Ok(()),
-                l = self.list(sftp) => l?,
-            };
-            match baseline.as_ref() {
-                // The first listing is the baseline: files already there are not changes.
-                None => {
-                    info!(eventsource = %self.event_source, event_name = %self.event_name, directory = %self.directory, files = listed.len(), "sftp baseline listed");
-                }
-                Some(before) => {
-                    if !self.publish_changes(before, &listed, labels, cancel).await {
-                        return Ok(());
-                    }
-                }
-            }
-            // Only after every change was published (or the source stopped above), so a change
-            // is never dropped from the comparison.
-            *baseline = Some(listed);
-            // Ready means the directory can be listed (and so the baseline exists).
-            self.ready.set(true);
-            tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return Ok(()),
-                _ = tokio::time::sleep(self.interval) => {}
-            }
-        }
+    /// The event of one change, when it is of the watched operation and name.
+    pub fn draft(&self, op: FileOp, name: &str) -> Option<Draft> {
+        (op == self.op && self.path_match.matches(Path::new(""), Path::new(name)))
+            .then(|| Draft::new(json!({"name": name, "op": self.op.number(), "metadata": self.metadata})))
     }
 }
 
 #[async_trait]
-impl PullSource for SftpSource {
-    fn describe(&self) -> String {
-        format!("{}/{}", self.event_source, self.event_name)
+impl Upstream for SftpUpstream {
+    type Session = Poll;
+    /// One change between two listings.
+    type Message = (FileOp, String);
+
+    fn kind(&self) -> &'static str {
+        SOURCE_TYPE
     }
 
-    async fn run(self: Box<Self>, cancel: CancellationToken) -> Result<(), SourceError> {
-        let labels = EventLabels {
-            eventsource_name: self.event_source.clone(),
-            event_name: self.event_name.clone(),
-        };
-        let mut baseline: Option<Listing> = None;
-        let mut backoff = Backoff::default();
-        loop {
-            let connected = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return Ok(()),
-                c = tokio::time::timeout(CONNECT_TIMEOUT, self.connect()) => c.unwrap_or_else(|_| Err(SftpError::ConnectTimeout { address: self.address.clone() })),
-            };
-            let failure = match connected {
-                Ok(connection) => {
-                    info!(eventsource = %self.event_source, event_name = %self.event_name, address = %self.address, directory = %self.directory, interval = ?self.interval, "connected to the sftp server");
-                    backoff.reset();
-                    let polled = self.poll(&connection.sftp, &mut baseline, &labels, &cancel).await;
-                    self.ready.set(false);
-                    connection.close().await;
-                    match polled {
-                        Ok(()) => return Ok(()),
-                        Err(e) => e,
-                    }
-                }
-                Err(e) => e,
-            };
-            warn!(eventsource = %self.event_source, event_name = %self.event_name, error = %failure, cause = ?std::error::Error::source(&failure).map(ToString::to_string), retry_in = ?backoff.wait(), "sftp polling failed; reconnecting");
-            if !backoff.sleep(&cancel).await {
-                return Ok(());
-            }
+    /// Why retry in hand: a change is seen once, by comparing listings; it cannot be asked for again.
+    fn retry(&self) -> Retry {
+        Retry::UntilStored { first: FIRST_BACKOFF }
+    }
+
+    /// Connects and lists once, so the source is ready only once the directory can be listed.
+    async fn connect(&self, names: &Names) -> Result<Poll, UpstreamError> {
+        let mut poll = tokio::time::timeout(CONNECT_TIMEOUT, self.open(names))
+            .await
+            .map_err(|_| SftpError::ConnectTimeout {
+                address: self.address.clone(),
+            })??;
+        let listed = self.list(&poll.sftp).await?;
+        info!(eventsource = %names.event_source, event_name = %names.event_name, address = %self.address, directory = %self.directory, interval = ?self.interval, "connected to the sftp server");
+        let files = listed.len();
+        if self.compare(&mut poll, listed) {
+            info!(eventsource = %names.event_source, event_name = %names.event_name, directory = %self.directory, files, "sftp baseline listed");
         }
+        Ok(poll)
+    }
+
+    /// Cancel-safe: the queue and the baseline change only between awaits.
+    async fn next(&self, poll: &mut Poll) -> Result<Option<(FileOp, String)>, UpstreamError> {
+        loop {
+            if let Some(change) = poll.pending.pop_front() {
+                return Ok(Some(change));
+            }
+            // Every change of the last listing was handled (the skeleton asks for the next message
+            // only after settling the previous one): it is the baseline now, and not before, so a
+            // change is never dropped from the comparison.
+            if let Some(listed) = poll.listed.take() {
+                *self.baseline.lock().unwrap_or_else(|e| e.into_inner()) = Some(listed);
+            }
+            tokio::time::sleep(self.interval).await;
+            let listed = self.list(&poll.sftp).await?;
+            self.compare(poll, listed);
+        }
+    }
+
+    fn decode(&self, (op, name): &(FileOp, String)) -> Result<Vec<Draft>, Malformed> {
+        Ok(self.draft(*op, name).into_iter().collect())
+    }
+
+    fn locate(&self, (op, name): &(FileOp, String)) -> String {
+        format!("{} {name}", op.name())
+    }
+
+    /// Closes the SFTP session and the SSH connection politely, within [`DISCONNECT_TIMEOUT`] (a
+    /// server that is gone cannot answer).
+    async fn close(&self, poll: Poll) {
+        let bye = async {
+            let _ = poll.sftp.close().await;
+            let _ = poll
+                .ssh
+                .disconnect(russh::Disconnect::ByApplication, "", "en")
+                .await;
+        };
+        let _ = tokio::time::timeout(DISCONNECT_TIMEOUT, bye).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use regex::Regex;
+
+    use super::*;
+
+    #[test]
+    fn a_change_is_an_event_only_for_the_watched_operation_and_name() {
+        let upstream = SftpUpstream {
+            address: "127.0.0.1:22".into(),
+            username: "u".into(),
+            credential: Credential::Password("p".into()),
+            directory: "/in".into(),
+            path_match: PathMatch::Regexp(Regex::new(r"\.csv$").expect("a regex")),
+            op: FileOp::Create,
+            interval: DEFAULT_POLL_INTERVAL,
+            metadata: Some(BTreeMap::from([("team".into(), "ops".into())])),
+            baseline: Mutex::new(None),
+        };
+        let drafts = upstream
+            .decode(&(FileOp::Create, "a.csv".into()))
+            .expect("a change always decodes");
+        assert_eq!(drafts.len(), 1);
+        assert_eq!(
+            drafts[0].data,
+            json!({"name": "a.csv", "op": 1, "metadata": {"team": "ops"}})
+        );
+        assert_eq!(upstream.draft(FileOp::Remove, "a.csv"), None);
+        assert_eq!(upstream.draft(FileOp::Create, "a.txt"), None);
     }
 }

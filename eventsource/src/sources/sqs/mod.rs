@@ -10,29 +10,32 @@
 //! is the parsed JSON (an S3 notification arrives as its `Records` document, unchanged); a body that
 //! is not JSON, or any body without `jsonBody`, is published as a base64 string as upstream does.
 //!
-//! Delivery guarantee: a message is deleted only after the bus stored its event. When publishing
-//! fails the message is left alone: SQS makes it visible again after the queue's visibility timeout
-//! and it is received and published again (same id). `dlq: true`: a message whose event cannot be
-//! built is left undeleted so the queue's redrive policy moves it to the dead-letter queue; without
-//! `dlq` it is deleted with an error log and the `processing_failed` metric.
+//! On the pull skeleton ([`crate::pull`]) as the shared [`QueueUpstream`]: a session is the
+//! looked-up queue and the batch received last; each SQS message is a message with one event;
+//! `settle` deletes it or leaves it.
+//!
+//! Delivery guarantee: a message is deleted only after the bus stored its event (or the
+//! EventSource's filter dropped it). When publishing fails the message is left alone (one attempt,
+//! then a nak): SQS makes it visible again after the queue's visibility timeout and it is received
+//! and published again (same id). A message whose event can never be stored (it cannot be built,
+//! or it is bigger than the bus takes; logged and counted) is deleted, or with `dlq: true` left
+//! undeleted so the queue's redrive policy moves it to the dead-letter queue.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use async_trait::async_trait;
 use serde_json::{Map, Value};
 use sluice_crds::eventsource::SQSEventSource;
-use sluice_eventbus::{EventBuilder, Subject};
-use tokio_util::sync::CancellationToken;
 
 use crate::aws::SqsMessage;
 use crate::clients::aws::aws_client;
 use crate::clients::body::body_value;
-use crate::clients::sqs::{Disposition, MessageHandler, QueuePoller};
-use crate::metrics::{EventLabels, SourceMetrics};
+use crate::clients::sqs::{Queue, QueueUpstream};
+use crate::pull::{Draft, Pull};
 use crate::push::metadata_value;
-use crate::sender::EventSender;
-use crate::{BuildError, BuiltEventSource, PullSource, SourceContext, SourceError};
+use crate::{BuildError, BuiltEventSource, SourceContext};
+
+/// The CloudEvent `type` of this kind.
+pub const SOURCE_TYPE: &str = "sqs";
 
 /// The event data of one message, as upstream.
 pub fn event_data(
@@ -50,136 +53,55 @@ pub fn event_data(
     Value::Object(data)
 }
 
-struct SqsHandler {
-    event_source: String,
-    event_name: String,
+/// The events of one message: one, its id the SQS message id, so a redelivery dedupes on the bus.
+pub fn decode(
+    message: &SqsMessage,
     json_body: bool,
-    dlq: bool,
-    metadata: Option<BTreeMap<String, String>>,
-    sender: Arc<dyn EventSender>,
-    metrics: SourceMetrics,
-    labels: EventLabels,
+    metadata: Option<&BTreeMap<String, String>>,
+) -> Vec<Draft> {
+    let data = event_data(message, json_body, metadata);
+    vec![Draft::new(data).with_id(message.message_id.clone())]
 }
 
-#[async_trait]
-impl MessageHandler for SqsHandler {
-    async fn handle(&self, message: &SqsMessage, cancel: &CancellationToken) -> Disposition {
-        let started = tokio::time::Instant::now();
-        let event = EventBuilder::new(&self.event_source, &self.event_name, "sqs")
-            .id(message.message_id.clone())
-            .data_json(event_data(message, self.json_body, self.metadata.as_ref()))
-            .build();
-        let event = match event {
-            Ok(e) => e,
-            Err(error) => {
-                self.metrics.processing_failed.get_or_create(&self.labels).inc();
-                tracing::error!(eventsource = %self.event_source, event_name = %self.event_name, message_id = %message.message_id, %error, dlq = self.dlq, "failed to build the event of an SQS message");
-                // Why: with a dead-letter queue the message is left for SQS to move there; without
-                // one, keeping it would make it come back forever, so it is dropped, loudly.
-                return if self.dlq {
-                    Disposition::Keep
-                } else {
-                    Disposition::Delete
-                };
-            }
-        };
-        let subject = Subject::new(&self.event_source, &self.event_name);
-        let result = tokio::select! {
-            biased;
-            _ = cancel.cancelled() => return Disposition::Keep,
-            r = self.sender.send(&subject, &event) => r,
-        };
-        match result {
-            Ok(ack) => {
-                if !ack.filtered {
-                    self.metrics.sent.get_or_create(&self.labels).inc();
-                }
-                self.metrics
-                    .processing_duration
-                    .get_or_create(&self.labels)
-                    .observe(started.elapsed().as_secs_f64() * 1000.0);
-                tracing::info!(eventsource = %self.event_source, event_name = %self.event_name, event = %event.id(), duplicate = ack.duplicate, "published");
-                Disposition::Delete
-            }
-            Err(error) => {
-                self.metrics.sent_failed.get_or_create(&self.labels).inc();
-                // Why keep: the bus did not store the event; the undeleted message reappears after
-                // the visibility timeout and is published again.
-                tracing::error!(eventsource = %self.event_source, event_name = %self.event_name, event = %event.id(), %error, "failed to publish an SQS message; leaving it on the queue");
-                Disposition::Keep
-            }
-        }
-    }
-}
-
-/// One `sqs` event, resolved.
-pub struct SqsSource {
-    poller: QueuePoller,
-    handler: SqsHandler,
-}
-
-impl SqsSource {
-    /// Resolves one `sqs` event.
-    pub fn build(
-        event_source: &str,
-        event_name: &str,
-        spec: &SQSEventSource,
-        ctx: &SourceContext,
-    ) -> Result<Self, BuildError> {
-        let region = if spec.region.trim().is_empty() {
-            "us-east-1"
-        } else {
-            spec.region.trim()
-        };
-        let client = aws_client(
-            event_source,
-            event_name,
-            ctx,
-            spec.access_key.as_ref(),
-            spec.secret_key.as_ref(),
-            spec.session_token.as_ref(),
-            region,
-            spec.role_arn
-                .as_deref()
-                .map(|r| (r, crate::aws::sts_endpoint(spec.endpoint.as_deref(), region)))
-                .as_ref()
-                .map(|(r, e)| (*r, e.as_str())),
-        )?;
-        Ok(Self {
-            poller: QueuePoller {
-                event_source: event_source.into(),
-                event_name: event_name.into(),
-                client,
-                endpoint: crate::aws::sqs_endpoint(spec.endpoint.as_deref(), region),
-                queue: spec.queue.clone(),
-                account_id: spec.queue_account_id.clone(),
-                wait_seconds: spec.wait_time_seconds.unwrap_or(20).clamp(0, 20),
-                ready: ctx.readiness.flag(format!("{event_source}/{event_name}")),
-            },
-            handler: SqsHandler {
-                event_source: event_source.into(),
-                event_name: event_name.into(),
-                json_body: spec.json_body,
-                dlq: spec.dlq,
-                metadata: spec.metadata.clone(),
-                sender: ctx.sender.clone(),
-                metrics: ctx.metrics.clone(),
-                labels: SourceMetrics::labels(event_source, event_name),
-            },
-        })
-    }
-}
-
-#[async_trait]
-impl PullSource for SqsSource {
-    fn describe(&self) -> String {
-        format!("{}/{} sqs", self.poller.event_source, self.poller.event_name)
-    }
-
-    async fn run(self: Box<Self>, cancel: CancellationToken) -> Result<(), SourceError> {
-        self.poller.run(&self.handler, cancel).await;
-        Ok(())
-    }
+/// Resolves one `sqs` event.
+pub fn upstream(
+    event_source: &str,
+    event_name: &str,
+    spec: &SQSEventSource,
+    ctx: &SourceContext,
+) -> Result<QueueUpstream, BuildError> {
+    let region = if spec.region.trim().is_empty() {
+        "us-east-1"
+    } else {
+        spec.region.trim()
+    };
+    let client = aws_client(
+        event_source,
+        event_name,
+        ctx,
+        spec.access_key.as_ref(),
+        spec.secret_key.as_ref(),
+        spec.session_token.as_ref(),
+        region,
+        spec.role_arn
+            .as_deref()
+            .map(|r| (r, crate::aws::sts_endpoint(spec.endpoint.as_deref(), region)))
+            .as_ref()
+            .map(|(r, e)| (*r, e.as_str())),
+    )?;
+    let (json_body, metadata) = (spec.json_body, spec.metadata.clone());
+    Ok(QueueUpstream {
+        kind: SOURCE_TYPE,
+        queue: Queue {
+            client,
+            endpoint: crate::aws::sqs_endpoint(spec.endpoint.as_deref(), region),
+            queue: spec.queue.clone(),
+            account_id: spec.queue_account_id.clone(),
+            wait_seconds: spec.wait_time_seconds.unwrap_or(20).clamp(0, 20),
+            dlq: spec.dlq,
+        },
+        decode: Box::new(move |message| Ok(decode(message, json_body, metadata.as_ref()))),
+    })
 }
 
 /// The tasks of the `sqs` events of one EventSource.
@@ -190,8 +112,9 @@ pub fn build(
     out: &mut BuiltEventSource,
 ) -> Result<(), BuildError> {
     for (event_name, spec) in events {
+        let upstream = upstream(es_name, event_name, spec, ctx)?;
         out.tasks
-            .push(Box::new(SqsSource::build(es_name, event_name, spec, ctx)?));
+            .push(Box::new(Pull::new(es_name, event_name, upstream, ctx)));
     }
     Ok(())
 }
@@ -224,6 +147,18 @@ mod tests {
                 "metadata": {"env": "test"},
             })
         );
+    }
+
+    #[test]
+    fn a_message_is_one_event_with_the_sqs_message_id() {
+        let drafts = decode(&message("{}"), true, None);
+        assert_eq!(drafts.len(), 1);
+        assert_eq!(
+            drafts[0].id.as_deref(),
+            Some("m-1"),
+            "a redelivery dedupes on the bus"
+        );
+        assert!(drafts[0].data.get("metadata").is_none());
     }
 
     #[test]
