@@ -4,6 +4,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -149,9 +150,11 @@ pub async fn serve(
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
     let elected_sources: Vec<EventSource> = elected.iter().map(|e| e.event_source.clone()).collect();
+    // Set while this replica holds the Lease and runs the run-once sources.
+    let leading = Arc::new(AtomicBool::new(false));
     let (mut code, deferred) = start(
         &event_sources,
-        &elected_sources,
+        (&elected_sources, &leading),
         sensors,
         opened,
         listen,
@@ -164,7 +167,7 @@ pub async fn serve(
         // Cancelled only when the Lease is lost (or cannot be held): `cancel` fires after the select.
         let work = cancel.child_token();
         if let Some(elected) = elected {
-            tracker.spawn(lead(elected, deferred, work.clone()));
+            tracker.spawn(lead(elected, deferred, work.clone(), leading));
         }
         tokio::select! {
             biased;
@@ -190,7 +193,12 @@ pub async fn serve(
 
 /// Waits for the Lease, then runs `tasks` until `work` is cancelled (shutdown, or the Lease lost:
 /// the renewal cancels `work` itself).
-async fn lead(elected: Elected, tasks: Vec<Box<dyn PullSource>>, work: CancellationToken) {
+async fn lead(
+    elected: Elected,
+    tasks: Vec<Box<dyn PullSource>>,
+    work: CancellationToken,
+    leading: Arc<AtomicBool>,
+) {
     let lease = elected.lease.name.clone();
     let held = match leader::acquire(elected.client, elected.lease, work.clone()).await {
         Ok(Some(held)) => held,
@@ -215,8 +223,10 @@ async fn lead(elected: Elected, tasks: Vec<Box<dyn PullSource>>, work: Cancellat
         });
     }
     guarded.close();
+    leading.store(true, Ordering::Release);
     work.cancelled().await;
     guarded.wait().await;
+    leading.store(false, Ordering::Release);
     // Shutting down (or the Lease was lost, and then this writes nothing): hand the Lease over now
     // instead of letting the standby wait for it to expire.
     held.release().await;
@@ -227,7 +237,7 @@ async fn lead(elected: Elected, tasks: Vec<Box<dyn PullSource>>, work: Cancellat
 #[allow(clippy::too_many_arguments)] // Reason: one private step of `serve`.
 async fn start(
     event_sources: &[EventSource],
-    elected: &[EventSource],
+    elected: (&[EventSource], &Arc<AtomicBool>),
     sensors: Vec<Sensor>,
     opened: OpenedBus,
     listen: IpAddr,
@@ -254,7 +264,7 @@ async fn start(
 #[allow(clippy::too_many_arguments)] // Reason: one private step of `serve`.
 async fn start_inner(
     event_sources: &[EventSource],
-    elected: &[EventSource],
+    (elected, leading): (&[EventSource], &Arc<AtomicBool>),
     deferred: &mut Vec<Box<dyn PullSource>>,
     sensors: Vec<Sensor>,
     opened: OpenedBus,
@@ -361,13 +371,26 @@ async fn start_inner(
         checkpoints: Some(checkpoints),
         readiness: observability.readiness().clone(),
     };
+    // Why the run-once sources get readiness of their own: a standby never runs them, so their
+    // flags would keep it unready forever; they count only while this replica leads.
+    let once_readiness = sluice_eventbus::readiness::Readiness::default();
+    if !elected.is_empty() {
+        let (leading, once) = (leading.clone(), once_readiness.clone());
+        ctx.readiness.probe("run-once sources (while leading)", move || {
+            !leading.load(Ordering::Acquire) || once.is_ready()
+        });
+    }
+    let once_ctx = SourceContext {
+        readiness: once_readiness,
+        ..ctx.clone()
+    };
     let mut routes = RouteTable::new();
     let all = event_sources
         .iter()
         .map(|es| (es, false))
         .chain(elected.iter().map(|es| (es, true)));
     for (es, only_when_leading) in all {
-        let built = match sluice_eventsource::build(es, &ctx) {
+        let built = match sluice_eventsource::build(es, if only_when_leading { &once_ctx } else { &ctx }) {
             Ok(b) => b,
             Err(error) => {
                 tracing::error!(error = %error_chain(&error), "failed to start event source");
