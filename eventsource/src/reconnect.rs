@@ -44,8 +44,9 @@ impl Backoff {
         }
     }
 
-    /// The backoff a spec's `connectionBackoff` asks for (`duration` the first wait, `factor` its
-    /// growth), or `default` when the spec has none. The error names the field.
+    /// The backoff a spec's `connectionBackoff` asks for (`duration` the first wait, at least
+    /// [`FIRST_WAIT`] so a `0` cannot spin against a broker that refuses; `factor` its growth), or
+    /// `default` when the spec has none. The error names the field.
     pub fn from_spec(spec: Option<&sluice_crds::common::Backoff>, default: Backoff) -> Result<Self, String> {
         let Some(b) = spec else {
             return Ok(default);
@@ -62,7 +63,7 @@ impl Backoff {
                 .ok_or_else(|| format!("connectionBackoff.factor: {f:?} is not a number"))?,
             None => 1.0,
         };
-        Ok(Self::new(first, factor))
+        Ok(Self::new(first.max(FIRST_WAIT), factor))
     }
 
     /// The wait the next [`Backoff::sleep`] takes (what a source logs as `retry_in`).
@@ -135,6 +136,10 @@ mod tests {
                 .wait(),
             FIRST_WAIT
         );
+        let zero: sluice_crds::common::Backoff =
+            serde_json::from_value(serde_json::json!({"duration": 0})).expect("a valid backoff");
+        let floored = Backoff::from_spec(Some(&zero), Backoff::default()).expect("accepted");
+        assert_eq!(floored.wait(), FIRST_WAIT, "a zero wait is raised to the floor");
         let bad: sluice_crds::common::Backoff =
             serde_json::from_value(serde_json::json!({"duration": "soon"})).expect("parses as a string");
         let error = Backoff::from_spec(Some(&bad), Backoff::default()).expect_err("not a duration");
