@@ -40,7 +40,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sluice_eventbus::readiness::ReadyFlag;
-use sluice_eventbus::{Event, EventBuilder, Subject};
+use sluice_eventbus::{error_chain, Event, EventBuilder, Subject};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -52,18 +52,6 @@ use crate::{PullSource, SourceContext, SourceError};
 /// A failure of the upstream connection (connect, read, settle); the skeleton logs it and
 /// reconnects.
 pub type UpstreamError = Box<dyn std::error::Error + Send + Sync>;
-
-/// `error` and its sources, `: `-separated, for one log field.
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
-}
 
 /// One event a message carries, before the CloudEvent attributes are added.
 #[derive(Clone, Debug, PartialEq)]
@@ -216,6 +204,8 @@ pub struct Pull<U: Upstream> {
     upstream: U,
     names: Names,
     labels: EventLabels,
+    /// Where every event of this source is published (built once, not per message).
+    subject: Subject,
     sender: Arc<dyn EventSender>,
     metrics: SourceMetrics,
 }
@@ -232,6 +222,7 @@ impl<U: Upstream> Pull<U> {
                 ready: ctx.readiness.flag(format!("{event_source}/{event_name}")),
             },
             labels: SourceMetrics::labels(event_source, event_name),
+            subject: Subject::new(event_source, event_name),
             sender: ctx.sender.clone(),
             metrics: ctx.metrics.clone(),
         }
@@ -286,7 +277,6 @@ impl<U: Upstream> Pull<U> {
                 return Some(Settle::Term);
             }
         };
-        let subject = Subject::new(&self.names.event_source, &self.names.event_name);
         let p = Publisher {
             sender: &*self.sender,
             metrics: &self.metrics,
@@ -300,7 +290,7 @@ impl<U: Upstream> Pull<U> {
                 rejected += 1;
                 continue;
             };
-            match publish(&p, &subject, &event, self.upstream.retry()).await {
+            match publish(&p, &self.subject, &event, self.upstream.retry()).await {
                 Outcome::Stored(_) | Outcome::Filtered => {
                     debug!(eventsource = %self.names.event_source, event_name = %self.names.event_name, event = %event.id(), "published");
                     stored += 1;
@@ -343,7 +333,7 @@ impl<U: Upstream> Pull<U> {
             if let Err(error) = self.upstream.settle(session, message, settle).await {
                 // Why only a warning: an unsettled message is redelivered, and deduped on the bus
                 // by its id where the kind gives a deterministic one.
-                warn!(eventsource = %self.names.event_source, event_name = %self.names.event_name, error = %chain(&*error), ?settle, "failed to settle a message upstream; it may be redelivered");
+                warn!(eventsource = %self.names.event_source, event_name = %self.names.event_name, error = %error_chain(&*error), ?settle, "failed to settle a message upstream; it may be redelivered");
             }
         }
     }
@@ -390,7 +380,7 @@ impl<U: Upstream> PullSource for Pull<U> {
                 }
                 Err(error) => {
                     let message = message.unwrap_or("the upstream connection failed; reconnecting");
-                    warn!(eventsource = %self.names.event_source, event_name = %self.names.event_name, error = %chain(&*error), retry_in = ?backoff.wait(), "{message}");
+                    warn!(eventsource = %self.names.event_source, event_name = %self.names.event_name, error = %error_chain(&*error), retry_in = ?backoff.wait(), "{message}");
                 }
             }
             if !backoff.sleep(&cancel).await {

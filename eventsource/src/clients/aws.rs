@@ -16,7 +16,8 @@ pub fn aws_client(
     secret_key: Option<&sluice_crds::common::SecretKeySelector>,
     session_token: Option<&sluice_crds::common::SecretKeySelector>,
     region: &str,
-    role: Option<(&str, &str)>,
+    role_arn: Option<&str>,
+    endpoint: Option<&str>,
 ) -> Result<AwsClient, BuildError> {
     let provider =
         match (access_key, secret_key) {
@@ -37,10 +38,14 @@ pub fn aws_client(
             }),
         };
     // `roleARN`: the keys above only call STS AssumeRole; the source uses the role's credentials.
-    let provider = match role {
-        Some((role_arn, sts)) if !role_arn.trim().is_empty() => CredentialsProvider::Assumed(Arc::new(
-            crate::aws::credentials::AssumedRole::new(provider, role_arn.trim(), sts),
-        )),
+    // STS is reached at the spec's `endpoint` when it has one (a local stack), else AWS's.
+    let provider = match role_arn.map(str::trim) {
+        Some(role_arn) if !role_arn.is_empty() => {
+            let sts = crate::aws::sts_endpoint(endpoint, region);
+            CredentialsProvider::Assumed(Arc::new(crate::aws::credentials::AssumedRole::new(
+                provider, role_arn, &sts,
+            )))
+        }
         _ => provider,
     };
     Ok(AwsClient::new(provider, region))

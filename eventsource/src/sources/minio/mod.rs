@@ -130,6 +130,7 @@ impl MinioUpstream {
             None,
             &region,
             None,
+            None,
         )?;
         let scheme = if spec.insecure { "http" } else { "https" };
         let base = if spec.endpoint.contains("://") {

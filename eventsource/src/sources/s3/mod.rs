@@ -340,6 +340,7 @@ pub fn build(
             spec.session_token.as_ref(),
             &region,
             None,
+            None,
         )?;
         let records = Records {
             prefix: spec.prefix.clone().filter(|p| !p.is_empty()),

@@ -358,11 +358,8 @@ pub fn build(
             spec.secret_key.as_ref(),
             None,
             region,
-            spec.role_arn
-                .as_deref()
-                .map(|r| (r, crate::aws::sts_endpoint(spec.endpoint.as_deref(), region)))
-                .as_ref()
-                .map(|(r, e)| (*r, e.as_str())),
+            spec.role_arn.as_deref(),
+            spec.endpoint.as_deref(),
         )?;
         let confirmer = Confirmer {
             client,

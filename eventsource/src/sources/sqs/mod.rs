@@ -83,11 +83,8 @@ pub fn upstream(
         spec.secret_key.as_ref(),
         spec.session_token.as_ref(),
         region,
-        spec.role_arn
-            .as_deref()
-            .map(|r| (r, crate::aws::sts_endpoint(spec.endpoint.as_deref(), region)))
-            .as_ref()
-            .map(|(r, e)| (*r, e.as_str())),
+        spec.role_arn.as_deref(),
+        spec.endpoint.as_deref(),
     )?;
     let (json_body, metadata) = (spec.json_body, spec.metadata.clone());
     Ok(QueueUpstream {
