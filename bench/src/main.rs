@@ -9,7 +9,9 @@
 //! - `sluice-bench kube-create --namespace NS --count 1000 --concurrency 32`: Workflows created
 //!   straight through the Kubernetes API, the ceiling of `scripts/bench kube`;
 //! - `sluice-bench kafka-produce` / `kafka-collect`: the input flood and the output check of
-//!   `scripts/bench kafka` (the baseline relay is the `kafka-relay` binary).
+//!   `scripts/bench kafka` (the baseline relay is the `kafka-relay` binary);
+//! - `sluice-bench soak-load` / `soak-sink`: the open-loop load and the checking trigger target of
+//!   `scripts/soak` (the orchestrator is `bench/soak.py`).
 //!
 //! Numbers are for comparing runs on one machine; nothing here asserts on timing.
 
@@ -18,6 +20,7 @@ mod kafka;
 mod kube_create;
 mod load;
 mod servers;
+mod soak;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -58,6 +61,14 @@ enum Command {
     KafkaCollect(kafka::CollectArgs),
     /// Creates topics with N partitions; prints a JSON report.
     KafkaTopics(kafka::TopicsArgs),
+    /// Open-loop webhook + Kafka load for the soak; prints which ids were accepted.
+    SoakLoad(soak::SoakLoadArgs),
+    /// The soak's trigger target: records every firing with its idempotency key.
+    SoakSink {
+        /// Address to listen on (port 0 picks a free port, printed as `{"listening": …}`).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        addr: SocketAddr,
+    },
 }
 
 /// Microseconds since the Unix epoch (0 if the clock is before it).
@@ -111,6 +122,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let report = tokio::task::spawn_blocking(move || kafka::collect(&args)).await??;
             println!("{report}");
             Ok(())
+        }
+        Command::SoakLoad(args) => {
+            println!("{}", soak::load(&args).await?);
+            Ok(())
+        }
+        Command::SoakSink { addr } => {
+            let sink = Arc::new(soak::Sink::default());
+            servers::serve(addr, soak::sink_router(sink), || ()).await
         }
         Command::KubeCreate(args) => {
             let report = tokio::select! {

@@ -14,6 +14,9 @@ pub struct OpenedBus {
     pub bus: Arc<dyn Bus>,
     /// The JetStream context, for the sensors' key-value state.
     pub jetstream: Option<async_nats::jetstream::Context>,
+    /// How many servers keep a copy of each sensor's key-value state: the event stream's replicas, so
+    /// trigger state survives losing a server exactly as the events do.
+    pub state_replicas: usize,
 }
 
 /// The `--bus` argument.
@@ -85,6 +88,7 @@ pub async fn open_bus(
             Ok(OpenedBus {
                 bus: Arc::new(bus),
                 jetstream: None,
+                state_replicas: 1,
             })
         }
         BusArg::Nats(urls) => crate::bus_jetstream::connect_urls(urls).await,

@@ -78,6 +78,7 @@ async fn connect(config: JetStreamConfig) -> Result<OpenedBus, OpenBusError> {
                 return Ok(OpenedBus {
                     bus: Arc::new(bus),
                     jetstream: Some(context),
+                    state_replicas: config.stream_settings.replicas.max(1),
                 });
             }
             // Why retry: in a cluster the bus may start after us; giving up at once would crash-loop.

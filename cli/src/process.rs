@@ -312,6 +312,10 @@ async fn start_inner(
             Some(context) => {
                 let config = KvStateConfig {
                     replica: std::env::var("HOSTNAME").ok(),
+                    // Why not the default of 1: an R1 bucket on a 3-server bus lives on one server;
+                    // losing it (an emptyDir pod) loses every half-satisfied condition and claimed
+                    // firing, while the events themselves survive on the other servers.
+                    replicas: opened.state_replicas,
                     ..Default::default()
                 };
                 match KvStateFactory::open(context, &name, config).await {
