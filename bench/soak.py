@@ -400,14 +400,24 @@ def soak(args, procs, tmp, result):
                                      str(args.rate), "--duration", str(duration)],
                        tmp / "load.log", stdout_path=load_out)
     started = time.monotonic()
-    windows, faults = [[now_us(), now_us() + int(WARM_UP_S * 1e6)]], []
+    windows, faults, restarts = [[now_us(), now_us() + int(WARM_UP_S * 1e6)]], [], []
     lo, hi = args.fault_every
     next_fault = started + rng.uniform(lo, hi)
     while load.poll() is None:
         time.sleep(0.2)
         for m in members:
             if not m.stopped and m.proc.poll() is not None and m.instances[-1]["ended"] is None:
-                raise Failed(f"{m.name} exited by itself (code {m.proc.returncode}); see {m.log_path}")
+                m.instances[-1]["ended"] = time.monotonic()
+                # A leader that lost its Lease (it was stopped past the Lease's duration) exits on
+                # purpose so that its run-once sources stop for sure; a pod's restart policy starts it
+                # again as a candidate, and so does this supervisor. Any other exit is a failure.
+                tail = m.log_path.read_text(errors="replace")[-4000:]
+                if m.kind == "sluice" and "stopping to restart as a candidate" in tail:
+                    log(f"{m.name} lost its Lease and exited, as designed; restarting it")
+                    restarts.append({"process": m.name, "at_us": now_us(), "why": "lost the Lease"})
+                    m.start()
+                else:
+                    raise Failed(f"{m.name} exited by itself (code {m.proc.returncode}); see {m.log_path}")
         if time.monotonic() >= next_fault and time.monotonic() - started < duration - 5:
             fault = inject(rng, nats, eventsources, sensors, sink)
             faults.append(fault)
@@ -439,6 +449,7 @@ def soak(args, procs, tmp, result):
                              json.dumps({"windows": windows, "grace_s": GRACE_S}).encode(), timeout=60)[1])
     result.update(check(load_report, report, faults, members, replicas, args,
                         time.monotonic() - drain_started))
+    result["restarts"] = restarts
     for m in members:
         if m.alive():
             procs.stop(m.proc)
@@ -578,6 +589,9 @@ def table(r):
     same = "yes" if not (ks["key_mismatches"] or ks["missing_keys"] or ks["shared_keys"]) else "NO"
     lines.append(f"  every repeat carried its event's idempotency key: {same} (mismatches "
                  f"{ks['key_mismatches']}, missing {ks['missing_keys']}, shared by two events {ks['shared_keys']})")
+    if r.get("restarts"):
+        lines.append(f"  restarts by the supervisor (as a pod's restart policy would): "
+                     f"{', '.join(x['process'] + ' (' + x['why'] + ')' for x in r['restarts'])}")
     for row in r["rss"]:
         if row.get("growth") is not None:
             lines.append(f"  RSS {row['process']:14} pid {row['pid']:>7}: {row['warm_mib']} → {row['last_mib']} MiB "

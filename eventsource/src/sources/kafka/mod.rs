@@ -113,6 +113,8 @@ pub struct Session {
 
 /// How often a source whose brokers were reported down probes them again (readiness recovery).
 const READY_PROBE_EVERY: Duration = Duration::from_secs(2);
+/// Records publishing at once ([`Upstream::in_flight`]).
+const IN_FLIGHT: usize = 128;
 
 /// Logs librdkafka's own messages and errors with the source's name, so an unreachable broker or a
 /// rejected login is attributed to the EventSource that has it.
@@ -422,6 +424,13 @@ impl Upstream for KafkaUpstream {
         Retry::UntilStored { first: FIRST_BACKOFF }
     }
 
+    /// Why more than one: one record at a time bounds the source at one bus round trip per record
+    /// (a few hundred records/s on a replicated stream). The skeleton settles in read order, so
+    /// offsets are still stored only over records whose events were stored.
+    fn in_flight(&self) -> usize {
+        IN_FLIGHT
+    }
+
     /// Only for creating the consumer (a bad setting); reaching the brokers is retried inside
     /// `connect`, with the same waits.
     fn backoff(&self) -> Backoff {
@@ -499,9 +508,9 @@ impl Upstream for KafkaUpstream {
         }
         match settle {
             // Why store the offset here: the bus acked this record's event (or the filter dropped
-            // it on purpose) and every earlier record of the partition was settled before it (one
-            // at a time, in offset order), so this offset is the highest contiguously acked one —
-            // safe to commit.
+            // it on purpose) and every earlier record of the partition was settled before it (the
+            // skeleton settles in read order, which is offset order within a partition), so this
+            // offset is the highest contiguously acked one — safe to commit.
             Settle::Ack => {}
             // Why store the offset of a record that can never be stored (too large; logged and
             // counted): left unstored it would hold back every later commit of the partition.
