@@ -322,10 +322,18 @@ fn refuse(
     tracker: &TaskTracker,
 ) {
     shared.reject(Reason::ConnectionLimit, peer);
-    if stream.try_write(&shared.busy_answer).is_err() {
+    // Written through the std socket (non-blocking): tokio's `try_write` trusts the readiness it has
+    // cached, which a socket accepted a moment ago does not have yet, and would give up untried.
+    let Ok(socket) = stream.into_std() else {
+        return;
+    };
+    if io::Write::write(&mut &socket, &shared.busy_answer).is_err() {
         return;
     }
     let Ok(permit) = lingering.clone().try_acquire_owned() else {
+        return;
+    };
+    let Ok(stream) = TcpStream::from_std(socket) else {
         return;
     };
     let cancel = cancel.clone();
