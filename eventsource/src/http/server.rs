@@ -294,7 +294,6 @@ async fn accept_loop(
         };
         match slots.clone().try_acquire_owned() {
             Ok(slot) => {
-                let _ = stream.set_nodelay(true);
                 tracker.spawn(serve_connection(
                     stream,
                     peer,
