@@ -1,5 +1,6 @@
 //! What every push source (webhook, github, gitlab, bitbucket, bitbucketserver, slack, stripe) shares:
-//! one [`PushRoute`] runs the HTTP pipeline — method check, body read under `maxPayloadSize` (413),
+//! one [`PushRoute`] runs the HTTP pipeline — method check, body read under `maxPayloadSize` (413; 408 when it
+//! stalls past the server's body-read timeout),
 //! the kind's [`PushAdapter`] (signature, parsing, event data), publish, answer — so the delivery rules
 //! live in one place:
 //!
