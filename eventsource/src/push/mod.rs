@@ -1,8 +1,7 @@
 //! What every push source (webhook, github, gitlab, bitbucket, bitbucketserver, slack, stripe) shares:
-//! one [`PushRoute`] runs the HTTP pipeline — method check, body read under `maxPayloadSize` (413; 408 when it
-//! stalls past the server's body-read timeout),
-//! the kind's [`PushAdapter`] (signature, parsing, event data), publish, answer — so the delivery rules
-//! live in one place:
+//! one [`PushRoute`] runs the HTTP pipeline — method check, body read under `maxPayloadSize` (413; 408
+//! when it stalls past the server's body-read timeout), the kind's [`PushAdapter`] (signature, parsing,
+//! event data), publish, answer — so the delivery rules live in one place:
 //!
 //! - the sender hears `200` only after the bus stored every event of the request;
 //! - when the bus refuses or times out it hears `503` with `Retry-After` and must retry;
