@@ -68,6 +68,8 @@ pub struct ControllerArgs {
     /// Log format.
     #[arg(long, value_enum, env = "SLUICE_LOG_FORMAT", default_value = "json")]
     pub log_format: LogFormat,
+    #[command(flatten)]
+    pub http: process::HttpArgs,
 }
 
 /// Runs the command; returns the exit code.
@@ -116,8 +118,11 @@ async fn run(args: ControllerArgs) -> i32 {
     let tracker = TaskTracker::new();
     let observability = Observability::default();
     let metrics = observability.register(sluice_controller::register_metrics);
+    let http = args
+        .http
+        .server_config(observability.register(sluice_eventsource::metrics::ServerMetrics::register));
     if let Err(error) = observability
-        .serve(args.metrics_address, cancel.child_token(), &tracker)
+        .serve(args.metrics_address, &http, cancel.child_token(), &tracker)
         .await
     {
         tracing::error!(addr = %args.metrics_address, %error, "failed to serve metrics");

@@ -11,6 +11,7 @@ use axum::routing::get;
 use axum::Router;
 use prometheus_client::registry::Registry;
 use sluice_eventbus::readiness::{Readiness, ReadyFlag};
+use sluice_eventsource::http::server::{self, ServerConfig};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -106,25 +107,17 @@ impl Observability {
             )
     }
 
-    /// Serves on `addr` until `cancel`.
+    /// Serves on `addr` until `cancel`, through the hardened server with `config`'s limits.
     pub async fn serve(
         &self,
         addr: SocketAddr,
+        config: &ServerConfig,
         cancel: CancellationToken,
         tracker: &TaskTracker,
     ) -> std::io::Result<SocketAddr> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let local = listener.local_addr()?;
-        let router = self.router();
-        tracker.spawn(async move {
-            let shutdown = async move { cancel.cancelled().await };
-            if let Err(error) = axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::error!(%error, "metrics server stopped");
-            }
-        });
+        server::spawn(listener, "metrics", self.router(), config, cancel, tracker);
         tracing::info!(addr = %local, "serving /metrics, /healthz and /readyz");
         Ok(local)
     }

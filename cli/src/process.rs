@@ -12,8 +12,9 @@ use sluice_controller::leader::{self, LeaseConfig};
 use sluice_crds::{EventSource, Sensor};
 use sluice_eventbus::secrets::{FileSecretResolver, SecretResolver};
 use sluice_eventsource::checkpoint::{CheckpointStore, FileCheckpointStore, KvCheckpointStore};
+use sluice_eventsource::http::server::{ServerConfig, ServerLimits};
 use sluice_eventsource::http::RouteTable;
-use sluice_eventsource::metrics::SourceMetrics;
+use sluice_eventsource::metrics::{ServerMetrics, SourceMetrics};
 use sluice_eventsource::{BusSender, PullSource, SourceContext};
 use sluice_sensor::metrics::SensorMetrics;
 use tokio_util::sync::CancellationToken;
@@ -82,6 +83,56 @@ pub struct ProcessArgs {
     /// error. Scripts run off the async runtime, as many at once as the machine has cores.
     #[arg(long, env = "SLUICE_SCRIPT_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
     pub script_timeout: Duration,
+    #[command(flatten)]
+    pub http: HttpArgs,
+}
+
+/// Limits of every HTTP listener of the process (the push-source ports and `/metrics`), against slow
+/// and hostile clients. Each listener counts its own connections.
+#[derive(clap::Args, Debug, Clone)]
+pub struct HttpArgs {
+    /// Connections one listener serves at once; past it a new connection is answered 503 (with
+    /// `Retry-After`) and closed.
+    #[arg(long, env = "SLUICE_HTTP_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub http_max_connections: u32,
+    /// Time a client has to send a complete request head (request line and headers), from the
+    /// connection's start or its first byte after an idle wait; then the connection is closed.
+    #[arg(long, env = "SLUICE_HTTP_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
+    pub http_header_timeout: Duration,
+    /// Time a kept-alive connection may wait for its next request before it is closed.
+    #[arg(long, env = "SLUICE_HTTP_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_positive_duration)]
+    pub http_idle_timeout: Duration,
+    /// Time a client has to send a request's complete body after its head; a body that stalls is
+    /// answered 408 and nothing is published.
+    #[arg(long, env = "SLUICE_HTTP_BODY_TIMEOUT", default_value = "30s", value_parser = parse_positive_duration)]
+    pub http_body_timeout: Duration,
+    /// Largest request head in bytes (request line and headers); larger is answered 431.
+    #[arg(long, env = "SLUICE_HTTP_MAX_HEADER_BYTES", default_value_t = 65_536, value_parser = clap::value_parser!(u32).range(1024..=1_048_576))]
+    pub http_max_header_bytes: u32,
+}
+
+impl HttpArgs {
+    /// The server configuration; `metrics` counts the rejections.
+    pub fn server_config(&self, metrics: ServerMetrics) -> ServerConfig {
+        ServerConfig {
+            limits: ServerLimits {
+                header_read_timeout: self.http_header_timeout,
+                idle_timeout: self.http_idle_timeout,
+                body_read_timeout: self.http_body_timeout,
+                max_header_bytes: self.http_max_header_bytes as usize,
+                max_connections: self.http_max_connections as usize,
+            },
+            metrics,
+        }
+    }
+}
+
+/// A duration above zero (a zero timeout would close every connection at once).
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err("must be longer than 0s".into()),
+        d => Ok(d),
+    }
 }
 
 /// Parses a Go duration (`30s`, `1m`).
@@ -282,8 +333,11 @@ async fn start_inner(
         .probe("bus", move || connected.is_connected());
     let source_metrics = observability.register(SourceMetrics::register);
     let sensor_metrics = observability.register(SensorMetrics::register);
+    let http = args
+        .http
+        .server_config(observability.register(ServerMetrics::register));
     if let Err(error) = observability
-        .serve(args.metrics_address, cancel.child_token(), tracker)
+        .serve(args.metrics_address, &http, cancel.child_token(), tracker)
         .await
     {
         tracing::error!(addr = %args.metrics_address, %error, "failed to serve metrics");
@@ -438,7 +492,10 @@ async fn start_inner(
             })
             .set(events);
     }
-    if let Err(error) = routes.serve(listen, cancel.child_token(), tracker).await {
+    if let Err(error) = routes
+        .serve_with(listen, &http, cancel.child_token(), tracker)
+        .await
+    {
         tracing::error!(error = %error_chain(&error), "failed to start the http server");
         return 1;
     }

@@ -146,3 +146,72 @@ impl SourceMetrics {
 fn strip_total(name: &str) -> &str {
     name.strip_suffix("_total").unwrap_or(name)
 }
+
+/// `sluice_http_connections_rejected_total{listener, reason}` (a Sluice extension): connections and
+/// requests the HTTP server refused: `connection_limit` (answered 503), `header_timeout` (closed),
+/// `header_too_large` (431), `body_timeout` (408).
+pub const HTTP_CONNECTIONS_REJECTED: &str = "sluice_http_connections_rejected_total";
+/// `sluice_http_connections_idle_closed_total{listener}`: kept-alive connections closed after the
+/// idle timeout (normal, not a rejection).
+pub const HTTP_CONNECTIONS_IDLE_CLOSED: &str = "sluice_http_connections_idle_closed_total";
+/// `sluice_http_accept_errors_total{listener}`: failed accepts (usually the descriptor limit).
+pub const HTTP_ACCEPT_ERRORS: &str = "sluice_http_accept_errors_total";
+/// `sluice_http_connections_open{listener}`: connections being served now.
+pub const HTTP_CONNECTIONS_OPEN: &str = "sluice_http_connections_open";
+
+/// Labels of per-listener HTTP metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpListenerLabels {
+    /// The listener: `push:<port>` or `metrics`.
+    pub listener: String,
+}
+
+/// Labels of HTTP rejections.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpRejectLabels {
+    /// The listener: `push:<port>` or `metrics`.
+    pub listener: String,
+    /// `connection_limit`, `header_timeout`, `header_too_large` or `body_timeout`.
+    pub reason: String,
+}
+
+/// The metric families of the HTTP server ([`crate::http::server`]), shared by every listener.
+#[derive(Clone, Default)]
+pub struct ServerMetrics {
+    /// Connections and requests refused, by listener and reason.
+    pub rejected: Family<HttpRejectLabels, Counter>,
+    /// Idle keep-alive connections closed.
+    pub idle_closed: Family<HttpListenerLabels, Counter>,
+    /// Failed accepts.
+    pub accept_errors: Family<HttpListenerLabels, Counter>,
+    /// Connections being served.
+    pub open: Family<HttpListenerLabels, Gauge>,
+}
+
+impl ServerMetrics {
+    /// New families registered in `registry`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self::default();
+        registry.register(
+            strip_total(HTTP_CONNECTIONS_REJECTED),
+            "Connections and requests the HTTP server refused (connection limit, header timeout, oversize head, body timeout)",
+            m.rejected.clone(),
+        );
+        registry.register(
+            strip_total(HTTP_CONNECTIONS_IDLE_CLOSED),
+            "Kept-alive connections closed after the idle timeout",
+            m.idle_closed.clone(),
+        );
+        registry.register(
+            strip_total(HTTP_ACCEPT_ERRORS),
+            "Connections the HTTP server failed to accept (usually the descriptor limit)",
+            m.accept_errors.clone(),
+        );
+        registry.register(
+            HTTP_CONNECTIONS_OPEN,
+            "Connections the HTTP server is serving",
+            m.open.clone(),
+        );
+        m
+    }
+}

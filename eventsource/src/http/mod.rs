@@ -3,7 +3,11 @@
 //! 200 on every port, as upstream.
 //!
 //! Routes are collected into a [`RouteTable`] first, so collisions and invalid endpoints are reported
-//! as errors before anything listens (axum would panic on them).
+//! as errors before anything listens (axum would panic on them). Every port is served by
+//! [`server::spawn`], the hardened server with header, idle and body timeouts, a header size limit and
+//! a connection limit.
+
+pub mod server;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -14,6 +18,7 @@ use axum::http::{Method, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter};
 use axum::Router;
+use bytes::Bytes;
 use futures::future::BoxFuture;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -171,12 +176,25 @@ impl RouteTable {
         router.fallback(|| async { (StatusCode::NOT_FOUND, "not found").into_response() })
     }
 
-    /// Binds every port on `ip` (all before serving, so a port in use fails startup) and serves until
-    /// `cancel`; in-flight requests finish first (graceful shutdown), so no accepted event is cut off.
-    /// Returns the bound addresses (port 0 binds an ephemeral port, for tests).
+    /// [`serve_with`](Self::serve_with) the default limits, counting into metrics nobody exports.
     pub async fn serve(
         self,
         ip: IpAddr,
+        cancel: CancellationToken,
+        tracker: &TaskTracker,
+    ) -> Result<Vec<SocketAddr>, RouteError> {
+        self.serve_with(ip, &server::ServerConfig::default(), cancel, tracker)
+            .await
+    }
+
+    /// Binds every port on `ip` (all before serving, so a port in use fails startup) and serves until
+    /// `cancel` with `config`'s limits (each port its own connection limit); in-flight requests finish
+    /// first (graceful shutdown), so no accepted event is cut off. Returns the bound addresses (port 0
+    /// binds an ephemeral port, for tests).
+    pub async fn serve_with(
+        self,
+        ip: IpAddr,
+        config: &server::ServerConfig,
         cancel: CancellationToken,
         tracker: &TaskTracker,
     ) -> Result<Vec<SocketAddr>, RouteError> {
@@ -198,19 +216,60 @@ impl RouteTable {
             for r in self.by_port.get(&port).into_iter().flatten() {
                 tracing::info!(port = local.port(), endpoint = %r.endpoint, method = %r.method, owner = %r.owner, "listening");
             }
-            tracker.spawn(async move {
-                let shutdown = token.clone();
-                if let Err(error) = axum::serve(listener, router)
-                    .with_graceful_shutdown(async move { shutdown.cancelled().await })
-                    .await
-                {
-                    tracing::error!(port = local.port(), %error, "http server stopped");
-                }
-            });
+            server::spawn(
+                listener,
+                format!("push:{}", local.port()),
+                router,
+                config,
+                token,
+                tracker,
+            );
             bound.push(local);
         }
         Ok(bound)
     }
+}
+
+/// Why a request body could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadBodyError {
+    /// Longer than the limit, or the connection broke mid-body (no answer reaches that client anyway).
+    TooLarge,
+    /// It did not arrive within the server's body-read timeout ([`server::BodyReadTimeout`]).
+    TimedOut,
+}
+
+impl ReadBodyError {
+    /// The answer: 413, or 408 for a stalled body.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::TimedOut => StatusCode::REQUEST_TIMEOUT,
+        }
+    }
+
+    /// The answer's text.
+    pub fn text(self) -> &'static str {
+        match self {
+            Self::TooLarge => "request body too large",
+            Self::TimedOut => "request body not received in time",
+        }
+    }
+}
+
+/// Reads a whole request body of at most `limit` bytes. Push handlers read the body completely before
+/// anything is published, so a body that fails here never becomes an event.
+pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ReadBodyError> {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(c) = cause {
+            if c.is::<server::BodyReadTimeout>() {
+                return ReadBodyError::TimedOut;
+            }
+            cause = c.source();
+        }
+        ReadBodyError::TooLarge
+    })
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! What every push source (webhook, github, gitlab, bitbucket, bitbucketserver, slack, stripe) shares:
-//! one [`PushRoute`] runs the HTTP pipeline — method check, body read under `maxPayloadSize` (413),
-//! the kind's [`PushAdapter`] (signature, parsing, event data), publish, answer — so the delivery rules
-//! live in one place:
+//! one [`PushRoute`] runs the HTTP pipeline — method check, body read under `maxPayloadSize` (413; 408
+//! when it stalls past the server's body-read timeout), the kind's [`PushAdapter`] (signature, parsing,
+//! event data), publish, answer — so the delivery rules live in one place:
 //!
 //! - the sender hears `200` only after the bus stored every event of the request;
 //! - when the bus refuses or times out it hears `503` with `Retry-After` and must retry;
@@ -267,14 +267,14 @@ impl PushRoute {
         if parts.method != self.endpoint.method {
             return (StatusCode::METHOD_NOT_ALLOWED, "http method does not match").into_response();
         }
-        let bytes = match axum::body::to_bytes(body, self.endpoint.max_payload_size).await {
+        let bytes = match crate::http::read_body(body, self.endpoint.max_payload_size).await {
             Ok(b) => b,
             Err(e) => {
-                // Why 413 for every read failure: to_bytes fails on the length limit, and on a broken
-                // client connection where no answer arrives anyway.
-                tracing::warn!(eventsource = %self.event_source, event_name = %self.event_name, delivery, error = %e, "rejected request: body too large or unreadable");
+                // Nothing was published: the body never arrived whole. 413 for the length limit and a
+                // broken connection (where no answer arrives anyway), 408 for a stalled body.
+                tracing::warn!(eventsource = %self.event_source, event_name = %self.event_name, delivery, status = e.status().as_u16(), "rejected request: {}", e.text());
                 self.metrics.processing_failed.get_or_create(&self.labels).inc();
-                return (StatusCode::PAYLOAD_TOO_LARGE, "request body too large").into_response();
+                return (e.status(), e.text()).into_response();
             }
         };
         let incoming = Incoming {

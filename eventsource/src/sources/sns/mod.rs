@@ -187,9 +187,13 @@ impl SnsRoute {
         if parts.method != self.endpoint.method {
             return (StatusCode::METHOD_NOT_ALLOWED, "http method does not match").into_response();
         }
-        let Ok(bytes) = axum::body::to_bytes(body, self.endpoint.max_payload_size).await else {
-            self.metrics.processing_failed.get_or_create(&self.labels).inc();
-            return (StatusCode::PAYLOAD_TOO_LARGE, "request body too large").into_response();
+        let bytes = match crate::http::read_body(body, self.endpoint.max_payload_size).await {
+            Ok(b) => b,
+            Err(e) => {
+                // Nothing was published: the body never arrived whole.
+                self.metrics.processing_failed.get_or_create(&self.labels).inc();
+                return (e.status(), e.text()).into_response();
+            }
         };
         let message: SnsMessage = match serde_json::from_slice(&bytes) {
             Ok(m) => m,
