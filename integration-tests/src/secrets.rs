@@ -105,14 +105,31 @@ pub fn register(label: &str, value: &str) {
 /// registers nothing.
 pub fn register_dir(dir: &Path) {
     for (label, value) in dir_values(dir) {
-        if value.len() < MIN_SECRET_LEN {
-            eprintln!("secrets: {label} is shorter than {MIN_SECRET_LEN} bytes; not scanned for");
-            continue;
-        }
-        registry()
-            .entry(value.clone())
-            .or_insert_with(|| secret(&label, &value));
+        register_lenient(&label, &value);
     }
+}
+
+/// Registers the value of a Secret's `key` under `label` as [`register_dir`] does a file's: skips
+/// [`NOT_SECRET_KEYS`], splits a text of several lines, and skips (saying so on stderr) values
+/// shorter than [`MIN_SECRET_LEN`]. For Secret objects a test finds rather than writes (the
+/// controller's generated credentials).
+pub fn register_text(label: &str, key: &str, text: &str) {
+    if NOT_SECRET_KEYS.contains(&key) {
+        return;
+    }
+    for value in values_of(text) {
+        register_lenient(label, &value);
+    }
+}
+
+fn register_lenient(label: &str, value: &str) {
+    if value.len() < MIN_SECRET_LEN {
+        eprintln!("secrets: {label} is shorter than {MIN_SECRET_LEN} bytes; not scanned for");
+        return;
+    }
+    registry()
+        .entry(value.to_owned())
+        .or_insert_with(|| secret(label, value));
 }
 
 fn dir_values(dir: &Path) -> Vec<(String, String)> {
@@ -261,23 +278,58 @@ fn scan_with(secrets: &[Secret], text: &str) -> Vec<Hit> {
     hits
 }
 
-/// `Err` naming `output` and every hit (label, form, masked value, line) when `text` holds a
-/// registered secret.
+/// The longest part of a line [`check`] quotes.
+const MAX_QUOTED: usize = 600;
+
+/// `text` with every form of every registered secret replaced by `<secret LABEL>`.
+pub fn masked(text: &str) -> String {
+    let secrets: Vec<Secret> = registry().values().cloned().collect();
+    mask_with(&secrets, text)
+}
+
+fn mask_with(secrets: &[Secret], text: &str) -> String {
+    let mut out = text.to_owned();
+    // Longest forms first, so a secret containing another is replaced whole.
+    let mut forms: Vec<(&str, &str)> = secrets
+        .iter()
+        .flat_map(|s| s.forms.iter().map(move |(_, f)| (f.as_str(), s.label.as_str())))
+        .collect();
+    forms.sort_by_key(|(f, _)| std::cmp::Reverse(f.len()));
+    for (form, label) in forms {
+        out = out.replace(form, &format!("<secret {label}>"));
+    }
+    out
+}
+
+/// `Err` naming `output` and every hit (label, form, masked value, line, and the line itself with
+/// the secrets replaced by their labels) when `text` holds a registered secret.
 pub fn check(output: &str, text: &str) -> Result<(), String> {
-    let hits = scan(text);
+    let secrets: Vec<Secret> = registry().values().cloned().collect();
+    let hits = scan_with(&secrets, text);
     if hits.is_empty() {
         return Ok(());
     }
+    let lines: Vec<&str> = text.lines().collect();
     let list: Vec<String> = hits
         .iter()
         .map(|h| {
+            let line = lines.get(h.line - 1).copied().unwrap_or_default();
+            let mut quoted = mask_with(&secrets, line);
+            if quoted.len() > MAX_QUOTED {
+                let mut end = MAX_QUOTED;
+                while !quoted.is_char_boundary(end) {
+                    end -= 1;
+                }
+                quoted.truncate(end);
+                quoted.push('…');
+            }
             format!(
-                "{} ({}) as {:?} on line {}",
+                "{} ({}) as {:?} on line {}: {quoted}",
                 h.label, h.masked, h.encoding, h.line
             )
         })
         .collect();
-    Err(format!("a secret leaked into {output}: {}", list.join("; ")))
+    Err(format!("a secret leaked into {output}:\n  {}", list.join("\n  ")))
 }
 
 /// Panics (failing the test) when `text`, the content of `output`, holds a registered secret.
@@ -309,6 +361,10 @@ mod tests {
         assert!(
             !message.contains(value),
             "the failure names the secret: {message}"
+        );
+        assert!(
+            message.contains(r#""error":"auth <secret secret db/password>""#),
+            "the failure quotes the line with the secret replaced: {message}"
         );
         assert!(check("a clean log", "{\"message\":\"connected\"}").is_ok());
         let panic = std::panic::catch_unwind(|| assert_clean("the log", &log));
