@@ -471,3 +471,48 @@ async fn a_kafka_source_with_sasl_against_a_plaintext_broker_does_not_log_the_pa
     sluice.terminate()?;
     Ok(())
 }
+
+/// The scan itself, end to end: a process whose log holds a registered value fails the test, at
+/// `scan_log` and again when dropped, and the failure names the log and the label, not the value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_that_logged_a_registered_secret_fails_the_test() -> Result<()> {
+    // The webhook's endpoint is logged at start ("listening … endpoint"); only this test uses it.
+    let canary = "canary-endpoint-7f3e9a";
+    secrets::register("the canary", canary);
+    let dir = tempfile::tempdir()?;
+    let port = free_port()?;
+    let manifest = dir.path().join("es.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: argoproj.io/v1alpha1\nkind: EventSource\nmetadata: {{name: canary}}\nspec:\n  webhook:\n    in: {{port: \"{port}\", endpoint: /{canary}, method: POST}}\n"
+        ),
+    )?;
+    let mut sluice = SluiceProcess::start(
+        &[
+            "run",
+            manifest.to_str().context("path")?,
+            "--log-format",
+            "json",
+            "--metrics-address",
+            "127.0.0.1:0",
+        ],
+        dir.path().join("canary.log"),
+        &dir.path().join("secrets"),
+    )?;
+    sluice.wait_healthy(port).await?;
+    let error = sluice.scan_log().expect_err("the endpoint is in the log");
+    let message = format!("{error:#}");
+    assert!(
+        message.contains("canary.log") && message.contains("the canary"),
+        "{message}"
+    );
+    assert!(!message.contains(canary), "{message}");
+    assert!(message.contains("<secret the canary>"), "{message}");
+    let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(sluice)));
+    assert!(
+        dropped.is_err(),
+        "dropping a process whose log leaked fails the test"
+    );
+    Ok(())
+}
