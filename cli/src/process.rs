@@ -140,14 +140,31 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     sluice_crds::duration::parse_go_duration(s).map_err(|e| e.to_string())
 }
 
+/// Library log targets that print credentials at debug level, capped at `info` whatever the filter
+/// asks (a more specific directive wins in an `EnvFilter`): async-nats's connector logs each
+/// server address as a parsed URL, password included.
+const LEAKY_TARGETS: &[&str] = &["async_nats::connector=info"];
+
+/// The filter of `directives` (invalid ones: `info`), with [`LEAKY_TARGETS`] capped.
+fn log_filter(directives: &str) -> tracing_subscriber::EnvFilter {
+    let mut filter = tracing_subscriber::EnvFilter::try_new(directives)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    for cap in LEAKY_TARGETS {
+        match cap.parse() {
+            Ok(directive) => filter = filter.add_directive(directive),
+            Err(e) => eprintln!("sluice: internal log directive {cap:?} is invalid: {e}"),
+        }
+    }
+    filter
+}
+
 /// Sets up `tracing`: `SLUICE_LOG` (or `RUST_LOG`) filters, default `info`.
 pub fn init_logging(format: LogFormat) {
     let filter = std::env::var("SLUICE_LOG")
         .ok()
         .or_else(|| std::env::var("RUST_LOG").ok())
         .unwrap_or_else(|| "info".into());
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = log_filter(&filter);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -526,5 +543,50 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod log_filter_tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use super::log_filter;
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if let Ok(mut v) = self.0.lock() {
+                v.extend_from_slice(buf);
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// `SLUICE_LOG=debug` (even `async_nats=trace`) shows our debug lines but not async-nats's
+    /// connector's, which print the server URL with its password.
+    #[test]
+    fn debug_logging_keeps_the_leaky_library_targets_at_info() {
+        for directives in ["debug", "trace", "async_nats=trace"] {
+            let out = Captured::default();
+            let writer = out.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_env_filter(log_filter(directives))
+                .with_writer(move || writer.clone())
+                .finish();
+            tracing::subscriber::with_default(subscriber, || {
+                tracing::debug!(target: "async_nats::connector", server = "nats://u:pw-in-url@h", "attempting connection");
+                tracing::debug!(target: "async_nats::other", "kept");
+            });
+            let text =
+                String::from_utf8(out.0.lock().map(|v| v.clone()).unwrap_or_default()).expect("utf-8 log");
+            assert!(!text.contains("pw-in-url"), "{directives}: {text}");
+            assert!(text.contains("kept"), "{directives}: {text}");
+        }
     }
 }

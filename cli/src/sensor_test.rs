@@ -242,9 +242,39 @@ fn render_action(
             out["body"] = serde_json::from_slice(&body)
                 .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
         }
-        out["spec"] = spec.clone();
+        let mut shown = spec.clone();
+        redact_urls(&mut shown);
+        out["spec"] = shown;
     }
     Ok(out)
+}
+
+/// Masks the credentials of every URL in a rendered spec: each string under a key that names a URL
+/// (`url`, `serverURL`, `urls`, …) goes through [`sluice_eventbus::redact_url`], as the http plan's
+/// URL does. A spec's URL may carry a password in its user info or a token in its query.
+fn redact_urls(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                if key.to_ascii_lowercase().contains("url") {
+                    mask_strings(v);
+                } else {
+                    redact_urls(v);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact_urls),
+        _ => {}
+    }
+}
+
+fn mask_strings(value: &mut Value) {
+    match value {
+        Value::String(s) => *s = sluice_eventbus::redact_url(s),
+        Value::Array(items) => items.iter_mut().for_each(mask_strings),
+        Value::Object(_) => redact_urls(value),
+        _ => {}
+    }
 }
 
 fn run_inner(args: &TestArgs) -> Result<Report, String> {
@@ -458,4 +488,27 @@ pub fn run(args: &TestArgs) -> i32 {
         return 2;
     }
     i32::from(!report.failed_expectations.is_empty())
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::*;
+
+    #[test]
+    fn urls_in_a_rendered_spec_lose_their_credentials() {
+        let mut spec = json!({
+            "url": "nats://user:spec-pass@127.0.0.1:4222",
+            "subject": "user:not-a-url@x",
+            "serverURL": "https://h/p?token=spec-token",
+            "urls": ["amqp://u:list-pass@h/"],
+            "nested": [{"url": "redis://:nested-pass@h:6379"}],
+        });
+        redact_urls(&mut spec);
+        let shown = spec.to_string();
+        for secret in ["spec-pass", "spec-token", "list-pass", "nested-pass"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert_eq!(spec["url"], "nats://***@127.0.0.1:4222");
+        assert_eq!(spec["subject"], "user:not-a-url@x", "only URL fields change");
+    }
 }

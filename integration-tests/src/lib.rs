@@ -11,6 +11,8 @@ use anyhow::{bail, Context, Result};
 use axum::http::HeaderMap;
 use serde_json::Value;
 
+pub mod secrets;
+
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -84,9 +86,17 @@ pub fn wait_port(port: u16, within: Duration) -> bool {
 }
 
 /// A `sluice` process whose stderr goes to a log file; killed on drop.
+///
+/// Every value in the secrets directory it was given is registered ([`secrets::register_dir`]), and
+/// once the process has ended — [`kill_hard`](Self::kill_hard), [`terminate`](Self::terminate) or
+/// drop — its whole log is scanned for every registered secret; a hit fails the test, naming the
+/// log file and the secret's label. (A test that is already failing gets the finding on stderr
+/// instead, as a second panic would abort the run.)
 pub struct SluiceProcess {
     child: Child,
     log: PathBuf,
+    secrets_dir: PathBuf,
+    scanned: bool,
 }
 
 impl SluiceProcess {
@@ -102,6 +112,7 @@ impl SluiceProcess {
         secrets_dir: &Path,
         env: &[(&str, &str)],
     ) -> Result<Self> {
+        secrets::register_dir(secrets_dir);
         let file = std::fs::File::create(&log)?;
         let child = Command::new(sluice_bin()?)
             .args(args)
@@ -110,7 +121,12 @@ impl SluiceProcess {
             .stdout(Stdio::null())
             .stderr(file)
             .spawn()?;
-        Ok(Self { child, log })
+        Ok(Self {
+            child,
+            log,
+            secrets_dir: secrets_dir.to_owned(),
+            scanned: false,
+        })
     }
 
     /// The process id.
@@ -128,10 +144,24 @@ impl SluiceProcess {
         log_lines(&self.log_text())
     }
 
-    /// `kill -9`: no chance to drain.
+    /// `kill -9`: no chance to drain. Then scans its log for secrets.
     pub fn kill_hard(mut self) -> Result<()> {
         self.child.kill()?;
         self.child.wait()?;
+        self.scan_log()
+    }
+
+    /// Scans the whole log for registered secrets (the ones of its secrets directory read again,
+    /// in case the test wrote more after the start); `Err` names the log and each secret's label.
+    /// `terminate`, `kill_hard` and drop call it after the process ended; drop scans again unless
+    /// an earlier scan passed (so a caller ignoring the `Err` still fails).
+    pub fn scan_log(&mut self) -> Result<()> {
+        secrets::register_dir(&self.secrets_dir);
+        let text = std::fs::read_to_string(&self.log)
+            .with_context(|| format!("failed to read the log {}", self.log.display()))?;
+        secrets::check(&format!("the process log {}", self.log.display()), &text)
+            .map_err(anyhow::Error::msg)?;
+        self.scanned = true;
         Ok(())
     }
 
@@ -143,6 +173,7 @@ impl SluiceProcess {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.try_wait()? {
+                self.scan_log()?;
                 return Ok(status.code());
             }
             if Instant::now() > deadline {
@@ -194,6 +225,17 @@ impl Drop for SluiceProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if self.scanned {
+            return;
+        }
+        if let Err(e) = self.scan_log() {
+            if std::thread::panicking() {
+                // Panicking again while unwinding would abort the whole test binary.
+                eprintln!("{e:#}");
+            } else {
+                panic!("{e:#}");
+            }
+        }
     }
 }
 

@@ -10,9 +10,16 @@ use anyhow::{bail, Context, Result};
 use serde_json::json;
 use sluice_controller::children::{self, BuildConfig, BusCredentials};
 use sluice_crds::EventBus;
-use sluice_integration_tests::{free_port, nats_server_bin, wait_port, SluiceProcess};
+use sluice_integration_tests::{free_port, nats_server_bin, secrets, wait_port, SluiceProcess};
 
 /// The Secret's value under `key`, as the kubelet writes it into a mounted file.
+/// Registers the value of `key` of a generated Secret, so every sluice log is scanned for it.
+fn register_secret(secret: &serde_json::Value, key: &str) -> Result<()> {
+    let text = String::from_utf8(secret_value(secret, key)?)?;
+    secrets::register_text(&format!("generated Secret key {key}"), key, &text);
+    Ok(())
+}
+
 fn secret_value(secret: &serde_json::Value, key: &str) -> Result<Vec<u8>> {
     let typed: k8s_openapi::api::core::v1::Secret = serde_json::from_value(secret.clone())?;
     Ok(typed.data.context("data")?.get(key).context("key")?.0.clone())
@@ -29,6 +36,9 @@ async fn generated_credentials_are_required_by_nats_and_used_by_sluice() -> Resu
     let js = bus.spec.jetstream.clone().context("jetstream")?;
     let built = children::jetstream_children(&bus, &js, &BuildConfig::default())?;
     let (server_secret, client_secret) = children::jetstream_auth_secrets(&bus, &BusCredentials::generate())?;
+    // The server's auth.conf holds the passwords; the client's file is registered by
+    // `SluiceProcess` from the secrets directory it is written to.
+    register_secret(&server_secret, children::JS_SERVER_AUTH_KEY)?;
 
     // The controller's files, as the pod sees them: the configuration and the projected auth.conf
     // side by side. Only the pod-specific paths and ports are changed for a local server.
@@ -228,7 +238,9 @@ async fn a_rogue_server_cannot_join_the_generated_cluster() -> Result<()> {
     let built = children::jetstream_children(&bus, &js, &BuildConfig::default())?;
     assert_eq!(built.routes.len(), 3);
     let (server_secret, _) = children::jetstream_auth_secrets(&bus, &BusCredentials::generate())?;
+    register_secret(&server_secret, children::JS_SERVER_AUTH_KEY)?;
     let password = children::generate_route_password();
+    secrets::register("the generated route password", &password);
     let cluster_secret = children::jetstream_cluster_secret(&bus, &built.routes, &password)?;
 
     // The controller's files, as each pod sees them; only addresses change: every server on

@@ -15,7 +15,7 @@ use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::Client;
-use kube_support::{admin_client, setting};
+use kube_support::{admin_client, assert_no_secret_in_namespace, setting};
 use sluice_integration_tests::workspace_root;
 
 #[test]
@@ -185,6 +185,7 @@ async fn chart_lints_validates_and_applies() -> Result<()> {
     assert!(!allowed(&client, &ns, "delete", "apps", "deployments", &ns).await?);
     assert!(!allowed(&client, &ns, "list", "argoproj.io", "sensors", "default").await?);
 
+    assert_no_secret_in_namespace(&client, &ns).await?;
     Api::<Namespace>::all(client)
         .delete(&ns, &DeleteParams::default())
         .await?;

@@ -18,7 +18,7 @@ use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::Client;
-use kube_support::{admin_client, argo, install_crds, namespace, wait_for};
+use kube_support::{admin_client, argo, assert_no_secret_in_namespace, install_crds, namespace, wait_for};
 use serde_json::{json, Value};
 use sluice_controller::{BuildConfig, ControllerConfig};
 use tokio_util::sync::CancellationToken;
@@ -82,6 +82,8 @@ fn sensor(name: &str, dependency_source: &str) -> Value {
 struct Running {
     cancel: CancellationToken,
     task: tokio::task::JoinHandle<Result<(), sluice_controller::leader::LeaderError>>,
+    client: Client,
+    ns: String,
 }
 
 /// Starts the controller on namespace `ns` with `build` (image `sluice:test` unless set) and,
@@ -104,14 +106,20 @@ fn start_controller(client: &Client, ns: &str, build: BuildConfig, lease: Option
         sluice_controller::Metrics::default(),
         cancel.clone(),
     ));
-    Running { cancel, task }
+    Running {
+        cancel,
+        task,
+        client: client.clone(),
+        ns: ns.to_owned(),
+    }
 }
 
 impl Running {
+    /// Stops the controller, then scans its namespace's Events and CR statuses for secrets.
     async fn stop(self) -> Result<()> {
         self.cancel.cancel();
         self.task.await??;
-        Ok(())
+        assert_no_secret_in_namespace(&self.client, &self.ns).await
     }
 }
 
@@ -378,6 +386,9 @@ async fn controller_turns_resources_into_workloads_and_reports_status() -> Resul
             .iter()
             .any(|m| m.mount_path == format!("/var/run/sluice/secrets/{secret}")));
     }
+    // Every CR reconciled, the generated bus credentials in place: nothing the controller wrote
+    // (Events, conditions) shows one of them, nor the webhook's token.
+    assert_no_secret_in_namespace(&client, &ns).await?;
     let liveness = main
         .liveness_probe
         .as_ref()

@@ -122,6 +122,7 @@ async fn webhook_to_sluice_run_submits_a_workflow_with_the_posted_value() -> Res
         json!({"name": "repo", "value": "acme/sluice"})
     );
     assert!(wf.metadata.name.unwrap_or_default().starts_with("build-"));
+    assert_no_secret_in_namespace(&client, &ns).await?;
     Ok(())
 }
 

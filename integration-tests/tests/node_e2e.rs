@@ -33,7 +33,7 @@ use axum::Json;
 use base64::Engine as _;
 use serde_json::{json, Value};
 use sluice_eventsource::testing::try_setting;
-use sluice_integration_tests::{wait_for_every, NetnsRuntime, Received, Sink};
+use sluice_integration_tests::{secrets, wait_for_every, NetnsRuntime, Received, Sink};
 
 const NS: &str = "sluice-e2e";
 const GITHUB_TOKEN: &str = "e2e-github-api-token";
@@ -130,6 +130,38 @@ impl Node {
             args.extend(["-l", selector]);
         }
         Ok(self.json(&args)?["items"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// Registers every Secret value of the namespace (the test's and the controller's generated
+    /// bus credentials), then scans every pod's log, the namespace's Events and the CRs' statuses
+    /// for any registered secret; `Err` names the output and the secret's label.
+    fn assert_no_secret_leaked(&self) -> Result<()> {
+        for secret in self.items("secrets", "")? {
+            let name = secret["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+            for (key, value) in secret["data"].as_object().cloned().unwrap_or_default() {
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode(value.as_str().unwrap_or_default())
+                    .unwrap_or_default();
+                secrets::register_text(
+                    &format!("Secret {NS}/{name} key {key}"),
+                    &key,
+                    &String::from_utf8_lossy(&decoded),
+                );
+            }
+        }
+        for pod in self.pod_names("")? {
+            let logs = self.kubectl(&["logs", "-n", NS, &pod, "--all-containers"])?;
+            secrets::check(&format!("the log of pod {NS}/{pod}"), &logs).map_err(anyhow::Error::msg)?;
+        }
+        let mut text = String::new();
+        for event in self.items("events", "")? {
+            text.push_str(&format!("{} {}\n", event["reason"], event["message"]));
+        }
+        for object in self.items("eventsources,sensors,eventbus", "")? {
+            text.push_str(&format!("{} {}\n", object["metadata"]["name"], object["status"]));
+        }
+        secrets::check(&format!("the Events and CR statuses of namespace {NS}"), &text)
+            .map_err(anyhow::Error::msg)
     }
 
     fn pod_names(&self, selector: &str) -> Result<Vec<String>> {
@@ -701,8 +733,16 @@ async fn run(node: &Node) -> Result<()> {
         &format!("nats.version={}", node.nats_version),
     ])?;
 
-    let (secrets, bus, eventsource, sensor) = manifests(node, sink.port, github_port);
-    node.apply(&secrets)?;
+    for (label, value) in [
+        ("github api token", GITHUB_TOKEN),
+        ("github webhook secret", GITHUB_SECRET),
+        ("sink password", SINK_PASSWORD),
+        ("sink token", SINK_TOKEN),
+    ] {
+        secrets::register(label, value);
+    }
+    let (secret_manifests, bus, eventsource, sensor) = manifests(node, sink.port, github_port);
+    node.apply(&secret_manifests)?;
     let mut numbers = json!({});
 
     // ---- the CRs come up, each timed from its apply to Ready
@@ -1045,6 +1085,9 @@ async fn run(node: &Node) -> Result<()> {
         .into_iter()
         .collect();
     assert_eq!(after, pods, "the restarted controller replaced pods");
+
+    // ---- no secret in any pod's log, Event or status, after all of the above
+    node.assert_no_secret_leaked()?;
 
     // ---- removing the CRs and uninstalling leaves nothing
     node.kubectl(&[

@@ -219,12 +219,23 @@ async fn web_identity(
         .map_err(|e| AwsError::WebIdentity(format!("failed to read {token_file}: {e}")))?;
     let session = env("AWS_ROLE_SESSION_NAME").unwrap_or_else(|| "sluice".into());
     let endpoint = env("AWS_STS_ENDPOINT").unwrap_or_else(|| format!("https://sts.{region}.amazonaws.com"));
+    assume_role_with_web_identity(http, &endpoint, token.trim(), role, &session).await
+}
+
+/// STS `AssumeRoleWithWebIdentity` at `endpoint` with `token`.
+async fn assume_role_with_web_identity(
+    http: &reqwest::Client,
+    endpoint: &str,
+    token: &str,
+    role: &str,
+    session: &str,
+) -> Result<(Credentials, Option<SystemTime>), AwsError> {
     let query = [
         ("Action", "AssumeRoleWithWebIdentity"),
         ("Version", "2011-06-15"),
         ("RoleArn", role),
-        ("RoleSessionName", session.as_str()),
-        ("WebIdentityToken", token.trim()),
+        ("RoleSessionName", session),
+        ("WebIdentityToken", token),
     ];
     let q: Vec<(String, String)> = query
         .iter()
@@ -236,12 +247,13 @@ async fn web_identity(
         .get(url)
         .send()
         .await
-        .map_err(|e| AwsError::WebIdentity(format!("failed to call STS: {e}")))?;
+        // reqwest's message repeats the URL, whose query holds the token.
+        .map_err(|e| AwsError::WebIdentity(format!("failed to call STS: {}", e.without_url())))?;
     let status = response.status();
     let body = response
         .text()
         .await
-        .map_err(|e| AwsError::WebIdentity(format!("failed to read the STS answer: {e}")))?;
+        .map_err(|e| AwsError::WebIdentity(format!("failed to read the STS answer: {}", e.without_url())))?;
     if !status.is_success() {
         let code = xml::text(&body, "Code").unwrap_or_default();
         return Err(AwsError::WebIdentity(format!("STS answered {status} {code}")));
@@ -273,6 +285,27 @@ mod tests {
         let o = profile_credentials(text, "other").map(|c| (c.access_key, c.session_token));
         assert_eq!(o, Some(("C".into(), Some("T".into()))));
         assert!(profile_credentials(text, "missing").is_none());
+    }
+
+    /// The call's URL holds the web identity token in its query: a failed call does not show it.
+    #[tokio::test]
+    async fn a_failed_sts_call_does_not_show_the_token() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let error = assume_role_with_web_identity(
+            &reqwest::Client::new(),
+            &format!("http://127.0.0.1:{closed}"),
+            "web-identity-token-value",
+            "arn:aws:iam::1:role/r",
+            "sluice",
+        )
+        .await
+        .expect_err("nothing listens");
+        let text = error.to_string();
+        assert!(!text.contains("web-identity-token-value"), "{text}");
+        assert!(text.contains("failed to call STS"), "{text}");
     }
 
     #[test]

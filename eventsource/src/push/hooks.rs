@@ -21,11 +21,13 @@ pub const API_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest wait between two registration attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
-/// Why a hook could not be registered or deleted.
+/// Why a hook could not be registered or deleted. URLs are shown through
+/// [`redact_url`](sluice_eventbus::redact_url): an API base URL may carry a token in its user info or
+/// query.
 #[derive(Debug, thiserror::Error)]
 pub enum HookError {
     /// The API could not be reached.
-    #[error("failed to call {method} {url}")]
+    #[error("failed to call {method} {}", sluice_eventbus::redact_url(.url))]
     CallApi {
         method: String,
         url: String,
@@ -33,7 +35,7 @@ pub enum HookError {
         source: reqwest::Error,
     },
     /// The API answered with an error status.
-    #[error("failed to {action} at {url}: the API answered {status}: {body}")]
+    #[error("failed to {action} at {}: the API answered {status}: {body}", sluice_eventbus::redact_url(.url))]
     ApiStatus {
         action: String,
         url: String,
@@ -41,7 +43,7 @@ pub enum HookError {
         body: String,
     },
     /// The API's answer was not what was expected.
-    #[error("failed to read the answer of {url}: {reason}")]
+    #[error("failed to read the answer of {}: {reason}", sluice_eventbus::redact_url(.url))]
     DecodeAnswer { url: String, reason: String },
 }
 
@@ -95,7 +97,12 @@ pub async fn check_status(
         return Ok(res);
     }
     let mut body = res.text().await.unwrap_or_default();
-    body.truncate(300);
+    // Cut on a character boundary (`truncate` panics inside a multi-byte character).
+    let mut end = body.len().min(300);
+    while !body.is_char_boundary(end) {
+        end -= 1;
+    }
+    body.truncate(end);
     Err(HookError::ApiStatus {
         action: action.into(),
         url: url.into(),
@@ -113,7 +120,8 @@ pub async fn send(
     req.send().await.map_err(|source| HookError::CallApi {
         method: method.into(),
         url: url.into(),
-        source,
+        // reqwest's message repeats the whole URL; the error shows `url` masked instead.
+        source: source.without_url(),
     })
 }
 
@@ -259,7 +267,7 @@ impl HookRegistrar for JsonHooks {
             .await
             .map_err(|e| HookError::DecodeAnswer {
                 url: url.clone(),
-                reason: e.to_string(),
+                reason: e.without_url().to_string(),
             })?;
         if let Some(h) = list["values"]
             .as_array()
@@ -281,7 +289,7 @@ impl HookRegistrar for JsonHooks {
             .await
             .map_err(|e| HookError::DecodeAnswer {
                 url: url.clone(),
-                reason: e.to_string(),
+                reason: e.without_url().to_string(),
             })?;
         self.id_of(&created, &url)
     }
@@ -290,6 +298,45 @@ impl HookRegistrar for JsonHooks {
         let url = format!("{}{target}/{id}", self.base);
         let res = send(self.request(reqwest::Method::DELETE, &url), "DELETE", &url).await?;
         check_status("delete hook", &url, res).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An API base URL with a token in its user info or query: neither a failed call nor an error
+    /// answer shows it, and a long answer with multi-byte characters is cut without a panic.
+    #[tokio::test]
+    async fn hook_errors_mask_the_credentials_of_the_api_url() -> anyhow::Result<()> {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let url = format!("http://user:hook-pass@127.0.0.1:{closed}/api/hooks?access_token=hook-token");
+        let client = api_client();
+        let error = send(client.get(&url), "GET", &url)
+            .await
+            .expect_err("nothing listens");
+        let text = sluice_eventbus::error_chain(&error);
+        assert!(
+            !text.contains("hook-pass") && !text.contains("hook-token"),
+            "{text}"
+        );
+        assert!(text.contains("***@127.0.0.1"), "{text}");
+
+        let app = axum::Router::new()
+            .fallback(|| async { (axum::http::StatusCode::UNAUTHORIZED, "é".repeat(400)) });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let url = format!("http://127.0.0.1:{port}/api/hooks?access_token=hook-token");
+        let res = send(client.get(&url), "GET", &url).await?;
+        let error = check_status("list hooks", &url, res)
+            .await
+            .expect_err("401 is an error");
+        let text = error.to_string();
+        assert!(!text.contains("hook-token"), "{text}");
+        assert!(text.contains("the API answered 401"), "{text}");
+        server.abort();
         Ok(())
     }
 }

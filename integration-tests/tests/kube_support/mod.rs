@@ -12,7 +12,7 @@ use kube::Client;
 use serde_json::{json, Value};
 use sluice_eventbus::{Event, EventBuilder};
 use sluice_eventsource::testing::try_setting;
-use sluice_integration_tests::workspace_root;
+use sluice_integration_tests::{secrets, workspace_root};
 use tokio::sync::OnceCell;
 
 /// A setting printed by `scripts/services.sh start kube`; the test fails without it.
@@ -153,4 +153,54 @@ pub fn github_push(id: &str, repository: &str, sha: &str) -> Result<Event> {
             }
         }))
         .build()?)
+}
+
+/// Registers every value of every Secret in `ns` ([`secrets::register_text`]), then scans what the
+/// controller and the processes wrote there for any registered secret: the Events (both APIs:
+/// reason, note/message, the object named) and the `status` of every EventSource, Sensor and
+/// EventBus. `Err` names the namespace and the secret's label, never the value.
+pub async fn assert_no_secret_in_namespace(client: &Client, ns: &str) -> Result<()> {
+    use k8s_openapi::api::core::v1::{Event as CoreEvent, Secret};
+    use k8s_openapi::api::events::v1::Event;
+    let secret_objects: Api<Secret> = Api::namespaced(client.clone(), ns);
+    for secret in secret_objects.list(&Default::default()).await? {
+        let name = secret.metadata.name.clone().unwrap_or_default();
+        for (key, value) in secret.data.unwrap_or_default() {
+            let label = format!("Secret {ns}/{name} key {key}");
+            secrets::register_text(&label, &key, &String::from_utf8_lossy(&value.0));
+        }
+        for (key, value) in secret.string_data.unwrap_or_default() {
+            secrets::register_text(&format!("Secret {ns}/{name} key {key}"), &key, &value);
+        }
+    }
+    let mut text = String::new();
+    let events: Api<Event> = Api::namespaced(client.clone(), ns);
+    for e in events.list(&Default::default()).await? {
+        text.push_str(&serde_json::to_string(&json!({
+            "reason": e.reason, "note": e.note, "regarding": e.regarding, "action": e.action}))?);
+        text.push('\n');
+    }
+    let core_events: Api<CoreEvent> = Api::namespaced(client.clone(), ns);
+    for e in core_events.list(&Default::default()).await? {
+        text.push_str(&serde_json::to_string(
+            &json!({"reason": e.reason, "message": e.message}),
+        )?);
+        text.push('\n');
+    }
+    for (kind, plural) in [
+        ("EventSource", "eventsources"),
+        ("Sensor", "sensors"),
+        ("EventBus", "eventbus"),
+    ] {
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &argo(kind, plural));
+        for object in api.list(&Default::default()).await? {
+            text.push_str(&format!(
+                "{kind} {}: {}\n",
+                object.metadata.name.unwrap_or_default(),
+                object.data["status"]
+            ));
+        }
+    }
+    secrets::check(&format!("the Events and CR statuses of namespace {ns}"), &text)
+        .map_err(anyhow::Error::msg)
 }

@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sluice_crds::sensor::{Trigger as TriggerSpec, TriggerAction, TriggerKind};
+use sluice_eventbus::redact_url;
 
 use crate::firing::Firing;
 use crate::params::ParamError;
@@ -115,6 +116,10 @@ pub enum ErrorKind {
 }
 
 /// Why one attempt of a trigger failed.
+///
+/// Every URL, target and location is shown through [`redact_url`] (user info, query values and
+/// fragment masked), whatever the code that built the error passed: a spec's URL may carry a
+/// password or a token, and these messages go to logs, dead-letter records and `sluice sensor test`.
 #[derive(Debug, thiserror::Error)]
 pub enum TriggerError {
     /// Parameters could not be applied to the trigger's spec or payload.
@@ -127,7 +132,7 @@ pub enum TriggerError {
         kind: &'static str,
     },
     /// The request could not be built (bad URL, method or header).
-    #[error("failed to build the request to `{url}`: {reason}")]
+    #[error("failed to build the request to `{}`: {reason}", redact_url(.url))]
     BuildRequest {
         /// The URL, for messages: credentials masked ([`sluice_eventbus::redact_url`]).
         url: String,
@@ -135,7 +140,7 @@ pub enum TriggerError {
         reason: String,
     },
     /// The request could not be sent or no response arrived (connect error, timeout).
-    #[error("failed to send the request to `{url}`")]
+    #[error("failed to send the request to `{}`", redact_url(.url))]
     SendRequest {
         /// The URL, for messages: credentials masked ([`sluice_eventbus::redact_url`]).
         url: String,
@@ -143,7 +148,10 @@ pub enum TriggerError {
         source: reqwest::Error,
     },
     /// The response status is not allowed by `policy.status.allow`.
-    #[error("failed to get an allowed response from `{url}`: status {status} is not in policy.status.allow")]
+    #[error(
+        "failed to get an allowed response from `{}`: status {status} is not in policy.status.allow",
+        redact_url(.url)
+    )]
     StatusNotAllowed {
         /// The URL, for messages: credentials masked ([`sluice_eventbus::redact_url`]).
         url: String,
@@ -154,7 +162,7 @@ pub enum TriggerError {
     #[error("failed to read a secret for the request")]
     ResolveSecret(#[source] SecretError),
     /// A message could not be published (or its publication not confirmed).
-    #[error("failed to publish to `{target}`: {reason}")]
+    #[error("failed to publish to `{}`: {reason}", redact_url(.target))]
     Publish {
         /// Where to: URL and subject, or broker and topic.
         target: String,
@@ -164,7 +172,7 @@ pub enum TriggerError {
         retryable: bool,
     },
     /// The egress rules refuse the request's address (SSRF guard).
-    #[error("failed to send the request to `{url}`: {denied}")]
+    #[error("failed to send the request to `{}`: {denied}", redact_url(.url))]
     EgressDenied {
         /// The URL.
         url: String,
@@ -178,7 +186,7 @@ pub enum TriggerError {
         reason: String,
     },
     /// The trigger's manifest could not be read from its source.
-    #[error("failed to read the trigger source `{location}`: {reason}")]
+    #[error("failed to read the trigger source `{}`: {reason}", redact_url(.location))]
     FetchSource {
         /// The file path or URL.
         location: String,

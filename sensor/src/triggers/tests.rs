@@ -92,3 +92,61 @@ async fn a_label_policy_lengthens_a_kubernetes_attempt() {
     let built = BuiltTrigger::build_offline(&trigger, &ctx()).expect("builds");
     assert_eq!(built.attempt_timeout(), DEFAULT_ATTEMPT_TIMEOUT + wait);
 }
+
+/// Whatever URL the code that failed passed, the message masks its credentials.
+#[test]
+fn error_messages_mask_credentials_in_urls_and_targets() {
+    let url = "http://user:url-pass@127.0.0.1:9/p?token=query-token#frag-token";
+    let errors = [
+        TriggerError::BuildRequest {
+            url: url.into(),
+            reason: "bad".into(),
+        },
+        TriggerError::StatusNotAllowed {
+            url: url.into(),
+            status: 500,
+        },
+        TriggerError::Publish {
+            target: "nats://user:url-pass@127.0.0.1:4222/subject".into(),
+            reason: "refused".into(),
+            retryable: true,
+        },
+        TriggerError::FetchSource {
+            location: url.into(),
+            reason: "refused".into(),
+            retryable: true,
+        },
+    ];
+    for error in errors {
+        let shown = error.to_string();
+        for secret in ["url-pass", "query-token", "frag-token"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains("***@127.0.0.1:"), "{shown}");
+    }
+}
+
+/// `sluice sensor test` prints `describe`: a NATS URL's password stays out of it, and a failed
+/// connection's message masks it.
+#[tokio::test]
+async fn the_nats_trigger_masks_the_password_of_its_url() -> anyhow::Result<()> {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let spec = spec(json!({"name": "t", "nats": {
+        "url": format!("nats://user:nats-url-pass@127.0.0.1:{closed}"), "subject": "s"}}));
+    let built = BuiltTrigger::build_offline(&spec, &ctx())?;
+    let events = crate::params::EventsByDependency::new();
+    let firing = Firing {
+        id: crate::FiringId::new("t", &events),
+        sensor: "s".into(),
+        trigger: "t".into(),
+        events,
+        template: spec.template.clone().unwrap_or_default(),
+    };
+    let described = built.describe(&firing)?.to_string();
+    assert!(!described.contains("nats-url-pass"), "{described}");
+    assert!(described.contains("nats://***@127.0.0.1"), "{described}");
+    let error = built.execute(&firing).await.expect_err("nothing listens");
+    let text = sluice_eventbus::error_chain(&error);
+    assert!(!text.contains("nats-url-pass"), "{text}");
+    Ok(())
+}

@@ -102,7 +102,7 @@ impl GithubHooks {
         let res = check_status("list hooks", &url, res).await?;
         let hooks: Vec<Value> = res.json().await.map_err(|e| HookError::DecodeAnswer {
             url: url.clone(),
-            reason: e.to_string(),
+            reason: e.without_url().to_string(),
         })?;
         for hook in hooks {
             if hook["config"]["url"].as_str() != Some(self.hook_url.as_str()) {
@@ -158,7 +158,7 @@ impl HookRegistrar for GithubHooks {
                 let res = check_status("create hook", &url, res).await?;
                 let created: Value = res.json().await.map_err(|e| HookError::DecodeAnswer {
                     url: url.clone(),
-                    reason: e.to_string(),
+                    reason: e.without_url().to_string(),
                 })?;
                 match &created["id"] {
                     Value::Number(n) => Ok(n.to_string()),

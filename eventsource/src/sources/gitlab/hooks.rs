@@ -140,7 +140,7 @@ impl HookRegistrar for GitlabHooks {
             .await
             .map_err(|e| HookError::DecodeAnswer {
                 url: url.clone(),
-                reason: e.to_string(),
+                reason: e.without_url().to_string(),
             })?;
         let existing = hooks
             .iter()
@@ -181,7 +181,7 @@ impl HookRegistrar for GitlabHooks {
                     .await
                     .map_err(|e| HookError::DecodeAnswer {
                         url: post.clone(),
-                        reason: e.to_string(),
+                        reason: e.without_url().to_string(),
                     })?;
                 id_of(&created, &post)
             }

@@ -73,7 +73,7 @@ impl HookRegistrar for StripeHooks {
             .await
             .map_err(|e| HookError::DecodeAnswer {
                 url: list.clone(),
-                reason: e.to_string(),
+                reason: e.without_url().to_string(),
             })?;
         if let Some(found) = page["data"]
             .as_array()
@@ -98,7 +98,7 @@ impl HookRegistrar for StripeHooks {
             .await
             .map_err(|e| HookError::DecodeAnswer {
                 url: create.clone(),
-                reason: e.to_string(),
+                reason: e.without_url().to_string(),
             })?;
         created["id"]
             .as_str()

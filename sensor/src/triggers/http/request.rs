@@ -51,7 +51,8 @@ pub struct RequestPlan {
 }
 
 impl RequestPlan {
-    /// The plan as JSON with sensitive header values replaced by `<redacted>`.
+    /// The plan as JSON with sensitive header values replaced by `<redacted>` and the URL's
+    /// credentials masked ([`sluice_eventbus::redact_url`]).
     pub fn describe(&self) -> serde_json::Value {
         let headers: serde_json::Map<String, serde_json::Value> = self
             .headers
@@ -69,7 +70,8 @@ impl RequestPlan {
             .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&self.body).into_owned()));
         serde_json::json!({
             "method": self.method.as_str(),
-            "url": self.url.as_str(),
+            // Credentials in the URL's user info or query are masked like secret headers.
+            "url": sluice_eventbus::redact_url(self.url.as_str()),
             "headers": headers,
             "body": body,
             "timeoutSeconds": self.timeout.as_secs(),

@@ -303,6 +303,30 @@ async fn errors_show_the_url_without_credentials() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `sluice sensor test` prints the plan: the URL's user info and query values are masked there too.
+#[test]
+fn the_described_plan_masks_the_credentials_of_the_url() {
+    let s = spec(
+        HTTPTrigger {
+            url: "http://user:plan-pass@127.0.0.1:9/x?access_token=plan-token&sig=plan-sig".into(),
+            ..HTTPTrigger::default()
+        },
+        &[],
+    );
+    let described = build(&s)
+        .expect("builds")
+        .describe(&firing(&s))
+        .expect("describes")
+        .to_string();
+    for secret in ["plan-pass", "plan-token", "plan-sig"] {
+        assert!(!described.contains(secret), "{described}");
+    }
+    assert!(
+        described.contains("http://***@127.0.0.1:9/x?access_token=***&sig=***"),
+        "{described}"
+    );
+}
+
 #[tokio::test]
 async fn connection_errors_are_retryable() -> anyhow::Result<()> {
     // Bind then drop a listener: the port is (almost certainly) closed now.

@@ -247,7 +247,9 @@ impl SourceCache {
             .get(parsed)
             .send()
             .await
-            .map_err(|e| fail(e.to_string(), true))?;
+            // reqwest's message repeats the URL, which may carry credentials; `location` is shown
+            // masked.
+            .map_err(|e| fail(e.without_url().to_string(), true))?;
         let status = response.status();
         if !status.is_success() {
             return Err(fail(
@@ -255,8 +257,14 @@ impl SourceCache {
                 status.is_server_error() || status.as_u16() == 429,
             ));
         }
-        let text = response.text().await.map_err(|e| fail(e.to_string(), true))?;
-        parse_manifest(&text, &format!("document at {url}"))
+        let text = response
+            .text()
+            .await
+            .map_err(|e| fail(e.without_url().to_string(), true))?;
+        parse_manifest(
+            &text,
+            &format!("document at {}", sluice_eventbus::redact_url(url)),
+        )
     }
 
     fn get(&self, key: &str) -> Option<Cached> {

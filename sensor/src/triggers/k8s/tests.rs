@@ -315,3 +315,32 @@ async fn a_url_source_at_a_denied_address_is_refused() -> anyhow::Result<()> {
     server.abort();
     Ok(())
 }
+
+/// A source URL's credentials stay out of the download's error message.
+#[tokio::test]
+async fn a_failed_download_masks_the_credentials_of_the_url() -> anyhow::Result<()> {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let location = ArtifactLocation {
+        url: Some(sluice_crds::sensor::URLArtifact {
+            path: format!("http://user:source-pass@127.0.0.1:{closed}/cm.yaml?token=source-token"),
+            verify_cert: false,
+        }),
+        ..Default::default()
+    };
+    let secrets = FileSecretResolver::new("/x");
+    let cache = SourceCache::build(
+        "t",
+        "k8s.source",
+        Some(&location),
+        &secrets,
+        reqwest::Client::new(),
+    )?;
+    let error = cache.object(Some(&location)).await.expect_err("nothing listens");
+    let text = sluice_eventbus::error_chain(&error);
+    assert!(
+        !text.contains("source-pass") && !text.contains("source-token"),
+        "{text}"
+    );
+    assert!(text.contains("***@127.0.0.1"), "{text}");
+    Ok(())
+}

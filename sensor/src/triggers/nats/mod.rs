@@ -300,7 +300,7 @@ impl Trigger for NatsTrigger {
         let body = serde_json::from_slice::<serde_json::Value>(&body)
             .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&body).into_owned()));
         Ok(serde_json::json!({
-            "url": spec.url,
+            "url": sluice_eventbus::redact_url(&spec.url),
             "subject": spec.subject,
             "jetStream": spec.jet_stream,
             "headers": {"Idempotency-Key": firing.id.to_string(), "Nats-Msg-Id": firing.id.to_string()},

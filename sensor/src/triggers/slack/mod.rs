@@ -181,7 +181,9 @@ impl SlackTrigger {
                     },
                     None => TriggerError::SendRequest {
                         url: url.clone(),
-                        source,
+                        // reqwest's message repeats the whole URL, which `--slack-api-url` may
+                        // give credentials; the error's own `url` is shown masked.
+                        source: source.without_url(),
                     },
                 })
             })?;
@@ -195,7 +197,7 @@ impl SlackTrigger {
         let answer: Value = response.json().await.map_err(|e| {
             SlackFailure::Trigger(TriggerError::Publish {
                 target: url.clone(),
-                reason: format!("the answer (status {status}) is not JSON: {e}"),
+                reason: format!("the answer (status {status}) is not JSON: {}", e.without_url()),
                 retryable: true,
             })
         })?;
@@ -260,7 +262,7 @@ impl Trigger for SlackTrigger {
         let spec = self.spec(firing)?;
         Ok(json!({
             "method": "POST",
-            "url": format!("{}/chat.postMessage", self.api),
+            "url": sluice_eventbus::redact_url(&format!("{}/chat.postMessage", self.api)),
             "headers": {"authorization": super::http::request::REDACTED},
             "body": Value::Object(self.message(&spec)?),
         }))

@@ -229,3 +229,23 @@ fn bad_specs_are_build_errors_naming_the_field() {
         assert!(err.contains(fragment), "{slack}: {err}");
     }
 }
+
+/// `--slack-api-url` may carry credentials: a failed call's message and the described request mask
+/// them.
+#[tokio::test]
+async fn a_failed_call_masks_the_credentials_of_the_api_url() -> anyhow::Result<()> {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let base = format!("http://user:slack-url-pass@127.0.0.1:{closed}/api");
+    let (t, spec) = trigger(
+        &base,
+        json!({"slackToken": {"name": "slack", "key": "token"}, "channel": "general", "message": "hi"}),
+    )?;
+    let f = firing(spec.template.clone().unwrap_or_default(), "e1")?;
+    let error = t.execute(&f).await.expect_err("nothing listens");
+    let text = sluice_eventbus::error_chain(&error);
+    assert!(!text.contains("slack-url-pass"), "{text}");
+    assert!(text.contains("***@127.0.0.1"), "{text}");
+    let described = t.describe(&f)?.to_string();
+    assert!(!described.contains("slack-url-pass"), "{described}");
+    Ok(())
+}
