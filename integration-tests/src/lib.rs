@@ -607,3 +607,67 @@ impl Drop for NetnsRuntime {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(n: u64, key: Option<&str>) -> Received {
+        let mut headers = HeaderMap::new();
+        if let Some(key) = key {
+            headers.insert(
+                "idempotency-key",
+                key.parse().expect("a test key is a header value"),
+            );
+        }
+        Received {
+            path: "/hook".into(),
+            headers,
+            body: serde_json::json!({ "n": n }),
+            held: false,
+        }
+    }
+
+    fn n_of(r: &Received) -> Option<u64> {
+        r.body["n"].as_u64()
+    }
+
+    fn sent(ns: &[u64]) -> BTreeSet<u64> {
+        ns.iter().copied().collect()
+    }
+
+    #[test]
+    fn repeats_under_one_key_per_event_pass() -> Result<()> {
+        let got = [
+            request(1, Some("k1")),
+            request(2, Some("k2")),
+            request(1, Some("k1")),
+        ];
+        let arrivals = Arrivals::of(&got, n_of)?;
+        arrivals.check(&sent(&[1, 2]))?;
+        assert_eq!(arrivals.repeated(), sent(&[1]));
+        assert_eq!(arrivals.total(), 3);
+        Ok(())
+    }
+
+    #[test]
+    fn a_missing_or_empty_key_fails() {
+        assert!(request(1, None).idempotency_key().is_err());
+        assert!(request(1, Some("")).idempotency_key().is_err());
+        assert!(Arrivals::of(&[request(1, None)], n_of).is_err());
+    }
+
+    #[test]
+    fn a_constant_key_a_changed_key_a_lost_or_an_unsent_event_fails() -> Result<()> {
+        let constant = Arrivals::of(&[request(1, Some("k")), request(2, Some("k"))], n_of)?;
+        assert!(constant.check(&sent(&[1, 2])).is_err());
+        let changed = Arrivals::of(&[request(1, Some("a")), request(1, Some("b"))], n_of)?;
+        assert!(changed.check(&sent(&[1])).is_err());
+        let lost = Arrivals::of(&[request(1, Some("k1"))], n_of)?;
+        assert!(lost.check(&sent(&[1, 2])).is_err());
+        assert!(lost.check_between(&sent(&[1]), &sent(&[1, 2])).is_ok());
+        let unsent = Arrivals::of(&[request(1, Some("k1")), request(3, Some("k3"))], n_of)?;
+        assert!(unsent.check(&sent(&[1])).is_err());
+        Ok(())
+    }
+}

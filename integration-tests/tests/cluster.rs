@@ -234,14 +234,14 @@ async fn sensor_killed_mid_stream_loses_nothing_after_restart() -> Result<()> {
         })
         .await?;
     s.sink.hold();
-    let held_at_kill = s
-        .sink
+    s.sink
         .wait_until("firings are held at the target", Duration::from_secs(60), |got| {
             got.iter().filter(|r| r.held).count() >= 4
         })
         .await?;
     sensor.kill_hard()?;
     s.sink.release();
+    // Seen by the target, never answered, so never acknowledged on the bus.
     let held: BTreeSet<usize> = s
         .sink
         .received()
@@ -249,10 +249,6 @@ async fn sensor_killed_mid_stream_loses_nothing_after_restart() -> Result<()> {
         .filter(|r| r.held)
         .filter_map(event_n)
         .collect();
-    assert!(
-        held.len() >= held_at_kill.iter().filter(|r| r.held).count(),
-        "held firings are recorded"
-    );
     let accepted = load.await?;
     assert_eq!(accepted, sent, "the event source does not depend on the sensor");
     let sensor2 = s.start_sensor("sensor-2.log").await?;
