@@ -1,6 +1,8 @@
 //! Helpers shared by the end-to-end tests in `tests/`: the `sluice` binary as a real process, a
 //! nats-server of the test's own on a free port, and an HTTP sink that records what triggers send.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Debug;
 use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -9,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use axum::http::HeaderMap;
+use futures::TryStreamExt as _;
 use serde_json::Value;
 
 pub mod secrets;
@@ -255,16 +258,112 @@ pub struct Received {
     pub headers: HeaderMap,
     /// Its JSON body (`Null` when not JSON).
     pub body: Value,
+    /// Whether the sink held its answer back (see [`Sink::hold`]): the sender saw no answer
+    /// before the sink was released, so whatever it does after an answer (ack) had not happened.
+    pub held: bool,
 }
 
 impl Received {
-    /// The `Idempotency-Key` header.
-    pub fn idempotency_key(&self) -> String {
-        self.headers
-            .get("idempotency-key")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string()
+    /// The `Idempotency-Key` header; an error when it is missing, not text or empty, so a
+    /// trigger that sends no key (or an empty one) fails the test instead of passing as `""`.
+    pub fn idempotency_key(&self) -> Result<String> {
+        let value = self.headers.get("idempotency-key").with_context(|| {
+            format!(
+                "a request to {} without Idempotency-Key: {:?}",
+                self.path, self.body
+            )
+        })?;
+        let key = value
+            .to_str()
+            .with_context(|| format!("a request to {} with a non-text Idempotency-Key", self.path))?;
+        if key.is_empty() {
+            bail!(
+                "a request to {} with an empty Idempotency-Key: {:?}",
+                self.path,
+                self.body
+            );
+        }
+        Ok(key.to_owned())
+    }
+}
+
+/// The arrivals of a fault test, per event: the idempotency key of every arrival of it, in order.
+/// Built by [`Arrivals::of`]; [`Arrivals::check`] holds them to the delivery contract.
+#[derive(Clone, Debug)]
+pub struct Arrivals<K> {
+    /// Event → the key of each of its arrivals (more than one: repeats).
+    pub by_event: BTreeMap<K, Vec<String>>,
+}
+
+impl<K: Ord + Clone + Debug> Arrivals<K> {
+    /// Groups `received` by the event each request names (`event_of`, `None` for a request that
+    /// names none, which fails: nothing may arrive that no one sent). Every request must carry a
+    /// non-empty idempotency key.
+    pub fn of(received: &[Received], event_of: impl Fn(&Received) -> Option<K>) -> Result<Self> {
+        let mut by_event: BTreeMap<K, Vec<String>> = BTreeMap::new();
+        for r in received {
+            let event = event_of(r)
+                .with_context(|| format!("a request to {} names no sent event: {}", r.path, r.body))?;
+            by_event.entry(event).or_default().push(r.idempotency_key()?);
+        }
+        Ok(Self { by_event })
+    }
+
+    /// How many arrivals there were in all.
+    pub fn total(&self) -> usize {
+        self.by_event.values().map(Vec::len).sum()
+    }
+
+    /// The events that arrived more than once (repeats after a redelivery).
+    pub fn repeated(&self) -> BTreeSet<K> {
+        self.by_event
+            .iter()
+            .filter(|(_, keys)| keys.len() > 1)
+            .map(|(e, _)| e.clone())
+            .collect()
+    }
+
+    /// The delivery contract against `sent`: every sent event arrived, nothing arrived that was
+    /// not sent, all arrivals of one event carry the same key (a repeat is recognisable as one),
+    /// and no two events share a key (a constant key would make the target drop real events).
+    pub fn check(&self, sent: &BTreeSet<K>) -> Result<()> {
+        self.check_between(sent, sent)
+    }
+
+    /// [`check`](Self::check) for a test where some sent events may or may not arrive (a sender
+    /// got no 2xx and did not retry; a pub/sub broker kept nothing while the source was away):
+    /// every event of `required` arrived, and nothing arrived that is not in `sent`.
+    pub fn check_between(&self, required: &BTreeSet<K>, sent: &BTreeSet<K>) -> Result<()> {
+        let missing: Vec<&K> = required
+            .iter()
+            .filter(|e| !self.by_event.contains_key(e))
+            .collect();
+        if !missing.is_empty() {
+            bail!(
+                "{} of {} required events never arrived, e.g. {:?}",
+                missing.len(),
+                required.len(),
+                &missing[..missing.len().min(10)]
+            );
+        }
+        let unexpected: Vec<&K> = self.by_event.keys().filter(|e| !sent.contains(e)).collect();
+        if !unexpected.is_empty() {
+            bail!("events arrived that were not sent: {unexpected:?}");
+        }
+        let mut owner: BTreeMap<&str, &K> = BTreeMap::new();
+        for (event, keys) in &self.by_event {
+            let distinct: BTreeSet<&String> = keys.iter().collect();
+            if distinct.len() != 1 {
+                bail!("event {event:?} arrived under several idempotency keys: {distinct:?}");
+            }
+            if let Some(other) = owner.insert(keys[0].as_str(), event) {
+                bail!(
+                    "events {other:?} and {event:?} arrived under the same idempotency key {}",
+                    keys[0]
+                );
+            }
+        }
+        Ok(())
     }
 }
 
@@ -274,6 +373,8 @@ pub struct Sink {
     /// Its port.
     pub port: u16,
     received: Arc<Mutex<Vec<Received>>>,
+    /// While true, requests are recorded at once but answered only once it turns false.
+    hold: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Sink {
@@ -286,18 +387,27 @@ impl Sink {
     /// runtime, so on a [`NetnsRuntime`] it listens inside that network namespace.
     pub async fn start_on(addr: &str) -> Result<Self> {
         let received: Arc<Mutex<Vec<Received>>> = Arc::default();
-        let store = received.clone();
+        let hold = Arc::new(tokio::sync::watch::Sender::new(false));
+        let (store, gate) = (received.clone(), hold.clone());
         let app = axum::Router::new().fallback(
             move |uri: axum::http::Uri, headers: HeaderMap, body: axum::body::Bytes| {
-                let store = store.clone();
+                let (store, gate) = (store.clone(), gate.clone());
                 async move {
                     let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    let held = *gate.borrow();
                     if let Ok(mut v) = store.lock() {
                         v.push(Received {
                             path: uri.path().to_string(),
                             headers,
                             body,
+                            held,
                         });
+                    }
+                    if held {
+                        // Recorded (the target "did it"), answered only on release: a sender
+                        // killed meanwhile never learns it succeeded.
+                        let mut rx = gate.subscribe();
+                        let _ = rx.wait_for(|h| !*h).await;
                     }
                     "ok"
                 }
@@ -306,7 +416,17 @@ impl Sink {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let port = listener.local_addr()?.port();
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Ok(Self { port, received })
+        Ok(Self { port, received, hold })
+    }
+
+    /// From now on, record each request at once but hold its answer until [`release`](Self::release).
+    pub fn hold(&self) {
+        self.hold.send_replace(true);
+    }
+
+    /// Answers the held requests and every later one at once.
+    pub fn release(&self) {
+        self.hold.send_replace(false);
     }
 
     /// Everything received so far.
@@ -325,6 +445,61 @@ impl Sink {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+
+    /// Waits until `done` holds for what was received; fails naming `what` after `within`.
+    pub async fn wait_until(
+        &self,
+        what: &str,
+        within: Duration,
+        done: impl Fn(&[Received]) -> bool,
+    ) -> Result<Vec<Received>> {
+        wait_for(within, || {
+            let got = self.received();
+            let result = done(&got).then_some(got);
+            async move { Ok(result) }
+        })
+        .await
+        .with_context(|| format!("{what}: {} requests received", self.received().len()))
+    }
+
+    /// After an end condition held (every event arrived and the bus has nothing left to deliver),
+    /// waits `quiet` and fails if anything arrived meanwhile; returns what was received.
+    pub async fn assert_quiet(&self, quiet: Duration) -> Result<Vec<Received>> {
+        let before = self.received().len();
+        tokio::time::sleep(quiet).await;
+        let after = self.received();
+        if after.len() != before {
+            bail!(
+                "{} requests arrived after the end condition held: {:?}",
+                after.len() - before,
+                after[before..].iter().map(|r| &r.body).collect::<Vec<_>>()
+            );
+        }
+        Ok(after)
+    }
+}
+
+/// How many durable consumers the JetStream server at `url` has in all, once none of them has a
+/// message pending or delivered but not acknowledged; `None` while one has. Key-value buckets'
+/// streams (the sensor's trigger state) are skipped: their watchers are not deliveries.
+pub async fn bus_settled(url: &str) -> Result<Option<usize>> {
+    let js = async_nats::jetstream::new(async_nats::connect(url).await?);
+    let mut streams = js.streams();
+    let mut consumers_seen = 0;
+    while let Some(info) = streams.try_next().await? {
+        if info.config.name.starts_with("KV_") {
+            continue;
+        }
+        let stream = js.get_stream(&info.config.name).await?;
+        let mut consumers = stream.consumers();
+        while let Some(c) = consumers.try_next().await? {
+            if c.num_pending > 0 || c.num_ack_pending > 0 {
+                return Ok(None);
+            }
+            consumers_seen += 1;
+        }
+    }
+    Ok((consumers_seen > 0).then_some(consumers_seen))
 }
 
 /// A nats-server with JetStream of the test's own, on a free port with its own store; killed on drop.
@@ -472,5 +647,69 @@ impl Drop for NetnsRuntime {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(n: u64, key: Option<&str>) -> Received {
+        let mut headers = HeaderMap::new();
+        if let Some(key) = key {
+            headers.insert(
+                "idempotency-key",
+                key.parse().expect("a test key is a header value"),
+            );
+        }
+        Received {
+            path: "/hook".into(),
+            headers,
+            body: serde_json::json!({ "n": n }),
+            held: false,
+        }
+    }
+
+    fn n_of(r: &Received) -> Option<u64> {
+        r.body["n"].as_u64()
+    }
+
+    fn sent(ns: &[u64]) -> BTreeSet<u64> {
+        ns.iter().copied().collect()
+    }
+
+    #[test]
+    fn repeats_under_one_key_per_event_pass() -> Result<()> {
+        let got = [
+            request(1, Some("k1")),
+            request(2, Some("k2")),
+            request(1, Some("k1")),
+        ];
+        let arrivals = Arrivals::of(&got, n_of)?;
+        arrivals.check(&sent(&[1, 2]))?;
+        assert_eq!(arrivals.repeated(), sent(&[1]));
+        assert_eq!(arrivals.total(), 3);
+        Ok(())
+    }
+
+    #[test]
+    fn a_missing_or_empty_key_fails() {
+        assert!(request(1, None).idempotency_key().is_err());
+        assert!(request(1, Some("")).idempotency_key().is_err());
+        assert!(Arrivals::of(&[request(1, None)], n_of).is_err());
+    }
+
+    #[test]
+    fn a_constant_key_a_changed_key_a_lost_or_an_unsent_event_fails() -> Result<()> {
+        let constant = Arrivals::of(&[request(1, Some("k")), request(2, Some("k"))], n_of)?;
+        assert!(constant.check(&sent(&[1, 2])).is_err());
+        let changed = Arrivals::of(&[request(1, Some("a")), request(1, Some("b"))], n_of)?;
+        assert!(changed.check(&sent(&[1])).is_err());
+        let lost = Arrivals::of(&[request(1, Some("k1"))], n_of)?;
+        assert!(lost.check(&sent(&[1, 2])).is_err());
+        assert!(lost.check_between(&sent(&[1]), &sent(&[1, 2])).is_ok());
+        let unsent = Arrivals::of(&[request(1, Some("k1")), request(3, Some("k3"))], n_of)?;
+        assert!(unsent.check(&sent(&[1])).is_err());
+        Ok(())
     }
 }

@@ -7,6 +7,7 @@
 //! then talks to the broker's advertised address, as any Kafka client does. Fails (never skips)
 //! without KAFKA_BROKERS.
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -14,9 +15,9 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
-use serde_json::Value;
+use serde_json::{json, Value};
 use sluice_eventsource::testing::try_setting;
-use sluice_integration_tests::{free_port, Sink, SluiceProcess};
+use sluice_integration_tests::{free_port, Arrivals, Received, Sink, SluiceProcess};
 use tokio::net::{TcpListener, TcpStream};
 
 /// Generous: librdkafka's and the source's reconnect backoffs grow to tens of seconds.
@@ -198,23 +199,33 @@ async fn unreachable_brokers_keep_the_source_unready_until_they_answer() -> Resu
     wait_readyz(metrics_port, &sluice, "turned 200", |status, _| status == 200).await?;
 
     let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", &brokers).create()?;
-    producer
-        .send(
-            FutureRecord::to(&topic).key("k").payload(r#"{"order": "o-1"}"#),
-            Duration::from_secs(30),
-        )
-        .await
-        .map_err(|(e, _)| anyhow::anyhow!("failed to produce the record: {e}"))?;
-    let got = sink.wait_for(1, WAIT).await;
-    let received = sink.received();
-    assert_eq!(got, 1, "the record reaches the sink; log:\n{}", sluice.log_text());
-    assert_eq!(received[0].path, "/orders");
-    assert_eq!(
-        received[0].body["order"],
-        Value::from("o-1"),
-        "{:?}",
-        received[0].body
-    );
+    let sent: BTreeSet<String> = (1..=5).map(|i| format!("o-{i}")).collect();
+    for order in &sent {
+        producer
+            .send(
+                FutureRecord::to(&topic)
+                    .key("k")
+                    .payload(&json!({"order": order}).to_string()),
+                Duration::from_secs(30),
+            )
+            .await
+            .map_err(|(e, _)| anyhow::anyhow!("failed to produce record {order}: {e}"))?;
+    }
+    let order_of = |r: &Received| r.body["order"].as_str().map(str::to_owned);
+    sink.wait_until("every record reached the sink", WAIT, |got| {
+        got.iter()
+            .filter_map(order_of)
+            .collect::<BTreeSet<_>>()
+            .is_superset(&sent)
+    })
+    .await
+    .map_err(|e| e.context(sluice.log_text()))?;
+    let received = sink.assert_quiet(Duration::from_secs(1)).await?;
+    assert!(received.iter().all(|r| r.path == "/orders"), "{received:?}");
+    // Each record once under a key of its own (an event id from topic/partition/offset).
+    let arrivals = Arrivals::of(&received, order_of)?;
+    arrivals.check(&sent)?;
+    assert_eq!(arrivals.total(), sent.len(), "no repeats without faults");
 
     sluice.terminate()?;
     forwarder.abort();

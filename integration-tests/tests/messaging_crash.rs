@@ -4,21 +4,27 @@
 //! `basic.ack`) and `redisStream` (XACK).
 //!
 //! Each test: `sluice eventsource --bus nats://BUS` against a JetStream bus of the test's own; the
-//! bus is stopped; one message is published to the broker (`NATS_URL`, `MQTT_URL`, `AMQP_URL`,
-//! `REDIS_URL` from `scripts/services.sh start nats mosquitto rabbitmq redis`); the source receives
-//! it and logs that the bus did not take it (and the broker shows it un-acknowledged); the process
-//! is killed with SIGKILL; the bus starts again; `sluice run --bus nats://BUS` (the same
-//! EventSource and a Sensor with an http trigger) delivers the message to a sink exactly as
-//! published — it was not lost.
+//! bus is stopped; a set of distinguishable messages is published to the broker (`NATS_URL`,
+//! `MQTT_URL`, `AMQP_URL`, `REDIS_URL` from `scripts/services.sh start nats mosquitto rabbitmq
+//! redis`); the source receives at least one and logs that the bus did not take it (and the broker
+//! shows it delivered and un-acknowledged); the process is killed with SIGKILL; the bus starts
+//! again; `sluice run --bus nats://BUS` (the same EventSource and a Sensor with an http trigger)
+//! delivers to a sink. The sink must receive exactly the published set (nothing lost, nothing
+//! else), each message under one non-empty idempotency key of its own; the broker must have
+//! delivered again what the killed process held (observed on the broker where it shows it); and
+//! nothing more arrives once the broker, the bus and the sink have settled.
 
 mod messaging_support;
 
-use std::time::{Duration, Instant};
+use std::collections::BTreeSet;
+use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{Context, Result};
 use messaging_support::*;
 use serde_json::{json, Value};
-use sluice_integration_tests::{NatsServer, SluiceProcess};
+use sluice_integration_tests::{
+    bus_settled, wait_for, wait_for_every, Arrivals, NatsServer, Received, SluiceProcess,
+};
 
 /// The bus of one crash test and the pipeline that runs on it.
 struct Crash {
@@ -43,27 +49,87 @@ impl Crash {
         Ok(es)
     }
 
-    /// Kills `es` with SIGKILL, starts the bus again and `sluice run` on it; asserts that the sink
-    /// receives `want` and nothing else.
-    async fn kill_and_recover(&mut self, es: SluiceProcess, want: &Value) -> Result<()> {
+    /// Kills `es` with SIGKILL, starts the bus again and `sluice run` on it; waits until the sink
+    /// received every message of `sent`, `upstream_settled` holds (the broker has the messages
+    /// acknowledged) and the bus has nothing left to deliver; then checks the arrivals against
+    /// `sent` and that nothing more arrives.
+    async fn kill_and_recover<F, Fut>(
+        &mut self,
+        es: SluiceProcess,
+        sent: &[Value],
+        upstream_settled: F,
+    ) -> Result<Arrivals<String>>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<bool>>,
+    {
         let first_log = es.log_text();
         es.kill_hard()?;
         self.bus.restart()?;
         let run = self.pipe.run(Some(&self.bus.url()), "second.log").await?;
-        let arrived = self.pipe.wait_body(want, Duration::from_secs(45)).await;
-        let (bodies, log) = (self.pipe.bodies(), run.log_text());
+        let result = self.settle(sent, upstream_settled).await;
+        let log = run.log_text();
         run.terminate()?;
-        assert!(
-            arrived,
-            "the message received before the kill never reached the sink (got {bodies:?});\nfirst run:\n{first_log}\nsecond run:\n{log}"
-        );
-        // A redelivery may repeat it (ids are not stable for every kind); nothing else may arrive.
-        assert!(
-            bodies.iter().all(|b| b == want),
-            "unexpected deliveries: {bodies:?}"
-        );
-        Ok(())
+        result.map_err(|e| e.context(format!("first run:\n{first_log}\nsecond run:\n{log}")))
     }
+
+    async fn settle<F, Fut>(&self, sent: &[Value], upstream_settled: F) -> Result<Arrivals<String>>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<bool>>,
+    {
+        let sent = body_set(sent);
+        self.pipe
+            .sink
+            .wait_until(
+                "every message published reached the sink",
+                Duration::from_secs(45),
+                |got| body_set_of(got).is_superset(&sent),
+            )
+            .await
+            .map_err(|e| e.context(format!("got {:?}", self.pipe.bodies())))?;
+        eventually(
+            "the broker has every message acknowledged",
+            Duration::from_secs(20),
+            upstream_settled,
+        )
+        .await?;
+        let bus = self.bus.url();
+        wait_for(Duration::from_secs(30), || bus_settled(&bus))
+            .await
+            .context("the bus has nothing left to deliver")?;
+        let got = self.pipe.sink.assert_quiet(Duration::from_secs(1)).await?;
+        let arrivals = Arrivals::of(&got, |r| Some(r.body.to_string()))?;
+        arrivals.check(&sent)?;
+        Ok(arrivals)
+    }
+}
+
+/// The messages of one crash test: `{"order": i, "run": run}` for i in 0..MESSAGES (text values
+/// for redis streams, whose fields are strings).
+fn messages(run: &str, text: bool) -> Vec<Value> {
+    (0..MESSAGES)
+        .map(|i| {
+            if text {
+                json!({"order": i.to_string(), "run": run})
+            } else {
+                json!({"order": i, "run": run})
+            }
+        })
+        .collect()
+}
+
+/// How many messages each crash test publishes while the bus is down.
+const MESSAGES: usize = 5;
+
+/// A set of bodies by their JSON text (serde_json sorts object keys, so equal bodies give equal
+/// text).
+fn body_set(bodies: &[Value]) -> BTreeSet<String> {
+    bodies.iter().map(Value::to_string).collect()
+}
+
+fn body_set_of(got: &[Received]) -> BTreeSet<String> {
+    got.iter().map(|r| r.body.to_string()).collect()
 }
 
 /// Polls `check` every 200 ms until it is true; fails with `what` after `within`.
@@ -72,17 +138,12 @@ where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<bool>>,
 {
-    let deadline = Instant::now() + within;
-    let mut last = None;
-    while Instant::now() < deadline {
-        match check().await {
-            Ok(true) => return Ok(()),
-            Ok(false) => last = None,
-            Err(e) => last = Some(e),
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    bail!("{what} did not hold within {within:?} (last error: {last:?})")
+    wait_for_every(within, Duration::from_millis(200), || {
+        let attempt = check();
+        async move { Ok(attempt.await?.then_some(())) }
+    })
+    .await
+    .with_context(|| format!("{what} did not hold"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,31 +175,42 @@ async fn jetstream_message_in_hand_survives_kill() -> Result<()> {
     let mut c = Crash::new("jetstream", &spec, "body").await?;
     let es = c.start_then_stop_bus("consuming").await?;
 
-    let want = json!({"order": 1, "run": run});
-    js_publish(&url, &subject, &want).await?;
+    let sent = messages(&run, false);
+    for body in &sent {
+        js_publish(&url, &subject, body).await?;
+    }
     wait_refused(&es, Duration::from_secs(30)).await?;
-    // JetStream shows it delivered and not acknowledged.
+    // JetStream shows messages delivered to the source and none acknowledged.
     let mut consumer: async_nats::jetstream::consumer::PullConsumer = source_stream
         .get_consumer("crash")
         .await
         .map_err(|e| anyhow::anyhow!(e))?;
-    let info = consumer.info().await?.clone();
-    assert!(info.delivered.stream_sequence >= 1, "not delivered: {info:?}");
+    let at_kill = consumer.info().await?.clone();
+    assert!(
+        at_kill.delivered.stream_sequence >= 1,
+        "not delivered: {at_kill:?}"
+    );
     assert_eq!(
-        info.ack_floor.stream_sequence, 0,
-        "acknowledged before the bus stored it: {info:?}"
+        at_kill.ack_floor.stream_sequence, 0,
+        "acknowledged before the bus stored it: {at_kill:?}"
     );
 
-    c.kill_and_recover(es, &want).await?;
-    eventually(
-        "the message is acknowledged after the bus stored it",
-        Duration::from_secs(10),
-        || {
-            let mut consumer = consumer.clone();
-            async move { Ok(consumer.info().await?.ack_floor.stream_sequence == 1) }
-        },
-    )
+    let total = sent.len() as u64;
+    c.kill_and_recover(es, &sent, || {
+        let mut consumer = consumer.clone();
+        async move { Ok(consumer.info().await?.ack_floor.stream_sequence == total) }
+    })
     .await?;
+    // The redelivery the kill forced: after it, the consumer handed out every message again
+    // (to the second process) — messages 1..=S, which the killed process held, a second time.
+    let after = consumer.info().await?.clone();
+    let since_kill = after.delivered.consumer_sequence - at_kill.delivered.consumer_sequence;
+    assert!(
+        since_kill >= total,
+        "messages held by the killed process were not delivered again: {since_kill} deliveries since the kill \
+         of {total} messages, {} of them delivered before it",
+        at_kill.delivered.stream_sequence
+    );
     js.delete_stream(&stream).await?;
     Ok(())
 }
@@ -158,12 +230,17 @@ async fn mqtt_message_in_hand_survives_kill() -> Result<()> {
     let mut c = Crash::new("mqtt", &spec, "body").await?;
     let es = c.start_then_stop_bus("connected to the MQTT broker").await?;
 
-    let want = json!({"order": 2, "run": run});
-    mqtt_publish(&url, &topic, &want).await?;
+    let sent = messages(&run, false);
+    for body in &sent {
+        mqtt_publish(&url, &topic, body).await?;
+    }
     // Received and held without PUBACK while the bus refuses.
     wait_refused(&es, Duration::from_secs(30)).await?;
 
-    c.kill_and_recover(es, &want).await
+    // The broker shows nothing of its session state; the message the killed process held (the
+    // refusal above) reaching the sink through the second process is its redelivery.
+    c.kill_and_recover(es, &sent, || async { Ok(true) }).await?;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -181,39 +258,37 @@ async fn amqp_message_in_hand_survives_kill() -> Result<()> {
     let mut c = Crash::new("amqp", &spec, "body").await?;
     let es = c.start_then_stop_bus("consuming the AMQP queue").await?;
 
-    let want = json!({"order": 3, "run": run});
-    amqp_publish(&url, &exchange, "orders.new", &want).await?;
+    let sent = messages(&run, false);
+    for body in &sent {
+        amqp_publish(&url, &exchange, "orders.new", body).await?;
+    }
     wait_refused(&es, Duration::from_secs(30)).await?;
+    // Handed out to the source (prefetch) and not acknowledged: fewer than all are ready.
+    let ready_at_kill = amqp_ready(&url, &queue).await?;
+    assert!(
+        (ready_at_kill as usize) < sent.len(),
+        "the source holds none of the messages: {ready_at_kill} ready"
+    );
     let first_log = es.log_text();
     es.kill_hard()?;
-    // The broker took the un-acknowledged message back when the connection died.
+    // The redelivery the kill forces, observed on the broker: it took every un-acknowledged
+    // message back when the connection died, so all are ready again.
     eventually(
-        "the queue holds the message again",
+        "the queue holds every message again",
         Duration::from_secs(20),
-        || async { Ok(amqp_ready(&url, &queue).await? == 1) },
+        || async { Ok(amqp_ready(&url, &queue).await? as usize == sent.len()) },
     )
     .await
     .map_err(|e| e.context(first_log.clone()))?;
 
     c.bus.restart()?;
     let runp = c.pipe.run(Some(&c.bus.url()), "second.log").await?;
-    let arrived = c.pipe.wait_body(&want, Duration::from_secs(45)).await;
-    let (bodies, log) = (c.pipe.bodies(), runp.log_text());
+    let result = c
+        .settle(&sent, || async { Ok(amqp_ready(&url, &queue).await? == 0) })
+        .await;
+    let log = runp.log_text();
     runp.terminate()?;
-    assert!(
-        arrived,
-        "lost (got {bodies:?});\nfirst run:\n{first_log}\nsecond run:\n{log}"
-    );
-    assert!(
-        bodies.iter().all(|b| b == &want),
-        "unexpected deliveries: {bodies:?}"
-    );
-    eventually(
-        "the queue is empty after the ack",
-        Duration::from_secs(10),
-        || async { Ok(amqp_ready(&url, &queue).await? == 0) },
-    )
-    .await?;
+    result.map_err(|e| e.context(format!("first run:\n{first_log}\nsecond run:\n{log}")))?;
     amqp_cleanup(&url, &exchange, &queue).await;
     Ok(())
 }
@@ -228,16 +303,22 @@ async fn amqp_cleanup(url: &str, exchange: &str, queue: &str) {
     }
 }
 
-/// The XPENDING summary's count for `group` on `stream`.
-async fn pending(url: &str, stream: &str, group: &str) -> Result<i64> {
-    type Summary = (i64, Option<String>, Option<String>, Option<Vec<(String, String)>>);
+/// The entries of `group` on `stream` read and not acknowledged: (entry id, consumer, times
+/// delivered), from XPENDING's extended form.
+async fn pending_entries(url: &str, stream: &str, group: &str) -> Result<Vec<(String, String, u64)>> {
     let mut con = redis_con(url).await?;
-    let (count, ..): Summary = redis::cmd("XPENDING")
+    let entries: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
         .arg(stream)
         .arg(group)
+        .arg("-")
+        .arg("+")
+        .arg(1000)
         .query_async(&mut con)
         .await?;
-    Ok(count)
+    Ok(entries
+        .into_iter()
+        .map(|(id, consumer, _idle, delivered)| (id, consumer, delivered))
+        .collect())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -252,18 +333,21 @@ async fn redis_stream_entry_in_hand_survives_kill() -> Result<()> {
     let mut c = Crash::new("redisStream", &spec, "values").await?;
     let es = c.start_then_stop_bus("reading redis streams").await?;
 
-    let want = json!({"order": "4", "stream": stream});
-    redis_xadd(&url, &stream, &want).await?;
+    let sent = messages(&stream, true);
+    for body in &sent {
+        redis_xadd(&url, &stream, body).await?;
+    }
     wait_refused(&es, Duration::from_secs(30)).await?;
     // Read by the group's consumer and pending (not XACKed).
-    assert_eq!(pending(&url, &stream, "crash").await?, 1);
+    let held = pending_entries(&url, &stream, "crash").await?;
+    assert!(!held.is_empty(), "no entry pending at the kill");
+    assert!(held.iter().all(|(_, _, delivered)| *delivered >= 1), "{held:?}");
 
-    c.kill_and_recover(es, &want).await?;
-    eventually(
-        "the entry is acknowledged after the bus stored it",
-        Duration::from_secs(10),
-        || async { Ok(pending(&url, &stream, "crash").await? == 0) },
-    )
+    // Entries pending on the killed consumer reach the sink only by being read again from the
+    // group's pending list: that read is the redelivery the kill forced.
+    c.kill_and_recover(es, &sent, || async {
+        Ok(pending_entries(&url, &stream, "crash").await?.is_empty())
+    })
     .await?;
     let mut con = redis_con(&url).await?;
     let _: i64 = redis::cmd("DEL").arg(&stream).query_async(&mut con).await?;

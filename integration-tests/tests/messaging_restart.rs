@@ -4,6 +4,12 @@
 //! for the acking kinds, so do those the broker kept while the source was away. While a server is
 //! down, `/readyz` answers 503 naming the source (`fault-src/msg`); once it is back, 200.
 //!
+//! Every test records what it published and ends by comparing that with what arrived: every
+//! message that must arrive did (for pub/sub kinds, those seen after each reconnection; for the
+//! acking kinds, all published), nothing arrived that was not published, and each arrival carries
+//! a non-empty idempotency key, the same for repeats of one message and distinct across messages;
+//! then a quiet second after the last required arrival in which nothing more may come.
+//!
 //! Servers: a private nats-server, redis-server or mosquitto per test on a free port
 //! (`NATS_SERVER_BIN`, `REDIS_SERVER_BIN`, `MOSQUITTO_BIN` from `scripts/services.sh start nats
 //! redis mosquitto`), so restarting it disturbs no other test. RabbitMQ is too heavy to start per
@@ -80,8 +86,10 @@ async fn nats_resubscribes_after_server_restart() -> Result<()> {
         let (url, subject) = (url.clone(), subject.clone());
         async move { nats_publish(&url, &subject, &body).await }
     };
-    pipe.publish_until_seen(|n| json!({"phase": "before", "n": n}), publish, WAIT)
-        .await?;
+    let mut required = vec![
+        pipe.publish_until_seen(|n| json!({"phase": "before", "n": n}), publish, WAIT)
+            .await?,
+    ];
 
     // Core NATS keeps nothing: the client reconnects by itself (async-nats backs off) and keeps
     // the subscription, so messages published once it is back arrive.
@@ -100,11 +108,15 @@ async fn nats_resubscribes_after_server_restart() -> Result<()> {
         .await
         .map_err(|e| e.context(p.log_text()))?;
     assert_eq!(got["phase"], "after");
+    required.push(got);
     assert!(
         logged(&p, NATS_CONNECTED).len() >= 2,
         "no reconnection logged:\n{}",
         p.log_text()
     );
+    pipe.finish(&required)
+        .await
+        .map_err(|e| e.context(p.log_text()))?;
     p.terminate()?;
     Ok(())
 }
@@ -134,6 +146,7 @@ async fn jetstream_resumes_after_server_restart() -> Result<()> {
     let p = pipe.run(None, "run.log").await?;
     p.wait_logged("consuming", WAIT).await?;
     let before = json!({"phase": "before"});
+    pipe.note_sent(&before);
     js_publish(&url, &subject, &before).await?;
     assert_arrives(&pipe, &before, &p).await;
 
@@ -146,6 +159,7 @@ async fn jetstream_resumes_after_server_restart() -> Result<()> {
     // The stream and the durable consumer live in the server's store: the message published
     // after the restart is delivered whenever the source is connected again.
     let after = json!({"phase": "after"});
+    pipe.note_sent(&after);
     js_publish(&url, &subject, &after).await?;
     assert_arrives(&pipe, &after, &p).await;
     assert!(
@@ -153,6 +167,11 @@ async fn jetstream_resumes_after_server_restart() -> Result<()> {
         "no reconnection logged:\n{}",
         p.log_text()
     );
+    // A killed server may come back without the last acks it confirmed, so `before` may come
+    // again: under the same key (its id is its stream sequence).
+    pipe.finish(&[before, after])
+        .await
+        .map_err(|e| e.context(p.log_text()))?;
     p.terminate()?;
     Ok(())
 }
@@ -175,8 +194,10 @@ async fn mqtt_reconnects_with_backoff_after_broker_restart() -> Result<()> {
         async move { mqtt_publish(&url, &topic, &body).await }
     };
     // Until the subscription is in place the broker routes nothing to the session.
-    pipe.publish_until_seen(|n| json!({"phase": "before", "n": n}), publish, WAIT)
-        .await?;
+    let mut required = vec![
+        pipe.publish_until_seen(|n| json!({"phase": "before", "n": n}), publish, WAIT)
+            .await?,
+    ];
 
     const FAILED: &str = "MQTT connection failed; reconnecting";
     let mut outages = Vec::new();
@@ -185,11 +206,16 @@ async fn mqtt_reconnects_with_backoff_after_broker_restart() -> Result<()> {
         // Published at once, possibly before the source is back: the persistent session (QoS 1,
         // clean_session false, saved by the broker across its restart) keeps it for the source.
         let after = json!({"phase": "after", "round": round});
+        pipe.note_sent(&after);
         publish(after.clone()).await?;
         assert_arrives(&pipe, &after, &p).await;
+        required.push(after);
     }
     assert_backoff_starts_over(&outages[0], &outages[1], "mqtt");
     assert!(logged(&p, "connected to the MQTT broker").len() >= 3);
+    pipe.finish(&required)
+        .await
+        .map_err(|e| e.context(p.log_text()))?;
     p.terminate()?;
     Ok(())
 }
@@ -210,6 +236,7 @@ async fn amqp_reconnects_with_backoff_and_gets_what_the_queue_kept() -> Result<(
     const STOPPED: &str = "AMQP consumer stopped; reconnecting";
     p.wait_logged(CONSUMING, WAIT).await?;
     let before = json!({"phase": "before"});
+    pipe.note_sent(&before);
     amqp_publish(&url, exchange, "orders.new", &before).await?;
     assert_arrives(&pipe, &before, &p).await;
     wait_readyz(&p, 200, WAIT).await?;
@@ -220,6 +247,7 @@ async fn amqp_reconnects_with_backoff_and_gets_what_the_queue_kept() -> Result<(
     for round in 1..=2 {
         vhost.close_connections()?;
         let during = json!({"phase": "during", "round": round});
+        pipe.note_sent(&during);
         amqp_publish(&url, exchange, "orders.new", &during).await?;
         kept.push(during);
         wait_logged_n(&p, STOPPED, round, WAIT).await?;
@@ -227,10 +255,15 @@ async fn amqp_reconnects_with_backoff_and_gets_what_the_queue_kept() -> Result<(
     }
     assert_backs_off(&logged(&p, STOPPED), "amqp");
     let after = json!({"phase": "after"});
+    pipe.note_sent(&after);
     amqp_publish(&url, exchange, "orders.new", &after).await?;
     for want in kept.iter().chain([&after]) {
         assert_arrives(&pipe, want, &p).await;
     }
+    let required: Vec<Value> = [before].into_iter().chain(kept).chain([after]).collect();
+    pipe.finish(&required)
+        .await
+        .map_err(|e| e.context(p.log_text()))?;
     // The broker only closed connections (it never went away, so a 503 would be too brief to
     // catch): the source is ready again.
     wait_readyz(&p, 200, WAIT).await?;
@@ -255,8 +288,10 @@ async fn redis_pub_sub_resubscribes_with_backoff_after_restart() -> Result<()> {
         let (url, channel) = (url.clone(), channel.clone());
         async move { redis_publish(&url, &channel, &body).await }
     };
-    pipe.publish_until_seen(|n| json!({"phase": "before", "n": n}), publish, WAIT)
-        .await?;
+    let mut required = vec![
+        pipe.publish_until_seen(|n| json!({"phase": "before", "n": n}), publish, WAIT)
+            .await?,
+    ];
 
     let mut outages = Vec::new();
     for round in 1..=2 {
@@ -271,6 +306,7 @@ async fn redis_pub_sub_resubscribes_with_backoff_after_restart() -> Result<()> {
             .await
             .map_err(|e| e.context(p.log_text()))?;
         assert_eq!(got["round"], round);
+        required.push(got);
     }
     assert_backoff_starts_over(&outages[0], &outages[1], "redis");
     assert_eq!(
@@ -278,6 +314,9 @@ async fn redis_pub_sub_resubscribes_with_backoff_after_restart() -> Result<()> {
         2
     );
     assert!(logged(&p, "subscribed").len() >= 3);
+    pipe.finish(&required)
+        .await
+        .map_err(|e| e.context(p.log_text()))?;
     p.terminate()?;
     Ok(())
 }
@@ -297,20 +336,27 @@ async fn redis_stream_reconnects_with_backoff_after_restart() -> Result<()> {
     const READING: &str = "reading redis streams";
     p.wait_logged(READING, WAIT).await?;
     let before = json!({"phase": "before"});
+    pipe.note_sent(&before);
     redis_xadd(&url, &stream, &before).await?;
     assert_arrives(&pipe, &before, &p).await;
 
+    let mut required = vec![before];
     let mut outages = Vec::new();
     for round in 1..=2 {
         outages.push(outage(&p, &mut server, "redis stream consumer failed; reconnecting", 3).await?);
         // The stream and its consumer group survive the restart (append-only file): an entry
         // added before the source is back is read once it is.
         let after = json!({"phase": "after", "round": round.to_string()});
+        pipe.note_sent(&after);
         redis_xadd(&url, &stream, &after).await?;
         assert_arrives(&pipe, &after, &p).await;
+        required.push(after);
     }
     assert_backoff_starts_over(&outages[0], &outages[1], "redisStream");
     assert!(logged(&p, READING).len() >= 3);
+    pipe.finish(&required)
+        .await
+        .map_err(|e| e.context(p.log_text()))?;
     p.terminate()?;
     Ok(())
 }

@@ -400,10 +400,7 @@ fn hook_deliveries(received: &[Received]) -> Result<(BTreeMap<String, BTreeSet<S
             .as_str()
             .context("a request without seq")?
             .to_owned();
-        let key = r.idempotency_key();
-        if key.is_empty() {
-            bail!("a request without Idempotency-Key: {:?}", r.headers);
-        }
+        let key = r.idempotency_key()?;
         by_seq.entry(seq).or_default().insert(key);
     }
     Ok((by_seq, count))

@@ -92,7 +92,7 @@ async fn quickstart_delivers_the_parameterized_payload_and_drains_on_sigterm() -
         got[0].headers.get("x-requested-by").and_then(|v| v.to_str().ok()),
         Some("sluice-quickstart")
     );
-    let key = got[0].idempotency_key();
+    let key = got[0].idempotency_key()?;
     assert_eq!(key.len(), 64, "firing id is a sha256 hex: {key:?}");
 
     let log = sluice.log_text();

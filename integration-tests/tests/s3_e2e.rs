@@ -251,9 +251,14 @@ spec:
     while distinct(&sink).len() < 500 && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    // A few more list rounds, so a repeat would show.
+    // A few more list rounds (every 200 ms), so a repeat would show. The source logs no line
+    // per round, so this quiet period is a sleep after the positive end condition above.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let received = sink.received();
+    // One non-empty idempotency key per object, distinct across objects, nothing else.
+    let expected_keys: BTreeSet<String> = (0..500).map(|i| format!("data/obj-{i:04}.json")).collect();
+    sluice_integration_tests::Arrivals::of(&received, |r| r.body["key"].as_str().map(str::to_owned))?
+        .check(&expected_keys)?;
     let ids: BTreeSet<String> = received
         .iter()
         .filter_map(|r| r.body["id"].as_str().map(str::to_string))

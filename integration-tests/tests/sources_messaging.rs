@@ -197,13 +197,17 @@ async fn mqtt() -> Result<()> {
             )
             .await
             .expect("publish");
-        loop {
-            if let rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_)) =
-                eventloop.poll().await.expect("mqtt")
-            {
-                break;
+        tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                if let rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_)) =
+                    eventloop.poll().await.expect("mqtt")
+                {
+                    break;
+                }
             }
-        }
+        })
+        .await
+        .expect("a PUBACK from the broker within 30 s");
     })
     .await?;
     assert_eq!(got, json!({"order": 5}));

@@ -89,6 +89,56 @@ mod tests {
             .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
     }
 
+    /// Pinned values: a firing id is the idempotency key targets have already stored, so it must
+    /// not change between versions (a new derivation would make every redelivery after an upgrade
+    /// look like a new firing). Each derives only from the trigger's name and the sorted
+    /// `(dependency name, event id)` pairs: SHA-256 over each part as its length (u64 big-endian)
+    /// followed by its UTF-8 bytes — trigger, then dependency, event id, dependency, event id, … —
+    /// in lowercase hex. Nothing else of the event (source, time, data) goes in. The expected
+    /// values were computed once, independently (Python's hashlib over that encoding), and written
+    /// down; if this test fails, the derivation changed, which is a breaking change for targets.
+    #[test]
+    fn ids_are_pinned_across_versions() {
+        let cases = [
+            (
+                "t",
+                events(&[("a", "1"), ("b", "2")]),
+                "6ec5bad9d709b72db1f2133339db34631e2837fdca97d3fdd753a4e9cf73bb7e",
+            ),
+            // The single-dependency webhook trigger of tests/cluster.rs, event id from the sender's
+            // Idempotency-Key.
+            (
+                "forward",
+                events(&[("d", "cluster-delivery-7")]),
+                "9478c4bd784fd20f69d00dcd91120bda45cafbf938ed6fe7820fb188253b41e7",
+            ),
+            // An `a && b` pair, inserted out of order.
+            (
+                "pair",
+                events(&[("b", "b1"), ("a", "a1")]),
+                "7ae97a03da842eada97818b144603293a74f24f1ddca8d14f34f047b37a3eaac",
+            ),
+        ];
+        for (trigger, events, want) in cases {
+            assert_eq!(
+                FiringId::new(trigger, &events).as_str(),
+                want,
+                "trigger {trigger}"
+            );
+        }
+        // The event's source, type, time and data do not go in: only its id does.
+        let other = EventBuilder::new("another-source", "another-event", "calendar")
+            .id("1")
+            .data_json(serde_json::json!({"x": 1}))
+            .build()
+            .expect("a test event with an id builds");
+        let mixed: EventsByDependency = [("a".to_owned(), other), ("b".to_owned(), event("2"))].into();
+        assert_eq!(
+            FiringId::new("t", &mixed).as_str(),
+            "6ec5bad9d709b72db1f2133339db34631e2837fdca97d3fdd753a4e9cf73bb7e"
+        );
+    }
+
     #[test]
     fn different_trigger_events_or_pairing_give_different_ids() {
         let base = FiringId::new("t", &events(&[("a", "1"), ("b", "2")]));

@@ -235,19 +235,30 @@ async fn a_crashed_owners_claim_is_taken_over_with_the_same_id_and_events() -> a
 async fn an_expired_claim_is_taken_over_by_exactly_one_replica() -> anyhow::Result<()> {
     let server = NatsServer::start().await?;
     let sensor = unique_sensor("lease");
-    let lease = Duration::from_millis(300);
+    // The lease runs on the wall clock the claim records in the bucket (not tokio's), so the
+    // margins are generous for a loaded 2-core machine: the "within the lease" check must finish
+    // within 5 s of the claim, and the take-over waits 1 s past the lease's end.
+    let lease = Duration::from_secs(5);
     let one = factory(&server.jetstream().await?, &sensor, KvStateConfig::default()).await?;
     let two = factory(&server.jetstream().await?, &sensor, KvStateConfig::default()).await?;
     let crashed = one.trigger_state("t", lease);
     crashed.hold("a", event("a1")?).await?;
     let held = crashed.hold("b", event("b1")?).await?.events;
     let firing = FiringId::new("t", &held);
+    let before_claim = Instant::now();
     assert_eq!(crashed.claim(&firing, &held).await?, Claim::Claimed);
+    let after_claim = Instant::now();
     drop(crashed);
 
     let (x, y) = (one.trigger_state("t", lease), two.trigger_state("t", lease));
     assert!(x.take_over().await?.is_empty(), "within the lease");
-    tokio::time::sleep(lease + Duration::from_millis(100)).await;
+    assert!(
+        before_claim.elapsed() < lease,
+        "the within-the-lease check took longer than the lease ({:?}); it proved nothing",
+        before_claim.elapsed()
+    );
+    // The claim recorded a time no later than `after_claim`: its lease has surely run out then.
+    tokio::time::sleep_until((after_claim + lease + Duration::from_secs(1)).into()).await;
     let (tx, ty) = tokio::join!(x.take_over(), y.take_over());
     let taken: Vec<FiringId> = tx?.into_iter().chain(ty?).map(|f| f.id).collect();
     assert_eq!(taken, [firing]);
@@ -345,6 +356,22 @@ async fn a_factory_refuses_another_sensor() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether every durable on `stream` has nothing pending and nothing delivered unacknowledged
+/// (and there is at least one).
+async fn bus_settled(bus: &JetStreamBus, stream: &str) -> anyhow::Result<bool> {
+    use futures::TryStreamExt as _;
+    let stream = bus.context().get_stream(stream).await?;
+    let mut consumers = stream.consumers();
+    let mut seen = 0;
+    while let Some(c) = consumers.try_next().await? {
+        if c.num_pending > 0 || c.num_ack_pending > 0 {
+            return Ok(false);
+        }
+        seen += 1;
+    }
+    Ok(seen > 0)
+}
+
 /// Records `(Idempotency-Key, body)` of every request.
 async fn sink() -> anyhow::Result<(String, Arc<Mutex<Vec<(String, Value)>>>)> {
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -428,11 +455,29 @@ async fn two_runner_replicas_on_jetstream_fire_each_pair_once() -> anyhow::Resul
             .publish(&Subject::new("es", "b"), &event(&format!("b{i}"))?)
             .await?;
         let deadline = Instant::now() + Duration::from_secs(20);
-        while count() < i + 1 && Instant::now() < deadline {
+        while count() < i + 1 {
+            if Instant::now() > deadline {
+                bail!("pair {i} did not fire within 20 s ({} firings)", count());
+            }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
-    tokio::time::sleep(Duration::from_millis(500)).await; // room for a wrong second firing
+    // Room for a wrong second firing, measured from when the bus had nothing left to deliver
+    // (every delivery acknowledged), not from a guess.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !bus_settled(&buses[0], &stream).await? {
+        if Instant::now() > deadline {
+            bail!("the sensor's durables still had deliveries pending after 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let settled = count();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        count(),
+        settled,
+        "a firing came after every delivery was acknowledged"
+    );
     cancel.cancel();
     for replica in replicas {
         tokio::time::timeout(Duration::from_secs(10), replica).await???;

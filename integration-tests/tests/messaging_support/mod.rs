@@ -8,13 +8,15 @@
 
 #![allow(dead_code)] // Each test file uses its own subset.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
-use sluice_integration_tests::{wait_port, Sink, SluiceProcess};
+use sluice_integration_tests::{wait_port, Arrivals, Sink, SluiceProcess};
 
 /// The EventSource and event names every test uses.
 pub const ES: &str = "fault-src";
@@ -35,6 +37,8 @@ pub fn run_id() -> String {
 pub struct Pipeline {
     pub dir: tempfile::TempDir,
     pub sink: Sink,
+    /// Every message the test published to the broker (see [`Pipeline::note_sent`]).
+    sent: Mutex<Vec<Value>>,
 }
 
 impl Pipeline {
@@ -55,7 +59,42 @@ impl Pipeline {
         std::fs::write(dir.path().join("eventsource.yaml"), es)?;
         std::fs::write(dir.path().join("sensor.yaml"), sensor)?;
         std::fs::create_dir_all(dir.path().join("secrets"))?;
-        Ok(Self { dir, sink })
+        Ok(Self {
+            dir,
+            sink,
+            sent: Mutex::default(),
+        })
+    }
+
+    /// Records that the test published `body` (before publishing it, so a failed publish counts
+    /// as "may arrive").
+    pub fn note_sent(&self, body: &Value) {
+        if let Ok(mut sent) = self.sent.lock() {
+            sent.push(body.clone());
+        }
+    }
+
+    /// The end of a test: waits until every message of `required` reached the sink, then a quiet
+    /// second in which nothing more may arrive; checks the arrivals: each of `required` arrived,
+    /// nothing arrived that the test did not publish ([`note_sent`](Self::note_sent)), every
+    /// arrival carries a non-empty idempotency key, one per message, distinct across messages.
+    pub async fn finish(&self, required: &[Value]) -> Result<Arrivals<String>> {
+        let required: BTreeSet<String> = required.iter().map(Value::to_string).collect();
+        let sent: BTreeSet<String> = self
+            .sent
+            .lock()
+            .map(|s| s.iter().map(Value::to_string).collect())
+            .unwrap_or_default();
+        self.sink
+            .wait_until("every required message arrived", Duration::from_secs(40), |got| {
+                let seen: BTreeSet<String> = got.iter().map(|r| r.body.to_string()).collect();
+                seen.is_superset(&required)
+            })
+            .await?;
+        let got = self.sink.assert_quiet(Duration::from_secs(1)).await?;
+        let arrivals = Arrivals::of(&got, |r| Some(r.body.to_string()))?;
+        arrivals.check_between(&required, &sent)?;
+        Ok(arrivals)
     }
 
     fn path(&self, name: &str) -> Result<String> {
@@ -136,6 +175,7 @@ impl Pipeline {
         let mut sent = Vec::new();
         for i in 0.. {
             let body = make(i);
+            self.note_sent(&body);
             publish(body.clone()).await?;
             sent.push(body);
             let until = Instant::now() + Duration::from_millis(500);
@@ -515,24 +555,35 @@ pub fn mqtt_url(port: u16) -> String {
     format!("tcp://127.0.0.1:{port}")
 }
 
+/// How long an MQTT exchange with the broker (SUBACK, PUBACK, the disconnect) may take.
+const MQTT_EXCHANGE: Duration = Duration::from_secs(30);
+
 /// Opens the persistent session of `client_id` with a QoS 1 subscription to `filter` and leaves:
 /// from now on the broker keeps matching messages for that client, whether connected or not.
 pub async fn mqtt_open_session(url: &str, client_id: &str, filter: &str) -> Result<()> {
     use rumqttc::{Event, Outgoing, Packet};
     let (client, mut eventloop) = rumqttc::AsyncClient::new(mqtt_options(url, client_id, false)?, 10);
     client.subscribe(filter, rumqttc::QoS::AtLeastOnce).await?;
-    loop {
-        if let Event::Incoming(Packet::SubAck(_)) = eventloop.poll().await? {
-            break;
+    tokio::time::timeout(MQTT_EXCHANGE, async {
+        loop {
+            if let Event::Incoming(Packet::SubAck(_)) = eventloop.poll().await? {
+                return Ok::<_, anyhow::Error>(());
+            }
         }
-    }
+    })
+    .await
+    .context("no SUBACK from the MQTT broker in time")??;
     client.disconnect().await?;
-    loop {
-        match eventloop.poll().await {
-            Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => return Ok(()),
-            Ok(_) => {}
+    tokio::time::timeout(MQTT_EXCHANGE, async {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => return,
+                Ok(_) => {}
+            }
         }
-    }
+    })
+    .await
+    .context("the MQTT session did not disconnect in time")
 }
 
 /// Publishes `body` at QoS 1 and waits for the broker's PUBACK.
@@ -548,11 +599,15 @@ pub async fn mqtt_publish(url: &str, topic: &str, body: &Value) -> Result<()> {
             body.to_string().into_bytes(),
         )
         .await?;
-    loop {
-        if let Event::Incoming(Packet::PubAck(_)) = eventloop.poll().await? {
-            return Ok(());
+    tokio::time::timeout(MQTT_EXCHANGE, async {
+        loop {
+            if let Event::Incoming(Packet::PubAck(_)) = eventloop.poll().await? {
+                return Ok(());
+            }
         }
-    }
+    })
+    .await
+    .context("no PUBACK from the MQTT broker in time")?
 }
 
 /// Publishes `body` to `exchange` with `key` (persistent, publisher-confirmed).
