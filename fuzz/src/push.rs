@@ -98,7 +98,7 @@ spec:
     signed:
       webhook: {port: "12000", endpoint: /signed, method: POST}
       secretToken: {name: fuzz, key: secret}
-      events: ["PushEvents", "MergeRequestEvents"]
+      events: ["PushEvents", "MergeRequestsEvents"]
       metadata: {team: fuzz}
     open:
       webhook: {port: "12000", endpoint: /open, method: POST}
