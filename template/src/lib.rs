@@ -103,11 +103,69 @@ fn unclosed_action(source: &str) -> bool {
     false
 }
 
+/// The first non-ASCII character inside an action outside a string, character literal or comment.
+///
+/// Why refused: gtmpl's lexer steps back one *byte*, not one character, after reading such a
+/// character (an identifier letter such as `é`, a space such as U+00A0), then slices the source
+/// inside it and panics. The lexer runs on a thread of its own, where the `catch_unwind` in
+/// [`compile`] does not reach: the thread dies printing a panic, and a process that aborts on panic
+/// dies with it. Found by fuzzing (`fuzz/fuzz_targets/template.rs`). Non-ASCII text outside actions
+/// and inside literals is read correctly and stays allowed.
+fn non_ascii_in_action(source: &str) -> Option<char> {
+    let mut rest = source;
+    loop {
+        let start = rest.find("{{")?;
+        let mut chars = rest[start + 2..].char_indices().peekable();
+        let action = &rest[start + 2..];
+        // The offset in `action` where the text after this action starts.
+        let mut end = action.len();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '}' if action[i..].starts_with("}}") => {
+                    end = i + 2;
+                    break;
+                }
+                '/' if action[i..].starts_with("/*") => match action[i + 2..].find("*/") {
+                    Some(close) => {
+                        let resume = i + 2 + close + 2;
+                        while chars.next_if(|(j, _)| *j < resume).is_some() {}
+                    }
+                    None => return None,
+                },
+                '"' | '\'' | '`' => {
+                    let mut escaped = false;
+                    for (_, d) in chars.by_ref() {
+                        if escaped {
+                            escaped = false;
+                        } else if d == '\\' && c != '`' {
+                            escaped = true;
+                        } else if d == c {
+                            break;
+                        }
+                    }
+                }
+                c if !c.is_ascii() => return Some(c),
+                _ => {}
+            }
+        }
+        rest = &action[end..];
+    }
+}
+
 /// Parses `source`.
 pub fn compile(source: &str) -> Result<Template, CompileError> {
     if unclosed_action(source) {
         return Err(CompileError {
             reason: "unclosed action (a `{{` without `}}`)".to_owned(),
+        });
+    }
+    if let Some(c) = non_ascii_in_action(source) {
+        return Err(CompileError {
+            reason: format!(
+                "the character {c:?} (U+{:04X}) inside an action is not supported: only ASCII may appear \
+                 in an action outside a string",
+                u32::from(c)
+            ),
         });
     }
     if let Some(word) = refused_action(source) {

@@ -116,6 +116,30 @@ fn replace_is_bounded_before_it_builds_its_result() {
     assert_eq!(ok("{{ replace \"aa\" \"b\" \"aaaaa\" }}", json!({})), "bba");
 }
 
+/// Found by fuzzing (`fuzz/seeds/template/non-ascii-identifier.txt`): gtmpl's lexer panicked, on a
+/// thread of its own, slicing inside a non-ASCII character at the start of an identifier.
+#[test]
+fn non_ascii_characters_inside_actions_are_refused_not_a_lexer_panic() {
+    for source in [
+        "{{ \u{285} }}",
+        "{{ .a }}{{ \u{e9}t\u{e9} \"d\" }}",
+        "{{\u{a0}.a }}",
+        "{{ .a | \u{3bb} }}",
+    ] {
+        let error = compile(source).expect_err("a non-ASCII character in an action is refused");
+        assert!(error.reason.contains("inside an action"), "{source:?}: {error}");
+    }
+    // Outside actions, and inside strings, character literals and comments, it is read as before.
+    assert_eq!(
+        ok(
+            "h\u{e9}llo {{ printf \"%s \u{2713}\" .Input.a }}{{/* \u{e9} */}}{{ `\u{e9}` }}",
+            json!({"a": "\u{e9}"})
+        ),
+        "h\u{e9}llo \u{e9} \u{2713}\u{e9}"
+    );
+    assert_eq!(ok("{{ \"}}\" }}\u{e9}", json!({})), "}}\u{e9}");
+}
+
 proptest! {
     #[test]
     fn random_templates_never_panic(source in "[-a-z .|(){}\"$=:0-9A-Z]{0,40}") {

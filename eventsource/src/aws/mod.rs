@@ -391,18 +391,7 @@ impl AwsClient {
                 }),
             )
             .await?;
-        let messages = out["Messages"].as_array().cloned().unwrap_or_default();
-        Ok(messages
-            .into_iter()
-            .filter_map(|m| {
-                Some(SqsMessage {
-                    message_id: m["MessageId"].as_str()?.to_string(),
-                    receipt_handle: m["ReceiptHandle"].as_str()?.to_string(),
-                    body: m["Body"].as_str().unwrap_or_default().to_string(),
-                    message_attributes: m.get("MessageAttributes").cloned().unwrap_or(json!({})),
-                })
-            })
-            .collect())
+        Ok(sqs_messages(&out))
     }
 
     /// Deletes a received message.
@@ -550,6 +539,25 @@ impl AwsClient {
             .await
             .map(|_| ())
     }
+}
+
+/// The messages of a `ReceiveMessage` answer (SQS JSON protocol). Pure, so it is fuzzed
+/// (`fuzz/fuzz_targets/sqs_sns_messages.rs`).
+pub fn sqs_messages(out: &Value) -> Vec<SqsMessage> {
+    let Some(messages) = out["Messages"].as_array() else {
+        return Vec::new();
+    };
+    messages
+        .iter()
+        .filter_map(|m| {
+            Some(SqsMessage {
+                message_id: m["MessageId"].as_str()?.to_string(),
+                receipt_handle: m["ReceiptHandle"].as_str()?.to_string(),
+                body: m["Body"].as_str().unwrap_or_default().to_string(),
+                message_attributes: m.get("MessageAttributes").cloned().unwrap_or(json!({})),
+            })
+        })
+        .collect()
 }
 
 /// The STS endpoint: the source's `endpoint` override when set (an AWS-compatible server serves STS
