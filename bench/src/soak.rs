@@ -146,8 +146,9 @@ struct Outcomes {
     scheduled: AtomicU64,
     accepted: Mutex<Vec<u64>>,
     unknown: Mutex<Vec<u64>>,
-    /// Answered, not stored (non-2xx, or Kafka refused the record).
-    refused: AtomicU64,
+    /// Answered non-2xx. The event may have been stored all the same (a publish that timed out
+    /// at the eventsource but reached the bus): the sender was told to retry, which dedupes.
+    refused: Mutex<Vec<u64>>,
     /// Never sent: no connection with room, or the connection could not be opened.
     not_sent: AtomicU64,
     non_2xx: Mutex<BTreeMap<u16, u64>>,
@@ -167,13 +168,15 @@ impl Outcomes {
     fn to_json(&self) -> Value {
         let accepted = ranges(lock(&self.accepted).clone());
         let unknown = ranges(lock(&self.unknown).clone());
+        let refused = ranges(lock(&self.refused).clone());
         json!({
             "scheduled": self.scheduled.load(Ordering::Relaxed),
             "accepted": count(&accepted),
             "accepted_ranges": accepted,
             "unknown": count(&unknown),
             "unknown_ranges": unknown,
-            "refused": self.refused.load(Ordering::Relaxed),
+            "refused": count(&refused),
+            "refused_ranges": refused,
             "not_sent": self.not_sent.load(Ordering::Relaxed),
             "non_2xx_by_status": *lock(&self.non_2xx),
             "accept_latency": self.accept.summary(),
@@ -253,7 +256,7 @@ async fn connection(addr: SocketAddr, mut jobs: mpsc::Receiver<Job>, outcomes: A
         match answer {
             Ok(Ok(status)) if status.is_success() => o.accept(job.id, job.scheduled_us),
             Ok(Ok(status)) => {
-                o.refused.fetch_add(1, Ordering::Relaxed);
+                lock(&o.refused).push(job.id);
                 *lock(&o.non_2xx).entry(status.as_u16()).or_default() += 1;
             }
             _ => {
