@@ -90,39 +90,36 @@ fn refused_action(source: &str) -> Option<&'static str> {
     None
 }
 
-/// Go's "unclosed action": gtmpl's lexer does not stop on some unterminated actions, so they are
-/// refused before it sees them.
-fn unclosed_action(source: &str) -> bool {
-    let mut rest = source;
-    while let Some(start) = rest.find("{{") {
-        match rest[start + 2..].find("}}") {
-            Some(end) => rest = &rest[start + 2 + end + 2..],
-            None => return true,
-        }
-    }
-    false
+/// What [`action_problem`] finds wrong with the actions of a source.
+#[derive(Debug, PartialEq, Eq)]
+enum ActionProblem {
+    /// Go's "unclosed action": a `{{` whose `}}` never comes, counting a `}}` inside a string,
+    /// character literal or comment as part of it. gtmpl's lexer does not stop on some of these
+    /// (found by fuzzing: a string that runs past a `}}` to the end never returned), so they are
+    /// refused before it sees them.
+    Unclosed,
+    /// A non-ASCII character inside an action outside a string, character literal or comment.
+    /// gtmpl's lexer steps back one *byte*, not one character, after reading such a character (an
+    /// identifier letter such as `é`, a space such as U+00A0), then slices the source inside it
+    /// and panics — on a thread of its own, where the `catch_unwind` in [`compile`] does not reach.
+    /// Found by fuzzing (`fuzz/fuzz_targets/template.rs`). Non-ASCII text outside actions and
+    /// inside literals is read correctly and stays allowed.
+    NonAscii(char),
 }
 
-/// The first non-ASCII character inside an action outside a string, character literal or comment.
-///
-/// Why refused: gtmpl's lexer steps back one *byte*, not one character, after reading such a
-/// character (an identifier letter such as `é`, a space such as U+00A0), then slices the source
-/// inside it and panics. The lexer runs on a thread of its own, where the `catch_unwind` in
-/// [`compile`] does not reach: the thread dies printing a panic, and a process that aborts on panic
-/// dies with it. Found by fuzzing (`fuzz/fuzz_targets/template.rs`). Non-ASCII text outside actions
-/// and inside literals is read correctly and stays allowed.
-fn non_ascii_in_action(source: &str) -> Option<char> {
+/// The first problem of the actions of `source` that gtmpl cannot be trusted with.
+fn action_problem(source: &str) -> Option<ActionProblem> {
     let mut rest = source;
     loop {
         let start = rest.find("{{")?;
-        let mut chars = rest[start + 2..].char_indices().peekable();
         let action = &rest[start + 2..];
+        let mut chars = action.char_indices().peekable();
         // The offset in `action` where the text after this action starts.
-        let mut end = action.len();
+        let mut end = None;
         while let Some((i, c)) = chars.next() {
             match c {
                 '}' if action[i..].starts_with("}}") => {
-                    end = i + 2;
+                    end = Some(i + 2);
                     break;
                 }
                 '/' if action[i..].starts_with("/*") => match action[i + 2..].find("*/") {
@@ -130,43 +127,55 @@ fn non_ascii_in_action(source: &str) -> Option<char> {
                         let resume = i + 2 + close + 2;
                         while chars.next_if(|(j, _)| *j < resume).is_some() {}
                     }
-                    None => return None,
+                    None => return Some(ActionProblem::Unclosed),
                 },
                 '"' | '\'' | '`' => {
-                    let mut escaped = false;
+                    let (mut escaped, mut closed) = (false, false);
                     for (_, d) in chars.by_ref() {
                         if escaped {
                             escaped = false;
                         } else if d == '\\' && c != '`' {
                             escaped = true;
                         } else if d == c {
+                            closed = true;
                             break;
                         }
                     }
+                    if !closed {
+                        return Some(ActionProblem::Unclosed);
+                    }
                 }
-                c if !c.is_ascii() => return Some(c),
+                c if !c.is_ascii() => return Some(ActionProblem::NonAscii(c)),
                 _ => {}
             }
         }
+        let Some(end) = end else {
+            return Some(ActionProblem::Unclosed);
+        };
         rest = &action[end..];
     }
 }
 
 /// Parses `source`.
 pub fn compile(source: &str) -> Result<Template, CompileError> {
-    if unclosed_action(source) {
-        return Err(CompileError {
-            reason: "unclosed action (a `{{` without `}}`)".to_owned(),
-        });
-    }
-    if let Some(c) = non_ascii_in_action(source) {
-        return Err(CompileError {
-            reason: format!(
-                "the character {c:?} (U+{:04X}) inside an action is not supported: only ASCII may appear \
-                 in an action outside a string",
-                u32::from(c)
-            ),
-        });
+    match action_problem(source) {
+        None => {}
+        Some(ActionProblem::Unclosed) => {
+            return Err(CompileError {
+                reason: "unclosed action (a `{{` without `}}`, or a string, character or comment in an \
+                         action that does not end)"
+                    .to_owned(),
+            })
+        }
+        Some(ActionProblem::NonAscii(c)) => {
+            return Err(CompileError {
+                reason: format!(
+                    "the character {c:?} (U+{:04X}) inside an action is not supported: only ASCII may \
+                     appear in an action outside a string",
+                    u32::from(c)
+                ),
+            })
+        }
     }
     if let Some(word) = refused_action(source) {
         return Err(CompileError {

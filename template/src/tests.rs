@@ -156,3 +156,37 @@ proptest! {
         }
     }
 }
+
+/// Found by fuzzing: an action whose string runs past a `}}` to the end of the source. The `}}`
+/// inside the string hid the unclosed action, and gtmpl's lexer never returned. Refused now, in
+/// bounded time.
+#[test]
+fn an_unclosed_action_hidden_by_a_string_is_refused_not_a_hang() {
+    let source = "{{ .Input | toJInput.miinssg }} {{ .Input.a | b28enc | b6.b \" }}}{{ add $x 4 | mul 2 }}{m\0\0\0{- \" eq .b \"y\" t ";
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let started = std::time::Instant::now();
+        let compiled = crate::compile(source);
+        let compile_time = started.elapsed();
+        if let Ok(t) = &compiled {
+            let _ = t.render(&serde_json::json!({}));
+        }
+        let _ = tx.send((compiled.is_ok(), compile_time, started.elapsed()));
+    });
+    let done = rx.recv_timeout(std::time::Duration::from_secs(20));
+    let Ok((compiled, _, _)) = done else {
+        panic!("did not finish in 20 s");
+    };
+    assert!(!compiled, "an unclosed action must not compile");
+    for source in ["{{ \" }} \" ", "{{ /* }} ", "{{ `}}` ", "{{ '}' "] {
+        let err = crate::compile(source).err().map(|e| e.reason);
+        assert!(
+            err.as_deref().is_some_and(|r| r.contains("unclosed")),
+            "{source:?}: {err:?}"
+        );
+    }
+    assert!(
+        crate::compile("{{ \"}}\" }}").is_ok(),
+        "a `}}` inside a closed string is fine"
+    );
+}
