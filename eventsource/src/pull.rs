@@ -196,8 +196,9 @@ pub trait Upstream: Send + Sync + 'static {
     /// whatever order their publishes finish in, so an upstream that tracks a position (a Kafka
     /// offset) still moves it only over messages whose events were all stored. The default, 1,
     /// publishes one message at a time; more hides the bus's round trip (one publish ack per
-    /// message otherwise bounds a source at 1 / round trip), at the cost of order on the bus when
-    /// a refused publish is retried after later ones were stored. With more than 1, `next` is also
+    /// message otherwise bounds a source at 1 / round trip), at the cost of order on the bus:
+    /// publishes in flight together may be written in any order, so only a kind that promises no
+    /// order may raise it (Kafka keeps 1 for per-partition order). With more than 1, `next` is also
     /// dropped when a publish finishes first, so it must be cancel-safe (it already must be).
     fn in_flight(&self) -> usize {
         1

@@ -113,8 +113,6 @@ pub struct Session {
 
 /// How often a source whose brokers were reported down probes them again (readiness recovery).
 const READY_PROBE_EVERY: Duration = Duration::from_secs(2);
-/// Records publishing at once ([`Upstream::in_flight`]).
-const IN_FLIGHT: usize = 128;
 
 /// Logs librdkafka's own messages and errors with the source's name, so an unreachable broker or a
 /// rejected login is attributed to the EventSource that has it.
@@ -417,18 +415,17 @@ impl Upstream for KafkaUpstream {
         "kafka"
     }
 
+    // Why one record at a time ([`Upstream::in_flight`] stays 1): records of one partition must
+    // reach the bus in offset order (upstream keeps per-partition order, and `kafka_e2e` checks it
+    // per key). Publishes in flight together can be written to the bus out of order; with 128 in
+    // flight that test saw a key's records swap. Pipelining needs publishes written in read order
+    // with only the acks awaited together (issue 16).
+
     /// Why retry in hand: the record's offset is not stored until the bus stored its event, so
     /// giving up and moving on would let a later commit skip it. Stopping while retrying leaves
     /// it uncommitted; it is read again on the next start.
     fn retry(&self) -> Retry {
         Retry::UntilStored { first: FIRST_BACKOFF }
-    }
-
-    /// Why more than one: one record at a time bounds the source at one bus round trip per record
-    /// (a few hundred records/s on a replicated stream). The skeleton settles in read order, so
-    /// offsets are still stored only over records whose events were stored.
-    fn in_flight(&self) -> usize {
-        IN_FLIGHT
     }
 
     /// Only for creating the consumer (a bad setting); reaching the brokers is retried inside
