@@ -550,9 +550,22 @@ pub fn sqs_messages(out: &Value) -> Vec<SqsMessage> {
     messages
         .iter()
         .filter_map(|m| {
+            let (Some(message_id), Some(receipt_handle)) =
+                (m["MessageId"].as_str(), m["ReceiptHandle"].as_str())
+            else {
+                // Why dropped (and said so): without a receipt handle a message can be neither
+                // deleted nor released, and SQS always sends both; only a non-conforming server
+                // answers this.
+                tracing::warn!(
+                    has_message_id = m["MessageId"].is_string(),
+                    has_receipt_handle = m["ReceiptHandle"].is_string(),
+                    "dropped an SQS message without MessageId or ReceiptHandle (not an SQS answer)"
+                );
+                return None;
+            };
             Some(SqsMessage {
-                message_id: m["MessageId"].as_str()?.to_string(),
-                receipt_handle: m["ReceiptHandle"].as_str()?.to_string(),
+                message_id: message_id.to_string(),
+                receipt_handle: receipt_handle.to_string(),
                 body: m["Body"].as_str().unwrap_or_default().to_string(),
                 message_attributes: m.get("MessageAttributes").cloned().unwrap_or(json!({})),
             })
@@ -599,6 +612,28 @@ pub fn s3_endpoint(endpoint: Option<&str>, region: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sqs_messages_keep_complete_messages_and_drop_ones_without_a_handle() {
+        let out = json!({"Messages": [
+            {"MessageId": "m1", "ReceiptHandle": "h1", "Body": "b1"},
+            {"MessageId": "m2", "Body": "no handle"},
+            {"ReceiptHandle": "h3"},
+            {"MessageId": "m4", "ReceiptHandle": "h4"},
+        ]});
+        let got: Vec<(String, String, String)> = sqs_messages(&out)
+            .into_iter()
+            .map(|m| (m.message_id, m.receipt_handle, m.body))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("m1".into(), "h1".into(), "b1".into()),
+                ("m4".into(), "h4".into(), String::new())
+            ]
+        );
+        assert!(sqs_messages(&json!({})).is_empty(), "no Messages: none");
+    }
 
     fn parts(e: AwsError) -> (u16, String, String) {
         match e {
