@@ -14,9 +14,9 @@
 //!            │ drafts (0..n events)
 //!            ▼
 //!          publish each (Retry from the kind) ──cancelled──▶ return, message left unsettled
-//!            │  (up to `in_flight` messages at once; the next is read meanwhile)
+//!            │
 //!            ▼
-//!          settle(Ack | Nak | Term), in read order
+//!          settle(Ack | Nak | Term)
 //! ```
 //!
 //! A session that ends (cancelled too) is handed to [`Upstream::close`]; the backoff starts over
@@ -38,7 +38,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use futures::stream::{FuturesOrdered, StreamExt as _};
 use serde_json::Value;
 use sluice_eventbus::readiness::ReadyFlag;
 use sluice_eventbus::{error_chain, Event, EventBuilder, Subject};
@@ -192,18 +191,6 @@ pub trait Upstream: Send + Sync + 'static {
         None
     }
 
-    /// How many messages may be publishing at once. They are settled in the order they were read,
-    /// whatever order their publishes finish in, so an upstream that tracks a position (a Kafka
-    /// offset) still moves it only over messages whose events were all stored. The default, 1,
-    /// publishes one message at a time; more hides the bus's round trip (one publish ack per
-    /// message otherwise bounds a source at 1 / round trip), at the cost of order on the bus:
-    /// publishes in flight together may be written in any order, so only a kind that promises no
-    /// order may raise it (Kafka keeps 1 for per-partition order). With more than 1, `next` is also
-    /// dropped when a publish finishes first, so it must be cancel-safe (it already must be).
-    fn in_flight(&self) -> usize {
-        1
-    }
-
     /// How long a session must have lasted for the next outage's backoff to start over from its
     /// first wait. The default (zero) starts over after every successful connect; a longer one
     /// keeps the waits growing at a broker that accepts connections and drops them at once.
@@ -324,59 +311,31 @@ impl<U: Upstream> Pull<U> {
         })
     }
 
-    /// Publishes one message, handing it back with what to settle (`None`: cancelled).
-    async fn publish_owned(
-        &self,
-        message: U::Message,
-        cancel: &CancellationToken,
-    ) -> (U::Message, Option<Settle>) {
-        let settle = self.publish(&message, cancel).await;
-        (message, settle)
-    }
-
-    /// Settles one message upstream.
-    async fn settle(&self, session: &mut U::Session, message: U::Message, settle: Settle) {
-        if let Err(error) = self.upstream.settle(session, message, settle).await {
-            // Why only a warning: an unsettled message is redelivered, and deduped on the bus
-            // by its id where the kind gives a deterministic one.
-            warn!(eventsource = %self.names.event_source, event_name = %self.names.event_name, error = %error_chain(&*error), ?settle, "failed to settle a message upstream; it may be redelivered");
-        }
-    }
-
     /// Reads and publishes until the session ends (`Ok(true)`), the source is cancelled
-    /// (`Ok(false)`), or reading fails. Up to [`Upstream::in_flight`] messages publish at once;
-    /// each is settled in read order once it and every message before it finished.
+    /// (`Ok(false)`), or reading fails.
     async fn consume(
         &self,
         session: &mut U::Session,
         cancel: &CancellationToken,
     ) -> Result<bool, UpstreamError> {
-        let window = self.upstream.in_flight().max(1);
-        let mut publishing = FuturesOrdered::new();
-        let ended = loop {
-            tokio::select! {
+        loop {
+            let next = tokio::select! {
                 biased;
-                // Why dropping what is publishing is safe: none of it was settled, so the upstream
-                // redelivers it where it can (see the module docs).
                 _ = cancel.cancelled() => return Ok(false),
-                Some((message, settle)) = publishing.next(), if !publishing.is_empty() => {
-                    let Some(settle) = settle else { return Ok(false) };
-                    self.settle(session, message, settle).await;
-                }
-                next = self.upstream.next(session), if publishing.len() < window => match next {
-                    Ok(Some(message)) => publishing.push_back(self.publish_owned(message, cancel)),
-                    Ok(None) => break Ok(true),
-                    Err(error) => break Err(error),
-                },
+                n = self.upstream.next(session) => n?,
+            };
+            let Some(message) = next else {
+                return Ok(true);
+            };
+            let Some(settle) = self.publish(&message, cancel).await else {
+                return Ok(false);
+            };
+            if let Err(error) = self.upstream.settle(session, message, settle).await {
+                // Why only a warning: an unsettled message is redelivered, and deduped on the bus
+                // by its id where the kind gives a deterministic one.
+                warn!(eventsource = %self.names.event_source, event_name = %self.names.event_name, error = %error_chain(&*error), ?settle, "failed to settle a message upstream; it may be redelivered");
             }
-        };
-        // The session ended or broke: finish and settle what is publishing (a settle may still
-        // reach the upstream; one that cannot leaves the message to be redelivered).
-        while let Some((message, settle)) = publishing.next().await {
-            let Some(settle) = settle else { return Ok(false) };
-            self.settle(session, message, settle).await;
         }
-        ended
     }
 }
 
@@ -461,11 +420,6 @@ mod tests {
         steady: Duration,
         /// Cancelled once the script is used up, so `run` returns.
         done: CancellationToken,
-        /// [`Upstream::in_flight`].
-        window: usize,
-        /// How long a read past the script's end waits before cancelling (so what still
-        /// publishes finishes first; each read after a settle starts the wait again).
-        end_after: Duration,
     }
 
     impl Scripted {
@@ -478,8 +432,6 @@ mod tests {
                 settled: Mutex::new(Vec::new()),
                 steady: Duration::ZERO,
                 done: CancellationToken::new(),
-                window: 1,
-                end_after: Duration::ZERO,
             }
         }
     }
@@ -509,9 +461,6 @@ mod tests {
                 Some(Read::End) => Ok(None),
                 Some(Read::Fail) => Err("connection reset".into()),
                 None => {
-                    if !self.end_after.is_zero() {
-                        tokio::time::sleep(self.end_after).await;
-                    }
                     self.done.cancel();
                     std::future::pending().await
                 }
@@ -542,10 +491,6 @@ mod tests {
 
         fn steady_after(&self) -> Duration {
             self.steady
-        }
-
-        fn in_flight(&self) -> usize {
-            self.window
         }
     }
 
@@ -609,140 +554,6 @@ mod tests {
         );
         assert_eq!(rejected_malformed(&ctx), 1, "the malformed message is counted");
         assert!(!ctx.readiness.is_ready(), "not ready once stopped");
-    }
-
-    /// A bus whose publishes take a while: 100 ms for an event whose id starts with `slow`, 10 ms
-    /// for the others; it records the order publishes finish in and how many overlapped.
-    #[derive(Default)]
-    struct SlowBus {
-        finished: Mutex<Vec<String>>,
-        now: Mutex<(usize, usize)>,
-    }
-
-    #[async_trait]
-    impl EventSender for SlowBus {
-        async fn send(
-            &self,
-            _subject: &Subject,
-            event: &Event,
-        ) -> Result<sluice_eventbus::PublishAck, sluice_eventbus::PublishError> {
-            {
-                let mut now = self.now.lock().expect("not poisoned");
-                now.0 += 1;
-                now.1 = now.1.max(now.0);
-            }
-            let slow = event.id().starts_with("slow");
-            tokio::time::sleep(Duration::from_millis(if slow { 100 } else { 10 })).await;
-            self.now.lock().expect("not poisoned").0 -= 1;
-            self.finished
-                .lock()
-                .expect("not poisoned")
-                .push(event.id().to_owned());
-            Ok(sluice_eventbus::PublishAck::stored(1, false))
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn messages_publish_concurrently_up_to_the_window_and_settle_in_read_order() {
-        let mut scripted = Scripted::new(
-            ["slow1", "a", "b", "slow2", "c", "d", "e"]
-                .map(Read::Message)
-                .into(),
-            Retry::UntilStored {
-                first: Duration::from_millis(10),
-            },
-        );
-        scripted.window = 3;
-        scripted.end_after = Duration::from_secs(1);
-        let upstream = Arc::new(scripted);
-        let bus = Arc::new(SlowBus::default());
-        let started = tokio::time::Instant::now();
-        run(upstream.clone(), Arc::new(Recorder::forwarding(bus.clone()))).await;
-        let finished = bus.finished.lock().expect("not poisoned").clone();
-        assert_eq!(
-            finished[..2],
-            ["a", "b"],
-            "later messages finish first: {finished:?}"
-        );
-        assert_eq!(
-            bus.now.lock().expect("not poisoned").1,
-            3,
-            "never more than the window at once"
-        );
-        let settled: Vec<String> = upstream
-            .settled
-            .lock()
-            .expect("not poisoned")
-            .iter()
-            .map(|(m, s)| {
-                assert_eq!(*s, Settle::Ack);
-                m.clone()
-            })
-            .collect();
-        assert_eq!(
-            settled,
-            ["slow1", "a", "b", "slow2", "c", "d", "e"],
-            "settled in read order"
-        );
-        // With the window: slow1 ‖ a ‖ b, then slow2 ‖ c ‖ d, then e = 210 ms; one at a time
-        // would take 250 ms (plus the script's 1 s end either way).
-        assert!(
-            started.elapsed() < Duration::from_millis(1240),
-            "{:?}",
-            started.elapsed()
-        );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_session_end_settles_what_is_publishing_and_a_cancel_settles_nothing_more() {
-        // The end comes while two messages publish: both are settled before the reconnect.
-        let mut scripted = Scripted::new(
-            vec![
-                Read::Message("slow1"),
-                Read::Message("a"),
-                Read::End,
-                Read::Message("b"),
-            ],
-            Retry::Once,
-        );
-        scripted.window = 4;
-        scripted.end_after = Duration::from_secs(1);
-        let upstream = Arc::new(scripted);
-        run(
-            upstream.clone(),
-            Arc::new(Recorder::forwarding(Arc::new(SlowBus::default()))),
-        )
-        .await;
-        assert_eq!(
-            *upstream.settled.lock().expect("not poisoned"),
-            [
-                ("slow1".to_owned(), Settle::Ack),
-                ("a".to_owned(), Settle::Ack),
-                ("b".to_owned(), Settle::Ack)
-            ]
-        );
-        assert_eq!(*upstream.connects.lock().expect("not poisoned"), 2);
-
-        // A cancel while "slow1" publishes and "a" is done: "a" waits for "slow1", so neither is
-        // settled, and both are redelivered.
-        let mut scripted = Scripted::new(vec![Read::Message("slow1"), Read::Message("a")], Retry::Once);
-        scripted.window = 4;
-        let upstream = Arc::new(scripted);
-        let ctx = context(
-            Secrets::default(),
-            Arc::new(Recorder::forwarding(Arc::new(SlowBus::default()))),
-        );
-        let cancel = CancellationToken::new();
-        let stopper = cancel.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            stopper.cancel();
-        });
-        Box::new(Pull::new("es", "ev", upstream.clone(), &ctx))
-            .run(cancel)
-            .await
-            .expect("Ok when cancelled");
-        assert!(upstream.settled.lock().expect("not poisoned").is_empty());
     }
 
     #[tokio::test(start_paused = true)]

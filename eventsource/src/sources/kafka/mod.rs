@@ -415,12 +415,6 @@ impl Upstream for KafkaUpstream {
         "kafka"
     }
 
-    // Why one record at a time ([`Upstream::in_flight`] stays 1): records of one partition must
-    // reach the bus in offset order (upstream keeps per-partition order, and `kafka_e2e` checks it
-    // per key). Publishes in flight together can be written to the bus out of order; with 128 in
-    // flight that test saw a key's records swap. Pipelining needs publishes written in read order
-    // with only the acks awaited together (issue 16).
-
     /// Why retry in hand: the record's offset is not stored until the bus stored its event, so
     /// giving up and moving on would let a later commit skip it. Stopping while retrying leaves
     /// it uncommitted; it is read again on the next start.
@@ -505,9 +499,9 @@ impl Upstream for KafkaUpstream {
         }
         match settle {
             // Why store the offset here: the bus acked this record's event (or the filter dropped
-            // it on purpose) and every earlier record of the partition was settled before it (the
-            // skeleton settles in read order, which is offset order within a partition), so this
-            // offset is the highest contiguously acked one — safe to commit.
+            // it on purpose) and every earlier record of the partition was settled before it (one
+            // at a time, in offset order), so this offset is the highest contiguously acked one —
+            // safe to commit.
             Settle::Ack => {}
             // Why store the offset of a record that can never be stored (too large; logged and
             // counted): left unstored it would hold back every later commit of the partition.
